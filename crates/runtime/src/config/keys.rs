@@ -1,0 +1,316 @@
+//! Every configuration key of every Polytape service, in one list. One `.env` serves all
+//! services in compose, so a service ignores keys that belong to another service, and warns
+//! about `POLYTAPE_…` variables that no service knows (a typo is then visible in the logs).
+
+/// A Polytape service binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    Collector,
+    WsBridge,
+    CandleBuilder,
+    SinkClickhouse,
+    Api,
+}
+
+impl Service {
+    pub fn binary_name(self) -> &'static str {
+        match self {
+            Service::Collector => "polytape-collector",
+            Service::WsBridge => "polytape-ws-bridge",
+            Service::CandleBuilder => "polytape-candle-builder",
+            Service::SinkClickhouse => "polytape-sink-clickhouse",
+            Service::Api => "polytape-api",
+        }
+    }
+
+    /// The short name used in logs, metrics and dead letters.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Service::Collector => "collector",
+            Service::WsBridge => "ws-bridge",
+            Service::CandleBuilder => "candle-builder",
+            Service::SinkClickhouse => "sink-clickhouse",
+            Service::Api => "api",
+        }
+    }
+}
+
+/// What values a key accepts; the loader checks every effective value against it, so each
+/// problem names its key.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyKind {
+    Text,
+    /// An absolute URL with one of these schemes; the example goes in the error message.
+    Url {
+        schemes: &'static [&'static str],
+        example: &'static str,
+    },
+    /// `ip:port`.
+    SocketAddr,
+    /// Comma-separated `host:port` pairs.
+    HostPorts,
+    /// A humantime duration such as `30s` or `5m`.
+    Duration,
+    /// A whole number in `min..=max`.
+    Count {
+        min: u64,
+        max: u64,
+    },
+    /// One of these words.
+    Choice(&'static [&'static str]),
+    /// A tracing filter directive.
+    LogFilter,
+    /// Letters, digits and these extra characters (may be empty when `allow_empty`).
+    Name {
+        extra: &'static str,
+        allow_empty: bool,
+    },
+}
+
+/// One configuration key.
+#[derive(Debug, Clone, Copy)]
+pub struct KeySpec {
+    /// Name in a TOML file; the environment variable is `POLYTAPE_` + the upper-cased name.
+    pub name: &'static str,
+    pub services: &'static [Service],
+    pub kind: KeyKind,
+    pub doc: &'static str,
+    /// Secrets are never printed back in error messages.
+    pub secret: bool,
+}
+
+impl KeySpec {
+    pub fn env_var(&self) -> String {
+        format!("POLYTAPE_{}", self.name.to_ascii_uppercase())
+    }
+
+    pub fn applies_to(&self, service: Service) -> bool {
+        self.services.contains(&service)
+    }
+}
+
+use Service::*;
+
+const EVERY_SERVICE: &[Service] = &[Collector, WsBridge, CandleBuilder, SinkClickhouse, Api];
+const KAFKA_SERVICES: &[Service] = &[Collector, WsBridge, CandleBuilder, SinkClickhouse];
+const CLICKHOUSE_SERVICES: &[Service] = &[SinkClickhouse, Api];
+const REST_UPSTREAM_SERVICES: &[Service] = &[Collector, WsBridge];
+
+const fn key(
+    name: &'static str,
+    services: &'static [Service],
+    kind: KeyKind,
+    doc: &'static str,
+) -> KeySpec {
+    KeySpec {
+        name,
+        services,
+        kind,
+        doc,
+        secret: false,
+    }
+}
+
+const fn secret(name: &'static str, services: &'static [Service], doc: &'static str) -> KeySpec {
+    KeySpec {
+        name,
+        services,
+        kind: KeyKind::Text,
+        doc,
+        secret: true,
+    }
+}
+
+const HTTP: &[&str] = &["http", "https"];
+const fn http_url(example: &'static str) -> KeyKind {
+    KeyKind::Url {
+        schemes: HTTP,
+        example,
+    }
+}
+
+/// All keys. Defaults are in `defaults.toml` beside this crate's sources.
+pub const KEYS: &[KeySpec] = &[
+    key(
+        "kafka_brokers",
+        KAFKA_SERVICES,
+        KeyKind::HostPorts,
+        "Kafka bootstrap servers, comma-separated host:port",
+    ),
+    key(
+        "schema_registry_url",
+        KAFKA_SERVICES,
+        http_url("http://127.0.0.1:8081"),
+        "Confluent-compatible Schema Registry base URL",
+    ),
+    key(
+        "topic_prefix",
+        KAFKA_SERVICES,
+        KeyKind::Name {
+            extra: "._-",
+            allow_empty: true,
+        },
+        "prefix before every topic name (isolated deployments and tests)",
+    ),
+    key(
+        "log_format",
+        EVERY_SERVICE,
+        KeyKind::Choice(&["pretty", "json"]),
+        "`pretty` (human, local) or `json` (containers)",
+    ),
+    key(
+        "log_level",
+        EVERY_SERVICE,
+        KeyKind::LogFilter,
+        "tracing filter, e.g. `info` or `info,polytape_collector=debug`; RUST_LOG wins",
+    ),
+    key(
+        "shutdown_timeout",
+        EVERY_SERVICE,
+        KeyKind::Duration,
+        "how long draining may take after SIGTERM, e.g. `30s`",
+    ),
+    key(
+        "clickhouse_url",
+        CLICKHOUSE_SERVICES,
+        http_url("http://127.0.0.1:8123"),
+        "ClickHouse HTTP interface base URL",
+    ),
+    key(
+        "clickhouse_database",
+        CLICKHOUSE_SERVICES,
+        KeyKind::Name {
+            extra: "_",
+            allow_empty: false,
+        },
+        "ClickHouse database",
+    ),
+    key(
+        "clickhouse_user",
+        CLICKHOUSE_SERVICES,
+        KeyKind::Text,
+        "ClickHouse user (optional)",
+    ),
+    secret(
+        "clickhouse_password",
+        CLICKHOUSE_SERVICES,
+        "ClickHouse password (optional)",
+    ),
+    key(
+        "gamma_url",
+        &[Collector],
+        http_url("https://gamma-api.polymarket.com"),
+        "Gamma API base URL (may carry a path prefix)",
+    ),
+    key(
+        "data_api_url",
+        &[Collector],
+        http_url("https://data-api.polymarket.com"),
+        "Data API base URL (may carry a path prefix)",
+    ),
+    key(
+        "clob_url",
+        REST_UPSTREAM_SERVICES,
+        http_url("https://clob.polymarket.com"),
+        "CLOB REST base URL (may carry a path prefix)",
+    ),
+    key(
+        "clob_ws_url",
+        &[WsBridge],
+        KeyKind::Url {
+            schemes: &["ws", "wss"],
+            example: "wss://ws-subscriptions-clob.polymarket.com/ws/market",
+        },
+        "CLOB market-channel WebSocket URL",
+    ),
+    key(
+        "collector_admin_addr",
+        &[Collector],
+        KeyKind::SocketAddr,
+        "collector's /healthz, /readyz, /metrics listen address",
+    ),
+    key(
+        "ws_bridge_admin_addr",
+        &[WsBridge],
+        KeyKind::SocketAddr,
+        "ws-bridge's admin listen address",
+    ),
+    key(
+        "candle_builder_admin_addr",
+        &[CandleBuilder],
+        KeyKind::SocketAddr,
+        "candle-builder's admin listen address",
+    ),
+    key(
+        "sink_admin_addr",
+        &[SinkClickhouse],
+        KeyKind::SocketAddr,
+        "sink's admin listen address",
+    ),
+    key(
+        "api_addr",
+        &[Api],
+        KeyKind::SocketAddr,
+        "REST API listen address (also serves /healthz, /readyz, /metrics)",
+    ),
+    secret(
+        "api_bootstrap_key",
+        &[Api],
+        "an API key created at first start (optional)",
+    ),
+    secret(
+        "api_admin_token",
+        &[Api],
+        "token for /admin/* endpoints (optional; admin API off without it)",
+    ),
+    key(
+        "ws_max_assets_per_connection",
+        &[WsBridge],
+        KeyKind::Count {
+            min: 1,
+            max: 10_000,
+        },
+        "token ids per WebSocket connection",
+    ),
+];
+
+/// `POLYTAPE_…` variables that are not configuration keys but are read elsewhere (tests, the
+/// dev tool); they are not reported as unknown.
+pub const OTHER_ENV_VARS: &[&str] = &[
+    "POLYTAPE_BLESS",
+    "POLYTAPE_STACK_DIR",
+    "POLYTAPE_TEST_STACK",
+];
+
+pub fn find_key(name: &str) -> Option<&'static KeySpec> {
+    KEYS.iter().find(|spec| spec.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_has_a_default_or_is_optional() {
+        let defaults: toml::Table = toml::from_str(super::super::DEFAULTS).unwrap();
+        let optional = [
+            "clickhouse_user",
+            "clickhouse_password",
+            "api_bootstrap_key",
+            "api_admin_token",
+        ];
+        for spec in KEYS {
+            assert!(
+                defaults.contains_key(spec.name) || optional.contains(&spec.name),
+                "{} has no default",
+                spec.name
+            );
+        }
+        for name in defaults.keys() {
+            assert!(
+                find_key(name).is_some(),
+                "default {name} is not a declared key"
+            );
+        }
+    }
+}

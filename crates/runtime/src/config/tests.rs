@@ -1,0 +1,164 @@
+use std::io::Write as _;
+
+use serde::Deserialize;
+
+use super::*;
+
+#[derive(Debug, Deserialize)]
+struct TestConfig {
+    #[serde(flatten)]
+    common: CommonConfig,
+    #[serde(flatten)]
+    kafka: KafkaConfig,
+    #[serde(flatten)]
+    upstream: UpstreamConfig,
+    collector_admin_addr: String,
+}
+
+impl ServiceConfig for TestConfig {
+    const SERVICE: Service = Service::Collector;
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
+}
+
+fn file(contents: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    file.write_all(contents.as_bytes()).unwrap();
+    file
+}
+
+#[test]
+fn defaults_load() {
+    let loaded = load_from::<TestConfig>(None, env(&[])).unwrap();
+    assert_eq!(loaded.config.kafka.kafka_brokers, "127.0.0.1:9092");
+    assert_eq!(
+        loaded.config.upstream.gamma_url,
+        "https://gamma-api.polymarket.com"
+    );
+    assert_eq!(loaded.config.collector_admin_addr, "127.0.0.1:9101");
+    assert_eq!(
+        loaded.config.common.shutdown_timeout,
+        std::time::Duration::from_secs(30)
+    );
+    assert!(loaded.warnings.is_empty());
+}
+
+#[test]
+fn env_overrides_file_overrides_defaults() {
+    let config_file = file("kafka_brokers = \"file:1\"\ngamma_url = \"http://file.example\"\n");
+    let loaded = load_from::<TestConfig>(
+        Some(config_file.path()),
+        env(&[
+            ("POLYTAPE_KAFKA_BROKERS", "env:2"),
+            ("POLYTAPE_LOG_FORMAT", "json"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(loaded.config.kafka.kafka_brokers, "env:2");
+    assert_eq!(loaded.config.upstream.gamma_url, "http://file.example");
+    assert_eq!(loaded.config.common.log_format, LogFormat::Json);
+}
+
+#[test]
+fn unknown_key_in_a_file_is_an_error_naming_it() {
+    let config_file = file("kafka_borkers = \"x:1\"\nnot_a_thing_at_all = 3\n");
+    let error = load_from::<TestConfig>(Some(config_file.path()), env(&[])).unwrap_err();
+    let text = error.to_string();
+    assert_eq!(error.problems.len(), 2, "{text}");
+    assert!(
+        text.contains("`kafka_borkers`") && text.contains("did you mean `kafka_brokers`?"),
+        "{text}"
+    );
+    assert!(text.contains("`not_a_thing_at_all`"), "{text}");
+}
+
+#[test]
+fn every_bad_value_is_reported_at_once() {
+    let error = load_from::<TestConfig>(
+        None,
+        env(&[
+            ("POLYTAPE_GAMMA_URL", "::not a url::"),
+            ("POLYTAPE_CLOB_URL", "ftp://wrong.scheme"),
+            ("POLYTAPE_COLLECTOR_ADMIN_ADDR", "nowhere"),
+        ]),
+    )
+    .unwrap_err();
+    let text = error.to_string();
+    assert_eq!(error.problems.len(), 3, "{text}");
+    assert!(
+        text.contains("POLYTAPE_GAMMA_URL='::not a url::' is not a valid URL"),
+        "{text}"
+    );
+    assert!(
+        text.contains("POLYTAPE_CLOB_URL='ftp://wrong.scheme' has scheme `ftp`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("POLYTAPE_COLLECTOR_ADMIN_ADDR='nowhere'"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 3);
+}
+
+#[test]
+fn another_services_variable_is_ignored_and_an_unknown_one_warned() {
+    let loaded = load_from::<TestConfig>(
+        None,
+        env(&[
+            ("POLYTAPE_API_ADDR", "not even an address"),
+            ("POLYTAPE_KAFKA_BROKER", "typo:1"),
+            ("POLYTAPE_BLESS", "1"),
+            ("HOME", "/root"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    assert!(
+        loaded.warnings[0].contains("POLYTAPE_KAFKA_BROKER "),
+        "{:?}",
+        loaded.warnings
+    );
+    assert!(
+        loaded.warnings[0].contains("did you mean POLYTAPE_KAFKA_BROKERS?"),
+        "{:?}",
+        loaded.warnings
+    );
+}
+
+#[test]
+fn a_type_error_names_the_variable() {
+    let error =
+        load_from::<TestConfig>(None, env(&[("POLYTAPE_SHUTDOWN_TIMEOUT", "soon")])).unwrap_err();
+    assert!(
+        error.to_string().contains("POLYTAPE_SHUTDOWN_TIMEOUT"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_missing_config_file_is_an_error() {
+    let error = load_from::<TestConfig>(Some(Path::new("/nonexistent/polytape.toml")), env(&[]))
+        .unwrap_err();
+    assert!(error.to_string().contains("cannot be read"), "{error}");
+}
+
+#[test]
+fn secrets_are_not_echoed() {
+    let sources = HashMap::from([(
+        "api_admin_token",
+        ValueSource::Env("POLYTAPE_API_ADMIN_TOKEN".into()),
+    )]);
+    let mut report = ValidationReport {
+        sources: &sources,
+        problems: Vec::new(),
+    };
+    report.problem("api_admin_token", "hunter2", "is too short");
+    let text = report.problems[0].to_string();
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("<secret>"), "{text}");
+}

@@ -1,0 +1,180 @@
+//! Graceful shutdown: the first SIGINT/SIGTERM cancels every task's token and they drain
+//! (flush, commit) within the shutdown timeout; a second signal exits at once. A task that
+//! fails cancels the others and makes the process exit 1.
+
+use std::{
+    future::Future,
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// Errors a service task may end with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Owns the service's tasks and its stop signal.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    token: CancellationToken,
+    tracker: TaskTracker,
+    failed: Arc<AtomicBool>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Self {
+            token: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            failed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Cancelled when the service must stop; tasks select on it and then drain.
+    pub fn token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+
+    /// Asks every task to stop (e.g. a one-shot mode that finished its work).
+    pub fn request(&self) {
+        self.token.cancel();
+    }
+
+    /// Runs a named task. If it fails, every other task is asked to stop and the process will
+    /// exit 1.
+    pub fn spawn<F>(&self, name: &'static str, task: F)
+    where
+        F: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        let token = self.token.clone();
+        let failed = self.failed.clone();
+        self.tracker.spawn(async move {
+            match task.await {
+                Ok(()) => tracing::debug!(task = name, "task finished"),
+                Err(error) => {
+                    tracing::error!(task = name, error = %error, "task failed; stopping the service");
+                    failed.store(true, Ordering::SeqCst);
+                    token.cancel();
+                }
+            }
+        });
+    }
+
+    /// Listens for SIGINT and SIGTERM: the first starts draining, the second exits at once.
+    pub fn listen_for_signals(&self) {
+        let token = self.token.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown requested; draining (send the signal again to exit now)");
+            token.cancel();
+            wait_for_signal().await;
+            tracing::warn!("second shutdown signal; exiting without draining");
+            std::process::exit(130);
+        });
+    }
+
+    /// Waits until shutdown is requested (by a signal, a failed task or [`Self::request`]),
+    /// then for every task to drain, at most `timeout`. Returns the process exit code.
+    pub async fn wait(self, timeout: Duration) -> ExitCode {
+        self.token.cancelled().await;
+        self.tracker.close();
+        if tokio::time::timeout(timeout, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                timeout = ?timeout,
+                "tasks did not drain within the shutdown timeout; exiting anyway (raise POLYTAPE_SHUTDOWN_TIMEOUT if this repeats)"
+            );
+            return ExitCode::from(1);
+        }
+        if self.failed.load(Ordering::SeqCst) {
+            return ExitCode::from(1);
+        }
+        tracing::info!("stopped cleanly");
+        ExitCode::SUCCESS
+    }
+}
+
+async fn wait_for_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot listen for SIGTERM; only SIGINT stops the service");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tasks_drain_after_a_request() {
+        let shutdown = Shutdown::new();
+        let drained = Arc::new(AtomicBool::new(false));
+        let token = shutdown.token();
+        let flag = drained.clone();
+        shutdown.spawn("worker", async move {
+            token.cancelled().await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            flag.store(true, Ordering::SeqCst);
+            Ok(())
+        });
+        shutdown.request();
+        let code = shutdown.wait(Duration::from_secs(5)).await;
+        assert!(drained.load(Ordering::SeqCst));
+        assert_eq!(format!("{code:?}"), format!("{:?}", ExitCode::SUCCESS));
+    }
+
+    #[tokio::test]
+    async fn a_failing_task_stops_the_others_and_sets_exit_code_1() {
+        let shutdown = Shutdown::new();
+        let token = shutdown.token();
+        shutdown.spawn("waits", async move {
+            token.cancelled().await;
+            Ok(())
+        });
+        shutdown.spawn("fails", async { Err("boom".into()) });
+        let code = shutdown.wait(Duration::from_secs(5)).await;
+        assert_eq!(format!("{code:?}"), format!("{:?}", ExitCode::from(1)));
+    }
+
+    #[tokio::test]
+    async fn a_task_that_does_not_drain_times_out_with_exit_code_1() {
+        let shutdown = Shutdown::new();
+        shutdown.spawn("stuck", async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(())
+        });
+        shutdown.request();
+        let code = shutdown.wait(Duration::from_millis(50)).await;
+        assert_eq!(format!("{code:?}"), format!("{:?}", ExitCode::from(1)));
+    }
+}

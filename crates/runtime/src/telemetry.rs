@@ -1,0 +1,33 @@
+//! Logging with tracing: human-readable locally, one JSON object per line in containers.
+
+use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt as _, util::SubscriberInitExt as _};
+
+use crate::config::{CommonConfig, LogFormat, Service};
+
+/// Installs the global subscriber. `RUST_LOG`, when set, wins over `log_level`.
+pub fn init(service: Service, common: &CommonConfig) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::builder().parse(&common.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let installed = match common.log_format {
+        LogFormat::Json => registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false),
+            )
+            .try_init(),
+        LogFormat::Pretty => registry.with(fmt::layer().with_target(false)).try_init(),
+    };
+    // A second initialisation (tests running several services in one process) keeps the first.
+    if installed.is_ok() {
+        tracing::info!(
+            service = service.short_name(),
+            version = env!("CARGO_PKG_VERSION"),
+            "starting"
+        );
+    }
+}
