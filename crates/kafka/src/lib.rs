@@ -1,0 +1,93 @@
+//! Kafka for Polytape.
+//!
+//! Producers are idempotent with `acks=all`: a record acknowledged by the broker is written
+//! exactly once even if the producer retried. Exactly-once across a crash comes from
+//! deterministic record identities and idempotent sinks (ReplacingMergeTree), never from
+//! Kafka transactions (the local broker refuses them, and production must not depend on them).
+
+mod admin;
+mod producer;
+
+use std::time::Duration;
+
+pub use admin::{TopicCreation, ensure_topics};
+pub use producer::{Delivered, RecordProducer, create_producer};
+use rdkafka::{
+    ClientConfig,
+    consumer::{BaseConsumer, Consumer as _},
+};
+
+/// Errors of the Kafka helpers.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error(
+        "cannot reach Kafka at {brokers} ({source}); start it with `cargo xtask stack up` or set POLYTAPE_KAFKA_BROKERS"
+    )]
+    Unreachable {
+        brokers: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("cannot create a Kafka client for {brokers}: {source}")]
+    Client {
+        brokers: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("cannot create topic {topic}: {reason}")]
+    TopicCreation { topic: String, reason: String },
+    #[error("cannot encode a {record} for {topic}: {source}")]
+    Encode {
+        record: &'static str,
+        topic: String,
+        #[source]
+        source: polytape_codec::CodecError,
+    },
+    #[error("the broker did not acknowledge a {record} on {topic}: {source}")]
+    Delivery {
+        record: &'static str,
+        topic: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+}
+
+impl KafkaError {
+    /// Whether trying again later may succeed (broker down, timeouts), as opposed to a record
+    /// that can never be encoded.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, KafkaError::Encode { .. })
+    }
+}
+
+/// Base librdkafka settings shared by our clients.
+pub fn base_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        // Our local broker and Redpanda both speak the modern protocol; skip legacy probing.
+        .set("api.version.request", "true")
+        .set("log_level", "4");
+    config
+}
+
+/// Checks that the brokers answer a metadata request within `timeout`.
+pub async fn check_reachable(brokers: &str, timeout: Duration) -> Result<(), KafkaError> {
+    let brokers = brokers.to_owned();
+    let consumer: BaseConsumer = base_config(&brokers)
+        .create()
+        .map_err(|source| KafkaError::Client {
+            brokers: brokers.clone(),
+            source,
+        })?;
+    // librdkafka's metadata call blocks; keep it off the async workers.
+    let answer = tokio::task::spawn_blocking(move || consumer.fetch_metadata(None, timeout).map(|_| ())).await;
+    match answer {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(source)) => Err(KafkaError::Unreachable { brokers, source }),
+        Err(_) => Err(KafkaError::Unreachable {
+            brokers,
+            source: rdkafka::error::KafkaError::Canceled,
+        }),
+    }
+}
