@@ -6,7 +6,8 @@ mod migrations;
 use std::time::Duration;
 
 pub use migrations::{
-    MIGRATIONS, Migration, MigrationReport, TIME_SERIES_TABLES, expected_tables, migrate, split_statements,
+    MIGRATIONS, Migration, MigrationReport, TIME_SERIES_TABLES, expected_tables, migrate,
+    split_statements,
 };
 use polytape_runtime::config::ClickHouseConfig;
 

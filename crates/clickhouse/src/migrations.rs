@@ -136,7 +136,10 @@ pub async fn migrate(
     let mut report = MigrationReport::default();
     for migration in MIGRATIONS {
         let checksum = migration.checksum();
-        if let Some(done) = applied.iter().find(|done| done.version == migration.version) {
+        if let Some(done) = applied
+            .iter()
+            .find(|done| done.version == migration.version)
+        {
             if done.checksum != checksum {
                 return Err(ClickHouseError::MigrationChanged {
                     version: migration.version,
@@ -153,7 +156,10 @@ pub async fn migrate(
                 .query(&statement)
                 .execute()
                 .await
-                .map_err(query_error(format!("migration {} ({})", migration.version, migration.name)))?;
+                .map_err(query_error(format!(
+                    "migration {} ({})",
+                    migration.version, migration.name
+                )))?;
         }
         client
             .query(&format!(
@@ -165,7 +171,11 @@ pub async fn migrate(
             .execute()
             .await
             .map_err(query_error(format!("record migration {}", migration.version)))?;
-        tracing::info!(version = migration.version, name = migration.name, "migration applied");
+        tracing::info!(
+            version = migration.version,
+            name = migration.name,
+            "migration applied"
+        );
         report.applied.push(migration.version);
     }
     Ok(report)
@@ -186,7 +196,8 @@ mod tests {
 
     #[test]
     fn statements_split_at_line_ending_semicolons_and_drop_comments() {
-        let statements = split_statements("-- header\n\nCREATE TABLE a (x UInt8);\n-- note\nSELECT ';' ;\n");
+        let statements =
+            split_statements("-- header\n\nCREATE TABLE a (x UInt8);\n-- note\nSELECT ';' ;\n");
         assert_eq!(statements, vec!["CREATE TABLE a (x UInt8)", "SELECT ';'"]);
     }
 
@@ -203,11 +214,17 @@ mod tests {
             let has_ttl = statement.contains("INTERVAL 90 DAY");
             assert_eq!(has_ttl, TIME_SERIES_TABLES.contains(&name), "{name} TTL");
             if name == "api_usage" {
-                assert!(statement.contains("TTL day + INTERVAL 400 DAY"), "usage is kept for billing");
+                assert!(
+                    statement.contains("TTL day + INTERVAL 400 DAY"),
+                    "usage is kept for billing"
+                );
             }
             assert!(statement.contains("ENGINE = "), "{name} has an engine");
             if Topic::ALL.iter().any(|topic| topic.table() == name) {
-                assert!(statement.contains("ReplacingMergeTree"), "{name} dedupes redelivery");
+                assert!(
+                    statement.contains("ReplacingMergeTree"),
+                    "{name} dedupes redelivery"
+                );
             }
         }
         let expected: BTreeSet<_> = expected_tables().into_iter().collect();
@@ -217,8 +234,16 @@ mod tests {
     #[test]
     fn retention_is_a_parameter_and_not_part_of_the_checksum() {
         let statements = MIGRATIONS[0].statements("db", 30);
-        assert!(statements.iter().any(|statement| statement.contains("INTERVAL 30 DAY")));
-        assert!(statements.iter().all(|statement| !statement.contains("{retention_days}")));
+        assert!(
+            statements
+                .iter()
+                .any(|statement| statement.contains("INTERVAL 30 DAY"))
+        );
+        assert!(
+            statements
+                .iter()
+                .all(|statement| !statement.contains("{retention_days}"))
+        );
         assert_eq!(MIGRATIONS[0].checksum().len(), 64);
     }
 }

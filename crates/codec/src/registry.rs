@@ -79,6 +79,17 @@ impl SchemaRegistryClient {
         Ok(response.id)
     }
 
+    /// Checks that the registry answers (lists its subjects).
+    pub async fn check_reachable(&self) -> Result<(), CodecError> {
+        let url = format!("{}/subjects", self.base_url);
+        let request = self
+            .http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, CONTENT_TYPE);
+        let _subjects: Vec<String> = self.send(request, "list subjects").await?;
+        Ok(())
+    }
+
     /// The schema text registered under `schema_id`.
     pub async fn schema_by_id(&self, schema_id: u32) -> Result<String, CodecError> {
         let url = format!("{}/schemas/ids/{schema_id}", self.base_url);

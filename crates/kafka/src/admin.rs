@@ -25,18 +25,24 @@ pub async fn ensure_topics(
     replication: i32,
 ) -> Result<Vec<TopicCreation>, KafkaError> {
     let admin: AdminClient<DefaultClientContext> =
-        base_config(brokers).create().map_err(|source| KafkaError::Client {
-            brokers: brokers.to_owned(),
-            source,
-        })?;
+        base_config(brokers)
+            .create()
+            .map_err(|source| KafkaError::Client {
+                brokers: brokers.to_owned(),
+                source,
+            })?;
     let topic_names: Vec<String> = topics.iter().map(|topic| names.name(*topic)).collect();
     let retention = DELETE_RETENTION_MS.to_string();
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .zip(&topic_names)
         .map(|(topic, name)| {
-            let new_topic = NewTopic::new(name, topic.partitions(), TopicReplication::Fixed(replication))
-                .set("cleanup.policy", topic.cleanup_policy().as_str());
+            let new_topic = NewTopic::new(
+                name,
+                topic.partitions(),
+                TopicReplication::Fixed(replication),
+            )
+            .set("cleanup.policy", topic.cleanup_policy().as_str());
             match topic.cleanup_policy() {
                 CleanupPolicy::Delete => new_topic.set("retention.ms", &retention),
                 CleanupPolicy::Compact => new_topic,
@@ -55,7 +61,9 @@ pub async fn ensure_topics(
     for result in results {
         match result {
             Ok(name) => outcome.push(TopicCreation::Created(name)),
-            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => outcome.push(TopicCreation::AlreadyExisted(name)),
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                outcome.push(TopicCreation::AlreadyExisted(name))
+            }
             Err((name, code)) => {
                 return Err(KafkaError::TopicCreation {
                     topic: name,

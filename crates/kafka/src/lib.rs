@@ -74,14 +74,17 @@ pub fn base_config(brokers: &str) -> ClientConfig {
 /// Checks that the brokers answer a metadata request within `timeout`.
 pub async fn check_reachable(brokers: &str, timeout: Duration) -> Result<(), KafkaError> {
     let brokers = brokers.to_owned();
-    let consumer: BaseConsumer = base_config(&brokers)
-        .create()
-        .map_err(|source| KafkaError::Client {
-            brokers: brokers.clone(),
-            source,
-        })?;
+    let consumer: BaseConsumer =
+        base_config(&brokers)
+            .create()
+            .map_err(|source| KafkaError::Client {
+                brokers: brokers.clone(),
+                source,
+            })?;
     // librdkafka's metadata call blocks; keep it off the async workers.
-    let answer = tokio::task::spawn_blocking(move || consumer.fetch_metadata(None, timeout).map(|_| ())).await;
+    let answer =
+        tokio::task::spawn_blocking(move || consumer.fetch_metadata(None, timeout).map(|_| ()))
+            .await;
     match answer {
         Ok(Ok(())) => Ok(()),
         Ok(Err(source)) => Err(KafkaError::Unreachable { brokers, source }),
@@ -90,4 +93,16 @@ pub async fn check_reachable(brokers: &str, timeout: Duration) -> Result<(), Kaf
             source: rdkafka::error::KafkaError::Canceled,
         }),
     }
+}
+
+/// Checks, at service start, that the brokers and the Schema Registry both answer; the error
+/// names the unreachable one and what to run.
+pub async fn check_dependencies(
+    config: &polytape_runtime::config::KafkaConfig,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    check_reachable(&config.kafka_brokers, Duration::from_secs(5)).await?;
+    polytape_codec::SchemaRegistryClient::new(&config.schema_registry_url)?
+        .check_reachable()
+        .await?;
+    Ok(())
 }

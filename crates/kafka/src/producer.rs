@@ -41,7 +41,10 @@ pub struct RecordProducer<T> {
 
 impl<T> std::fmt::Debug for RecordProducer<T> {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("RecordProducer").field("topic", &self.topic).finish()
+        formatter
+            .debug_struct("RecordProducer")
+            .field("topic", &self.topic)
+            .finish()
     }
 }
 
@@ -66,16 +69,21 @@ impl<T: AvroRecord> RecordProducer<T> {
 
     /// Sends one record and waits for the broker's acknowledgement.
     pub async fn send(&self, record: &T) -> Result<Delivered, KafkaError> {
-        let payload = self.encoder.encode(record).map_err(|source| KafkaError::Encode {
-            record: T::NAME,
-            topic: self.topic.to_string(),
-            source,
-        })?;
+        let payload = self
+            .encoder
+            .encode(record)
+            .map_err(|source| KafkaError::Encode {
+                record: T::NAME,
+                topic: self.topic.to_string(),
+                source,
+            })?;
         let key = record.record_key();
         let delivery = self
             .producer
             .send(
-                FutureRecord::to(&self.topic).key(key.as_bytes()).payload(&payload),
+                FutureRecord::to(&self.topic)
+                    .key(key.as_bytes())
+                    .payload(&payload),
                 Duration::from_secs(30),
             )
             .await

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod config;
 pub mod metrics;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 
 pub use admin::{AdminServer, Readiness, ReadinessHandle};
 pub use config::{ConfigError, Loaded, Service, ServiceConfig};
+pub use service::{AdminEndpoint, ServiceContext, run};
 pub use shutdown::{BoxError, Shutdown};
 
 /// Exit code for configuration errors and unusable dependencies at start-up.

@@ -144,7 +144,10 @@ mod tests {
 
     #[test]
     fn float_artefacts_match_upstream() {
-        assert_eq!(price_float_with_artefacts(5800, 32_155_171), 0.5799999944021446);
+        assert_eq!(
+            price_float_with_artefacts(5800, 32_155_171),
+            0.5799999944021446
+        );
         assert_eq!(price_float_with_artefacts(5000, 10_000_000), 0.5);
         assert_eq!(parse_price_units(".48"), Some(4800));
         assert_eq!(parse_price_units("0.0025"), Some(25));

@@ -198,8 +198,14 @@ mod tests {
             "backward_transitive".parse::<CompatibilityLevel>(),
             Ok(CompatibilityLevel::BackwardTransitive)
         );
-        assert_eq!("FULL".parse::<CompatibilityLevel>(), Ok(CompatibilityLevel::Full));
-        assert_eq!(CompatibilityLevel::ForwardTransitive.to_string(), "FORWARD_TRANSITIVE");
+        assert_eq!(
+            "FULL".parse::<CompatibilityLevel>(),
+            Ok(CompatibilityLevel::Full)
+        );
+        assert_eq!(
+            CompatibilityLevel::ForwardTransitive.to_string(),
+            "FORWARD_TRANSITIVE"
+        );
         assert_eq!(
             "SIDEWAYS".parse::<CompatibilityLevel>(),
             Err(UnknownCompatibilityLevel {
@@ -218,7 +224,10 @@ mod tests {
         let new = record(r#"{"name":"id","type":"long"},{"name":"qty","type":"int"}"#);
         let backward = incompatibilities(CompatibilityLevel::Backward, &new, &against(&old));
         assert_eq!(backward.len(), 1, "{backward:?}");
-        assert!(backward[0].contains("version 1 (schema id 7)"), "{backward:?}");
+        assert!(
+            backward[0].contains("version 1 (schema id 7)"),
+            "{backward:?}"
+        );
         assert!(backward[0].contains("qty"), "{backward:?}");
         assert!(incompatibilities(CompatibilityLevel::Forward, &new, &against(&old)).is_empty());
         assert_eq!(
@@ -235,13 +244,16 @@ mod tests {
         assert!(incompatibilities(CompatibilityLevel::Backward, &new, &against(&old)).is_empty());
         let forward = incompatibilities(CompatibilityLevel::Forward, &new, &against(&old));
         assert_eq!(forward.len(), 1, "{forward:?}");
-        assert!(forward[0].starts_with("version 1 (schema id 7) cannot read"), "{forward:?}");
+        assert!(
+            forward[0].starts_with("version 1 (schema id 7) cannot read"),
+            "{forward:?}"
+        );
     }
 
     #[test]
     fn a_removed_enum_symbol_is_incompatible_for_the_reader_that_lacks_it() {
-        let old = Schema::parse_str(r#"{"type":"enum","name":"Side","symbols":["BUY","SELL"]}"#)
-            .unwrap();
+        let old =
+            Schema::parse_str(r#"{"type":"enum","name":"Side","symbols":["BUY","SELL"]}"#).unwrap();
         let new = Schema::parse_str(r#"{"type":"enum","name":"Side","symbols":["BUY"]}"#).unwrap();
         let backward = incompatibilities(CompatibilityLevel::Backward, &new, &against(&old));
         assert_eq!(backward.len(), 1, "{backward:?}");

@@ -65,6 +65,9 @@ pub(crate) enum RegistryError {
 
     #[error("Error in the backend data store: {0}")]
     Storage(#[from] PersistError),
+
+    #[error("Internal error: {reason}")]
+    Internal { reason: String },
 }
 
 impl RegistryError {
@@ -88,6 +91,7 @@ impl RegistryError {
             RegistryError::RouteNotFound => (StatusCode::NOT_FOUND, 404),
             RegistryError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, 405),
             RegistryError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, 50001),
+            RegistryError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, 500),
         }
     }
 }

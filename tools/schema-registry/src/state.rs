@@ -72,11 +72,13 @@ pub(crate) struct CandidateSchema {
 impl CandidateSchema {
     pub(crate) fn parse(text: String) -> Result<Self, RegistryError> {
         let schema = Schema::parse_str(&text).map_err(|error| RegistryError::InvalidSchema {
-            reason: format!("the schema is not valid Avro: {}", describe_with_causes(&error)),
+            reason: format!(
+                "the schema is not valid Avro: {}",
+                describe_with_causes(&error)
+            ),
         })?;
-        let identity = schema_identity(&schema).map_err(|reason| RegistryError::InvalidSchema {
-            reason,
-        })?;
+        let identity =
+            schema_identity(&schema).map_err(|reason| RegistryError::InvalidSchema { reason })?;
         Ok(Self {
             text,
             schema,
@@ -138,21 +140,11 @@ pub(crate) struct Registration {
 }
 
 /// The registry in memory: the stored state plus indexes rebuilt from it at load.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Registry {
     stored: StoredRegistry,
     parsed_schemas: HashMap<u32, Arc<Schema>>,
     schema_id_by_identity: HashMap<String, u32>,
-}
-
-impl Default for Registry {
-    fn default() -> Self {
-        Self {
-            stored: StoredRegistry::default(),
-            parsed_schemas: HashMap::new(),
-            schema_id_by_identity: HashMap::new(),
-        }
-    }
 }
 
 impl Registry {
@@ -232,7 +224,12 @@ impl Registry {
     }
 
     pub(crate) fn versions(&self, subject: &str) -> Result<Vec<u32>, RegistryError> {
-        Ok(self.live_subject(subject)?.versions.keys().copied().collect())
+        Ok(self
+            .live_subject(subject)?
+            .versions
+            .keys()
+            .copied()
+            .collect())
     }
 
     pub(crate) fn subject_version(
@@ -412,14 +409,14 @@ impl Registry {
                 schema_id
             }
         };
-        let stored_subject =
-            self.stored
-                .subjects
-                .entry(subject.to_owned())
-                .or_insert_with(|| StoredSubject {
-                    next_version: 1,
-                    versions: BTreeMap::new(),
-                });
+        let stored_subject = self
+            .stored
+            .subjects
+            .entry(subject.to_owned())
+            .or_insert_with(|| StoredSubject {
+                next_version: 1,
+                versions: BTreeMap::new(),
+            });
         let version = stored_subject.next_version;
         stored_subject.next_version += 1;
         stored_subject.versions.insert(version, schema_id);
@@ -533,7 +530,8 @@ impl Registry {
 mod tests {
     use super::*;
 
-    const ORDER_V1: &str = r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"long"}]}"#;
+    const ORDER_V1: &str =
+        r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"long"}]}"#;
 
     fn candidate(text: &str) -> CandidateSchema {
         CandidateSchema::parse(text.to_owned()).unwrap()
@@ -558,9 +556,18 @@ mod tests {
 
     #[test]
     fn version_selectors() {
-        assert_eq!(VersionSelector::parse("latest").unwrap(), VersionSelector::Latest);
-        assert_eq!(VersionSelector::parse("-1").unwrap(), VersionSelector::Latest);
-        assert_eq!(VersionSelector::parse("3").unwrap(), VersionSelector::Number(3));
+        assert_eq!(
+            VersionSelector::parse("latest").unwrap(),
+            VersionSelector::Latest
+        );
+        assert_eq!(
+            VersionSelector::parse("-1").unwrap(),
+            VersionSelector::Latest
+        );
+        assert_eq!(
+            VersionSelector::parse("3").unwrap(),
+            VersionSelector::Number(3)
+        );
         for invalid in ["0", "-2", "abc", "2147483648", ""] {
             assert!(
                 matches!(
@@ -575,7 +582,9 @@ mod tests {
     #[test]
     fn deleted_versions_are_not_renumbered_and_ids_survive() {
         let mut registry = Registry::default();
-        let first = registry.register("orders-value", candidate(ORDER_V1)).unwrap();
+        let first = registry
+            .register("orders-value", candidate(ORDER_V1))
+            .unwrap();
         assert_eq!((first.schema_id, first.version), (1, 1));
         assert_eq!(registry.delete_subject("orders-value").unwrap(), vec![1]);
         assert!(registry.subjects().is_empty());
@@ -583,7 +592,9 @@ mod tests {
             registry.versions("orders-value"),
             Err(RegistryError::SubjectNotFound { .. })
         ));
-        let again = registry.register("orders-value", candidate(ORDER_V1)).unwrap();
+        let again = registry
+            .register("orders-value", candidate(ORDER_V1))
+            .unwrap();
         assert_eq!((again.schema_id, again.version), (1, 2));
         assert!(!again.created_schema_id);
         assert_eq!(registry.schema_text(1).unwrap(), ORDER_V1);
@@ -595,7 +606,13 @@ mod tests {
         registry.register("a", candidate(ORDER_V1)).unwrap();
         let reloaded = Registry::from_stored(registry.stored().clone()).unwrap();
         assert_eq!(reloaded.stored(), registry.stored());
-        assert_eq!(reloaded.lookup("a", &candidate(ORDER_V1)).unwrap().schema_id, 1);
+        assert_eq!(
+            reloaded
+                .lookup("a", &candidate(ORDER_V1))
+                .unwrap()
+                .schema_id,
+            1
+        );
 
         let mut dangling = registry.stored().clone();
         dangling.schemas.clear();

@@ -142,9 +142,15 @@ mod tests {
         let error = load_or_create(&data_file).unwrap_err();
         let message = error.to_string();
         assert!(matches!(error, OpenError::Corrupt { .. }), "{message}");
-        assert!(message.contains(&data_file.display().to_string()), "{message}");
+        assert!(
+            message.contains(&data_file.display().to_string()),
+            "{message}"
+        );
         assert!(message.contains("delete it"), "{message}");
-        assert!(message.contains("cargo xtask stack up --fresh"), "{message}");
+        assert!(
+            message.contains("cargo xtask stack up --fresh"),
+            "{message}"
+        );
         // Refusing must not touch the file: whoever investigates needs it as it was.
         assert_eq!(
             fs::read_to_string(&data_file).unwrap(),

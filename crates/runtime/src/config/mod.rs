@@ -27,6 +27,9 @@ pub(crate) const DEFAULTS: &str = include_str!("../defaults.toml");
 pub trait ServiceConfig: DeserializeOwned {
     const SERVICE: Service;
 
+    /// The keys every service has (logging, shutdown timeout).
+    fn common(&self) -> &CommonConfig;
+
     /// Adds problems that involve several keys to `report`. Every key's value was already
     /// checked against its kind (URL, address, duration, …).
     fn validate(&self, _report: &mut ValidationReport<'_>) {}
@@ -187,9 +190,10 @@ pub fn load_from<T: ServiceConfig>(
         let text = match &value {
             Value::String(_, text) => text.clone(),
             Value::Num(_, number) => number
-                .to_u128()
-                .map(|n| n.to_string())
-                .unwrap_or_else(|| format!("{number:?}")),
+                .to_i128()
+                .map(|whole| whole.to_string())
+                .or_else(|| number.to_f64().map(|float| float.to_string()))
+                .unwrap_or_default(),
             Value::Bool(_, flag) => flag.to_string(),
             _ => {
                 report.problem(spec.name, "<table or array>", "must be a single value");

@@ -17,6 +17,10 @@ struct TestConfig {
 
 impl ServiceConfig for TestConfig {
     const SERVICE: Service = Service::Collector;
+
+    fn common(&self) -> &CommonConfig {
+        &self.common
+    }
 }
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

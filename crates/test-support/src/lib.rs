@@ -1,0 +1,3 @@
+//! Helpers for Polytape's tests.
+
+pub mod cli;

@@ -1,0 +1,50 @@
+//! The ClickHouse sink: every topic into its ClickHouse table, at-least-once with exact dedupe.
+//!
+//! Consumption and loading arrive with issue #8; today the service starts, checks Kafka, the
+//! Schema Registry and ClickHouse, applies the migrations, and serves its admin endpoints.
+
+mod config;
+
+use std::time::Duration;
+
+pub use config::SinkConfig;
+use polytape_runtime::{BoxError, ServiceContext};
+
+/// Retention of every time-series table, applied by the migrations.
+pub const DEFAULT_RETENTION_DAYS: u32 = 90;
+
+/// Checks ClickHouse and applies every pending migration.
+pub async fn migrate(
+    config: &SinkConfig,
+    retention_days: u32,
+) -> Result<polytape_clickhouse::MigrationReport, BoxError> {
+    let client = polytape_clickhouse::client(&config.clickhouse);
+    polytape_clickhouse::check_reachable(
+        &client,
+        &config.clickhouse.clickhouse_url,
+        Duration::from_secs(5),
+    )
+    .await?;
+    let report = polytape_clickhouse::migrate(
+        &client,
+        &config.clickhouse.clickhouse_database,
+        retention_days,
+    )
+    .await?;
+    Ok(report)
+}
+
+/// Checks the sink's dependencies, migrates, and spawns its tasks.
+pub async fn start(config: SinkConfig, context: ServiceContext) -> Result<(), BoxError> {
+    polytape_kafka::check_dependencies(&config.kafka).await?;
+    let report = migrate(&config, DEFAULT_RETENTION_DAYS).await?;
+    tracing::info!(applied = ?report.applied, already_applied = ?report.already_applied, "clickhouse schema is up to date");
+    let loader = context.readiness.register("loader");
+    let stop = context.shutdown.token();
+    context.shutdown.spawn("loader", async move {
+        loader.set_ready(true);
+        stop.cancelled().await;
+        Ok(())
+    });
+    Ok(())
+}

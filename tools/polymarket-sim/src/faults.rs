@@ -1,0 +1,450 @@
+//! Fault injection: rules parsed from `--faults` or `POST /_sim/faults`, matched per request
+//! (HTTP) or per event (WebSocket), and the body transformations they apply.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// What a fault does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    Error,
+    Slow,
+    Timeout,
+    Truncate,
+    Malformed,
+    ExtraField,
+    MissingOptional,
+    Drift,
+    WsDisconnect,
+    WsFreeze,
+    WsGarbage,
+    WsDuplicate,
+    WsReorder,
+}
+
+impl FaultKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Error => "error",
+            FaultKind::Slow => "slow",
+            FaultKind::Timeout => "timeout",
+            FaultKind::Truncate => "truncate",
+            FaultKind::Malformed => "malformed",
+            FaultKind::ExtraField => "extra_field",
+            FaultKind::MissingOptional => "missing_optional",
+            FaultKind::Drift => "drift",
+            FaultKind::WsDisconnect => "ws_disconnect",
+            FaultKind::WsFreeze => "ws_freeze",
+            FaultKind::WsGarbage => "ws_garbage",
+            FaultKind::WsDuplicate => "ws_duplicate",
+            FaultKind::WsReorder => "ws_reorder",
+        }
+    }
+
+    fn parse(text: &str) -> Option<FaultKind> {
+        const ALL: [FaultKind; 13] = [
+            FaultKind::Error,
+            FaultKind::Slow,
+            FaultKind::Timeout,
+            FaultKind::Truncate,
+            FaultKind::Malformed,
+            FaultKind::ExtraField,
+            FaultKind::MissingOptional,
+            FaultKind::Drift,
+            FaultKind::WsDisconnect,
+            FaultKind::WsFreeze,
+            FaultKind::WsGarbage,
+            FaultKind::WsDuplicate,
+            FaultKind::WsReorder,
+        ];
+        let normalised = text.trim().to_ascii_lowercase().replace('-', "_");
+        let normalised = if normalised == "5xx" { "error".to_owned() } else { normalised };
+        ALL.into_iter().find(|kind| kind.name() == normalised)
+    }
+
+    pub fn is_websocket(self) -> bool {
+        matches!(
+            self,
+            FaultKind::WsDisconnect
+                | FaultKind::WsFreeze
+                | FaultKind::WsGarbage
+                | FaultKind::WsDuplicate
+                | FaultKind::WsReorder
+        )
+    }
+}
+
+/// One fault rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultRule {
+    pub kind: FaultKind,
+    /// Path prefix (`/data/trades`); empty = every endpoint. Ignored for WebSocket kinds.
+    #[serde(default)]
+    pub target: String,
+    /// Fire at most this many times (0 = unlimited).
+    #[serde(default = "default_count")]
+    pub count: u64,
+    /// Fire on every Nth match.
+    #[serde(default = "default_every")]
+    pub every: u64,
+    /// Skip the first N matches (WebSocket: events sent on the connection).
+    #[serde(default)]
+    pub after: u64,
+    #[serde(default)]
+    pub status: Option<u16>,
+    #[serde(default, with = "optional_millis")]
+    pub delay: Option<Duration>,
+    #[serde(default, with = "optional_millis")]
+    pub duration: Option<Duration>,
+    #[serde(default)]
+    pub field: Option<String>,
+}
+
+fn default_count() -> u64 {
+    1
+}
+
+fn default_every() -> u64 {
+    1
+}
+
+/// Durations in JSON as milliseconds (`"delay": 2000`) or humantime text (`"delay": "2s"`).
+mod optional_millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(value: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(duration) => serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Millis(u64),
+            Text(String),
+        }
+        match Option::<Raw>::deserialize(deserializer)? {
+            None => Ok(None),
+            Some(Raw::Millis(millis)) => Ok(Some(Duration::from_millis(millis))),
+            Some(Raw::Text(text)) => humantime::parse_duration(&text)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A fault spec that does not parse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FaultSpecError {
+    #[error("unknown fault kind {0:?}")]
+    UnknownKind(String),
+    #[error("expected KEY=VALUE, got {0:?}")]
+    NotKeyValue(String),
+    #[error("unknown fault key {0:?}")]
+    UnknownKey(String),
+    #[error("invalid value {value:?} for {key}")]
+    InvalidValue { key: String, value: String },
+}
+
+/// Parses `KIND[@TARGET][:KEY=VALUE,...]` rules separated by `;`.
+pub fn parse_fault_spec(spec: &str) -> Result<Vec<FaultRule>, FaultSpecError> {
+    let mut rules = Vec::new();
+    for rule_text in spec.split(';').map(str::trim).filter(|text| !text.is_empty()) {
+        let (head, parameters) = match rule_text.split_once(':') {
+            Some((head, parameters)) => (head, parameters),
+            None => (rule_text, ""),
+        };
+        let (kind_text, target) = match head.split_once('@') {
+            Some((kind, target)) => (kind, target.trim()),
+            None => (head, ""),
+        };
+        let kind = FaultKind::parse(kind_text).ok_or_else(|| FaultSpecError::UnknownKind(kind_text.to_owned()))?;
+        let mut rule = FaultRule {
+            kind,
+            target: if target == "*" { String::new() } else { target.to_owned() },
+            count: 1,
+            every: 1,
+            after: 0,
+            status: None,
+            delay: None,
+            duration: None,
+            field: None,
+        };
+        for pair in parameters.split(',').map(str::trim).filter(|text| !text.is_empty()) {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| FaultSpecError::NotKeyValue(pair.to_owned()))?;
+            let invalid = || FaultSpecError::InvalidValue {
+                key: key.to_owned(),
+                value: value.to_owned(),
+            };
+            match key.trim() {
+                "count" => rule.count = value.parse().map_err(|_| invalid())?,
+                "every" => rule.every = value.parse::<u64>().map_err(|_| invalid())?.max(1),
+                "after" => rule.after = value.parse().map_err(|_| invalid())?,
+                "status" => rule.status = Some(value.parse().map_err(|_| invalid())?),
+                "delay" => rule.delay = Some(humantime::parse_duration(value).map_err(|_| invalid())?),
+                "duration" => rule.duration = Some(humantime::parse_duration(value).map_err(|_| invalid())?),
+                "field" => rule.field = Some(value.to_owned()),
+                other => return Err(FaultSpecError::UnknownKey(other.to_owned())),
+            }
+        }
+        rules.push(rule);
+    }
+    Ok(rules)
+}
+
+#[derive(Debug)]
+struct ActiveRule {
+    rule: FaultRule,
+    matches: u64,
+    fired: u64,
+}
+
+impl ActiveRule {
+    /// Counts a match and says whether the rule fires on it.
+    fn try_fire(&mut self, match_number: u64) -> bool {
+        if self.rule.count > 0 && self.fired >= self.rule.count {
+            return false;
+        }
+        if match_number <= self.rule.after {
+            return false;
+        }
+        if (match_number - self.rule.after) % self.rule.every.max(1) != 0 {
+            return false;
+        }
+        self.fired += 1;
+        true
+    }
+}
+
+/// The active fault rules.
+#[derive(Debug, Default)]
+pub(crate) struct FaultBook {
+    rules: Mutex<Vec<ActiveRule>>,
+}
+
+impl FaultBook {
+    pub(crate) fn new(rules: Vec<FaultRule>) -> FaultBook {
+        let book = FaultBook::default();
+        book.add(rules, false);
+        book
+    }
+
+    pub(crate) fn add(&self, rules: Vec<FaultRule>, replace: bool) {
+        let mut active = self.rules.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if replace {
+            active.clear();
+        }
+        active.extend(rules.into_iter().map(|rule| ActiveRule {
+            rule,
+            matches: 0,
+            fired: 0,
+        }));
+    }
+
+    pub(crate) fn clear(&self) {
+        self.add(Vec::new(), true);
+    }
+
+    /// The rules with how often each matched and fired.
+    pub(crate) fn describe(&self) -> serde_json::Value {
+        let active = self.rules.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        serde_json::Value::Array(
+            active
+                .iter()
+                .map(|rule| {
+                    let mut value = serde_json::to_value(&rule.rule).unwrap_or_default();
+                    value["matches"] = rule.matches.into();
+                    value["fired"] = rule.fired.into();
+                    value
+                })
+                .collect(),
+        )
+    }
+
+    /// The HTTP faults that fire for this request path (each rule counts the match).
+    pub(crate) fn fire_http(&self, path: &str) -> Vec<FaultRule> {
+        let mut active = self.rules.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut fired = Vec::new();
+        for rule in active.iter_mut() {
+            if rule.rule.kind.is_websocket() || !path.starts_with(rule.rule.target.as_str()) {
+                continue;
+            }
+            rule.matches += 1;
+            let match_number = rule.matches;
+            if rule.try_fire(match_number) {
+                fired.push(rule.rule.clone());
+            }
+        }
+        fired
+    }
+
+    /// The WebSocket faults that fire for the `event_number`-th event sent on a connection.
+    pub(crate) fn fire_ws(&self, event_number: u64) -> Vec<FaultRule> {
+        let mut active = self.rules.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut fired = Vec::new();
+        for rule in active.iter_mut() {
+            if !rule.rule.kind.is_websocket() {
+                continue;
+            }
+            rule.matches += 1;
+            if rule.try_fire(event_number) {
+                fired.push(rule.rule.clone());
+            }
+        }
+        fired
+    }
+
+    pub(crate) fn has_ws_rules(&self) -> bool {
+        let active = self.rules.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        active.iter().any(|rule| {
+            rule.rule.kind.is_websocket() && (rule.rule.count == 0 || rule.fired < rule.rule.count)
+        })
+    }
+}
+
+/// Keys that upstream documents as optional (or that only some rows carry), per body shape:
+/// `missing_optional` removes these.
+const OPTIONAL_KEYS: &[&str] = &[
+    "icon", "image", "name", "pseudonym", "bio", "profileImage", "profileImageOptimized", "eventSlug",
+    "feeSchedule", "clobRewards", "oneDayPriceChange", "groupItemTitle", "negRiskMarketID", "umaResolutionStatus",
+    "version", "events", "min_order_size", "tick_size", "neg_risk", "last_trade_price", "event_message",
+    "profile_image", "profile_image_optimized", "title", "slug", "event_slug", "hash", "best_bid", "best_ask",
+    "rewards", "tags", "description",
+];
+
+/// Applies a body-transforming fault to a JSON body. Returns the new body.
+pub(crate) fn transform_body(kind: FaultKind, field: Option<&str>, body: &[u8]) -> Vec<u8> {
+    match kind {
+        FaultKind::Truncate => body[..body.len() / 2].to_vec(),
+        FaultKind::Malformed => {
+            // Valid-looking start, broken middle: a stray quote and a missing closing bracket.
+            let mut broken = body[..body.len() / 3].to_vec();
+            broken.extend_from_slice(b"\"\x00,}{");
+            broken
+        }
+        FaultKind::ExtraField | FaultKind::MissingOptional | FaultKind::Drift => {
+            let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(body) else {
+                return body.to_vec();
+            };
+            for_each_row(&mut value, &mut |row| match kind {
+                FaultKind::ExtraField => {
+                    row.insert("_simUnknownField".to_owned(), serde_json::json!({"added": "by polymarket-sim"}));
+                }
+                FaultKind::MissingOptional => {
+                    for key in OPTIONAL_KEYS {
+                        row.remove(*key);
+                    }
+                }
+                _ => drift_row(row, field),
+            });
+            serde_json::to_vec(&value).unwrap_or_else(|_| body.to_vec())
+        }
+        _ => body.to_vec(),
+    }
+}
+
+/// Visits the row objects of a body: array items, `data`/`markets`/`events` arrays of an
+/// envelope, or the object itself.
+fn for_each_row(value: &mut serde_json::Value, visit: &mut dyn FnMut(&mut serde_json::Map<String, serde_json::Value>)) {
+    match value {
+        serde_json::Value::Array(items) => {
+            for item in items {
+                if let serde_json::Value::Object(row) = item {
+                    visit(row);
+                }
+            }
+        }
+        serde_json::Value::Object(object) => {
+            let mut visited_nested = false;
+            for key in ["data", "markets", "events", "history"] {
+                if let Some(serde_json::Value::Array(items)) = object.get_mut(key) {
+                    visited_nested = true;
+                    for item in items {
+                        if let serde_json::Value::Object(row) = item {
+                            visit(row);
+                        }
+                    }
+                }
+            }
+            if !visited_nested {
+                visit(object);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Schema drift: the named field (or the first number/string field among common ones)
+/// changes JSON type — numbers become strings, strings become numbers (or null).
+fn drift_row(row: &mut serde_json::Map<String, serde_json::Value>, field: Option<&str>) {
+    const CANDIDATES: &[&str] = &["price", "size", "timestamp", "volumeNum", "volume", "id", "mid", "p", "t"];
+    let key = match field {
+        Some(field) => field.to_owned(),
+        None => match CANDIDATES.iter().find(|candidate| row.contains_key(**candidate)) {
+            Some(candidate) => (*candidate).to_owned(),
+            None => return,
+        },
+    };
+    let Some(value) = row.get_mut(&key) else {
+        return;
+    };
+    let drifted = match value {
+        serde_json::Value::Number(number) => serde_json::Value::String(number.to_string()),
+        serde_json::Value::String(text) => match text.parse::<f64>() {
+            Ok(number) => serde_json::json!(number),
+            Err(_) => serde_json::Value::Null,
+        },
+        serde_json::Value::Bool(flag) => serde_json::Value::String(flag.to_string()),
+        _ => serde_json::Value::String("drifted".to_owned()),
+    };
+    *value = drifted;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_grammar_parses() {
+        let rules = parse_fault_spec("error@/data/trades:status=503,count=3; slow@/clob/book:delay=2s,every=10,count=0;ws_freeze:after=100,duration=5s").unwrap();
+        assert_eq!(rules.len(), 3);
+        assert_eq!(rules[0].kind, FaultKind::Error);
+        assert_eq!(rules[0].target, "/data/trades");
+        assert_eq!(rules[0].status, Some(503));
+        assert_eq!(rules[0].count, 3);
+        assert_eq!(rules[1].delay, Some(Duration::from_secs(2)));
+        assert_eq!(rules[1].every, 10);
+        assert_eq!(rules[1].count, 0);
+        assert_eq!(rules[2].after, 100);
+        assert!(parse_fault_spec("nonsense").is_err());
+        assert!(parse_fault_spec("error:bogus=1").is_err());
+        assert_eq!(parse_fault_spec("").unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn rules_fire_on_schedule() {
+        let book = FaultBook::new(parse_fault_spec("error@/data:every=2,count=2,after=1").unwrap());
+        let fired: Vec<bool> = (0..8).map(|_| !book.fire_http("/data/trades").is_empty()).collect();
+        assert_eq!(fired, vec![false, false, true, false, true, false, false, false]);
+        assert!(book.fire_http("/gamma/markets").is_empty());
+    }
+
+    #[test]
+    fn drift_changes_type() {
+        let body = br#"[{"price":0.5,"size":"3"}]"#;
+        let drifted: serde_json::Value = serde_json::from_slice(&transform_body(FaultKind::Drift, None, body)).unwrap();
+        assert_eq!(drifted[0]["price"], serde_json::json!("0.5"));
+        let truncated = transform_body(FaultKind::Truncate, None, body);
+        assert!(serde_json::from_slice::<serde_json::Value>(&truncated).is_err());
+    }
+}
