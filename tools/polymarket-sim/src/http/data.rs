@@ -1,0 +1,460 @@
+//! Data API (`/data/...`): the v1 trade tape (bare arrays, camelCase, float prices with
+//! upstream's artefacts, seconds timestamps, offset ≤ 10,000), the v2 tape (envelope,
+//! cursor-only, snake_case), the leaderboard and holders.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use polytape_model::Side;
+use serde_json::{Value, json};
+use sha1::{Digest, Sha1};
+
+use crate::fixed::{price_float, price_float_with_artefacts, size_float};
+use crate::http::{QueryParams, error_response, json_ok, json_value};
+use crate::state::SimState;
+use crate::world::{DAY_MS, FillRecord, World};
+
+const V1_MAX_LIMIT: i64 = 10_000;
+const V1_MAX_OFFSET: i64 = 10_000;
+const V1_DEFAULT_LIMIT: i64 = 100;
+const V2_MAX_LIMIT: i64 = 1_000;
+const V2_DEFAULT_LIMIT: i64 = 100;
+
+/// Filters shared by the v1 and v2 tapes.
+struct TradeFilter {
+    markets: Option<Vec<u32>>,
+    wallet: Option<u32>,
+    side: Option<Side>,
+    start_seconds: Option<i64>,
+    end_seconds: Option<i64>,
+    taker_only: bool,
+}
+
+impl TradeFilter {
+    fn accepts(&self, fill: &FillRecord) -> bool {
+        if self.taker_only && !fill.is_taker {
+            return false;
+        }
+        if self.wallet.is_some_and(|wallet| wallet != fill.wallet) {
+            return false;
+        }
+        if self.side.is_some_and(|side| side != fill.side) {
+            return false;
+        }
+        let seconds = fill.ts_ms.div_euclid(1_000);
+        if self.start_seconds.is_some_and(|start| seconds < start) {
+            return false;
+        }
+        if self.end_seconds.is_some_and(|end| seconds > end) {
+            return false;
+        }
+        true
+    }
+}
+
+/// Global fill positions matching the market scope, newest first, starting strictly before
+/// `before` (a global position) when given.
+fn positions_newest_first<'a>(
+    world: &'a World,
+    markets: Option<&'a [u32]>,
+    before: Option<u32>,
+) -> Box<dyn Iterator<Item = u32> + 'a> {
+    let limit = before.unwrap_or(u32::MAX);
+    match markets {
+        None => {
+            let end = (world.fills.len() as u64).min(u64::from(limit)) as u32;
+            Box::new((0..end).rev())
+        }
+        Some([single]) => {
+            let positions = world.fills_by_market.get(*single as usize).map(Vec::as_slice).unwrap_or(&[]);
+            let end = positions.partition_point(|position| *position < limit);
+            Box::new(positions[..end].iter().rev().copied())
+        }
+        Some(several) => {
+            let mut merged: Vec<u32> = several
+                .iter()
+                .filter_map(|market| world.fills_by_market.get(*market as usize))
+                .flat_map(|positions| positions.iter().copied().filter(|position| *position < limit))
+                .collect();
+            merged.sort_unstable_by(|left, right| right.cmp(left));
+            Box::new(merged.into_iter())
+        }
+    }
+}
+
+fn wallet_index(world: &World, address: &str) -> Option<u32> {
+    let lowered = address.to_ascii_lowercase();
+    world
+        .wallets
+        .iter()
+        .position(|wallet| wallet.address == lowered)
+        .and_then(|position| u32::try_from(position).ok())
+}
+
+/// Parses the filters; `Err` carries the 400 message.
+fn parse_filter(world: &World, params: &QueryParams, v2: bool) -> Result<TradeFilter, String> {
+    let market_names: &[&str] = if v2 { &["condition", "condition_id", "conditionId", "market"] } else { &["market"] };
+    let condition_ids = params.list(market_names);
+    let event_ids = params.list(&["eventId", "event_id"]);
+    if !condition_ids.is_empty() && !event_ids.is_empty() {
+        return Err("market and eventId are mutually exclusive".to_owned());
+    }
+    let markets = if !condition_ids.is_empty() {
+        Some(
+            condition_ids
+                .iter()
+                .filter_map(|id| world.condition_lookup.get(&id.to_ascii_lowercase()).copied())
+                .collect::<Vec<u32>>(),
+        )
+    } else if !event_ids.is_empty() {
+        Some(
+            event_ids
+                .iter()
+                .filter_map(|id| world.event_lookup.get(id))
+                .filter_map(|event| world.events.get(*event as usize))
+                .flat_map(|event| event.markets.iter().copied())
+                .collect::<Vec<u32>>(),
+        )
+    } else {
+        None
+    };
+    let wallet = match params.get(&["user"]) {
+        None => None,
+        Some(address) => {
+            if !(address.len() == 42 && address.starts_with("0x")) {
+                return Err(format!("invalid user address {address:?}"));
+            }
+            // An unknown wallet matches nothing.
+            Some(wallet_index(world, address).unwrap_or(u32::MAX))
+        }
+    };
+    let side = match params.get(&["side"]) {
+        None => None,
+        Some(text) => Some(Side::parse(text).ok_or_else(|| format!("invalid side {text:?}"))?),
+    };
+    let start_seconds = params.integer(&["start"]).map_err(|text| format!("invalid start {text:?}"))?;
+    let end_seconds = params.integer(&["end"]).map_err(|text| format!("invalid end {text:?}"))?;
+    let taker_only = params.bool(&["takerOnly", "taker_only"]).unwrap_or(true);
+    Ok(TradeFilter {
+        markets,
+        wallet,
+        side,
+        start_seconds,
+        end_seconds: end_seconds.filter(|end| *end > 0),
+        taker_only,
+    })
+}
+
+fn v1_trade_row(world: &World, fill: &FillRecord) -> Value {
+    let market = &world.markets[fill.market as usize];
+    let event_slug = world.event_of(market).map(|event| event.slug.clone()).unwrap_or_default();
+    let wallet = &world.wallets[fill.wallet as usize];
+    json!({
+        "proxyWallet": wallet.address,
+        "side": fill.side.as_str(),
+        "asset": market.token_ids[usize::from(fill.token)],
+        "conditionId": market.condition_id,
+        "size": size_float(fill.size),
+        "price": price_float_with_artefacts(fill.price, fill.size),
+        "timestamp": fill.ts_ms.div_euclid(1_000),
+        "title": market.question,
+        "slug": market.slug,
+        "icon": market.image,
+        "eventSlug": event_slug,
+        "outcome": market.outcomes[usize::from(fill.token)],
+        "outcomeIndex": fill.token,
+        "name": wallet.name,
+        "pseudonym": wallet.pseudonym,
+        "bio": "",
+        "profileImage": "",
+        "profileImageOptimized": "",
+        "transactionHash": format!("0x{}", hex::encode(world.tx_hashes[fill.tx as usize])),
+    })
+}
+
+fn v2_trade_row(world: &World, fill: &FillRecord) -> Value {
+    let market = &world.markets[fill.market as usize];
+    let event_slug = world.event_of(market).map(|event| event.slug.clone()).unwrap_or_default();
+    let wallet = &world.wallets[fill.wallet as usize];
+    json!({
+        "proxy_wallet": wallet.address,
+        "side": fill.side.as_str(),
+        "token_id": market.token_ids[usize::from(fill.token)],
+        "condition_id": market.condition_id,
+        "size": size_float(fill.size),
+        "price": price_float(fill.price),
+        "timestamp": fill.ts_ms.div_euclid(1_000),
+        "title": market.question,
+        "slug": market.slug,
+        "icon": market.image,
+        "event_slug": event_slug,
+        "outcome": market.outcomes[usize::from(fill.token)],
+        "outcome_index": fill.token,
+        "name": wallet.name,
+        "pseudonym": wallet.pseudonym,
+        "bio": "",
+        "profile_image": "",
+        "profile_image_optimized": "",
+        "transaction_hash": format!("0x{}", hex::encode(world.tx_hashes[fill.tx as usize])),
+    })
+}
+
+/// `GET /data/trades` (v1).
+pub(crate) async fn trades(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+    let params = QueryParams::parse(raw.as_deref());
+    let limit = match params.integer(&["limit"]) {
+        Ok(limit) => limit.unwrap_or(V1_DEFAULT_LIMIT),
+        Err(text) => return error_response(StatusCode::BAD_REQUEST, &format!("invalid limit {text:?}")),
+    };
+    let offset = match params.integer(&["offset"]) {
+        Ok(offset) => offset.unwrap_or(0),
+        Err(text) => return error_response(StatusCode::BAD_REQUEST, &format!("invalid offset {text:?}")),
+    };
+    if !(0..=V1_MAX_LIMIT).contains(&limit) {
+        return error_response(StatusCode::BAD_REQUEST, "limit must be between 0 and 10000");
+    }
+    if !(0..=V1_MAX_OFFSET).contains(&offset) {
+        return error_response(StatusCode::BAD_REQUEST, "offset must be between 0 and 10000");
+    }
+    let shared = state.read();
+    let world = &shared.world;
+    let filter = match parse_filter(world, &params, false) {
+        Ok(filter) => filter,
+        Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
+    };
+    let rows: Vec<Value> = positions_newest_first(world, filter.markets.as_deref(), None)
+        .map(|position| &world.fills[position as usize])
+        .filter(|fill| filter.accepts(fill))
+        .skip(usize::try_from(offset).unwrap_or(0))
+        .take(usize::try_from(limit).unwrap_or(0))
+        .map(|fill| v1_trade_row(world, fill))
+        .collect();
+    json_ok(&Value::Array(rows))
+}
+
+/// A v2 error body with upstream's fields.
+pub(crate) fn v2_error(state: &SimState, status: StatusCode, code: &str, message: &str, parameter: Option<&str>) -> Response {
+    json_value(
+        status,
+        &json!({
+            "error": message,
+            "code": code,
+            "retryable": matches!(status.as_u16(), 429 | 500 | 503),
+            "trace_id": state.next_trace_id(),
+            "parameter": parameter,
+        }),
+    )
+}
+
+fn cursor_signature(seed: u64, payload: &str) -> String {
+    let digest = Sha1::digest(format!("polymarket-sim:{seed}:{payload}").as_bytes());
+    hex::encode(&digest[..8])
+}
+
+fn encode_v2_cursor(seed: u64, before: u32, limit: i64, count: u64) -> String {
+    let payload = URL_SAFE_NO_PAD.encode(format!("{{\"v\":1,\"pos\":{before},\"limit\":{limit},\"n\":{count}}}"));
+    let signature = cursor_signature(seed, &payload);
+    format!("{payload}.{signature}")
+}
+
+fn decode_v2_cursor(seed: u64, cursor: &str) -> Option<(u32, i64, u64)> {
+    let (payload, signature) = cursor.split_once('.')?;
+    if cursor_signature(seed, payload) != signature {
+        return None;
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let value: Value = serde_json::from_slice(&bytes).ok()?;
+    Some((
+        u32::try_from(value.get("pos")?.as_u64()?).ok()?,
+        value.get("limit")?.as_i64()?,
+        value.get("n")?.as_u64()?,
+    ))
+}
+
+/// `GET /data/v2/trades`: cursor-only, `{data, pagination}`.
+pub(crate) async fn trades_v2(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+    let params = QueryParams::parse(raw.as_deref());
+    if params.has(&["offset"]) {
+        return v2_error(&state, StatusCode::BAD_REQUEST, "invalid_request", "offset pagination is not supported; use cursor", Some("offset"));
+    }
+    let requested_limit = match params.integer(&["limit"]) {
+        Ok(limit) => limit.unwrap_or(V2_DEFAULT_LIMIT),
+        Err(_) => return v2_error(&state, StatusCode::BAD_REQUEST, "invalid_request", "invalid limit", Some("limit")),
+    };
+    if !(1..=V2_MAX_LIMIT).contains(&requested_limit) {
+        return v2_error(&state, StatusCode::BAD_REQUEST, "invalid_request", "limit must be between 1 and 1000", Some("limit"));
+    }
+    let cursor = match params.get(&["cursor", "next_cursor", "after_cursor"]) {
+        None | Some("") => None,
+        Some(text) => match decode_v2_cursor(state.config.seed, text) {
+            Some(cursor) => Some(cursor),
+            None => return v2_error(&state, StatusCode::BAD_REQUEST, "invalid_request", "invalid cursor", Some("cursor")),
+        },
+    };
+    // The cursor's page size wins over `limit` after the first page.
+    let (before, limit, count_before) = match cursor {
+        Some((before, limit, count)) => (Some(before), limit, count),
+        None => (None, requested_limit, 0),
+    };
+    let shared = state.read();
+    let world = &shared.world;
+    let filter = match parse_filter(world, &params, true) {
+        Ok(filter) => filter,
+        Err(message) => return v2_error(&state, StatusCode::BAD_REQUEST, "invalid_request", &message, None),
+    };
+    let page_size = usize::try_from(limit).unwrap_or(100);
+    let mut page: Vec<u32> = positions_newest_first(world, filter.markets.as_deref(), before)
+        .filter(|position| filter.accepts(&world.fills[*position as usize]))
+        .take(page_size + 1)
+        .collect();
+    let has_more = page.len() > page_size;
+    page.truncate(page_size);
+    let rows: Vec<Value> = page.iter().map(|position| v2_trade_row(world, &world.fills[*position as usize])).collect();
+    let returned = count_before + rows.len() as u64;
+    let next_cursor = match (has_more, page.last()) {
+        (true, Some(last)) => Value::String(encode_v2_cursor(state.config.seed, *last, limit, returned)),
+        _ => Value::Null,
+    };
+    let mut response = json_ok(&json!({
+        "data": rows,
+        "pagination": {"limit": limit, "offset": count_before, "has_more": has_more, "next_cursor": next_cursor},
+    }));
+    if let Ok(value) = state.next_trace_id().parse() {
+        response.headers_mut().insert("x-trace-id", value);
+    }
+    response
+}
+
+/// `GET /data/v1/leaderboard`.
+pub(crate) async fn leaderboard(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+    let params = QueryParams::parse(raw.as_deref());
+    let limit = params.integer(&["limit"]).ok().flatten().unwrap_or(25);
+    let offset = params.integer(&["offset"]).ok().flatten().unwrap_or(0);
+    if !(1..=50).contains(&limit) || !(0..=1_000).contains(&offset) {
+        return error_response(StatusCode::BAD_REQUEST, "limit must be 1..50 and offset 0..1000");
+    }
+    let by_volume = params.get(&["orderBy"]).is_some_and(|order| order.eq_ignore_ascii_case("VOL"));
+    let shared = state.read();
+    let world = &shared.world;
+    let clock = world.world_clock_ms;
+    let since = match params.get(&["timePeriod"]).map(str::to_ascii_uppercase).as_deref() {
+        Some("DAY") => clock - DAY_MS,
+        Some("WEEK") => clock - 7 * DAY_MS,
+        Some("MONTH") => clock - 30 * DAY_MS,
+        _ => i64::MIN,
+    };
+    // Per wallet: traded volume, cash flow and positions (valued at the last trade price).
+    let mut volume: BTreeMap<u32, f64> = BTreeMap::new();
+    let mut cash: BTreeMap<u32, f64> = BTreeMap::new();
+    let mut positions: BTreeMap<(u32, u32, u8), f64> = BTreeMap::new();
+    for fill in world.fills.iter().filter(|fill| fill.ts_ms >= since) {
+        let notional = size_float(fill.size) * price_float(fill.price);
+        *volume.entry(fill.wallet).or_default() += notional;
+        let signed = if fill.side == Side::Buy { 1.0 } else { -1.0 };
+        *cash.entry(fill.wallet).or_default() -= signed * notional;
+        *positions.entry((fill.wallet, fill.market, fill.token)).or_default() += signed * size_float(fill.size);
+    }
+    let mut pnl: BTreeMap<u32, f64> = cash;
+    for ((wallet, market, token), shares) in positions {
+        let Some(book) = world.books.get(market as usize) else {
+            continue;
+        };
+        let yes_price = price_float(book.last_trade);
+        let price = if token == 0 { yes_price } else { 1.0 - yes_price };
+        *pnl.entry(wallet).or_default() += shares * price;
+    }
+    let user = params.get(&["user"]).map(str::to_ascii_lowercase);
+    let mut ranked: Vec<(u32, f64, f64)> = volume
+        .iter()
+        .map(|(wallet, volume)| (*wallet, *volume, pnl.get(wallet).copied().unwrap_or(0.0)))
+        .collect();
+    ranked.sort_by(|left, right| {
+        let (left_key, right_key) = if by_volume { (left.1, right.1) } else { (left.2, right.2) };
+        right_key.total_cmp(&left_key).then(left.0.cmp(&right.0))
+    });
+    let rows: Vec<Value> = ranked
+        .iter()
+        .enumerate()
+        .filter(|(_, (wallet, _, _))| user.as_ref().is_none_or(|user| *user == world.wallets[*wallet as usize].address))
+        .skip(usize::try_from(offset).unwrap_or(0))
+        .take(usize::try_from(limit).unwrap_or(25))
+        .map(|(rank, (wallet, volume, pnl))| {
+            let info = &world.wallets[*wallet as usize];
+            json!({
+                "rank": (rank + 1).to_string(),
+                "proxyWallet": info.address,
+                "userName": info.name,
+                "vol": volume,
+                "pnl": pnl,
+                "profileImage": "",
+                "xUsername": "",
+                "verifiedBadge": false,
+            })
+        })
+        .collect();
+    json_ok(&Value::Array(rows))
+}
+
+/// `GET /data/holders`.
+pub(crate) async fn holders(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+    let params = QueryParams::parse(raw.as_deref());
+    let condition_ids = params.list(&["market"]);
+    if condition_ids.is_empty() {
+        return error_response(StatusCode::BAD_REQUEST, "market is required");
+    }
+    let limit = params.integer(&["limit"]).ok().flatten().unwrap_or(20);
+    if !(0..=20).contains(&limit) {
+        return error_response(StatusCode::BAD_REQUEST, "limit must be between 0 and 20");
+    }
+    let min_balance = params.get(&["minBalance"]).and_then(|text| text.parse::<f64>().ok()).unwrap_or(1.0);
+    let shared = state.read();
+    let world = &shared.world;
+    let mut tokens_out = Vec::new();
+    for condition_id in condition_ids {
+        let Some(market) = world.condition_lookup.get(&condition_id.to_ascii_lowercase()).copied() else {
+            continue;
+        };
+        let info = &world.markets[market as usize];
+        let mut balances: [BTreeMap<u32, i128>; 2] = [BTreeMap::new(), BTreeMap::new()];
+        for position in world.fills_by_market.get(market as usize).map(Vec::as_slice).unwrap_or(&[]) {
+            let fill = &world.fills[*position as usize];
+            let signed = if fill.side == Side::Buy { i128::from(fill.size) } else { -i128::from(fill.size) };
+            *balances[usize::from(fill.token)].entry(fill.wallet).or_default() += signed;
+        }
+        for (token, token_balances) in balances.iter().enumerate() {
+            let mut holders: Vec<(u32, f64)> = token_balances
+                .iter()
+                .map(|(wallet, micros)| (*wallet, *micros as f64 / 1_000_000.0))
+                .filter(|(_, amount)| *amount >= min_balance)
+                .collect();
+            holders.sort_by(|left, right| right.1.total_cmp(&left.1).then(left.0.cmp(&right.0)));
+            let rows: Vec<Value> = holders
+                .iter()
+                .take(usize::try_from(limit).unwrap_or(20))
+                .map(|(wallet, amount)| {
+                    let wallet_info = &world.wallets[*wallet as usize];
+                    json!({
+                        "proxyWallet": wallet_info.address,
+                        "bio": "",
+                        "asset": info.token_ids[token],
+                        "pseudonym": wallet_info.pseudonym,
+                        "amount": amount,
+                        "displayUsernamePublic": !wallet_info.name.is_empty(),
+                        "outcomeIndex": token,
+                        "name": wallet_info.name,
+                        "profileImage": "",
+                        "profileImageOptimized": "",
+                        "verified": false,
+                    })
+                })
+                .collect();
+            tokens_out.push(json!({"token": info.token_ids[token], "holders": rows}));
+        }
+    }
+    json_ok(&Value::Array(tokens_out))
+}
