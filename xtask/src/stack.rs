@@ -134,9 +134,14 @@ impl Engine {
     }
 }
 
-/// Starts what is not running. Returns the engines this call started.
+/// Starts what is not running, installing missing tools first. Returns the engines this call
+/// started.
 pub(crate) fn up(spec: &StackSpec, fresh: bool) -> anyhow::Result<Vec<Engine>> {
     let tools = install_tools()?;
+    up_with(spec, fresh, &tools)
+}
+
+fn up_with(spec: &StackSpec, fresh: bool, tools: &Tools) -> anyhow::Result<Vec<Engine>> {
     if fresh {
         down(spec)?;
         for engine in Engine::ALL {
@@ -170,7 +175,7 @@ pub(crate) fn up(spec: &StackSpec, fresh: bool) -> anyhow::Result<Vec<Engine>> {
                 engine.what()
             );
         }
-        let command = engine_command(engine, spec, &tools)?;
+        let command = engine_command(engine, spec, tools)?;
         let pid = process::spawn_detached(command, &engine.log_file(spec), &engine.pid_file(spec))?;
         print!(
             "[{}] starting {} on 127.0.0.1:{port} (pid {pid}) … ",
@@ -495,6 +500,28 @@ fn install_nisshi() -> anyhow::Result<PathBuf> {
     Ok(binary)
 }
 
+/// The tools as already installed, without installing anything (for tests, which must not
+/// run cargo from inside cargo).
+fn installed_tools() -> anyhow::Result<Tools> {
+    let tools = Tools {
+        nisshi: paths::tools_dir()
+            .join(format!("nisshi-{NISSHI_VERSION}"))
+            .join("bin")
+            .join("nisshi"),
+        registry: target_dir().join("debug").join("polytape-schema-registry"),
+        python: paths::venv_python(),
+    };
+    for path in [&tools.nisshi, &tools.registry, &tools.python] {
+        if !path.exists() {
+            bail!(
+                "{} is missing; run `cargo xtask stack up` once to install the tools",
+                path.display()
+            );
+        }
+    }
+    Ok(tools)
+}
+
 fn build_registry() -> anyhow::Result<PathBuf> {
     let status = Command::new(paths::cargo())
         .args(["build", "--quiet", "--package", "polytape-schema-registry"])
@@ -567,4 +594,59 @@ fn run_checked(command: &mut Command, what: &str) -> anyhow::Result<()> {
         bail!("{what} failed ({status}); see the output above");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn up_status_second_up_and_down_manage_exactly_the_stacks_processes() {
+        let tools = installed_tools().unwrap();
+        let dir = tempfile_dir();
+        let spec = StackSpec {
+            name: "lifecycle test stack",
+            dir: dir.clone(),
+            kafka_port: 29092,
+            registry_port: 28081,
+            clickhouse_port: 28123,
+            storage: BrokerStorage::Memory,
+        };
+
+        let started = up_with(&spec, true, &tools).unwrap();
+        assert_eq!(started, Engine::ALL.to_vec());
+        assert!(status(&spec).unwrap(), "all healthy after up");
+        let pids: Vec<u32> = Engine::ALL
+            .iter()
+            .map(|engine| process::read_pid(&engine.pid_file(&spec)).unwrap())
+            .collect();
+
+        let second = up_with(&spec, false, &tools).unwrap();
+        assert!(second.is_empty(), "a second up starts nothing: {second:?}");
+        let pids_after: Vec<u32> = Engine::ALL
+            .iter()
+            .map(|engine| process::read_pid(&engine.pid_file(&spec)).unwrap())
+            .collect();
+        assert_eq!(pids, pids_after);
+
+        down(&spec).unwrap();
+        for pid in pids {
+            assert!(!process::is_alive(pid), "pid {pid} stopped");
+        }
+        assert!(!status(&spec).unwrap(), "status reports the stopped stack");
+        for engine in Engine::ALL {
+            assert!(
+                !process::port_open(engine.port(&spec)),
+                "{} port closed",
+                engine.name()
+            );
+        }
+        fs::remove_dir_all(dir).ok();
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("polytape-lifecycle-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
 }

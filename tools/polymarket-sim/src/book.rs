@@ -49,13 +49,6 @@ impl BookSide {
             BookSide::Ask => Side::Sell,
         }
     }
-
-    pub(crate) fn from_order_side(side: Side) -> BookSide {
-        match side {
-            Side::Buy => BookSide::Bid,
-            Side::Sell => BookSide::Ask,
-        }
-    }
 }
 
 /// Flips BUY and SELL.

@@ -12,8 +12,12 @@ use std::time::{Duration, Instant};
 pub(crate) fn budgets_for(endpoint: &str) -> Vec<(&'static str, u32)> {
     let mut budgets: Vec<(&'static str, u32)> = Vec::new();
     let specific: Option<(&'static str, u32)> = match endpoint {
-        "/gamma/markets" | "/gamma/markets/keyset" | "/gamma/markets/{id}" => Some(("gamma /markets", 300)),
-        "/gamma/events" | "/gamma/events/keyset" | "/gamma/events/{id}" => Some(("gamma /events", 500)),
+        "/gamma/markets" | "/gamma/markets/keyset" | "/gamma/markets/{id}" => {
+            Some(("gamma /markets", 300))
+        }
+        "/gamma/events" | "/gamma/events/keyset" | "/gamma/events/{id}" => {
+            Some(("gamma /events", 500))
+        }
         "/data/trades" => Some(("data /trades", 200)),
         "/data/v2/trades" => Some(("data /v2/trades", 300)),
         "/clob/book" => Some(("clob /book", 1_500)),
@@ -72,11 +76,17 @@ impl Budgets {
 
     pub(crate) fn admit(&self, endpoint: &str, now: Instant) -> BudgetDecision {
         let budgets = budgets_for(endpoint);
-        let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut earliest = now;
         for (name, limit) in &budgets {
             let log = buckets.entry(name).or_default();
-            while log.front().is_some_and(|admitted| *admitted + self.window <= now) {
+            while log
+                .front()
+                .is_some_and(|admitted| *admitted + self.window <= now)
+            {
                 log.pop_front();
             }
             let limit = *limit as usize;
@@ -113,12 +123,23 @@ mod tests {
         for _ in 0..200 {
             assert_eq!(budgets.admit("/data/trades", now), BudgetDecision::Proceed);
         }
-        assert!(matches!(budgets.admit("/data/trades", now), BudgetDecision::Throttle(delay) if delay == Duration::from_secs(10)));
+        assert!(
+            matches!(budgets.admit("/data/trades", now), BudgetDecision::Throttle(delay) if delay == Duration::from_secs(10))
+        );
         for _ in 0..300 {
-            assert_eq!(budgets.admit("/data/v2/trades", now), BudgetDecision::Proceed);
+            assert_eq!(
+                budgets.admit("/data/v2/trades", now),
+                BudgetDecision::Proceed
+            );
         }
-        assert!(matches!(budgets.admit("/data/v2/trades", now), BudgetDecision::Reject(_)));
+        assert!(matches!(
+            budgets.admit("/data/v2/trades", now),
+            BudgetDecision::Reject(_)
+        ));
         let later = now + Duration::from_secs(11);
-        assert_eq!(budgets.admit("/data/v2/trades", later), BudgetDecision::Proceed);
+        assert_eq!(
+            budgets.admit("/data/v2/trades", later),
+            BudgetDecision::Proceed
+        );
     }
 }

@@ -61,7 +61,11 @@ impl FaultKind {
             FaultKind::WsReorder,
         ];
         let normalised = text.trim().to_ascii_lowercase().replace('-', "_");
-        let normalised = if normalised == "5xx" { "error".to_owned() } else { normalised };
+        let normalised = if normalised == "5xx" {
+            "error".to_owned()
+        } else {
+            normalised
+        };
         ALL.into_iter().find(|kind| kind.name() == normalised)
     }
 
@@ -117,14 +121,21 @@ mod optional_millis {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(value: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         match value {
-            Some(duration) => serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)),
+            Some(duration) => {
+                serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+            }
             None => serializer.serialize_none(),
         }
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Raw {
@@ -157,7 +168,11 @@ pub enum FaultSpecError {
 /// Parses `KIND[@TARGET][:KEY=VALUE,...]` rules separated by `;`.
 pub fn parse_fault_spec(spec: &str) -> Result<Vec<FaultRule>, FaultSpecError> {
     let mut rules = Vec::new();
-    for rule_text in spec.split(';').map(str::trim).filter(|text| !text.is_empty()) {
+    for rule_text in spec
+        .split(';')
+        .map(str::trim)
+        .filter(|text| !text.is_empty())
+    {
         let (head, parameters) = match rule_text.split_once(':') {
             Some((head, parameters)) => (head, parameters),
             None => (rule_text, ""),
@@ -166,10 +181,15 @@ pub fn parse_fault_spec(spec: &str) -> Result<Vec<FaultRule>, FaultSpecError> {
             Some((kind, target)) => (kind, target.trim()),
             None => (head, ""),
         };
-        let kind = FaultKind::parse(kind_text).ok_or_else(|| FaultSpecError::UnknownKind(kind_text.to_owned()))?;
+        let kind = FaultKind::parse(kind_text)
+            .ok_or_else(|| FaultSpecError::UnknownKind(kind_text.to_owned()))?;
         let mut rule = FaultRule {
             kind,
-            target: if target == "*" { String::new() } else { target.to_owned() },
+            target: if target == "*" {
+                String::new()
+            } else {
+                target.to_owned()
+            },
             count: 1,
             every: 1,
             after: 0,
@@ -178,7 +198,11 @@ pub fn parse_fault_spec(spec: &str) -> Result<Vec<FaultRule>, FaultSpecError> {
             duration: None,
             field: None,
         };
-        for pair in parameters.split(',').map(str::trim).filter(|text| !text.is_empty()) {
+        for pair in parameters
+            .split(',')
+            .map(str::trim)
+            .filter(|text| !text.is_empty())
+        {
             let (key, value) = pair
                 .split_once('=')
                 .ok_or_else(|| FaultSpecError::NotKeyValue(pair.to_owned()))?;
@@ -191,8 +215,12 @@ pub fn parse_fault_spec(spec: &str) -> Result<Vec<FaultRule>, FaultSpecError> {
                 "every" => rule.every = value.parse::<u64>().map_err(|_| invalid())?.max(1),
                 "after" => rule.after = value.parse().map_err(|_| invalid())?,
                 "status" => rule.status = Some(value.parse().map_err(|_| invalid())?),
-                "delay" => rule.delay = Some(humantime::parse_duration(value).map_err(|_| invalid())?),
-                "duration" => rule.duration = Some(humantime::parse_duration(value).map_err(|_| invalid())?),
+                "delay" => {
+                    rule.delay = Some(humantime::parse_duration(value).map_err(|_| invalid())?)
+                }
+                "duration" => {
+                    rule.duration = Some(humantime::parse_duration(value).map_err(|_| invalid())?)
+                }
                 "field" => rule.field = Some(value.to_owned()),
                 other => return Err(FaultSpecError::UnknownKey(other.to_owned())),
             }
@@ -240,7 +268,10 @@ impl FaultBook {
     }
 
     pub(crate) fn add(&self, rules: Vec<FaultRule>, replace: bool) {
-        let mut active = self.rules.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut active = self
+            .rules
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if replace {
             active.clear();
         }
@@ -257,7 +288,10 @@ impl FaultBook {
 
     /// The rules with how often each matched and fired.
     pub(crate) fn describe(&self) -> serde_json::Value {
-        let active = self.rules.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let active = self
+            .rules
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         serde_json::Value::Array(
             active
                 .iter()
@@ -273,7 +307,10 @@ impl FaultBook {
 
     /// The HTTP faults that fire for this request path (each rule counts the match).
     pub(crate) fn fire_http(&self, path: &str) -> Vec<FaultRule> {
-        let mut active = self.rules.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut active = self
+            .rules
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut fired = Vec::new();
         for rule in active.iter_mut() {
             if rule.rule.kind.is_websocket() || !path.starts_with(rule.rule.target.as_str()) {
@@ -290,7 +327,10 @@ impl FaultBook {
 
     /// The WebSocket faults that fire for the `event_number`-th event sent on a connection.
     pub(crate) fn fire_ws(&self, event_number: u64) -> Vec<FaultRule> {
-        let mut active = self.rules.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut active = self
+            .rules
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut fired = Vec::new();
         for rule in active.iter_mut() {
             if !rule.rule.kind.is_websocket() {
@@ -305,7 +345,10 @@ impl FaultBook {
     }
 
     pub(crate) fn has_ws_rules(&self) -> bool {
-        let active = self.rules.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let active = self
+            .rules
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         active.iter().any(|rule| {
             rule.rule.kind.is_websocket() && (rule.rule.count == 0 || rule.fired < rule.rule.count)
         })
@@ -315,11 +358,38 @@ impl FaultBook {
 /// Keys that upstream documents as optional (or that only some rows carry), per body shape:
 /// `missing_optional` removes these.
 const OPTIONAL_KEYS: &[&str] = &[
-    "icon", "image", "name", "pseudonym", "bio", "profileImage", "profileImageOptimized", "eventSlug",
-    "feeSchedule", "clobRewards", "oneDayPriceChange", "groupItemTitle", "negRiskMarketID", "umaResolutionStatus",
-    "version", "events", "min_order_size", "tick_size", "neg_risk", "last_trade_price", "event_message",
-    "profile_image", "profile_image_optimized", "title", "slug", "event_slug", "hash", "best_bid", "best_ask",
-    "rewards", "tags", "description",
+    "icon",
+    "image",
+    "name",
+    "pseudonym",
+    "bio",
+    "profileImage",
+    "profileImageOptimized",
+    "eventSlug",
+    "feeSchedule",
+    "clobRewards",
+    "oneDayPriceChange",
+    "groupItemTitle",
+    "negRiskMarketID",
+    "umaResolutionStatus",
+    "version",
+    "events",
+    "min_order_size",
+    "tick_size",
+    "neg_risk",
+    "last_trade_price",
+    "event_message",
+    "profile_image",
+    "profile_image_optimized",
+    "title",
+    "slug",
+    "event_slug",
+    "hash",
+    "best_bid",
+    "best_ask",
+    "rewards",
+    "tags",
+    "description",
 ];
 
 /// Applies a body-transforming fault to a JSON body. Returns the new body.
@@ -338,7 +408,10 @@ pub(crate) fn transform_body(kind: FaultKind, field: Option<&str>, body: &[u8]) 
             };
             for_each_row(&mut value, &mut |row| match kind {
                 FaultKind::ExtraField => {
-                    row.insert("_simUnknownField".to_owned(), serde_json::json!({"added": "by polymarket-sim"}));
+                    row.insert(
+                        "_simUnknownField".to_owned(),
+                        serde_json::json!({"added": "by polymarket-sim"}),
+                    );
                 }
                 FaultKind::MissingOptional => {
                     for key in OPTIONAL_KEYS {
@@ -355,7 +428,10 @@ pub(crate) fn transform_body(kind: FaultKind, field: Option<&str>, body: &[u8]) 
 
 /// Visits the row objects of a body: array items, `data`/`markets`/`events` arrays of an
 /// envelope, or the object itself.
-fn for_each_row(value: &mut serde_json::Value, visit: &mut dyn FnMut(&mut serde_json::Map<String, serde_json::Value>)) {
+fn for_each_row(
+    value: &mut serde_json::Value,
+    visit: &mut dyn FnMut(&mut serde_json::Map<String, serde_json::Value>),
+) {
     match value {
         serde_json::Value::Array(items) => {
             for item in items {
@@ -387,10 +463,23 @@ fn for_each_row(value: &mut serde_json::Value, visit: &mut dyn FnMut(&mut serde_
 /// Schema drift: the named field (or the first number/string field among common ones)
 /// changes JSON type — numbers become strings, strings become numbers (or null).
 fn drift_row(row: &mut serde_json::Map<String, serde_json::Value>, field: Option<&str>) {
-    const CANDIDATES: &[&str] = &["price", "size", "timestamp", "volumeNum", "volume", "id", "mid", "p", "t"];
+    const CANDIDATES: &[&str] = &[
+        "price",
+        "size",
+        "timestamp",
+        "volumeNum",
+        "volume",
+        "id",
+        "mid",
+        "p",
+        "t",
+    ];
     let key = match field {
         Some(field) => field.to_owned(),
-        None => match CANDIDATES.iter().find(|candidate| row.contains_key(**candidate)) {
+        None => match CANDIDATES
+            .iter()
+            .find(|candidate| row.contains_key(**candidate))
+        {
             Some(candidate) => (*candidate).to_owned(),
             None => return,
         },
@@ -434,15 +523,21 @@ mod tests {
     #[test]
     fn rules_fire_on_schedule() {
         let book = FaultBook::new(parse_fault_spec("error@/data:every=2,count=2,after=1").unwrap());
-        let fired: Vec<bool> = (0..8).map(|_| !book.fire_http("/data/trades").is_empty()).collect();
-        assert_eq!(fired, vec![false, false, true, false, true, false, false, false]);
+        let fired: Vec<bool> = (0..8)
+            .map(|_| !book.fire_http("/data/trades").is_empty())
+            .collect();
+        assert_eq!(
+            fired,
+            vec![false, false, true, false, true, false, false, false]
+        );
         assert!(book.fire_http("/gamma/markets").is_empty());
     }
 
     #[test]
     fn drift_changes_type() {
         let body = br#"[{"price":0.5,"size":"3"}]"#;
-        let drifted: serde_json::Value = serde_json::from_slice(&transform_body(FaultKind::Drift, None, body)).unwrap();
+        let drifted: serde_json::Value =
+            serde_json::from_slice(&transform_body(FaultKind::Drift, None, body)).unwrap();
         assert_eq!(drifted[0]["price"], serde_json::json!("0.5"));
         let truncated = transform_body(FaultKind::Truncate, None, body);
         assert!(serde_json::from_slice::<serde_json::Value>(&truncated).is_err());

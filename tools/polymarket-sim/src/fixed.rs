@@ -9,17 +9,17 @@
 use rust_decimal::Decimal;
 
 /// Price units per 1.0 (a price of 1 is 10_000 units).
-pub const PRICE_UNITS_PER_ONE: u32 = 10_000;
+pub(crate) const PRICE_UNITS_PER_ONE: u32 = 10_000;
 /// Size micros per share.
-pub const SIZE_MICROS_PER_SHARE: u64 = 1_000_000;
+pub(crate) const SIZE_MICROS_PER_SHARE: u64 = 1_000_000;
 
 /// Price as an exact decimal.
-pub fn price_decimal(units: u32) -> Decimal {
+pub(crate) fn price_decimal(units: u32) -> Decimal {
     Decimal::new(i64::from(units), 4).normalize()
 }
 
 /// Size as an exact decimal.
-pub fn size_decimal(micros: u64) -> Decimal {
+pub(crate) fn size_decimal(micros: u64) -> Decimal {
     Decimal::new(i64::try_from(micros).unwrap_or(i64::MAX), 6).normalize()
 }
 
@@ -52,40 +52,40 @@ fn itoa_u64(value: u64) -> String {
 }
 
 /// "0.45" for 4500 units.
-pub fn price_text(units: u32) -> String {
+pub(crate) fn price_text(units: u32) -> String {
     let mut out = String::with_capacity(8);
     push_scaled(&mut out, u64::from(units), 4, false);
     out
 }
 
 /// ".45" for 4500 units (upstream's documented no-leading-zero spelling); "1" and "0" unchanged.
-pub fn price_text_without_leading_zero(units: u32) -> String {
+pub(crate) fn price_text_without_leading_zero(units: u32) -> String {
     let mut out = String::with_capacity(8);
     push_scaled(&mut out, u64::from(units), 4, true);
     out
 }
 
 /// Appends a price to a buffer (hot path of book hashing).
-pub fn push_price(out: &mut String, units: u32) {
+pub(crate) fn push_price(out: &mut String, units: u32) {
     push_scaled(out, u64::from(units), 4, false);
 }
 
 /// "120.5" for 120_500_000 micros.
-pub fn size_text(micros: u64) -> String {
+pub(crate) fn size_text(micros: u64) -> String {
     let mut out = String::with_capacity(12);
     push_scaled(&mut out, micros, 6, false);
     out
 }
 
 /// Appends a size to a buffer.
-pub fn push_size(out: &mut String, micros: u64) {
+pub(crate) fn push_size(out: &mut String, micros: u64) {
     push_scaled(out, micros, 6, false);
 }
 
 /// A fill price as the float upstream's Data API serves it: derived from the on-chain amounts
 /// (USDC notional rounded to 6 decimals, divided by the share size), so 0.58 × 32.155171 comes
 /// back as `0.5799999944021446` exactly as in the captured upstream row.
-pub fn price_float_with_artefacts(units: u32, size_micros: u64) -> f64 {
+pub(crate) fn price_float_with_artefacts(units: u32, size_micros: u64) -> f64 {
     if size_micros == 0 {
         return price_float(units);
     }
@@ -103,23 +103,13 @@ pub fn price_float_with_artefacts(units: u32, size_micros: u64) -> f64 {
 }
 
 /// A price as a plain float (Gamma number fields, prices-history `p`).
-pub fn price_float(units: u32) -> f64 {
+pub(crate) fn price_float(units: u32) -> f64 {
     f64::from(units) / f64::from(PRICE_UNITS_PER_ONE)
 }
 
 /// A size as a float (Data API `size`).
-pub fn size_float(micros: u64) -> f64 {
+pub(crate) fn size_float(micros: u64) -> f64 {
     micros as f64 / SIZE_MICROS_PER_SHARE as f64
-}
-
-/// Parses a decimal text (".48", "0.48", "5") into price units, if it is a whole number of units.
-pub fn parse_price_units(text: &str) -> Option<u32> {
-    let decimal = polytape_model::parse::parse_decimal_text(text).ok()?;
-    let scaled = decimal * Decimal::new(i64::from(PRICE_UNITS_PER_ONE), 0);
-    if scaled.fract() != Decimal::ZERO || scaled.is_sign_negative() {
-        return None;
-    }
-    u32::try_from(scaled.trunc().mantissa() / 10i128.pow(scaled.trunc().scale())).ok()
 }
 
 #[cfg(test)]
@@ -149,8 +139,5 @@ mod tests {
             0.5799999944021446
         );
         assert_eq!(price_float_with_artefacts(5000, 10_000_000), 0.5);
-        assert_eq!(parse_price_units(".48"), Some(4800));
-        assert_eq!(parse_price_units("0.0025"), Some(25));
-        assert_eq!(parse_price_units("0.00001"), None);
     }
 }

@@ -98,8 +98,14 @@ fn price_for_wire(units: u32, drop_leading_zero: bool) -> String {
 
 fn best_texts(best: (Option<u32>, Option<u32>), drop_leading_zero: bool) -> (String, String) {
     // Upstream shows an empty bid side as "0" and an empty ask side as "1".
-    let bid = best.0.map_or_else(|| "0".to_owned(), |price| price_for_wire(price, drop_leading_zero));
-    let ask = best.1.map_or_else(|| "1".to_owned(), |price| price_for_wire(price, drop_leading_zero));
+    let bid = best.0.map_or_else(
+        || "0".to_owned(),
+        |price| price_for_wire(price, drop_leading_zero),
+    );
+    let ask = best.1.map_or_else(
+        || "1".to_owned(),
+        |price| price_for_wire(price, drop_leading_zero),
+    );
     (bid, ask)
 }
 
@@ -168,8 +174,10 @@ fn market_message_json(
     if event_type == "market_resolved"
         && let Some(winner) = market.winner
     {
-        object["winning_asset_id"] = serde_json::Value::String(market.token_ids[usize::from(winner)].clone());
-        object["winning_outcome"] = serde_json::Value::String(market.outcomes[usize::from(winner)].clone());
+        object["winning_asset_id"] =
+            serde_json::Value::String(market.token_ids[usize::from(winner)].clone());
+        object["winning_outcome"] =
+            serde_json::Value::String(market.outcomes[usize::from(winner)].clone());
     }
     object.to_string()
 }
@@ -193,8 +201,12 @@ impl World {
     fn pick_live_market(&self, live: &mut LiveState) -> Option<u32> {
         let total = live.sampler.last()?.0;
         let target = live.rng.random::<f64>() * total;
-        let position = live.sampler.partition_point(|(cumulative, _)| *cumulative <= target);
-        live.sampler.get(position.min(live.sampler.len() - 1)).map(|(_, market)| *market)
+        let position = live
+            .sampler
+            .partition_point(|(cumulative, _)| *cumulative <= target);
+        live.sampler
+            .get(position.min(live.sampler.len() - 1))
+            .map(|(_, market)| *market)
     }
 
     fn next_event(
@@ -284,7 +296,8 @@ impl World {
         };
         let best_before = [token_best_prices(book, 0), token_best_prices(book, 1)];
         let last_trade_before = book.last_trade;
-        let outcome = book.random_operation(&mut live.rng, &profile, crate::world::WALLET_COUNT_PUBLIC);
+        let outcome =
+            book.random_operation(&mut live.rng, &profile, crate::world::WALLET_COUNT_PUBLIC);
         if outcome.changes.is_empty() && outcome.tick_change.is_none() {
             return;
         }
@@ -298,9 +311,25 @@ impl World {
         for change in outcome.changes.iter().rev() {
             book.set_total_for_replay(change.side, change.price, change.old_total);
         }
-        let final_tick = book.tick;
-        if let Some((old_tick, _)) = outcome.tick_change {
-            book.tick = old_tick;
+        if let Some((old_tick, new_tick)) = outcome.tick_change {
+            for token in 0..2u8 {
+                let json = format!(
+                    "{{\"event_type\":\"tick_size_change\",\"asset_id\":\"{}\",\"market\":\"{}\",\"old_tick_size\":\"{}\",\"new_tick_size\":\"{}\",\"timestamp\":\"{}\"}}",
+                    token_ids[usize::from(token)],
+                    condition_id,
+                    price_text(old_tick),
+                    price_text(new_tick),
+                    ts_ms
+                );
+                events.push(Self::next_event(
+                    live,
+                    market,
+                    "tick_size_change",
+                    Audience::Tokens(1 << token),
+                    json,
+                    None,
+                ));
+            }
         }
         for change in &outcome.changes {
             book.set_total_for_replay(change.side, change.price, change.new_total);
@@ -339,7 +368,6 @@ impl World {
                 Some(variants),
             ));
         }
-        book.tick = final_tick;
 
         let drafts = fill_drafts(&outcome);
         if !drafts.is_empty() {
@@ -367,7 +395,14 @@ impl World {
                     tx_text,
                 );
                 let mask = 1u8 << draft.token;
-                events.push(Self::next_event(live, market, "last_trade_price", Audience::Tokens(mask), json, None));
+                events.push(Self::next_event(
+                    live,
+                    market,
+                    "last_trade_price",
+                    Audience::Tokens(mask),
+                    json,
+                    None,
+                ));
             }
             // Upstream also sends a `book` when a trade affects the book.
             if let (Some(token), Some(book)) = (taker_token, self.books.get(market_index)) {
@@ -381,21 +416,14 @@ impl World {
                     ts_ms,
                 );
                 let json = book_event_json(&token_book, false);
-                events.push(Self::next_event(live, market, "book", Audience::Tokens(1 << token), json, None));
-            }
-        }
-
-        if let Some((old_tick, new_tick)) = outcome.tick_change {
-            for token in 0..2u8 {
-                let json = format!(
-                    "{{\"event_type\":\"tick_size_change\",\"asset_id\":\"{}\",\"market\":\"{}\",\"old_tick_size\":\"{}\",\"new_tick_size\":\"{}\",\"timestamp\":\"{}\"}}",
-                    token_ids[usize::from(token)],
-                    condition_id,
-                    price_text(old_tick),
-                    price_text(new_tick),
-                    ts_ms
-                );
-                events.push(Self::next_event(live, market, "tick_size_change", Audience::Tokens(1 << token), json, None));
+                events.push(Self::next_event(
+                    live,
+                    market,
+                    "book",
+                    Audience::Tokens(1 << token),
+                    json,
+                    None,
+                ));
             }
         }
 
@@ -419,14 +447,27 @@ impl World {
                     spread,
                     ts_ms
                 );
-                events.push(Self::next_event(live, market, "best_bid_ask", Audience::CustomTokens(1 << token), json, None));
+                events.push(Self::next_event(
+                    live,
+                    market,
+                    "best_bid_ask",
+                    Audience::CustomTokens(1 << token),
+                    json,
+                    None,
+                ));
             }
         }
     }
 
     /// Every `lifecycle_every` operations: alternately resolve an open single-market event and
     /// list a brand-new market (custom-feature events `market_resolved` / `new_market`).
-    fn lifecycle_step(&mut self, live: &mut LiveState, ts_ms: i64, step: u64, events: &mut Vec<Arc<WsEvent>>) {
+    fn lifecycle_step(
+        &mut self,
+        live: &mut LiveState,
+        ts_ms: i64,
+        step: u64,
+        events: &mut Vec<Arc<WsEvent>>,
+    ) {
         if step % 2 == 1 {
             let candidates: Vec<u32> = self
                 .markets
@@ -434,7 +475,10 @@ impl World {
                 .filter(|market| {
                     market.index != 0
                         && !market.is_closed()
-                        && self.events.get(market.event as usize).is_some_and(|event| event.markets.len() == 1)
+                        && self
+                            .events
+                            .get(market.event as usize)
+                            .is_some_and(|event| event.markets.len() == 1)
                 })
                 .map(|market| market.index)
                 .collect();
@@ -448,16 +492,29 @@ impl World {
         }
     }
 
-    fn resolve_market(&mut self, live: &mut LiveState, market: u32, ts_ms: i64, events: &mut Vec<Arc<WsEvent>>) {
+    fn resolve_market(
+        &mut self,
+        live: &mut LiveState,
+        market: u32,
+        ts_ms: i64,
+        events: &mut Vec<Arc<WsEvent>>,
+    ) {
         let market_index = market as usize;
         let winner = live.rng.random_range(0..2u8);
-        let (Some(book), Some(log)) = (self.books.get_mut(market_index), self.logs.get_mut(market_index)) else {
+        let (Some(book), Some(log)) = (
+            self.books.get_mut(market_index),
+            self.logs.get_mut(market_index),
+        ) else {
             return;
         };
         let mut closing = OpOutcome::default();
         book.clear(&mut closing);
         let last_trade_before = book.last_trade;
-        book.last_trade = if winner == 0 { 10_000 - book.tick } else { book.tick };
+        book.last_trade = if winner == 0 {
+            10_000 - book.tick
+        } else {
+            book.tick
+        };
         log_outcome(book, &closing, ts_ms, log, last_trade_before);
         log.push(LogEntry {
             ts_ms,
@@ -470,12 +527,29 @@ impl World {
         }
         self.rebuild_sampler(live);
         if let Some(info) = self.markets.get(market_index) {
-            let json = market_message_json(info, self.events.get(info.event as usize), "market_resolved", ts_ms);
-            events.push(Self::next_event(live, market, "market_resolved", Audience::CustomTokens(0b11), json, None));
+            let json = market_message_json(
+                info,
+                self.events.get(info.event as usize),
+                "market_resolved",
+                ts_ms,
+            );
+            events.push(Self::next_event(
+                live,
+                market,
+                "market_resolved",
+                Audience::CustomTokens(0b11),
+                json,
+                None,
+            ));
         }
     }
 
-    fn list_new_market(&mut self, live: &mut LiveState, ts_ms: i64, events: &mut Vec<Arc<WsEvent>>) {
+    fn list_new_market(
+        &mut self,
+        live: &mut LiveState,
+        ts_ms: i64,
+        events: &mut Vec<Arc<WsEvent>>,
+    ) {
         let index = u32::try_from(self.markets.len()).unwrap_or(u32::MAX);
         let event_index = u32::try_from(self.events.len()).unwrap_or(u32::MAX);
         let rng = &mut live.rng;
@@ -556,7 +630,14 @@ impl World {
         self.rebuild_sampler(live);
         if let Some(info) = self.markets.last() {
             let json = market_message_json(info, self.events.last(), "new_market", ts_ms);
-            events.push(Self::next_event(live, index, "new_market", Audience::AllCustom, json, None));
+            events.push(Self::next_event(
+                live,
+                index,
+                "new_market",
+                Audience::AllCustom,
+                json,
+                None,
+            ));
         }
     }
 }
@@ -581,7 +662,15 @@ fn price_change_entry(
     } else {
         (yes_side.mirrored().order_side(), complement(yes_price))
     };
-    let token_book = token_book_from_engine(book, token, condition_id, asset_id, min_order_size, neg_risk, ts_ms);
+    let token_book = token_book_from_engine(
+        book,
+        token,
+        condition_id,
+        asset_id,
+        min_order_size,
+        neg_risk,
+        ts_ms,
+    );
     let (best_bid, best_ask) = best_texts(token_best_prices(book, token), drop_leading_zero);
     format!(
         "{{\"asset_id\":{},\"price\":\"{}\",\"size\":\"{}\",\"side\":\"{}\",\"hash\":\"{}\",\"best_bid\":\"{}\",\"best_ask\":\"{}\"}}",

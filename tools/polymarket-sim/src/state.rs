@@ -37,7 +37,6 @@ pub(crate) struct SimState {
     pub(crate) faults: FaultBook,
     pub(crate) budgets: Budgets,
     started: Instant,
-    pub(crate) history_end_ms: i64,
     pub(crate) live_start_ms: i64,
     driver: Mutex<DriverState>,
     trace_counter: AtomicU64,
@@ -60,7 +59,9 @@ pub(crate) struct LiveProgress {
 impl SimState {
     pub(crate) fn new(config: SimConfig) -> SimState {
         let wall_now = wall_clock_ms();
-        let history_end_ms = config.epoch_ms.unwrap_or(wall_now - wall_now.rem_euclid(HOUR_MS));
+        let history_end_ms = config
+            .epoch_ms
+            .unwrap_or(wall_now - wall_now.rem_euclid(HOUR_MS));
         let live_start_ms = match config.epoch_ms {
             Some(epoch) => epoch,
             None => wall_now.max(history_end_ms),
@@ -71,7 +72,11 @@ impl SimState {
             history_days: config.history_days,
             history_end_ms,
         });
-        let mut live = LiveState::new(config.seed, config.lifecycle_every, config.ws_truth_capacity);
+        let mut live = LiveState::new(
+            config.seed,
+            config.lifecycle_every,
+            config.ws_truth_capacity,
+        );
         let mut world = world;
         world.rebuild_sampler(&mut live);
         let (broadcaster, _) = broadcast::channel(8_192);
@@ -84,7 +89,6 @@ impl SimState {
             broadcaster,
             stats: Stats::default(),
             started: now,
-            history_end_ms,
             live_start_ms,
             driver: Mutex::new(DriverState {
                 paused: false,
@@ -96,11 +100,15 @@ impl SimState {
     }
 
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Shared> {
-        self.shared.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Shared> {
-        self.shared.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Simulated now: live start plus wall time elapsed, times `--speed`.
@@ -132,7 +140,9 @@ impl SimState {
         }
         let mut shared = self.write();
         let Shared { world, live } = &mut *shared;
-        let events = world.run_live_operations(live, count, &|operation| self.timestamp_of_operation(operation));
+        let events = world.run_live_operations(live, count, &|operation| {
+            self.timestamp_of_operation(operation)
+        });
         if !events.is_empty() {
             // No receivers is fine: nobody is subscribed.
             let _ = self.broadcaster.send(Arc::new(events));
@@ -151,19 +161,28 @@ impl SimState {
     }
 
     pub(crate) fn progress(&self) -> LiveProgress {
-        let driver = self.driver.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let driver = self
+            .driver
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.progress_locked(&driver)
     }
 
     /// Stops the live driver; returns once no generation is in flight.
     pub(crate) fn pause(&self) -> LiveProgress {
-        let mut driver = self.driver.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut driver = self
+            .driver
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         driver.paused = true;
         self.progress_locked(&driver)
     }
 
     pub(crate) fn resume(&self) -> LiveProgress {
-        let mut driver = self.driver.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut driver = self
+            .driver
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         driver.paused = false;
         driver.anchor = Instant::now();
         driver.anchor_operations = self.read().live.operations_done;
@@ -172,7 +191,10 @@ impl SimState {
 
     /// Runs `operations` live operations now, whatever the rate or pause state.
     pub(crate) fn advance(&self, operations: u64) -> LiveProgress {
-        let mut driver = self.driver.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut driver = self
+            .driver
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.generate(operations);
         driver.anchor = Instant::now();
         driver.anchor_operations = self.read().live.operations_done;
@@ -184,7 +206,10 @@ impl SimState {
         if self.config.rate <= 0.0 {
             return;
         }
-        let driver = self.driver.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let driver = self
+            .driver
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if driver.paused {
             return;
         }

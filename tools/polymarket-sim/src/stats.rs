@@ -45,17 +45,26 @@ pub(crate) struct Stats {
 
 impl Stats {
     pub(crate) fn endpoint(&self, key: &str, update: impl FnOnce(&mut EndpointStats)) {
-        let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         update(inner.endpoints.entry(key.to_owned()).or_default());
     }
 
     pub(crate) fn ws(&self, update: impl FnOnce(&mut WsStats)) {
-        let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         update(&mut inner.ws);
     }
 
     pub(crate) fn snapshot(&self) -> serde_json::Value {
-        let inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut totals = EndpointStats::default();
         for stats in inner.endpoints.values() {
             totals.requests += stats.requests;
@@ -74,7 +83,10 @@ impl Stats {
     }
 
     pub(crate) fn reset(&self) {
-        let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let open = inner.ws.open_connections;
         *inner = StatsInner::default();
         inner.ws.open_connections = open;

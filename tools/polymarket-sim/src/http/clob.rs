@@ -33,9 +33,17 @@ pub(crate) fn clob_market_json(world: &World, market: &MarketInfo) -> Value {
     let token_price = |token: usize| -> f64 {
         match market.winner {
             Some(winner) if closed => {
-                if usize::from(winner) == token { 1.0 } else { 0.0 }
+                if usize::from(winner) == token {
+                    1.0
+                } else {
+                    0.0
+                }
             }
-            _ => price_float(if token == 0 { yes_price } else { complement(yes_price) }),
+            _ => price_float(if token == 0 {
+                yes_price
+            } else {
+                complement(yes_price)
+            }),
         }
     };
     let tokens: Vec<Value> = (0..2)
@@ -49,7 +57,9 @@ pub(crate) fn clob_market_json(world: &World, market: &MarketInfo) -> Value {
         })
         .collect();
     let rates = match market.rewards_daily_rate {
-        Some(rate) => json!([{"asset_address": "0xC011a7E12a19f7B1f670d46F03B03f3342E82DFB", "rewards_daily_rate": rate}]),
+        Some(rate) => {
+            json!([{"asset_address": "0xC011a7E12a19f7B1f670d46F03B03f3342E82DFB", "rewards_daily_rate": rate}])
+        }
         None => Value::Null,
     };
     let mut row = json!({
@@ -92,7 +102,10 @@ pub(crate) fn clob_market_json(world: &World, market: &MarketInfo) -> Value {
 }
 
 /// `GET /clob/markets?next_cursor=`: base64(offset), 1000 per page, `LTE=` at the end.
-pub(crate) async fn markets(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+pub(crate) async fn markets(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let params = QueryParams::parse(raw.as_deref());
     let offset = match params.get(&["next_cursor"]) {
         None | Some("") => 0,
@@ -119,14 +132,27 @@ pub(crate) async fn markets(State(state): State<Arc<SimState>>, RawQuery(raw): R
         .map(|market| clob_market_json(world, market))
         .collect();
     let next = start + data.len();
-    let next_cursor = if data.is_empty() || next >= total { END_CURSOR.to_owned() } else { STANDARD.encode(next.to_string()) };
-    json_ok(&json!({"limit": PAGE_SIZE, "count": data.len(), "next_cursor": next_cursor, "data": data}))
+    let next_cursor = if data.is_empty() || next >= total {
+        END_CURSOR.to_owned()
+    } else {
+        STANDARD.encode(next.to_string())
+    };
+    json_ok(
+        &json!({"limit": PAGE_SIZE, "count": data.len(), "next_cursor": next_cursor, "data": data}),
+    )
 }
 
-pub(crate) async fn market_by_condition(State(state): State<Arc<SimState>>, Path(condition_id): Path<String>) -> Response {
+pub(crate) async fn market_by_condition(
+    State(state): State<Arc<SimState>>,
+    Path(condition_id): Path<String>,
+) -> Response {
     let shared = state.read();
     let world = &shared.world;
-    match world.condition_lookup.get(&condition_id.to_ascii_lowercase()).and_then(|index| world.markets.get(*index as usize)) {
+    match world
+        .condition_lookup
+        .get(&condition_id.to_ascii_lowercase())
+        .and_then(|index| world.markets.get(*index as usize))
+    {
         Some(market) => json_ok(&clob_market_json(world, market)),
         None => error_response(StatusCode::NOT_FOUND, "market not found"),
     }
@@ -153,7 +179,9 @@ pub(crate) fn book_body(world: &World, token_id: &str) -> Option<String> {
 }
 
 fn token_param(params: &QueryParams) -> Option<String> {
-    params.get(&["token_id", "tokenId", "asset_id"]).map(str::to_owned)
+    params
+        .get(&["token_id", "tokenId", "asset_id"])
+        .map(str::to_owned)
 }
 
 pub(crate) async fn book(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
@@ -176,7 +204,10 @@ pub(crate) struct TokenRequest {
     side: Option<String>,
 }
 
-pub(crate) async fn books(State(state): State<Arc<SimState>>, Json(requests): Json<Vec<TokenRequest>>) -> Response {
+pub(crate) async fn books(
+    State(state): State<Arc<SimState>>,
+    Json(requests): Json<Vec<TokenRequest>>,
+) -> Response {
     let shared = state.read();
     let bodies: Vec<String> = requests
         .iter()
@@ -194,7 +225,11 @@ fn open_token(world: &World, token_id: &str) -> Option<(u32, u8, Option<u32>, Op
     }
     let book = world.books.get(market as usize)?;
     let (bid, ask) = token_best_prices(book, token);
-    let last = if token == 0 { book.last_trade } else { complement(book.last_trade) };
+    let last = if token == 0 {
+        book.last_trade
+    } else {
+        complement(book.last_trade)
+    };
     Some((market, token, bid, ask, last))
 }
 
@@ -221,7 +256,10 @@ pub(crate) async fn price(State(state): State<Arc<SimState>>, RawQuery(raw): Raw
     }
 }
 
-pub(crate) async fn midpoint(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+pub(crate) async fn midpoint(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let params = QueryParams::parse(raw.as_deref());
     let Some(token_id) = token_param(&params) else {
         return error_response(StatusCode::BAD_REQUEST, "Invalid payload");
@@ -231,13 +269,18 @@ pub(crate) async fn midpoint(State(state): State<Arc<SimState>>, RawQuery(raw): 
         return error_response(StatusCode::NOT_FOUND, NO_ORDERBOOK);
     };
     let mid = match (bid, ask) {
-        (Some(bid), Some(ask)) => ((price_decimal(bid) + price_decimal(ask)) / Decimal::TWO).normalize(),
+        (Some(bid), Some(ask)) => {
+            ((price_decimal(bid) + price_decimal(ask)) / Decimal::TWO).normalize()
+        }
         _ => price_decimal(last),
     };
     json_ok(&json!({"mid": mid.to_string()}))
 }
 
-pub(crate) async fn spread(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+pub(crate) async fn spread(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let params = QueryParams::parse(raw.as_deref());
     let Some(token_id) = token_param(&params) else {
         return error_response(StatusCode::BAD_REQUEST, "Invalid payload");
@@ -250,26 +293,39 @@ pub(crate) async fn spread(State(state): State<Arc<SimState>>, RawQuery(raw): Ra
     }
 }
 
-pub(crate) async fn tick_size(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+pub(crate) async fn tick_size(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let params = QueryParams::parse(raw.as_deref());
     let Some(token_id) = token_param(&params) else {
         return error_response(StatusCode::BAD_REQUEST, "Invalid payload");
     };
     let shared = state.read();
     let world = &shared.world;
-    match world.token_lookup.get(&token_id).and_then(|(market, _)| world.books.get(*market as usize)) {
+    match world
+        .token_lookup
+        .get(&token_id)
+        .and_then(|(market, _)| world.books.get(*market as usize))
+    {
         Some(book) => json_ok(&json!({"minimum_tick_size": price_float(book.tick)})),
         None => error_response(StatusCode::NOT_FOUND, "market not found"),
     }
 }
 
 pub(crate) async fn time(State(state): State<Arc<SimState>>) -> Response {
-    json_text(StatusCode::OK, state.sim_now_ms().div_euclid(1_000).to_string())
+    json_text(
+        StatusCode::OK,
+        state.sim_now_ms().div_euclid(1_000).to_string(),
+    )
 }
 
 /// `GET /clob/prices-history`: `{"history":[{"t":seconds,"p":float}]}`; `p` is the token's
 /// last trade price at `t`.
-pub(crate) async fn prices_history(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+pub(crate) async fn prices_history(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let params = QueryParams::parse(raw.as_deref());
     let Some(token_id) = params.get(&["market", "token_id"]).map(str::to_owned) else {
         return error_response(StatusCode::BAD_REQUEST, "market (token id) is required");
@@ -289,7 +345,11 @@ pub(crate) async fn prices_history(State(state): State<Arc<SimState>>, RawQuery(
     // Windows are computed as of the world clock, so a world without live activity answers
     // byte-identically whenever it is asked.
     let clock_seconds = world.world_clock_ms.div_euclid(1_000);
-    let (start_seconds, end_seconds) = match (params.integer(&["startTs"]), params.integer(&["endTs"]), params.get(&["interval"])) {
+    let (start_seconds, end_seconds) = match (
+        params.integer(&["startTs"]),
+        params.integer(&["endTs"]),
+        params.get(&["interval"]),
+    ) {
         (Ok(Some(start)), end, _) => (start, end.ok().flatten().unwrap_or(clock_seconds)),
         (_, _, Some(interval)) => {
             let span_seconds = match interval {
@@ -298,19 +358,35 @@ pub(crate) async fn prices_history(State(state): State<Arc<SimState>>, RawQuery(
                 "1d" => DAY_MS / 1_000,
                 "6h" => 6 * 3_600,
                 "1h" => 3_600,
-                "max" | "all" => clock_seconds - world.history_start_ms.div_euclid(1_000) + DAY_MS / 1_000,
+                "max" | "all" => {
+                    clock_seconds - world.history_start_ms.div_euclid(1_000) + DAY_MS / 1_000
+                }
                 _ => return error_response(StatusCode::BAD_REQUEST, "invalid interval"),
             };
             (clock_seconds - span_seconds, clock_seconds)
         }
-        _ => return error_response(StatusCode::BAD_REQUEST, "interval or startTs/endTs is required"),
+        _ => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "interval or startTs/endTs is required",
+            );
+        }
     };
     if info.is_closed() && fidelity_minutes < RESOLVED_MIN_FIDELITY_MINUTES {
         return json_ok(&json!({"history": []}));
     }
     let step = fidelity_minutes * 60;
-    let first = start_seconds.div_euclid(step) * step + if start_seconds.rem_euclid(step) == 0 { 0 } else { step };
-    let log = world.logs.get(market as usize).map(Vec::as_slice).unwrap_or(&[]);
+    let first = start_seconds.div_euclid(step) * step
+        + if start_seconds.rem_euclid(step) == 0 {
+            0
+        } else {
+            step
+        };
+    let log = world
+        .logs
+        .get(market as usize)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     let mut position = 0usize;
     let mut last_trade: Option<u32> = None;
     let mut closed_at: Option<i64> = None;

@@ -71,7 +71,11 @@ fn positions_newest_first<'a>(
             Box::new((0..end).rev())
         }
         Some([single]) => {
-            let positions = world.fills_by_market.get(*single as usize).map(Vec::as_slice).unwrap_or(&[]);
+            let positions = world
+                .fills_by_market
+                .get(*single as usize)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             let end = positions.partition_point(|position| *position < limit);
             Box::new(positions[..end].iter().rev().copied())
         }
@@ -79,7 +83,12 @@ fn positions_newest_first<'a>(
             let mut merged: Vec<u32> = several
                 .iter()
                 .filter_map(|market| world.fills_by_market.get(*market as usize))
-                .flat_map(|positions| positions.iter().copied().filter(|position| *position < limit))
+                .flat_map(|positions| {
+                    positions
+                        .iter()
+                        .copied()
+                        .filter(|position| *position < limit)
+                })
                 .collect();
             merged.sort_unstable_by(|left, right| right.cmp(left));
             Box::new(merged.into_iter())
@@ -98,7 +107,11 @@ fn wallet_index(world: &World, address: &str) -> Option<u32> {
 
 /// Parses the filters; `Err` carries the 400 message.
 fn parse_filter(world: &World, params: &QueryParams, v2: bool) -> Result<TradeFilter, String> {
-    let market_names: &[&str] = if v2 { &["condition", "condition_id", "conditionId", "market"] } else { &["market"] };
+    let market_names: &[&str] = if v2 {
+        &["condition", "condition_id", "conditionId", "market"]
+    } else {
+        &["market"]
+    };
     let condition_ids = params.list(market_names);
     let event_ids = params.list(&["eventId", "event_id"]);
     if !condition_ids.is_empty() && !event_ids.is_empty() {
@@ -108,7 +121,12 @@ fn parse_filter(world: &World, params: &QueryParams, v2: bool) -> Result<TradeFi
         Some(
             condition_ids
                 .iter()
-                .filter_map(|id| world.condition_lookup.get(&id.to_ascii_lowercase()).copied())
+                .filter_map(|id| {
+                    world
+                        .condition_lookup
+                        .get(&id.to_ascii_lowercase())
+                        .copied()
+                })
                 .collect::<Vec<u32>>(),
         )
     } else if !event_ids.is_empty() {
@@ -137,8 +155,12 @@ fn parse_filter(world: &World, params: &QueryParams, v2: bool) -> Result<TradeFi
         None => None,
         Some(text) => Some(Side::parse(text).ok_or_else(|| format!("invalid side {text:?}"))?),
     };
-    let start_seconds = params.integer(&["start"]).map_err(|text| format!("invalid start {text:?}"))?;
-    let end_seconds = params.integer(&["end"]).map_err(|text| format!("invalid end {text:?}"))?;
+    let start_seconds = params
+        .integer(&["start"])
+        .map_err(|text| format!("invalid start {text:?}"))?;
+    let end_seconds = params
+        .integer(&["end"])
+        .map_err(|text| format!("invalid end {text:?}"))?;
     let taker_only = params.bool(&["takerOnly", "taker_only"]).unwrap_or(true);
     Ok(TradeFilter {
         markets,
@@ -152,7 +174,10 @@ fn parse_filter(world: &World, params: &QueryParams, v2: bool) -> Result<TradeFi
 
 fn v1_trade_row(world: &World, fill: &FillRecord) -> Value {
     let market = &world.markets[fill.market as usize];
-    let event_slug = world.event_of(market).map(|event| event.slug.clone()).unwrap_or_default();
+    let event_slug = world
+        .event_of(market)
+        .map(|event| event.slug.clone())
+        .unwrap_or_default();
     let wallet = &world.wallets[fill.wallet as usize];
     json!({
         "proxyWallet": wallet.address,
@@ -179,7 +204,10 @@ fn v1_trade_row(world: &World, fill: &FillRecord) -> Value {
 
 fn v2_trade_row(world: &World, fill: &FillRecord) -> Value {
     let market = &world.markets[fill.market as usize];
-    let event_slug = world.event_of(market).map(|event| event.slug.clone()).unwrap_or_default();
+    let event_slug = world
+        .event_of(market)
+        .map(|event| event.slug.clone())
+        .unwrap_or_default();
     let wallet = &world.wallets[fill.wallet as usize];
     json!({
         "proxy_wallet": wallet.address,
@@ -205,21 +233,31 @@ fn v2_trade_row(world: &World, fill: &FillRecord) -> Value {
 }
 
 /// `GET /data/trades` (v1).
-pub(crate) async fn trades(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+pub(crate) async fn trades(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let params = QueryParams::parse(raw.as_deref());
     let limit = match params.integer(&["limit"]) {
         Ok(limit) => limit.unwrap_or(V1_DEFAULT_LIMIT),
-        Err(text) => return error_response(StatusCode::BAD_REQUEST, &format!("invalid limit {text:?}")),
+        Err(text) => {
+            return error_response(StatusCode::BAD_REQUEST, &format!("invalid limit {text:?}"));
+        }
     };
     let offset = match params.integer(&["offset"]) {
         Ok(offset) => offset.unwrap_or(0),
-        Err(text) => return error_response(StatusCode::BAD_REQUEST, &format!("invalid offset {text:?}")),
+        Err(text) => {
+            return error_response(StatusCode::BAD_REQUEST, &format!("invalid offset {text:?}"));
+        }
     };
     if !(0..=V1_MAX_LIMIT).contains(&limit) {
         return error_response(StatusCode::BAD_REQUEST, "limit must be between 0 and 10000");
     }
     if !(0..=V1_MAX_OFFSET).contains(&offset) {
-        return error_response(StatusCode::BAD_REQUEST, "offset must be between 0 and 10000");
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "offset must be between 0 and 10000",
+        );
     }
     let shared = state.read();
     let world = &shared.world;
@@ -238,7 +276,13 @@ pub(crate) async fn trades(State(state): State<Arc<SimState>>, RawQuery(raw): Ra
 }
 
 /// A v2 error body with upstream's fields.
-pub(crate) fn v2_error(state: &SimState, status: StatusCode, code: &str, message: &str, parameter: Option<&str>) -> Response {
+pub(crate) fn v2_error(
+    state: &SimState,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    parameter: Option<&str>,
+) -> Response {
     json_value(
         status,
         &json!({
@@ -257,7 +301,9 @@ fn cursor_signature(seed: u64, payload: &str) -> String {
 }
 
 fn encode_v2_cursor(seed: u64, before: u32, limit: i64, count: u64) -> String {
-    let payload = URL_SAFE_NO_PAD.encode(format!("{{\"v\":1,\"pos\":{before},\"limit\":{limit},\"n\":{count}}}"));
+    let payload = URL_SAFE_NO_PAD.encode(format!(
+        "{{\"v\":1,\"pos\":{before},\"limit\":{limit},\"n\":{count}}}"
+    ));
     let signature = cursor_signature(seed, &payload);
     format!("{payload}.{signature}")
 }
@@ -277,23 +323,54 @@ fn decode_v2_cursor(seed: u64, cursor: &str) -> Option<(u32, i64, u64)> {
 }
 
 /// `GET /data/v2/trades`: cursor-only, `{data, pagination}`.
-pub(crate) async fn trades_v2(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+pub(crate) async fn trades_v2(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let params = QueryParams::parse(raw.as_deref());
     if params.has(&["offset"]) {
-        return v2_error(&state, StatusCode::BAD_REQUEST, "invalid_request", "offset pagination is not supported; use cursor", Some("offset"));
+        return v2_error(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "offset pagination is not supported; use cursor",
+            Some("offset"),
+        );
     }
     let requested_limit = match params.integer(&["limit"]) {
         Ok(limit) => limit.unwrap_or(V2_DEFAULT_LIMIT),
-        Err(_) => return v2_error(&state, StatusCode::BAD_REQUEST, "invalid_request", "invalid limit", Some("limit")),
+        Err(_) => {
+            return v2_error(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "invalid limit",
+                Some("limit"),
+            );
+        }
     };
     if !(1..=V2_MAX_LIMIT).contains(&requested_limit) {
-        return v2_error(&state, StatusCode::BAD_REQUEST, "invalid_request", "limit must be between 1 and 1000", Some("limit"));
+        return v2_error(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "limit must be between 1 and 1000",
+            Some("limit"),
+        );
     }
     let cursor = match params.get(&["cursor", "next_cursor", "after_cursor"]) {
         None | Some("") => None,
         Some(text) => match decode_v2_cursor(state.config.seed, text) {
             Some(cursor) => Some(cursor),
-            None => return v2_error(&state, StatusCode::BAD_REQUEST, "invalid_request", "invalid cursor", Some("cursor")),
+            None => {
+                return v2_error(
+                    &state,
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "invalid cursor",
+                    Some("cursor"),
+                );
+            }
         },
     };
     // The cursor's page size wins over `limit` after the first page.
@@ -305,7 +382,15 @@ pub(crate) async fn trades_v2(State(state): State<Arc<SimState>>, RawQuery(raw):
     let world = &shared.world;
     let filter = match parse_filter(world, &params, true) {
         Ok(filter) => filter,
-        Err(message) => return v2_error(&state, StatusCode::BAD_REQUEST, "invalid_request", &message, None),
+        Err(message) => {
+            return v2_error(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &message,
+                None,
+            );
+        }
     };
     let page_size = usize::try_from(limit).unwrap_or(100);
     let mut page: Vec<u32> = positions_newest_first(world, filter.markets.as_deref(), before)
@@ -314,10 +399,15 @@ pub(crate) async fn trades_v2(State(state): State<Arc<SimState>>, RawQuery(raw):
         .collect();
     let has_more = page.len() > page_size;
     page.truncate(page_size);
-    let rows: Vec<Value> = page.iter().map(|position| v2_trade_row(world, &world.fills[*position as usize])).collect();
+    let rows: Vec<Value> = page
+        .iter()
+        .map(|position| v2_trade_row(world, &world.fills[*position as usize]))
+        .collect();
     let returned = count_before + rows.len() as u64;
     let next_cursor = match (has_more, page.last()) {
-        (true, Some(last)) => Value::String(encode_v2_cursor(state.config.seed, *last, limit, returned)),
+        (true, Some(last)) => {
+            Value::String(encode_v2_cursor(state.config.seed, *last, limit, returned))
+        }
         _ => Value::Null,
     };
     let mut response = json_ok(&json!({
@@ -331,18 +421,30 @@ pub(crate) async fn trades_v2(State(state): State<Arc<SimState>>, RawQuery(raw):
 }
 
 /// `GET /data/v1/leaderboard`.
-pub(crate) async fn leaderboard(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+pub(crate) async fn leaderboard(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let params = QueryParams::parse(raw.as_deref());
     let limit = params.integer(&["limit"]).ok().flatten().unwrap_or(25);
     let offset = params.integer(&["offset"]).ok().flatten().unwrap_or(0);
     if !(1..=50).contains(&limit) || !(0..=1_000).contains(&offset) {
-        return error_response(StatusCode::BAD_REQUEST, "limit must be 1..50 and offset 0..1000");
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "limit must be 1..50 and offset 0..1000",
+        );
     }
-    let by_volume = params.get(&["orderBy"]).is_some_and(|order| order.eq_ignore_ascii_case("VOL"));
+    let by_volume = params
+        .get(&["orderBy"])
+        .is_some_and(|order| order.eq_ignore_ascii_case("VOL"));
     let shared = state.read();
     let world = &shared.world;
     let clock = world.world_clock_ms;
-    let since = match params.get(&["timePeriod"]).map(str::to_ascii_uppercase).as_deref() {
+    let since = match params
+        .get(&["timePeriod"])
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
         Some("DAY") => clock - DAY_MS,
         Some("WEEK") => clock - 7 * DAY_MS,
         Some("MONTH") => clock - 30 * DAY_MS,
@@ -357,7 +459,9 @@ pub(crate) async fn leaderboard(State(state): State<Arc<SimState>>, RawQuery(raw
         *volume.entry(fill.wallet).or_default() += notional;
         let signed = if fill.side == Side::Buy { 1.0 } else { -1.0 };
         *cash.entry(fill.wallet).or_default() -= signed * notional;
-        *positions.entry((fill.wallet, fill.market, fill.token)).or_default() += signed * size_float(fill.size);
+        *positions
+            .entry((fill.wallet, fill.market, fill.token))
+            .or_default() += signed * size_float(fill.size);
     }
     let mut pnl: BTreeMap<u32, f64> = cash;
     for ((wallet, market, token), shares) in positions {
@@ -365,7 +469,11 @@ pub(crate) async fn leaderboard(State(state): State<Arc<SimState>>, RawQuery(raw
             continue;
         };
         let yes_price = price_float(book.last_trade);
-        let price = if token == 0 { yes_price } else { 1.0 - yes_price };
+        let price = if token == 0 {
+            yes_price
+        } else {
+            1.0 - yes_price
+        };
         *pnl.entry(wallet).or_default() += shares * price;
     }
     let user = params.get(&["user"]).map(str::to_ascii_lowercase);
@@ -374,13 +482,20 @@ pub(crate) async fn leaderboard(State(state): State<Arc<SimState>>, RawQuery(raw
         .map(|(wallet, volume)| (*wallet, *volume, pnl.get(wallet).copied().unwrap_or(0.0)))
         .collect();
     ranked.sort_by(|left, right| {
-        let (left_key, right_key) = if by_volume { (left.1, right.1) } else { (left.2, right.2) };
+        let (left_key, right_key) = if by_volume {
+            (left.1, right.1)
+        } else {
+            (left.2, right.2)
+        };
         right_key.total_cmp(&left_key).then(left.0.cmp(&right.0))
     });
     let rows: Vec<Value> = ranked
         .iter()
         .enumerate()
-        .filter(|(_, (wallet, _, _))| user.as_ref().is_none_or(|user| *user == world.wallets[*wallet as usize].address))
+        .filter(|(_, (wallet, _, _))| {
+            user.as_ref()
+                .is_none_or(|user| *user == world.wallets[*wallet as usize].address)
+        })
         .skip(usize::try_from(offset).unwrap_or(0))
         .take(usize::try_from(limit).unwrap_or(25))
         .map(|(rank, (wallet, volume, pnl))| {
@@ -401,7 +516,10 @@ pub(crate) async fn leaderboard(State(state): State<Arc<SimState>>, RawQuery(raw
 }
 
 /// `GET /data/holders`.
-pub(crate) async fn holders(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+pub(crate) async fn holders(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let params = QueryParams::parse(raw.as_deref());
     let condition_ids = params.list(&["market"]);
     if condition_ids.is_empty() {
@@ -411,20 +529,38 @@ pub(crate) async fn holders(State(state): State<Arc<SimState>>, RawQuery(raw): R
     if !(0..=20).contains(&limit) {
         return error_response(StatusCode::BAD_REQUEST, "limit must be between 0 and 20");
     }
-    let min_balance = params.get(&["minBalance"]).and_then(|text| text.parse::<f64>().ok()).unwrap_or(1.0);
+    let min_balance = params
+        .get(&["minBalance"])
+        .and_then(|text| text.parse::<f64>().ok())
+        .unwrap_or(1.0);
     let shared = state.read();
     let world = &shared.world;
     let mut tokens_out = Vec::new();
     for condition_id in condition_ids {
-        let Some(market) = world.condition_lookup.get(&condition_id.to_ascii_lowercase()).copied() else {
+        let Some(market) = world
+            .condition_lookup
+            .get(&condition_id.to_ascii_lowercase())
+            .copied()
+        else {
             continue;
         };
         let info = &world.markets[market as usize];
         let mut balances: [BTreeMap<u32, i128>; 2] = [BTreeMap::new(), BTreeMap::new()];
-        for position in world.fills_by_market.get(market as usize).map(Vec::as_slice).unwrap_or(&[]) {
+        for position in world
+            .fills_by_market
+            .get(market as usize)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
             let fill = &world.fills[*position as usize];
-            let signed = if fill.side == Side::Buy { i128::from(fill.size) } else { -i128::from(fill.size) };
-            *balances[usize::from(fill.token)].entry(fill.wallet).or_default() += signed;
+            let signed = if fill.side == Side::Buy {
+                i128::from(fill.size)
+            } else {
+                -i128::from(fill.size)
+            };
+            *balances[usize::from(fill.token)]
+                .entry(fill.wallet)
+                .or_default() += signed;
         }
         for (token, token_balances) in balances.iter().enumerate() {
             let mut holders: Vec<(u32, f64)> = token_balances

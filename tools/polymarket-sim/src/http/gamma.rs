@@ -23,7 +23,10 @@ const DEFAULT_LIMIT: i64 = 20;
 
 fn json_encoded_strings(items: &[String]) -> String {
     // Upstream's encoding puts a space after each comma: "[\"Yes\", \"No\"]".
-    let quoted: Vec<String> = items.iter().map(|item| Value::String(item.clone()).to_string()).collect();
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|item| Value::String(item.clone()).to_string())
+        .collect();
     format!("[{}]", quoted.join(", "))
 }
 
@@ -47,7 +50,8 @@ fn market_prices(world: &World, market: &MarketInfo) -> MarketPrices {
     let mut liquidity_micros: u128 = 0;
     for side in [BookSide::Bid, BookSide::Ask] {
         for (price, size) in book.levels(side) {
-            liquidity_micros += u128::from(size) * u128::from(price) / u128::from(PRICE_UNITS_PER_ONE);
+            liquidity_micros +=
+                u128::from(size) * u128::from(price) / u128::from(PRICE_UNITS_PER_ONE);
         }
     }
     MarketPrices {
@@ -79,13 +83,21 @@ fn volumes(world: &World, market: u32) -> (f64, u128, f64, f64, f64, f64) {
     let clock = world.world_clock_ms;
     let (total_float, total_micros) = world.volume_between(market, i64::MIN, clock);
     let window = |days: i64| world.volume_between(market, clock - days * DAY_MS, clock).0;
-    (total_float, total_micros, window(1), window(7), window(30), window(365))
+    (
+        total_float,
+        total_micros,
+        window(1),
+        window(7),
+        window(30),
+        window(365),
+    )
 }
 
 pub(crate) fn market_json(world: &World, market: &MarketInfo, with_events: bool) -> Value {
     let prices = market_prices(world, market);
     let closed = market.is_closed();
-    let (volume_float, volume_micros, volume_day, volume_week, volume_month, volume_year) = volumes(world, market.index);
+    let (volume_float, volume_micros, volume_day, volume_week, volume_month, volume_year) =
+        volumes(world, market.index);
     let outcome_prices = match (closed, market.winner) {
         (true, Some(0)) => vec!["1".to_owned(), "0".to_owned()],
         (true, Some(_)) => vec!["0".to_owned(), "1".to_owned()],
@@ -195,10 +207,16 @@ pub(crate) fn market_json(world: &World, market: &MarketInfo, with_events: bool)
     match market.version {
         // Older rows carry no version at all; newer v1 rows say so.
         ProtocolVersion::V1Unlabelled => {
-            object.insert("clobTokenIds".to_owned(), json!(json_encoded_strings(&market.token_ids)));
+            object.insert(
+                "clobTokenIds".to_owned(),
+                json!(json_encoded_strings(&market.token_ids)),
+            );
         }
         ProtocolVersion::V1 => {
-            object.insert("clobTokenIds".to_owned(), json!(json_encoded_strings(&market.token_ids)));
+            object.insert(
+                "clobTokenIds".to_owned(),
+                json!(json_encoded_strings(&market.token_ids)),
+            );
             object.insert("version".to_owned(), json!("v1"));
         }
         ProtocolVersion::V2 => {
@@ -239,11 +257,21 @@ pub(crate) fn market_json(world: &World, market: &MarketInfo, with_events: bool)
     if closed {
         object.insert("umaResolutionStatus".to_owned(), json!("resolved"));
         if let Some(closed_ms) = market.closed_ms {
-            object.insert("closedTime".to_owned(), json!(iso_micros(closed_ms).replace('T', " ").replace("000Z", "+00")));
+            object.insert(
+                "closedTime".to_owned(),
+                json!(
+                    iso_micros(closed_ms)
+                        .replace('T', " ")
+                        .replace("000Z", "+00")
+                ),
+            );
         }
     }
     if with_events && let Some(event) = event {
-        object.insert("events".to_owned(), json!([event_json(world, event, false)]));
+        object.insert(
+            "events".to_owned(),
+            json!([event_json(world, event, false)]),
+        );
     }
     row
 }
@@ -347,11 +375,17 @@ fn validation_error(message: &str) -> Response {
 }
 
 fn not_found(what: &str) -> Response {
-    json_value(StatusCode::NOT_FOUND, &json!({"type": "not found", "error": format!("{what} not found")}))
+    json_value(
+        StatusCode::NOT_FOUND,
+        &json!({"type": "not found", "error": format!("{what} not found")}),
+    )
 }
 
 fn bad_request(message: &str) -> Response {
-    json_value(StatusCode::BAD_REQUEST, &json!({"type": "bad request", "error": message}))
+    json_value(
+        StatusCode::BAD_REQUEST,
+        &json!({"type": "bad request", "error": message}),
+    )
 }
 
 /// Sort key of a market for `order=`.
@@ -359,7 +393,9 @@ fn market_sort_key(world: &World, market: &MarketInfo, field: &str) -> f64 {
     match field {
         "volume_num" | "volumeNum" | "volume" => volumes(world, market.index).0,
         "volume24hr" | "volume_24hr" => volumes(world, market.index).2,
-        "liquidity_num" | "liquidityNum" | "liquidity" => market_prices(world, market).liquidity_micros as f64,
+        "liquidity_num" | "liquidityNum" | "liquidity" => {
+            market_prices(world, market).liquidity_micros as f64
+        }
         "start_date" | "startDate" => market.start_ms as f64,
         "end_date" | "endDate" => market.end_ms as f64,
         "created_at" | "createdAt" => market.created_ms as f64,
@@ -377,9 +413,17 @@ fn select_markets(world: &World, params: &QueryParams, closed_default: Option<bo
     let active = params.bool(&["active"]);
     let ids = params.list(&["id"]);
     let slugs = params.list(&["slug"]);
-    let condition_ids: Vec<String> = params.list(&["condition_ids"]).iter().map(|id| id.to_ascii_lowercase()).collect();
+    let condition_ids: Vec<String> = params
+        .list(&["condition_ids"])
+        .iter()
+        .map(|id| id.to_ascii_lowercase())
+        .collect();
     let token_ids = params.list(&["clob_token_ids"]);
-    let question_ids: Vec<String> = params.list(&["question_ids"]).iter().map(|id| id.to_ascii_lowercase()).collect();
+    let question_ids: Vec<String> = params
+        .list(&["question_ids"])
+        .iter()
+        .map(|id| id.to_ascii_lowercase())
+        .collect();
     let mut selected: Vec<&MarketInfo> = world
         .markets
         .iter()
@@ -389,14 +433,28 @@ fn select_markets(world: &World, params: &QueryParams, closed_default: Option<bo
         .filter(|market| slugs.is_empty() || slugs.contains(&market.slug))
         .filter(|market| condition_ids.is_empty() || condition_ids.contains(&market.condition_id))
         .filter(|market| question_ids.is_empty() || question_ids.contains(&market.question_id))
-        .filter(|market| token_ids.is_empty() || market.token_ids.iter().any(|token| token_ids.contains(token)))
+        .filter(|market| {
+            token_ids.is_empty()
+                || market
+                    .token_ids
+                    .iter()
+                    .any(|token| token_ids.contains(token))
+        })
         .collect();
     let fields = order_fields(params);
     let ascending = params.bool(&["ascending"]).unwrap_or(true);
     if !fields.is_empty() {
         let mut keyed: Vec<(Vec<f64>, &MarketInfo)> = selected
             .iter()
-            .map(|market| (fields.iter().map(|field| market_sort_key(world, market, field)).collect(), *market))
+            .map(|market| {
+                (
+                    fields
+                        .iter()
+                        .map(|field| market_sort_key(world, market, field))
+                        .collect(),
+                    *market,
+                )
+            })
             .collect();
         keyed.sort_by(|(left_key, left), (right_key, right)| {
             let ordering = left_key
@@ -405,7 +463,11 @@ fn select_markets(world: &World, params: &QueryParams, closed_default: Option<bo
                 .map(|(left, right)| left.total_cmp(right))
                 .find(|ordering| ordering.is_ne())
                 .unwrap_or(std::cmp::Ordering::Equal);
-            let ordering = if ascending { ordering } else { ordering.reverse() };
+            let ordering = if ascending {
+                ordering
+            } else {
+                ordering.reverse()
+            };
             ordering.then(left.index.cmp(&right.index))
         });
         selected = keyed.into_iter().map(|(_, market)| market).collect();
@@ -435,8 +497,16 @@ fn select_events(world: &World, params: &QueryParams, closed_default: Option<boo
     if let Some(field) = fields.first() {
         let key = |event: &EventInfo| -> f64 {
             match field.as_str() {
-                "volume" | "volume_num" => event.markets.iter().map(|market| volumes(world, *market).0).sum(),
-                "volume24hr" => event.markets.iter().map(|market| volumes(world, *market).2).sum(),
+                "volume" | "volume_num" => event
+                    .markets
+                    .iter()
+                    .map(|market| volumes(world, *market).0)
+                    .sum(),
+                "volume24hr" => event
+                    .markets
+                    .iter()
+                    .map(|market| volumes(world, *market).2)
+                    .sum(),
                 "start_date" | "startDate" => event.start_ms as f64,
                 "end_date" | "endDate" => event.end_ms as f64,
                 _ => event.id.parse::<f64>().unwrap_or(0.0),
@@ -444,7 +514,11 @@ fn select_events(world: &World, params: &QueryParams, closed_default: Option<boo
         };
         selected.sort_by(|left, right| {
             let ordering = key(left).total_cmp(&key(right));
-            let ordering = if ascending { ordering } else { ordering.reverse() };
+            let ordering = if ascending {
+                ordering
+            } else {
+                ordering.reverse()
+            };
             ordering.then(left.index.cmp(&right.index))
         });
     } else if !ascending {
@@ -454,18 +528,28 @@ fn select_events(world: &World, params: &QueryParams, closed_default: Option<boo
 }
 
 fn limit_and_offset(params: &QueryParams, max: i64) -> Result<(usize, usize), Response> {
-    let limit = params.integer(&["limit"]).map_err(|text| bad_request(&format!("invalid limit {text:?}")))?;
-    let offset = params.integer(&["offset"]).map_err(|text| bad_request(&format!("invalid offset {text:?}")))?;
+    let limit = params
+        .integer(&["limit"])
+        .map_err(|text| bad_request(&format!("invalid limit {text:?}")))?;
+    let offset = params
+        .integer(&["offset"])
+        .map_err(|text| bad_request(&format!("invalid offset {text:?}")))?;
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     let offset = offset.unwrap_or(0);
     if limit < 0 || offset < 0 {
         return Err(bad_request("limit and offset must be non-negative"));
     }
     // Upstream silently clamps the page size.
-    Ok((usize::try_from(limit.min(max)).unwrap_or(0), usize::try_from(offset).unwrap_or(0)))
+    Ok((
+        usize::try_from(limit.min(max)).unwrap_or(0),
+        usize::try_from(offset).unwrap_or(0),
+    ))
 }
 
-pub(crate) async fn markets(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+pub(crate) async fn markets(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let params = QueryParams::parse(raw.as_deref());
     let (limit, offset) = match limit_and_offset(&params, MAX_LIMIT) {
         Ok(pair) => pair,
@@ -497,7 +581,9 @@ fn decode_keyset_cursor(cursor: &str) -> Option<usize> {
 
 fn keyset_page(params: &QueryParams, total: usize) -> Result<(usize, usize), Response> {
     if params.has(&["offset"]) {
-        return Err(validation_error("offset is not allowed on keyset endpoints"));
+        return Err(validation_error(
+            "offset is not allowed on keyset endpoints",
+        ));
     }
     let limit = params
         .integer(&["limit"])
@@ -509,12 +595,17 @@ fn keyset_page(params: &QueryParams, total: usize) -> Result<(usize, usize), Res
     let limit = usize::try_from(limit.min(KEYSET_MAX_LIMIT)).unwrap_or(1);
     let start = match params.get(&["after_cursor"]) {
         None | Some("") => 0,
-        Some(cursor) => decode_keyset_cursor(cursor).ok_or_else(|| validation_error("invalid after_cursor"))?,
+        Some(cursor) => {
+            decode_keyset_cursor(cursor).ok_or_else(|| validation_error("invalid after_cursor"))?
+        }
     };
     Ok((limit, start.min(total)))
 }
 
-pub(crate) async fn markets_keyset(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+pub(crate) async fn markets_keyset(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let params = QueryParams::parse(raw.as_deref());
     let shared = state.read();
     let world = &shared.world;
@@ -532,13 +623,19 @@ pub(crate) async fn markets_keyset(State(state): State<Arc<SimState>>, RawQuery(
     let mut body = json!({ "markets": page });
     // Upstream: next_cursor only when the page is full (so an exact multiple ends with one
     // empty page), omitted on the last page.
-    if body["markets"].as_array().is_some_and(|rows| rows.len() == limit) {
+    if body["markets"]
+        .as_array()
+        .is_some_and(|rows| rows.len() == limit)
+    {
         body["next_cursor"] = json!(encode_keyset_cursor(start + limit));
     }
     json_ok(&body)
 }
 
-pub(crate) async fn events(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+pub(crate) async fn events(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let params = QueryParams::parse(raw.as_deref());
     let (limit, offset) = match limit_and_offset(&params, MAX_LIMIT) {
         Ok(pair) => pair,
@@ -559,7 +656,10 @@ pub(crate) async fn events(State(state): State<Arc<SimState>>, RawQuery(raw): Ra
     json_ok(&Value::Array(rows))
 }
 
-pub(crate) async fn events_keyset(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+pub(crate) async fn events_keyset(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let params = QueryParams::parse(raw.as_deref());
     let shared = state.read();
     let world = &shared.world;
@@ -582,19 +682,33 @@ pub(crate) async fn events_keyset(State(state): State<Arc<SimState>>, RawQuery(r
     json_ok(&body)
 }
 
-pub(crate) async fn market_by_id(State(state): State<Arc<SimState>>, Path(id): Path<String>) -> Response {
+pub(crate) async fn market_by_id(
+    State(state): State<Arc<SimState>>,
+    Path(id): Path<String>,
+) -> Response {
     let shared = state.read();
     let world = &shared.world;
-    match world.gamma_lookup.get(&id).and_then(|index| world.markets.get(*index as usize)) {
+    match world
+        .gamma_lookup
+        .get(&id)
+        .and_then(|index| world.markets.get(*index as usize))
+    {
         Some(market) => json_ok(&market_json(world, market, true)),
         None => not_found("market"),
     }
 }
 
-pub(crate) async fn event_by_id(State(state): State<Arc<SimState>>, Path(id): Path<String>) -> Response {
+pub(crate) async fn event_by_id(
+    State(state): State<Arc<SimState>>,
+    Path(id): Path<String>,
+) -> Response {
     let shared = state.read();
     let world = &shared.world;
-    match world.event_lookup.get(&id).and_then(|index| world.events.get(*index as usize)) {
+    match world
+        .event_lookup
+        .get(&id)
+        .and_then(|index| world.events.get(*index as usize))
+    {
         Some(event) => json_ok(&event_json(world, event, true)),
         None => not_found("event"),
     }

@@ -40,7 +40,12 @@ impl QueryParams {
         self.pairs
             .iter()
             .filter(|(key, _)| names.contains(&key.as_str()))
-            .flat_map(|(_, value)| value.split(',').map(|item| item.trim().to_owned()).collect::<Vec<_>>())
+            .flat_map(|(_, value)| {
+                value
+                    .split(',')
+                    .map(|item| item.trim().to_owned())
+                    .collect::<Vec<_>>()
+            })
             .filter(|item| !item.is_empty())
             .collect()
     }
@@ -58,7 +63,11 @@ impl QueryParams {
     pub(crate) fn integer(&self, names: &[&str]) -> Result<Option<i64>, String> {
         match self.get(names) {
             None => Ok(None),
-            Some(text) => text.trim().parse::<i64>().map(Some).map_err(|_| text.to_owned()),
+            Some(text) => text
+                .trim()
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| text.to_owned()),
         }
     }
 }
@@ -66,9 +75,10 @@ impl QueryParams {
 /// A JSON body (already serialised) with a status.
 pub(crate) fn json_text(status: StatusCode, body: String) -> Response {
     let mut response = (status, body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -89,7 +99,8 @@ pub(crate) fn error_response(status: StatusCode, message: &str) -> Response {
 pub(crate) fn iso_micros(ms: i64) -> String {
     let seconds = ms.div_euclid(1_000);
     let millis = ms.rem_euclid(1_000);
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
+    let time =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
     let base = humantime::format_rfc3339_seconds(time).to_string();
     // "2025-12-30T17:01:49Z" → "2025-12-30T17:01:49.027000Z"
     format!("{}.{:03}000Z", base.trim_end_matches('Z'), millis)
@@ -98,7 +109,8 @@ pub(crate) fn iso_micros(ms: i64) -> String {
 /// Milliseconds to RFC 3339 seconds (`"2025-12-31T17:15:00Z"`).
 pub(crate) fn iso_seconds(ms: i64) -> String {
     let seconds = ms.div_euclid(1_000);
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
+    let time =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
     humantime::format_rfc3339_seconds(time).to_string()
 }
 

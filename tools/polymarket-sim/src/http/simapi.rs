@@ -60,31 +60,53 @@ fn truth_fill_json(world: &World, seq: usize) -> Value {
 
 /// `GET /_sim/truth/fills?market=&token_id=&taker_only=&since_seq=&limit=`: every fill
 /// (taker and maker rows) in tape order.
-pub(crate) async fn truth_fills(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+pub(crate) async fn truth_fills(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let params = QueryParams::parse(raw.as_deref());
-    let since = params.integer(&["since_seq"]).ok().flatten().unwrap_or(0).max(0) as usize;
-    let limit = params.integer(&["limit"]).ok().flatten().unwrap_or(10_000).clamp(1, 200_000) as usize;
+    let since = params
+        .integer(&["since_seq"])
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+        .max(0) as usize;
+    let limit = params
+        .integer(&["limit"])
+        .ok()
+        .flatten()
+        .unwrap_or(10_000)
+        .clamp(1, 200_000) as usize;
     let taker_only = params.bool(&["taker_only", "takerOnly"]).unwrap_or(false);
     let shared = state.read();
     let world = &shared.world;
-    let market_filter = params
-        .get(&["market", "condition_id"])
-        .map(|condition| world.condition_lookup.get(&condition.to_ascii_lowercase()).copied().unwrap_or(u32::MAX));
-    let token_filter = params
-        .get(&["token_id"])
-        .map(|token| world.token_lookup.get(token).copied().unwrap_or((u32::MAX, 0)));
-    let candidates: Box<dyn Iterator<Item = usize>> = match market_filter.or(token_filter.map(|(market, _)| market)) {
-        Some(market) => Box::new(
-            world
-                .fills_by_market
-                .get(market as usize)
-                .map(Vec::as_slice)
-                .unwrap_or(&[])
-                .iter()
-                .map(|position| *position as usize),
-        ),
-        None => Box::new(0..world.fills.len()),
-    };
+    let market_filter = params.get(&["market", "condition_id"]).map(|condition| {
+        world
+            .condition_lookup
+            .get(&condition.to_ascii_lowercase())
+            .copied()
+            .unwrap_or(u32::MAX)
+    });
+    let token_filter = params.get(&["token_id"]).map(|token| {
+        world
+            .token_lookup
+            .get(token)
+            .copied()
+            .unwrap_or((u32::MAX, 0))
+    });
+    let candidates: Box<dyn Iterator<Item = usize>> =
+        match market_filter.or(token_filter.map(|(market, _)| market)) {
+            Some(market) => Box::new(
+                world
+                    .fills_by_market
+                    .get(market as usize)
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[])
+                    .iter()
+                    .map(|position| *position as usize),
+            ),
+            None => Box::new(0..world.fills.len()),
+        };
     let mut rows = Vec::new();
     let mut next = None;
     for seq in candidates.filter(|seq| *seq >= since) {
@@ -108,7 +130,10 @@ pub(crate) async fn truth_fills(State(state): State<Arc<SimState>>, RawQuery(raw
 
 /// `GET /_sim/truth/book?token_id=&at=<ms>`: the book as CLOB `/book` would have served it at
 /// that instant (default: now).
-pub(crate) async fn truth_book(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+pub(crate) async fn truth_book(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let params = QueryParams::parse(raw.as_deref());
     let Some(token_id) = params.get(&["token_id"]).map(str::to_owned) else {
         return error_response(StatusCode::BAD_REQUEST, "token_id is required");
@@ -140,7 +165,11 @@ pub(crate) async fn truth_book(State(state): State<Arc<SimState>>, RawQuery(raw)
         min_order_size: info.min_order_size,
         tick: book.tick,
         neg_risk: info.neg_risk,
-        last_trade_price: if token == 0 { book.last_trade } else { crate::book::complement(book.last_trade) },
+        last_trade_price: if token == 0 {
+            book.last_trade
+        } else {
+            crate::book::complement(book.last_trade)
+        },
     };
     json_text(StatusCode::OK, token_book.to_json())
 }
@@ -209,13 +238,26 @@ pub(crate) async fn truth_events(State(state): State<Arc<SimState>>) -> Response
 
 /// `GET /_sim/truth/ws?token_id=&since_seq=&limit=`: the market-channel events a subscriber of
 /// that token was sent (before any injected fault), in order.
-pub(crate) async fn truth_ws(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+pub(crate) async fn truth_ws(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let params = QueryParams::parse(raw.as_deref());
     let Some(token_id) = params.get(&["token_id"]).map(str::to_owned) else {
         return error_response(StatusCode::BAD_REQUEST, "token_id is required");
     };
-    let since = params.integer(&["since_seq"]).ok().flatten().unwrap_or(0).max(0) as u64;
-    let limit = params.integer(&["limit"]).ok().flatten().unwrap_or(10_000).clamp(1, 200_000) as usize;
+    let since = params
+        .integer(&["since_seq"])
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+        .max(0) as u64;
+    let limit = params
+        .integer(&["limit"])
+        .ok()
+        .flatten()
+        .unwrap_or(10_000)
+        .clamp(1, 200_000) as usize;
     let shared = state.read();
     let Some((market, token)) = shared.world.token_lookup.get(&token_id).copied() else {
         return error_response(StatusCode::NOT_FOUND, "unknown token_id");
@@ -230,7 +272,9 @@ pub(crate) async fn truth_ws(State(state): State<Arc<SimState>>, RawQuery(raw): 
         }
     }
     let dropped = shared.live.ws_truth_dropped.get(slot).copied().unwrap_or(0);
-    json_ok(&json!({"token_id": token_id, "events": events, "dropped": dropped, "last_ws_seq": shared.live.last_ws_seq}))
+    json_ok(
+        &json!({"token_id": token_id, "events": events, "dropped": dropped, "last_ws_seq": shared.live.last_ws_seq}),
+    )
 }
 
 pub(crate) async fn stats(State(state): State<Arc<SimState>>) -> Response {
@@ -256,7 +300,10 @@ pub(crate) async fn faults_get(State(state): State<Arc<SimState>>) -> Response {
     json_ok(&json!({"rules": state.faults.describe()}))
 }
 
-pub(crate) async fn faults_post(State(state): State<Arc<SimState>>, Json(request): Json<FaultsRequest>) -> Response {
+pub(crate) async fn faults_post(
+    State(state): State<Arc<SimState>>,
+    Json(request): Json<FaultsRequest>,
+) -> Response {
     let mut rules = request.rules;
     if let Some(spec) = request.spec {
         match parse_fault_spec(&spec) {
@@ -264,7 +311,11 @@ pub(crate) async fn faults_post(State(state): State<Arc<SimState>>, Json(request
             Err(error) => return error_response(StatusCode::BAD_REQUEST, &error.to_string()),
         }
     }
-    tracing::info!(rules = rules.len(), replace = request.replace, "fault rules added");
+    tracing::info!(
+        rules = rules.len(),
+        replace = request.replace,
+        "fault rules added"
+    );
     state.faults.add(rules, request.replace);
     json_ok(&json!({"rules": state.faults.describe()}))
 }
@@ -291,8 +342,13 @@ pub(crate) struct AdvanceRequest {
     operations: u64,
 }
 
-pub(crate) async fn advance(State(state): State<Arc<SimState>>, Json(request): Json<AdvanceRequest>) -> Response {
-    let progress = tokio::task::spawn_blocking(move || state.advance(request.operations.min(10_000_000))).await;
+pub(crate) async fn advance(
+    State(state): State<Arc<SimState>>,
+    Json(request): Json<AdvanceRequest>,
+) -> Response {
+    let progress =
+        tokio::task::spawn_blocking(move || state.advance(request.operations.min(10_000_000)))
+            .await;
     match progress {
         Ok(progress) => json_ok(&json!(progress)),
         Err(_) => error_response(StatusCode::INTERNAL_SERVER_ERROR, "advance failed"),
@@ -300,10 +356,11 @@ pub(crate) async fn advance(State(state): State<Arc<SimState>>, Json(request): J
 }
 
 pub(crate) async fn info(State(state): State<Arc<SimState>>) -> Response {
-    let (history_start_ms, markets, events, fills) = {
+    let (history_start_ms, history_end_ms, markets, events, fills) = {
         let shared = state.read();
         (
             shared.world.history_start_ms,
+            shared.world.parameters.history_end_ms,
             shared.world.markets.len(),
             shared.world.events.len(),
             shared.world.fills.len(),
@@ -316,7 +373,7 @@ pub(crate) async fn info(State(state): State<Arc<SimState>>) -> Response {
         "fills": fills,
         "history_days": state.config.history_days,
         "history_start_ms": history_start_ms,
-        "history_end_ms": state.history_end_ms,
+        "history_end_ms": history_end_ms,
         "live_start_ms": state.live_start_ms,
         "rate": state.config.rate,
         "speed": state.config.speed,

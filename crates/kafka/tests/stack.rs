@@ -1,0 +1,151 @@
+//! Every record type through the real broker and Schema Registry: produced with our codec
+//! (schema registered), consumed and decoded equal by our decoder, and the same bytes decoded
+//! by Python confluent-kafka's AvroDeserializer, which proves downstream consumers can read
+//! our topics. Run through `cargo xtask test` (or with `cargo xtask stack up` running).
+
+use std::{fmt::Debug, process::Command, time::Duration};
+
+use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
+use polytape_kafka::{RecordProducer, create_producer, ensure_topics};
+use polytape_model::{Topic, TopicNames, samples};
+use polytape_test_support::stack::{StackEndpoints, endpoints, isolated_topics};
+use rdkafka::{
+    Message as _, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer as _},
+};
+
+struct Checked {
+    topic: String,
+    key: String,
+    record_json: serde_json::Value,
+    partitions: i32,
+}
+
+/// The first message on `topic`, read by assignment (no consumer-group round trips).
+fn first_message(brokers: &str, topic: &str, partitions: i32) -> (Vec<u8>, Vec<u8>) {
+    let consumer: BaseConsumer = polytape_kafka::base_config(brokers)
+        .set("group.id", format!("check-{topic}"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    for _ in 0..300 {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.unwrap();
+            return (
+                message.key().unwrap().to_vec(),
+                message.payload().unwrap().to_vec(),
+            );
+        }
+    }
+    panic!("no message on {topic} within 30 s");
+}
+
+async fn produce_and_consume<T: AvroRecord + PartialEq + Debug>(
+    sample: T,
+    stack: &StackEndpoints,
+    names: &TopicNames,
+    registry: &SchemaRegistryClient,
+) -> Checked {
+    let producer = create_producer(&stack.kafka_brokers).unwrap();
+    let records = RecordProducer::<T>::register(producer, registry, names)
+        .await
+        .unwrap();
+    records.send(&sample).await.unwrap();
+
+    let topic = names.name(T::TOPIC);
+    let partitions = T::TOPIC.partitions();
+    let brokers = stack.kafka_brokers.clone();
+    let topic_for_read = topic.clone();
+    let (key, payload) =
+        tokio::task::spawn_blocking(move || first_message(&brokers, &topic_for_read, partitions))
+            .await
+            .unwrap();
+    assert_eq!(key, sample.record_key().into_bytes(), "key of {}", T::NAME);
+    assert_eq!(payload[0], 0, "Confluent magic byte");
+
+    let decoder = RecordDecoder::<T>::new(registry.clone());
+    let decoded = decoder.decode(&payload).await.unwrap();
+    assert_eq!(decoded, sample, "decoded {}", T::NAME);
+
+    Checked {
+        topic,
+        key: sample.record_key(),
+        record_json: serde_json::to_value(&sample).unwrap(),
+        partitions,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_type_round_trips_and_python_reads_it() {
+    let stack = endpoints();
+    let names = isolated_topics("records");
+    ensure_topics(&stack.kafka_brokers, &names, &Topic::ALL, 1)
+        .await
+        .unwrap();
+    let registry = SchemaRegistryClient::new(&stack.schema_registry_url).unwrap();
+
+    let checked = vec![
+        produce_and_consume(samples::market(), &stack, &names, &registry).await,
+        produce_and_consume(samples::event(), &stack, &names, &registry).await,
+        produce_and_consume(samples::trade(), &stack, &names, &registry).await,
+        produce_and_consume(samples::book_snapshot(), &stack, &names, &registry).await,
+        produce_and_consume(samples::price_change(), &stack, &names, &registry).await,
+        produce_and_consume(samples::last_trade(), &stack, &names, &registry).await,
+        produce_and_consume(samples::tick_size_change(), &stack, &names, &registry).await,
+        produce_and_consume(samples::best_bid_ask(), &stack, &names, &registry).await,
+        produce_and_consume(samples::market_lifecycle(), &stack, &names, &registry).await,
+        produce_and_consume(samples::price_point(), &stack, &names, &registry).await,
+        produce_and_consume(samples::candle(), &stack, &names, &registry).await,
+        produce_and_consume(samples::book_state(), &stack, &names, &registry).await,
+        produce_and_consume(samples::continuity(), &stack, &names, &registry).await,
+        produce_and_consume(samples::dead_letter(), &stack, &names, &registry).await,
+    ];
+    assert_eq!(checked.len(), Topic::ALL.len());
+
+    // The same bytes through an independent client.
+    let expected: serde_json::Map<String, serde_json::Value> = checked
+        .into_iter()
+        .map(|check| {
+            let spec = serde_json::json!({"key": check.key, "record": check.record_json, "partitions": check.partitions});
+            (check.topic, spec)
+        })
+        .collect();
+    let expected_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(expected_file.path(), serde_json::to_vec(&expected).unwrap()).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tools/local-stack/check_topics_with_confluent_kafka.py");
+    let output = Command::new(&stack.python)
+        .arg(script)
+        .args([
+            "--brokers",
+            &stack.kafka_brokers,
+            "--registry",
+            &stack.schema_registry_url,
+        ])
+        .arg("--expected")
+        .arg(expected_file.path())
+        .output()
+        .unwrap_or_else(|error| {
+            panic!(
+                "cannot run {} ({error}); run `cargo xtask stack up` once to create the venv",
+                stack.python.display()
+            )
+        });
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "python confluent-kafka check failed:\n{report}"
+    );
+    assert!(report.contains("14 passed, 0 failed"), "{report}");
+}

@@ -1,0 +1,260 @@
+//! The HTTP server: routes, the budget/fault middleware, and starting/stopping a simulator.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::budget::BudgetDecision;
+use crate::config::SimConfig;
+use crate::faults::FaultKind;
+use crate::http::{clob, data, error_response, gamma, json_value, simapi, ws};
+use crate::state::{SimState, run_live_driver};
+
+/// Why the simulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot listen on 127.0.0.1:{port}: {source}")]
+    Bind { port: u16, source: std::io::Error },
+    #[error("cannot read the listening address: {0}")]
+    Address(std::io::Error),
+    #[error("world generation failed: {0}")]
+    Generation(String),
+}
+
+/// A simulator serving in this process.
+pub struct RunningSim {
+    /// The address it listens on (127.0.0.1, the configured or picked port).
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: JoinHandle<()>,
+    driver: JoinHandle<()>,
+}
+
+impl RunningSim {
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `ws://127.0.0.1:PORT/ws/market`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws/market", self.addr)
+    }
+
+    /// Stops serving and waits for the server task.
+    pub async fn shutdown(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        self.driver.abort();
+        let _ = (&mut self.server).await;
+    }
+
+    /// Waits until the server stops (it only stops on `shutdown` or an I/O failure).
+    pub async fn wait(mut self) {
+        let _ = (&mut self.server).await;
+    }
+}
+
+impl Drop for RunningSim {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        self.driver.abort();
+    }
+}
+
+/// Generates the world and starts serving on 127.0.0.1:`config.port`.
+pub async fn start(config: SimConfig) -> Result<RunningSim, SimError> {
+    let port = config.port;
+    let started = Instant::now();
+    let state = tokio::task::spawn_blocking(move || Arc::new(SimState::new(config)))
+        .await
+        .map_err(|error| SimError::Generation(error.to_string()))?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        markets = state.config.markets,
+        history_days = state.config.history_days,
+        "world generated"
+    );
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|source| SimError::Bind { port, source })?;
+    let addr = listener.local_addr().map_err(SimError::Address)?;
+    let router = router(Arc::clone(&state));
+    let (shutdown_sender, shutdown_receiver) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let serving = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = shutdown_receiver.await;
+        });
+        if let Err(error) = serving.await {
+            tracing::error!(%error, "server stopped");
+        }
+    });
+    let driver = tokio::spawn(run_live_driver(Arc::downgrade(&state)));
+    // The state is owned by the router (and so by the server task) from here on.
+    drop(state);
+    Ok(RunningSim {
+        addr,
+        shutdown: Some(shutdown_sender),
+        server,
+        driver,
+    })
+}
+
+fn router(state: Arc<SimState>) -> Router {
+    let api = Router::new()
+        .route("/gamma/markets", get(gamma::markets))
+        .route("/gamma/markets/keyset", get(gamma::markets_keyset))
+        .route("/gamma/markets/{id}", get(gamma::market_by_id))
+        .route("/gamma/events", get(gamma::events))
+        .route("/gamma/events/keyset", get(gamma::events_keyset))
+        .route("/gamma/events/{id}", get(gamma::event_by_id))
+        .route("/data/trades", get(data::trades))
+        .route("/data/v2/trades", get(data::trades_v2))
+        .route("/data/v1/leaderboard", get(data::leaderboard))
+        .route("/data/holders", get(data::holders))
+        .route("/clob/markets", get(clob::markets))
+        .route(
+            "/clob/markets/{condition_id}",
+            get(clob::market_by_condition),
+        )
+        .route("/clob/book", get(clob::book))
+        .route("/clob/books", post(clob::books))
+        .route("/clob/price", get(clob::price))
+        .route("/clob/midpoint", get(clob::midpoint))
+        .route("/clob/spread", get(clob::spread))
+        .route("/clob/tick-size", get(clob::tick_size))
+        .route("/clob/prices-history", get(clob::prices_history))
+        .route("/clob/time", get(clob::time))
+        .route_layer(from_fn_with_state(Arc::clone(&state), api_middleware));
+    let sim = Router::new()
+        .route("/_sim/truth/fills", get(simapi::truth_fills))
+        .route("/_sim/truth/book", get(simapi::truth_book))
+        .route("/_sim/truth/markets", get(simapi::truth_markets))
+        .route("/_sim/truth/events", get(simapi::truth_events))
+        .route("/_sim/truth/ws", get(simapi::truth_ws))
+        .route("/_sim/stats", get(simapi::stats))
+        .route("/_sim/stats/reset", post(simapi::stats_reset))
+        .route(
+            "/_sim/faults",
+            get(simapi::faults_get)
+                .post(simapi::faults_post)
+                .delete(simapi::faults_delete),
+        )
+        .route("/_sim/pause", post(simapi::pause))
+        .route("/_sim/resume", post(simapi::resume))
+        .route("/_sim/advance", post(simapi::advance))
+        .route("/_sim/info", get(simapi::info))
+        .route("/ws/market", get(ws::market_channel));
+    api.merge(sim)
+        .fallback(|| async { error_response(StatusCode::NOT_FOUND, "not found") })
+        .with_state(state)
+}
+
+fn count_fault(state: &SimState, endpoint: &str, kind: FaultKind) {
+    state.stats.endpoint(endpoint, |stats| {
+        *stats.faults.entry(kind.name()).or_default() += 1
+    });
+}
+
+/// Budgets, faults and stats around every upstream-shaped endpoint.
+async fn api_middleware(
+    State(state): State<Arc<SimState>>,
+    matched: MatchedPath,
+    request: Request,
+    next: Next,
+) -> Response {
+    let endpoint = matched.as_str().to_owned();
+    let path = request.uri().path().to_owned();
+    state.stats.endpoint(&endpoint, |stats| stats.requests += 1);
+
+    match state.budgets.admit(&endpoint, Instant::now()) {
+        BudgetDecision::Proceed => {}
+        BudgetDecision::Throttle(delay) => {
+            state.stats.endpoint(&endpoint, |stats| {
+                stats.throttled += 1;
+                stats.throttled_delay_ms += delay.as_millis() as u64;
+            });
+            tokio::time::sleep(delay).await;
+        }
+        BudgetDecision::Reject(retry_after) => {
+            state
+                .stats
+                .endpoint(&endpoint, |stats| stats.rejected_429 += 1);
+            let mut response = data::v2_error(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "rate limit exceeded",
+                None,
+            );
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            if let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return response;
+        }
+    }
+
+    let fired = state.faults.fire_http(&path);
+    let mut body_faults = Vec::new();
+    for rule in &fired {
+        count_fault(&state, &endpoint, rule.kind);
+        match rule.kind {
+            FaultKind::Error => {
+                let status = StatusCode::from_u16(rule.status.unwrap_or(500))
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let body = if endpoint.starts_with("/data/v2/") {
+                    serde_json::json!({"error": "injected failure", "code": if status == StatusCode::SERVICE_UNAVAILABLE { "request_timeout" } else { "internal" }, "retryable": true, "trace_id": state.next_trace_id(), "parameter": null})
+                } else {
+                    serde_json::json!({"error": "injected failure"})
+                };
+                let mut response = json_value(status, &body);
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                }
+                return response;
+            }
+            FaultKind::Slow => {
+                tokio::time::sleep(rule.delay.unwrap_or(Duration::from_secs(1))).await
+            }
+            FaultKind::Timeout => {
+                tokio::time::sleep(rule.delay.unwrap_or(Duration::from_secs(60))).await;
+                let mut response = Response::new(Body::empty());
+                *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+                return response;
+            }
+            other => body_faults.push((other, rule.field.clone())),
+        }
+    }
+
+    let response = next.run(request).await;
+    if body_faults.is_empty() {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = to_bytes(body, usize::MAX).await else {
+        return error_response(StatusCode::INTERNAL_SERVER_ERROR, "body read failed");
+    };
+    let mut bytes = bytes.to_vec();
+    for (kind, field) in body_faults {
+        bytes = crate::faults::transform_body(kind, field.as_deref(), &bytes);
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(bytes))
+}
