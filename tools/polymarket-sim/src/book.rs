@@ -498,15 +498,12 @@ impl MarketBook {
         }
         let bid = self.best_bid().unwrap_or(self.fair);
         let ask = self.best_ask().unwrap_or(self.fair);
-        let extreme = |price: u32| !(400..=9600).contains(&price);
+        // Upstream switches to the finer tick while the book trades beyond 0.96 / below 0.04.
+        let extreme = bid < 400 || ask > 9600;
         let old = self.tick;
-        if self.tick == 100 && (extreme(bid) || extreme(ask) || extreme(self.fair)) {
+        if self.tick == 100 && extreme {
             self.tick = 10;
-        } else if self.tick == 10
-            && (700..=9300).contains(&bid)
-            && (700..=9300).contains(&ask)
-            && (700..=9300).contains(&self.fair)
-        {
+        } else if self.tick == 10 && !extreme {
             self.tick = 100;
             self.fair = round_to_tick(self.fair, 100);
         }

@@ -713,7 +713,14 @@ fn generate_wallets(seed: u64) -> Vec<Wallet> {
         .collect()
 }
 
-fn flow_profile(hot: bool) -> FlowProfile {
+fn flow_profile(hot: bool, near_extreme: bool) -> FlowProfile {
+    if near_extreme {
+        return FlowProfile {
+            place_probability: 0.5,
+            cancel_probability: 0.3,
+            drift_probability: 0.15,
+        };
+    }
     if hot {
         FlowProfile {
             place_probability: 0.45,
@@ -849,9 +856,11 @@ fn generate_layout(
                 }
             };
             let fees_enabled = first || rng.random_bool(0.3);
-            let extreme_start = !first && base_tick == 100 && rng.random_bool(0.12);
+            // Some markets trade around 0.96 / 0.04, where upstream switches the tick size, so
+            // `tick_size_change` events occur regularly.
+            let extreme_start = !first && base_tick == 100 && (index % 8 == 3 || rng.random_bool(0.08));
             let initial_fair = if extreme_start {
-                if rng.random_bool(0.5) { 9_500 } else { 500 }
+                if rng.random_bool(0.5) { 9_600 } else { 400 }
             } else {
                 round_to_grid(rng.random_range(1_000..9_000u32), base_tick)
             };
@@ -909,7 +918,7 @@ fn generate_layout(
                 closed_ms,
                 winner,
                 activity,
-                profile: flow_profile(first),
+                profile: flow_profile(first, extreme_start),
                 initial_fair,
                 image: event.image.clone(),
             });

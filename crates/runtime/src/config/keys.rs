@@ -278,8 +278,9 @@ pub const KEYS: &[KeySpec] = &[
 /// dev tool); they are not reported as unknown.
 pub const OTHER_ENV_VARS: &[&str] = &[
     "POLYTAPE_BLESS",
-    "POLYTAPE_STACK_DIR",
+    "POLYTAPE_CI_TARGET_DIR",
     "POLYTAPE_TEST_STACK",
+    "POLYTAPE_TOOLS_DIR",
 ];
 
 pub fn find_key(name: &str) -> Option<&'static KeySpec> {
