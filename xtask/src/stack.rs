@@ -502,6 +502,7 @@ fn install_nisshi() -> anyhow::Result<PathBuf> {
 
 /// The tools as already installed, without installing anything (for tests, which must not
 /// run cargo from inside cargo).
+#[cfg(test)]
 fn installed_tools() -> anyhow::Result<Tools> {
     let tools = Tools {
         nisshi: paths::tools_dir()

@@ -2,6 +2,8 @@
 //! stack's ClickHouse (chdb behind our HTTP adapter), and the migrations against the real
 //! engine. Run through `cargo xtask test` (or with `cargo xtask stack up` running).
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 use std::time::Duration;
 
 use clickhouse::Row;
@@ -34,12 +36,12 @@ fn row(id: u64) -> TradeLikeRow {
             "{}{id}",
             "71321045679252212594626385532706912750332728571942532289631379312455583992563"
         ),
-        side: if id % 2 == 0 { 1 } else { 2 },
+        side: if id.is_multiple_of(2) { 1 } else { 2 },
         price,
         size,
         notional: i128::from(price) * i128::from(size),
         timestamp: 1_774_020_191_000 + i64::try_from(id).unwrap(),
-        wallet: (id % 3 != 0).then(|| format!("0x{id:040x}")),
+        wallet: (!id.is_multiple_of(3)).then(|| format!("0x{id:040x}")),
     }
 }
 

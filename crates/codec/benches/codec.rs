@@ -73,7 +73,7 @@ fn encode_decode_trade(criterion: &mut Criterion) {
     });
 
     // The Value path needs the binary form of our decimals, as our codec uses.
-    apache_avro::set_serde_human_readable(false);
+    apache_avro::util::set_serde_human_readable(false);
     let schema = schemas::schema(Topic::Trades);
     let writer = GenericDatumWriter::builder(schema)
         .human_readable(false)

@@ -5,6 +5,8 @@
 //! To accept an intended change of encoding, regenerate the golden files with
 //! `POLYTAPE_BLESS=1 cargo test -p polytape-codec --test records` and commit them.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 use std::{collections::HashMap, path::PathBuf};
 
 use apache_avro::{

@@ -3,6 +3,8 @@
 //! by Python confluent-kafka's AvroDeserializer, which proves downstream consumers can read
 //! our topics. Run through `cargo xtask test` (or with `cargo xtask stack up` running).
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 use std::{fmt::Debug, process::Command, time::Duration};
 
 use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};

@@ -1,5 +1,7 @@
 //! Start-up errors of `polytape-sink-clickhouse`: one clear line naming the problem, exit code 2, no panic.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 use std::path::Path;
 
 use polytape_test_support::cli::{assert_startup_error, config_file, run};

@@ -858,7 +858,8 @@ fn generate_layout(
             let fees_enabled = first || rng.random_bool(0.3);
             // Some markets trade around 0.96 / 0.04, where upstream switches the tick size, so
             // `tick_size_change` events occur regularly.
-            let extreme_start = !first && base_tick == 100 && (index % 8 == 3 || rng.random_bool(0.08));
+            let extreme_start =
+                !first && base_tick == 100 && (index % 8 == 3 || rng.random_bool(0.08));
             let initial_fair = if extreme_start {
                 if rng.random_bool(0.5) { 9_600 } else { 400 }
             } else {

@@ -372,7 +372,10 @@ async fn websocket_events_match_the_brief() {
     for _ in 0..10 {
         advance(&client, &sim, 6_000).await;
         events.extend(frame_events(&ws_read_until_pong(&mut stream).await));
-        if events.iter().any(|event| event["event_type"] == "tick_size_change") {
+        if events
+            .iter()
+            .any(|event| event["event_type"] == "tick_size_change")
+        {
             break;
         }
     }
