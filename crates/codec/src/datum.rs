@@ -3,15 +3,15 @@
 
 use std::marker::PhantomData;
 
-use apache_avro::{Schema, reader::datum::GenericDatumReader, writer::datum::GenericDatumWriter};
+use apache_avro::{Schema, reader::datum::GenericDatumReader, schema::ResolvedSchema};
 
-use crate::{AvroRecord, CodecError, schemas};
+use crate::{AvroRecord, CodecError, schemas, writer::AvroWriter};
 
 /// Encodes and decodes one record type with a fixed schema. Build it once and reuse it: the
 /// schema's names are resolved at construction.
 pub struct DatumCodec<T> {
     schema: &'static Schema,
-    writer: GenericDatumWriter<'static>,
+    names: ResolvedSchema<'static>,
     reader: GenericDatumReader<'static>,
     record: PhantomData<fn() -> T>,
 }
@@ -39,19 +39,16 @@ impl<T: AvroRecord> DatumCodec<T> {
             schema_id,
             source: Box::new(source),
         };
+        let names = ResolvedSchema::try_from(schema).map_err(invalid)?;
         // Our decimal and bytes fields pick their binary form when the serializer is not
         // human-readable; JSON (the API) gets decimal strings from the same types.
-        let writer = GenericDatumWriter::builder(schema)
-            .human_readable(false)
-            .build()
-            .map_err(invalid)?;
         let reader = GenericDatumReader::builder(schema)
             .human_readable(false)
             .build()
             .map_err(invalid)?;
         Ok(Self {
             schema,
-            writer,
+            names,
             reader,
             record: PhantomData,
         })
@@ -63,13 +60,20 @@ impl<T: AvroRecord> DatumCodec<T> {
 
     /// Appends the Avro binary encoding of `record` to `out`.
     pub fn encode_into(&self, record: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        self.writer
-            .write_ser(out, record)
-            .map(|_| ())
-            .map_err(|source| CodecError::Encode {
+        let start = out.len();
+        let written = record.serialize(AvroWriter {
+            out,
+            schema: self.schema,
+            names: self.names.get_names(),
+        });
+        written.map_err(|source| {
+            // Leave no half-written datum behind in a caller's buffer.
+            out.truncate(start);
+            CodecError::Encode {
                 record: T::NAME,
                 source: Box::new(source),
-            })
+            }
+        })
     }
 
     /// The Avro binary encoding of `record`.

@@ -7,7 +7,7 @@ pub enum CodecError {
     Encode {
         record: &'static str,
         #[source]
-        source: Box<apache_avro::Error>,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("could not decode {record} from Avro (schema id {schema_id}): {source}")]
     Decode {

@@ -12,6 +12,7 @@ mod record;
 mod registry;
 pub mod schemas;
 pub mod wire;
+mod writer;
 
 pub use datum::DatumCodec;
 pub use error::CodecError;

@@ -30,24 +30,48 @@ pub enum DecimalError {
 /// The unscaled big-endian two's-complement bytes of `value` at `scale`, in the minimal length
 /// Avro writers use.
 pub fn to_unscaled_bytes(value: Decimal, scale: u32) -> Result<Vec<u8>, DecimalError> {
-    let mut rescaled = value;
-    rescaled.rescale(scale);
-    if rescaled != value {
-        return Err(DecimalError::TooManyFractionalDigits { value, scale });
-    }
-    let unscaled = rescaled.mantissa();
-    let full = unscaled.to_be_bytes();
-    // Drop leading bytes that only repeat the sign, keeping one sign-carrying byte.
-    let mut start = 0;
-    while start < full.len() - 1 {
-        let (byte, next) = (full[start], full[start + 1]);
-        let redundant = (byte == 0x00 && next & 0x80 == 0) || (byte == 0xff && next & 0x80 != 0);
-        if !redundant {
-            break;
+    let unscaled = UnscaledBytes::new(value, scale)?;
+    Ok(unscaled.as_slice().to_vec())
+}
+
+/// The minimal two's-complement bytes of a decimal's unscaled value, on the stack (encoding
+/// runs for every price and size of every record).
+#[derive(Debug, Clone, Copy)]
+pub struct UnscaledBytes {
+    full: [u8; 16],
+    start: usize,
+}
+
+impl UnscaledBytes {
+    pub fn new(value: Decimal, scale: u32) -> Result<Self, DecimalError> {
+        let unscaled = if value.scale() == scale {
+            value.mantissa()
+        } else {
+            let mut rescaled = value;
+            rescaled.rescale(scale);
+            if rescaled != value {
+                return Err(DecimalError::TooManyFractionalDigits { value, scale });
+            }
+            rescaled.mantissa()
+        };
+        let full = unscaled.to_be_bytes();
+        // Drop leading bytes that only repeat the sign, keeping one sign-carrying byte.
+        let mut start = 0;
+        while start < full.len() - 1 {
+            let (byte, next) = (full[start], full[start + 1]);
+            let redundant =
+                (byte == 0x00 && next & 0x80 == 0) || (byte == 0xff && next & 0x80 != 0);
+            if !redundant {
+                break;
+            }
+            start += 1;
         }
-        start += 1;
+        Ok(Self { full, start })
     }
-    Ok(full[start..].to_vec())
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.full[self.start..]
+    }
 }
 
 /// The decimal whose unscaled two's-complement big-endian bytes are `bytes`, at `scale`.
@@ -74,8 +98,8 @@ fn serialize_scaled<S: Serializer>(
     if serializer.is_human_readable() {
         return serializer.collect_str(&value.normalize());
     }
-    let bytes = to_unscaled_bytes(*value, scale).map_err(serde::ser::Error::custom)?;
-    serializer.serialize_bytes(&bytes)
+    let bytes = UnscaledBytes::new(*value, scale).map_err(serde::ser::Error::custom)?;
+    serializer.serialize_bytes(bytes.as_slice())
 }
 
 struct ScaledVisitor {
@@ -193,7 +217,7 @@ mod tests {
             ("0.000128", 6, vec![0x00, 0x80]),
             ("-0.000001", 6, vec![0xff]),
             ("-0.000129", 6, vec![0xff, 0x7f]),
-            ("0.58", 6, vec![0x08, 0xd9, 0x60]),
+            ("0.58", 6, vec![0x08, 0xd9, 0xa0]),
         ];
         for (text, scale, expected) in cases {
             let value = Decimal::from_str(text).unwrap();

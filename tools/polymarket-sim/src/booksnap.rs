@@ -27,12 +27,15 @@ pub(crate) struct TokenBook<'a> {
     pub(crate) last_trade_price: u32,
 }
 
+/// Price levels as (price units, size micros).
+pub(crate) type LevelList = Vec<(u32, u64)>;
+
 /// Levels of a YES-terms book as one token sees them: (bids ascending, asks descending).
 pub(crate) fn token_levels(
     yes_bids_ascending: &[(u32, u64)],
     yes_asks_ascending: &[(u32, u64)],
     token: u8,
-) -> (Vec<(u32, u64)>, Vec<(u32, u64)>) {
+) -> (LevelList, LevelList) {
     if token == 0 {
         let bids = yes_bids_ascending.to_vec();
         let asks = yes_asks_ascending.iter().rev().copied().collect();

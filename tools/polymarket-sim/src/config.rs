@@ -145,10 +145,10 @@ impl Cli {
             None => None,
             Some(text) => Some(parse_epoch(&text).ok_or(ConfigError::Epoch { text })?),
         };
-        if !(self.speed > 0.0) {
+        if self.speed.is_nan() || self.speed <= 0.0 {
             return Err(ConfigError::Speed { speed: self.speed });
         }
-        if !(self.rate >= 0.0) {
+        if self.rate.is_nan() || self.rate < 0.0 {
             return Err(ConfigError::Rate { rate: self.rate });
         }
         Ok(SimConfig {

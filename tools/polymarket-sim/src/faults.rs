@@ -246,7 +246,7 @@ impl ActiveRule {
         if match_number <= self.rule.after {
             return false;
         }
-        if (match_number - self.rule.after) % self.rule.every.max(1) != 0 {
+        if !(match_number - self.rule.after).is_multiple_of(self.rule.every.max(1)) {
             return false;
         }
         self.fired += 1;

@@ -35,7 +35,7 @@ fn push_scaled(out: &mut String, value: u64, scale: u32, drop_leading_zero: bool
         return;
     }
     let mut digits = scale;
-    while fraction % 10 == 0 {
+    while fraction.is_multiple_of(10) {
         fraction /= 10;
         digits -= 1;
     }

@@ -262,7 +262,10 @@ impl World {
             live.operations_done += 1;
             let ts_ms = timestamp_of(operation).max(self.world_clock_ms);
             self.world_clock_ms = ts_ms;
-            if live.lifecycle_every > 0 && operation > 0 && operation % live.lifecycle_every == 0 {
+            if live.lifecycle_every > 0
+                && operation > 0
+                && operation.is_multiple_of(live.lifecycle_every)
+            {
                 self.lifecycle_step(live, ts_ms, operation / live.lifecycle_every, &mut events);
                 continue;
             }

@@ -216,8 +216,14 @@ pub(crate) async fn books(
     json_text(StatusCode::OK, format!("[{}]", bodies.join(",")))
 }
 
-/// (market info, token, best bid, best ask, last trade in token terms) of an open token.
-fn open_token(world: &World, token_id: &str) -> Option<(u32, u8, Option<u32>, Option<u32>, u32)> {
+/// Top of an open token's book, in that token's terms.
+struct TokenTop {
+    bid: Option<u32>,
+    ask: Option<u32>,
+    last: u32,
+}
+
+fn open_token(world: &World, token_id: &str) -> Option<TokenTop> {
     let (market, token) = *world.token_lookup.get(token_id)?;
     let info = world.markets.get(market as usize)?;
     if info.is_closed() {
@@ -230,7 +236,7 @@ fn open_token(world: &World, token_id: &str) -> Option<(u32, u8, Option<u32>, Op
     } else {
         complement(book.last_trade)
     };
-    Some((market, token, bid, ask, last))
+    Some(TokenTop { bid, ask, last })
 }
 
 /// `GET /clob/price?token_id=&side=`: BUY → best bid, SELL → best ask (the price resting on
@@ -242,7 +248,7 @@ pub(crate) async fn price(State(state): State<Arc<SimState>>, RawQuery(raw): Raw
     };
     let side = params.get(&["side"]).map(str::to_ascii_uppercase);
     let shared = state.read();
-    let Some((_, _, bid, ask, _)) = open_token(&shared.world, &token_id) else {
+    let Some(TokenTop { bid, ask, .. }) = open_token(&shared.world, &token_id) else {
         return error_response(StatusCode::NOT_FOUND, NO_ORDERBOOK);
     };
     let price = match side.as_deref() {
@@ -265,7 +271,7 @@ pub(crate) async fn midpoint(
         return error_response(StatusCode::BAD_REQUEST, "Invalid payload");
     };
     let shared = state.read();
-    let Some((_, _, bid, ask, last)) = open_token(&shared.world, &token_id) else {
+    let Some(TokenTop { bid, ask, last }) = open_token(&shared.world, &token_id) else {
         return error_response(StatusCode::NOT_FOUND, NO_ORDERBOOK);
     };
     let mid = match (bid, ask) {
@@ -287,7 +293,11 @@ pub(crate) async fn spread(
     };
     let shared = state.read();
     match open_token(&shared.world, &token_id) {
-        Some((_, _, Some(bid), Some(ask), _)) => json_ok(&json!({"spread": price_text(ask - bid)})),
+        Some(TokenTop {
+            bid: Some(bid),
+            ask: Some(ask),
+            ..
+        }) => json_ok(&json!({"spread": price_text(ask - bid)})),
         Some(_) => json_ok(&json!({"spread": "1"})),
         None => error_response(StatusCode::NOT_FOUND, NO_ORDERBOOK),
     }

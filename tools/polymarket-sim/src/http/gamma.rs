@@ -527,17 +527,19 @@ fn select_events(world: &World, params: &QueryParams, closed_default: Option<boo
     selected.into_iter().map(|event| event.index).collect()
 }
 
-fn limit_and_offset(params: &QueryParams, max: i64) -> Result<(usize, usize), Response> {
+fn limit_and_offset(params: &QueryParams, max: i64) -> Result<(usize, usize), Box<Response>> {
     let limit = params
         .integer(&["limit"])
-        .map_err(|text| bad_request(&format!("invalid limit {text:?}")))?;
+        .map_err(|text| Box::new(bad_request(&format!("invalid limit {text:?}"))))?;
     let offset = params
         .integer(&["offset"])
-        .map_err(|text| bad_request(&format!("invalid offset {text:?}")))?;
+        .map_err(|text| Box::new(bad_request(&format!("invalid offset {text:?}"))))?;
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     let offset = offset.unwrap_or(0);
     if limit < 0 || offset < 0 {
-        return Err(bad_request("limit and offset must be non-negative"));
+        return Err(Box::new(bad_request(
+            "limit and offset must be non-negative",
+        )));
     }
     // Upstream silently clamps the page size.
     Ok((
@@ -553,7 +555,7 @@ pub(crate) async fn markets(
     let params = QueryParams::parse(raw.as_deref());
     let (limit, offset) = match limit_and_offset(&params, MAX_LIMIT) {
         Ok(pair) => pair,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let shared = state.read();
     let world = &shared.world;
@@ -579,25 +581,26 @@ fn decode_keyset_cursor(cursor: &str) -> Option<usize> {
     usize::try_from(value.get("o")?.as_u64()?).ok()
 }
 
-fn keyset_page(params: &QueryParams, total: usize) -> Result<(usize, usize), Response> {
+fn keyset_page(params: &QueryParams, total: usize) -> Result<(usize, usize), Box<Response>> {
     if params.has(&["offset"]) {
-        return Err(validation_error(
+        return Err(Box::new(validation_error(
             "offset is not allowed on keyset endpoints",
-        ));
+        )));
     }
     let limit = params
         .integer(&["limit"])
-        .map_err(|text| validation_error(&format!("invalid limit {text:?}")))?
+        .map_err(|text| Box::new(validation_error(&format!("invalid limit {text:?}"))))?
         .unwrap_or(DEFAULT_LIMIT);
     if limit < 1 {
-        return Err(validation_error("limit must be between 1 and 100"));
+        return Err(Box::new(validation_error(
+            "limit must be between 1 and 100",
+        )));
     }
     let limit = usize::try_from(limit.min(KEYSET_MAX_LIMIT)).unwrap_or(1);
     let start = match params.get(&["after_cursor"]) {
         None | Some("") => 0,
-        Some(cursor) => {
-            decode_keyset_cursor(cursor).ok_or_else(|| validation_error("invalid after_cursor"))?
-        }
+        Some(cursor) => decode_keyset_cursor(cursor)
+            .ok_or_else(|| Box::new(validation_error("invalid after_cursor")))?,
     };
     Ok((limit, start.min(total)))
 }
@@ -612,7 +615,7 @@ pub(crate) async fn markets_keyset(
     let selected = select_markets(world, &params, Some(false));
     let (limit, start) = match keyset_page(&params, selected.len()) {
         Ok(page) => page,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let page: Vec<Value> = selected[start..]
         .iter()
@@ -639,7 +642,7 @@ pub(crate) async fn events(
     let params = QueryParams::parse(raw.as_deref());
     let (limit, offset) = match limit_and_offset(&params, MAX_LIMIT) {
         Ok(pair) => pair,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let shared = state.read();
     let world = &shared.world;
@@ -666,7 +669,7 @@ pub(crate) async fn events_keyset(
     let selected = select_events(world, &params, Some(false));
     let (limit, start) = match keyset_page(&params, selected.len()) {
         Ok(page) => page,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let page: Vec<Value> = selected[start..]
         .iter()

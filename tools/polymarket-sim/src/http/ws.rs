@@ -295,8 +295,8 @@ impl Connection {
             return 0;
         };
         let mut delivered = 0;
-        for token in 0..2usize {
-            if mask & (1 << token) != 0 && tokens[token].is_some_and(|from_seq| seq > from_seq) {
+        for (token, from) in tokens.iter().enumerate() {
+            if mask & (1 << token) != 0 && from.is_some_and(|from_seq| seq > from_seq) {
                 delivered |= 1 << token;
             }
         }
