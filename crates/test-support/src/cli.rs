@@ -85,3 +85,157 @@ pub fn assert_startup_error(finished: &Finished, fragments: &[&str]) {
         );
     }
 }
+
+/// A service binary running in the background for a test, killed if the test panics.
+pub struct RunningService {
+    child: std::process::Child,
+    pub admin_addr: std::net::SocketAddr,
+}
+
+/// A free local port (bound and released; fine for tests on one machine).
+pub fn free_local_addr() -> std::net::SocketAddr {
+    let listener = match std::net::TcpListener::bind("127.0.0.1:0") {
+        Ok(listener) => listener,
+        Err(error) => panic!("cannot find a free port: {error}"),
+    };
+    match listener.local_addr() {
+        Ok(addr) => addr,
+        Err(error) => panic!("cannot read the free port: {error}"),
+    }
+}
+
+impl RunningService {
+    /// Starts `binary` with exactly these `POLYTAPE_…` variables, its admin endpoints on
+    /// `admin_addr`, and waits (up to 60 s) until `/healthz` answers.
+    pub fn start(
+        binary: &Path,
+        polytape_env: &[(&str, String)],
+        admin_addr: std::net::SocketAddr,
+    ) -> Self {
+        let mut command = Command::new(binary);
+        for (name, _) in std::env::vars() {
+            if name.starts_with("POLYTAPE_") || name == "RUST_LOG" {
+                command.env_remove(name);
+            }
+        }
+        for (name, value) in polytape_env {
+            command.env(name, value);
+        }
+        command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit());
+        let child = match command.spawn() {
+            Ok(child) => child,
+            Err(error) => panic!("cannot start {}: {error}", binary.display()),
+        };
+        let mut service = Self { child, admin_addr };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = service.child.try_wait() {
+                panic!("{} exited during start-up with {status}", binary.display());
+            }
+            if service
+                .get("/healthz")
+                .is_some_and(|(status, _)| status == 200)
+            {
+                return service;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "{} did not answer /healthz on {admin_addr} within 60 s",
+            binary.display()
+        );
+    }
+
+    /// A plain HTTP/1.1 GET on the admin address: (status, body), or None if it did not answer.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        use std::io::Read as _;
+        let mut stream = std::net::TcpStream::connect_timeout(
+            &self.admin_addr,
+            std::time::Duration::from_secs(2),
+        )
+        .ok()?;
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .ok()?;
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.admin_addr
+        );
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let status = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default();
+        Some((status, body))
+    }
+
+    /// Sends SIGTERM and waits (up to `timeout`) for the exit code.
+    pub fn terminate(mut self, timeout: std::time::Duration) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for RunningService {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The `POLYTAPE_…` variables pointing a service at the test stack.
+pub fn stack_env() -> Vec<(&'static str, String)> {
+    let stack = crate::stack::endpoints();
+    vec![
+        ("POLYTAPE_KAFKA_BROKERS", stack.kafka_brokers),
+        ("POLYTAPE_SCHEMA_REGISTRY_URL", stack.schema_registry_url),
+        ("POLYTAPE_CLICKHOUSE_URL", stack.clickhouse_url),
+    ]
+}
+
+/// Starts a service against the stack, checks its admin endpoints, sends SIGTERM and expects a
+/// clean exit (code 0) within 30 s. `extra_env` adds variables (e.g. an isolated database).
+pub fn assert_serves_admin_endpoints_and_stops_cleanly(
+    binary: &Path,
+    admin_env_var: &str,
+    extra_env: &[(&str, String)],
+) {
+    let admin_addr = free_local_addr();
+    let mut environment = stack_env();
+    environment.push((admin_env_var, admin_addr.to_string()));
+    environment.extend(extra_env.iter().cloned());
+    let service = RunningService::start(binary, &environment, admin_addr);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut readiness = service.get("/readyz");
+    while readiness.as_ref().is_none_or(|(status, _)| *status != 200)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        readiness = service.get("/readyz");
+    }
+    let (status, body) = readiness.unwrap_or_default();
+    assert_eq!(status, 200, "/readyz: {body}");
+    assert!(body.contains("\"ready\":true"), "/readyz: {body}");
+    let (status, metrics) = service.get("/metrics").unwrap_or_default();
+    assert_eq!(status, 200);
+    assert!(metrics.contains("polytape_build_info{"), "{metrics}");
+
+    let code = service.terminate(std::time::Duration::from_secs(30));
+    assert_eq!(code, Some(0), "exit code after SIGTERM");
+}

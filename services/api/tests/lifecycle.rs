@@ -1,0 +1,17 @@
+//! `polytape-api` against the local stack: serves `/healthz`, `/readyz`, `/metrics`, and stops
+//! cleanly (exit 0) on SIGTERM. Run through `cargo xtask test`.
+
+use std::path::Path;
+
+use polytape_test_support::cli::assert_serves_admin_endpoints_and_stops_cleanly;
+
+#[test]
+fn serves_admin_endpoints_and_stops_cleanly_on_sigterm() {
+    // Its own database, so parallel tests never share tables.
+    let database = polytape_test_support::stack::unique_name("lifecycle");
+    assert_serves_admin_endpoints_and_stops_cleanly(
+        Path::new(env!("CARGO_BIN_EXE_polytape-api")),
+        "POLYTAPE_API_ADDR",
+        &[("POLYTAPE_CLICKHOUSE_DATABASE", database)],
+    );
+}

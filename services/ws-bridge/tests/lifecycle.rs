@@ -1,0 +1,15 @@
+//! `polytape-ws-bridge` against the local stack: serves `/healthz`, `/readyz`, `/metrics`, and stops
+//! cleanly (exit 0) on SIGTERM. Run through `cargo xtask test`.
+
+use std::path::Path;
+
+use polytape_test_support::cli::assert_serves_admin_endpoints_and_stops_cleanly;
+
+#[test]
+fn serves_admin_endpoints_and_stops_cleanly_on_sigterm() {
+    assert_serves_admin_endpoints_and_stops_cleanly(
+        Path::new(env!("CARGO_BIN_EXE_polytape-ws-bridge")),
+        "POLYTAPE_WS_BRIDGE_ADMIN_ADDR",
+        &[],
+    );
+}
