@@ -106,7 +106,8 @@ impl Shutdown {
     }
 }
 
-async fn wait_for_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -115,7 +116,7 @@ async fn wait_for_signal() {
         ) {
             Ok(stream) => stream,
             Err(error) => {
-                tracing::warn!(error = %error, "cannot listen for SIGTERM; only SIGINT stops the service");
+                tracing::warn!(error = %error, "cannot listen for SIGTERM; only SIGINT stops the process");
                 let _ = interrupt.await;
                 return;
             }

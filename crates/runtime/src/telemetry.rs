@@ -1,5 +1,7 @@
 //! Logging with tracing: human-readable locally, one JSON object per line in containers.
 
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt as _, util::SubscriberInitExt as _};
 
 use crate::config::{CommonConfig, LogFormat, Service};
@@ -20,7 +22,14 @@ pub fn init(service: Service, common: &CommonConfig) {
                     .with_span_list(false),
             )
             .try_init(),
-        LogFormat::Pretty => registry.with(fmt::layer().with_target(false)).try_init(),
+        // Colour codes only for a person at a terminal, not in log files.
+        LogFormat::Pretty => registry
+            .with(
+                fmt::layer()
+                    .with_target(false)
+                    .with_ansi(std::io::stdout().is_terminal()),
+            )
+            .try_init(),
     };
     // A second initialisation (tests running several services in one process) keeps the first.
     if installed.is_ok() {

@@ -239,3 +239,40 @@ pub fn assert_serves_admin_endpoints_and_stops_cleanly(
     let code = service.terminate(std::time::Duration::from_secs(30));
     assert_eq!(code, Some(0), "exit code after SIGTERM");
 }
+
+/// An unknown (misspelt) key in a `--config` file: one line naming it with a suggestion.
+pub fn assert_rejects_unknown_config_key(binary: &Path) {
+    let file = config_file("log_levle = \"debug\"\n");
+    let finished = run(binary, &["--config", &file.path().to_string_lossy()], &[]);
+    assert_startup_error(
+        &finished,
+        &[
+            "`log_levle`",
+            "is not a known key",
+            "did you mean `log_level`?",
+        ],
+    );
+}
+
+/// An unparsable URL in `url_variable`: one line naming the variable and its value.
+pub fn assert_rejects_unparsable_url(binary: &Path, url_variable: &str) {
+    let finished = run(binary, &[], &[(url_variable, "::not a url::")]);
+    assert_startup_error(
+        &finished,
+        &[
+            &format!("{url_variable}='::not a url::'"),
+            "is not a valid URL",
+        ],
+    );
+}
+
+/// A dependency that does not answer: one line naming where and what to run.
+pub fn assert_reports_unreachable_dependency(
+    binary: &Path,
+    variable: &str,
+    value: &str,
+    names: &str,
+) {
+    let finished = run(binary, &[], &[(variable, value)]);
+    assert_startup_error(&finished, &[names, "cargo xtask stack up"]);
+}

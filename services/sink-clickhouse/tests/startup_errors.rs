@@ -1,47 +1,30 @@
 //! Start-up errors of `polytape-sink-clickhouse`: one clear line naming the problem, exit code 2, no panic.
 
-#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
-
 use std::path::Path;
 
-use polytape_test_support::cli::{assert_startup_error, config_file, run};
+use polytape_test_support::cli::{
+    assert_rejects_unknown_config_key, assert_rejects_unparsable_url,
+    assert_reports_unreachable_dependency,
+};
 
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_polytape-sink-clickhouse"))
-}
+const BINARY: &str = env!("CARGO_BIN_EXE_polytape-sink-clickhouse");
 
 #[test]
 fn unknown_key_in_the_config_file() {
-    let file = config_file("clickhouse_url = \"http://127.0.0.1:1\"\nlog_levle = \"debug\"\n");
-    let finished = run(binary(), &["--config", &file.path().to_string_lossy()], &[]);
-    assert_startup_error(
-        &finished,
-        &[
-            "`log_levle`",
-            "is not a known key",
-            "did you mean `log_level`?",
-        ],
-    );
+    assert_rejects_unknown_config_key(Path::new(BINARY));
 }
 
 #[test]
 fn unparsable_url() {
-    let finished = run(
-        binary(),
-        &[],
-        &[("POLYTAPE_CLICKHOUSE_URL", "::not a url::")],
-    );
-    assert_startup_error(
-        &finished,
-        &[
-            "POLYTAPE_CLICKHOUSE_URL='::not a url::'",
-            "is not a valid URL",
-        ],
-    );
+    assert_rejects_unparsable_url(Path::new(BINARY), "POLYTAPE_CLICKHOUSE_URL");
 }
 
 #[test]
 fn unreachable_dependency() {
-    let finished = run(binary(), &[], &[("POLYTAPE_KAFKA_BROKERS", "127.0.0.1:1")]);
-    assert_startup_error(&finished, &["Kafka at 127.0.0.1:1", "cargo xtask stack up"]);
+    assert_reports_unreachable_dependency(
+        Path::new(BINARY),
+        "POLYTAPE_KAFKA_BROKERS",
+        "127.0.0.1:1",
+        "Kafka at 127.0.0.1:1",
+    );
 }

@@ -55,12 +55,12 @@ async fn main() -> ExitCode {
 
     let (stop_sender, stop_receiver) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        polytape_runtime::shutdown::wait_for_signal().await;
         tracing::info!(
             "shutdown requested; finishing in-flight requests (send the signal again to exit now)"
         );
         let _ = stop_sender.send(());
-        wait_for_signal().await;
+        polytape_runtime::shutdown::wait_for_signal().await;
         tracing::warn!("second shutdown signal; exiting without waiting for requests");
         std::process::exit(130);
     });
@@ -90,29 +90,4 @@ fn init_logging() {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-}
-
-async fn wait_for_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(stream) => stream,
-            Err(error) => {
-                tracing::warn!(error = %error, "cannot listen for SIGTERM; only SIGINT stops the registry");
-                let _ = interrupt.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
 }

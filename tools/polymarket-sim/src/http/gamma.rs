@@ -259,11 +259,8 @@ pub(crate) fn market_json(world: &World, market: &MarketInfo, with_events: bool)
         if let Some(closed_ms) = market.closed_ms {
             object.insert(
                 "closedTime".to_owned(),
-                json!(
-                    iso_micros(closed_ms)
-                        .replace('T', " ")
-                        .replace("000Z", "+00")
-                ),
+                // Upstream writes this one in Postgres style: "2025-01-05 17:43:33+00".
+                json!(iso_seconds(closed_ms).replace('T', " ").replace('Z', "+00")),
             );
         }
     }
