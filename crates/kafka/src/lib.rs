@@ -6,11 +6,13 @@
 //! Kafka transactions (the local broker refuses them, and production must not depend on them).
 
 mod admin;
+mod consumer;
 mod producer;
 
 use std::time::Duration;
 
 pub use admin::{TopicCreation, ensure_topics};
+pub use consumer::{commit_stored_offsets, create_consumer, store_processed};
 pub use producer::{Delivered, RecordProducer, create_producer};
 use rdkafka::{
     ClientConfig,

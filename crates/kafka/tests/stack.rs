@@ -151,3 +151,53 @@ async fn every_record_type_round_trips_and_python_reads_it() {
     );
     assert!(report.contains("14 passed, 0 failed"), "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_consumer_resumes_after_the_last_stored_offset_and_never_skips() {
+    use rdkafka::{
+        consumer::Consumer as _,
+        producer::{FutureProducer, FutureRecord},
+    };
+
+    let stack = endpoints();
+    let names = isolated_topics("resume");
+    let topic = names.name(Topic::Trades);
+    ensure_topics(&stack.kafka_brokers, &names, &[Topic::Trades], 1).await.unwrap();
+    let producer: FutureProducer = create_producer(&stack.kafka_brokers).unwrap();
+    for number in 0..10 {
+        let payload = number.to_string();
+        producer
+            .send(FutureRecord::to(&topic).key("same-key").payload(&payload), Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+
+    let group = format!("{}-group", names.prefix());
+    let read = |count: usize, store_up_to: Option<usize>| {
+        let brokers = stack.kafka_brokers.clone();
+        let group = group.clone();
+        let topic = topic.clone();
+        async move {
+            let consumer = polytape_kafka::create_consumer(&brokers, &group, "resume-test").unwrap();
+            consumer.subscribe(&[&topic]).unwrap();
+            let mut seen = Vec::new();
+            while seen.len() < count {
+                let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await.unwrap().unwrap();
+                let value: u32 = std::str::from_utf8(message.payload().unwrap()).unwrap().parse().unwrap();
+                seen.push(value);
+                if store_up_to.is_some_and(|limit| seen.len() <= limit) {
+                    polytape_kafka::store_processed(&consumer, [(topic.clone(), message.partition(), message.offset() + 1)])
+                        .unwrap();
+                }
+            }
+            polytape_kafka::commit_stored_offsets(&consumer).unwrap();
+            seen
+        }
+    };
+    // Process 6, but only 4 are durably handled (stored) before the "crash".
+    let first = read(6, Some(4)).await;
+    assert_eq!(first, vec![0, 1, 2, 3, 4, 5]);
+    // The restarted consumer replays 4 and 5 (at least once) and skips nothing.
+    let second = read(6, None).await;
+    assert_eq!(second, vec![4, 5, 6, 7, 8, 9]);
+}

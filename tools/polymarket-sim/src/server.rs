@@ -170,9 +170,27 @@ fn count_fault(state: &SimState, endpoint: &str, kind: FaultKind) {
     });
 }
 
-/// Budgets, faults and stats around every upstream-shaped endpoint.
+/// Budgets, faults and stats around every upstream-shaped endpoint. Data API v2 responses all
+/// carry an `x-trace-id` header, errors included, as upstream's do.
 async fn api_middleware(
     State(state): State<Arc<SimState>>,
+    matched: MatchedPath,
+    request: Request,
+    next: Next,
+) -> Response {
+    let is_v2 = matched.as_str().starts_with("/data/v2/");
+    let mut response = api_middleware_inner(Arc::clone(&state), matched, request, next).await;
+    if is_v2
+        && !response.headers().contains_key("x-trace-id")
+        && let Ok(value) = HeaderValue::from_str(&state.next_trace_id())
+    {
+        response.headers_mut().insert("x-trace-id", value);
+    }
+    response
+}
+
+async fn api_middleware_inner(
+    state: Arc<SimState>,
     matched: MatchedPath,
     request: Request,
     next: Next,

@@ -185,174 +185,170 @@ async fn gamma_events_match_the_brief() {
 }
 
 #[tokio::test]
-async fn data_api_payloads_match_the_brief() {
+async fn data_trades_v1_matches_the_brief() {
     let sim = start(config(20, 1)).await;
     let client = client();
-    let base = sim.base_url();
-    let trades = get_json(
-        &client,
-        &format!("{base}/data/trades?limit=500&takerOnly=false"),
-    )
-    .await;
     let example = fixture("data_trades")[0].clone();
-    for row in trades.as_array().expect("bare array") {
-        assert_same_shape("data /trades", &example, row, &EXACT);
-    }
-    let v2 = get_json(&client, &format!("{base}/data/v2/trades?limit=200")).await;
-    let v2_example = fixture("data_v2_trades");
-    assert_same_shape("data /v2/trades envelope", &v2_example, &v2, &EXACT);
-    assert_same_shape(
-        "data /v2/trades pagination",
-        &v2_example["pagination"],
-        &v2["pagination"],
-        &EXACT,
-    );
-    for row in v2["data"].as_array().expect("data") {
-        assert_same_shape("data /v2/trades row", &v2_example["data"][0], row, &EXACT);
-    }
-    let board = get_json(&client, &format!("{base}/data/v1/leaderboard?limit=50")).await;
-    let board_example = fixture("data_leaderboard")[0].clone();
-    assert!(!board.as_array().expect("array").is_empty());
-    for row in board.as_array().expect("array") {
-        assert_same_shape("data /v1/leaderboard", &board_example, row, &EXACT);
-    }
-    let markets = get_json(&client, &format!("{base}/_sim/truth/markets")).await;
-    let condition = markets[0]["condition_id"].as_str().expect("condition");
-    let holders = get_json(&client, &format!("{base}/data/holders?market={condition}")).await;
-    let holders_example = fixture("data_holders")[0].clone();
-    assert_eq!(
-        holders.as_array().expect("array").len(),
-        2,
-        "one entry per token"
-    );
-    for token in holders.as_array().expect("array") {
-        assert_same_shape("data /holders", &holders_example, token, &EXACT);
-        for holder in token["holders"].as_array().expect("holders") {
-            assert_same_shape(
-                "data /holders holders[]",
-                &holders_example["holders"][0],
-                holder,
-                &EXACT,
-            );
+    for query in ["limit=500", "limit=500&takerOnly=false"] {
+        let trades = get_json(&client, &format!("{}/data/trades?{query}", sim.base_url())).await;
+        let rows = trades.as_array().expect("bare array");
+        assert_eq!(rows.len(), 500);
+        for row in rows {
+            assert_same_shape("data /trades", &example, row, &EXACT);
         }
     }
 }
 
 #[tokio::test]
-async fn clob_payloads_match_the_brief() {
-    let sim = start(config(30, 1)).await;
+async fn data_trades_v2_matches_the_brief() {
+    let sim = start(config(20, 1)).await;
+    let client = client();
+    let v2 = get_json(&client, &format!("{}/data/v2/trades?limit=200", sim.base_url())).await;
+    let example = fixture("data_v2_trades");
+    assert_same_shape("data /v2/trades envelope", &example, &v2, &EXACT);
+    assert_same_shape("data /v2/trades pagination", &example["pagination"], &v2["pagination"], &EXACT);
+    assert_eq!(v2["data"].as_array().expect("data").len(), 200);
+    for row in v2["data"].as_array().expect("data") {
+        assert_same_shape("data /v2/trades row", &example["data"][0], row, &EXACT);
+    }
+}
+
+#[tokio::test]
+async fn data_leaderboard_matches_the_brief() {
+    let sim = start(config(20, 1)).await;
+    let client = client();
+    let board = get_json(&client, &format!("{}/data/v1/leaderboard?limit=50", sim.base_url())).await;
+    let example = fixture("data_leaderboard")[0].clone();
+    assert_eq!(board.as_array().expect("array").len(), 50);
+    for (position, row) in board.as_array().expect("array").iter().enumerate() {
+        assert_same_shape("data /v1/leaderboard", &example, row, &EXACT);
+        assert_eq!(row["rank"], (position + 1).to_string());
+    }
+}
+
+#[tokio::test]
+async fn data_holders_matches_the_brief() {
+    let sim = start(config(20, 1)).await;
     let client = client();
     let base = sim.base_url();
-    let page = get_json(&client, &format!("{base}/clob/markets")).await;
-    assert_same_shape(
-        "clob /markets page",
-        &fixture("clob_markets_page"),
-        &page,
-        &EXACT,
-    );
-    let market_example = fixture("clob_market");
-    let clob_market = Allowance {
-        extra: &["version"],
-        missing: &[],
-        nullable: &[],
-    };
-    let rates_nullable = Allowance {
-        extra: &[],
-        missing: &[],
-        nullable: &["rates"],
-    };
-    for row in page["data"].as_array().expect("data") {
-        assert_same_shape("clob /markets row", &market_example, row, &clob_market);
-        assert_same_shape(
-            "clob /markets rewards",
-            &market_example["rewards"],
-            &row["rewards"],
-            &rates_nullable,
-        );
-        for token in row["tokens"].as_array().expect("tokens") {
-            assert_same_shape(
-                "clob /markets tokens[]",
-                &market_example["tokens"][0],
-                token,
-                &EXACT,
-            );
+    let markets = get_json(&client, &format!("{base}/_sim/truth/markets")).await;
+    let condition = markets[0]["condition_id"].as_str().expect("condition");
+    let holders = get_json(&client, &format!("{base}/data/holders?market={condition}")).await;
+    let example = fixture("data_holders")[0].clone();
+    assert_eq!(holders.as_array().expect("array").len(), 2, "one entry per token");
+    for token in holders.as_array().expect("array") {
+        assert_same_shape("data /holders", &example, token, &EXACT);
+        assert!(!token["holders"].as_array().expect("holders").is_empty());
+        for holder in token["holders"].as_array().expect("holders") {
+            assert_same_shape("data /holders holders[]", &example["holders"][0], holder, &EXACT);
         }
     }
-    let condition = page["data"][0]["condition_id"].as_str().expect("condition");
-    let single = get_json(&client, &format!("{base}/clob/markets/{condition}")).await;
-    assert_same_shape(
-        "clob /markets/{condition_id}",
-        &market_example,
-        &single,
-        &clob_market,
-    );
+}
 
-    let tokens = open_tokens(&client, &sim).await;
-    let book_example = fixture("clob_book");
-    for token in tokens.iter().take(10) {
-        let book = get_json(&client, &format!("{base}/clob/book?token_id={token}")).await;
-        assert_same_shape("clob /book", &book_example, &book, &EXACT);
-        assert_same_shape(
-            "clob /book level",
-            &book_example["bids"][0],
-            &book["bids"][0],
-            &EXACT,
-        );
-        let price = get_json(
-            &client,
-            &format!("{base}/clob/price?token_id={token}&side=BUY"),
-        )
-        .await;
-        assert_same_shape("clob /price", &fixture("clob_price"), &price, &EXACT);
-        let mid = get_json(&client, &format!("{base}/clob/midpoint?token_id={token}")).await;
-        assert_same_shape("clob /midpoint", &fixture("clob_midpoint"), &mid, &EXACT);
-        let history = get_json(
-            &client,
-            &format!("{base}/clob/prices-history?market={token}&interval=1d&fidelity=60"),
-        )
-        .await;
-        let history_example = fixture("clob_prices_history");
-        assert_same_shape("clob /prices-history", &history_example, &history, &EXACT);
-        let points = history["history"].as_array().expect("history");
-        assert!(!points.is_empty());
-        for point in points {
-            assert_same_shape(
-                "clob /prices-history point",
-                &history_example["history"][0],
-                point,
-                &EXACT,
-            );
+const CLOB_MARKET: Allowance<'static> = Allowance { extra: &["version"], missing: &[], nullable: &[] };
+
+fn assert_clob_market(row: &Value) {
+    let example = fixture("clob_market");
+    assert_same_shape("clob market", &example, row, &CLOB_MARKET);
+    let rates_nullable = Allowance { extra: &[], missing: &[], nullable: &["rates"] };
+    assert_same_shape("clob market rewards", &example["rewards"], &row["rewards"], &rates_nullable);
+    for token in row["tokens"].as_array().expect("tokens") {
+        assert_same_shape("clob market tokens[]", &example["tokens"][0], token, &EXACT);
+    }
+}
+
+#[tokio::test]
+async fn clob_markets_matches_the_brief() {
+    let sim = start(config(30, 1)).await;
+    let client = client();
+    let page = get_json(&client, &format!("{}/clob/markets", sim.base_url())).await;
+    assert_same_shape("clob /markets page", &fixture("clob_markets_page"), &page, &EXACT);
+    assert_eq!(page["data"].as_array().expect("data").len(), 30);
+    for row in page["data"].as_array().expect("data") {
+        assert_clob_market(row);
+    }
+}
+
+#[tokio::test]
+async fn clob_market_by_condition_matches_the_brief() {
+    let sim = start(config(30, 1)).await;
+    let client = client();
+    let truth = get_json(&client, &format!("{}/_sim/truth/markets", sim.base_url())).await;
+    for market in truth.as_array().expect("array") {
+        let condition = market["condition_id"].as_str().expect("condition");
+        let single = get_json(&client, &format!("{}/clob/markets/{condition}", sim.base_url())).await;
+        assert_clob_market(&single);
+        assert_eq!(single["condition_id"], market["condition_id"]);
+    }
+}
+
+#[tokio::test]
+async fn clob_book_matches_the_brief() {
+    let sim = start(config(30, 1)).await;
+    let client = client();
+    let example = fixture("clob_book");
+    for token in open_tokens(&client, &sim).await {
+        let book = get_json(&client, &format!("{}/clob/book?token_id={token}", sim.base_url())).await;
+        assert_same_shape("clob /book", &example, &book, &EXACT);
+        for side in ["bids", "asks"] {
+            for level in book[side].as_array().expect("levels") {
+                assert_same_shape("clob /book level", &example["bids"][0], level, &EXACT);
+            }
         }
     }
-    let body = format!(
-        "[{}]",
-        tokens
-            .iter()
-            .take(3)
-            .map(|token| format!("{{\"token_id\":\"{token}\"}}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    let books: Value = client
-        .post(format!("{base}/clob/books"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(books.as_array().expect("array").len(), 3);
+}
+
+#[tokio::test]
+async fn clob_books_post_matches_the_brief() {
+    let sim = start(config(30, 1)).await;
+    let client = client();
+    let tokens = open_tokens(&client, &sim).await;
+    let body: Vec<Value> = tokens.iter().take(5).map(|token| serde_json::json!({"token_id": token})).collect();
+    let books = post_json(&client, &format!("{}/clob/books", sim.base_url()), &Value::Array(body)).await;
+    assert_eq!(books.as_array().expect("array").len(), 5);
     for book in books.as_array().expect("array") {
-        assert_same_shape("clob POST /books", &book_example, book, &EXACT);
+        assert_same_shape("clob POST /books", &fixture("clob_book"), book, &EXACT);
     }
-    let (status, time) = get(&client, &format!("{base}/clob/time")).await;
+}
+
+#[tokio::test]
+async fn clob_price_and_midpoint_match_the_brief() {
+    let sim = start(config(30, 1)).await;
+    let client = client();
+    for token in open_tokens(&client, &sim).await.iter().take(10) {
+        for side in ["BUY", "SELL"] {
+            let price = get_json(&client, &format!("{}/clob/price?token_id={token}&side={side}", sim.base_url())).await;
+            assert_same_shape("clob /price", &fixture("clob_price"), &price, &EXACT);
+        }
+        let mid = get_json(&client, &format!("{}/clob/midpoint?token_id={token}", sim.base_url())).await;
+        assert_same_shape("clob /midpoint", &fixture("clob_midpoint"), &mid, &EXACT);
+    }
+}
+
+#[tokio::test]
+async fn clob_prices_history_matches_the_brief() {
+    let sim = start(config(30, 1)).await;
+    let client = client();
+    let example = fixture("clob_prices_history");
+    for token in open_tokens(&client, &sim).await.iter().take(10) {
+        let history = get_json(&client, &format!("{}/clob/prices-history?market={token}&interval=1d&fidelity=60", sim.base_url())).await;
+        assert_same_shape("clob /prices-history", &example, &history, &EXACT);
+        let points = history["history"].as_array().expect("history");
+        assert_eq!(points.len(), 24);
+        for point in points {
+            assert_same_shape("clob /prices-history point", &example["history"][0], point, &EXACT);
+        }
+    }
+}
+
+#[tokio::test]
+async fn clob_time_matches_the_brief() {
+    let sim = start(config(5, 0)).await;
+    let (status, time) = get(&client(), &format!("{}/clob/time", sim.base_url())).await;
     assert_eq!(status, 200);
-    assert_eq!(
-        json_type(&serde_json::from_str::<Value>(&time).expect("json")),
-        json_type(&fixture("clob_time"))
-    );
+    let parsed: Value = serde_json::from_str(&time).expect("json");
+    assert_eq!(json_type(&parsed), json_type(&fixture("clob_time")));
+    assert!(parsed.is_u64());
 }
 
 #[tokio::test]

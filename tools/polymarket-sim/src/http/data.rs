@@ -283,16 +283,22 @@ pub(crate) fn v2_error(
     message: &str,
     parameter: Option<&str>,
 ) -> Response {
-    json_value(
+    let trace_id = state.next_trace_id();
+    let mut response = json_value(
         status,
         &json!({
             "error": message,
             "code": code,
             "retryable": matches!(status.as_u16(), 429 | 500 | 503),
-            "trace_id": state.next_trace_id(),
+            "trace_id": trace_id,
             "parameter": parameter,
         }),
-    )
+    );
+    // The same trace id in the header and the body.
+    if let Ok(value) = trace_id.parse() {
+        response.headers_mut().insert("x-trace-id", value);
+    }
+    response
 }
 
 fn cursor_signature(seed: u64, payload: &str) -> String {
