@@ -16,6 +16,10 @@ pub struct SinkConfig {
     #[serde(flatten)]
     pub clickhouse: ClickHouseConfig,
     pub sink_admin_addr: SocketAddr,
+    pub sink_consumer_group: String,
+    pub sink_batch_max_rows: usize,
+    #[serde(with = "humantime_serde")]
+    pub sink_flush_interval: std::time::Duration,
 }
 
 impl ServiceConfig for SinkConfig {

@@ -1,9 +1,11 @@
-//! The ClickHouse sink: every topic into its ClickHouse table, at-least-once with exact dedupe.
-//!
-//! Consumption and loading arrive with issue #8; today the service starts, checks Kafka, the
-//! Schema Registry and ClickHouse, applies the migrations, and serves its admin endpoints.
+//! The ClickHouse sink: every topic into its ClickHouse table, at-least-once with exact dedupe
+//! (see `pipeline` for the guarantees and `rows` for the mapping of each record).
 
 mod config;
+mod metrics;
+pub mod pipeline;
+pub mod rows;
+pub mod tables;
 
 use std::time::Duration;
 
@@ -39,12 +41,27 @@ pub async fn start(config: SinkConfig, context: ServiceContext) -> Result<(), Bo
     polytape_kafka::check_dependencies(&config.kafka).await?;
     let report = migrate(&config, DEFAULT_RETENTION_DAYS).await?;
     tracing::info!(applied = ?report.applied, already_applied = ?report.already_applied, "clickhouse schema is up to date");
+    let registry = polytape_codec::SchemaRegistryClient::new(&config.kafka.schema_registry_url)?;
+    let consumer = polytape_kafka::create_consumer(
+        &config.kafka.kafka_brokers,
+        &config.sink_consumer_group,
+        "polytape-sink-clickhouse",
+    )?;
+    let pipeline = pipeline::Pipeline {
+        consumer,
+        client: polytape_clickhouse::client(&config.clickhouse),
+        topic_names: polytape_model::TopicNames::with_prefix(config.kafka.topic_prefix.clone()),
+        buffers: tables::all_buffers(&registry),
+        limits: pipeline::BatchLimits {
+            max_rows: config.sink_batch_max_rows,
+            max_wait: config.sink_flush_interval,
+        },
+    };
     let loader = context.readiness.register("loader");
     let stop = context.shutdown.token();
     context.shutdown.spawn("loader", async move {
         loader.set_ready(true);
-        stop.cancelled().await;
-        Ok(())
+        pipeline.run(stop).await
     });
     Ok(())
 }

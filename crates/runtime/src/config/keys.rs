@@ -264,6 +264,30 @@ pub const KEYS: &[KeySpec] = &[
         "token for /admin/* endpoints (optional; admin API off without it)",
     ),
     key(
+        "sink_consumer_group",
+        &[SinkClickhouse],
+        KeyKind::Name {
+            extra: "._-",
+            allow_empty: false,
+        },
+        "the sink's Kafka consumer group",
+    ),
+    key(
+        "sink_batch_max_rows",
+        &[SinkClickhouse],
+        KeyKind::Count {
+            min: 1,
+            max: 10_000_000,
+        },
+        "flush to ClickHouse once this many rows are pending",
+    ),
+    key(
+        "sink_flush_interval",
+        &[SinkClickhouse],
+        KeyKind::Duration,
+        "flush at least this often, so quiet topics land promptly, e.g. `500ms`",
+    ),
+    key(
         "ws_max_assets_per_connection",
         &[WsBridge],
         KeyKind::Count {

@@ -1,0 +1,194 @@
+//! The sink's metrics and their log lines, emitted together.
+
+use std::sync::LazyLock;
+
+use polytape_runtime::metrics::{InternalEvent, register};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+};
+
+static ROWS_INSERTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "polytape_sink_rows_inserted_total",
+                "Rows inserted into ClickHouse",
+            ),
+            &["table"],
+        )
+        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+    )
+});
+static BYTES_CONSUMED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "polytape_sink_consumed_bytes_total",
+                "Avro payload bytes consumed from Kafka",
+            ),
+            &["topic"],
+        )
+        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+    )
+});
+static INSERT_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register(
+        HistogramVec::new(
+            HistogramOpts::new(
+                "polytape_sink_insert_seconds",
+                "Latency of one table insert",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["table"],
+        )
+        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+    )
+});
+static BATCH_ROWS: LazyLock<Histogram> = LazyLock::new(|| {
+    register(
+        Histogram::with_opts(
+            HistogramOpts::new(
+                "polytape_sink_batch_rows",
+                "Rows per flushed batch (all tables)",
+            )
+            .buckets(prometheus::exponential_buckets(1.0, 4.0, 10).unwrap_or_default()),
+        )
+        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+    )
+});
+static INSERT_RETRIES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "polytape_sink_insert_retries_total",
+            "Failed inserts retried with backoff",
+        )
+        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+    )
+});
+static DEAD_LETTERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "polytape_sink_dead_letters_total",
+                "Messages that could not be loaded, kept in dead_letters",
+            ),
+            &["topic"],
+        )
+        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+    )
+});
+static FRESHNESS_SECONDS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new(
+                "polytape_sink_freshness_milliseconds",
+                "Now minus the event time of the newest row inserted, per table",
+            ),
+            &["table"],
+        )
+        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+    )
+});
+
+/// A message was consumed.
+pub(crate) struct MessageConsumed<'a> {
+    pub(crate) topic: &'a str,
+    pub(crate) bytes: usize,
+}
+
+impl InternalEvent for MessageConsumed<'_> {
+    fn emit(self) {
+        BYTES_CONSUMED
+            .with_label_values(&[self.topic])
+            .inc_by(u64::try_from(self.bytes).unwrap_or(u64::MAX));
+    }
+}
+
+/// A table insert succeeded.
+pub(crate) struct TableInserted {
+    pub(crate) table: &'static str,
+    pub(crate) rows: usize,
+    pub(crate) seconds: f64,
+    pub(crate) freshness_ms: Option<i64>,
+}
+
+impl InternalEvent for TableInserted {
+    fn emit(self) {
+        tracing::debug!(
+            table = self.table,
+            rows = self.rows,
+            seconds = self.seconds,
+            "rows inserted"
+        );
+        ROWS_INSERTED
+            .with_label_values(&[self.table])
+            .inc_by(u64::try_from(self.rows).unwrap_or(u64::MAX));
+        INSERT_SECONDS
+            .with_label_values(&[self.table])
+            .observe(self.seconds);
+        if let Some(freshness) = self.freshness_ms {
+            FRESHNESS_SECONDS
+                .with_label_values(&[self.table])
+                .set(freshness);
+        }
+    }
+}
+
+/// A batch was flushed (all tables) and its offsets stored.
+pub(crate) struct BatchFlushed {
+    pub(crate) rows: usize,
+    pub(crate) partitions: usize,
+}
+
+impl InternalEvent for BatchFlushed {
+    fn emit(self) {
+        tracing::debug!(
+            rows = self.rows,
+            partitions = self.partitions,
+            "batch flushed and offsets stored"
+        );
+        BATCH_ROWS.observe(self.rows as f64);
+    }
+}
+
+/// An insert failed and will be retried.
+pub(crate) struct InsertRetried<'a> {
+    pub(crate) table: &'static str,
+    pub(crate) error: &'a dyn std::fmt::Display,
+    pub(crate) retry_in: std::time::Duration,
+}
+
+impl InternalEvent for InsertRetried<'_> {
+    fn emit(self) {
+        tracing::warn!(
+            table = self.table,
+            error = %self.error,
+            retry_in = ?self.retry_in,
+            "clickhouse insert failed; consumption paused, retrying the same batch"
+        );
+        INSERT_RETRIES.inc();
+    }
+}
+
+/// A message could not be decoded or mapped.
+pub(crate) struct MessageRejected<'a> {
+    pub(crate) topic: &'a str,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) reason: &'a str,
+}
+
+impl InternalEvent for MessageRejected<'_> {
+    fn emit(self) {
+        tracing::warn!(
+            topic = self.topic,
+            partition = self.partition,
+            offset = self.offset,
+            reason = self.reason,
+            "message sent to dead_letters"
+        );
+        DEAD_LETTERS.with_label_values(&[self.topic]).inc();
+    }
+}

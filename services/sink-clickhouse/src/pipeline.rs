@@ -1,0 +1,296 @@
+//! The load loop: consume → decode and map into per-table buffers → insert every table →
+//! store the offsets → repeat.
+//!
+//! At-least-once: a partition's offset is stored only after every row up to it is in
+//! ClickHouse, so a crash replays records and never skips one. Replays are invisible to
+//! queries: each insert carries a deduplication token derived from the topic/partition/offset
+//! ranges it holds (an identical replayed batch is dropped at insert), and every table is a
+//! ReplacingMergeTree keyed by the record's identity (any other replay collapses on merge and
+//! under FINAL). While ClickHouse fails, consumption pauses and the same batch is retried with
+//! exponential backoff: memory stays bounded by one batch.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::{Duration, Instant},
+};
+
+use backon::{BackoffBuilder as _, ExponentialBuilder};
+use polytape_model::{Topic, TopicNames, now_ms};
+use polytape_runtime::metrics::InternalEvent as _;
+use rdkafka::{
+    Message as _,
+    consumer::{Consumer as _, StreamConsumer},
+};
+use sha2::{Digest as _, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    metrics::{BatchFlushed, InsertRetried, MessageConsumed, MessageRejected, TableInserted},
+    rows::DeadLetterRow,
+    tables::TableBuffer,
+};
+
+/// How batches are bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// Flush once this many rows are pending (all tables together).
+    pub max_rows: usize,
+    /// Flush at least this often, so low-volume topics land within about this long.
+    pub max_wait: Duration,
+}
+
+/// The offsets a batch covers on one partition.
+#[derive(Debug, Clone, Copy)]
+struct OffsetRange {
+    first: i64,
+    last: i64,
+}
+
+/// Everything the loop needs.
+pub struct Pipeline {
+    pub consumer: StreamConsumer,
+    pub client: clickhouse::Client,
+    pub topic_names: TopicNames,
+    pub buffers: Vec<(Topic, Box<dyn TableBuffer>)>,
+    pub limits: BatchLimits,
+}
+
+impl Pipeline {
+    /// Subscribes to every topic and loads until `stop`, then drains: flushes what it holds,
+    /// stores and commits the offsets.
+    pub async fn run(mut self, stop: CancellationToken) -> Result<(), polytape_runtime::BoxError> {
+        let topics: Vec<String> = self
+            .buffers
+            .iter()
+            .map(|(topic, _)| self.topic_names.name(*topic))
+            .collect();
+        let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        self.consumer.subscribe(&topic_refs)?;
+        let buffer_of: HashMap<String, usize> = topics
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(index, name)| (name, index))
+            .collect();
+        tracing::info!(topics = topics.len(), "sink consuming");
+
+        let mut dead_letters: Vec<DeadLetterRow> = Vec::new();
+        loop {
+            let mut ranges: BTreeMap<(String, i32), OffsetRange> = BTreeMap::new();
+            let batch_deadline = tokio::time::Instant::now() + self.limits.max_wait;
+            let mut pending = 0;
+            let stopping = loop {
+                let received = tokio::select! {
+                    () = stop.cancelled() => break true,
+                    received = tokio::time::timeout_at(batch_deadline, self.consumer.recv()) => received,
+                };
+                let message = match received {
+                    Err(_elapsed) => break false,
+                    Ok(Err(error)) => {
+                        tracing::warn!(error = %error, "kafka consumer error; continuing");
+                        continue;
+                    }
+                    Ok(Ok(message)) => message,
+                };
+                let topic = message.topic().to_owned();
+                let (partition, offset) = (message.partition(), message.offset());
+                let payload = message.payload().unwrap_or_default();
+                MessageConsumed {
+                    topic: &topic,
+                    bytes: payload.len(),
+                }
+                .emit();
+                let outcome = match buffer_of.get(&topic) {
+                    Some(&index) => self.buffers[index].1.push(payload).await,
+                    None => Err(crate::tables::Rejection {
+                        reason: format!("topic {topic} has no table"),
+                    }),
+                };
+                match outcome {
+                    Ok(()) => pending += 1,
+                    Err(rejection) => {
+                        MessageRejected {
+                            topic: &topic,
+                            partition,
+                            offset,
+                            reason: &rejection.reason,
+                        }
+                        .emit();
+                        dead_letters.push(dead_letter_row(
+                            &topic,
+                            partition,
+                            offset,
+                            payload,
+                            &rejection.reason,
+                        ));
+                        pending += 1;
+                    }
+                }
+                ranges
+                    .entry((topic, partition))
+                    .and_modify(|range| range.last = offset)
+                    .or_insert(OffsetRange {
+                        first: offset,
+                        last: offset,
+                    });
+                if pending >= self.limits.max_rows {
+                    break false;
+                }
+            };
+
+            if !ranges.is_empty() {
+                let flushed = self.flush_all(&ranges, &mut dead_letters, &stop).await;
+                if !flushed {
+                    // Stopped while ClickHouse was failing: nothing stored, the batch replays.
+                    tracing::warn!(
+                        "stopping with an unwritten batch; it will be consumed again at restart"
+                    );
+                    return Ok(());
+                }
+                let processed = ranges
+                    .iter()
+                    .map(|((topic, partition), range)| (topic.clone(), *partition, range.last + 1));
+                if let Err(error) = polytape_kafka::store_processed(&self.consumer, processed) {
+                    // A partition revoked in a rebalance: its new owner replays from the last
+                    // committed offset, and the duplicates collapse in ClickHouse.
+                    tracing::warn!(error = %error, "could not store offsets; the batch may be replayed");
+                }
+                BatchFlushed {
+                    rows: pending,
+                    partitions: ranges.len(),
+                }
+                .emit();
+            }
+            if stopping {
+                polytape_kafka::commit_stored_offsets(&self.consumer)?;
+                tracing::info!("sink drained and committed");
+                return Ok(());
+            }
+        }
+    }
+
+    /// Inserts every table's pending rows (and the dead letters), retrying with backoff until
+    /// all succeed. Returns false if stopped before that.
+    async fn flush_all(
+        &mut self,
+        ranges: &BTreeMap<(String, i32), OffsetRange>,
+        dead_letters: &mut Vec<DeadLetterRow>,
+        stop: &CancellationToken,
+    ) -> bool {
+        let batch_token = batch_token(ranges);
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(15))
+            .with_jitter()
+            .without_max_times()
+            .build();
+        for (_, buffer) in &mut self.buffers {
+            let table = buffer.table();
+            let token = format!("{batch_token}:{table}");
+            loop {
+                let started = Instant::now();
+                match buffer.flush(&self.client, &token).await {
+                    Ok(rows) => {
+                        if rows > 0 {
+                            TableInserted {
+                                table,
+                                rows,
+                                seconds: started.elapsed().as_secs_f64(),
+                                freshness_ms: buffer
+                                    .newest_event_ms()
+                                    .map(|newest| now_ms() - newest),
+                            }
+                            .emit();
+                        }
+                        break;
+                    }
+                    Err(error) => {
+                        let retry_in = delays.next().unwrap_or(Duration::from_secs(15));
+                        InsertRetried {
+                            table,
+                            error: &error,
+                            retry_in,
+                        }
+                        .emit();
+                        tokio::select! {
+                            () = stop.cancelled() => return false,
+                            () = tokio::time::sleep(retry_in) => {}
+                        }
+                    }
+                }
+            }
+        }
+        if !dead_letters.is_empty() {
+            let token = format!("{batch_token}:dead_letters");
+            loop {
+                match insert_dead_letters(&self.client, dead_letters, &token).await {
+                    Ok(()) => {
+                        dead_letters.clear();
+                        break;
+                    }
+                    Err(error) => {
+                        let retry_in = delays.next().unwrap_or(Duration::from_secs(15));
+                        InsertRetried {
+                            table: "dead_letters",
+                            error: &error,
+                            retry_in,
+                        }
+                        .emit();
+                        tokio::select! {
+                            () = stop.cancelled() => return false,
+                            () = tokio::time::sleep(retry_in) => {}
+                        }
+                    }
+                }
+            }
+        }
+        true
+    }
+}
+
+async fn insert_dead_letters(
+    client: &clickhouse::Client,
+    rows: &[DeadLetterRow],
+    token: &str,
+) -> Result<(), clickhouse::error::Error> {
+    let mut insert = client
+        .insert::<DeadLetterRow>("dead_letters")
+        .await?
+        .with_setting("insert_deduplication_token", token);
+    for row in rows {
+        insert.write(row).await?;
+    }
+    insert.end().await
+}
+
+/// A token naming exactly the records of this batch: the same offsets give the same token.
+fn batch_token(ranges: &BTreeMap<(String, i32), OffsetRange>) -> String {
+    let mut hasher = Sha256::new();
+    for ((topic, partition), range) in ranges {
+        hasher.update(format!("{topic}/{partition}/{}-{};", range.first, range.last).as_bytes());
+    }
+    hex::encode(&hasher.finalize()[..16])
+}
+
+/// The dead-letter row of a message the sink could not load.
+fn dead_letter_row(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    payload: &[u8],
+    reason: &str,
+) -> DeadLetterRow {
+    use base64::Engine as _;
+    let origin = format!("{topic}/{partition}/{offset}");
+    DeadLetterRow {
+        dead_letter_id: hex::encode(&Sha256::digest(origin.as_bytes())[..16]),
+        source: "sink-clickhouse".to_owned(),
+        origin,
+        error: reason.to_owned(),
+        payload_base64: base64::engine::general_purpose::STANDARD.encode(payload),
+        topic: Some(topic.to_owned()),
+        partition: Some(partition),
+        offset: Some(offset),
+        occurred_at: now_ms(),
+    }
+}
