@@ -9,7 +9,11 @@ use crate::{KafkaError, base_config};
 /// after the records up to them are durably handled (`enable.auto.offset.store=false`), and
 /// the stored offsets are committed in the background and once more at shutdown
 /// ([`commit_stored_offsets`]). A crash therefore replays, and never skips, records.
-pub fn create_consumer(brokers: &str, group_id: &str, client_id: &str) -> Result<StreamConsumer, KafkaError> {
+pub fn create_consumer(
+    brokers: &str,
+    group_id: &str,
+    client_id: &str,
+) -> Result<StreamConsumer, KafkaError> {
     base_config(brokers)
         .set("group.id", group_id)
         .set("client.id", client_id)
@@ -43,7 +47,9 @@ pub fn store_processed(
 pub fn commit_stored_offsets(consumer: &StreamConsumer) -> Result<(), rdkafka::error::KafkaError> {
     match consumer.commit_consumer_state(CommitMode::Sync) {
         // Nothing stored since the last commit.
-        Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => Ok(()),
+        Err(rdkafka::error::KafkaError::ConsumerCommit(
+            rdkafka::types::RDKafkaErrorCode::NoOffset,
+        )) => Ok(()),
         other => other,
     }
 }

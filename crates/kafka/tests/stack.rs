@@ -162,12 +162,17 @@ async fn a_restarted_consumer_resumes_after_the_last_stored_offset_and_never_ski
     let stack = endpoints();
     let names = isolated_topics("resume");
     let topic = names.name(Topic::Trades);
-    ensure_topics(&stack.kafka_brokers, &names, &[Topic::Trades], 1).await.unwrap();
+    ensure_topics(&stack.kafka_brokers, &names, &[Topic::Trades], 1)
+        .await
+        .unwrap();
     let producer: FutureProducer = create_producer(&stack.kafka_brokers).unwrap();
     for number in 0..10 {
         let payload = number.to_string();
         producer
-            .send(FutureRecord::to(&topic).key("same-key").payload(&payload), Duration::from_secs(10))
+            .send(
+                FutureRecord::to(&topic).key("same-key").payload(&payload),
+                Duration::from_secs(10),
+            )
             .await
             .unwrap();
     }
@@ -178,16 +183,26 @@ async fn a_restarted_consumer_resumes_after_the_last_stored_offset_and_never_ski
         let group = group.clone();
         let topic = topic.clone();
         async move {
-            let consumer = polytape_kafka::create_consumer(&brokers, &group, "resume-test").unwrap();
+            let consumer =
+                polytape_kafka::create_consumer(&brokers, &group, "resume-test").unwrap();
             consumer.subscribe(&[&topic]).unwrap();
             let mut seen = Vec::new();
             while seen.len() < count {
-                let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await.unwrap().unwrap();
-                let value: u32 = std::str::from_utf8(message.payload().unwrap()).unwrap().parse().unwrap();
+                let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let value: u32 = std::str::from_utf8(message.payload().unwrap())
+                    .unwrap()
+                    .parse()
+                    .unwrap();
                 seen.push(value);
                 if store_up_to.is_some_and(|limit| seen.len() <= limit) {
-                    polytape_kafka::store_processed(&consumer, [(topic.clone(), message.partition(), message.offset() + 1)])
-                        .unwrap();
+                    polytape_kafka::store_processed(
+                        &consumer,
+                        [(topic.clone(), message.partition(), message.offset() + 1)],
+                    )
+                    .unwrap();
                 }
             }
             polytape_kafka::commit_stored_offsets(&consumer).unwrap();

@@ -378,11 +378,20 @@ impl MarketBook {
         if levels == 0 {
             return;
         }
-        // Far levels are cancelled more often, which keeps books a realistic depth.
+        // The level farthest from the fair price (a deep one, or a stale one the price moved
+        // away from) is cancelled more often, which keeps books a realistic depth and lets
+        // them follow the fair price.
         let level_position = if rng.random_bool(0.4) {
-            match side {
-                BookSide::Bid => 0,
-                BookSide::Ask => levels - 1,
+            let distance = |position: usize| {
+                self.queues[side.index()]
+                    .keys()
+                    .nth(position)
+                    .map_or(0, |price| price.abs_diff(self.fair))
+            };
+            if distance(0) >= distance(levels - 1) {
+                0
+            } else {
+                levels - 1
             }
         } else {
             rng.random_range(0..levels)

@@ -12,14 +12,17 @@ use std::time::{Duration, Instant};
 pub(crate) fn budgets_for(endpoint: &str) -> Vec<(&'static str, u32)> {
     let mut budgets: Vec<(&'static str, u32)> = Vec::new();
     let specific: Option<(&'static str, u32)> = match endpoint {
-        "/gamma/markets" | "/gamma/markets/keyset" | "/gamma/markets/{id}" => {
-            Some(("gamma /markets", 300))
-        }
-        "/gamma/events" | "/gamma/events/keyset" | "/gamma/events/{id}" => {
-            Some(("gamma /events", 500))
-        }
+        "/gamma/markets"
+        | "/gamma/markets/keyset"
+        | "/gamma/markets/{id}"
+        | "/gamma/markets/slug/{slug}" => Some(("gamma /markets", 300)),
+        "/gamma/events"
+        | "/gamma/events/keyset"
+        | "/gamma/events/{id}"
+        | "/gamma/events/slug/{slug}" => Some(("gamma /events", 500)),
         "/data/trades" => Some(("data /trades", 200)),
         "/data/v2/trades" => Some(("data /v2/trades", 300)),
+        "/data/positions" => Some(("data /positions", 150)),
         "/clob/book" => Some(("clob /book", 1_500)),
         "/clob/books" => Some(("clob /books", 500)),
         "/clob/price" => Some(("clob /price", 1_500)),

@@ -33,7 +33,7 @@ pub struct SimConfig {
     pub rate_window: Duration,
     /// Every this many live operations a market resolves or a new one is listed (0 = never).
     pub lifecycle_every: u64,
-    /// WebSocket events kept per token for `/_sim/truth/ws`.
+    /// Live WebSocket events kept (all tokens together) for `/_sim/truth/ws`.
     pub ws_truth_capacity: usize,
 }
 
@@ -51,7 +51,7 @@ impl Default for SimConfig {
             epoch_ms: None,
             rate_window: Duration::from_secs(10),
             lifecycle_every: 5_000,
-            ws_truth_capacity: 100_000,
+            ws_truth_capacity: 50_000,
         }
     }
 }
@@ -120,8 +120,9 @@ pub struct Cli {
     /// Every N live operations a market resolves or a new market is listed (0 = never).
     #[arg(long, default_value_t = 5_000)]
     pub lifecycle_every: u64,
-    /// WebSocket events kept per token for /_sim/truth/ws.
-    #[arg(long, default_value_t = 100_000)]
+    /// Live WebSocket events kept (all tokens together) for /_sim/truth/ws; the oldest are
+    /// dropped past it.
+    #[arg(long, default_value_t = 50_000)]
     pub ws_truth_capacity: usize,
 }
 

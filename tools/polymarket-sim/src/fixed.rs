@@ -6,6 +6,8 @@
 //! generate days of history in well under a second. Conversion to `rust_decimal::Decimal`
 //! happens only at the edges (truth endpoints, identity hashing).
 
+use std::fmt::Write as _;
+
 use rust_decimal::Decimal;
 
 /// Price units per 1.0 (a price of 1 is 10_000 units).
@@ -29,7 +31,8 @@ fn push_scaled(out: &mut String, value: u64, scale: u32, drop_leading_zero: bool
     let whole = value / divisor;
     let mut fraction = value % divisor;
     if !(drop_leading_zero && whole == 0 && fraction != 0) {
-        out.push_str(itoa_u64(whole).as_str());
+        // Writing into a String cannot fail.
+        let _ = write!(out, "{whole}");
     }
     if fraction == 0 {
         return;
@@ -40,15 +43,7 @@ fn push_scaled(out: &mut String, value: u64, scale: u32, drop_leading_zero: bool
         digits -= 1;
     }
     out.push('.');
-    let text = itoa_u64(fraction);
-    for _ in text.len()..digits as usize {
-        out.push('0');
-    }
-    out.push_str(&text);
-}
-
-fn itoa_u64(value: u64) -> String {
-    value.to_string()
+    let _ = write!(out, "{fraction:0width$}", width = digits as usize);
 }
 
 /// "0.45" for 4500 units.

@@ -32,3 +32,4 @@ pub use booksnap::book_hash_of_json;
 pub use config::{Cli, ConfigError, SimConfig};
 pub use faults::{FaultKind, FaultRule, FaultSpecError, parse_fault_spec};
 pub use server::{RunningSim, SimError, start};
+pub use state::LiveProgress;

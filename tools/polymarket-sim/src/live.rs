@@ -2,6 +2,7 @@
 //! channel's WebSocket events, recorded per token as ground truth and broadcast to
 //! connections.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -38,19 +39,33 @@ pub(crate) struct WsEvent {
     pub(crate) event_type: &'static str,
     pub(crate) audience: Audience,
     pub(crate) json: String,
-    /// For `price_change`: the message as a subscriber of only the YES / only the NO token
-    /// receives it (entries of unsubscribed assets left out).
-    pub(crate) single_token_json: Option<[String; 2]>,
+    /// For `price_change`: byte ranges of the YES and the NO entry inside `json`, so the
+    /// message a subscriber of only one token receives (the other entry left out) can be cut
+    /// out of the full text without storing it twice.
+    pub(crate) entry_ranges: Option<[(usize, usize); 2]>,
 }
 
 impl WsEvent {
     /// The JSON a connection receives given which of the market's tokens it subscribes.
-    pub(crate) fn json_for(&self, subscribed_mask: u8) -> &str {
-        match (&self.single_token_json, subscribed_mask) {
-            (Some(variants), 1) => &variants[0],
-            (Some(variants), 2) => &variants[1],
-            _ => &self.json,
-        }
+    pub(crate) fn json_for(&self, subscribed_mask: u8) -> Cow<'_, str> {
+        let (Some(ranges), 1 | 2) = (self.entry_ranges, subscribed_mask) else {
+            return Cow::Borrowed(&self.json);
+        };
+        let keep = if subscribed_mask == 1 {
+            ranges[0]
+        } else {
+            ranges[1]
+        };
+        let entries_start = ranges[0].0;
+        let entries_end = ranges[1].1;
+        let (Some(prefix), Some(entry), Some(suffix)) = (
+            self.json.get(..entries_start),
+            self.json.get(keep.0..keep.1),
+            self.json.get(entries_end..),
+        ) else {
+            return Cow::Borrowed(&self.json);
+        };
+        Cow::Owned(format!("{prefix}{entry}{suffix}"))
     }
 }
 
@@ -64,10 +79,9 @@ pub(crate) struct LiveState {
     /// Cumulative activity weights of open markets, for weighted market choice.
     sampler: Vec<(f64, u32)>,
     pub(crate) lifecycle_every: u64,
-    /// Per token (market * 2 + token): the events sent to its subscribers, oldest dropped past
-    /// the capacity.
-    pub(crate) ws_truth: Vec<VecDeque<Arc<WsEvent>>>,
-    pub(crate) ws_truth_dropped: Vec<u64>,
+    /// Every event broadcast, in order; the oldest are dropped past the capacity.
+    pub(crate) ws_truth: VecDeque<Arc<WsEvent>>,
+    pub(crate) ws_truth_dropped: u64,
     pub(crate) ws_truth_capacity: usize,
 }
 
@@ -81,8 +95,8 @@ impl LiveState {
             last_ws_seq: 0,
             sampler: Vec::new(),
             lifecycle_every,
-            ws_truth: Vec::new(),
-            ws_truth_dropped: Vec::new(),
+            ws_truth: VecDeque::new(),
+            ws_truth_dropped: 0,
             ws_truth_capacity,
         }
     }
@@ -193,9 +207,6 @@ impl World {
             cumulative += market.activity;
             live.sampler.push((cumulative, market.index));
         }
-        let tokens = self.markets.len() * 2;
-        live.ws_truth.resize_with(tokens, VecDeque::new);
-        live.ws_truth_dropped.resize(tokens, 0);
     }
 
     fn pick_live_market(&self, live: &mut LiveState) -> Option<u32> {
@@ -215,7 +226,7 @@ impl World {
         event_type: &'static str,
         audience: Audience,
         json: String,
-        single_token_json: Option<[String; 2]>,
+        entry_ranges: Option<[(usize, usize); 2]>,
     ) -> Arc<WsEvent> {
         live.last_ws_seq += 1;
         let event = Arc::new(WsEvent {
@@ -224,27 +235,13 @@ impl World {
             event_type,
             audience,
             json,
-            single_token_json,
+            entry_ranges,
         });
-        let mask = match audience {
-            Audience::Tokens(mask) | Audience::CustomTokens(mask) => mask,
-            Audience::AllCustom => 0,
-        };
-        for token in 0..2u8 {
-            if mask & (1 << token) == 0 {
-                continue;
-            }
-            let slot = market as usize * 2 + usize::from(token);
-            if let Some(queue) = live.ws_truth.get_mut(slot) {
-                if queue.len() >= live.ws_truth_capacity.max(1) {
-                    queue.pop_front();
-                    if let Some(dropped) = live.ws_truth_dropped.get_mut(slot) {
-                        *dropped += 1;
-                    }
-                }
-                queue.push_back(Arc::clone(&event));
-            }
+        if live.ws_truth.len() >= live.ws_truth_capacity.max(1) {
+            live.ws_truth.pop_front();
+            live.ws_truth_dropped += 1;
         }
+        live.ws_truth.push_back(Arc::clone(&event));
         event
     }
 
@@ -361,14 +358,23 @@ impl World {
                 )
             };
             let full = wrap(&entries.join(","));
-            let variants = [wrap(&entries[0]), wrap(&entries[1])];
+            // Entries start right after `"price_changes":[`; the second follows a comma.
+            let first_start = full
+                .find("\"price_changes\":[")
+                .map_or(0, |at| at + "\"price_changes\":[".len());
+            let first_end = first_start + entries[0].len();
+            let second_start = first_end + 1;
+            let ranges = [
+                (first_start, first_end),
+                (second_start, second_start + entries[1].len()),
+            ];
             events.push(Self::next_event(
                 live,
                 market,
                 "price_change",
                 Audience::Tokens(0b11),
                 full,
-                Some(variants),
+                Some(ranges),
             ));
         }
 

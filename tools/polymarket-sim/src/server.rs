@@ -17,9 +17,9 @@ use tokio::task::JoinHandle;
 
 use crate::budget::BudgetDecision;
 use crate::config::SimConfig;
-use crate::faults::FaultKind;
+use crate::faults::{FaultKind, FaultSpecError, parse_fault_spec};
 use crate::http::{clob, data, error_response, gamma, json_value, simapi, ws};
-use crate::state::{SimState, run_live_driver};
+use crate::state::{LiveProgress, SimState, run_live_driver};
 
 /// Why the simulator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,7 @@ pub struct RunningSim {
     /// The address it listens on (127.0.0.1, the configured or picked port).
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
+    state: Arc<SimState>,
     server: JoinHandle<()>,
     driver: JoinHandle<()>,
 }
@@ -54,11 +55,45 @@ impl RunningSim {
 
     /// Stops serving and waits for the server task.
     pub async fn shutdown(mut self) {
+        self.signal_shutdown();
+        // Graceful shutdown waits for open connections; WebSockets close on the signal, and
+        // anything still hanging (a throttled or `timeout`-faulted request) is cut off.
+        if tokio::time::timeout(Duration::from_secs(2), &mut self.server)
+            .await
+            .is_err()
+        {
+            self.server.abort();
+        }
+    }
+
+    fn signal_shutdown(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+        let _ = self.state.closing.send(true);
         self.driver.abort();
-        let _ = (&mut self.server).await;
+    }
+
+    /// Runs `operations` live operations now (CPU work: call it from a blocking context or
+    /// accept a short stall); same as `POST /_sim/advance`.
+    pub fn advance(&self, operations: u64) -> LiveProgress {
+        self.state.advance(operations)
+    }
+
+    /// Stops the rate-driven live driver; returns once no generation is in flight.
+    pub fn pause(&self) -> LiveProgress {
+        self.state.pause()
+    }
+
+    /// Restarts the rate-driven live driver.
+    pub fn resume(&self) -> LiveProgress {
+        self.state.resume()
+    }
+
+    /// Adds fault rules at run time (same grammar as `--faults`).
+    pub fn add_faults(&self, spec: &str) -> Result<(), FaultSpecError> {
+        self.state.faults.add(parse_fault_spec(spec)?, false);
+        Ok(())
     }
 
     /// Waits until the server stops (it only stops on `shutdown` or an I/O failure).
@@ -69,10 +104,7 @@ impl RunningSim {
 
 impl Drop for RunningSim {
     fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        self.driver.abort();
+        self.signal_shutdown();
     }
 }
 
@@ -104,11 +136,10 @@ pub async fn start(config: SimConfig) -> Result<RunningSim, SimError> {
         }
     });
     let driver = tokio::spawn(run_live_driver(Arc::downgrade(&state)));
-    // The state is owned by the router (and so by the server task) from here on.
-    drop(state);
     Ok(RunningSim {
         addr,
         shutdown: Some(shutdown_sender),
+        state,
         server,
         driver,
     })
@@ -122,17 +153,37 @@ fn router(state: Arc<SimState>) -> Router {
         .route("/gamma/events", get(gamma::events))
         .route("/gamma/events/keyset", get(gamma::events_keyset))
         .route("/gamma/events/{id}", get(gamma::event_by_id))
+        .route("/gamma/markets/slug/{slug}", get(gamma::market_by_slug))
+        .route("/gamma/events/slug/{slug}", get(gamma::event_by_slug))
         .route("/data/trades", get(data::trades))
         .route("/data/v2/trades", get(data::trades_v2))
         .route("/data/v1/leaderboard", get(data::leaderboard))
         .route("/data/holders", get(data::holders))
+        .route("/data/positions", get(data::positions))
+        .route("/data/value", get(data::value))
+        .route("/data/oi", get(data::open_interest))
+        .route("/data/activity", get(data::activity))
         .route("/clob/markets", get(clob::markets))
         .route(
             "/clob/markets/{condition_id}",
             get(clob::market_by_condition),
         )
         .route("/clob/book", get(clob::book))
-        .route("/clob/books", post(clob::books))
+        .route("/clob/books", post(clob::books).get(clob::books_get))
+        .route("/clob/simplified-markets", get(clob::simplified_markets))
+        .route("/clob/sampling-markets", get(clob::sampling_markets))
+        .route(
+            "/clob/sampling-simplified-markets",
+            get(clob::sampling_simplified_markets),
+        )
+        .route(
+            "/clob/prices",
+            get(clob::prices_get).post(clob::prices_post),
+        )
+        .route("/clob/midpoints", post(clob::midpoints_post))
+        .route("/clob/last-trade-price", get(clob::last_trade_price))
+        .route("/clob/neg-risk", get(clob::neg_risk))
+        .route("/clob/fee-rate", get(clob::fee_rate))
         .route("/clob/price", get(clob::price))
         .route("/clob/midpoint", get(clob::midpoint))
         .route("/clob/spread", get(clob::spread))

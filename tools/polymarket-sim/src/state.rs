@@ -40,6 +40,8 @@ pub(crate) struct SimState {
     pub(crate) live_start_ms: i64,
     driver: Mutex<DriverState>,
     trace_counter: AtomicU64,
+    /// Set when the simulator shuts down: WebSocket connections close so the server can stop.
+    pub(crate) closing: tokio::sync::watch::Sender<bool>,
 }
 
 fn wall_clock_ms() -> i64 {
@@ -48,12 +50,17 @@ fn wall_clock_ms() -> i64 {
 
 /// What the live driver has done so far.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
-pub(crate) struct LiveProgress {
-    pub(crate) paused: bool,
-    pub(crate) operations: u64,
-    pub(crate) last_ws_seq: u64,
-    pub(crate) world_clock_ms: i64,
-    pub(crate) sim_now_ms: i64,
+pub struct LiveProgress {
+    /// Whether the rate-driven driver is paused.
+    pub paused: bool,
+    /// Live operations applied since start.
+    pub operations: u64,
+    /// Sequence of the last WebSocket event generated (the simulator's own numbering).
+    pub last_ws_seq: u64,
+    /// Timestamp of the latest change in the world (never before the history end).
+    pub world_clock_ms: i64,
+    /// Simulated now (`/clob/time`, in ms).
+    pub sim_now_ms: i64,
 }
 
 impl SimState {
@@ -96,6 +103,7 @@ impl SimState {
                 anchor_operations: 0,
             }),
             trace_counter: AtomicU64::new(0),
+            closing: tokio::sync::watch::channel(false).0,
         }
     }
 

@@ -313,6 +313,53 @@ async fn rest_quirks_are_reproduced() {
         volumes.windows(2).all(|pair| pair[0] >= pair[1]),
         "{volumes:?}"
     );
+    // By id and by slug.
+    let first = &default_markets[0];
+    let by_slug = get_json(
+        &client,
+        &format!(
+            "{base}/gamma/markets/slug/{}",
+            first["slug"].as_str().expect("slug")
+        ),
+    )
+    .await;
+    assert_eq!(by_slug["id"], first["id"]);
+    let event_slug = events[0]["slug"].as_str().expect("slug");
+    let event = get_json(&client, &format!("{base}/gamma/events/slug/{event_slug}")).await;
+    assert_eq!(event["id"], events[0]["id"]);
+    assert_eq!(
+        get(&client, &format!("{base}/gamma/markets/999999999"))
+            .await
+            .0,
+        404
+    );
+    // Data API parameter limits.
+    let many: Vec<String> = (0..21).map(|index| format!("0x{index:064x}")).collect();
+    let (status, body) = get(
+        &client,
+        &format!("{base}/data/v2/trades?condition={}", many.join(",")),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).expect("json")["code"],
+        "invalid_request"
+    );
+    assert_eq!(
+        get(
+            &client,
+            &format!("{base}/data/trades?market={condition}&eventId=1")
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        get(&client, &format!("{base}/data/trades?user=nope"))
+            .await
+            .0,
+        400
+    );
     // Strings vs numbers.
     let row = &default_markets[0];
     assert!(

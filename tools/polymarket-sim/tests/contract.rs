@@ -203,10 +203,19 @@ async fn data_trades_v1_matches_the_brief() {
 async fn data_trades_v2_matches_the_brief() {
     let sim = start(config(20, 1)).await;
     let client = client();
-    let v2 = get_json(&client, &format!("{}/data/v2/trades?limit=200", sim.base_url())).await;
+    let v2 = get_json(
+        &client,
+        &format!("{}/data/v2/trades?limit=200", sim.base_url()),
+    )
+    .await;
     let example = fixture("data_v2_trades");
     assert_same_shape("data /v2/trades envelope", &example, &v2, &EXACT);
-    assert_same_shape("data /v2/trades pagination", &example["pagination"], &v2["pagination"], &EXACT);
+    assert_same_shape(
+        "data /v2/trades pagination",
+        &example["pagination"],
+        &v2["pagination"],
+        &EXACT,
+    );
     assert_eq!(v2["data"].as_array().expect("data").len(), 200);
     for row in v2["data"].as_array().expect("data") {
         assert_same_shape("data /v2/trades row", &example["data"][0], row, &EXACT);
@@ -217,7 +226,11 @@ async fn data_trades_v2_matches_the_brief() {
 async fn data_leaderboard_matches_the_brief() {
     let sim = start(config(20, 1)).await;
     let client = client();
-    let board = get_json(&client, &format!("{}/data/v1/leaderboard?limit=50", sim.base_url())).await;
+    let board = get_json(
+        &client,
+        &format!("{}/data/v1/leaderboard?limit=50", sim.base_url()),
+    )
+    .await;
     let example = fixture("data_leaderboard")[0].clone();
     assert_eq!(board.as_array().expect("array").len(), 50);
     for (position, row) in board.as_array().expect("array").iter().enumerate() {
@@ -235,23 +248,45 @@ async fn data_holders_matches_the_brief() {
     let condition = markets[0]["condition_id"].as_str().expect("condition");
     let holders = get_json(&client, &format!("{base}/data/holders?market={condition}")).await;
     let example = fixture("data_holders")[0].clone();
-    assert_eq!(holders.as_array().expect("array").len(), 2, "one entry per token");
+    assert_eq!(
+        holders.as_array().expect("array").len(),
+        2,
+        "one entry per token"
+    );
     for token in holders.as_array().expect("array") {
         assert_same_shape("data /holders", &example, token, &EXACT);
         assert!(!token["holders"].as_array().expect("holders").is_empty());
         for holder in token["holders"].as_array().expect("holders") {
-            assert_same_shape("data /holders holders[]", &example["holders"][0], holder, &EXACT);
+            assert_same_shape(
+                "data /holders holders[]",
+                &example["holders"][0],
+                holder,
+                &EXACT,
+            );
         }
     }
 }
 
-const CLOB_MARKET: Allowance<'static> = Allowance { extra: &["version"], missing: &[], nullable: &[] };
+const CLOB_MARKET: Allowance<'static> = Allowance {
+    extra: &["version"],
+    missing: &[],
+    nullable: &[],
+};
 
 fn assert_clob_market(row: &Value) {
     let example = fixture("clob_market");
     assert_same_shape("clob market", &example, row, &CLOB_MARKET);
-    let rates_nullable = Allowance { extra: &[], missing: &[], nullable: &["rates"] };
-    assert_same_shape("clob market rewards", &example["rewards"], &row["rewards"], &rates_nullable);
+    let rates_nullable = Allowance {
+        extra: &[],
+        missing: &[],
+        nullable: &["rates"],
+    };
+    assert_same_shape(
+        "clob market rewards",
+        &example["rewards"],
+        &row["rewards"],
+        &rates_nullable,
+    );
     for token in row["tokens"].as_array().expect("tokens") {
         assert_same_shape("clob market tokens[]", &example["tokens"][0], token, &EXACT);
     }
@@ -262,7 +297,12 @@ async fn clob_markets_matches_the_brief() {
     let sim = start(config(30, 1)).await;
     let client = client();
     let page = get_json(&client, &format!("{}/clob/markets", sim.base_url())).await;
-    assert_same_shape("clob /markets page", &fixture("clob_markets_page"), &page, &EXACT);
+    assert_same_shape(
+        "clob /markets page",
+        &fixture("clob_markets_page"),
+        &page,
+        &EXACT,
+    );
     assert_eq!(page["data"].as_array().expect("data").len(), 30);
     for row in page["data"].as_array().expect("data") {
         assert_clob_market(row);
@@ -276,7 +316,11 @@ async fn clob_market_by_condition_matches_the_brief() {
     let truth = get_json(&client, &format!("{}/_sim/truth/markets", sim.base_url())).await;
     for market in truth.as_array().expect("array") {
         let condition = market["condition_id"].as_str().expect("condition");
-        let single = get_json(&client, &format!("{}/clob/markets/{condition}", sim.base_url())).await;
+        let single = get_json(
+            &client,
+            &format!("{}/clob/markets/{condition}", sim.base_url()),
+        )
+        .await;
         assert_clob_market(&single);
         assert_eq!(single["condition_id"], market["condition_id"]);
     }
@@ -288,7 +332,11 @@ async fn clob_book_matches_the_brief() {
     let client = client();
     let example = fixture("clob_book");
     for token in open_tokens(&client, &sim).await {
-        let book = get_json(&client, &format!("{}/clob/book?token_id={token}", sim.base_url())).await;
+        let book = get_json(
+            &client,
+            &format!("{}/clob/book?token_id={token}", sim.base_url()),
+        )
+        .await;
         assert_same_shape("clob /book", &example, &book, &EXACT);
         for side in ["bids", "asks"] {
             for level in book[side].as_array().expect("levels") {
@@ -303,8 +351,17 @@ async fn clob_books_post_matches_the_brief() {
     let sim = start(config(30, 1)).await;
     let client = client();
     let tokens = open_tokens(&client, &sim).await;
-    let body: Vec<Value> = tokens.iter().take(5).map(|token| serde_json::json!({"token_id": token})).collect();
-    let books = post_json(&client, &format!("{}/clob/books", sim.base_url()), &Value::Array(body)).await;
+    let body: Vec<Value> = tokens
+        .iter()
+        .take(5)
+        .map(|token| serde_json::json!({"token_id": token}))
+        .collect();
+    let books = post_json(
+        &client,
+        &format!("{}/clob/books", sim.base_url()),
+        &Value::Array(body),
+    )
+    .await;
     assert_eq!(books.as_array().expect("array").len(), 5);
     for book in books.as_array().expect("array") {
         assert_same_shape("clob POST /books", &fixture("clob_book"), book, &EXACT);
@@ -317,10 +374,18 @@ async fn clob_price_and_midpoint_match_the_brief() {
     let client = client();
     for token in open_tokens(&client, &sim).await.iter().take(10) {
         for side in ["BUY", "SELL"] {
-            let price = get_json(&client, &format!("{}/clob/price?token_id={token}&side={side}", sim.base_url())).await;
+            let price = get_json(
+                &client,
+                &format!("{}/clob/price?token_id={token}&side={side}", sim.base_url()),
+            )
+            .await;
             assert_same_shape("clob /price", &fixture("clob_price"), &price, &EXACT);
         }
-        let mid = get_json(&client, &format!("{}/clob/midpoint?token_id={token}", sim.base_url())).await;
+        let mid = get_json(
+            &client,
+            &format!("{}/clob/midpoint?token_id={token}", sim.base_url()),
+        )
+        .await;
         assert_same_shape("clob /midpoint", &fixture("clob_midpoint"), &mid, &EXACT);
     }
 }
@@ -331,12 +396,24 @@ async fn clob_prices_history_matches_the_brief() {
     let client = client();
     let example = fixture("clob_prices_history");
     for token in open_tokens(&client, &sim).await.iter().take(10) {
-        let history = get_json(&client, &format!("{}/clob/prices-history?market={token}&interval=1d&fidelity=60", sim.base_url())).await;
+        let history = get_json(
+            &client,
+            &format!(
+                "{}/clob/prices-history?market={token}&interval=1d&fidelity=60",
+                sim.base_url()
+            ),
+        )
+        .await;
         assert_same_shape("clob /prices-history", &example, &history, &EXACT);
         let points = history["history"].as_array().expect("history");
         assert_eq!(points.len(), 24);
         for point in points {
-            assert_same_shape("clob /prices-history point", &example["history"][0], point, &EXACT);
+            assert_same_shape(
+                "clob /prices-history point",
+                &example["history"][0],
+                point,
+                &EXACT,
+            );
         }
     }
 }
@@ -481,6 +558,147 @@ async fn websocket_events_match_the_brief() {
             seen.contains(expected),
             "no {expected} event in {} events (saw {seen:?})",
             events.len()
+        );
+    }
+}
+
+/// A wallet with fills in market 0 (the busy one), from the truth.
+async fn busy_wallet(client: &reqwest::Client, base: &str) -> (String, String) {
+    let markets = get_json(client, &format!("{base}/_sim/truth/markets")).await;
+    let condition = markets[0]["condition_id"]
+        .as_str()
+        .expect("condition")
+        .to_owned();
+    let fills = get_json(
+        client,
+        &format!("{base}/_sim/truth/fills?market={condition}&limit=1"),
+    )
+    .await;
+    (
+        fills["fills"][0]["proxyWallet"]
+            .as_str()
+            .expect("wallet")
+            .to_owned(),
+        condition,
+    )
+}
+
+#[tokio::test]
+async fn data_activity_positions_value_oi_match_the_brief() {
+    let sim = start(config(20, 1)).await;
+    let client = client();
+    let base = sim.base_url();
+    let (wallet, condition) = busy_wallet(&client, &base).await;
+    let activity = get_json(
+        &client,
+        &format!("{base}/data/activity?user={wallet}&limit=500"),
+    )
+    .await;
+    assert!(!activity.as_array().expect("array").is_empty());
+    for row in activity.as_array().expect("array") {
+        assert_same_shape("data /activity", &fixture("data_activity")[0], row, &EXACT);
+        assert_eq!(row["type"], "TRADE");
+        assert_eq!(row["proxyWallet"], wallet.as_str());
+    }
+    let positions = get_json(
+        &client,
+        &format!("{base}/data/positions?user={wallet}&sizeThreshold=0"),
+    )
+    .await;
+    assert!(!positions.as_array().expect("array").is_empty());
+    for row in positions.as_array().expect("array") {
+        assert_same_shape(
+            "data /positions",
+            &fixture("data_positions")[0],
+            row,
+            &EXACT,
+        );
+    }
+    let value = get_json(&client, &format!("{base}/data/value?user={wallet}")).await;
+    assert_same_shape("data /value", &fixture("data_value")[0], &value[0], &EXACT);
+    let oi = get_json(&client, &format!("{base}/data/oi?market={condition}")).await;
+    assert_same_shape("data /oi", &fixture("data_oi")[0], &oi[0], &EXACT);
+    assert_eq!(oi[0]["market"], condition.as_str());
+    let global = get_json(&client, &format!("{base}/data/oi")).await;
+    assert_eq!(global[0]["market"], "GLOBAL");
+}
+
+#[tokio::test]
+async fn clob_small_endpoints_match_the_brief() {
+    let sim = start(config(20, 1)).await;
+    let client = client();
+    let base = sim.base_url();
+    let tokens = open_tokens(&client, &sim).await;
+    for token in tokens.iter().take(6) {
+        for (path, name) in [
+            ("spread", "clob_spread"),
+            ("last-trade-price", "clob_last_trade_price"),
+            ("tick-size", "clob_tick_size"),
+            ("neg-risk", "clob_neg_risk"),
+            ("fee-rate", "clob_fee_rate"),
+        ] {
+            let body = get_json(&client, &format!("{base}/clob/{path}?token_id={token}")).await;
+            assert_same_shape(&format!("clob /{path}"), &fixture(name), &body, &EXACT);
+        }
+    }
+    let request: Vec<Value> = tokens
+        .iter()
+        .take(4)
+        .map(|token| serde_json::json!({"token_id": token, "side": "BUY"}))
+        .collect();
+    let prices = post_json(
+        &client,
+        &format!("{base}/clob/prices"),
+        &Value::Array(request.clone()),
+    )
+    .await;
+    assert_eq!(prices.as_object().expect("map").len(), 4);
+    for value in prices.as_object().expect("map").values() {
+        assert_same_shape(
+            "clob POST /prices",
+            &fixture("clob_prices_post")["1"],
+            value,
+            &EXACT,
+        );
+    }
+    let mids = post_json(
+        &client,
+        &format!("{base}/clob/midpoints"),
+        &Value::Array(request),
+    )
+    .await;
+    assert_eq!(mids.as_object().expect("map").len(), 4);
+    for value in mids.as_object().expect("map").values() {
+        assert_eq!(
+            json_type(value),
+            json_type(&fixture("clob_midpoints_post")["1"])
+        );
+    }
+    let simplified = get_json(&client, &format!("{base}/clob/simplified-markets")).await;
+    let keys: BTreeSet<&str> = simplified["data"][0]
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let expected: BTreeSet<&str> = [
+        "condition_id",
+        "tokens",
+        "rewards",
+        "active",
+        "closed",
+        "archived",
+        "accepting_orders",
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(keys, expected);
+    let sampling = get_json(&client, &format!("{base}/clob/sampling-markets")).await;
+    for row in sampling["data"].as_array().expect("data") {
+        assert_clob_market(row);
+        assert!(
+            row["rewards"]["rates"].is_array(),
+            "sampling markets have rewards"
         );
     }
 }

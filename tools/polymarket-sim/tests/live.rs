@@ -160,3 +160,102 @@ async fn lifecycle_lists_and_resolves_markets_everywhere() {
         assert_eq!(truth, book);
     }
 }
+
+#[tokio::test]
+async fn shutdown_closes_websockets_and_stops_serving() {
+    let mut config = config(6, 0);
+    config.rate = 100.0;
+    let sim = start(config).await;
+    let base = sim.base_url();
+    let client = client();
+    let tokens = open_tokens(&client, &sim).await;
+    let mut stream = ws_connect(&sim).await;
+    ws_send(
+        &mut stream,
+        &serde_json::json!({"assets_ids": tokens, "type": "market"}).to_string(),
+    )
+    .await;
+    ws_read_until_pong(&mut stream).await;
+    sim.shutdown().await;
+    let mut closed = false;
+    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(30), stream.next()).await
+    {
+        if matches!(message, Ok(Message::Close(_)) | Err(_)) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the websocket stayed open after shutdown");
+    assert!(
+        client
+            .get(format!("{base}/clob/time"))
+            .send()
+            .await
+            .is_err(),
+        "still serving after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn speed_compresses_simulated_time() {
+    let mut config = config(6, 0);
+    config.rate = 1_000.0;
+    config.speed = 60.0;
+    let sim = start(config).await;
+    let client = client();
+    let base = sim.base_url();
+    let paused = post_json(
+        &client,
+        &format!("{base}/_sim/pause"),
+        &serde_json::json!({}),
+    )
+    .await;
+    let before = paused["operations"].as_u64().expect("operations");
+    let advanced = advance(&client, &sim, 100).await;
+    assert_eq!(advanced["operations"].as_u64(), Some(before + 100));
+    // Operation k is stamped epoch + k · 1000 · speed / rate = epoch + 60·k ms.
+    let last = i64::try_from(before + 99).expect("small");
+    assert_eq!(
+        advanced["world_clock_ms"].as_i64(),
+        Some(EPOCH_MS + 60 * last)
+    );
+    let fills = get_json(&client, &format!("{base}/_sim/truth/fills?limit=200000")).await;
+    for fill in fills["fills"].as_array().expect("fills") {
+        let ts = fill["timestamp_ms"].as_i64().expect("ms");
+        assert_eq!(
+            (ts - EPOCH_MS).rem_euclid(60),
+            0,
+            "live fill stamped off the 60 ms grid: {ts}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_library_api_drives_the_world_in_process() {
+    let mut config = config(6, 0);
+    config.rate = 500.0;
+    let sim = start(config).await;
+    let paused = sim.pause();
+    assert!(paused.paused);
+    let advanced = sim.advance(250);
+    assert_eq!(advanced.operations, paused.operations + 250);
+    assert!(advanced.last_ws_seq > paused.last_ws_seq);
+    sim.add_faults("error@/clob/time:status=502,count=1")
+        .expect("valid spec");
+    assert!(sim.add_faults("bogus").is_err());
+    let client = client();
+    assert_eq!(
+        get(&client, &format!("{}/clob/time", sim.base_url()))
+            .await
+            .0,
+        502
+    );
+    assert_eq!(
+        get(&client, &format!("{}/clob/time", sim.base_url()))
+            .await
+            .0,
+        200
+    );
+    assert!(!sim.resume().paused);
+    assert_eq!(sim.addr.ip().to_string(), "127.0.0.1");
+}

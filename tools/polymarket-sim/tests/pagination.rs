@@ -443,3 +443,70 @@ async fn taker_only_false_adds_the_maker_fills() {
             .all(|row| row["proxyWallet"] == wallet)
     );
 }
+
+#[tokio::test]
+async fn v1_rows_map_to_truth_trade_ids() {
+    use polytape_model::parse::decimal_from_float;
+    use polytape_model::{Side, TradeIdentity};
+
+    let sim = start(config(6, 1)).await;
+    let client = client();
+    let base = sim.base_url();
+    let truth = truth_markets(&client, &base).await;
+    let condition = truth[2]["condition_id"].as_str().expect("condition");
+    let rows = get_json(
+        &client,
+        &format!("{base}/data/trades?market={condition}&limit=10000&takerOnly=false"),
+    )
+    .await;
+    let truth_fills = get_json(
+        &client,
+        &format!("{base}/_sim/truth/fills?market={condition}&limit=200000"),
+    )
+    .await;
+    // Fills of at least 0.01 shares: below that the notional's 6-decimal rounding moves the
+    // float price by more than half a 0.0001 tick (upstream has the same hazard).
+    let expected: BTreeSet<String> = truth_fills["fills"]
+        .as_array()
+        .expect("fills")
+        .iter()
+        .filter(|fill| dec(fill["size"].as_str().expect("size")) >= dec("0.01"))
+        .map(|fill| fill["trade_id"].as_str().expect("id").to_owned())
+        .collect();
+    let derived: BTreeSet<String> = rows
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|row| row["size"].as_f64().expect("size") >= 0.01)
+        .map(|row| {
+            TradeIdentity {
+                transaction_hash: row["transactionHash"].as_str().expect("tx"),
+                token_id: row["asset"].as_str().expect("asset"),
+                side: Side::parse(row["side"].as_str().expect("side")).expect("side"),
+                size: decimal_from_float(row["size"].as_f64().expect("size"), 6).expect("size"),
+                // Prices are derived upstream from the USDC notional (rounded to 6 decimals) over
+                // the size, so a dust fill (< 1 share) carries an artefact beyond 1e-6; every
+                // price is on a tick grid of at least 0.0001, so 4 decimals recover it exactly.
+                price: decimal_from_float(row["price"].as_f64().expect("price"), 4).expect("price"),
+                proxy_wallet: row["proxyWallet"].as_str().expect("wallet"),
+            }
+            .trade_id()
+        })
+        .collect();
+    assert!(!expected.is_empty());
+    let missing: Vec<&Value> = truth_fills["fills"]
+        .as_array()
+        .expect("fills")
+        .iter()
+        .filter(|fill| expected.contains(fill["trade_id"].as_str().expect("id")))
+        .filter(|fill| !derived.contains(fill["trade_id"].as_str().expect("id")))
+        .take(3)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} truth fills not derivable from v1 rows, e.g. {missing:?}",
+        expected.difference(&derived).count(),
+        expected.len()
+    );
+    assert_eq!(derived, expected);
+}

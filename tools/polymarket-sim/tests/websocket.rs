@@ -415,3 +415,57 @@ async fn websocket_faults_are_injected_and_counted() {
     assert_eq!(stats["ws"]["faults"]["ws_freeze"], 1);
     assert_eq!(stats["ws"]["faults"]["ws_disconnect"], 1);
 }
+
+#[tokio::test]
+async fn truth_ws_equals_what_a_subscriber_received() {
+    let sim = start(config(16, 1)).await;
+    let client = client();
+    let base = sim.base_url();
+    let tokens = open_tokens(&client, &sim).await;
+    // One connection on a single token (its price_change carries only that token's entry),
+    // one on both tokens of the same market.
+    let single = tokens[0].clone();
+    let mut single_stream = ws_connect(&sim).await;
+    ws_send(&mut single_stream, &serde_json::json!({"assets_ids": [single], "type": "market", "custom_feature_enabled": true}).to_string()).await;
+    let dump = frame_events(&ws_read_until_pong(&mut single_stream).await);
+    assert_eq!(dump.len(), 1);
+    let mut both_stream = ws_connect(&sim).await;
+    ws_send(&mut both_stream, &serde_json::json!({"assets_ids": [tokens[0], tokens[1]], "type": "market", "initial_dump": false}).to_string()).await;
+    ws_read_until_pong(&mut both_stream).await;
+    advance(&client, &sim, 3_000).await;
+    let received = frame_events(&ws_read_until_pong(&mut single_stream).await);
+    let truth = get_json(
+        &client,
+        &format!("{base}/_sim/truth/ws?token_id={single}&limit=200000"),
+    )
+    .await;
+    let truth_events: Vec<Value> = truth["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|entry| entry["event"].clone())
+        .collect();
+    assert!(received.len() > 50, "{}", received.len());
+    assert_eq!(received, truth_events);
+    for event in &received {
+        if let Some(entries) = event["price_changes"].as_array() {
+            assert_eq!(entries.len(), 1);
+            assert_eq!(entries[0]["asset_id"], single.as_str());
+        }
+    }
+    let both = frame_events(&ws_read_until_pong(&mut both_stream).await);
+    let pairs = both
+        .iter()
+        .filter(|event| {
+            event["price_changes"]
+                .as_array()
+                .is_some_and(|entries| entries.len() == 2)
+        })
+        .count();
+    assert!(pairs > 0, "a subscriber of both tokens gets both entries");
+    assert!(
+        both.iter()
+            .all(|event| event["event_type"] != "best_bid_ask"),
+        "custom events without custom features"
+    );
+}

@@ -190,8 +190,9 @@ pub fn load_from<T: ServiceConfig>(
         let text = match &value {
             Value::String(_, text) => text.clone(),
             Value::Num(_, number) => number
-                .to_i128()
+                .to_u128()
                 .map(|whole| whole.to_string())
+                .or_else(|| number.to_i128().map(|whole| whole.to_string()))
                 .or_else(|| number.to_f64().map(|float| float.to_string()))
                 .unwrap_or_default(),
             Value::Bool(_, flag) => flag.to_string(),

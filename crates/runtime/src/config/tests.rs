@@ -135,6 +135,42 @@ fn another_services_variable_is_ignored_and_an_unknown_one_warned() {
 }
 
 #[test]
+fn numbers_from_the_environment_and_the_defaults_are_checked_by_value() {
+    #[derive(Debug, Deserialize)]
+    struct BridgeConfig {
+        #[serde(flatten)]
+        common: CommonConfig,
+        ws_max_assets_per_connection: u32,
+    }
+    impl ServiceConfig for BridgeConfig {
+        const SERVICE: Service = Service::WsBridge;
+
+        fn common(&self) -> &CommonConfig {
+            &self.common
+        }
+    }
+    let defaults = load_from::<BridgeConfig>(None, env(&[])).unwrap();
+    assert_eq!(defaults.config.ws_max_assets_per_connection, 500);
+    let from_env = load_from::<BridgeConfig>(
+        None,
+        env(&[("POLYTAPE_WS_MAX_ASSETS_PER_CONNECTION", "250")]),
+    )
+    .unwrap();
+    assert_eq!(from_env.config.ws_max_assets_per_connection, 250);
+    let too_big = load_from::<BridgeConfig>(
+        None,
+        env(&[("POLYTAPE_WS_MAX_ASSETS_PER_CONNECTION", "20000")]),
+    )
+    .unwrap_err();
+    assert!(
+        too_big
+            .to_string()
+            .contains("='20000' must be a whole number from 1 to 10000"),
+        "{too_big}"
+    );
+}
+
+#[test]
 fn a_type_error_names_the_variable() {
     let error =
         load_from::<TestConfig>(None, env(&[("POLYTAPE_SHUTDOWN_TIMEOUT", "soon")])).unwrap_err();

@@ -199,8 +199,8 @@ pub(crate) async fn book(State(state): State<Arc<SimState>>, RawQuery(raw): RawQ
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct TokenRequest {
     token_id: String,
+    /// Used by `POST /prices`; the other bodies ignore it.
     #[serde(default)]
-    #[allow(dead_code)] // accepted for the shape of POST /prices; the books ignore it
     side: Option<String>,
 }
 
@@ -422,4 +422,254 @@ pub(crate) async fn prices_history(
         t += step;
     }
     json_ok(&json!({"history": points}))
+}
+
+/// `GET /clob/last-trade-price?token_id=` → `{"price","side"}`: the latest taker trade of the
+/// market, in this token's terms.
+pub(crate) async fn last_trade_price(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let params = QueryParams::parse(raw.as_deref());
+    let Some(token_id) = token_param(&params) else {
+        return error_response(StatusCode::BAD_REQUEST, "Invalid payload");
+    };
+    let shared = state.read();
+    let world = &shared.world;
+    let Some((market, token)) = world.token_lookup.get(&token_id).copied() else {
+        return error_response(StatusCode::NOT_FOUND, "market not found");
+    };
+    let latest = world
+        .fills_by_market
+        .get(market as usize)
+        .and_then(|positions| {
+            positions
+                .iter()
+                .rev()
+                .map(|position| &world.fills[*position as usize])
+                .find(|fill| fill.is_taker)
+        });
+    match latest {
+        Some(fill) if fill.token == token => {
+            json_ok(&json!({"price": price_text(fill.price), "side": fill.side.as_str()}))
+        }
+        Some(fill) => json_ok(&json!({
+            "price": price_text(complement(fill.price)),
+            "side": crate::book::flip_side(fill.side).as_str(),
+        })),
+        None => json_ok(&json!({"price": "0.5", "side": ""})),
+    }
+}
+
+pub(crate) async fn neg_risk(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let params = QueryParams::parse(raw.as_deref());
+    let shared = state.read();
+    let world = &shared.world;
+    match token_param(&params)
+        .and_then(|token| world.token_lookup.get(&token).copied())
+        .and_then(|(market, _)| world.markets.get(market as usize))
+    {
+        Some(market) => json_ok(&json!({"neg_risk": market.neg_risk})),
+        None => error_response(StatusCode::NOT_FOUND, "market not found"),
+    }
+}
+
+pub(crate) async fn fee_rate(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let params = QueryParams::parse(raw.as_deref());
+    let shared = state.read();
+    let world = &shared.world;
+    match token_param(&params)
+        .and_then(|token| world.token_lookup.get(&token).copied())
+        .and_then(|(market, _)| world.markets.get(market as usize))
+    {
+        Some(market) => json_ok(&json!({"base_fee": market.fee_bps})),
+        None => error_response(StatusCode::NOT_FOUND, "market not found"),
+    }
+}
+
+/// `POST /clob/prices` body `[{"token_id","side"}]` → `{"<id>": {"BUY": 0.5}}` (numbers);
+/// `GET /clob/prices` → every open token with both sides.
+pub(crate) async fn prices_post(
+    State(state): State<Arc<SimState>>,
+    Json(requests): Json<Vec<TokenRequest>>,
+) -> Response {
+    let shared = state.read();
+    let mut out = serde_json::Map::new();
+    for request in &requests {
+        let Some(top) = open_token(&shared.world, &request.token_id) else {
+            continue;
+        };
+        let side = request
+            .side
+            .clone()
+            .unwrap_or_else(|| "BUY".to_owned())
+            .to_ascii_uppercase();
+        let price = if side == "SELL" { top.ask } else { top.bid };
+        let entry = out
+            .entry(request.token_id.clone())
+            .or_insert_with(|| json!({}));
+        if let (Some(price), Some(object)) = (price, entry.as_object_mut()) {
+            object.insert(side, json!(price_float(price)));
+        }
+    }
+    json_ok(&Value::Object(out))
+}
+
+pub(crate) async fn prices_get(State(state): State<Arc<SimState>>) -> Response {
+    let shared = state.read();
+    let world = &shared.world;
+    let mut out = serde_json::Map::new();
+    for market in world.markets.iter().filter(|market| !market.is_closed()) {
+        for token_id in &market.token_ids {
+            if let Some(top) = open_token(world, token_id) {
+                let mut sides = serde_json::Map::new();
+                if let Some(bid) = top.bid {
+                    sides.insert("BUY".to_owned(), json!(price_float(bid)));
+                }
+                if let Some(ask) = top.ask {
+                    sides.insert("SELL".to_owned(), json!(price_float(ask)));
+                }
+                out.insert(token_id.clone(), Value::Object(sides));
+            }
+        }
+    }
+    json_ok(&Value::Object(out))
+}
+
+/// `POST /clob/midpoints` body `[{"token_id"}]` → `{"<id>": "0.455"}`.
+pub(crate) async fn midpoints_post(
+    State(state): State<Arc<SimState>>,
+    Json(requests): Json<Vec<TokenRequest>>,
+) -> Response {
+    let shared = state.read();
+    let mut out = serde_json::Map::new();
+    for request in &requests {
+        let Some(top) = open_token(&shared.world, &request.token_id) else {
+            continue;
+        };
+        let mid = match (top.bid, top.ask) {
+            (Some(bid), Some(ask)) => {
+                ((price_decimal(bid) + price_decimal(ask)) / Decimal::TWO).normalize()
+            }
+            _ => price_decimal(top.last),
+        };
+        out.insert(request.token_id.clone(), json!(mid.to_string()));
+    }
+    json_ok(&Value::Object(out))
+}
+
+/// `GET /clob/books?token_ids=a,b` (the query variant some SDKs use).
+pub(crate) async fn books_get(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let params = QueryParams::parse(raw.as_deref());
+    let shared = state.read();
+    let bodies: Vec<String> = params
+        .list(&["token_ids", "token_id"])
+        .iter()
+        .filter_map(|token| book_body(&shared.world, token))
+        .collect();
+    json_text(StatusCode::OK, format!("[{}]", bodies.join(",")))
+}
+
+fn cursor_offset(params: &QueryParams) -> Result<usize, Box<Response>> {
+    match params.get(&["next_cursor"]) {
+        None | Some("") => Ok(0),
+        Some(END_CURSOR) => Ok(usize::MAX),
+        Some(cursor) => STANDARD
+            .decode(cursor)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .and_then(|text| text.parse::<usize>().ok())
+            .ok_or_else(|| {
+                Box::new(error_response(
+                    StatusCode::BAD_REQUEST,
+                    "invalid next_cursor",
+                ))
+            }),
+    }
+}
+
+fn simplified_market_json(world: &World, market: &MarketInfo) -> Value {
+    let full = clob_market_json(world, market);
+    json!({
+        "condition_id": full["condition_id"],
+        "tokens": full["tokens"],
+        "rewards": full["rewards"],
+        "active": full["active"],
+        "closed": full["closed"],
+        "archived": full["archived"],
+        "accepting_orders": full["accepting_orders"],
+    })
+}
+
+async fn listing(
+    state: &SimState,
+    raw: Option<&str>,
+    sampling: bool,
+    simplified: bool,
+) -> Response {
+    let params = QueryParams::parse(raw);
+    let offset = match cursor_offset(&params) {
+        Ok(offset) => offset,
+        Err(response) => return *response,
+    };
+    let shared = state.read();
+    let world = &shared.world;
+    // Sampling = markets currently eligible for liquidity rewards.
+    let selected: Vec<&MarketInfo> = world
+        .markets
+        .iter()
+        .filter(|market| !sampling || (market.rewards_daily_rate.is_some() && !market.is_closed()))
+        .collect();
+    let total = selected.len();
+    let start = offset.min(total);
+    let data: Vec<Value> = selected[start..]
+        .iter()
+        .take(PAGE_SIZE)
+        .map(|market| {
+            if simplified {
+                simplified_market_json(world, market)
+            } else {
+                clob_market_json(world, market)
+            }
+        })
+        .collect();
+    let next = start + data.len();
+    let next_cursor = if data.is_empty() || next >= total {
+        END_CURSOR.to_owned()
+    } else {
+        STANDARD.encode(next.to_string())
+    };
+    json_ok(
+        &json!({"limit": PAGE_SIZE, "count": data.len(), "next_cursor": next_cursor, "data": data}),
+    )
+}
+
+pub(crate) async fn simplified_markets(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    listing(&state, raw.as_deref(), false, true).await
+}
+
+pub(crate) async fn sampling_markets(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    listing(&state, raw.as_deref(), true, false).await
+}
+
+pub(crate) async fn sampling_simplified_markets(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    listing(&state, raw.as_deref(), true, true).await
 }

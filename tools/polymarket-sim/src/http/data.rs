@@ -117,6 +117,9 @@ fn parse_filter(world: &World, params: &QueryParams, v2: bool) -> Result<TradeFi
     if !condition_ids.is_empty() && !event_ids.is_empty() {
         return Err("market and eventId are mutually exclusive".to_owned());
     }
+    if v2 && condition_ids.len() > 20 {
+        return Err("condition accepts at most 20 values".to_owned());
+    }
     let markets = if !condition_ids.is_empty() {
         Some(
             condition_ids
@@ -599,4 +602,313 @@ pub(crate) async fn holders(
         }
     }
     json_ok(&Value::Array(tokens_out))
+}
+
+/// A wallet's holding of one token, from its fills.
+#[derive(Debug, Default, Clone, Copy)]
+struct Holding {
+    net_micros: i128,
+    bought_micros: u128,
+    bought_cost: f64,
+    sold_proceeds: f64,
+}
+
+fn holdings_of(
+    world: &World,
+    wallet: u32,
+    markets: Option<&[u32]>,
+) -> BTreeMap<(u32, u8), Holding> {
+    let mut holdings: BTreeMap<(u32, u8), Holding> = BTreeMap::new();
+    for position in positions_newest_first(world, markets, None) {
+        let fill = &world.fills[position as usize];
+        if fill.wallet != wallet {
+            continue;
+        }
+        let holding = holdings.entry((fill.market, fill.token)).or_default();
+        let notional = size_float(fill.size) * price_float(fill.price);
+        match fill.side {
+            Side::Buy => {
+                holding.net_micros += i128::from(fill.size);
+                holding.bought_micros += u128::from(fill.size);
+                holding.bought_cost += notional;
+            }
+            Side::Sell => {
+                holding.net_micros -= i128::from(fill.size);
+                holding.sold_proceeds += notional;
+            }
+        }
+    }
+    holdings
+}
+
+/// The current price of a token: 1/0 once resolved, else the last trade.
+fn current_price(world: &World, market: u32, token: u8) -> f64 {
+    let Some(info) = world.markets.get(market as usize) else {
+        return 0.0;
+    };
+    if let Some(winner) = info.winner.filter(|_| info.is_closed()) {
+        return if winner == token { 1.0 } else { 0.0 };
+    }
+    let yes = world
+        .books
+        .get(market as usize)
+        .map_or(0.5, |book| price_float(book.last_trade));
+    if token == 0 { yes } else { 1.0 - yes }
+}
+
+fn markets_scope(world: &World, params: &QueryParams) -> Option<Vec<u32>> {
+    let condition_ids = params.list(&["market"]);
+    let event_ids = params.list(&["eventId"]);
+    if !condition_ids.is_empty() {
+        return Some(
+            condition_ids
+                .iter()
+                .filter_map(|id| {
+                    world
+                        .condition_lookup
+                        .get(&id.to_ascii_lowercase())
+                        .copied()
+                })
+                .collect(),
+        );
+    }
+    if !event_ids.is_empty() {
+        return Some(
+            event_ids
+                .iter()
+                .filter_map(|id| world.event_lookup.get(id))
+                .filter_map(|event| world.events.get(*event as usize))
+                .flat_map(|event| event.markets.iter().copied())
+                .collect(),
+        );
+    }
+    None
+}
+
+fn required_wallet(world: &World, params: &QueryParams) -> Result<u32, Box<Response>> {
+    match params.get(&["user"]) {
+        None => Err(Box::new(error_response(
+            StatusCode::BAD_REQUEST,
+            "user is required",
+        ))),
+        Some(address) if address.len() == 42 && address.starts_with("0x") => {
+            Ok(wallet_index(world, address).unwrap_or(u32::MAX))
+        }
+        Some(address) => Err(Box::new(error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid user address {address:?}"),
+        ))),
+    }
+}
+
+/// `GET /data/positions?user=` (v1).
+pub(crate) async fn positions(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let params = QueryParams::parse(raw.as_deref());
+    let limit = params.integer(&["limit"]).ok().flatten().unwrap_or(100);
+    let offset = params.integer(&["offset"]).ok().flatten().unwrap_or(0);
+    if !(0..=500).contains(&limit) || !(0..=10_000).contains(&offset) {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "limit must be 0..500 and offset 0..10000",
+        );
+    }
+    let threshold = params
+        .get(&["sizeThreshold"])
+        .and_then(|text| text.parse::<f64>().ok())
+        .unwrap_or(1.0);
+    let shared = state.read();
+    let world = &shared.world;
+    let wallet = match required_wallet(world, &params) {
+        Ok(wallet) => wallet,
+        Err(response) => return *response,
+    };
+    let scope = markets_scope(world, &params);
+    let address = world
+        .wallets
+        .get(wallet as usize)
+        .map(|info| info.address.clone())
+        .unwrap_or_default();
+    let rows: Vec<Value> = holdings_of(world, wallet, scope.as_deref())
+        .into_iter()
+        .filter(|(_, holding)| holding.net_micros as f64 / 1_000_000.0 >= threshold)
+        .skip(usize::try_from(offset).unwrap_or(0))
+        .take(usize::try_from(limit).unwrap_or(100))
+        .map(|((market, token), holding)| {
+            let info = &world.markets[market as usize];
+            let size = holding.net_micros as f64 / 1_000_000.0;
+            let bought = holding.bought_micros as f64 / 1_000_000.0;
+            let average = if bought > 0.0 { holding.bought_cost / bought } else { 0.0 };
+            let current = current_price(world, market, token);
+            let initial_value = size * average;
+            let current_value = size * current;
+            let event = world.event_of(info);
+            let opposite = usize::from(1 - token);
+            json!({
+                "proxyWallet": address,
+                "asset": info.token_ids[usize::from(token)],
+                "conditionId": info.condition_id,
+                "size": size,
+                "avgPrice": average,
+                "initialValue": initial_value,
+                "currentValue": current_value,
+                "cashPnl": current_value - initial_value,
+                "percentPnl": if initial_value > 0.0 { (current_value - initial_value) / initial_value * 100.0 } else { 0.0 },
+                "totalBought": bought,
+                "realizedPnl": 0.0,
+                "percentRealizedPnl": 0.0,
+                "curPrice": current,
+                "redeemable": info.is_closed(),
+                "mergeable": false,
+                "title": info.question,
+                "slug": info.slug,
+                "icon": info.image,
+                "eventSlug": event.map(|event| event.slug.clone()).unwrap_or_default(),
+                "eventId": event.map(|event| event.id.clone()).unwrap_or_default(),
+                "outcome": info.outcomes[usize::from(token)],
+                "outcomeIndex": token,
+                "oppositeOutcome": info.outcomes[opposite],
+                "oppositeAsset": info.token_ids[opposite],
+                "endDate": crate::http::iso_date(info.end_ms),
+                "negativeRisk": info.neg_risk,
+            })
+        })
+        .collect();
+    json_ok(&Value::Array(rows))
+}
+
+/// `GET /data/value?user=` → `[{"user","value"}]`.
+pub(crate) async fn value(State(state): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+    let params = QueryParams::parse(raw.as_deref());
+    let shared = state.read();
+    let world = &shared.world;
+    let wallet = match required_wallet(world, &params) {
+        Ok(wallet) => wallet,
+        Err(response) => return *response,
+    };
+    let scope = markets_scope(world, &params);
+    let total: f64 = holdings_of(world, wallet, scope.as_deref())
+        .into_iter()
+        .filter(|(_, holding)| holding.net_micros > 0)
+        .map(|((market, token), holding)| {
+            holding.net_micros as f64 / 1_000_000.0 * current_price(world, market, token)
+        })
+        .sum();
+    let address = params
+        .get(&["user"])
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    json_ok(&json!([{"user": address, "value": total}]))
+}
+
+/// `GET /data/oi?market=csv` → `[{"market","value"}]`; without `market`, one `"GLOBAL"` row.
+/// Open interest = shares of YES held (positive balances), valued at $1 per pair.
+pub(crate) async fn open_interest(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let params = QueryParams::parse(raw.as_deref());
+    let shared = state.read();
+    let world = &shared.world;
+    let market_oi = |market: u32| -> f64 {
+        let mut balances: BTreeMap<u32, i128> = BTreeMap::new();
+        for position in world
+            .fills_by_market
+            .get(market as usize)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            let fill = &world.fills[*position as usize];
+            if fill.token != 0 {
+                continue;
+            }
+            let signed = if fill.side == Side::Buy {
+                i128::from(fill.size)
+            } else {
+                -i128::from(fill.size)
+            };
+            *balances.entry(fill.wallet).or_default() += signed;
+        }
+        balances
+            .values()
+            .filter(|balance| **balance > 0)
+            .map(|balance| *balance as f64 / 1_000_000.0)
+            .sum()
+    };
+    match markets_scope(world, &params) {
+        Some(markets) => {
+            let rows: Vec<Value> = markets
+                .iter()
+                .filter_map(|market| world.markets.get(*market as usize))
+                .map(|info| json!({"market": info.condition_id, "value": market_oi(info.index)}))
+                .collect();
+            json_ok(&Value::Array(rows))
+        }
+        None => {
+            let total: f64 = world.markets.iter().map(|info| market_oi(info.index)).sum();
+            json_ok(&json!([{"market": "GLOBAL", "value": total}]))
+        }
+    }
+}
+
+/// `GET /data/activity?user=` (v1): the wallet's fills as `TRADE` rows, newest first.
+pub(crate) async fn activity(
+    State(state): State<Arc<SimState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let params = QueryParams::parse(raw.as_deref());
+    let limit = params.integer(&["limit"]).ok().flatten().unwrap_or(100);
+    let offset = params.integer(&["offset"]).ok().flatten().unwrap_or(0);
+    if !(0..=500).contains(&limit) || !(0..=10_000).contains(&offset) {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "limit must be 0..500 and offset 0..10000",
+        );
+    }
+    let types = params.list(&["type"]);
+    if !types.is_empty() && !types.iter().any(|kind| kind.eq_ignore_ascii_case("TRADE")) {
+        return json_ok(&json!([]));
+    }
+    let ascending = params
+        .get(&["sortDirection"])
+        .is_some_and(|direction| direction.eq_ignore_ascii_case("ASC"));
+    let shared = state.read();
+    let world = &shared.world;
+    let wallet = match required_wallet(world, &params) {
+        Ok(wallet) => wallet,
+        Err(response) => return *response,
+    };
+    let mut filter = match parse_filter(world, &params, false) {
+        Ok(filter) => filter,
+        Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
+    };
+    filter.taker_only = false;
+    filter.wallet = Some(wallet);
+    let mut positions: Vec<u32> = positions_newest_first(world, filter.markets.as_deref(), None)
+        .filter(|position| filter.accepts(&world.fills[*position as usize]))
+        .collect();
+    if ascending {
+        positions.reverse();
+    }
+    let rows: Vec<Value> = positions
+        .iter()
+        .skip(usize::try_from(offset).unwrap_or(0))
+        .take(usize::try_from(limit).unwrap_or(100))
+        .map(|position| {
+            let fill = &world.fills[*position as usize];
+            let mut row = v1_trade_row(world, fill);
+            if let Some(object) = row.as_object_mut() {
+                object.insert("type".to_owned(), json!("TRADE"));
+                object.insert(
+                    "usdcSize".to_owned(),
+                    json!(size_float(fill.size) * price_float(fill.price)),
+                );
+                object.insert("price".to_owned(), json!(price_float(fill.price)));
+            }
+            row
+        })
+        .collect();
+    json_ok(&Value::Array(rows))
 }

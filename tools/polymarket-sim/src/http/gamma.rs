@@ -713,3 +713,27 @@ pub(crate) async fn event_by_id(
         None => not_found("event"),
     }
 }
+
+pub(crate) async fn market_by_slug(
+    State(state): State<Arc<SimState>>,
+    Path(slug): Path<String>,
+) -> Response {
+    let shared = state.read();
+    let world = &shared.world;
+    match world.markets.iter().find(|market| market.slug == slug) {
+        Some(market) => json_ok(&market_json(world, market, true)),
+        None => not_found("market"),
+    }
+}
+
+pub(crate) async fn event_by_slug(
+    State(state): State<Arc<SimState>>,
+    Path(slug): Path<String>,
+) -> Response {
+    let shared = state.read();
+    let world = &shared.world;
+    match world.events.iter().find(|event| event.slug == slug) {
+        Some(event) => json_ok(&event_json(world, event, true)),
+        None => not_found("event"),
+    }
+}

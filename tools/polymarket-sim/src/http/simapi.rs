@@ -13,6 +13,7 @@ use crate::booksnap::{TokenBook, token_levels};
 use crate::faults::{FaultRule, parse_fault_spec};
 use crate::fixed::{price_decimal, size_decimal};
 use crate::http::{QueryParams, error_response, json_ok, json_text};
+use crate::live::Audience;
 use crate::state::SimState;
 use crate::world::World;
 
@@ -262,19 +263,34 @@ pub(crate) async fn truth_ws(
     let Some((market, token)) = shared.world.token_lookup.get(&token_id).copied() else {
         return error_response(StatusCode::NOT_FOUND, "unknown token_id");
     };
-    let slot = market as usize * 2 + usize::from(token);
     let mut events = Vec::new();
-    if let Some(queue) = shared.live.ws_truth.get(slot) {
-        for event in queue.iter().filter(|event| event.seq > since).take(limit) {
-            let text = event.json_for(1 << token);
-            let parsed: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-            events.push(json!({"seq": event.seq, "event_type": event.event_type, "event": parsed}));
+    for event in shared
+        .live
+        .ws_truth
+        .iter()
+        .filter(|event| event.seq > since && event.market == market)
+    {
+        let mask = match event.audience {
+            Audience::Tokens(mask) | Audience::CustomTokens(mask) => mask,
+            Audience::AllCustom => 0,
+        };
+        if mask & (1 << token) == 0 {
+            continue;
+        }
+        let parsed: Value =
+            serde_json::from_str(&event.json_for(1 << token)).unwrap_or(Value::Null);
+        events.push(json!({"seq": event.seq, "event_type": event.event_type, "event": parsed}));
+        if events.len() == limit {
+            break;
         }
     }
-    let dropped = shared.live.ws_truth_dropped.get(slot).copied().unwrap_or(0);
-    json_ok(
-        &json!({"token_id": token_id, "events": events, "dropped": dropped, "last_ws_seq": shared.live.last_ws_seq}),
-    )
+    json_ok(&json!({
+        "token_id": token_id,
+        "events": events,
+        "dropped": shared.live.ws_truth_dropped,
+        "oldest_retained_seq": shared.live.ws_truth.front().map(|event| event.seq),
+        "last_ws_seq": shared.live.last_ws_seq,
+    }))
 }
 
 pub(crate) async fn stats(State(state): State<Arc<SimState>>) -> Response {

@@ -87,6 +87,7 @@ impl Connection {
     }
 
     async fn run(&mut self) {
+        let mut closing = self.state.closing.subscribe();
         loop {
             let next_batch = async {
                 match self.receiver.as_mut() {
@@ -95,6 +96,10 @@ impl Connection {
                 }
             };
             tokio::select! {
+                _ = closing.changed() => {
+                    let _ = self.socket.send(Message::Close(None)).await;
+                    return;
+                }
                 incoming = self.socket.recv() => {
                     let Some(Ok(message)) = incoming else {
                         return;
@@ -329,10 +334,10 @@ impl Connection {
                         if !self.custom || self.receiver.is_none() {
                             continue;
                         }
-                        event.json.as_str()
+                        std::borrow::Cow::Borrowed(event.json.as_str())
                     }
                 };
-                texts.push(text.to_owned());
+                texts.push(text.into_owned());
             }
         }
         if texts.is_empty() {
