@@ -44,10 +44,11 @@ pub fn parse_decimal_text(text: &str) -> Result<Decimal, ParseError> {
 /// Converts a JSON float from upstream to the decimal it stands for, rounded half-even to
 /// `scale` fractional digits.
 ///
-/// The float's shortest round-trip representation is used, so `0.5799999944021446` (a price
-/// stored as float32 upstream) becomes `0.580000` at scale 6 and `815.1150849999999` becomes
-/// `815.115085`. Every valid Polymarket price (ticks down to 0.0001) and every on-chain size
-/// (6 decimals) survives this exactly.
+/// The float's shortest round-trip representation is used, so `815.1150849999999` becomes
+/// `815.115085` at scale 6. Sizes (6 decimals on chain) survive this exactly. Prices do not
+/// always: the Data API derives a fill's price from the USDC amount (rounded to 6 decimals)
+/// divided by the size, so a dust fill's price can be off in the 5th decimal. Use
+/// [`price_from_float`] for prices.
 pub fn decimal_from_float(value: f64, scale: u32) -> Result<Decimal, ParseError> {
     if !value.is_finite() {
         return Err(ParseError::NotFinite {
@@ -59,6 +60,16 @@ pub fn decimal_from_float(value: f64, scale: u32) -> Result<Decimal, ParseError>
     Ok(decimal
         .round_dp_with_strategy(scale, RoundingStrategy::MidpointNearestEven)
         .normalize())
+}
+
+/// Finest grid every Polymarket tick size lies on (0.1, 0.01, 0.001, 0.0001, 0.0025).
+pub const PRICE_GRID_DECIMALS: u32 = 4;
+
+/// A price from an upstream float (Data API trades, price history): the nearest point of the
+/// 0.0001 grid every valid tick lies on, so `0.5799999944021446` is `0.58`. Exact as long as
+/// upstream's error stays under half a grid step (true for fills of more than ~0.01 shares).
+pub fn price_from_float(value: f64) -> Result<Decimal, ParseError> {
+    decimal_from_float(value, PRICE_GRID_DECIMALS)
 }
 
 /// Rounds an exact decimal to the wire scale of prices and sizes (half-even), for values that
@@ -137,6 +148,17 @@ mod tests {
         }
         assert!(decimal_from_float(f64::NAN, 6).is_err());
         assert!(decimal_from_float(f64::INFINITY, 6).is_err());
+    }
+
+    #[test]
+    fn prices_snap_to_the_finest_tick_grid() {
+        // 0.5833 × 0.012345 shares = 0.0072008385 USDC, stored as 0.007201; 0.007201 / 0.012345
+        // is what the Data API reports for that dust fill.
+        let reported = 0.007201 / 0.012345;
+        assert_ne!(decimal_from_float(reported, 6).unwrap(), dec("0.5833"));
+        assert_eq!(price_from_float(reported).unwrap(), dec("0.5833"));
+        assert_eq!(price_from_float(0.5799999944021446).unwrap(), dec("0.58"));
+        assert_eq!(price_from_float(0.0025).unwrap(), dec("0.0025"));
     }
 
     #[test]
