@@ -9,14 +9,16 @@ use crate::{paths, stack};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchArgs {
-    /// Which benchmark: `codec` (P6: our Avro path vs apache-avro's Value path)
+    /// Which benchmark: `codec` (P6: our Avro path vs apache-avro's Value path) or `sink`
+    /// (P1: the sink's path vs a raw RowBinary load; end to end vs a bare consumer)
     which: String,
 }
 
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.which.as_str() {
         "codec" => codec(),
-        other => bail!("unknown benchmark {other:?}; available: codec"),
+        "sink" => sink(),
+        other => bail!("unknown benchmark {other:?}; available: codec, sink"),
     }
 }
 
@@ -53,6 +55,97 @@ fn codec() -> anyhow::Result<()> {
     println!(
         "  ratio (Value / ours)       : {:>10.2}x   (goal >= 5x)",
         baseline / ours
+    );
+    Ok(())
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        length if length % 2 == 1 => sorted[length / 2],
+        length => (sorted[length / 2 - 1] + sorted[length / 2]) / 2.0,
+    }
+}
+
+fn figures(result: &serde_json::Value, key: &str) -> anyhow::Result<Vec<f64>> {
+    result[key]
+        .as_array()
+        .with_context(|| format!("no {key} in the benchmark result"))?
+        .iter()
+        .map(|value| {
+            value
+                .as_f64()
+                .with_context(|| format!("{key} holds a non-number"))
+        })
+        .collect()
+}
+
+fn describe(values: &[f64]) -> String {
+    let minimum = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let maximum = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!(
+        "median {:>10.0} (min {:.0} – max {:.0}, {} runs)",
+        median(values),
+        minimum,
+        maximum,
+        values.len()
+    )
+}
+
+/// The sink against the development stack (started if needed).
+fn sink() -> anyhow::Result<()> {
+    stack::up(&stack::StackSpec::development(), false)?;
+    let output = Command::new(paths::cargo())
+        .args([
+            "bench",
+            "--package",
+            "polytape-sink-clickhouse",
+            "--bench",
+            "sink",
+        ])
+        .current_dir(paths::workspace_root())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run cargo bench")?;
+    if !output.status.success() {
+        bail!("the sink benchmark failed ({})", output.status);
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("RESULT "))
+        .context("the sink benchmark printed no RESULT line")?;
+    let result: serde_json::Value = serde_json::from_str(line)?;
+    let p1_sink = figures(&result, "p1_sink_rows_per_s")?;
+    let p1_raw = figures(&result, "p1_raw_rows_per_s")?;
+    let p2_sink = figures(&result, "p2_sink_rows_per_s")?;
+    let p2_consumer = figures(&result, "p2_consumer_msgs_per_s")?;
+    println!("\nsink (batches of {} rows)", result["batch_rows"]);
+    println!(
+        "  P1 sink path (decode → rows → RowBinary insert), rows/s : {}",
+        describe(&p1_sink)
+    );
+    println!(
+        "  P1 raw RowBinary load of the same rows, rows/s        : {}",
+        describe(&p1_raw)
+    );
+    println!(
+        "  P1 ratio sink / raw                                   : {:>10.2}   (goal >= 0.8)",
+        median(&p1_sink) / median(&p1_raw)
+    );
+    println!(
+        "  P2 sink end to end through the broker, rows/s         : {}",
+        describe(&p2_sink)
+    );
+    println!(
+        "  P2 bare consumer on the same topic, messages/s        : {}",
+        describe(&p2_consumer)
+    );
+    println!(
+        "  P2 ratio sink / bare consumer                         : {:>10.2}   (goal >= 0.9)",
+        median(&p2_sink) / median(&p2_consumer)
     );
     Ok(())
 }

@@ -12,7 +12,10 @@ mod producer;
 use std::time::Duration;
 
 pub use admin::{TopicCreation, ensure_topics};
-pub use consumer::{commit_stored_offsets, create_consumer, store_processed};
+pub use consumer::{
+    LagReporting, LagReportingConsumer, commit_stored_offsets, create_consumer,
+    create_lag_reporting_consumer, store_processed,
+};
 pub use producer::{Delivered, RecordProducer, create_producer};
 use rdkafka::{
     ClientConfig,

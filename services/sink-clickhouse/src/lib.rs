@@ -42,7 +42,7 @@ pub async fn start(config: SinkConfig, context: ServiceContext) -> Result<(), Bo
     let report = migrate(&config, DEFAULT_RETENTION_DAYS).await?;
     tracing::info!(applied = ?report.applied, already_applied = ?report.already_applied, "clickhouse schema is up to date");
     let registry = polytape_codec::SchemaRegistryClient::new(&config.kafka.schema_registry_url)?;
-    let consumer = polytape_kafka::create_consumer(
+    let consumer = polytape_kafka::create_lag_reporting_consumer(
         &config.kafka.kafka_brokers,
         &config.sink_consumer_group,
         "polytape-sink-clickhouse",

@@ -17,10 +17,7 @@ use std::{
 use backon::{BackoffBuilder as _, ExponentialBuilder};
 use polytape_model::{Topic, TopicNames, now_ms};
 use polytape_runtime::metrics::InternalEvent as _;
-use rdkafka::{
-    Message as _,
-    consumer::{Consumer as _, StreamConsumer},
-};
+use rdkafka::{Message as _, consumer::Consumer as _};
 use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -48,7 +45,7 @@ struct OffsetRange {
 
 /// Everything the loop needs.
 pub struct Pipeline {
-    pub consumer: StreamConsumer,
+    pub consumer: polytape_kafka::LagReportingConsumer,
     pub client: clickhouse::Client,
     pub topic_names: TopicNames,
     pub buffers: Vec<(Topic, Box<dyn TableBuffer>)>,

@@ -65,7 +65,7 @@ fn start_pipeline(
 ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let registry = SchemaRegistryClient::new(&stack.schema_registry_url).unwrap();
     let pipeline = Pipeline {
-        consumer: polytape_kafka::create_consumer(
+        consumer: polytape_kafka::create_lag_reporting_consumer(
             &stack.kafka_brokers,
             &unique_name("sink"),
             "sink-test",
@@ -257,8 +257,33 @@ async fn every_topic_lands_exactly_once_with_identical_values() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Let the remaining batches land, then stop (drain, commit).
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Let the remaining batches land and a statistics interval pass, then stop (drain, commit).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let lag_series: Vec<(String, i64)> = prometheus::gather()
+        .iter()
+        .filter(|family| family.name() == "polytape_kafka_consumer_lag")
+        .flat_map(|family| family.get_metric().to_vec())
+        .filter(|metric| {
+            metric
+                .get_label()
+                .iter()
+                .any(|label| label.value() == names.name(Topic::Trades))
+        })
+        .map(|metric| {
+            (
+                format!("{:?}", metric.get_label()),
+                metric.get_gauge().get_value() as i64,
+            )
+        })
+        .collect();
+    assert!(
+        !lag_series.is_empty(),
+        "consumer lag is exported per partition"
+    );
+    assert!(
+        lag_series.iter().all(|(_, lag)| *lag == 0),
+        "caught up: {lag_series:?}"
+    );
     stop.cancel();
     task.await.unwrap();
 

@@ -175,8 +175,12 @@ async fn a_clickhouse_outage_holds_offsets_bounds_memory_and_loses_nothing() {
     let mut proxied = database.config.clone();
     proxied.clickhouse_url = format!("http://{}", proxy.addr);
     let pipeline = Pipeline {
-        consumer: polytape_kafka::create_consumer(&stack.kafka_brokers, &group, "outage-test")
-            .unwrap(),
+        consumer: polytape_kafka::create_lag_reporting_consumer(
+            &stack.kafka_brokers,
+            &group,
+            "outage-test",
+        )
+        .unwrap(),
         client: polytape_clickhouse::client(&proxied),
         topic_names: names.clone(),
         buffers: all_buffers(&registry),

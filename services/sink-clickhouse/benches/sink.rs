@@ -1,0 +1,219 @@
+//! `cargo xtask bench sink` (needs the local stack). Two ratios, each measured side by side in
+//! one run, 3 rounds each:
+//! - P1: the sink's own path (Avro decode → rows → RowBinary insert) from records already in
+//!   memory, against a raw RowBinary bulk load of the same rows into the same ClickHouse;
+//! - P2: end to end through the broker: the sink pipeline's rows/s against a bare consumer's
+//!   messages/s on the same topic (the broker's own limit here).
+//!
+//! Prints one `RESULT {json}` line that the xtask reads.
+
+#![allow(clippy::unwrap_used)] // a benchmark fails loudly
+
+use std::time::{Duration, Instant};
+
+use clickhouse::Client;
+use polytape_codec::{RecordEncoder, SchemaRegistryClient};
+use polytape_kafka::{RecordProducer, create_producer, ensure_topics};
+use polytape_model::{Decimal, Topic, Trade, samples};
+use polytape_sink_clickhouse::{
+    pipeline::{BatchLimits, Pipeline},
+    rows::TradeRow,
+    tables::{TableBuffer, TypedBuffer, all_buffers},
+};
+use polytape_test_support::stack::{IsolatedDatabase, endpoints, isolated_topics, unique_name};
+use rdkafka::consumer::Consumer as _;
+use tokio_util::sync::CancellationToken;
+
+const P1_ROWS: usize = 300_000;
+const P2_MESSAGES: usize = 200_000;
+const BATCH: usize = 100_000;
+const ROUNDS: usize = 3;
+
+fn trade(index: usize) -> Trade {
+    let mut trade = samples::trade();
+    trade.trade_id = format!("{index:08}");
+    trade.size = Decimal::new(i64::try_from(index).unwrap() + 1, 6);
+    trade.timestamp_ms =
+        polytape_model::now_ms() - 3_600_000 + i64::try_from(index % 1_000_000).unwrap();
+    trade
+}
+
+async fn fresh_database(purpose: &str) -> IsolatedDatabase {
+    let database = IsolatedDatabase::create(purpose).await;
+    polytape_clickhouse::migrate(&database.client, &database.name, 90)
+        .await
+        .unwrap();
+    database
+}
+
+async fn raw_load(client: &Client, rows: &[TradeRow]) -> f64 {
+    let started = Instant::now();
+    for chunk in rows.chunks(BATCH) {
+        let mut insert = client.insert::<TradeRow>("trades").await.unwrap();
+        for row in chunk {
+            insert.write(row).await.unwrap();
+        }
+        insert.end().await.unwrap();
+    }
+    rows.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn sink_path(client: &Client, registry: &SchemaRegistryClient, framed: &[Vec<u8>]) -> f64 {
+    let mut buffer = TypedBuffer::<Trade, TradeRow>::new(registry.clone(), |row| row.timestamp);
+    let started = Instant::now();
+    for (batch, chunk) in framed.chunks(BATCH).enumerate() {
+        for payload in chunk {
+            buffer.push(payload).await.unwrap();
+        }
+        buffer
+            .flush(client, &format!("bench-{batch}"))
+            .await
+            .unwrap();
+    }
+    framed.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn bare_consumer(brokers: &str, topic: &str) -> f64 {
+    let consumer =
+        polytape_kafka::create_consumer(brokers, &unique_name("bare"), "bench-bare").unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let first = consumer.recv().await.unwrap();
+    drop(first);
+    let started = Instant::now();
+    for _ in 1..P2_MESSAGES {
+        consumer.recv().await.unwrap();
+    }
+    (P2_MESSAGES - 1) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn rows_inserted() -> f64 {
+    prometheus::gather()
+        .iter()
+        .filter(|family| family.name() == "polytape_sink_rows_inserted_total")
+        .flat_map(|family| {
+            family
+                .get_metric()
+                .iter()
+                .map(|metric| metric.get_counter().get_value())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+async fn sink_pipeline(
+    brokers: &str,
+    registry: &SchemaRegistryClient,
+    names: &polytape_model::TopicNames,
+) -> f64 {
+    let database = fresh_database("benchpipe").await;
+    let pipeline = Pipeline {
+        consumer: polytape_kafka::create_lag_reporting_consumer(
+            brokers,
+            &unique_name("pipe"),
+            "bench-sink",
+        )
+        .unwrap(),
+        client: database.client.clone(),
+        topic_names: names.clone(),
+        buffers: all_buffers(registry),
+        limits: BatchLimits {
+            max_rows: BATCH,
+            max_wait: Duration::from_millis(500),
+        },
+    };
+    let before = rows_inserted();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move { pipeline.run(stop).await.unwrap() }
+    });
+    // Time from the first row inserted to the last, as the bare consumer is timed from its
+    // first message (group join excluded on both sides).
+    while rows_inserted() - before < 1.0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let first_insert = rows_inserted() - before;
+    let started = Instant::now();
+    while rows_inserted() - before < P2_MESSAGES as f64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.cancel();
+    task.await.unwrap();
+    database.drop_database().await;
+    (P2_MESSAGES as f64 - first_insert) / elapsed
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let stack = endpoints();
+        let registry = SchemaRegistryClient::new(&stack.schema_registry_url).unwrap();
+        let names = isolated_topics("bench");
+        ensure_topics(&stack.kafka_brokers, &names, &[Topic::Trades], 1)
+            .await
+            .unwrap();
+        let encoder = RecordEncoder::<Trade>::register(&registry, &names)
+            .await
+            .unwrap();
+
+        let trades: Vec<Trade> = (0..P1_ROWS).map(trade).collect();
+        let framed: Vec<Vec<u8>> = trades
+            .iter()
+            .map(|trade| encoder.encode(trade).unwrap())
+            .collect();
+        let rows: Vec<TradeRow> = trades
+            .iter()
+            .cloned()
+            .map(|trade| TradeRow::try_from(trade).unwrap())
+            .collect();
+        let (mut p1_sink, mut p1_raw) = (Vec::new(), Vec::new());
+        for round in 0..ROUNDS {
+            let database = fresh_database("benchraw").await;
+            p1_raw.push(raw_load(&database.client, &rows).await);
+            database.drop_database().await;
+            let database = fresh_database("benchsink").await;
+            p1_sink.push(sink_path(&database.client, &registry, &framed).await);
+            database.drop_database().await;
+            eprintln!(
+                "p1 round {}: sink {:.0} rows/s, raw {:.0} rows/s",
+                round + 1,
+                p1_sink[round],
+                p1_raw[round]
+            );
+        }
+
+        let producer = RecordProducer::<Trade>::register(
+            create_producer(&stack.kafka_brokers).unwrap(),
+            &registry,
+            &names,
+        )
+        .await
+        .unwrap();
+        for chunk in trades[..P2_MESSAGES].chunks(50_000) {
+            producer.send_all(chunk).await.unwrap();
+        }
+        let topic = names.name(Topic::Trades);
+        let (mut p2_sink, mut p2_consumer) = (Vec::new(), Vec::new());
+        for round in 0..ROUNDS {
+            p2_consumer.push(bare_consumer(&stack.kafka_brokers, &topic).await);
+            p2_sink.push(sink_pipeline(&stack.kafka_brokers, &registry, &names).await);
+            eprintln!(
+                "p2 round {}: sink {:.0} rows/s, bare consumer {:.0} msgs/s",
+                round + 1,
+                p2_sink[round],
+                p2_consumer[round]
+            );
+        }
+        let result = serde_json::json!({
+            "p1_sink_rows_per_s": p1_sink, "p1_raw_rows_per_s": p1_raw,
+            "p2_sink_rows_per_s": p2_sink, "p2_consumer_msgs_per_s": p2_consumer,
+            "batch_rows": BATCH, "p1_rows": P1_ROWS, "p2_messages": P2_MESSAGES,
+        });
+        println!("RESULT {result}");
+    });
+}
