@@ -5,6 +5,9 @@
 //! - P2: end to end through the broker: the sink pipeline's rows/s against a bare consumer's
 //!   messages/s on the same topic (the broker's own limit here).
 //!
+//! - and, at a steady 20k rows/s, the batch sizes and the freshness p50/p99 (insert completion
+//!   minus event time, from the sink's per-row latency histogram).
+//!
 //! Prints one `RESULT {json}` line that the xtask reads.
 
 #![allow(clippy::unwrap_used)] // a benchmark fails loudly
@@ -118,6 +121,7 @@ async fn sink_pipeline(
         buffers: all_buffers(registry),
         limits: BatchLimits {
             max_rows: BATCH,
+            max_bytes: 1 << 26,
             max_wait: Duration::from_millis(500),
         },
     };
@@ -144,6 +148,110 @@ async fn sink_pipeline(
     (P2_MESSAGES as f64 - first_insert) / elapsed
 }
 
+/// The `quantile` (0..1) of a Prometheus histogram, interpolated linearly inside its bucket.
+fn histogram_quantile(name: &str, quantile: f64) -> (f64, f64, u64) {
+    let families = prometheus::gather();
+    let Some(histogram) = families
+        .iter()
+        .filter(|family| family.name() == name)
+        .flat_map(|family| {
+            family
+                .get_metric()
+                .iter()
+                .map(|metric| metric.get_histogram().clone())
+                .collect::<Vec<_>>()
+        })
+        .next()
+    else {
+        return (f64::NAN, f64::NAN, 0);
+    };
+    let count = histogram.get_sample_count();
+    let mean = histogram.get_sample_sum() / count.max(1) as f64;
+    let target = quantile * count as f64;
+    let (mut lower_bound, mut lower_count) = (0.0, 0.0);
+    for bucket in histogram.get_bucket() {
+        let (upper_bound, upper_count) = (bucket.upper_bound(), bucket.cumulative_count() as f64);
+        if upper_count >= target {
+            let share = if upper_count > lower_count {
+                (target - lower_count) / (upper_count - lower_count)
+            } else {
+                0.0
+            };
+            return (
+                lower_bound + share * (upper_bound - lower_bound),
+                mean,
+                count,
+            );
+        }
+        (lower_bound, lower_count) = (upper_bound, upper_count);
+    }
+    (lower_bound, mean, count)
+}
+
+/// Produces `rate` trades per second for `seconds` while the sink runs with its default batch
+/// limits; returns (freshness p50 ms, freshness p99 ms, mean batch rows).
+async fn steady_rate(
+    brokers: &str,
+    registry: &SchemaRegistryClient,
+    rate: usize,
+    seconds: usize,
+) -> (f64, f64, f64) {
+    let names = isolated_topics("steady");
+    ensure_topics(brokers, &names, &[Topic::Trades], 1)
+        .await
+        .unwrap();
+    let database = fresh_database("benchsteady").await;
+    let pipeline = Pipeline {
+        consumer: polytape_kafka::create_lag_reporting_consumer(
+            brokers,
+            &unique_name("steady"),
+            "bench-steady",
+        )
+        .unwrap(),
+        client: database.client.clone(),
+        topic_names: names.clone(),
+        buffers: all_buffers(registry),
+        limits: BatchLimits {
+            max_rows: 100_000,
+            max_bytes: 1 << 26,
+            max_wait: Duration::from_millis(500),
+        },
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move { pipeline.run(stop).await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_secs(5)).await; // group join
+    let producer =
+        RecordProducer::<Trade>::register(create_producer(brokers).unwrap(), registry, &names)
+            .await
+            .unwrap();
+    let tick = Duration::from_millis(50);
+    let per_tick = rate / 20;
+    let mut next = tokio::time::Instant::now();
+    for tick_number in 0..seconds * 20 {
+        let batch: Vec<Trade> = (0..per_tick)
+            .map(|offset| {
+                let mut trade = trade(tick_number * per_tick + offset);
+                trade.timestamp_ms = polytape_model::now_ms();
+                trade
+            })
+            .collect();
+        producer.send_all(&batch).await.unwrap();
+        next += tick;
+        tokio::time::sleep_until(next).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.cancel();
+    task.await.unwrap();
+    database.drop_database().await;
+    let (p50, _, _) = histogram_quantile("polytape_sink_row_latency_seconds", 0.50);
+    let (p99, _, _) = histogram_quantile("polytape_sink_row_latency_seconds", 0.99);
+    let (_, mean_batch, _) = histogram_quantile("polytape_sink_batch_rows", 0.5);
+    (p50 * 1000.0, p99 * 1000.0, mean_batch)
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -153,6 +261,9 @@ fn main() {
     runtime.block_on(async {
         let stack = endpoints();
         let registry = SchemaRegistryClient::new(&stack.schema_registry_url).unwrap();
+        // First, while the process-wide latency and batch histograms hold nothing else.
+        let (p50_ms, p99_ms, mean_batch_rows) = steady_rate(&stack.kafka_brokers, &registry, 20_000, 20).await;
+        eprintln!("steady 20k rows/s: freshness p50 {p50_ms:.0} ms, p99 {p99_ms:.0} ms, mean batch {mean_batch_rows:.0} rows");
         let names = isolated_topics("bench");
         ensure_topics(&stack.kafka_brokers, &names, &[Topic::Trades], 1)
             .await
@@ -210,6 +321,8 @@ fn main() {
             );
         }
         let result = serde_json::json!({
+            "steady_rate_rows_per_s": 20_000, "freshness_p50_ms": p50_ms, "freshness_p99_ms": p99_ms,
+            "mean_batch_rows": mean_batch_rows,
             "p1_sink_rows_per_s": p1_sink, "p1_raw_rows_per_s": p1_raw,
             "p2_sink_rows_per_s": p2_sink, "p2_consumer_msgs_per_s": p2_consumer,
             "batch_rows": BATCH, "p1_rows": P1_ROWS, "p2_messages": P2_MESSAGES,

@@ -18,6 +18,7 @@ pub struct SinkConfig {
     pub sink_admin_addr: SocketAddr,
     pub sink_consumer_group: String,
     pub sink_batch_max_rows: usize,
+    pub sink_batch_max_bytes: usize,
     #[serde(with = "humantime_serde")]
     pub sink_flush_interval: std::time::Duration,
 }

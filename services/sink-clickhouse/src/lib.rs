@@ -54,6 +54,7 @@ pub async fn start(config: SinkConfig, context: ServiceContext) -> Result<(), Bo
         buffers: tables::all_buffers(&registry),
         limits: pipeline::BatchLimits {
             max_rows: config.sink_batch_max_rows,
+            max_bytes: config.sink_batch_max_bytes,
             max_wait: config.sink_flush_interval,
         },
     };

@@ -92,6 +92,35 @@ static FRESHNESS_SECONDS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     )
 });
 
+static ROW_LATENCY_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register(
+        HistogramVec::new(
+            HistogramOpts::new(
+                "polytape_sink_row_latency_seconds",
+                "Insert completion time minus each row's event time (freshness distribution)",
+            )
+            .buckets(vec![
+                0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0,
+                10.0, 30.0, 60.0,
+            ]),
+            &["table"],
+        )
+        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+    )
+});
+
+/// Records each inserted row's latency (insert completion − event time).
+pub(crate) fn observe_row_latencies(
+    table: &'static str,
+    now_ms: i64,
+    event_times: impl Iterator<Item = i64>,
+) {
+    let histogram = ROW_LATENCY_SECONDS.with_label_values(&[table]);
+    for event_ms in event_times {
+        histogram.observe((now_ms - event_ms).max(0) as f64 / 1000.0);
+    }
+}
+
 /// A message was consumed.
 pub(crate) struct MessageConsumed<'a> {
     pub(crate) topic: &'a str,

@@ -32,6 +32,9 @@ use crate::{
 pub struct BatchLimits {
     /// Flush once this many rows are pending (all tables together).
     pub max_rows: usize,
+    /// Flush once the pending messages hold this many payload bytes (bounds memory when
+    /// records are large, e.g. full-depth books).
+    pub max_bytes: usize,
     /// Flush at least this often, so low-volume topics land within about this long.
     pub max_wait: Duration,
 }
@@ -76,6 +79,7 @@ impl Pipeline {
             let mut ranges: BTreeMap<(String, i32), OffsetRange> = BTreeMap::new();
             let batch_deadline = tokio::time::Instant::now() + self.limits.max_wait;
             let mut pending = 0;
+            let mut pending_bytes = 0;
             let stopping = loop {
                 let received = tokio::select! {
                     () = stop.cancelled() => break true,
@@ -97,6 +101,7 @@ impl Pipeline {
                     bytes: payload.len(),
                 }
                 .emit();
+                pending_bytes += payload.len();
                 let outcome = match buffer_of.get(&topic) {
                     Some(&index) => self.buffers[index].1.push(payload).await,
                     None => Err(crate::tables::Rejection {
@@ -130,7 +135,7 @@ impl Pipeline {
                         first: offset,
                         last: offset,
                     });
-                if pending >= self.limits.max_rows {
+                if pending >= self.limits.max_rows || pending_bytes >= self.limits.max_bytes {
                     break false;
                 }
             };

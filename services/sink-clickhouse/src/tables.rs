@@ -112,6 +112,11 @@ where
             insert.end().await?;
             let inserted = self.rows.len();
             self.newest_event_ms = self.rows.iter().map(self.event_time).max();
+            crate::metrics::observe_row_latencies(
+                self.table,
+                polytape_model::now_ms(),
+                self.rows.iter().map(self.event_time),
+            );
             self.rows.clear();
             Ok(inserted)
         })

@@ -76,6 +76,7 @@ fn start_pipeline(
         buffers: all_buffers(&registry),
         limits: BatchLimits {
             max_rows: 500,
+            max_bytes: 1 << 26,
             max_wait: Duration::from_millis(200),
         },
     };

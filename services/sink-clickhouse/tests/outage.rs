@@ -186,6 +186,7 @@ async fn a_clickhouse_outage_holds_offsets_bounds_memory_and_loses_nothing() {
         buffers: all_buffers(&registry),
         limits: BatchLimits {
             max_rows: MAX_ROWS,
+            max_bytes: 1 << 26,
             max_wait: Duration::from_millis(200),
         },
     };

@@ -282,6 +282,15 @@ pub const KEYS: &[KeySpec] = &[
         "flush to ClickHouse once this many rows are pending",
     ),
     key(
+        "sink_batch_max_bytes",
+        &[SinkClickhouse],
+        KeyKind::Count {
+            min: 1024,
+            max: 4_294_967_296,
+        },
+        "flush once the pending batch holds this many bytes of Avro payload",
+    ),
+    key(
         "sink_flush_interval",
         &[SinkClickhouse],
         KeyKind::Duration,
