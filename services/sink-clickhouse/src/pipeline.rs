@@ -1,13 +1,14 @@
 //! The load loop: consume → decode and map into per-table buffers → insert every table →
-//! store the offsets → repeat.
+//! store the offsets → repeat, with the insert of one batch overlapping the decoding of the
+//! next (at most two batches in memory: one filling, one being inserted).
 //!
 //! At-least-once: a partition's offset is stored only after every row up to it is in
 //! ClickHouse, so a crash replays records and never skips one. Replays are invisible to
 //! queries: each insert carries a deduplication token derived from the topic/partition/offset
 //! ranges it holds (an identical replayed batch is dropped at insert), and every table is a
 //! ReplacingMergeTree keyed by the record's identity (any other replay collapses on merge and
-//! under FINAL). While ClickHouse fails, consumption pauses and the same batch is retried with
-//! exponential backoff: memory stays bounded by one batch.
+//! under FINAL). While ClickHouse fails, the batch in flight is retried with exponential backoff
+//! and consumption pauses as soon as the next batch is full: memory stays bounded by two batches.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -24,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     metrics::{BatchFlushed, InsertRetried, MessageConsumed, MessageRejected, TableInserted},
     rows::DeadLetterRow,
-    tables::TableBuffer,
+    tables::{PendingRows, TableBuffer},
 };
 
 /// How batches are bounded.
@@ -75,6 +76,7 @@ impl Pipeline {
         tracing::info!(topics = topics.len(), "sink consuming");
 
         let mut dead_letters: Vec<DeadLetterRow> = Vec::new();
+        let mut in_flight: Option<tokio::task::JoinHandle<Option<Flushed>>> = None;
         loop {
             let mut ranges: BTreeMap<(String, i32), OffsetRange> = BTreeMap::new();
             let batch_deadline = tokio::time::Instant::now() + self.limits.max_wait;
@@ -103,31 +105,31 @@ impl Pipeline {
                 .emit();
                 pending_bytes += payload.len();
                 let outcome = match buffer_of.get(&topic) {
-                    Some(&index) => self.buffers[index].1.push(payload).await,
+                    Some(&index) => match self.buffers[index].1.push_cached(payload) {
+                        Some(outcome) => outcome,
+                        None => self.buffers[index].1.push(payload).await,
+                    },
                     None => Err(crate::tables::Rejection {
                         reason: format!("topic {topic} has no table"),
                     }),
                 };
-                match outcome {
-                    Ok(()) => pending += 1,
-                    Err(rejection) => {
-                        MessageRejected {
-                            topic: &topic,
-                            partition,
-                            offset,
-                            reason: &rejection.reason,
-                        }
-                        .emit();
-                        dead_letters.push(dead_letter_row(
-                            &topic,
-                            partition,
-                            offset,
-                            payload,
-                            &rejection.reason,
-                        ));
-                        pending += 1;
+                if let Err(rejection) = outcome {
+                    MessageRejected {
+                        topic: &topic,
+                        partition,
+                        offset,
+                        reason: &rejection.reason,
                     }
+                    .emit();
+                    dead_letters.push(dead_letter_row(
+                        &topic,
+                        partition,
+                        offset,
+                        payload,
+                        &rejection.reason,
+                    ));
                 }
+                pending += 1;
                 ranges
                     .entry((topic, partition))
                     .and_modify(|range| range.last = offset)
@@ -140,114 +142,156 @@ impl Pipeline {
                 }
             };
 
-            if !ranges.is_empty() {
-                let flushed = self.flush_all(&ranges, &mut dead_letters, &stop).await;
-                if !flushed {
-                    // Stopped while ClickHouse was failing: nothing stored, the batch replays.
-                    tracing::warn!(
-                        "stopping with an unwritten batch; it will be consumed again at restart"
-                    );
-                    return Ok(());
-                }
-                let processed = ranges
-                    .iter()
-                    .map(|((topic, partition), range)| (topic.clone(), *partition, range.last + 1));
-                if let Err(error) = polytape_kafka::store_processed(&self.consumer, processed) {
-                    // A partition revoked in a rebalance: its new owner replays from the last
-                    // committed offset, and the duplicates collapse in ClickHouse.
-                    tracing::warn!(error = %error, "could not store offsets; the batch may be replayed");
-                }
-                BatchFlushed {
-                    rows: pending,
-                    partitions: ranges.len(),
-                }
-                .emit();
+            let batch = (!ranges.is_empty()).then(|| Batch {
+                tables: self
+                    .buffers
+                    .iter_mut()
+                    .filter_map(|(_, buffer)| buffer.take())
+                    .collect(),
+                dead_letters: std::mem::take(&mut dead_letters),
+                ranges,
+                messages: pending,
+            });
+            // One insert in flight at a time: wait for the previous batch before starting the
+            // next, so a ClickHouse outage pauses consumption after one more batch.
+            if let Some(previous) = in_flight.take()
+                && !finish(&self.consumer, previous).await?
+            {
+                return Ok(());
+            }
+            if let Some(batch) = batch {
+                in_flight = Some(tokio::spawn(flush_batch(
+                    self.client.clone(),
+                    batch,
+                    stop.clone(),
+                )));
             }
             if stopping {
+                if let Some(previous) = in_flight.take()
+                    && !finish(&self.consumer, previous).await?
+                {
+                    return Ok(());
+                }
                 polytape_kafka::commit_stored_offsets(&self.consumer)?;
                 tracing::info!("sink drained and committed");
                 return Ok(());
             }
         }
     }
+}
 
-    /// Inserts every table's pending rows (and the dead letters), retrying with backoff until
-    /// all succeed. Returns false if stopped before that.
-    async fn flush_all(
-        &mut self,
-        ranges: &BTreeMap<(String, i32), OffsetRange>,
-        dead_letters: &mut Vec<DeadLetterRow>,
-        stop: &CancellationToken,
-    ) -> bool {
-        let batch_token = batch_token(ranges);
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(15))
-            .with_jitter()
-            .without_max_times()
-            .build();
-        for (_, buffer) in &mut self.buffers {
-            let table = buffer.table();
-            let token = format!("{batch_token}:{table}");
-            loop {
-                let started = Instant::now();
-                match buffer.flush(&self.client, &token).await {
-                    Ok(rows) => {
-                        if rows > 0 {
-                            TableInserted {
-                                table,
-                                rows,
-                                seconds: started.elapsed().as_secs_f64(),
-                                freshness_ms: buffer
-                                    .newest_event_ms()
-                                    .map(|newest| now_ms() - newest),
-                            }
-                            .emit();
-                        }
-                        break;
-                    }
-                    Err(error) => {
-                        let retry_in = delays.next().unwrap_or(Duration::from_secs(15));
-                        InsertRetried {
-                            table,
-                            error: &error,
-                            retry_in,
-                        }
-                        .emit();
-                        tokio::select! {
-                            () = stop.cancelled() => return false,
-                            () = tokio::time::sleep(retry_in) => {}
-                        }
-                    }
-                }
-            }
-        }
-        if !dead_letters.is_empty() {
-            let token = format!("{batch_token}:dead_letters");
-            loop {
-                match insert_dead_letters(&self.client, dead_letters, &token).await {
-                    Ok(()) => {
-                        dead_letters.clear();
-                        break;
-                    }
-                    Err(error) => {
-                        let retry_in = delays.next().unwrap_or(Duration::from_secs(15));
-                        InsertRetried {
-                            table: "dead_letters",
-                            error: &error,
-                            retry_in,
-                        }
-                        .emit();
-                        tokio::select! {
-                            () = stop.cancelled() => return false,
-                            () = tokio::time::sleep(retry_in) => {}
-                        }
-                    }
-                }
-            }
-        }
-        true
+/// Waits for a batch's insert and stores its offsets. False if it was stopped unwritten.
+async fn finish(
+    consumer: &polytape_kafka::LagReportingConsumer,
+    in_flight: tokio::task::JoinHandle<Option<Flushed>>,
+) -> Result<bool, polytape_runtime::BoxError> {
+    let Some(flushed) = in_flight.await? else {
+        // Stopped while ClickHouse was failing: nothing stored, the batch replays.
+        tracing::warn!("stopping with an unwritten batch; it will be consumed again at restart");
+        return Ok(false);
+    };
+    let processed = flushed
+        .ranges
+        .iter()
+        .map(|((topic, partition), range)| (topic.clone(), *partition, range.last + 1));
+    if let Err(error) = polytape_kafka::store_processed(consumer, processed) {
+        // A partition revoked in a rebalance: its new owner replays from the last committed
+        // offset, and the duplicates collapse in ClickHouse.
+        tracing::warn!(error = %error, "could not store offsets; the batch may be replayed");
     }
+    BatchFlushed {
+        rows: flushed.messages,
+        partitions: flushed.ranges.len(),
+    }
+    .emit();
+    Ok(true)
+}
+
+/// One batch: its rows per table, its dead letters, and the offsets it covers.
+struct Batch {
+    tables: Vec<Box<dyn PendingRows>>,
+    dead_letters: Vec<DeadLetterRow>,
+    ranges: BTreeMap<(String, i32), OffsetRange>,
+    messages: usize,
+}
+
+/// A batch whose rows are all in ClickHouse.
+struct Flushed {
+    ranges: BTreeMap<(String, i32), OffsetRange>,
+    messages: usize,
+}
+
+/// Inserts every table's rows (and the dead letters), retrying with backoff until all
+/// succeed; `None` if stopped before that.
+async fn flush_batch(
+    client: clickhouse::Client,
+    mut batch: Batch,
+    stop: CancellationToken,
+) -> Option<Flushed> {
+    let batch_token = batch_token(&batch.ranges);
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(15))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    for rows in &mut batch.tables {
+        let table = rows.table();
+        let token = format!("{batch_token}:{table}");
+        loop {
+            let started = Instant::now();
+            match rows.flush(&client, &token).await {
+                Ok(()) => {
+                    TableInserted {
+                        table,
+                        rows: rows.len(),
+                        seconds: started.elapsed().as_secs_f64(),
+                        freshness_ms: rows.newest_event_ms().map(|newest| now_ms() - newest),
+                    }
+                    .emit();
+                    break;
+                }
+                Err(error) => {
+                    let retry_in = delays.next().unwrap_or(Duration::from_secs(15));
+                    InsertRetried {
+                        table,
+                        error: &error,
+                        retry_in,
+                    }
+                    .emit();
+                    tokio::select! {
+                        () = stop.cancelled() => return None,
+                        () = tokio::time::sleep(retry_in) => {}
+                    }
+                }
+            }
+        }
+    }
+    if !batch.dead_letters.is_empty() {
+        let token = format!("{batch_token}:dead_letters");
+        loop {
+            match insert_dead_letters(&client, &batch.dead_letters, &token).await {
+                Ok(()) => break,
+                Err(error) => {
+                    let retry_in = delays.next().unwrap_or(Duration::from_secs(15));
+                    InsertRetried {
+                        table: "dead_letters",
+                        error: &error,
+                        retry_in,
+                    }
+                    .emit();
+                    tokio::select! {
+                        () = stop.cancelled() => return None,
+                        () = tokio::time::sleep(retry_in) => {}
+                    }
+                }
+            }
+        }
+    }
+    Some(Flushed {
+        ranges: batch.ranges,
+        messages: batch.messages,
+    })
 }
 
 async fn insert_dead_letters(

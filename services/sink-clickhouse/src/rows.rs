@@ -20,6 +20,10 @@ pub struct MapError {
 }
 
 fn unscaled(field: &'static str, value: Decimal, scale: u32) -> Result<i128, MapError> {
+    // Decoded Avro decimals already carry the column's scale: no rescaling on the hot path.
+    if value.scale() == scale {
+        return Ok(value.mantissa());
+    }
     let mut rescaled = value;
     rescaled.rescale(scale);
     if rescaled != value {

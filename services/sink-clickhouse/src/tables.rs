@@ -19,23 +19,88 @@ pub trait TableBuffer: Send {
     /// The ClickHouse table.
     fn table(&self) -> &'static str;
 
-    /// Decodes and maps one message into the buffer.
+    /// Decodes and maps one message into the buffer, without waiting, when its schema id is
+    /// already known (the hot path); `None` when the writer schema must be fetched first.
+    fn push_cached(&mut self, payload: &[u8]) -> Option<Result<(), Rejection>>;
+
+    /// Decodes and maps one message into the buffer, fetching its writer schema if needed.
     fn push<'a>(&'a mut self, payload: &'a [u8]) -> BoxFuture<'a, Result<(), Rejection>>;
 
     /// Rows waiting to be inserted.
     fn pending(&self) -> usize;
 
-    /// Inserts every pending row in one statement carrying `deduplication_token`. On error the
-    /// rows stay pending, so the same batch (same token) is retried.
+    /// Hands the pending rows over for insertion (the buffer starts empty again), so the next
+    /// batch can be decoded while this one is inserted.
+    fn take(&mut self) -> Option<Box<dyn PendingRows>>;
+}
+
+/// Rows of one table taken from its buffer, waiting for their insert.
+pub trait PendingRows: Send {
+    fn table(&self) -> &'static str;
+
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Inserts every row in one statement carrying `deduplication_token`. On error the rows
+    /// stay, so the same rows (same token) are retried.
     fn flush<'a>(
         &'a mut self,
         client: &'a clickhouse::Client,
         deduplication_token: &'a str,
-    ) -> BoxFuture<'a, Result<usize, clickhouse::error::Error>>;
+    ) -> BoxFuture<'a, Result<(), clickhouse::error::Error>>;
 
-    /// The newest event time among the rows inserted by the last flush (UTC ms), for the
-    /// freshness metric.
+    /// The newest event time among the rows (UTC ms), for the freshness metric.
     fn newest_event_ms(&self) -> Option<i64>;
+}
+
+/// The rows of one table, typed.
+struct TypedRows<R> {
+    table: &'static str,
+    rows: Vec<R>,
+    event_time: fn(&R) -> i64,
+}
+
+impl<R> PendingRows for TypedRows<R>
+where
+    R: RowOwned + RowWrite + Send + Sync + 'static,
+{
+    fn table(&self) -> &'static str {
+        self.table
+    }
+
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn flush<'a>(
+        &'a mut self,
+        client: &'a clickhouse::Client,
+        deduplication_token: &'a str,
+    ) -> BoxFuture<'a, Result<(), clickhouse::error::Error>> {
+        Box::pin(async move {
+            let mut insert = client
+                .insert::<R>(self.table)
+                .await?
+                .with_setting("insert_deduplication_token", deduplication_token);
+            for row in &self.rows {
+                insert.write(row).await?;
+            }
+            insert.end().await?;
+            crate::metrics::observe_row_latencies(
+                self.table,
+                polytape_model::now_ms(),
+                self.rows.iter().map(self.event_time),
+            );
+            Ok(())
+        })
+    }
+
+    fn newest_event_ms(&self) -> Option<i64> {
+        self.rows.iter().map(self.event_time).max()
+    }
 }
 
 /// The buffer of one record type `T` loaded into rows `R`.
@@ -44,7 +109,6 @@ pub struct TypedBuffer<T, R> {
     decoder: RecordDecoder<T>,
     rows: Vec<R>,
     event_time: fn(&R) -> i64,
-    newest_event_ms: Option<i64>,
 }
 
 impl<T, R> TypedBuffer<T, R>
@@ -58,8 +122,27 @@ where
             decoder: RecordDecoder::new(registry),
             rows: Vec::new(),
             event_time,
-            newest_event_ms: None,
         }
+    }
+}
+
+impl<T, R> TypedBuffer<T, R>
+where
+    T: AvroRecord,
+    R: TryFrom<T, Error = MapError> + RowOwned + RowWrite + Send + Sync + 'static,
+{
+    fn push_decoded(
+        &mut self,
+        decoded: Result<T, polytape_codec::CodecError>,
+    ) -> Result<(), Rejection> {
+        let record = decoded.map_err(|error| Rejection {
+            reason: format!("cannot decode: {error}"),
+        })?;
+        let row = R::try_from(record).map_err(|error| Rejection {
+            reason: format!("cannot map to {}: {error}", self.table),
+        })?;
+        self.rows.push(row);
+        Ok(())
     }
 }
 
@@ -72,20 +155,19 @@ where
         self.table
     }
 
+    fn push_cached(&mut self, payload: &[u8]) -> Option<Result<(), Rejection>> {
+        let decoded = match self.decoder.decode_cached(payload) {
+            Ok(Some(record)) => Ok(record),
+            Ok(None) => return None,
+            Err(error) => Err(error),
+        };
+        Some(self.push_decoded(decoded))
+    }
+
     fn push<'a>(&'a mut self, payload: &'a [u8]) -> BoxFuture<'a, Result<(), Rejection>> {
         Box::pin(async move {
-            let record = self
-                .decoder
-                .decode(payload)
-                .await
-                .map_err(|error| Rejection {
-                    reason: format!("cannot decode: {error}"),
-                })?;
-            let row = R::try_from(record).map_err(|error| Rejection {
-                reason: format!("cannot map to {}: {error}", self.table),
-            })?;
-            self.rows.push(row);
-            Ok(())
+            let decoded = self.decoder.decode(payload).await;
+            self.push_decoded(decoded)
         })
     }
 
@@ -93,37 +175,15 @@ where
         self.rows.len()
     }
 
-    fn flush<'a>(
-        &'a mut self,
-        client: &'a clickhouse::Client,
-        deduplication_token: &'a str,
-    ) -> BoxFuture<'a, Result<usize, clickhouse::error::Error>> {
-        Box::pin(async move {
-            if self.rows.is_empty() {
-                return Ok(0);
-            }
-            let mut insert = client
-                .insert::<R>(self.table)
-                .await?
-                .with_setting("insert_deduplication_token", deduplication_token);
-            for row in &self.rows {
-                insert.write(row).await?;
-            }
-            insert.end().await?;
-            let inserted = self.rows.len();
-            self.newest_event_ms = self.rows.iter().map(self.event_time).max();
-            crate::metrics::observe_row_latencies(
-                self.table,
-                polytape_model::now_ms(),
-                self.rows.iter().map(self.event_time),
-            );
-            self.rows.clear();
-            Ok(inserted)
-        })
-    }
-
-    fn newest_event_ms(&self) -> Option<i64> {
-        self.newest_event_ms
+    fn take(&mut self) -> Option<Box<dyn PendingRows>> {
+        if self.rows.is_empty() {
+            return None;
+        }
+        Some(Box::new(TypedRows {
+            table: self.table,
+            rows: std::mem::take(&mut self.rows),
+            event_time: self.event_time,
+        }))
     }
 }
 

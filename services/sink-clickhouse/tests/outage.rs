@@ -1,6 +1,6 @@
 //! ClickHouse outage: the sink reaches ClickHouse through a proxy that goes dark for 60 s
-//! mid-stream. During the outage the sink holds its offsets and stops consuming once one batch
-//! is buffered; afterwards it catches up with zero loss and no duplicates. Run through
+//! mid-stream. During the outage the sink holds its offsets and stops consuming once the batch in
+//! flight and one more are buffered; afterwards it catches up with zero loss and no duplicates. Run through
 //! `cargo xtask test`.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
@@ -233,7 +233,7 @@ async fn a_clickhouse_outage_holds_offsets_bounds_memory_and_loses_nothing() {
     assert_eq!(
         consumed_bytes(),
         consumed_at_outage,
-        "consumption paused: one batch buffered at most"
+        "consumption paused: memory bounded by the batch in flight and one more"
     );
     let buffered = u64::try_from(MAX_ROWS).unwrap();
     assert!(
