@@ -3,16 +3,20 @@
 
 use std::marker::PhantomData;
 
-use apache_avro::{Schema, reader::datum::GenericDatumReader, schema::ResolvedSchema};
+use apache_avro::{Schema, schema::ResolvedSchema};
 
-use crate::{AvroRecord, CodecError, schemas, writer::AvroWriter};
+use crate::{
+    AvroRecord, CodecError,
+    reader::{AvroReader, Input},
+    schemas,
+    writer::AvroWriter,
+};
 
 /// Encodes and decodes one record type with a fixed schema. Build it once and reuse it: the
 /// schema's names are resolved at construction.
 pub struct DatumCodec<T> {
     schema: &'static Schema,
     names: ResolvedSchema<'static>,
-    reader: GenericDatumReader<'static>,
     record: PhantomData<fn() -> T>,
 }
 
@@ -40,16 +44,9 @@ impl<T: AvroRecord> DatumCodec<T> {
             source: Box::new(source),
         };
         let names = ResolvedSchema::try_from(schema).map_err(invalid)?;
-        // Our decimal and bytes fields pick their binary form when the serializer is not
-        // human-readable; JSON (the API) gets decimal strings from the same types.
-        let reader = GenericDatumReader::builder(schema)
-            .human_readable(false)
-            .build()
-            .map_err(invalid)?;
         Ok(Self {
             schema,
             names,
-            reader,
             record: PhantomData,
         })
     }
@@ -84,21 +81,25 @@ impl<T: AvroRecord> DatumCodec<T> {
     }
 
     /// Decodes one datum. Trailing bytes are an error: they mean the writer used another schema.
-    pub fn decode(&self, mut datum: &[u8], schema_id: u32) -> Result<T, CodecError> {
-        let decode_error = |source| CodecError::Decode {
+    pub fn decode(&self, datum: &[u8], schema_id: u32) -> Result<T, CodecError> {
+        let mut input = Input { bytes: datum };
+        // Decimal and bytes fields pick their binary form (the reader is not human-readable);
+        // JSON (the API) gets decimal strings from the same types.
+        let record = T::deserialize(AvroReader {
+            input: &mut input,
+            schema: self.schema,
+            names: self.names.get_names(),
+        })
+        .map_err(|source| CodecError::Decode {
             record: T::NAME,
             schema_id,
             source: Box::new(source),
-        };
-        let record = self
-            .reader
-            .read_deser::<T>(&mut datum)
-            .map_err(decode_error)?;
-        if !datum.is_empty() {
+        })?;
+        if !input.bytes.is_empty() {
             return Err(CodecError::TrailingBytes {
                 record: T::NAME,
                 schema_id,
-                remaining: datum.len(),
+                remaining: input.bytes.len(),
             });
         }
         Ok(record)

@@ -14,7 +14,7 @@ pub enum CodecError {
         record: &'static str,
         schema_id: u32,
         #[source]
-        source: Box<apache_avro::Error>,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error(
         "{remaining} bytes left after decoding {record} (schema id {schema_id}); the writer used another schema"

@@ -8,6 +8,7 @@
 mod datum;
 mod error;
 mod framed;
+mod reader;
 mod record;
 mod registry;
 pub mod schemas;

@@ -293,3 +293,36 @@ fn a_datum_with_trailing_bytes_is_refused() {
     assert!(codec.decode(&bytes, 0).is_err());
     assert!(codec.decode(&bytes[..bytes.len() - 3], 0).is_err());
 }
+
+#[test]
+fn data_from_a_newer_writer_with_an_extra_field_decodes_with_the_field_skipped() {
+    let mut newer: serde_json::Value =
+        serde_json::from_str(polytape_codec::schemas::schema_text(Topic::Trades)).unwrap();
+    newer["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(
+            {"name": "venue", "type": ["null", "string"], "default": null, "doc": "a newer field"}
+        ));
+    let newer_schema: &'static Schema =
+        Box::leak(Box::new(Schema::parse_str(&newer.to_string()).unwrap()));
+
+    // The newer writer's datum: today's fields, then `venue` = Some("clob").
+    let sample = samples::trade();
+    let mut datum = DatumCodec::<polytape_model::Trade>::new()
+        .unwrap()
+        .encode(&sample)
+        .unwrap();
+    datum.extend_from_slice(&[0x02, 0x08]);
+    datum.extend_from_slice(b"clob");
+
+    let reader = DatumCodec::<polytape_model::Trade>::with_writer_schema(newer_schema, 7).unwrap();
+    assert_eq!(reader.decode(&datum, 7).unwrap(), sample);
+    // Read with today's schema instead, the extra bytes are refused rather than ignored.
+    assert!(
+        DatumCodec::<polytape_model::Trade>::new()
+            .unwrap()
+            .decode(&datum, 0)
+            .is_err()
+    );
+}
