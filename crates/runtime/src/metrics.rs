@@ -18,6 +18,18 @@ pub fn render() -> Result<String, prometheus::Error> {
     Ok(String::from_utf8_lossy(&buffer).into_owned())
 }
 
+/// The sum over every series of a counter or gauge family in this process (0 when it does not
+/// exist yet): status lines, benchmarks and tests read metrics through this.
+pub fn family_total(name: &str) -> f64 {
+    prometheus::gather()
+        .iter()
+        .filter(|family| family.name() == name)
+        .flat_map(|family| family.get_metric())
+        // A series carries either a counter or a gauge; the other reads as 0.
+        .map(|metric| metric.get_counter().get_value() + metric.get_gauge().get_value())
+        .sum()
+}
+
 /// Sets `polytape_build_info{service, version} 1`.
 pub fn build_info(service: &str) {
     static BUILD_INFO: OnceLock<Option<IntGaugeVec>> = OnceLock::new();

@@ -105,31 +105,11 @@ async fn bare_consumer(brokers: &str, topic: &str) -> f64 {
 }
 
 fn consumed_bytes() -> f64 {
-    prometheus::gather()
-        .iter()
-        .filter(|family| family.name() == "polytape_sink_consumed_bytes_total")
-        .flat_map(|family| {
-            family
-                .get_metric()
-                .iter()
-                .map(|metric| metric.get_counter().get_value())
-                .collect::<Vec<_>>()
-        })
-        .sum()
+    polytape_runtime::metrics::family_total("polytape_sink_consumed_bytes_total")
 }
 
 fn rows_inserted() -> f64 {
-    prometheus::gather()
-        .iter()
-        .filter(|family| family.name() == "polytape_sink_rows_inserted_total")
-        .flat_map(|family| {
-            family
-                .get_metric()
-                .iter()
-                .map(|metric| metric.get_counter().get_value())
-                .collect::<Vec<_>>()
-        })
-        .sum()
+    polytape_runtime::metrics::family_total("polytape_sink_rows_inserted_total")
 }
 
 async fn sink_pipeline(

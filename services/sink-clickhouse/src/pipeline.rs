@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     metrics::{BatchFlushed, InsertRetried, MessageConsumed, MessageRejected, TableInserted},
     rows::DeadLetterRow,
-    tables::{PendingRows, TableBuffer},
+    tables::{PendingRows, TableBuffer, pending_rows},
 };
 
 /// How batches are bounded.
@@ -142,15 +142,21 @@ impl Pipeline {
                 }
             };
 
-            let batch = (!ranges.is_empty()).then(|| Batch {
-                tables: self
+            let batch = (!ranges.is_empty()).then(|| {
+                let mut tables: Vec<Box<dyn PendingRows>> = self
                     .buffers
                     .iter_mut()
                     .filter_map(|(_, buffer)| buffer.take())
-                    .collect(),
-                dead_letters: std::mem::take(&mut dead_letters),
-                ranges,
-                messages: pending,
+                    .collect();
+                if !dead_letters.is_empty() {
+                    let letters = std::mem::take(&mut dead_letters);
+                    tables.push(pending_rows("dead_letters", letters, |row| row.occurred_at));
+                }
+                Batch {
+                    tables,
+                    ranges,
+                    messages: pending,
+                }
             });
             // One insert in flight at a time: wait for the previous batch before starting the
             // next, so a ClickHouse outage pauses consumption after one more batch.
@@ -207,10 +213,9 @@ async fn finish(
     Ok(true)
 }
 
-/// One batch: its rows per table, its dead letters, and the offsets it covers.
+/// One batch: its rows per table (its dead letters included) and the offsets it covers.
 struct Batch {
     tables: Vec<Box<dyn PendingRows>>,
-    dead_letters: Vec<DeadLetterRow>,
     ranges: BTreeMap<(String, i32), OffsetRange>,
     messages: usize,
 }
@@ -221,8 +226,8 @@ struct Flushed {
     messages: usize,
 }
 
-/// Inserts every table's rows (and the dead letters), retrying with backoff until all
-/// succeed; `None` if stopped before that.
+/// Inserts every table's rows, retrying with backoff until all succeed; `None` if stopped
+/// before that.
 async fn flush_batch(
     client: clickhouse::Client,
     mut batch: Batch,
@@ -267,46 +272,10 @@ async fn flush_batch(
             }
         }
     }
-    if !batch.dead_letters.is_empty() {
-        let token = format!("{batch_token}:dead_letters");
-        loop {
-            match insert_dead_letters(&client, &batch.dead_letters, &token).await {
-                Ok(()) => break,
-                Err(error) => {
-                    let retry_in = delays.next().unwrap_or(Duration::from_secs(15));
-                    InsertRetried {
-                        table: "dead_letters",
-                        error: &error,
-                        retry_in,
-                    }
-                    .emit();
-                    tokio::select! {
-                        () = stop.cancelled() => return None,
-                        () = tokio::time::sleep(retry_in) => {}
-                    }
-                }
-            }
-        }
-    }
     Some(Flushed {
         ranges: batch.ranges,
         messages: batch.messages,
     })
-}
-
-async fn insert_dead_letters(
-    client: &clickhouse::Client,
-    rows: &[DeadLetterRow],
-    token: &str,
-) -> Result<(), clickhouse::error::Error> {
-    let mut insert = client
-        .insert::<DeadLetterRow>("dead_letters")
-        .await?
-        .with_setting("insert_deduplication_token", token);
-    for row in rows {
-        insert.write(row).await?;
-    }
-    insert.end().await
 }
 
 /// A token naming exactly the records of this batch: the same offsets give the same token.

@@ -56,6 +56,22 @@ pub trait PendingRows: Send {
     fn newest_event_ms(&self) -> Option<i64>;
 }
 
+/// Rows for `table`, ready to insert (e.g. the sink's own dead letters).
+pub fn pending_rows<R>(
+    table: &'static str,
+    rows: Vec<R>,
+    event_time: fn(&R) -> i64,
+) -> Box<dyn PendingRows>
+where
+    R: RowOwned + RowWrite + Send + Sync + 'static,
+{
+    Box::new(TypedRows {
+        table,
+        rows,
+        event_time,
+    })
+}
+
 /// The rows of one table, typed.
 struct TypedRows<R> {
     table: &'static str,

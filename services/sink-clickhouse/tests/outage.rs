@@ -106,17 +106,7 @@ async fn stored(client: &clickhouse::Client) -> u64 {
 }
 
 fn consumed_bytes() -> f64 {
-    prometheus::gather()
-        .iter()
-        .filter(|family| family.name() == "polytape_sink_consumed_bytes_total")
-        .flat_map(|family| {
-            family
-                .get_metric()
-                .iter()
-                .map(|metric| metric.get_counter().get_value())
-                .collect::<Vec<_>>()
-        })
-        .sum()
+    polytape_runtime::metrics::family_total("polytape_sink_consumed_bytes_total")
 }
 
 fn committed_offsets(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
