@@ -7,11 +7,21 @@ use polytape_test_support::cli::assert_serves_admin_endpoints_and_stops_cleanly;
 
 #[test]
 fn serves_admin_endpoints_and_stops_cleanly_on_sigterm() {
-    // Its own database, so parallel tests never share tables.
+    // Its own database, topics and group, so parallel tests never share state.
     let database = polytape_test_support::stack::unique_name("lifecycle");
     assert_serves_admin_endpoints_and_stops_cleanly(
         Path::new(env!("CARGO_BIN_EXE_polytape-sink-clickhouse")),
         "POLYTAPE_SINK_ADMIN_ADDR",
-        &[("POLYTAPE_CLICKHOUSE_DATABASE", database)],
+        &[
+            ("POLYTAPE_CLICKHOUSE_DATABASE", database),
+            (
+                "POLYTAPE_TOPIC_PREFIX",
+                polytape_test_support::stack::unique_name("lifecycle") + ".",
+            ),
+            (
+                "POLYTAPE_SINK_CONSUMER_GROUP",
+                polytape_test_support::stack::unique_name("lifecycle"),
+            ),
+        ],
     );
 }
