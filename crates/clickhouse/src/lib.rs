@@ -6,8 +6,8 @@ mod migrations;
 use std::time::Duration;
 
 pub use migrations::{
-    MIGRATIONS, Migration, MigrationReport, TIME_SERIES_TABLES, expected_tables, migrate,
-    split_statements,
+    MIGRATIONS, Migration, MigrationReport, TIME_SERIES_TABLES, TTL_COLUMNS, expected_tables,
+    migrate, set_retention, split_statements,
 };
 use polytape_runtime::config::ClickHouseConfig;
 

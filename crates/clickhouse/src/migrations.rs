@@ -41,6 +41,22 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     template: include_str!("../../../schemas/clickhouse/0001_initial.sql"),
 }];
 
+/// Each time-series table and the event-time column its TTL counts from.
+pub const TTL_COLUMNS: &[(&str, &str)] = &[
+    ("trades", "timestamp"),
+    ("book_snapshots", "timestamp"),
+    ("price_changes", "timestamp"),
+    ("last_trades", "timestamp"),
+    ("tick_size_changes", "timestamp"),
+    ("best_bid_ask", "timestamp"),
+    ("market_lifecycle", "timestamp"),
+    ("price_history", "timestamp"),
+    ("candles", "open_time"),
+    ("book_state", "timestamp"),
+    ("continuity", "gap_start"),
+    ("dead_letters", "occurred_at"),
+];
+
 /// Tables with a TTL: one per time-series topic.
 pub const TIME_SERIES_TABLES: &[&str] = &[
     "trades",
@@ -181,6 +197,35 @@ pub async fn migrate(
     Ok(report)
 }
 
+/// Changes the retention of every time-series table that already exists to `retention_days`
+/// (`ALTER TABLE … MODIFY TTL`; expired rows go at the next merges, or now with
+/// `OPTIMIZE … FINAL`).
+pub async fn set_retention(
+    client: &clickhouse::Client,
+    database: &str,
+    retention_days: u32,
+) -> Result<(), ClickHouseError> {
+    for (table, column) in TTL_COLUMNS {
+        let statement = format!(
+            "ALTER TABLE `{database}`.`{table}` MODIFY TTL toDateTime({column}) + INTERVAL {retention_days} DAY"
+        );
+        client
+            .query(&statement)
+            .execute()
+            .await
+            .map_err(|source| ClickHouseError::Query {
+                context: format!("set the retention of {table}"),
+                source,
+            })?;
+    }
+    tracing::info!(
+        database,
+        retention_days,
+        "retention set on every time-series table"
+    );
+    Ok(())
+}
+
 /// Every table the migrations create: one per topic plus the API's tables.
 pub fn expected_tables() -> Vec<&'static str> {
     let mut tables: Vec<&'static str> = Topic::ALL.iter().map(|topic| topic.table()).collect();
@@ -229,6 +274,25 @@ mod tests {
         }
         let expected: BTreeSet<_> = expected_tables().into_iter().collect();
         assert_eq!(created, expected);
+    }
+
+    #[test]
+    fn every_time_series_table_names_its_ttl_column() {
+        let named: Vec<&str> = TTL_COLUMNS.iter().map(|(table, _)| *table).collect();
+        assert_eq!(named, TIME_SERIES_TABLES);
+        let statements = MIGRATIONS[0].statements("db", 90);
+        for (table, column) in TTL_COLUMNS {
+            let create = statements
+                .iter()
+                .find(|statement| {
+                    statement.starts_with(&format!("CREATE TABLE IF NOT EXISTS db.{table}\n"))
+                })
+                .unwrap_or_else(|| panic!("no CREATE for {table}"));
+            assert!(
+                create.contains(&format!("TTL toDateTime({column}) + INTERVAL 90 DAY")),
+                "{table}"
+            );
+        }
     }
 
     #[test]

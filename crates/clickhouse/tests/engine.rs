@@ -289,3 +289,45 @@ async fn rows_older_than_the_retention_are_gone_after_optimize_final() {
     assert_eq!(after, vec!["young"]);
     database.drop_database().await;
 }
+
+#[tokio::test]
+async fn retention_can_be_changed_on_existing_tables() {
+    let database = IsolatedDatabase::create("retention").await;
+    let client = &database.client;
+    polytape_clickhouse::migrate(client, &database.name, 90)
+        .await
+        .unwrap();
+    polytape_clickhouse::set_retention(client, &database.name, 30)
+        .await
+        .unwrap();
+    for table in table_definitions(client, &database.name).await {
+        if polytape_clickhouse::TIME_SERIES_TABLES.contains(&table.name.as_str()) {
+            assert!(
+                table.create_table_query.contains("toIntervalDay(30)"),
+                "{}",
+                table.create_table_query
+            );
+        }
+    }
+    // A 45-day-old row is now past retention.
+    client
+        .query(
+            "INSERT INTO trades (trade_id, condition_id, token_id, side, price, size, timestamp, transaction_hash, proxy_wallet, source, ingested_at)
+             VALUES ('t', 'c', 't', 'BUY', 0.5, 10, now64(3) - toIntervalDay(45), '0x', '0x', 'DATA_API_V1', now64(3))",
+        )
+        .execute()
+        .await
+        .unwrap();
+    client
+        .query("OPTIMIZE TABLE trades FINAL")
+        .execute()
+        .await
+        .unwrap();
+    let remaining: u64 = client
+        .query("SELECT count() FROM trades")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(remaining, 0);
+    database.drop_database().await;
+}

@@ -36,6 +36,21 @@ pub async fn migrate(
     Ok(report)
 }
 
+/// `migrate`: applies pending migrations, and when `retention_days` is given, sets that
+/// retention on every existing time-series table too.
+pub async fn migrate_with_retention(
+    config: &SinkConfig,
+    retention_days: Option<u32>,
+) -> Result<polytape_clickhouse::MigrationReport, BoxError> {
+    let report = migrate(config, retention_days.unwrap_or(DEFAULT_RETENTION_DAYS)).await?;
+    if let Some(days) = retention_days {
+        let client = polytape_clickhouse::client(&config.clickhouse);
+        polytape_clickhouse::set_retention(&client, &config.clickhouse.clickhouse_database, days)
+            .await?;
+    }
+    Ok(report)
+}
+
 /// Checks the sink's dependencies, migrates, and spawns its tasks.
 pub async fn start(config: SinkConfig, context: ServiceContext) -> Result<(), BoxError> {
     polytape_kafka::check_dependencies(&config.kafka).await?;

@@ -2,7 +2,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use polytape_runtime::{Service, ServiceConfig as _, config, startup_failure, telemetry};
-use polytape_sink_clickhouse::{DEFAULT_RETENTION_DAYS, SinkConfig};
+use polytape_sink_clickhouse::SinkConfig;
 
 /// Polytape sink-clickhouse: loads every topic into ClickHouse
 #[derive(Debug, Parser)]
@@ -21,9 +21,10 @@ enum Command {
     Run,
     /// Apply pending ClickHouse migrations and exit (idempotent)
     Migrate {
-        /// TTL of every time-series table, in days, for tables this run creates
-        #[arg(long, default_value_t = DEFAULT_RETENTION_DAYS, value_parser = clap::value_parser!(u32).range(1..))]
-        retention_days: u32,
+        /// TTL of every time-series table, in days; given explicitly, it is also applied to
+        /// tables that already exist (default for new tables: 90)
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        retention_days: Option<u32>,
     },
 }
 
@@ -47,7 +48,9 @@ async fn main() -> ExitCode {
         }
         Command::Migrate { retention_days } => {
             telemetry::init(Service::SinkClickhouse, loaded.config.common());
-            match polytape_sink_clickhouse::migrate(&loaded.config, retention_days).await {
+            match polytape_sink_clickhouse::migrate_with_retention(&loaded.config, retention_days)
+                .await
+            {
                 Ok(report) => {
                     println!(
                         "migrations applied: {:?}; already applied: {:?}",
