@@ -10,7 +10,8 @@ use crate::{paths, stack};
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchArgs {
     /// Which benchmark: `codec` (P6: our Avro path vs apache-avro's Value path) or `sink`
-    /// (P1: the sink's path vs a raw RowBinary load; end to end vs a bare consumer)
+    /// (P1: the sink's path vs a raw RowBinary load; end to end vs a bare consumer) or
+    /// `candles` (P3: trades/s and price changes/s per core, peak RSS for 10k tokens)
     which: String,
 }
 
@@ -18,7 +19,8 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.which.as_str() {
         "codec" => codec(),
         "sink" => sink(),
-        other => bail!("unknown benchmark {other:?}; available: codec, sink"),
+        "candles" => candles(),
+        other => bail!("unknown benchmark {other:?}; available: codec, sink, candles"),
     }
 }
 
@@ -146,6 +148,58 @@ fn sink() -> anyhow::Result<()> {
     println!(
         "  P2 ratio sink / bare consumer                         : {:>10.2}   (goal >= 0.9)",
         median(&p2_sink) / median(&p2_consumer)
+    );
+    Ok(())
+}
+
+/// The candle builder on one core without Kafka I/O (criterion), and its memory for 10k tokens.
+fn candles() -> anyhow::Result<()> {
+    let output = Command::new(paths::cargo())
+        .args([
+            "bench",
+            "--package",
+            "polytape-candle-builder",
+            "--bench",
+            "candles",
+        ])
+        .current_dir(paths::workspace_root())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run cargo bench")?;
+    if !output.status.success() {
+        bail!("the candles benchmark failed ({})", output.status);
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("RESULT "))
+        .context("the candles benchmark printed no RESULT line")?;
+    let result: serde_json::Value = serde_json::from_str(line)?;
+    // Each criterion iteration processes a batch of this many items.
+    const ITEMS_PER_ITERATION: f64 = 100_000.0;
+    let per_second = |group: &str, function: &str| -> anyhow::Result<f64> {
+        Ok(ITEMS_PER_ITERATION / (criterion_median_ns(group, function)? / 1e9))
+    };
+    println!("\ncandle builder (one core, no Kafka I/O; medians of criterion samples)");
+    println!(
+        "  trades/s, Avro decode + candles (6 intervals) : {:>12.0}   (goal >= 1000000)",
+        per_second("trades", "decode_and_candle")?
+    );
+    println!(
+        "  trades/s, candles only                        : {:>12.0}",
+        per_second("trades", "candle_only")?
+    );
+    println!(
+        "  price_change entries/s applied to books       : {:>12.0}   (goal >= 1000000)",
+        per_second("price_changes", "apply")?
+    );
+    println!(
+        "  price_change entries/s incl. Avro decode      : {:>12.0}",
+        per_second("price_changes", "decode_and_apply")?
+    );
+    println!(
+        "  peak RSS, books + windows of 10k tokens, MiB  : {:>12.1}   (goal <= 200 MB)",
+        result["peak_rss_mib"].as_f64().unwrap_or(f64::NAN)
     );
     Ok(())
 }

@@ -6,8 +6,8 @@ mod migrations;
 use std::time::Duration;
 
 pub use migrations::{
-    MIGRATIONS, Migration, MigrationReport, TIME_SERIES_TABLES, TTL_COLUMNS, expected_tables,
-    migrate, set_retention, split_statements,
+    MAX_RETENTION_DAYS, MIGRATIONS, Migration, MigrationReport, TIME_SERIES_TABLES, TTL_COLUMNS,
+    expected_tables, migrate, set_retention, split_statements,
 };
 use polytape_runtime::config::ClickHouseConfig;
 
@@ -29,6 +29,11 @@ pub enum ClickHouseError {
         source: clickhouse::error::Error,
     },
     #[error(
+        "a retention of {retention_days} days is out of range; use 1 to {} days",
+        migrations::MAX_RETENTION_DAYS
+    )]
+    InvalidRetention { retention_days: u32 },
+    #[error(
         "migration {version} ({name}) was changed after it was applied (checksum {applied} in the database, {current} now); add a new migration instead of editing an applied one"
     )]
     MigrationChanged {
@@ -49,7 +54,9 @@ impl ClickHouseError {
                 source,
                 clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut
             ),
-            ClickHouseError::MigrationChanged { .. } => false,
+            ClickHouseError::MigrationChanged { .. } | ClickHouseError::InvalidRetention { .. } => {
+                false
+            }
         }
     }
 }

@@ -117,12 +117,24 @@ pub struct MigrationReport {
     pub already_applied: Vec<u32>,
 }
 
+/// The longest retention accepted: ClickHouse's `DateTime` ends in 2106, and a TTL past it
+/// wraps around and would expire every row at once.
+pub const MAX_RETENTION_DAYS: u32 = 3650;
+
+fn check_retention(retention_days: u32) -> Result<(), ClickHouseError> {
+    if retention_days == 0 || retention_days > MAX_RETENTION_DAYS {
+        return Err(ClickHouseError::InvalidRetention { retention_days });
+    }
+    Ok(())
+}
+
 /// Creates the database if needed and applies every migration not yet recorded.
 pub async fn migrate(
     client: &clickhouse::Client,
     database: &str,
     retention_days: u32,
 ) -> Result<MigrationReport, ClickHouseError> {
+    check_retention(retention_days)?;
     let query_error = |context: String| move |source| ClickHouseError::Query { context, source };
     // The database may not exist yet, so this one statement runs against `system`.
     client
@@ -205,6 +217,7 @@ pub async fn set_retention(
     database: &str,
     retention_days: u32,
 ) -> Result<(), ClickHouseError> {
+    check_retention(retention_days)?;
     for (table, column) in TTL_COLUMNS {
         let statement = format!(
             "ALTER TABLE `{database}`.`{table}` MODIFY TTL toDateTime({column}) + INTERVAL {retention_days} DAY"

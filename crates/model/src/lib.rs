@@ -13,7 +13,7 @@ pub mod topic;
 pub use identity::{TradeIdentity, content_hash};
 pub use records::*;
 pub use rust_decimal::Decimal;
-pub use topic::{CleanupPolicy, Topic, TopicNames};
+pub use topic::{CleanupPolicy, INTERNAL_TOPICS, Topic, TopicNames};
 
 /// Current UTC time in milliseconds since the epoch.
 pub fn now_ms() -> i64 {

@@ -183,6 +183,16 @@ impl fmt::Display for Topic {
     }
 }
 
+/// Topics without an Avro schema, private to one service (its checkpoints): name, partitions,
+/// cleanup policy, key. Created by the service itself when missing; listed in
+/// `deploy/topics.tsv` so production init jobs can pre-create them with proper replication.
+pub const INTERNAL_TOPICS: &[(&str, i32, CleanupPolicy, &str)] = &[(
+    "polytape.candle_builder.checkpoints.v1",
+    2,
+    CleanupPolicy::Compact,
+    "manifest | a-<n> | b-<n>",
+)];
+
 /// Topic names as deployed: the default names behind an optional prefix. Tests use a unique
 /// prefix per test so they can share one broker and run in parallel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -236,6 +246,13 @@ impl TopicNames {
                 topic.key_description()
             ));
         }
+        for (name, partitions, policy, key) in INTERNAL_TOPICS {
+            table.push_str(&format!(
+                "{}{name}\t{partitions}\t{}\t-1\t{key}\n",
+                self.prefix,
+                policy.as_str()
+            ));
+        }
         table
     }
 }
@@ -284,6 +301,17 @@ mod tests {
             Some(Topic::DeadLetters)
         );
         assert_eq!(names.topic_of("polymarket.dlq.v1"), None);
+    }
+
+    #[test]
+    fn the_committed_deploy_table_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/topics.tsv");
+        let committed = std::fs::read_to_string(path).unwrap();
+        assert_eq!(
+            committed,
+            TopicNames::default().render_table(),
+            "deploy/topics.tsv is stale: run `cargo xtask topics`"
+        );
     }
 
     #[test]

@@ -111,3 +111,26 @@ impl IsolatedDatabase {
         }
     }
 }
+
+/// Topic names unique to this test, with every Polytape topic created on the stack (for tests
+/// that run a service binary against them). Blocking: usable from plain `#[test]`s.
+pub fn created_isolated_topics(purpose: &str) -> TopicNames {
+    let names = isolated_topics(purpose);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => panic!("cannot start a tokio runtime: {error}"),
+    };
+    let brokers = endpoints().kafka_brokers;
+    if let Err(error) = runtime.block_on(polytape_kafka::ensure_topics(
+        &brokers,
+        &names,
+        &polytape_model::Topic::ALL,
+        1,
+    )) {
+        panic!("cannot create the test's topics on {brokers} ({error}); is the stack up?");
+    }
+    names
+}

@@ -1,12 +1,18 @@
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use polytape_runtime::{
     AdminEndpoint, Service, ServiceConfig,
-    config::{CommonConfig, KafkaConfig},
+    config::{CommonConfig, KafkaConfig, ValidationReport},
 };
 use serde::Deserialize;
 
+use crate::{
+    book::BookSettings,
+    candles::{CandleSettings, Interval},
+};
+
 /// Configuration of `polytape-candle-builder`; see README.md, "Configuration", for every key.
+/// Defaults live with every other key's in crates/runtime/src/defaults.toml.
 #[derive(Debug, Clone, Deserialize)]
 pub struct CandleBuilderConfig {
     #[serde(flatten)]
@@ -14,6 +20,25 @@ pub struct CandleBuilderConfig {
     #[serde(flatten)]
     pub kafka: KafkaConfig,
     pub candle_builder_admin_addr: SocketAddr,
+    /// Candle intervals, comma-separated (`1m,5m,15m,1h,4h,1d`).
+    pub candle_intervals: String,
+    /// How far behind a partition's watermark a trade may be and still be counted.
+    #[serde(with = "humantime_serde")]
+    pub candle_allowed_lateness: Duration,
+    /// Levels per side in a regular book state.
+    pub book_top_levels: u32,
+    /// Event-time period of book states for a token without significant change.
+    #[serde(with = "humantime_serde")]
+    pub book_publish_interval: Duration,
+    /// Event-time period of full-depth book states.
+    #[serde(with = "humantime_serde")]
+    pub book_full_depth_interval: Duration,
+    /// Books without an event for this long (event time) are evicted.
+    #[serde(with = "humantime_serde")]
+    pub book_idle_eviction: Duration,
+    /// How often the state is checkpointed (wall time).
+    #[serde(with = "humantime_serde")]
+    pub candle_builder_checkpoint_interval: Duration,
 }
 
 impl ServiceConfig for CandleBuilderConfig {
@@ -22,6 +47,16 @@ impl ServiceConfig for CandleBuilderConfig {
     fn common(&self) -> &CommonConfig {
         &self.common
     }
+
+    fn validate(&self, report: &mut ValidationReport<'_>) {
+        if let Err(error) = self.intervals() {
+            report.problem("candle_intervals", &self.candle_intervals, error);
+        }
+    }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl CandleBuilderConfig {
@@ -31,5 +66,36 @@ impl CandleBuilderConfig {
             addr: self.candle_builder_admin_addr,
             env_var: "POLYTAPE_CANDLE_BUILDER_ADMIN_ADDR",
         }
+    }
+
+    /// The configured intervals.
+    pub fn intervals(&self) -> Result<Vec<Interval>, crate::candles::IntervalError> {
+        self.candle_intervals
+            .split(',')
+            .filter(|label| !label.trim().is_empty())
+            .map(str::parse)
+            .collect()
+    }
+
+    pub fn candle_settings(&self) -> CandleSettings {
+        CandleSettings::new(
+            self.intervals().unwrap_or_else(|_| Interval::defaults()),
+            millis(self.candle_allowed_lateness),
+        )
+    }
+
+    pub fn book_settings(&self) -> BookSettings {
+        BookSettings {
+            top_levels: usize::try_from(self.book_top_levels)
+                .unwrap_or(usize::MAX)
+                .max(1),
+            publish_interval_ms: millis(self.book_publish_interval),
+            full_depth_interval_ms: millis(self.book_full_depth_interval).max(1),
+            ..BookSettings::default()
+        }
+    }
+
+    pub fn book_idle_eviction_ms(&self) -> i64 {
+        millis(self.book_idle_eviction)
     }
 }

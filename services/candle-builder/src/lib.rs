@@ -1,21 +1,37 @@
 //! The candle builder: OHLCV candles and order-book state derived in-stream.
 //!
-//! Candle and book-state derivation arrives with issue #7; today the service starts, checks Kafka and the Schema Registry, and serves its admin endpoints.
+//! The derivations are plain structs tested without the network: [`candles::CandleAggregator`]
+//! (event-time OHLCV windows per trades partition) and [`book::BookEngine`] (L2 books per
+//! token, validated against upstream's best bid/ask). [`pipeline`] is the thin Kafka loop
+//! around them, and [`checkpoint`] makes the state survive restarts. The design is in
+//! README.md beside this crate.
 
+pub mod book;
+pub mod candles;
+mod checkpoint;
 mod config;
+mod error;
+mod events;
+mod hash;
+pub mod merge;
+pub mod pipeline;
+pub mod units;
 
 pub use config::CandleBuilderConfig;
+pub use error::BuilderError;
 use polytape_runtime::{BoxError, ServiceContext};
 
-/// Checks the service's dependencies and spawns its tasks.
+/// Checks the service's dependencies and spawns the pipeline.
 pub async fn start(config: CandleBuilderConfig, context: ServiceContext) -> Result<(), BoxError> {
     polytape_kafka::check_dependencies(&config.kafka).await?;
-    let pipeline = context.readiness.register("builder");
+    let ready = context.readiness.register("builder");
     let stop = context.shutdown.token();
     context.shutdown.spawn("builder", async move {
-        pipeline.set_ready(true);
-        stop.cancelled().await;
-        Ok(())
+        pipeline::run(config, stop, ready).await.map_err(|error| {
+            let retryable = error.is_retryable();
+            tracing::error!(error = %error, retryable, "candle builder stopped on an error");
+            BoxError::from(error)
+        })
     });
     Ok(())
 }

@@ -10,6 +10,12 @@ fn serves_admin_endpoints_and_stops_cleanly_on_sigterm() {
     assert_serves_admin_endpoints_and_stops_cleanly(
         Path::new(env!("CARGO_BIN_EXE_polytape-candle-builder")),
         "POLYTAPE_CANDLE_BUILDER_ADMIN_ADDR",
-        &[],
+        // Its own topics (and checkpoint topic), so it never reads or writes shared data.
+        &[(
+            "POLYTAPE_TOPIC_PREFIX",
+            polytape_test_support::stack::created_isolated_topics("lifecycle")
+                .prefix()
+                .to_owned(),
+        )],
     );
 }

@@ -23,7 +23,7 @@ enum Command {
     Migrate {
         /// TTL of every time-series table, in days; given explicitly, it is also applied to
         /// tables that already exist (default for new tables: 90)
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
         retention_days: Option<u32>,
     },
 }

@@ -297,6 +297,51 @@ pub const KEYS: &[KeySpec] = &[
         "flush at least this often, so quiet topics land promptly, e.g. `500ms`",
     ),
     key(
+        "candle_intervals",
+        &[CandleBuilder],
+        KeyKind::Text,
+        "candle intervals, comma-separated (number + s/m/h/d dividing a day), e.g. `1m,5m,15m,1h,4h,1d`",
+    ),
+    key(
+        "candle_allowed_lateness",
+        &[CandleBuilder],
+        KeyKind::Duration,
+        "how far behind a trades partition's watermark a trade still counts; older trades go to the DLQ as late",
+    ),
+    key(
+        "book_top_levels",
+        &[CandleBuilder],
+        KeyKind::Count {
+            min: 1,
+            max: 10_000,
+        },
+        "levels per side in a regular book_state record",
+    ),
+    key(
+        "book_publish_interval",
+        &[CandleBuilder],
+        KeyKind::Duration,
+        "event-time period of book_state records without a best bid/ask change",
+    ),
+    key(
+        "book_full_depth_interval",
+        &[CandleBuilder],
+        KeyKind::Duration,
+        "event-time period of full-depth book_state records",
+    ),
+    key(
+        "book_idle_eviction",
+        &[CandleBuilder],
+        KeyKind::Duration,
+        "books without events for this long (event time) are evicted",
+    ),
+    key(
+        "candle_builder_checkpoint_interval",
+        &[CandleBuilder],
+        KeyKind::Duration,
+        "how often the candle builder checkpoints its state",
+    ),
+    key(
         "ws_max_assets_per_connection",
         &[WsBridge],
         KeyKind::Count {

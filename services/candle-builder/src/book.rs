@@ -1,0 +1,595 @@
+//! Order books per token: a full L2 book from `book_snapshots` (authoritative replace) and
+//! `price_changes` (absolute size per level; 0 deletes), validated against the best bid/ask
+//! upstream sends with every change, and published as [`BookState`].
+//!
+//! - **Event time**: a snapshot older than the one the book is built on is ignored; a change
+//!   older than the book's snapshot is already in it and is ignored. Snapshots and changes
+//!   travel on different topics, so a change can be read before the snapshot it follows: the
+//!   last changes of each token (a bounded buffer, also filled before the first snapshot) are
+//!   re-applied on top of a snapshot when their time is not older than the snapshot's.
+//!   Changes carry absolute sizes, so re-applying one the snapshot already reflects changes
+//!   nothing. If the buffer no longer holds every change newer than the snapshot, a
+//!   consistent book is more current than the snapshot and the snapshot is skipped.
+//! - **Validation**: after each change the book's best bid/ask must equal the change's
+//!   `best_bid`/`best_ask` (upstream writes an empty bid side as 0 and an empty ask side as 1).
+//!   On a mismatch the token turns inconsistent: one [`Continuity`] record (kind
+//!   `BOOK_MISMATCH`, gap open) is emitted, a state with `consistent = false` is published,
+//!   and changes are not trusted until the next snapshot, which closes the gap (same
+//!   continuity id, `gap_end_ms` set).
+//! - **Publishing** (all by event time, so replays publish the same records): top-N levels on
+//!   every snapshot, on every best bid/ask change, when consistency changes, and otherwise at
+//!   most every `publish_interval`; a full-depth record when the event time enters a new
+//!   `full_depth_interval` bucket. Versions count the token's book events, so they grow per
+//!   token and a replay of the same events re-emits the same versions.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use polytape_model::{
+    BookLevel, BookSnapshot, BookState, Continuity, ContinuityKind, PriceChange, Side,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::{
+    hash::FxBuildHasher,
+    units::{self, ONE, UnitsError},
+};
+
+/// Tick size assumed until a snapshot gives one (Polymarket's default tick).
+const DEFAULT_TICK: i64 = 10_000;
+
+/// What the book engine publishes, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookSettings {
+    /// Levels per side in a regular (top-N) state.
+    pub top_levels: usize,
+    /// A token with activity but no significant change is published at most this often.
+    pub publish_interval_ms: i64,
+    /// A full-depth state is published when event time enters a new bucket of this length.
+    pub full_depth_interval_ms: i64,
+    /// Changes kept per token for re-applying over a snapshot read after them.
+    pub reorder_window_ms: i64,
+    /// Upper bound of that buffer per token (memory bound).
+    pub reorder_capacity: usize,
+}
+
+impl Default for BookSettings {
+    fn default() -> Self {
+        Self {
+            top_levels: 50,
+            publish_interval_ms: 10_000,
+            full_depth_interval_ms: 300_000,
+            reorder_window_ms: 5_000,
+            reorder_capacity: 128,
+        }
+    }
+}
+
+/// A full L2 book in scale-6 units: price → size, sizes always positive.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderBook {
+    bids: BTreeMap<i64, i64>,
+    asks: BTreeMap<i64, i64>,
+}
+
+impl OrderBook {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces the whole book with the snapshot's levels. Levels of size 0 are dropped; a
+    /// price listed twice keeps its last size.
+    pub fn apply_snapshot(&mut self, snapshot: &BookSnapshot) -> Result<(), UnitsError> {
+        let bids = levels(&snapshot.bids)?;
+        let asks = levels(&snapshot.asks)?;
+        self.bids = bids;
+        self.asks = asks;
+        Ok(())
+    }
+
+    /// Sets one level to the change's absolute size (0 deletes it).
+    pub fn apply_change(&mut self, change: &PriceChange) -> Result<(), UnitsError> {
+        let price = units::to_micros("price", change.price)?;
+        let size = units::to_micros("size", change.size)?;
+        self.set_level(change.side, price, size);
+        Ok(())
+    }
+
+    /// Sets `side`'s level at `price` to `size` units (0 or less deletes it).
+    pub fn set_level(&mut self, side: Side, price: i64, size: i64) {
+        let levels = match side {
+            Side::Buy => &mut self.bids,
+            Side::Sell => &mut self.asks,
+        };
+        if size > 0 {
+            levels.insert(price, size);
+        } else {
+            levels.remove(&price);
+        }
+    }
+
+    pub fn best_bid(&self) -> Option<i64> {
+        self.bids.keys().next_back().copied()
+    }
+
+    pub fn best_ask(&self) -> Option<i64> {
+        self.asks.keys().next().copied()
+    }
+
+    /// Bids best first (descending price).
+    pub fn bids(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.bids.iter().rev().map(|(price, size)| (*price, *size))
+    }
+
+    /// Asks best first (ascending price).
+    pub fn asks(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.asks.iter().map(|(price, size)| (*price, *size))
+    }
+
+    pub fn bid_level_count(&self) -> usize {
+        self.bids.len()
+    }
+
+    pub fn ask_level_count(&self) -> usize {
+        self.asks.len()
+    }
+
+    /// Total bid size at prices within `ticks` ticks of the best bid, inclusive
+    /// (`price ≥ best − ticks·tick`).
+    pub fn bid_depth(&self, ticks: i64, tick: i64) -> i64 {
+        let Some(best) = self.best_bid() else {
+            return 0;
+        };
+        self.bids
+            .range(best.saturating_sub(ticks.saturating_mul(tick))..)
+            .map(|(_, size)| *size)
+            .fold(0_i64, i64::saturating_add)
+    }
+
+    /// Total ask size at prices within `ticks` ticks of the best ask, inclusive.
+    pub fn ask_depth(&self, ticks: i64, tick: i64) -> i64 {
+        let Some(best) = self.best_ask() else {
+            return 0;
+        };
+        self.asks
+            .range(..=best.saturating_add(ticks.saturating_mul(tick)))
+            .map(|(_, size)| *size)
+            .fold(0_i64, i64::saturating_add)
+    }
+}
+
+/// Checks that every value of a snapshot is exact at scale 6 (so applying it cannot fail).
+pub fn check_snapshot(snapshot: &BookSnapshot) -> Result<(), UnitsError> {
+    levels(&snapshot.bids)?;
+    levels(&snapshot.asks)?;
+    if let Some(tick) = snapshot.tick_size {
+        units::to_micros("tick_size", tick)?;
+    }
+    Ok(())
+}
+
+/// Checks that every value of a change is exact at scale 6 (so applying it cannot fail).
+pub fn check_change(change: &PriceChange) -> Result<(), UnitsError> {
+    units::to_micros("price", change.price)?;
+    units::to_micros("size", change.size)?;
+    for (field, value) in [("best_bid", change.best_bid), ("best_ask", change.best_ask)] {
+        if let Some(value) = value {
+            units::to_micros(field, value)?;
+        }
+    }
+    Ok(())
+}
+
+fn levels(levels: &[BookLevel]) -> Result<BTreeMap<i64, i64>, UnitsError> {
+    let mut map = BTreeMap::new();
+    for level in levels {
+        let price = units::to_micros("price", level.price)?;
+        let size = units::to_micros("size", level.size)?;
+        if size > 0 {
+            map.insert(price, size);
+        } else {
+            map.remove(&price);
+        }
+    }
+    Ok(map)
+}
+
+/// A change kept for re-applying over a late-read snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct RecentChange {
+    time_ms: i64,
+    side: Side,
+    price: i64,
+    size: i64,
+}
+
+/// The book of one token with its validation and publishing state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct TokenBook {
+    book: OrderBook,
+    condition_id: Option<String>,
+    tick_size: Option<i64>,
+    /// Time of the snapshot the book is built on; `None` until the first snapshot.
+    snapshot_ms: Option<i64>,
+    last_event_ms: i64,
+    consistent: bool,
+    open_gap: Option<Continuity>,
+    /// Book events seen for this token: the version of its states.
+    events: i64,
+    last_published_ms: Option<i64>,
+    last_published_best: (Option<i64>, Option<i64>),
+    last_full_bucket: Option<i64>,
+    recent: VecDeque<RecentChange>,
+    /// Latest time of a change dropped from `recent` (by age or capacity).
+    evicted_until_ms: Option<i64>,
+}
+
+/// What one book event produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BookOutput {
+    pub states: Vec<BookState>,
+    pub gaps: Vec<Continuity>,
+    /// Why the event changed nothing, if it did not.
+    pub skipped: Option<Skipped>,
+}
+
+/// Book events that are read but not applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skipped {
+    /// A snapshot older than the one the book is built on.
+    StaleSnapshot,
+    /// A change older than the book's snapshot (the snapshot already contains it).
+    StaleChange,
+    /// A change for a token without a snapshot yet.
+    NoBook,
+    /// A change while the book waits for a snapshot after a mismatch.
+    Inconsistent,
+}
+
+/// Serializable state of a [`BookEngine`] (checkpoints).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BookEngineState {
+    tokens: Vec<(String, TokenBook)>,
+}
+
+/// Books of every token the builder follows.
+#[derive(Debug, Default)]
+pub struct BookEngine {
+    settings: BookSettings,
+    tokens: HashMap<String, TokenBook, FxBuildHasher>,
+}
+
+impl BookEngine {
+    pub fn new(settings: BookSettings) -> Self {
+        Self {
+            settings,
+            tokens: HashMap::default(),
+        }
+    }
+
+    pub fn token_count(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// The current book of a token.
+    pub fn book(&self, token_id: &str) -> Option<&OrderBook> {
+        self.tokens.get(token_id).map(|token| &token.book)
+    }
+
+    /// Whether a token's book passed validation since its last snapshot.
+    pub fn is_consistent(&self, token_id: &str) -> Option<bool> {
+        self.tokens.get(token_id).map(|token| token.consistent)
+    }
+
+    /// Replaces a token's book with `snapshot` (unless it is older than the current one).
+    pub fn apply_snapshot(&mut self, snapshot: &BookSnapshot) -> Result<BookOutput, UnitsError> {
+        let mut output = BookOutput::default();
+        let token = self.tokens.entry(snapshot.token_id.clone()).or_default();
+        token.events += 1;
+        let older_than_book_snapshot = token
+            .snapshot_ms
+            .is_some_and(|current| snapshot.timestamp_ms < current);
+        // Changes newer than the snapshot were applied already. Replacing the book is exact
+        // only if every one of them is still in the buffer to be re-applied; otherwise a book
+        // that passed validation is more current than the snapshot and stays.
+        let buffer_complete = token
+            .evicted_until_ms
+            .is_none_or(|evicted| evicted < snapshot.timestamp_ms);
+        let book_is_newer =
+            token.consistent && token.last_event_ms > snapshot.timestamp_ms && !buffer_complete;
+        if older_than_book_snapshot || book_is_newer {
+            output.skipped = Some(Skipped::StaleSnapshot);
+            return Ok(output);
+        }
+        token.book.apply_snapshot(snapshot)?;
+        if let Some(tick) = snapshot.tick_size {
+            token.tick_size = Some(units::to_micros("tick_size", tick)?);
+        }
+        token.condition_id = Some(snapshot.condition_id.clone());
+        token.snapshot_ms = Some(snapshot.timestamp_ms);
+        token.last_event_ms = token.last_event_ms.max(snapshot.timestamp_ms);
+        // Changes read before this snapshot but not older than it come after it.
+        token
+            .recent
+            .retain(|change| change.time_ms >= snapshot.timestamp_ms);
+        for change in &token.recent {
+            token.book.set_level(change.side, change.price, change.size);
+            token.last_event_ms = token.last_event_ms.max(change.time_ms);
+        }
+        token.consistent = true;
+        if let Some(mut gap) = token.open_gap.take() {
+            gap.gap_end_ms = Some(snapshot.timestamp_ms);
+            // The closing record must win in ClickHouse (ReplacingMergeTree(detected_at)).
+            gap.detected_ms = gap.detected_ms.max(snapshot.timestamp_ms);
+            gap.reason = format!(
+                "{}; recovered at the snapshot of {}",
+                gap.reason, snapshot.timestamp_ms
+            );
+            output.gaps.push(gap);
+        }
+        publish(
+            &self.settings,
+            &snapshot.token_id,
+            token,
+            true,
+            &mut output.states,
+        );
+        Ok(output)
+    }
+
+    /// Applies one level change and validates the book against it.
+    pub fn apply_change(&mut self, change: &PriceChange) -> Result<BookOutput, UnitsError> {
+        let mut output = BookOutput::default();
+        let price = units::to_micros("price", change.price)?;
+        let size = units::to_micros("size", change.size)?;
+        let expected_bid = change
+            .best_bid
+            .map(|bid| units::to_micros("best_bid", bid))
+            .transpose()?;
+        let expected_ask = change
+            .best_ask
+            .map(|ask| units::to_micros("best_ask", ask))
+            .transpose()?;
+        if !self.tokens.contains_key(change.token_id.as_str()) {
+            // A change read before the token's first snapshot is kept for it.
+            self.tokens
+                .insert(change.token_id.clone(), TokenBook::default());
+        }
+        let Some(token) = self.tokens.get_mut(change.token_id.as_str()) else {
+            return Ok(output);
+        };
+        token.events += 1;
+        if token
+            .snapshot_ms
+            .is_some_and(|snapshot_ms| change.timestamp_ms < snapshot_ms)
+        {
+            output.skipped = Some(Skipped::StaleChange);
+            return Ok(output);
+        }
+        let recent = RecentChange {
+            time_ms: change.timestamp_ms,
+            side: change.side,
+            price,
+            size,
+        };
+        token.recent.push_back(recent);
+        let horizon = change
+            .timestamp_ms
+            .saturating_sub(self.settings.reorder_window_ms);
+        while token.recent.len() > self.settings.reorder_capacity
+            || token
+                .recent
+                .front()
+                .is_some_and(|old| old.time_ms < horizon)
+        {
+            if let Some(evicted) = token.recent.pop_front() {
+                token.evicted_until_ms = Some(
+                    token
+                        .evicted_until_ms
+                        .map_or(evicted.time_ms, |until| until.max(evicted.time_ms)),
+                );
+            }
+        }
+        if token.snapshot_ms.is_none() {
+            output.skipped = Some(Skipped::NoBook);
+            return Ok(output);
+        }
+        if !token.consistent {
+            output.skipped = Some(Skipped::Inconsistent);
+            return Ok(output);
+        }
+        let valid_until_ms = token.last_event_ms;
+        token.book.set_level(change.side, price, size);
+        token.last_event_ms = token.last_event_ms.max(change.timestamp_ms);
+
+        // Upstream writes an empty bid side as 0 and an empty ask side as 1.
+        let expected_bid = expected_bid.map(|bid| (bid > 0).then_some(bid));
+        let expected_ask = expected_ask.map(|ask| (ask < ONE).then_some(ask));
+        let bid_ok = expected_bid.is_none_or(|bid| bid == token.book.best_bid());
+        let ask_ok = expected_ask.is_none_or(|ask| ask == token.book.best_ask());
+        if !(bid_ok && ask_ok) {
+            token.consistent = false;
+            let gap = mismatch_gap(change, token, valid_until_ms, expected_bid, expected_ask);
+            token.open_gap = Some(gap.clone());
+            output.gaps.push(gap);
+        }
+        let force = !token.consistent;
+        publish(
+            &self.settings,
+            &change.token_id,
+            token,
+            force,
+            &mut output.states,
+        );
+        Ok(output)
+    }
+
+    /// Forgets the books of resolved markets' tokens.
+    pub fn evict(&mut self, token_ids: &[String]) -> usize {
+        token_ids
+            .iter()
+            .filter(|token_id| self.tokens.remove(token_id.as_str()).is_some())
+            .count()
+    }
+
+    /// Forgets books without an event since `before_ms` (event time).
+    pub fn evict_idle(&mut self, before_ms: i64) -> usize {
+        let count = self.tokens.len();
+        self.tokens
+            .retain(|_, token| token.last_event_ms >= before_ms);
+        count - self.tokens.len()
+    }
+
+    pub fn state(&self) -> BookEngineState {
+        let mut tokens: Vec<(String, TokenBook)> = self
+            .tokens
+            .iter()
+            .map(|(token_id, token)| (token_id.clone(), token.clone()))
+            .collect();
+        tokens.sort_by(|left, right| left.0.cmp(&right.0));
+        BookEngineState { tokens }
+    }
+
+    pub fn restore(settings: BookSettings, state: BookEngineState) -> Self {
+        Self {
+            settings,
+            tokens: state.tokens.into_iter().collect(),
+        }
+    }
+}
+
+fn price_text(price: Option<i64>) -> String {
+    price.map_or_else(
+        || "none".to_owned(),
+        |units| units::micros_to_decimal(units).to_string(),
+    )
+}
+
+fn mismatch_gap(
+    change: &PriceChange,
+    token: &TokenBook,
+    valid_until_ms: i64,
+    expected_bid: Option<Option<i64>>,
+    expected_ask: Option<Option<i64>>,
+) -> Continuity {
+    let identity = format!(
+        "candle-builder|book_mismatch|{}|{}|{}|{}",
+        change.token_id, change.connection_id, change.sequence, change.entry_index
+    );
+    let digest = Sha256::digest(identity.as_bytes());
+    Continuity {
+        continuity_id: hex::encode(&digest[..16]),
+        kind: ContinuityKind::BookMismatch,
+        token_ids: vec![change.token_id.clone()],
+        gap_start_ms: valid_until_ms,
+        gap_end_ms: None,
+        detected_ms: change.timestamp_ms,
+        source: "candle-builder".to_owned(),
+        connection_id: Some(change.connection_id.clone()),
+        reason: format!(
+            "book mismatch after price change (sequence {}, entry {}): book best bid/ask {}/{}, upstream says {}/{}; waiting for the next snapshot",
+            change.sequence,
+            change.entry_index,
+            price_text(token.book.best_bid()),
+            price_text(token.book.best_ask()),
+            expected_bid.map_or_else(|| "-".to_owned(), price_text),
+            expected_ask.map_or_else(|| "-".to_owned(), price_text),
+        ),
+    }
+}
+
+/// Publishes the token's state if the publishing rules say so.
+fn publish(
+    settings: &BookSettings,
+    token_id: &str,
+    token: &mut TokenBook,
+    force: bool,
+    out: &mut Vec<BookState>,
+) {
+    let now = token.last_event_ms;
+    let best = (token.book.best_bid(), token.book.best_ask());
+    let due = token
+        .last_published_ms
+        .is_none_or(|last| now >= last.saturating_add(settings.publish_interval_ms));
+    // Snapshots and mismatches force a record (a mismatch is published once, with
+    // consistent = false; changes are skipped until the next snapshot).
+    if force || (token.consistent && (best != token.last_published_best || due)) {
+        out.push(state_of(settings, token_id, token, false));
+        token.last_published_ms = Some(now);
+        token.last_published_best = best;
+    }
+    let bucket = now.div_euclid(settings.full_depth_interval_ms.max(1));
+    if token.consistent && token.last_full_bucket.is_none_or(|last| bucket > last) {
+        out.push(state_of(settings, token_id, token, true));
+        token.last_full_bucket = Some(bucket);
+    }
+}
+
+fn book_levels(levels: impl Iterator<Item = (i64, i64)>, limit: usize) -> Vec<BookLevel> {
+    levels
+        .take(limit)
+        .map(|(price, size)| BookLevel {
+            price: units::micros_to_decimal(price),
+            size: units::micros_to_decimal(size),
+        })
+        .collect()
+}
+
+/// Mid of two scale-6 prices, rounded half-even to scale 6 (exact for any tick ≥ 0.000002).
+fn mid_units(bid: i64, ask: i64) -> i64 {
+    let sum = bid + ask;
+    let half = sum.div_euclid(2);
+    if sum.rem_euclid(2) == 0 || half % 2 == 0 {
+        half
+    } else {
+        half + 1
+    }
+}
+
+fn state_of(
+    settings: &BookSettings,
+    token_id: &str,
+    token: &TokenBook,
+    full_depth: bool,
+) -> BookState {
+    let book = &token.book;
+    let limit = if full_depth {
+        usize::MAX
+    } else {
+        settings.top_levels
+    };
+    let tick = token
+        .tick_size
+        .filter(|tick| *tick > 0)
+        .unwrap_or(DEFAULT_TICK);
+    let best_bid = book.best_bid();
+    let best_ask = book.best_ask();
+    let (mid, spread) = match (best_bid, best_ask) {
+        (Some(bid), Some(ask)) => (Some(mid_units(bid, ask)), Some(ask - bid)),
+        _ => (None, None),
+    };
+    let decimal = |units: Option<i64>| units.map(units::micros_to_decimal);
+    BookState {
+        token_id: token_id.to_owned(),
+        condition_id: token.condition_id.clone(),
+        timestamp_ms: token.last_event_ms,
+        bids: book_levels(book.bids(), limit),
+        asks: book_levels(book.asks(), limit),
+        full_depth,
+        bid_level_count: i32::try_from(book.bid_level_count()).unwrap_or(i32::MAX),
+        ask_level_count: i32::try_from(book.ask_level_count()).unwrap_or(i32::MAX),
+        best_bid: decimal(best_bid),
+        best_ask: decimal(best_ask),
+        mid: decimal(mid),
+        spread: decimal(spread),
+        tick_size: decimal(token.tick_size),
+        bid_depth_1_tick: units::micros_to_decimal(book.bid_depth(1, tick)),
+        bid_depth_5_ticks: units::micros_to_decimal(book.bid_depth(5, tick)),
+        bid_depth_10_ticks: units::micros_to_decimal(book.bid_depth(10, tick)),
+        ask_depth_1_tick: units::micros_to_decimal(book.ask_depth(1, tick)),
+        ask_depth_5_ticks: units::micros_to_decimal(book.ask_depth(5, tick)),
+        ask_depth_10_ticks: units::micros_to_decimal(book.ask_depth(10, tick)),
+        consistent: token.consistent,
+        version: token.events,
+    }
+}

@@ -1,0 +1,49 @@
+//! Errors that stop the builder, classified so the caller knows whether retrying can help.
+
+use polytape_codec::CodecError;
+use polytape_kafka::KafkaError;
+
+use crate::units::UnitsError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuilderError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    #[error("kafka: cannot {context}: {source}")]
+    Client {
+        context: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("the broker did not acknowledge a {what}: {source}")]
+    Produce {
+        what: &'static str,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error(
+        "input topic {topic} does not exist; create the topics (`cargo xtask stack up`, or the deployment's init job) or set POLYTAPE_TOPIC_PREFIX"
+    )]
+    MissingTopic { topic: String },
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    #[error("a derived value does not fit its schema: {0}")]
+    Units(#[from] UnitsError),
+}
+
+impl BuilderError {
+    /// Whether the same operation may succeed later (broker or registry unavailable), as
+    /// opposed to a state or configuration problem that needs a person.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            BuilderError::Kafka(error) => error.is_retryable(),
+            BuilderError::Client { .. } | BuilderError::Produce { .. } => true,
+            BuilderError::Codec(error) => error.is_retryable(),
+            BuilderError::MissingTopic { .. }
+            | BuilderError::Checkpoint(_)
+            | BuilderError::Units(_) => false,
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The builder's metrics and their log lines, emitted together.
+
+use std::sync::LazyLock;
+
+use polytape_runtime::metrics::{InternalEvent, register};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+};
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(
+        IntCounterVec::new(Opts::new(name, help), labels)
+            .unwrap_or_else(|error| panic!("metric definition {name}: {error}")),
+    )
+}
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    register(
+        IntCounter::new(name, help)
+            .unwrap_or_else(|error| panic!("metric definition {name}: {error}")),
+    )
+}
+
+fn gauge(name: &str, help: &str) -> IntGauge {
+    register(
+        IntGauge::new(name, help)
+            .unwrap_or_else(|error| panic!("metric definition {name}: {error}")),
+    )
+}
+
+static CONSUMED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "polytape_candle_builder_consumed_total",
+        "Input records consumed, per input topic",
+        &["topic"],
+    )
+});
+static PRODUCED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "polytape_candle_builder_produced_total",
+        "Output records acknowledged, per output",
+        &["output"],
+    )
+});
+static TRADES_SKIPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "polytape_candle_builder_trades_skipped_total",
+        "Trades not counted: late (dead-lettered), invalid (dead-lettered) or duplicate (ignored)",
+        &["reason"],
+    )
+});
+static BOOK_EVENTS_SKIPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "polytape_candle_builder_book_events_skipped_total",
+        "Book events read but not applied",
+        &["reason"],
+    )
+});
+static MISMATCHES: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "polytape_candle_builder_book_mismatches_total",
+        "Books found inconsistent with upstream's best bid/ask",
+    )
+});
+static DEAD_LETTERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "polytape_candle_builder_dead_letters_total",
+        "Inputs sent to the DLQ, per input topic",
+        &["topic"],
+    )
+});
+static CHECKPOINT_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "polytape_candle_builder_checkpoint_bytes",
+        "Size of the last checkpoint written",
+    )
+});
+static CHECKPOINT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register(
+        Histogram::with_opts(
+            HistogramOpts::new(
+                "polytape_candle_builder_checkpoint_seconds",
+                "Time to write one checkpoint",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        )
+        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+    )
+});
+static STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new(
+                "polytape_candle_builder_state",
+                "Size of the in-memory state",
+            ),
+            &["kind"],
+        )
+        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+    )
+});
+
+/// A batch of input was processed and its outputs acknowledged.
+pub(crate) struct BatchProcessed {
+    pub(crate) consumed: [(&'static str, u64); 4],
+    pub(crate) candles: usize,
+    pub(crate) book_states: usize,
+    pub(crate) gaps: usize,
+    pub(crate) dead_letters: usize,
+}
+
+impl InternalEvent for BatchProcessed {
+    fn emit(self) {
+        let total: u64 = self.consumed.iter().map(|(_, count)| count).sum();
+        tracing::debug!(
+            records = total,
+            candles = self.candles,
+            book_states = self.book_states,
+            gaps = self.gaps,
+            dead_letters = self.dead_letters,
+            "batch processed and outputs acknowledged"
+        );
+        for (topic, count) in self.consumed {
+            CONSUMED.with_label_values(&[topic]).inc_by(count);
+        }
+        for (output, count) in [
+            ("candles", self.candles),
+            ("book_state", self.book_states),
+            ("continuity", self.gaps),
+            ("dlq", self.dead_letters),
+        ] {
+            PRODUCED
+                .with_label_values(&[output])
+                .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
+        }
+    }
+}
+
+/// A trade was not counted.
+pub(crate) struct TradeSkipped<'a> {
+    pub(crate) reason: &'static str,
+    pub(crate) detail: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for TradeSkipped<'_> {
+    fn emit(self) {
+        tracing::debug!(reason = self.reason, detail = %self.detail, "trade not counted");
+        TRADES_SKIPPED.with_label_values(&[self.reason]).inc();
+    }
+}
+
+/// A book event was read but not applied.
+pub(crate) struct BookEventSkipped {
+    pub(crate) reason: &'static str,
+}
+
+impl InternalEvent for BookEventSkipped {
+    fn emit(self) {
+        BOOK_EVENTS_SKIPPED.with_label_values(&[self.reason]).inc();
+    }
+}
+
+/// A book disagreed with upstream's best bid/ask.
+pub(crate) struct BookMismatch<'a> {
+    pub(crate) token_id: &'a str,
+    pub(crate) reason: &'a str,
+}
+
+impl InternalEvent for BookMismatch<'_> {
+    fn emit(self) {
+        tracing::warn!(
+            token_id = self.token_id,
+            reason = self.reason,
+            "book mismatch; waiting for the next snapshot"
+        );
+        MISMATCHES.inc();
+    }
+}
+
+/// An input went to the DLQ.
+pub(crate) struct DeadLettered<'a> {
+    pub(crate) topic: &'static str,
+    pub(crate) origin: &'a str,
+    pub(crate) reason: &'a str,
+}
+
+impl InternalEvent for DeadLettered<'_> {
+    fn emit(self) {
+        tracing::debug!(
+            origin = self.origin,
+            reason = self.reason,
+            "input sent to the dlq"
+        );
+        DEAD_LETTERS.with_label_values(&[self.topic]).inc();
+    }
+}
+
+/// A checkpoint was written and the input offsets it covers were stored.
+pub(crate) struct CheckpointWritten {
+    pub(crate) generation: u64,
+    pub(crate) bytes: usize,
+    pub(crate) chunks: usize,
+    pub(crate) seconds: f64,
+    pub(crate) candle_tokens: usize,
+    pub(crate) open_windows: usize,
+    pub(crate) books: usize,
+}
+
+impl InternalEvent for CheckpointWritten {
+    fn emit(self) {
+        tracing::debug!(
+            generation = self.generation,
+            bytes = self.bytes,
+            chunks = self.chunks,
+            seconds = self.seconds,
+            "checkpoint written"
+        );
+        CHECKPOINT_BYTES.set(i64::try_from(self.bytes).unwrap_or(i64::MAX));
+        CHECKPOINT_SECONDS.observe(self.seconds);
+        for (kind, value) in [
+            ("candle_tokens", self.candle_tokens),
+            ("open_windows", self.open_windows),
+            ("books", self.books),
+        ] {
+            STATE
+                .with_label_values(&[kind])
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// The state was restored from a checkpoint at start-up (or there was none).
+pub(crate) struct StateRestored {
+    pub(crate) generation: Option<u64>,
+    pub(crate) bytes: usize,
+    pub(crate) partitions: usize,
+}
+
+impl InternalEvent for StateRestored {
+    fn emit(self) {
+        match self.generation {
+            Some(generation) => tracing::info!(
+                generation,
+                bytes = self.bytes,
+                partitions = self.partitions,
+                "state restored from checkpoint; resuming at its offsets"
+            ),
+            None => tracing::info!(
+                partitions = self.partitions,
+                "no checkpoint; consuming the inputs from the beginning"
+            ),
+        }
+    }
+}
+
+/// A produce failed and the batch is sent again (outputs are deterministic, so a resend
+/// is idempotent downstream).
+pub(crate) struct SendRetried<'a> {
+    pub(crate) error: &'a dyn std::fmt::Display,
+    pub(crate) retry_in: std::time::Duration,
+}
+
+impl InternalEvent for SendRetried<'_> {
+    fn emit(self) {
+        tracing::warn!(error = %self.error, retry_in = ?self.retry_in, "sending outputs failed; retrying the batch");
+    }
+}

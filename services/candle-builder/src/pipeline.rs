@@ -1,0 +1,783 @@
+//! The Kafka loop around the pure candle and book logic.
+//!
+//! One consumer is assigned every partition of the inputs (trades, book snapshots, price
+//! changes, market lifecycle) at the offsets of the last checkpoint, or at the beginning when
+//! there is none. Records are processed in batches (up to [`BATCH_MAX`] records or
+//! [`BATCH_WAIT`]); after each batch the candles it changed are drained (one record per key
+//! and batch) and every output is sent and acknowledged before the next batch. Every
+//! checkpoint interval, and at shutdown, the state is checkpointed together with the input
+//! positions it covers ([`crate::checkpoint`]), and those positions are committed to the
+//! consumer group (for lag monitoring; the checkpoint is what the builder resumes from).
+//! No Kafka transactions are used: outputs are deterministic, so what a crash makes the
+//! builder send twice is identical both times.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::{Duration, Instant},
+};
+
+use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
+use polytape_kafka::{RecordProducer, create_consumer, create_producer};
+use polytape_model::{
+    BookSnapshot, BookState, Candle, Continuity, DeadLetter, LifecycleKind, MarketLifecycle,
+    PriceChange, Topic, TopicNames, Trade,
+};
+use polytape_runtime::{ReadinessHandle, metrics::InternalEvent as _};
+use rdkafka::{
+    Message as _, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer as _, StreamConsumer},
+    message::BorrowedMessage,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use std::sync::{Arc, Mutex};
+
+use crate::{
+    CandleBuilderConfig,
+    book::{self, BookEngine, BookEngineState, BookOutput, BookSettings, Skipped},
+    candles::{AggregatorState, CandleAggregator, CandleSettings, Ingested, Rejected},
+    checkpoint::CheckpointStore,
+    error::BuilderError,
+    events::{
+        BatchProcessed, BookEventSkipped, BookMismatch, CheckpointWritten, DeadLettered,
+        SendRetried, StateRestored, TradeSkipped,
+    },
+    merge::{BookEvent, BookInput, BookMerge},
+};
+
+/// Records per batch at most.
+pub const BATCH_MAX: usize = 5_000;
+/// How long a batch waits for more records after its first.
+pub const BATCH_WAIT: Duration = Duration::from_millis(50);
+/// Inputs, in the order of [`BatchProcessed::consumed`].
+const INPUTS: [Topic; 4] = [
+    Topic::Trades,
+    Topic::BookSnapshots,
+    Topic::PriceChanges,
+    Topic::MarketLifecycle,
+];
+/// Books idle for the configured time are evicted when the book clock enters a new hour.
+const EVICTION_PERIOD_MS: i64 = 3_600_000;
+const SOURCE: &str = "candle-builder";
+
+/// The consumer group (per topic prefix, so isolated deployments never share offsets).
+pub fn group_id(names: &TopicNames) -> String {
+    format!("{}polytape-candle-builder", names.prefix())
+}
+
+/// What a checkpoint holds.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SavedState {
+    /// `(topic, partition, next offset)` of every input partition read so far.
+    positions: Vec<(String, i32, i64)>,
+    /// Candle state per trades partition.
+    candles: Vec<(i32, AggregatorState)>,
+    books: BookEngineState,
+    book_clock_ms: Option<i64>,
+    /// Book events read but not yet applied (waiting for the event-time merge).
+    #[serde(default)]
+    book_merge: BookMerge,
+}
+
+#[derive(Debug, Default)]
+struct Outputs {
+    candles: Vec<Candle>,
+    states: Vec<BookState>,
+    gaps: Vec<Continuity>,
+    dead: Vec<DeadLetter>,
+}
+
+struct Decoders {
+    trades: RecordDecoder<Trade>,
+    snapshots: RecordDecoder<BookSnapshot>,
+    changes: RecordDecoder<PriceChange>,
+    lifecycle: RecordDecoder<MarketLifecycle>,
+}
+
+struct Producers {
+    candles: RecordProducer<Candle>,
+    states: RecordProducer<BookState>,
+    gaps: RecordProducer<Continuity>,
+    dead: RecordProducer<DeadLetter>,
+}
+
+/// One input record, as much as processing needs.
+struct Input<'a> {
+    topic: &'a str,
+    kind: Topic,
+    partition: i32,
+    offset: i64,
+    /// The record's Kafka timestamp: the deterministic "when" of its dead letter.
+    timestamp_ms: i64,
+    payload: &'a [u8],
+}
+
+/// The derived state and the outputs of the current batch.
+struct Builder {
+    candle_settings: CandleSettings,
+    candles: BTreeMap<i32, CandleAggregator>,
+    books: BookEngine,
+    book_merge: BookMerge,
+    book_clock_ms: Option<i64>,
+    idle_eviction_ms: i64,
+    positions: HashMap<(String, i32), i64>,
+    outputs: Outputs,
+    consumed: [u64; 4],
+}
+
+impl Builder {
+    fn new(
+        candle_settings: CandleSettings,
+        book_settings: BookSettings,
+        idle_eviction_ms: i64,
+        saved: SavedState,
+    ) -> Self {
+        let candles = saved
+            .candles
+            .into_iter()
+            .map(|(partition, state)| {
+                (
+                    partition,
+                    CandleAggregator::restore(candle_settings.clone(), state),
+                )
+            })
+            .collect();
+        Self {
+            candles,
+            books: BookEngine::restore(book_settings, saved.books),
+            book_merge: saved.book_merge,
+            book_clock_ms: saved.book_clock_ms,
+            idle_eviction_ms,
+            positions: saved
+                .positions
+                .into_iter()
+                .map(|(topic, partition, offset)| ((topic, partition), offset))
+                .collect(),
+            outputs: Outputs::default(),
+            consumed: [0; 4],
+            candle_settings,
+        }
+    }
+
+    fn saved_state(&self) -> SavedState {
+        let mut positions: Vec<(String, i32, i64)> = self
+            .positions
+            .iter()
+            .map(|((topic, partition), offset)| (topic.clone(), *partition, *offset))
+            .collect();
+        positions.sort();
+        SavedState {
+            positions,
+            candles: self
+                .candles
+                .iter()
+                .map(|(partition, aggregator)| (*partition, aggregator.state()))
+                .collect(),
+            books: self.books.state(),
+            book_clock_ms: self.book_clock_ms,
+            book_merge: self.book_merge.clone(),
+        }
+    }
+
+    async fn process(&mut self, decoders: &Decoders, input: Input<'_>) -> Result<(), BuilderError> {
+        match input.kind {
+            Topic::Trades => {
+                self.consumed[0] += 1;
+                if let Some(trade) = self.decode(&decoders.trades, &input).await? {
+                    self.apply_trade(&trade, &input);
+                }
+            }
+            Topic::BookSnapshots => {
+                self.consumed[1] += 1;
+                if let Some(snapshot) = self.decode(&decoders.snapshots, &input).await? {
+                    // Checked now, so that what the merge releases later always applies.
+                    match book::check_snapshot(&snapshot) {
+                        Ok(()) => self.book_merge.push(
+                            input.partition,
+                            input.offset,
+                            BookEvent::Snapshot(snapshot),
+                        ),
+                        Err(error) => {
+                            self.dead_letter(&input, format!("invalid book snapshot: {error}"))
+                        }
+                    }
+                }
+            }
+            Topic::PriceChanges => {
+                self.consumed[2] += 1;
+                if let Some(change) = self.decode(&decoders.changes, &input).await? {
+                    match book::check_change(&change) {
+                        Ok(()) => self.book_merge.push(
+                            input.partition,
+                            input.offset,
+                            BookEvent::Change(change),
+                        ),
+                        Err(error) => {
+                            self.dead_letter(&input, format!("invalid price change: {error}"))
+                        }
+                    }
+                }
+            }
+            Topic::MarketLifecycle => {
+                self.consumed[3] += 1;
+                if let Some(event) = self.decode(&decoders.lifecycle, &input).await?
+                    && event.kind == LifecycleKind::MarketResolved
+                {
+                    // Candle windows of a resolved market close by themselves (watermark);
+                    // its books will never change again.
+                    self.books.evict(&event.token_ids);
+                }
+            }
+            _ => {}
+        }
+        match self
+            .positions
+            .get_mut(&(input.topic.to_owned(), input.partition))
+        {
+            Some(position) => *position = input.offset + 1,
+            None => {
+                self.positions
+                    .insert((input.topic.to_owned(), input.partition), input.offset + 1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes an input; undecodable input is dead-lettered (`None`), a registry outage is
+    /// an error (retrying later can succeed).
+    async fn decode<T: AvroRecord>(
+        &mut self,
+        decoder: &RecordDecoder<T>,
+        input: &Input<'_>,
+    ) -> Result<Option<T>, BuilderError> {
+        let decoded = match decoder.decode_cached(input.payload) {
+            Ok(Some(record)) => Ok(record),
+            Ok(None) => decoder.decode(input.payload).await,
+            Err(error) => Err(error),
+        };
+        match decoded {
+            Ok(record) => Ok(Some(record)),
+            Err(error) if error.is_retryable() => Err(error.into()),
+            Err(error) => {
+                self.dead_letter(input, format!("undecodable {}: {error}", T::NAME));
+                Ok(None)
+            }
+        }
+    }
+
+    fn apply_trade(&mut self, trade: &Trade, input: &Input<'_>) {
+        let aggregator = self
+            .candles
+            .entry(input.partition)
+            .or_insert_with(|| CandleAggregator::new(self.candle_settings.clone()));
+        match aggregator.ingest(trade, input.offset) {
+            Ok(Ingested::Counted) => {}
+            Ok(Ingested::Duplicate) => TradeSkipped {
+                reason: "duplicate",
+                detail: &trade.trade_id,
+            }
+            .emit(),
+            Err(rejected) => {
+                let reason = match rejected {
+                    Rejected::Late { .. } => "late",
+                    Rejected::Invalid(_) => "invalid",
+                };
+                TradeSkipped {
+                    reason,
+                    detail: &rejected,
+                }
+                .emit();
+                self.dead_letter(input, rejected.to_string());
+            }
+        }
+    }
+
+    /// Applies the book events the merge releases (see [`crate::merge`]).
+    fn apply_book_events(&mut self, backlog: &[(BookInput, i32)]) {
+        for event in self.book_merge.release(backlog) {
+            let event_ms = event.time_ms();
+            let applied = match &event {
+                BookEvent::Snapshot(snapshot) => self.books.apply_snapshot(snapshot),
+                BookEvent::Change(change) => self.books.apply_change(change),
+            };
+            self.book_output(applied, event_ms);
+        }
+    }
+
+    fn book_output(
+        &mut self,
+        applied: Result<BookOutput, crate::units::UnitsError>,
+        event_ms: i64,
+    ) {
+        let output = match applied {
+            Ok(output) => output,
+            Err(error) => {
+                // Events are checked before they are held, so this is a bug, not bad input.
+                tracing::error!(error = %error, "a checked book event did not apply; skipped");
+                return;
+            }
+        };
+        if let Some(skipped) = output.skipped {
+            BookEventSkipped {
+                reason: match skipped {
+                    Skipped::StaleSnapshot => "stale_snapshot",
+                    Skipped::StaleChange => "stale_change",
+                    Skipped::NoBook => "no_book",
+                    Skipped::Inconsistent => "inconsistent",
+                },
+            }
+            .emit();
+        }
+        for gap in &output.gaps {
+            if gap.gap_end_ms.is_none() {
+                BookMismatch {
+                    token_id: gap.token_ids.first().map_or("", String::as_str),
+                    reason: &gap.reason,
+                }
+                .emit();
+            }
+        }
+        self.outputs.states.extend(output.states);
+        self.outputs.gaps.extend(output.gaps);
+        // Idle books are evicted by event time, when the book clock enters a new hour, so a
+        // replay evicts at the same points.
+        let previous = self.book_clock_ms;
+        if previous.is_none_or(|clock| event_ms > clock) {
+            self.book_clock_ms = Some(event_ms);
+            if let Some(previous) = previous
+                && previous.div_euclid(EVICTION_PERIOD_MS) < event_ms.div_euclid(EVICTION_PERIOD_MS)
+            {
+                self.books
+                    .evict_idle(event_ms.saturating_sub(self.idle_eviction_ms));
+            }
+        }
+    }
+
+    fn dead_letter(&mut self, input: &Input<'_>, reason: String) {
+        let origin = format!("{}/{}/{}", input.topic, input.partition, input.offset);
+        let mut hasher = Sha256::new();
+        hasher.update(origin.as_bytes());
+        hasher.update([0]);
+        hasher.update(input.payload);
+        let digest = hasher.finalize();
+        DeadLettered {
+            topic: input.kind.default_name(),
+            origin: &origin,
+            reason: &reason,
+        }
+        .emit();
+        self.outputs.dead.push(DeadLetter {
+            dead_letter_id: hex::encode(&digest[..16]),
+            source: SOURCE.to_owned(),
+            origin,
+            error: reason,
+            payload: input.payload.to_vec(),
+            topic: Some(input.topic.to_owned()),
+            partition: Some(input.partition),
+            offset: Some(input.offset),
+            occurred_ms: input.timestamp_ms,
+        });
+    }
+
+    /// Drains the candles of the batch and sends every output, waiting for the broker.
+    async fn flush(&mut self, producers: &Producers) -> Result<(), BuilderError> {
+        for aggregator in self.candles.values_mut() {
+            self.outputs.candles.extend(aggregator.drain()?);
+        }
+        let outputs = &self.outputs;
+        let mut attempt = 0_u32;
+        loop {
+            let sent = futures::try_join!(
+                producers.candles.send_all(&outputs.candles),
+                producers.states.send_all(&outputs.states),
+                producers.gaps.send_all(&outputs.gaps),
+                producers.dead.send_all(&outputs.dead),
+            );
+            match sent {
+                Ok(_) => break,
+                Err(error) if error.is_retryable() && attempt < 5 => {
+                    let retry_in = Duration::from_secs(1 << attempt);
+                    SendRetried {
+                        error: &error,
+                        retry_in,
+                    }
+                    .emit();
+                    tokio::time::sleep(retry_in).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        BatchProcessed {
+            consumed: [
+                ("trades", self.consumed[0]),
+                ("book_snapshots", self.consumed[1]),
+                ("price_changes", self.consumed[2]),
+                ("market_lifecycle", self.consumed[3]),
+            ],
+            candles: outputs.candles.len(),
+            book_states: outputs.states.len(),
+            gaps: outputs.gaps.len(),
+            dead_letters: outputs.dead.len(),
+        }
+        .emit();
+        self.outputs = Outputs::default();
+        self.consumed = [0; 4];
+        Ok(())
+    }
+
+    async fn checkpoint(
+        &self,
+        store: &mut CheckpointStore,
+        consumer: &StreamConsumer,
+    ) -> Result<(), BuilderError> {
+        let started = Instant::now();
+        let saved = self.saved_state();
+        let payload = serde_json::to_vec(&saved).map_err(|error| {
+            BuilderError::Checkpoint(format!("cannot encode the state: {error}"))
+        })?;
+        let (generation, chunks) = store.write(&payload).await?;
+        // The group's offsets follow the checkpoint, for lag monitoring.
+        let stored = polytape_kafka::store_processed(consumer, saved.positions.iter().cloned());
+        if let Err(error) = stored {
+            tracing::warn!(error = %error, "could not store the checkpointed offsets in the consumer group");
+        }
+        CheckpointWritten {
+            generation,
+            bytes: payload.len(),
+            chunks,
+            seconds: started.elapsed().as_secs_f64(),
+            candle_tokens: self
+                .candles
+                .values()
+                .map(CandleAggregator::token_count)
+                .sum(),
+            open_windows: self
+                .candles
+                .values()
+                .map(CandleAggregator::window_count)
+                .sum(),
+            books: self.books.token_count(),
+        }
+        .emit();
+        Ok(())
+    }
+}
+
+/// Partition counts of the input topics; a missing topic is an error naming it.
+async fn input_partitions(
+    brokers: &str,
+    names: &TopicNames,
+) -> Result<Vec<(String, Topic, i32)>, BuilderError> {
+    let brokers = brokers.to_owned();
+    let topics: Vec<(String, Topic)> = INPUTS
+        .iter()
+        .map(|topic| (names.name(*topic), *topic))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer =
+            polytape_kafka::base_config(&brokers)
+                .create()
+                .map_err(|source| BuilderError::Client {
+                    context: "create a metadata client".to_owned(),
+                    source,
+                })?;
+        let mut partitions = Vec::new();
+        for (name, topic) in topics {
+            let metadata = consumer
+                .fetch_metadata(Some(&name), Duration::from_secs(10))
+                .map_err(|source| BuilderError::Client {
+                    context: format!("read the metadata of {name}"),
+                    source,
+                })?;
+            let count = metadata
+                .topics()
+                .iter()
+                .find(|found| found.name() == name && found.error().is_none())
+                .map_or(0, |found| found.partitions().len());
+            if count == 0 {
+                return Err(BuilderError::MissingTopic { topic: name });
+            }
+            for partition in 0..i32::try_from(count).unwrap_or(i32::MAX) {
+                partitions.push((name.clone(), topic, partition));
+            }
+        }
+        Ok(partitions)
+    })
+    .await
+    .map_err(|error| BuilderError::Checkpoint(format!("metadata task failed: {error}")))?
+}
+
+/// Runs the builder until `stop` is cancelled; then it checkpoints and returns.
+pub async fn run(
+    config: CandleBuilderConfig,
+    stop: CancellationToken,
+    ready: ReadinessHandle,
+) -> Result<(), BuilderError> {
+    let brokers = config.kafka.kafka_brokers.clone();
+    let names = TopicNames::with_prefix(config.kafka.topic_prefix.clone());
+    let partitions = input_partitions(&brokers, &names).await?;
+
+    let registry = SchemaRegistryClient::new(&config.kafka.schema_registry_url)?;
+    let producer = create_producer(&brokers)?;
+    let producers = Producers {
+        candles: RecordProducer::register(producer.clone(), &registry, &names).await?,
+        states: RecordProducer::register(producer.clone(), &registry, &names).await?,
+        gaps: RecordProducer::register(producer.clone(), &registry, &names).await?,
+        dead: RecordProducer::register(producer.clone(), &registry, &names).await?,
+    };
+    let decoders = Decoders {
+        trades: RecordDecoder::new(registry.clone()),
+        snapshots: RecordDecoder::new(registry.clone()),
+        changes: RecordDecoder::new(registry.clone()),
+        lifecycle: RecordDecoder::new(registry.clone()),
+    };
+
+    let (mut store, restored) = CheckpointStore::open(&brokers, &names, producer.clone()).await?;
+    let (saved, generation, bytes) = match restored {
+        Some(restored) => {
+            let saved: SavedState = serde_json::from_slice(&restored.payload).map_err(|error| {
+                BuilderError::Checkpoint(format!(
+                    "checkpoint generation {} does not parse: {error}",
+                    restored.generation
+                ))
+            })?;
+            (saved, Some(restored.generation), restored.payload.len())
+        }
+        None => (SavedState::default(), None, 0),
+    };
+    let mut builder = Builder::new(
+        config.candle_settings(),
+        config.book_settings(),
+        config.book_idle_eviction_ms(),
+        saved,
+    );
+
+    let consumer = create_consumer(&brokers, &group_id(&names), "polytape-candle-builder")?;
+    let mut assignment = TopicPartitionList::new();
+    for (topic, _, partition) in &partitions {
+        let offset = builder
+            .positions
+            .get(&(topic.clone(), *partition))
+            .map_or(Offset::Beginning, |next| Offset::Offset(*next));
+        assignment
+            .add_partition_offset(topic, *partition, offset)
+            .map_err(|source| BuilderError::Client {
+                context: format!("assign {topic}/{partition}"),
+                source,
+            })?;
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(|source| BuilderError::Client {
+            context: "assign the input partitions".to_owned(),
+            source,
+        })?;
+    StateRestored {
+        generation,
+        bytes,
+        partitions: partitions.len(),
+    }
+    .emit();
+    let kinds: HashMap<String, Topic> = partitions
+        .iter()
+        .map(|(name, topic, _)| (name.clone(), *topic))
+        .collect();
+    let book_partitions: Vec<(String, BookInput, i32)> = partitions
+        .iter()
+        .filter_map(|(name, topic, partition)| match topic {
+            Topic::BookSnapshots => Some((name.clone(), BookInput::Snapshots, *partition)),
+            Topic::PriceChanges => Some((name.clone(), BookInput::Changes, *partition)),
+            _ => None,
+        })
+        .collect();
+    let watermarks = Watermarks::start(&brokers, &book_partitions, stop.clone()).await?;
+    ready.set_ready(true);
+
+    let checkpoint_every = config.candle_builder_checkpoint_interval;
+    let mut last_checkpoint = Instant::now();
+    let mut dirty_since_checkpoint = false;
+    loop {
+        // Wait for the first record of a batch, or for the stop signal.
+        let idle_wait = if builder.book_merge.held() > 0 {
+            BATCH_WAIT * 4
+        } else {
+            checkpoint_every
+        };
+        let first = tokio::select! {
+            () = stop.cancelled() => break,
+            received = tokio::time::timeout(idle_wait, consumer.recv()) => received,
+        };
+        if let Ok(received) = first {
+            let deadline = tokio::time::Instant::now() + BATCH_WAIT;
+            let mut next = Some(received);
+            let mut count = 0;
+            while let Some(received) = next.take() {
+                match received {
+                    Ok(message) => {
+                        handle(&mut builder, &decoders, &kinds, &message).await?;
+                        count += 1;
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %error, "kafka consumer error; continuing");
+                    }
+                }
+                if count < BATCH_MAX
+                    && let Ok(received) = tokio::time::timeout_at(deadline, consumer.recv()).await
+                {
+                    next = Some(received);
+                }
+            }
+            let backlog = book_backlog(&builder, &book_partitions, &watermarks);
+            builder.apply_book_events(&backlog);
+            builder.flush(&producers).await?;
+            dirty_since_checkpoint = true;
+        } else if builder.book_merge.held() > 0 {
+            // Idle: partitions may have reached their ends since the last batch.
+            let backlog = book_backlog(&builder, &book_partitions, &watermarks);
+            builder.apply_book_events(&backlog);
+            builder.flush(&producers).await?;
+            dirty_since_checkpoint = true;
+        }
+        if dirty_since_checkpoint && last_checkpoint.elapsed() >= checkpoint_every {
+            builder.checkpoint(&mut store, &consumer).await?;
+            last_checkpoint = Instant::now();
+            dirty_since_checkpoint = false;
+        }
+    }
+
+    // Drain: everything consumed was flushed at the end of its batch; checkpoint it.
+    if dirty_since_checkpoint {
+        builder.checkpoint(&mut store, &consumer).await?;
+    }
+    if let Err(error) = polytape_kafka::commit_stored_offsets(&consumer) {
+        tracing::warn!(error = %error, "could not commit the consumer group's offsets at shutdown");
+    }
+    tracing::info!("candle builder stopped after its final checkpoint");
+    Ok(())
+}
+
+async fn handle(
+    builder: &mut Builder,
+    decoders: &Decoders,
+    kinds: &HashMap<String, Topic>,
+    message: &BorrowedMessage<'_>,
+) -> Result<(), BuilderError> {
+    let topic = message.topic();
+    let Some(kind) = kinds.get(topic).copied() else {
+        return Ok(());
+    };
+    let input = Input {
+        topic,
+        kind,
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
+        payload: message.payload().unwrap_or_default(),
+    };
+    if input.payload.is_empty() {
+        // A tombstone or empty record carries nothing to derive from; just move past it.
+        builder
+            .positions
+            .insert((topic.to_owned(), input.partition), input.offset + 1);
+        return Ok(());
+    }
+    builder.process(decoders, input).await
+}
+
+/// High watermarks of the book partitions, refreshed every second in the background (the
+/// event-time merge needs to know which partitions still have unread records).
+#[derive(Clone)]
+struct Watermarks {
+    highs: Arc<Mutex<HashMap<(String, i32), i64>>>,
+}
+
+impl Watermarks {
+    /// Reads every high watermark once, then keeps them fresh until `stop`.
+    async fn start(
+        brokers: &str,
+        partitions: &[(String, BookInput, i32)],
+        stop: CancellationToken,
+    ) -> Result<Self, BuilderError> {
+        let consumer: BaseConsumer =
+            polytape_kafka::base_config(brokers)
+                .create()
+                .map_err(|source| BuilderError::Client {
+                    context: "create a watermark client".to_owned(),
+                    source,
+                })?;
+        let consumer = Arc::new(consumer);
+        let watermarks = Self {
+            highs: Arc::new(Mutex::new(HashMap::new())),
+        };
+        let list: Vec<(String, i32)> = partitions
+            .iter()
+            .map(|(topic, _, partition)| (topic.clone(), *partition))
+            .collect();
+        watermarks.refresh(&consumer, list.clone()).await;
+        let background = watermarks.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => background.refresh(&consumer, list.clone()).await,
+                }
+            }
+        });
+        Ok(watermarks)
+    }
+
+    async fn refresh(&self, consumer: &Arc<BaseConsumer>, partitions: Vec<(String, i32)>) {
+        let consumer = consumer.clone();
+        let fetched = tokio::task::spawn_blocking(move || {
+            partitions
+                .into_iter()
+                .filter_map(|(topic, partition)| {
+                    consumer
+                        .fetch_watermarks(&topic, partition, Duration::from_secs(5))
+                        .ok()
+                        .map(|(_, high)| ((topic, partition), high))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        let mut highs = self
+            .highs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        highs.extend(fetched);
+    }
+
+    fn high(&self, topic: &str, partition: i32) -> Option<i64> {
+        let highs = self
+            .highs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        highs.get(&(topic.to_owned(), partition)).copied()
+    }
+}
+
+/// Book partitions with records not read yet (unknown counts as a backlog).
+fn book_backlog(
+    builder: &Builder,
+    partitions: &[(String, BookInput, i32)],
+    watermarks: &Watermarks,
+) -> Vec<(BookInput, i32)> {
+    partitions
+        .iter()
+        .filter(|(topic, _, partition)| {
+            let read = builder
+                .positions
+                .get(&(topic.clone(), *partition))
+                .copied()
+                .unwrap_or(0);
+            watermarks
+                .high(topic, *partition)
+                .is_none_or(|high| read < high)
+        })
+        .map(|(_, input, partition)| (*input, *partition))
+        .collect()
+}

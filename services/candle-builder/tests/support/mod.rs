@@ -1,0 +1,530 @@
+//! Shared by the integration tests that run the builder against the stack: topics, producing
+//! and reading records, waiting for the builder to catch up, and a seeded market history.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use polytape_candle_builder::pipeline::group_id;
+use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
+use polytape_kafka::{Delivered, RecordProducer, create_producer, ensure_topics};
+use polytape_model::{
+    BookLevel, BookSnapshot, BookSource, Decimal, PriceChange, Side, Topic, TopicNames, Trade,
+    TradeIdentity, TradeSource,
+};
+use polytape_test_support::{
+    cli::{RunningService, free_local_addr, stack_env},
+    stack::endpoints,
+};
+use rand::{Rng as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
+use rdkafka::{
+    Message as _, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer as _},
+};
+
+pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_polytape-candle-builder");
+
+/// Every topic the builder reads or writes.
+pub(crate) const TOPICS: [Topic; 8] = [
+    Topic::Trades,
+    Topic::BookSnapshots,
+    Topic::PriceChanges,
+    Topic::MarketLifecycle,
+    Topic::Candles,
+    Topic::BookState,
+    Topic::Continuity,
+    Topic::DeadLetters,
+];
+
+pub(crate) const INPUTS: [Topic; 4] = [
+    Topic::Trades,
+    Topic::BookSnapshots,
+    Topic::PriceChanges,
+    Topic::MarketLifecycle,
+];
+
+pub(crate) async fn create_topics(names: &TopicNames) {
+    ensure_topics(&endpoints().kafka_brokers, names, &TOPICS, 1)
+        .await
+        .unwrap();
+}
+
+pub(crate) fn registry() -> SchemaRegistryClient {
+    SchemaRegistryClient::new(&endpoints().schema_registry_url).unwrap()
+}
+
+/// Produces `records` in order (per partition) and returns where each landed.
+pub(crate) async fn produce<T: AvroRecord>(names: &TopicNames, records: &[T]) -> Vec<Delivered> {
+    let producer = create_producer(&endpoints().kafka_brokers).unwrap();
+    let records_producer = RecordProducer::<T>::register(producer, &registry(), names)
+        .await
+        .unwrap();
+    let mut delivered = Vec::with_capacity(records.len());
+    for chunk in records.chunks(2_000) {
+        delivered.extend(records_producer.send_all(chunk).await.unwrap());
+    }
+    delivered
+}
+
+/// The builder running against the stack under `names`' prefix.
+pub(crate) fn start_builder(names: &TopicNames) -> RunningService {
+    let admin = free_local_addr();
+    let mut environment = stack_env();
+    environment.push(("POLYTAPE_TOPIC_PREFIX", names.prefix().to_owned()));
+    environment.push(("POLYTAPE_CANDLE_BUILDER_ADMIN_ADDR", admin.to_string()));
+    environment.push(("POLYTAPE_LOG_LEVEL", "warn".to_owned()));
+    RunningService::start(Path::new(BINARY), &environment, admin)
+}
+
+/// End offsets of every partition of `topic`.
+fn end_offsets(consumer: &BaseConsumer, topic: &str, partitions: i32) -> Vec<i64> {
+    (0..partitions)
+        .map(|partition| {
+            consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .unwrap()
+                .1
+        })
+        .collect()
+}
+
+fn reader(group: &str) -> BaseConsumer {
+    polytape_kafka::base_config(&endpoints().kafka_brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap()
+}
+
+/// Waits until the builder's committed offsets reach the end of every input partition.
+pub(crate) fn wait_caught_up(names: &TopicNames, timeout: Duration) {
+    let group = group_id(names);
+    let consumer = reader(&group);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut behind = 0;
+        for topic in INPUTS {
+            let name = names.name(topic);
+            let ends = end_offsets(&consumer, &name, topic.partitions());
+            let mut list = TopicPartitionList::new();
+            for partition in 0..topic.partitions() {
+                list.add_partition(&name, partition);
+            }
+            let committed = consumer
+                .committed_offsets(list, Duration::from_secs(10))
+                .unwrap();
+            for (partition, end) in ends.iter().enumerate() {
+                let at = committed
+                    .find_partition(&name, i32::try_from(partition).unwrap())
+                    .and_then(|element| match element.offset() {
+                        Offset::Offset(offset) => Some(offset),
+                        _ => None,
+                    })
+                    .unwrap_or(0);
+                behind += (end - at).max(0);
+            }
+        }
+        if behind == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the builder is still {behind} records behind after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Every record of a topic: (partition, offset, key, payload).
+pub(crate) fn read_raw(topic: &str, partitions: i32) -> Vec<(i32, i64, Vec<u8>, Vec<u8>)> {
+    read_partitions(topic, partitions, partitions)
+}
+
+/// Every record of the first `read` of a topic's `partitions`.
+pub(crate) fn read_partitions(
+    topic: &str,
+    partitions: i32,
+    read: i32,
+) -> Vec<(i32, i64, Vec<u8>, Vec<u8>)> {
+    let consumer = reader(&format!("{topic}-reader"));
+    let ends = end_offsets(&consumer, topic, read.min(partitions));
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..read.min(partitions) {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut next: Vec<i64> = vec![0; ends.len()];
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while next.iter().zip(&ends).any(|(at, end)| at < end) {
+        assert!(Instant::now() < deadline, "reading {topic} timed out");
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.unwrap();
+        let partition = usize::try_from(message.partition()).unwrap();
+        next[partition] = message.offset() + 1;
+        records.push((
+            message.partition(),
+            message.offset(),
+            message.key().unwrap_or_default().to_vec(),
+            message.payload().unwrap_or_default().to_vec(),
+        ));
+    }
+    records.sort_by_key(|(partition, offset, _, _)| (*partition, *offset));
+    records
+}
+
+/// Every record of `T`'s topic, decoded, in partition/offset order.
+pub(crate) async fn read_records<T: AvroRecord>(names: &TopicNames) -> Vec<(i32, i64, T)> {
+    let topic = names.name(T::TOPIC);
+    let raw = tokio::task::spawn_blocking(move || read_raw(&topic, T::TOPIC.partitions()))
+        .await
+        .unwrap();
+    let decoder = RecordDecoder::<T>::new(registry());
+    let mut records = Vec::with_capacity(raw.len());
+    for (partition, offset, _, payload) in raw {
+        records.push((partition, offset, decoder.decode(&payload).await.unwrap()));
+    }
+    records
+}
+
+/// Latest candle per key (highest version; the later record on a tie).
+pub(crate) fn latest_candles(
+    records: Vec<(i32, i64, polytape_model::Candle)>,
+) -> BTreeMap<String, polytape_model::Candle> {
+    let mut latest: BTreeMap<String, polytape_model::Candle> = BTreeMap::new();
+    for (_, _, candle) in records {
+        let key = candle.record_key();
+        if latest
+            .get(&key)
+            .is_none_or(|existing| candle.version >= existing.version)
+        {
+            latest.insert(key, candle);
+        }
+    }
+    latest
+}
+
+/// Last book state per token in log order (what compaction keeps).
+pub(crate) fn last_book_states(
+    records: Vec<(i32, i64, polytape_model::BookState)>,
+) -> BTreeMap<String, polytape_model::BookState> {
+    records
+        .into_iter()
+        .map(|(_, _, state)| (state.token_id.clone(), state))
+        .collect()
+}
+
+fn dec(units: i64) -> Decimal {
+    Decimal::new(units, 6)
+}
+
+fn hex_id(rng: &mut ChaCha8Rng, bytes: usize) -> String {
+    (0..bytes)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
+}
+
+/// A seeded market history in the shape the simulator serves: markets with two outcome
+/// tokens, fills grouped in transactions (ties on time), prices on the tick, sizes with 6
+/// decimals; delivered out of order within the lateness, with some redeliveries and a few
+/// deliberately late fills (one hour behind), in arrival order.
+pub(crate) struct History {
+    pub(crate) trades: Vec<Trade>,
+    /// Indexes (in `trades`) of the deliberately late ones.
+    pub(crate) late: Vec<usize>,
+}
+
+pub(crate) fn trade_history(
+    seed: u64,
+    markets: usize,
+    fills: usize,
+    start_ms: i64,
+    span_ms: i64,
+) -> History {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let market_ids: Vec<(String, [String; 2], i64)> = (0..markets)
+        .map(|_| {
+            let condition = format!("0x{}", hex_id(&mut rng, 32));
+            let tokens =
+                [0, 1].map(|_| format!("{}", rng.random_range(10_u128.pow(37)..10_u128.pow(38))));
+            let tick = if rng.random_bool(0.5) { 10_000 } else { 1_000 };
+            (condition, tokens, tick)
+        })
+        .collect();
+    let mut fair: Vec<i64> = (0..markets)
+        .map(|_| rng.random_range(100_000..900_000))
+        .collect();
+    let wallets: Vec<String> = (0..50)
+        .map(|_| format!("0x{}", hex_id(&mut rng, 20)))
+        .collect();
+    // Two fills per transaction on average.
+    let step = (span_ms / i64::try_from(fills).unwrap()).max(1) * 4;
+    let mut clock = start_ms;
+    // (arrival key, sequence, trade, deliberately late)
+    let mut arrivals: Vec<(i64, usize, Trade, bool)> = Vec::new();
+    // About `fills` fills over the whole span (the loop runs to the end of the span, so a
+    // fill delivered an hour late always has an hour of later fills ahead of it).
+    while clock < start_ms + span_ms {
+        clock += rng.random_range(0..step);
+        let market = rng.random_range(0..markets);
+        let (condition, tokens, tick) = &market_ids[market];
+        fair[market] = (fair[market] + rng.random_range(-20_000..=20_000)).clamp(20_000, 980_000);
+        let tx = format!("0x{}", hex_id(&mut rng, 32));
+        for _ in 0..rng.random_range(1..=3) {
+            let outcome = rng.random_range(0..2_usize);
+            let yes = (fair[market] + rng.random_range(-5..=5) * tick) / tick * tick;
+            let price =
+                if outcome == 0 { yes } else { 1_000_000 - yes }.clamp(*tick, 1_000_000 - tick);
+            let size = rng.random_range(1..200_000_000_i64);
+            let side = if rng.random_bool(0.5) {
+                Side::Buy
+            } else {
+                Side::Sell
+            };
+            let wallet = &wallets[rng.random_range(0..wallets.len())];
+            let trade_id = TradeIdentity {
+                transaction_hash: &tx,
+                token_id: &tokens[outcome],
+                side,
+                size: dec(size),
+                price: dec(price),
+                proxy_wallet: wallet,
+            }
+            .trade_id();
+            let trade = Trade {
+                trade_id,
+                condition_id: condition.clone(),
+                token_id: tokens[outcome].clone(),
+                outcome: Some(if outcome == 0 { "Yes" } else { "No" }.to_owned()),
+                outcome_index: Some(i32::try_from(outcome).unwrap()),
+                side,
+                price: dec(price),
+                size: dec(size),
+                timestamp_ms: clock,
+                transaction_hash: tx.clone(),
+                proxy_wallet: wallet.clone(),
+                source: TradeSource::DataApiV2,
+                ingested_ms: clock + 5_000,
+            };
+            let late = clock + 3_700_000 < start_ms + span_ms && rng.random_bool(0.005);
+            let delay = if late {
+                3_600_000
+            } else if rng.random_bool(0.1) {
+                rng.random_range(0..60_000)
+            } else {
+                0
+            };
+            let sequence = arrivals.len();
+            if !late && rng.random_bool(0.02) {
+                // Redelivered within the lateness (a collector re-poll).
+                arrivals.push((
+                    clock + delay + rng.random_range(0..30_000),
+                    sequence,
+                    trade.clone(),
+                    false,
+                ));
+            }
+            arrivals.push((clock + delay, arrivals.len(), trade, late));
+        }
+    }
+    arrivals.sort_by_key(|(arrival, sequence, _, _)| (*arrival, *sequence));
+    let late = arrivals
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, _, _, late))| *late)
+        .map(|(index, _)| index)
+        .collect();
+    History {
+        trades: arrivals.into_iter().map(|(_, _, trade, _)| trade).collect(),
+        late,
+    }
+}
+
+/// Book events for `tokens`: a snapshot each, valid changes (best bid/ask as upstream sends
+/// them), a snapshot every ~200 events, one forced mismatch on the first token followed by a
+/// recovering snapshot, and a final snapshot of every token. Returns the snapshots, the
+/// changes, and the expected final book per token (bids best first, asks best first).
+/// Bids and asks, best first, as (price, size) in scale-6 units.
+pub(crate) type Sides = (Vec<(i64, i64)>, Vec<(i64, i64)>);
+
+pub(crate) struct BookHistory {
+    pub(crate) snapshots: Vec<BookSnapshot>,
+    pub(crate) changes: Vec<PriceChange>,
+    pub(crate) expected: HashMap<String, Sides>,
+    /// The true book (all levels) of a token right after its event at a time.
+    pub(crate) truth: HashMap<(String, i64), Sides>,
+    pub(crate) mismatched_token: String,
+}
+
+fn sides(book: &[BTreeMap<i64, i64>; 2]) -> Sides {
+    (
+        book[0]
+            .iter()
+            .rev()
+            .map(|(price, size)| (*price, *size))
+            .collect(),
+        book[1]
+            .iter()
+            .map(|(price, size)| (*price, *size))
+            .collect(),
+    )
+}
+
+pub(crate) fn book_history(
+    seed: u64,
+    token_count: usize,
+    events: usize,
+    start_ms: i64,
+) -> BookHistory {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let tokens: Vec<String> = (0..token_count)
+        .map(|index| format!("{}{index:03}", 7_000_000_000_000_u64 + seed))
+        .collect();
+    let mut books: Vec<[BTreeMap<i64, i64>; 2]> =
+        vec![[BTreeMap::new(), BTreeMap::new()]; token_count];
+    let mut snapshots = Vec::new();
+    let mut changes = Vec::new();
+    let mut sequence = 0_i64;
+    let snapshot_of = |token: &str, book: &[BTreeMap<i64, i64>; 2], time: i64| BookSnapshot {
+        token_id: token.to_owned(),
+        condition_id: format!("0xcond{token}"),
+        timestamp_ms: time,
+        received_ms: time,
+        bids: book[0]
+            .iter()
+            .rev()
+            .map(|(price, size)| BookLevel {
+                price: dec(*price),
+                size: dec(*size),
+            })
+            .collect(),
+        asks: book[1]
+            .iter()
+            .map(|(price, size)| BookLevel {
+                price: dec(*price),
+                size: dec(*size),
+            })
+            .collect(),
+        hash: None,
+        tick_size: Some(dec(10_000)),
+        min_order_size: None,
+        neg_risk: None,
+        last_trade_price: None,
+        source: BookSource::Ws,
+        connection_id: Some("conn-1".to_owned()),
+        sequence: None,
+    };
+    let mut truth = HashMap::new();
+    let mut time = start_ms;
+    for (index, token) in tokens.iter().enumerate() {
+        for _ in 0..5 {
+            books[index][0].insert(
+                rng.random_range(1..50) * 10_000,
+                rng.random_range(1..1_000) * 1_000_000,
+            );
+            books[index][1].insert(
+                rng.random_range(51..100) * 10_000,
+                rng.random_range(1..1_000) * 1_000_000,
+            );
+        }
+        snapshots.push(snapshot_of(token, &books[index], time));
+        truth.insert((token.clone(), time), sides(&books[index]));
+    }
+    let mismatch_at = events / 2;
+    for event in 0..events {
+        time += rng.random_range(1..50);
+        let index = rng.random_range(0..token_count);
+        if event % 200 == 199 {
+            snapshots.push(snapshot_of(&tokens[index], &books[index], time));
+            truth.insert((tokens[index].clone(), time), sides(&books[index]));
+            continue;
+        }
+        let (side_index, side, price) = if rng.random_bool(0.5) {
+            (0, Side::Buy, rng.random_range(1..50) * 10_000)
+        } else {
+            (1, Side::Sell, rng.random_range(51..100) * 10_000)
+        };
+        let size = if rng.random_bool(0.3) {
+            0
+        } else {
+            rng.random_range(1..1_000) * 1_000_000
+        };
+        let index = if event == mismatch_at { 0 } else { index };
+        if size == 0 {
+            books[index][side_index].remove(&price);
+        } else {
+            books[index][side_index].insert(price, size);
+        }
+        let best_bid = books[index][0].keys().next_back().copied().unwrap_or(0);
+        let mut best_ask = books[index][1].keys().next().copied().unwrap_or(1_000_000);
+        if event == mismatch_at {
+            // Upstream's best ask disagrees with every book built from the stream.
+            best_ask = 999_999;
+        }
+        sequence += 1;
+        changes.push(PriceChange {
+            token_id: tokens[index].clone(),
+            condition_id: format!("0xcond{}", tokens[index]),
+            side,
+            price: dec(price),
+            size: dec(size),
+            best_bid: Some(dec(best_bid)),
+            best_ask: Some(dec(best_ask)),
+            hash: None,
+            timestamp_ms: time,
+            received_ms: time,
+            connection_id: "conn-1".to_owned(),
+            sequence,
+            entry_index: 0,
+        });
+        truth.insert((tokens[index].clone(), time), sides(&books[index]));
+    }
+    time += 1_000;
+    let mut expected = HashMap::new();
+    for (index, token) in tokens.iter().enumerate() {
+        snapshots.push(snapshot_of(token, &books[index], time));
+        truth.insert((token.clone(), time), sides(&books[index]));
+        expected.insert(
+            token.clone(),
+            (
+                books[index][0]
+                    .iter()
+                    .rev()
+                    .map(|(price, size)| (*price, *size))
+                    .collect(),
+                books[index][1]
+                    .iter()
+                    .map(|(price, size)| (*price, *size))
+                    .collect(),
+            ),
+        );
+    }
+    BookHistory {
+        snapshots,
+        changes,
+        expected,
+        truth,
+        mismatched_token: tokens[0].clone(),
+    }
+}
+
+/// Generations of the checkpoint manifests, in the order they were written.
+pub(crate) fn checkpoint_generations(names: &TopicNames) -> Vec<u64> {
+    let topic = format!("{}polytape.candle_builder.checkpoints.v1", names.prefix());
+    read_partitions(&topic, 2, 1)
+        .into_iter()
+        .map(|(_, _, _, payload)| {
+            let manifest: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+            manifest["generation"].as_u64().unwrap()
+        })
+        .collect()
+}
