@@ -186,12 +186,20 @@ impl fmt::Display for Topic {
 /// Topics without an Avro schema, private to one service (its checkpoints): name, partitions,
 /// cleanup policy, key. Created by the service itself when missing; listed in
 /// `deploy/topics.tsv` so production init jobs can pre-create them with proper replication.
-pub const INTERNAL_TOPICS: &[(&str, i32, CleanupPolicy, &str)] = &[(
-    "polytape.candle_builder.checkpoints.v1",
-    2,
-    CleanupPolicy::Compact,
-    "manifest | a-<n> | b-<n>",
-)];
+pub const INTERNAL_TOPICS: &[(&str, i32, CleanupPolicy, &str)] = &[
+    (
+        "polytape.collector.checkpoints.v1",
+        1,
+        CleanupPolicy::Compact,
+        "trades/<condition_id> | markets/<condition_id> | events/<event_id> | prices/<token_id>",
+    ),
+    (
+        "polytape.candle_builder.checkpoints.v1",
+        2,
+        CleanupPolicy::Compact,
+        "manifest | a-<n> | b-<n>",
+    ),
+];
 
 /// Topic names as deployed: the default names behind an optional prefix. Tests use a unique
 /// prefix per test so they can share one broker and run in parallel.

@@ -1,4 +1,4 @@
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use polytape_runtime::{
     AdminEndpoint, Service, ServiceConfig,
@@ -7,6 +7,10 @@ use polytape_runtime::{
 use serde::Deserialize;
 
 /// Configuration of `polytape-collector`; see README.md, "Configuration", for every key.
+///
+/// The `collector_*` tuning keys below are not yet in the shared key list
+/// (`crates/runtime/src/config/keys.rs`), so today only their defaults apply (and tests set
+/// them in code); the README lists the keys to add.
 #[derive(Debug, Clone, Deserialize)]
 pub struct CollectorConfig {
     #[serde(flatten)]
@@ -16,6 +20,60 @@ pub struct CollectorConfig {
     #[serde(flatten)]
     pub upstream: UpstreamConfig,
     pub collector_admin_addr: SocketAddr,
+    #[serde(flatten, default)]
+    pub tuning: CollectorTuning,
+}
+
+/// Collector-specific knobs, with defaults from the brief's published budgets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct CollectorTuning {
+    /// How far back trades are backfilled in `run` mode.
+    #[serde(with = "humantime_serde", rename = "collector_retention")]
+    pub retention: Duration,
+    /// Pause between polling rounds.
+    #[serde(with = "humantime_serde", rename = "collector_poll_interval")]
+    pub poll_interval: Duration,
+    /// Length of upstream's sliding rate-limit windows.
+    #[serde(with = "humantime_serde", rename = "collector_budget_window")]
+    pub budget_window: Duration,
+    /// Fraction of each published budget we allow ourselves.
+    #[serde(rename = "collector_budget_margin")]
+    pub budget_margin: f64,
+    /// Markets walked at once (the token bucket, not this, sets the request rate).
+    #[serde(rename = "collector_concurrency")]
+    pub concurrency: usize,
+    /// Rows per Data API `/trades` request (upstream allows 0..10,000).
+    #[serde(rename = "collector_trades_page_size")]
+    pub trades_page_size: u32,
+    /// Polling stops this far behind now: upstream indexes fills with a delay (block time),
+    /// and a window must not be marked covered before upstream can have all of its fills.
+    #[serde(with = "humantime_serde", rename = "collector_poll_lag")]
+    pub poll_lag: Duration,
+    #[serde(with = "humantime_serde", rename = "collector_request_timeout")]
+    pub request_timeout: Duration,
+    #[serde(rename = "collector_max_attempts")]
+    pub max_attempts: u32,
+    /// `/prices-history` resolution in minutes.
+    #[serde(rename = "collector_price_history_fidelity")]
+    pub price_history_fidelity: u32,
+}
+
+impl Default for CollectorTuning {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(90 * 24 * 3600),
+            poll_interval: Duration::from_secs(30),
+            budget_window: Duration::from_secs(10),
+            budget_margin: 0.97,
+            concurrency: 8,
+            trades_page_size: 1000,
+            poll_lag: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
+            max_attempts: 8,
+            price_history_fidelity: 60,
+        }
+    }
 }
 
 impl ServiceConfig for CollectorConfig {

@@ -10,6 +10,18 @@ fn serves_admin_endpoints_and_stops_cleanly_on_sigterm() {
     assert_serves_admin_endpoints_and_stops_cleanly(
         Path::new(env!("CARGO_BIN_EXE_polytape-collector")),
         "POLYTAPE_COLLECTOR_ADMIN_ADDR",
-        &[],
+        // Its own topics (and checkpoint topic); upstream on a closed local port, so the test
+        // never leaves this machine.
+        &[
+            (
+                "POLYTAPE_TOPIC_PREFIX",
+                polytape_test_support::stack::created_isolated_topics("lifecycle")
+                    .prefix()
+                    .to_owned(),
+            ),
+            ("POLYTAPE_GAMMA_URL", "http://127.0.0.1:1".to_owned()),
+            ("POLYTAPE_DATA_API_URL", "http://127.0.0.1:1".to_owned()),
+            ("POLYTAPE_CLOB_URL", "http://127.0.0.1:1".to_owned()),
+        ],
     );
 }

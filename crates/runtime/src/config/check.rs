@@ -33,6 +33,10 @@ pub(super) fn check_value(kind: KeyKind, value: &str) -> Option<String> {
             Ok(number) if (min..=max).contains(&number) => None,
             _ => Some(format!("must be a whole number from {min} to {max}")),
         },
+        KeyKind::Fraction => match value.trim().parse::<f64>() {
+            Ok(fraction) if fraction > 0.0 && fraction <= 1.0 => None,
+            _ => Some("must be a number greater than 0 and at most 1, e.g. 0.97".to_owned()),
+        },
         KeyKind::Choice(choices) => {
             (!choices.contains(&value)).then(|| format!("must be one of: {}", choices.join(", ")))
         }

@@ -58,6 +58,8 @@ pub enum KeyKind {
     },
     /// One of these words.
     Choice(&'static [&'static str]),
+    /// A number in (0, 1].
+    Fraction,
     /// A tracing filter directive.
     LogFilter,
     /// Letters, digits and these extra characters (may be empty when `allow_empty`).
@@ -228,6 +230,72 @@ pub const KEYS: &[KeySpec] = &[
         &[Collector],
         KeyKind::SocketAddr,
         "collector's /healthz, /readyz, /metrics listen address",
+    ),
+    key(
+        "collector_retention",
+        &[Collector],
+        KeyKind::Duration,
+        "how far back `run` backfills trades, e.g. `90days`",
+    ),
+    key(
+        "collector_poll_interval",
+        &[Collector],
+        KeyKind::Duration,
+        "pause between collector polling rounds",
+    ),
+    key(
+        "collector_poll_lag",
+        &[Collector],
+        KeyKind::Duration,
+        "polling stops this far behind now (upstream indexes fills late)",
+    ),
+    key(
+        "collector_budget_window",
+        &[Collector],
+        KeyKind::Duration,
+        "length of upstream's rate-limit windows",
+    ),
+    key(
+        "collector_budget_margin",
+        &[Collector],
+        KeyKind::Fraction,
+        "fraction (0..1] of each published budget the collector uses",
+    ),
+    key(
+        "collector_concurrency",
+        &[Collector],
+        KeyKind::Count { min: 1, max: 256 },
+        "markets walked at once",
+    ),
+    key(
+        "collector_trades_page_size",
+        &[Collector],
+        KeyKind::Count {
+            min: 1,
+            max: 10_000,
+        },
+        "rows per Data API /trades request",
+    ),
+    key(
+        "collector_request_timeout",
+        &[Collector],
+        KeyKind::Duration,
+        "timeout of one upstream request",
+    ),
+    key(
+        "collector_max_attempts",
+        &[Collector],
+        KeyKind::Count { min: 1, max: 100 },
+        "attempts per upstream request",
+    ),
+    key(
+        "collector_price_history_fidelity",
+        &[Collector],
+        KeyKind::Count {
+            min: 1,
+            max: 10_080,
+        },
+        "/prices-history fidelity in minutes",
     ),
     key(
         "ws_bridge_admin_addr",

@@ -1,0 +1,318 @@
+//! Checkpoints in a compacted topic of the collector's own
+//! (`<prefix>polytape.collector.checkpoints.v1`, one partition), so the collector keeps no
+//! local state. Keys are `trades/<condition_id>`, `markets/<condition_id>`,
+//! `events/<event_id>`; values JSON. A checkpoint is written only after the records it
+//! covers were acknowledged by the broker, and `commit` returns only once the checkpoint
+//! itself is acknowledged.
+
+use std::{collections::HashMap, sync::Mutex, time::Duration};
+
+use rdkafka::{
+    Message as _, Offset, TopicPartitionList,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::{BaseConsumer, Consumer as _},
+    producer::{FutureProducer, FutureRecord},
+    types::RDKafkaErrorCode,
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::error::CollectError;
+
+/// The checkpoint topic's name under a topic prefix.
+pub fn checkpoint_topic(prefix: &str) -> String {
+    format!("{prefix}polytape.collector.checkpoints.v1")
+}
+
+/// Trades progress of one market, in Unix seconds (the Data API's unit).
+///
+/// Invariant: every fill with a timestamp in `covered` (inclusive) has been acknowledged by
+/// Kafka. `walk` is a window being filled newest-first: every fill in `(upper, to]` is done,
+/// the next request asks for `[from, upper]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct TradeCheckpoint {
+    pub covered: Option<(i64, i64)>,
+    pub walk: Option<Walk>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Walk {
+    pub from: i64,
+    pub to: i64,
+    pub upper: i64,
+}
+
+impl TradeCheckpoint {
+    /// The next window to walk so that `[from, to]` ends up covered, or `None` when it is.
+    ///
+    /// Windows always touch the covered range (sharing its edge second, whose fills may have
+    /// grown after it was walked), so coverage stays one contiguous range: no gaps.
+    pub fn next_walk(&self, from: i64, to: i64) -> Option<Walk> {
+        if let Some(walk) = self.walk {
+            return Some(walk);
+        }
+        match self.covered {
+            None if from <= to => Some(Walk {
+                from,
+                to,
+                upper: to,
+            }),
+            None => None,
+            Some((_, high)) if to > high => Some(Walk {
+                from: high,
+                to,
+                upper: to,
+            }),
+            Some((low, _)) if from < low => Some(Walk {
+                from,
+                to: low,
+                upper: low,
+            }),
+            Some(_) => None,
+        }
+    }
+
+    /// Records that the current walk is complete.
+    pub fn finish_walk(&mut self) {
+        if let Some(walk) = self.walk.take() {
+            self.covered = Some(match self.covered {
+                None => (walk.from, walk.to),
+                Some((low, high)) => (low.min(walk.from), high.max(walk.to)),
+            });
+        }
+    }
+}
+
+/// The checkpoint store: an in-memory map mirrored to the compacted topic.
+pub struct Checkpoints {
+    producer: FutureProducer,
+    topic: String,
+    values: Mutex<HashMap<String, serde_json::Value>>,
+}
+
+impl std::fmt::Debug for Checkpoints {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Checkpoints")
+            .field("topic", &self.topic)
+            .finish()
+    }
+}
+
+impl Checkpoints {
+    /// Creates the topic if needed and, unless `fresh`, reads every checkpoint in it.
+    pub async fn open(
+        brokers: &str,
+        prefix: &str,
+        producer: FutureProducer,
+        fresh: bool,
+    ) -> Result<Self, CollectError> {
+        let topic = checkpoint_topic(prefix);
+        create_topic(brokers, &topic).await?;
+        let values = if fresh {
+            HashMap::new()
+        } else {
+            let brokers = brokers.to_owned();
+            let name = topic.clone();
+            tokio::task::spawn_blocking(move || read_all(&brokers, &name))
+                .await
+                .map_err(|error| CollectError::Checkpoint(error.to_string()))??
+        };
+        tracing::info!(topic = %topic, checkpoints = values.len(), fresh, "checkpoints loaded");
+        Ok(Self {
+            producer,
+            topic,
+            values: Mutex::new(values),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, serde_json::Value>> {
+        match self.values.lock() {
+            Ok(values) => values,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let value = self.lock().get(key).cloned()?;
+        serde_json::from_value(value).ok()
+    }
+
+    /// Writes one checkpoint and waits for the broker's acknowledgement.
+    pub async fn commit<T: Serialize>(&self, key: &str, value: &T) -> Result<(), CollectError> {
+        let json = serde_json::to_value(value)
+            .map_err(|error| CollectError::Checkpoint(error.to_string()))?;
+        let payload = serde_json::to_vec(&json)
+            .map_err(|error| CollectError::Checkpoint(error.to_string()))?;
+        self.producer
+            .send(
+                FutureRecord::to(&self.topic)
+                    .key(key.as_bytes())
+                    .payload(&payload),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(error, _)| {
+                CollectError::Checkpoint(format!("checkpoint {key} not acknowledged: {error}"))
+            })?;
+        self.lock().insert(key.to_owned(), json);
+        Ok(())
+    }
+}
+
+async fn create_topic(brokers: &str, topic: &str) -> Result<(), CollectError> {
+    let admin: AdminClient<DefaultClientContext> = polytape_kafka::base_config(brokers)
+        .create()
+        .map_err(|error| CollectError::Checkpoint(format!("admin client: {error}")))?;
+    let new_topic =
+        NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics([&new_topic], &options)
+        .await
+        .map_err(|error| CollectError::Checkpoint(format!("cannot create {topic}: {error}")))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(CollectError::Checkpoint(format!(
+                    "cannot create {name}: {code}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the topic from the beginning to its high watermark (latest value per key wins; an
+/// empty payload deletes).
+fn read_all(
+    brokers: &str,
+    topic: &str,
+) -> Result<HashMap<String, serde_json::Value>, CollectError> {
+    let failed = |what: &str, error: rdkafka::error::KafkaError| {
+        CollectError::Checkpoint(format!("{what} on {topic}: {error}"))
+    };
+    let consumer: BaseConsumer = polytape_kafka::base_config(brokers)
+        .set("group.id", "polytape-collector-checkpoint-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .map_err(|error| failed("consumer", error))?;
+    let mut values = HashMap::new();
+    let mut watermarks = Err(rdkafka::error::KafkaError::Canceled);
+    // A topic created a moment ago may need a metadata round before its watermarks answer.
+    for _ in 0..20 {
+        watermarks = consumer.fetch_watermarks(topic, 0, Duration::from_secs(5));
+        if watermarks.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (low, high) = watermarks.map_err(|error| failed("watermarks", error))?;
+    if high <= low {
+        return Ok(values);
+    }
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .map_err(|error| failed("assign", error))?;
+    consumer
+        .assign(&assignment)
+        .map_err(|error| failed("assign", error))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while std::time::Instant::now() < deadline {
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let message = message.map_err(|error| failed("read", error))?;
+        if let Some(key) = message.key() {
+            let key = String::from_utf8_lossy(key).into_owned();
+            match message.payload() {
+                Some(payload) if !payload.is_empty() => {
+                    if let Ok(value) = serde_json::from_slice(payload) {
+                        values.insert(key, value);
+                    }
+                }
+                _ => {
+                    values.remove(&key);
+                }
+            }
+        }
+        if message.offset() >= high - 1 {
+            return Ok(values);
+        }
+    }
+    Err(CollectError::Checkpoint(format!(
+        "could not read {topic} up to offset {high} within 120 s"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walks_cover_the_target_without_gaps() {
+        let mut checkpoint = TradeCheckpoint::default();
+        // First backfill: the whole window.
+        let walk = checkpoint.next_walk(100, 200);
+        assert_eq!(
+            walk,
+            Some(Walk {
+                from: 100,
+                to: 200,
+                upper: 200
+            })
+        );
+        checkpoint.walk = walk;
+        // Interrupted half way: resume from where it stopped.
+        checkpoint.walk = Some(Walk {
+            from: 100,
+            to: 200,
+            upper: 150,
+        });
+        assert_eq!(checkpoint.next_walk(100, 200), checkpoint.walk);
+        checkpoint.finish_walk();
+        assert_eq!(checkpoint.covered, Some((100, 200)));
+        assert_eq!(checkpoint.next_walk(100, 200), None);
+        // Polling forward re-reads the edge second.
+        assert_eq!(
+            checkpoint.next_walk(100, 260),
+            Some(Walk {
+                from: 200,
+                to: 260,
+                upper: 260
+            })
+        );
+        // Extending backwards.
+        assert_eq!(
+            checkpoint.next_walk(50, 200),
+            Some(Walk {
+                from: 50,
+                to: 100,
+                upper: 100
+            })
+        );
+        checkpoint.walk = checkpoint.next_walk(50, 200);
+        checkpoint.finish_walk();
+        assert_eq!(checkpoint.covered, Some((50, 200)));
+    }
+
+    #[test]
+    fn checkpoints_round_trip_as_json() {
+        let checkpoint = TradeCheckpoint {
+            covered: Some((1, 2)),
+            walk: Some(Walk {
+                from: 2,
+                to: 9,
+                upper: 5,
+            }),
+        };
+        let json = serde_json::to_value(checkpoint).unwrap();
+        assert_eq!(
+            serde_json::from_value::<TradeCheckpoint>(json).unwrap(),
+            checkpoint
+        );
+    }
+}

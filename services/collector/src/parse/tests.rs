@@ -1,0 +1,435 @@
+//! Table-driven tests over the brief's payload examples (shared/briefs/polymarket-api.md) and
+//! the quirks it lists.
+
+use std::str::FromStr;
+
+use serde_json::json;
+
+use super::*;
+
+fn dec(text: &str) -> Decimal {
+    Decimal::from_str(text).unwrap()
+}
+
+/// Brief 3.1, live capture (March 2026).
+fn brief_trade() -> Value {
+    json!({"proxyWallet": "0x569f366e7087d8cc66d8ec55cdefd5577dd30056", "side": "BUY",
+      "asset": "92071830247158429266517632633283963577030982596600419669075490843953894242121",
+      "conditionId": "0x57373f395332d0c8be1ab99acd941a216594a9007320343213949fd7d8a49b24",
+      "size": 32.155171, "price": 0.5799999944021446, "timestamp": 1774020191,
+      "title": "Bitcoin Up or Down - March 20, 11AM ET", "slug": "bitcoin-up-or-down-march-20-2026-11am-et",
+      "icon": "https://polymarket-upload.s3.us-east-2.amazonaws.com/BTC+fullsize.png",
+      "eventSlug": "bitcoin-up-or-down-march-20-2026-11am-et", "outcome": "Down", "outcomeIndex": 1,
+      "name": "", "pseudonym": "", "bio": "", "profileImage": "", "profileImageOptimized": "",
+      "transactionHash": "0x09a42928b2f7a7da67f4d020c99800d3f7665c3f9c7b011deeed8ae37e18ffed"})
+}
+
+fn with(mut row: Value, key: &str, value: Value) -> Value {
+    row[key] = value;
+    row
+}
+
+fn without(mut row: Value, key: &str) -> Value {
+    row.as_object_mut().unwrap().remove(key);
+    row
+}
+
+#[test]
+fn the_brief_trade_parses_exactly() {
+    let trade = trade_v1(&brief_trade(), 7, None).unwrap();
+    assert_eq!(trade.price, dec("0.58"));
+    assert_eq!(trade.size, dec("32.155171"));
+    assert_eq!(trade.timestamp_ms, 1_774_020_191_000);
+    assert_eq!(trade.side, Side::Buy);
+    assert_eq!(trade.outcome.as_deref(), Some("Down"));
+    assert_eq!(trade.outcome_index, Some(1));
+    assert_eq!(trade.source, TradeSource::DataApiV1);
+    assert_eq!(trade.ingested_ms, 7);
+    let expected = TradeIdentity {
+        transaction_hash: "0x09a42928b2f7a7da67f4d020c99800d3f7665c3f9c7b011deeed8ae37e18ffed",
+        token_id: "92071830247158429266517632633283963577030982596600419669075490843953894242121",
+        side: Side::Buy,
+        size: dec("32.155171"),
+        price: dec("0.58"),
+        proxy_wallet: "0x569f366e7087d8cc66d8ec55cdefd5577dd30056",
+    }
+    .trade_id();
+    assert_eq!(trade.trade_id, expected);
+}
+
+/// Every quirk that must still give the same fill (same id) or a clean refusal.
+#[test]
+fn trade_quirks() {
+    let id = trade_v1(&brief_trade(), 0, None).unwrap().trade_id;
+    let same_fill = [
+        (
+            "price as a string (schema drift)",
+            with(brief_trade(), "price", json!("0.5799999944021446")),
+        ),
+        (
+            "size as a string",
+            with(brief_trade(), "size", json!("32.155171")),
+        ),
+        (
+            "timestamp as a string",
+            with(brief_trade(), "timestamp", json!("1774020191")),
+        ),
+        (
+            "timestamp in ms",
+            with(brief_trade(), "timestamp", json!(1_774_020_191_000_i64)),
+        ),
+        (
+            "upper-case hash",
+            with(
+                brief_trade(),
+                "transactionHash",
+                json!("0x09A42928B2F7A7DA67F4D020C99800D3F7665C3F9C7B011DEEED8AE37E18FFED"),
+            ),
+        ),
+        ("lower-case side", with(brief_trade(), "side", json!("buy"))),
+        (
+            "unknown extra field",
+            with(brief_trade(), "_simUnknownField", json!({"a": 1})),
+        ),
+        (
+            "missing optional icon/name/pseudonym",
+            without(without(without(brief_trade(), "icon"), "name"), "pseudonym"),
+        ),
+        ("missing outcome", without(brief_trade(), "outcome")),
+    ];
+    for (case, row) in same_fill {
+        let trade = trade_v1(&row, 0, None).unwrap_or_else(|error| panic!("{case}: {error}"));
+        assert_eq!(trade.trade_id, id, "{case}");
+        assert_eq!(trade.timestamp_ms, 1_774_020_191_000, "{case}");
+    }
+    let refused = [
+        (
+            "no transaction hash",
+            without(brief_trade(), "transactionHash"),
+            "transactionHash",
+        ),
+        (
+            "null price (drift of a string)",
+            with(brief_trade(), "price", Value::Null),
+            "price",
+        ),
+        (
+            "price above 1",
+            with(brief_trade(), "price", json!(1.5)),
+            "price",
+        ),
+        ("zero size", with(brief_trade(), "size", json!(0)), "size"),
+        (
+            "garbage side",
+            with(brief_trade(), "side", json!("HOLD")),
+            "side",
+        ),
+        (
+            "non-numeric asset",
+            with(brief_trade(), "asset", json!("abc")),
+            "asset",
+        ),
+        (
+            "no timestamp",
+            without(brief_trade(), "timestamp"),
+            "timestamp",
+        ),
+    ];
+    for (case, row, field) in refused {
+        let error = trade_v1(&row, 0, None).unwrap_err().to_string();
+        assert!(error.contains(field), "{case}: {error}");
+    }
+    assert_eq!(
+        trade_v1(&json!([1]), 0, None).unwrap_err(),
+        RowError::NotAnObject
+    );
+}
+
+#[test]
+fn dust_fill_prices_snap_to_the_tick_grid() {
+    // 0.073097 shares at 0.94: notional 0.068711 (6 dp) / size = 0.93999...7.
+    let row = with(
+        with(brief_trade(), "size", json!(0.073097)),
+        "price",
+        json!(0.068711 / 0.073097),
+    );
+    assert_eq!(trade_v1(&row, 0, None).unwrap().price, dec("0.94"));
+}
+
+/// Dust fills (< 0.01 shares) seen on the simulator's tape: the float is off by more than half
+/// a 0.0001 step; the market's tick and the notional recover the price.
+#[test]
+fn dust_fill_prices_are_recovered_from_the_notional() {
+    let cases = [
+        // (price, size, tick)
+        ("0.64", "0.000742", Some("0.01")),
+        ("0.63", "0.002464", Some("0.01")),
+        ("0.63", "0.000741", None),
+        ("0.965", "0.000742", Some("0.01")),
+        ("0.0025", "0.004", Some("0.0025")),
+        ("0.5833", "0.012345", None),
+    ];
+    for (price, size, tick) in cases {
+        let size = dec(size);
+        let notional = (dec(price) * size).round_dp(6);
+        let reported: f64 = (notional.to_string().parse::<f64>().unwrap())
+            / size.to_string().parse::<f64>().unwrap();
+        let recovered = fill_price(reported, size, tick.map(dec)).unwrap();
+        assert_eq!(
+            recovered,
+            dec(price),
+            "{price} × {size} reported as {reported}"
+        );
+    }
+}
+
+#[test]
+fn pages() {
+    assert_eq!(array_page(b"[]").unwrap(), Vec::<Value>::new());
+    assert_eq!(array_page(br#"[{"a":1}]"#).unwrap().len(), 1);
+    // Truncated and malformed bodies (the simulator's faults) are page errors.
+    assert!(array_page(br#"[{"a":1},{"#).is_err());
+    assert!(array_page(b"[{\"a\":1\"\0,}{").is_err());
+    assert!(array_page(br#"{"error":"x"}"#).is_err());
+    let (rows, cursor) = keyset_page(
+        br#"{"markets":[{"id":"1"}],"next_cursor":"abc"}"#,
+        "markets",
+    )
+    .unwrap();
+    assert_eq!((rows.len(), cursor.as_deref()), (1, Some("abc")));
+    // next_cursor is omitted on the last page.
+    let (_, cursor) = keyset_page(br#"{"events":[]}"#, "events").unwrap();
+    assert_eq!(cursor, None);
+    let (_, cursor) =
+        clob_page(br#"{"limit":1000,"count":0,"next_cursor":"LTE=","data":[]}"#).unwrap();
+    assert_eq!(cursor, None);
+    let (_, cursor) =
+        clob_page(br#"{"limit":1000,"count":0,"next_cursor":"MTAwMA==","data":[]}"#).unwrap();
+    assert_eq!(cursor.as_deref(), Some("MTAwMA=="));
+}
+
+/// Brief 2.4, live capture 2025-12-31.
+fn brief_market() -> Value {
+    json!({"id": "1066851", "question": "Bitcoin Up or Down - December 31, 12:00PM-12:15PM ET",
+     "conditionId": "0x2e6af11e4b853b05ba7135239b21d77e808889b6ce1e735de856c94c4e5b5fce",
+     "slug": "btc-updown-15m-1767200400", "resolutionSource": "https://data.chain.link/streams/btc-usd",
+     "endDate": "2025-12-31T17:15:00Z", "liquidity": "20579.7452", "startDate": "2025-12-30T17:10:15.861305Z",
+     "outcomes": "[\"Up\", \"Down\"]", "outcomePrices": "[\"0.585\", \"0.415\"]", "volume": "92509.470055",
+     "active": true, "closed": false, "marketMakerAddress": "", "createdAt": "2025-12-30T17:01:49.027357Z",
+     "updatedAt": "2025-12-31T17:07:53.929803Z", "new": false, "featured": false, "archived": false,
+     "restricted": true, "groupItemThreshold": "0",
+     "questionID": "0xf69e4e6eb29d29bd1852208e2a27f652e16053fdfdad35ce6953e08f0fb08424",
+     "enableOrderBook": true, "orderPriceMinTickSize": 0.01, "orderMinSize": 5, "volumeNum": 92509.470055,
+     "liquidityNum": 20579.7452, "endDateIso": "2025-12-31", "startDateIso": "2025-12-30", "hasReviewedDates": true,
+     "volume24hr": 815.1150849999999,
+     "clobTokenIds": "[\"8851848546962572193739008211889046036776198486765606333032192644001246174440\", \"10181859819235412241349111952383458602722012323104397550162049365057126390549\"]",
+     "acceptingOrders": true, "negRisk": false, "umaResolutionStatuses": "[]", "rfqEnabled": false,
+     "feesEnabled": false, "spread": 0.01, "lastTradePrice": 0.58, "bestBid": 0.58, "bestAsk": 0.59})
+}
+
+#[test]
+fn the_brief_market_parses() {
+    let market = gamma_market(&brief_market()).unwrap();
+    assert_eq!(market.gamma_market_id.as_deref(), Some("1066851"));
+    assert_eq!(market.tokens.len(), 2);
+    assert_eq!(market.tokens[0].outcome, "Up");
+    assert_eq!(
+        market.tokens[1].token_id,
+        "10181859819235412241349111952383458602722012323104397550162049365057126390549"
+    );
+    assert_eq!(market.tokens[1].outcome_index, 1);
+    assert_eq!(market.tokens[0].winner, None);
+    assert_eq!(market.tick_size, Some(dec("0.01")));
+    assert_eq!(market.min_order_size, Some(dec("5")));
+    assert_eq!(market.volume, Some(dec("92509.470055")));
+    assert_eq!(market.liquidity, Some(dec("20579.7452")));
+    assert_eq!(market.end_ms, Some(1_767_201_300_000));
+    assert_eq!(market.start_ms, Some(1_767_114_615_861));
+    assert_eq!(market.protocol_version, None);
+    assert!(market.active && !market.closed && market.accepting_orders && market.enable_order_book);
+    assert_eq!(market.fees_enabled, Some(false));
+}
+
+#[test]
+fn market_quirks() {
+    // v2: a real positionIds array, no clobTokenIds.
+    let v2 = with(
+        with(
+            without(brief_market(), "clobTokenIds"),
+            "positionIds",
+            json!(["7132", "5211"]),
+        ),
+        "version",
+        json!("v2"),
+    );
+    let market = gamma_market(&v2).unwrap();
+    assert_eq!(market.protocol_version.as_deref(), Some("v2"));
+    assert_eq!(
+        market
+            .tokens
+            .iter()
+            .map(|token| token.token_id.as_str())
+            .collect::<Vec<_>>(),
+        ["7132", "5211"]
+    );
+    // Outcomes as a real array; volume drifted to a number; liquidity as a number.
+    let drifted = with(
+        with(
+            with(brief_market(), "outcomes", json!(["Up", "Down"])),
+            "volumeNum",
+            json!("92509.470055"),
+        ),
+        "liquidity",
+        json!(1.5),
+    );
+    let market = gamma_market(&drifted).unwrap();
+    assert_eq!(market.tokens[1].outcome, "Down");
+    assert_eq!(market.volume, Some(dec("92509.470055")));
+    // Resolved: closed with outcomePrices ["1","0"].
+    let resolved = with(
+        with(
+            with(brief_market(), "closed", json!(true)),
+            "outcomePrices",
+            json!("[\"1\", \"0\"]"),
+        ),
+        "umaResolutionStatus",
+        json!("resolved"),
+    );
+    let market = gamma_market(&resolved).unwrap();
+    assert_eq!(market.tokens[0].winner, Some(true));
+    assert_eq!(market.tokens[1].winner, Some(false));
+    assert_eq!(
+        market.winning_token_id.as_deref(),
+        Some("8851848546962572193739008211889046036776198486765606333032192644001246174440")
+    );
+    assert_eq!(market.resolution_status.as_deref(), Some("resolved"));
+    // closedTime in Postgres style; missing optional fields; unknown fields.
+    let odd = with(
+        with(
+            without(without(brief_market(), "questionID"), "feesEnabled"),
+            "closedTime",
+            json!("2026-05-01 12:00:00+00"),
+        ),
+        "_simUnknownField",
+        json!({}),
+    );
+    let market = gamma_market(&odd).unwrap();
+    assert_eq!(market.closed_ms, Some(1_777_636_800_000));
+    assert_eq!(market.question_id, None);
+    assert_eq!(market.fees_enabled, None);
+    // Refused: no condition id, a broken JSON-encoded list, mismatched tokens/outcomes.
+    for (case, row) in [
+        ("no conditionId", without(brief_market(), "conditionId")),
+        (
+            "broken clobTokenIds",
+            with(brief_market(), "clobTokenIds", json!("[\"1\",")),
+        ),
+        (
+            "three outcomes for two tokens",
+            with(brief_market(), "outcomes", json!("[\"a\",\"b\",\"c\"]")),
+        ),
+    ] {
+        assert!(gamma_market(&row).is_err(), "{case}");
+    }
+}
+
+#[test]
+fn clob_market_merges_into_gamma() {
+    // Brief 4.1, live capture (March 2026); numbers as strings per some SDK fixtures.
+    let clob_row = json!({"enable_order_book": true, "active": true, "closed": false, "archived": false,
+     "accepting_orders": true, "minimum_order_size": "15", "minimum_tick_size": 0.001,
+     "condition_id": "0x2E6AF11E4B853B05BA7135239B21D77E808889B6CE1E735DE856C94C4E5B5FCE",
+     "maker_base_fee": 1000, "taker_base_fee": "1000", "neg_risk": false,
+     "tokens": [{"token_id": "8851848546962572193739008211889046036776198486765606333032192644001246174440", "outcome": "Up", "price": 0.305, "winner": false},
+                {"token_id": "10181859819235412241349111952383458602722012323104397550162049365057126390549", "outcome": "Down", "price": 0.695, "winner": true}],
+     "tags": ["Crypto", "Bitcoin", "Up/Down"]});
+    let clob = clob_market(&clob_row).unwrap();
+    assert_eq!(clob.min_order_size, Some(dec("15")));
+    assert_eq!(clob.taker_base_fee_bps, Some(1000));
+    let mut market = gamma_market(&with(brief_market(), "closed", json!(true))).unwrap();
+    merge_clob(&mut market, &clob);
+    assert_eq!(market.tick_size, Some(dec("0.001")));
+    assert_eq!(market.min_order_size, Some(dec("15")));
+    assert_eq!(market.maker_base_fee_bps, Some(1000));
+    assert_eq!(market.tags, ["Crypto", "Bitcoin", "Up/Down"]);
+    assert_eq!(market.tokens[1].winner, Some(true));
+    assert_eq!(
+        market.winning_token_id.as_deref(),
+        Some("10181859819235412241349111952383458602722012323104397550162049365057126390549")
+    );
+}
+
+#[test]
+fn content_hash_changes_only_with_content() {
+    let first = finish_market(gamma_market(&brief_market()).unwrap(), 1);
+    let again = finish_market(gamma_market(&brief_market()).unwrap(), 2);
+    assert_eq!(first.content_hash, again.content_hash);
+    assert_eq!(again.updated_ms, 2);
+    let changed = finish_market(
+        gamma_market(&with(brief_market(), "volumeNum", json!(1))).unwrap(),
+        3,
+    );
+    assert_ne!(first.content_hash, changed.content_hash);
+}
+
+#[test]
+fn the_brief_event_parses() {
+    // Brief 2.5 (keys from a live event; values illustrative).
+    let row = json!({"id": "125819", "ticker": "nvda-above-in-january-2026", "slug": "nvda-above-in-january-2026",
+      "title": "Will NVIDIA (NVDA) close above ___ end of January?", "description": "...",
+      "startDate": "2025-12-26T22:00:00Z", "creationDate": "2025-12-26T21:50:00Z",
+      "endDate": "2026-01-30T21:00:00Z", "active": true, "closed": false, "archived": false,
+      "liquidity": 154320.55, "volume": 1203344.12, "openInterest": 0, "createdAt": "2025-12-26T21:50:00.123Z",
+      "updatedAt": "2026-01-10T12:00:01.456Z", "negRisk": true, "negRiskMarketID": "0x…", "commentCount": 12,
+      "markets": [brief_market()], "series": [], "tags": [{"id": "1", "label": "Stocks", "slug": "stocks"}],
+      "seriesSlug": "nvda-above"});
+    let event = gamma_event(&row, 5).unwrap();
+    assert_eq!(event.event_id, "125819");
+    assert!(event.neg_risk);
+    assert_eq!(event.volume, Some(dec("1203344.12")));
+    assert_eq!(event.open_interest, Some(dec("0")));
+    assert_eq!(event.tags, ["Stocks"]);
+    assert_eq!(event.series_slug.as_deref(), Some("nvda-above"));
+    assert_eq!(
+        event.market_condition_ids,
+        ["0x2e6af11e4b853b05ba7135239b21d77e808889b6ce1e735de856c94c4e5b5fce"]
+    );
+    assert_eq!(event.created_ms, Some(1_766_785_800_000));
+    assert_eq!(event.updated_ms, 5);
+    assert!(!event.content_hash.is_empty());
+    let index = event_index(&[event]);
+    assert_eq!(
+        index["0x2e6af11e4b853b05ba7135239b21d77e808889b6ce1e735de856c94c4e5b5fce"],
+        ["125819"]
+    );
+    assert!(gamma_event(&without(row.clone(), "id"), 0).is_err());
+    // Drift: id as a number still identifies the event.
+    assert_eq!(
+        gamma_event(&with(row, "id", json!(125819)), 0)
+            .unwrap()
+            .event_id,
+        "125819"
+    );
+}
+
+#[test]
+fn price_history_points() {
+    // Brief 4.5.
+    let page = json!({"history": [{"t": 1752883209, "p": 0.0115}, {"t": 1752969609, "p": 0.0121}]});
+    let points: Vec<PricePoint> = page["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| price_point(row, "7", 60, 9).unwrap())
+        .collect();
+    assert_eq!(points[0].timestamp_ms, 1_752_883_209_000);
+    assert_eq!(points[0].price, dec("0.0115"));
+    assert_eq!(points[1].price, dec("0.0121"));
+    assert_eq!(
+        price_point(&json!({"t": "1752883209", "p": "0.5"}), "7", 60, 9)
+            .unwrap()
+            .price,
+        dec("0.5")
+    );
+    assert!(price_point(&json!({"t": 1}), "7", 60, 9).is_err());
+}

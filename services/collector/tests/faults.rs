@@ -1,0 +1,104 @@
+//! A fault run: 5xx bursts, timeouts, truncated and malformed bodies, schema drift, unknown
+//! and missing fields. The collector completes, malformed records are in the DLQ with their
+//! reasons, and every other fill arrives.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use polytape_collector::{Collector, Dataset, Mode, Options};
+use polytape_model::{DeadLetter, Market, Trade};
+use support::*;
+use tokio_util::sync::CancellationToken;
+
+const FAULTS: &str = "error@/data/trades:status=503,count=5,every=7;\
+    error@/data/trades:status=500,count=3,every=5,after=40;\
+    timeout@/data/trades:delay=2s,count=2,every=13;\
+    malformed@/data/trades:count=3,every=11;\
+    truncate@/gamma/markets:count=1;\
+    error@/clob/markets:status=502,count=2;\
+    drift@/data/trades:field=price,count=4,every=5;\
+    drift@/data/trades:field=transactionHash,count=2,every=17,after=20;\
+    extra_field@/gamma:count=0;\
+    missing_optional@/gamma/markets:count=2;\
+    extra_field@/data/trades:count=10";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_keep_the_collector_up_and_bad_rows_go_to_the_dlq() {
+    let window = Duration::from_secs(1);
+    let sim = sim(window, FAULTS).await;
+    let names = topics("collector_faults").await;
+    let config = config(&sim, &names, tuning(window));
+    let collector = Arc::new(
+        Collector::connect(&config, false, CancellationToken::new())
+            .await
+            .unwrap(),
+    );
+    let options = Options {
+        mode: Mode::Backfill {
+            from_s: EPOCH_MS / 1000 - i64::from(HISTORY_DAYS) * 86_400 - 3_600,
+            to_s: EPOCH_MS / 1000 + 3_600,
+        },
+        datasets: [Dataset::Markets, Dataset::Events, Dataset::Trades]
+            .into_iter()
+            .collect(),
+        ..Options::default()
+    };
+    let summary = collector.run(options).await.unwrap();
+    println!("fault run: {summary:?}");
+    assert_eq!(summary.markets_complete, 200);
+
+    let stats = truth(&sim, "/_sim/stats").await;
+    let trades_stats = &stats["endpoints"]["/data/trades"];
+    println!("/data/trades stats: {trades_stats}");
+    let faults = trades_stats["faults"].as_object().unwrap();
+    assert!(faults.len() >= 4, "faults fired: {faults:?}");
+    assert_eq!(stats["totals"]["rejected_429"].as_u64().unwrap_or(0), 0);
+
+    let letters: Vec<DeadLetter> = records(&names).await;
+    let trade_letters: Vec<&DeadLetter> = letters
+        .iter()
+        .filter(|letter| letter.origin.starts_with("data_trades"))
+        .collect();
+    assert!(!trade_letters.is_empty(), "drifted rows are dead-lettered");
+    for letter in &trade_letters {
+        assert!(letter.error.contains("transactionHash"), "{}", letter.error);
+        let row: serde_json::Value = serde_json::from_slice(&letter.payload).unwrap();
+        assert!(row["transactionHash"].is_null());
+    }
+    let dlq_ids: HashSet<&str> = letters
+        .iter()
+        .map(|letter| letter.dead_letter_id.as_str())
+        .collect();
+
+    let truth_fills = truth_trade_ids(&sim).await;
+    let truth_ids: HashSet<&str> = truth_fills.iter().map(|(id, _)| id.as_str()).collect();
+    let trades: Vec<Trade> = records(&names).await;
+    let ours: HashSet<&str> = trades.iter().map(|trade| trade.trade_id.as_str()).collect();
+    assert_eq!(
+        ours.difference(&truth_ids).count(),
+        0,
+        "price drift still yields the true ids"
+    );
+    let missing = truth_ids.difference(&ours).count();
+    println!(
+        "fills {}, arrived {}, missing {missing}, dead letters {} ({} distinct)",
+        truth_ids.len(),
+        ours.len(),
+        letters.len(),
+        dlq_ids.len()
+    );
+    assert!(
+        missing <= trade_letters.len(),
+        "only dead-lettered rows may be missing"
+    );
+    let markets: Vec<Market> = records(&names).await;
+    let unique: HashSet<&str> = markets
+        .iter()
+        .map(|market| market.condition_id.as_str())
+        .collect();
+    assert_eq!(unique.len(), 200);
+    sim.shutdown().await;
+}

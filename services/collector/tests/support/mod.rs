@@ -1,0 +1,181 @@
+//! Shared by the collector's integration tests: a simulator, isolated topics, reading topics
+//! back, and the simulator's ground truth.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
+
+use polymarket_sim::{RunningSim, SimConfig};
+use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
+use polytape_collector::{CollectorConfig, CollectorTuning};
+use polytape_model::{Topic, TopicNames};
+use polytape_runtime::config::{CommonConfig, KafkaConfig, LogFormat, UpstreamConfig};
+use polytape_test_support::stack::endpoints;
+use rdkafka::{
+    Message as _, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer as _},
+};
+
+/// 2026-01-01T00:00:00Z: the end of the simulated history.
+pub const EPOCH_MS: i64 = 1_767_225_600_000;
+pub const HISTORY_DAYS: u32 = 3;
+
+pub const TOPICS: [Topic; 5] = [
+    Topic::Markets,
+    Topic::Events,
+    Topic::Trades,
+    Topic::DeadLetters,
+    Topic::PriceHistory,
+];
+
+pub async fn sim(rate_window: Duration, faults: &str) -> RunningSim {
+    let config = SimConfig {
+        port: 0,
+        rate: 0.0,
+        lifecycle_every: 0,
+        epoch_ms: Some(EPOCH_MS),
+        markets: 200,
+        history_days: HISTORY_DAYS,
+        rate_window,
+        ..SimConfig::default()
+    };
+    let sim = polymarket_sim::start(config).await.unwrap();
+    if !faults.is_empty() {
+        sim.add_faults(faults).unwrap();
+    }
+    sim
+}
+
+pub async fn topics(purpose: &str) -> TopicNames {
+    let names = polytape_test_support::stack::isolated_topics(purpose);
+    polytape_kafka::ensure_topics(&endpoints().kafka_brokers, &names, &TOPICS, 1)
+        .await
+        .unwrap();
+    names
+}
+
+pub fn config(sim: &RunningSim, names: &TopicNames, tuning: CollectorTuning) -> CollectorConfig {
+    let stack = endpoints();
+    let base = sim.base_url();
+    CollectorConfig {
+        common: CommonConfig {
+            log_format: LogFormat::Pretty,
+            log_level: "info".to_owned(),
+            shutdown_timeout: Duration::from_secs(30),
+        },
+        kafka: KafkaConfig {
+            kafka_brokers: stack.kafka_brokers,
+            schema_registry_url: stack.schema_registry_url,
+            topic_prefix: names.prefix().to_owned(),
+        },
+        upstream: UpstreamConfig {
+            gamma_url: format!("{base}/gamma"),
+            data_api_url: format!("{base}/data"),
+            clob_url: format!("{base}/clob"),
+            clob_ws_url: sim.ws_url(),
+        },
+        collector_admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        tuning,
+    }
+}
+
+/// Every message of `topic` as (key, payload), read by assignment up to the high watermarks.
+pub fn read_topic(topic: &str, partitions: i32) -> Vec<(String, Vec<u8>)> {
+    let consumer: BaseConsumer = polytape_kafka::base_config(&endpoints().kafka_brokers)
+        .set("group.id", format!("read-{topic}"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut remaining: HashMap<i32, i64> = HashMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .unwrap();
+        if high > low {
+            remaining.insert(partition, high);
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .unwrap();
+        }
+    }
+    let mut messages = Vec::new();
+    if remaining.is_empty() {
+        return messages;
+    }
+    consumer.assign(&assignment).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !remaining.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reading {topic} timed out"
+        );
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.unwrap();
+        messages.push((
+            String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+            message.payload().unwrap_or_default().to_vec(),
+        ));
+        if remaining
+            .get(&message.partition())
+            .is_some_and(|high| message.offset() >= high - 1)
+        {
+            remaining.remove(&message.partition());
+        }
+    }
+    messages
+}
+
+/// Decoded records of `T`'s topic.
+pub async fn records<T: AvroRecord>(names: &TopicNames) -> Vec<T> {
+    let topic = names.name(T::TOPIC);
+    let partitions = T::TOPIC.partitions();
+    let messages = tokio::task::spawn_blocking(move || read_topic(&topic, partitions))
+        .await
+        .unwrap();
+    let decoder = RecordDecoder::<T>::new(
+        SchemaRegistryClient::new(&endpoints().schema_registry_url).unwrap(),
+    );
+    let mut records = Vec::with_capacity(messages.len());
+    for (_, payload) in messages {
+        records.push(decoder.decode(&payload).await.unwrap());
+    }
+    records
+}
+
+pub async fn truth(sim: &RunningSim, path: &str) -> serde_json::Value {
+    reqwest::get(format!("{}{path}", sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Ground-truth trade ids (every fill, takers and makers).
+pub async fn truth_trade_ids(sim: &RunningSim) -> Vec<(String, String)> {
+    let fills = truth(sim, "/_sim/truth/fills?limit=200000").await;
+    assert!(fills["next_since_seq"].is_null(), "more than 200,000 fills");
+    fills["fills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|fill| {
+            (
+                fill["trade_id"].as_str().unwrap().to_owned(),
+                fill["conditionId"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Fast tuning for a simulator whose rate windows are `window` long.
+pub fn tuning(window: Duration) -> CollectorTuning {
+    CollectorTuning {
+        budget_window: window,
+        request_timeout: Duration::from_secs(5),
+        ..CollectorTuning::default()
+    }
+}
