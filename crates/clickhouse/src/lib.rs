@@ -6,8 +6,8 @@ mod migrations;
 use std::time::Duration;
 
 pub use migrations::{
-    MAX_RETENTION_DAYS, MIGRATIONS, Migration, MigrationReport, TIME_SERIES_TABLES, TTL_COLUMNS,
-    expected_tables, migrate, set_retention, split_statements,
+    MAX_RETENTION_DAYS, MIGRATIONS, Migration, MigrationReport, TTL_COLUMNS, expected_tables,
+    is_time_series_table, migrate, set_retention, split_statements,
 };
 use polytape_runtime::config::ClickHouseConfig;
 

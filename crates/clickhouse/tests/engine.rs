@@ -222,7 +222,7 @@ async fn migrations_applied_twice_leave_the_same_schema() {
     expected.sort_unstable();
     assert_eq!(names, expected);
     for table in &after_first {
-        if polytape_clickhouse::TIME_SERIES_TABLES.contains(&table.name.as_str()) {
+        if polytape_clickhouse::is_time_series_table(&table.name) {
             assert!(
                 table.create_table_query.contains("toIntervalDay(90)"),
                 "{}",
@@ -301,7 +301,7 @@ async fn retention_can_be_changed_on_existing_tables() {
         .await
         .unwrap();
     for table in table_definitions(client, &database.name).await {
-        if polytape_clickhouse::TIME_SERIES_TABLES.contains(&table.name.as_str()) {
+        if polytape_clickhouse::is_time_series_table(&table.name) {
             assert!(
                 table.create_table_query.contains("toIntervalDay(30)"),
                 "{}",

@@ -27,13 +27,8 @@ impl From<Output> for Finished {
 /// Runs `binary` with `args` and exactly the given `POLYTAPE_…` variables (any inherited ones
 /// are removed, so the developer's environment cannot change the outcome).
 pub fn run(binary: &Path, args: &[&str], polytape_env: &[(&str, &str)]) -> Finished {
-    let mut command = Command::new(binary);
+    let mut command = isolated_command(binary);
     command.args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("POLYTAPE_") || name == "RUST_LOG" || name == "RUST_BACKTRACE" {
-            command.env_remove(name);
-        }
-    }
     // A panic would print a backtrace with this set; a config error must not panic at all.
     command.env("RUST_BACKTRACE", "1");
     for (name, value) in polytape_env {
@@ -43,6 +38,18 @@ pub fn run(binary: &Path, args: &[&str], polytape_env: &[(&str, &str)]) -> Finis
         Ok(output) => output.into(),
         Err(error) => panic!("cannot run {}: {error}", binary.display()),
     }
+}
+
+/// A command for `binary` without the developer's `POLYTAPE_…`, `RUST_LOG` and
+/// `RUST_BACKTRACE` variables, so only what the test sets can change the outcome.
+fn isolated_command(binary: &Path) -> Command {
+    let mut command = Command::new(binary);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("POLYTAPE_") || name == "RUST_LOG" || name == "RUST_BACKTRACE" {
+            command.env_remove(name);
+        }
+    }
+    command
 }
 
 /// A TOML file with `contents`, deleted when dropped.
@@ -112,12 +119,7 @@ impl RunningService {
         polytape_env: &[(&str, String)],
         admin_addr: std::net::SocketAddr,
     ) -> Self {
-        let mut command = Command::new(binary);
-        for (name, _) in std::env::vars() {
-            if name.starts_with("POLYTAPE_") || name == "RUST_LOG" {
-                command.env_remove(name);
-            }
-        }
+        let mut command = isolated_command(binary);
         for (name, value) in polytape_env {
             command.env(name, value);
         }
