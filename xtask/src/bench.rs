@@ -5,13 +5,22 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
-use crate::{paths, stack};
+use crate::{bench_all::figure, paths, stack};
+
+#[path = "bench_collector.rs"]
+mod bench_collector;
+#[path = "bench_ws_bridge.rs"]
+mod bench_ws_bridge;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchArgs {
     /// Which benchmark: `codec` (P6: our Avro path vs apache-avro's Value path) or `sink`
     /// (P1: the sink's path vs a raw RowBinary load; end to end vs a bare consumer) or
-    /// `candles` (P3: trades/s and price changes/s per core, peak RSS for 10k tokens)
+    /// `candles` (P3: trades/s and price changes/s per core, peak RSS for 10k tokens) or
+    /// `collector` (upstream budget use and throttling against the simulator) or `freshness`
+    /// (P4/P7: the whole pipeline at ~5k WebSocket events/s: freshness p50/p99, RSS per
+    /// service) or `api` (P5: API vs the same queries straight to ClickHouse) or `all` (every
+    /// benchmark, three runs each, written to BENCHMARKS.md)
     which: String,
 }
 
@@ -20,7 +29,14 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         "codec" => codec(),
         "sink" => sink(),
         "candles" => candles(),
-        other => bail!("unknown benchmark {other:?}; available: codec, sink, candles"),
+        "collector" => bench_collector::run(),
+        "ws-bridge" => bench_ws_bridge::run(),
+        "freshness" => freshness(),
+        "all" => crate::bench_all::run(),
+        "api" => crate::bench_api::run(),
+        other => bail!(
+            "unknown benchmark {other:?}; available: codec, sink, candles, collector, ws-bridge, api, freshness, all"
+        ),
     }
 }
 
@@ -57,6 +73,27 @@ fn codec() -> anyhow::Result<()> {
     println!(
         "  ratio (Value / ours)       : {:>10.2}x   (goal >= 5x)",
         baseline / ours
+    );
+    figure(
+        "codec.1_ours",
+        "encode + decode of one trade, polytape",
+        ours,
+        "ns",
+        "",
+    );
+    figure(
+        "codec.2_value",
+        "same, apache-avro Value path",
+        baseline,
+        "ns",
+        "",
+    );
+    figure(
+        "codec.3_ratio",
+        "Value path / polytape",
+        baseline / ours,
+        "×",
+        "≥ 5",
     );
     Ok(())
 }
@@ -149,6 +186,53 @@ fn sink() -> anyhow::Result<()> {
         "  P2 ratio sink / bare consumer                         : {:>10.2}   (goal >= 0.9)",
         median(&p2_sink) / median(&p2_consumer)
     );
+    // One figure per internal run, so `bench all` gets its runs from one invocation.
+    for (sink_rate, raw_rate) in p1_sink.iter().zip(&p1_raw) {
+        figure(
+            "sink.1_p1_sink",
+            "sink path, decode → rows → insert",
+            *sink_rate,
+            "rows/s",
+            "",
+        );
+        figure(
+            "sink.2_p1_raw",
+            "raw RowBinary load of the same rows",
+            *raw_rate,
+            "rows/s",
+            "",
+        );
+        figure(
+            "sink.3_p1_ratio",
+            "P1 ratio sink / raw",
+            sink_rate / raw_rate,
+            "×",
+            "≥ 0.8",
+        );
+    }
+    for (sink_rate, consumer_rate) in p2_sink.iter().zip(&p2_consumer) {
+        figure(
+            "sink.4_e2e",
+            "sink end to end through the broker",
+            *sink_rate,
+            "rows/s",
+            "",
+        );
+        figure(
+            "sink.5_consumer",
+            "bare consumer on the same topic",
+            *consumer_rate,
+            "msgs/s",
+            "",
+        );
+        figure(
+            "sink.6_ratio",
+            "ratio sink / bare consumer",
+            sink_rate / consumer_rate,
+            "×",
+            "≥ 0.9",
+        );
+    }
     Ok(())
 }
 
@@ -201,5 +285,132 @@ fn candles() -> anyhow::Result<()> {
         "  peak RSS, books + windows of 10k tokens, MiB  : {:>12.1}   (goal <= 200 MB)",
         result["peak_rss_mib"].as_f64().unwrap_or(f64::NAN)
     );
+    let trades_per_second = per_second("trades", "decode_and_candle")?;
+    let price_changes_per_second = per_second("price_changes", "apply")?;
+    figure(
+        "candles.1_trades",
+        "trades/s per core, Avro decode + candles",
+        trades_per_second,
+        "trades/s",
+        "≥ 1,000,000",
+    );
+    figure(
+        "candles.2_books",
+        "price_change entries/s applied to books",
+        price_changes_per_second,
+        "entries/s",
+        "≥ 1,000,000",
+    );
+    figure(
+        "candles.3_rss",
+        "peak RSS, books + windows of 10k tokens",
+        result["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+        "MiB",
+        "≤ 200 MB",
+    );
+    Ok(())
+}
+
+/// P4 and P7: the whole pipeline (release binaries) with the simulator's WebSocket at ~5k
+/// events/s; the sink's per-row latency of `price_changes` and each service's peak RSS.
+fn freshness() -> anyhow::Result<()> {
+    stack::up(&stack::StackSpec::development(), false)?;
+    let root = paths::workspace_root();
+    let status = Command::new(paths::cargo())
+        .args(["build", "--release", "--bins"])
+        .args([
+            "--package",
+            "polytape-collector",
+            "--package",
+            "polytape-ws-bridge",
+        ])
+        .args([
+            "--package",
+            "polytape-candle-builder",
+            "--package",
+            "polytape-sink-clickhouse",
+        ])
+        .args(["--package", "polytape-api"])
+        .current_dir(&root)
+        .status()
+        .context("cannot run cargo build")?;
+    if !status.success() {
+        bail!("building the release binaries failed ({status})");
+    }
+    let output = Command::new(paths::cargo())
+        .args([
+            "test",
+            "--release",
+            "--package",
+            "polytape-e2e",
+            "--test",
+            "freshness",
+        ])
+        .args(["--", "--ignored", "--nocapture", "--test-threads", "1"])
+        .current_dir(&root)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run the freshness benchmark")?;
+    if !output.status.success() {
+        bail!("the freshness benchmark failed ({})", output.status);
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("RESULT "))
+        .context("the freshness benchmark printed no RESULT line")?;
+    let result: serde_json::Value = serde_json::from_str(line)?;
+    let number = |key: &str| result[key].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "
+whole pipeline, simulator WebSocket at {:.0} events/s (release binaries)",
+        number("ws_events_per_s")
+    );
+    println!(
+        "  P4 freshness p50 (insert − upstream event time) : {:>8.0} ms",
+        number("freshness_p50_ms")
+    );
+    println!(
+        "  P4 freshness p99                                 : {:>8.0} ms",
+        number("freshness_p99_ms")
+    );
+    figure(
+        "freshness.1_rate",
+        "simulator WebSocket events delivered",
+        number("ws_events_per_s"),
+        "events/s",
+        "≈ 5,000",
+    );
+    figure(
+        "freshness.2_p50",
+        "P4 freshness p50, price_changes",
+        number("freshness_p50_ms"),
+        "ms",
+        "",
+    );
+    figure(
+        "freshness.3_p99",
+        "P4 freshness p99, price_changes",
+        number("freshness_p99_ms"),
+        "ms",
+        "",
+    );
+    for service in [
+        "collector",
+        "ws_bridge",
+        "candle_builder",
+        "sink_clickhouse",
+        "api",
+    ] {
+        let rss = number(&format!("rss_mib_{service}"));
+        println!("  P7 peak RSS {service:<16}                 : {rss:>8.1} MiB");
+        figure(
+            &format!("freshness.4_rss_{service}"),
+            &format!("P7 peak RSS, {service}"),
+            rss,
+            "MiB",
+            "",
+        );
+    }
     Ok(())
 }

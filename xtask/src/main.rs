@@ -3,11 +3,18 @@
 //! - `stack up|down|status`: the local stack of real engines (Kafka API, Schema Registry,
 //!   ClickHouse) as processes, state under `.polytape/`;
 //! - `test`: the whole test suite against an isolated stack of its own;
-//! - `demo`: the whole platform against the simulator;
+//! - `demo`, `up`, `down`: the whole platform against the simulator (or live Polymarket);
 //! - `bench`: benchmarks with side-by-side baselines;
-//! - `topics`: regenerates `deploy/topics.tsv` from the topic table.
+//! - `topics`: regenerates `deploy/topics.tsv` from the topic table;
+//! - `lint-deploy`: validates compose.yaml, deploy/k8s, the Grafana dashboards and the
+//!   Dockerfile without a Docker engine.
 
 mod bench;
+mod bench_all;
+mod bench_api;
+mod demo;
+mod fuzz_api;
+mod lint_deploy;
 mod paths;
 mod process;
 mod stack;
@@ -34,15 +41,26 @@ enum Command {
     },
     /// Run every test (unit, integration against an isolated local stack, Python clients)
     Test(test::TestArgs),
-    /// Run the whole platform locally (today: the local stack; see README)
-    Demo,
+    /// Run the whole platform against polymarket-sim: local stack, simulator, the five
+    /// services, a demo API key and a live status line (Ctrl-C stops everything)
+    Demo(demo::RunArgs),
+    /// Like `demo`, against live Polymarket instead of the simulator
+    Up(demo::RunArgs),
+    /// Stop everything `demo`/`up` started, and the local stack
+    Down,
     /// Run benchmarks and report medians and ratios against their baselines
     Bench(bench::BenchArgs),
+    /// Run schemathesis against the API's /openapi.json with a valid key (0 server errors,
+    /// responses conform to the document); needs the local stack
+    FuzzApi,
     /// Regenerate deploy/topics.tsv from the topic table (--check: fail if it is stale)
     Topics {
         #[arg(long)]
         check: bool,
     },
+    /// Validate compose.yaml, deploy/k8s, the Grafana dashboards and the Dockerfile (no Docker
+    /// engine needed; installs its tools on first use)
+    LintDeploy(lint_deploy::LintDeployArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,9 +95,13 @@ fn main() -> ExitCode {
             }
         }
         Command::Test(args) => test::run(args),
-        Command::Demo => demo(),
+        Command::Demo(args) => demo::run(demo::Upstream::Simulator, &args),
+        Command::Up(args) => demo::run(demo::Upstream::Live, &args),
+        Command::Down => demo::down(),
         Command::Bench(args) => bench::run(args),
+        Command::FuzzApi => fuzz_api::run(),
         Command::Topics { check } => topics::run(check),
+        Command::LintDeploy(args) => lint_deploy::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -88,22 +110,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The full demo (simulator + five services + API key + live status) arrives with issue #11;
-/// until then it brings up the local stack and says what runs where.
-fn demo() -> anyhow::Result<()> {
-    let spec = stack::StackSpec::development();
-    stack::up(&spec, false)?;
-    println!();
-    println!(
-        "The local stack is up. The full demo (polymarket-sim, the five services, a demo API key and a"
-    );
-    println!(
-        "live status line) lands with issue #11; the services can already be started by hand:"
-    );
-    println!("  cargo run -p polytape-sink-clickhouse -- migrate");
-    println!("  cargo run -p polytape-api");
-    println!("Stop the stack with: cargo xtask stack down");
-    Ok(())
 }

@@ -73,6 +73,26 @@ fn run_suites(spec: &stack::StackSpec, args: &TestArgs) -> anyhow::Result<Vec<&'
     if !run_suite(&mut python_tests)? {
         failures.push("python");
     }
+
+    println!("\n== api: cargo xtask fuzz-api (schemathesis against /openapi.json)");
+    let mut fuzz_api = Command::new(std::env::current_exe().context("cannot find xtask")?);
+    fuzz_api
+        .arg("fuzz-api")
+        .current_dir(&root)
+        .env("POLYTAPE_TEST_STACK", &stack_file);
+    if !run_suite(&mut fuzz_api)? {
+        failures.push("fuzz-api");
+    }
+
+    println!("\n== deploy: cargo xtask lint-deploy (compose, kustomize, Grafana SQL, Dockerfile)");
+    let mut lint_deploy = Command::new(std::env::current_exe().context("cannot find xtask")?);
+    lint_deploy
+        .arg("lint-deploy")
+        .current_dir(&root)
+        .env("POLYTAPE_TEST_STACK", &stack_file);
+    if !run_suite(&mut lint_deploy)? {
+        failures.push("deploy");
+    }
     Ok(failures)
 }
 

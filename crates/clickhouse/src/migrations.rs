@@ -35,11 +35,18 @@ impl Migration {
 }
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    template: include_str!("../../../schemas/clickhouse/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        template: include_str!("../../../schemas/clickhouse/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "leaderboard",
+        template: include_str!("../../../schemas/clickhouse/0002_leaderboard.sql"),
+    },
+];
 
 /// Each time-series table and the event-time column its TTL counts from.
 pub const TTL_COLUMNS: &[(&str, &str)] = &[
@@ -55,6 +62,7 @@ pub const TTL_COLUMNS: &[(&str, &str)] = &[
     ("book_state", "timestamp"),
     ("continuity", "gap_start"),
     ("dead_letters", "occurred_at"),
+    ("leaderboard", "snapshot_time"),
 ];
 
 /// Whether `table` is a time-series table (one with a TTL).
@@ -250,7 +258,10 @@ mod tests {
 
     #[test]
     fn the_migrations_create_one_table_per_topic_with_the_listed_ttls() {
-        let statements = MIGRATIONS[0].statements("polymarket", 90);
+        let statements: Vec<String> = MIGRATIONS
+            .iter()
+            .flat_map(|migration| migration.statements("polymarket", 90))
+            .collect();
         let mut created = BTreeSet::new();
         for statement in &statements {
             let name = statement
@@ -280,7 +291,10 @@ mod tests {
 
     #[test]
     fn every_time_series_table_names_its_ttl_column() {
-        let statements = MIGRATIONS[0].statements("db", 90);
+        let statements: Vec<String> = MIGRATIONS
+            .iter()
+            .flat_map(|migration| migration.statements("db", 90))
+            .collect();
         for (table, column) in TTL_COLUMNS {
             let create = statements
                 .iter()

@@ -1,8 +1,9 @@
 //! Which Rust type travels on which topic, and under which key.
 
 use polytape_model::{
-    BestBidAsk, BookSnapshot, BookState, Candle, Continuity, DeadLetter, Event, LastTrade, Market,
-    MarketLifecycle, PriceChange, PricePoint, TickSizeChange, Topic, Trade,
+    BestBidAsk, BookSnapshot, BookState, Candle, Continuity, DeadLetter, Event, LastTrade,
+    LeaderboardEntry, Market, MarketLifecycle, PriceChange, PricePoint, TickSizeChange, Topic,
+    Trade,
 };
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -64,4 +65,7 @@ avro_record!(Continuity, Topic::Continuity, |gap| gap
     .clone());
 avro_record!(DeadLetter, Topic::DeadLetters, |letter| letter
     .source
+    .clone());
+avro_record!(LeaderboardEntry, Topic::Leaderboard, |entry| entry
+    .proxy_wallet
     .clone());

@@ -22,6 +22,7 @@ pub fn schema_text(topic: Topic) -> &'static str {
         Topic::BookState => include_str!("../../../schemas/avro/book_state.avsc"),
         Topic::Continuity => include_str!("../../../schemas/avro/continuity.avsc"),
         Topic::DeadLetters => include_str!("../../../schemas/avro/dead_letter.avsc"),
+        Topic::Leaderboard => include_str!("../../../schemas/avro/leaderboard.avsc"),
     }
 }
 

@@ -210,6 +210,7 @@ record_tests! {
     book_state => samples::book_state(),
     continuity => samples::continuity(),
     dead_letter => samples::dead_letter(),
+    leaderboard_entry => samples::leaderboard_entry(),
 }
 
 #[test]

@@ -410,3 +410,25 @@ pub struct DeadLetter {
     pub offset: Option<i64>,
     pub occurred_ms: i64,
 }
+
+/// One row of a Data API `/v1/leaderboard` list, as read at `snapshot_ms`. Key:
+/// `proxy_wallet` (the seed of a wallet dimension: every list a wallet appears in lands on
+/// one partition). A snapshot reads every (period, category, order_by) list; the row's
+/// identity is `(snapshot_ms, period, category, order_by, proxy_wallet)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderboardEntry {
+    pub proxy_wallet: String,
+    pub period: String,
+    pub category: String,
+    pub order_by: String,
+    pub rank: i32,
+    pub user_name: Option<String>,
+    pub x_username: Option<String>,
+    pub profile_image: Option<String>,
+    pub verified_badge: Option<bool>,
+    #[serde(with = "option_scale6")]
+    pub volume: Option<Decimal>,
+    #[serde(with = "option_scale6")]
+    pub pnl: Option<Decimal>,
+    pub snapshot_ms: i64,
+}

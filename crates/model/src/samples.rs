@@ -315,3 +315,20 @@ pub fn dead_letter() -> DeadLetter {
         occurred_ms: 1_774_020_195_123,
     }
 }
+
+pub fn leaderboard_entry() -> LeaderboardEntry {
+    LeaderboardEntry {
+        proxy_wallet: "0x569f366e7087d8cc66d8ec55cdefd5577dd30056".into(),
+        period: "WEEK".into(),
+        category: "OVERALL".into(),
+        order_by: "PNL".into(),
+        rank: 1,
+        user_name: Some("TopTrader".into()),
+        x_username: Some("toptrader".into()),
+        profile_image: None,
+        verified_badge: Some(true),
+        volume: Some(dec("1000000")),
+        pnl: Some(dec("-150000.125")),
+        snapshot_ms: 1_774_020_195_123,
+    }
+}

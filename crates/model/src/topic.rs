@@ -39,6 +39,7 @@ pub enum Topic {
     BookState,
     Continuity,
     DeadLetters,
+    Leaderboard,
 }
 
 /// Retention of delete-policy topics: 7 days. ClickHouse keeps 90; the topics only need to
@@ -46,7 +47,7 @@ pub enum Topic {
 pub const DELETE_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
 impl Topic {
-    pub const ALL: [Topic; 14] = [
+    pub const ALL: [Topic; 15] = [
         Topic::Markets,
         Topic::Events,
         Topic::Trades,
@@ -61,6 +62,7 @@ impl Topic {
         Topic::BookState,
         Topic::Continuity,
         Topic::DeadLetters,
+        Topic::Leaderboard,
     ];
 
     /// The default topic name (before any test prefix).
@@ -80,6 +82,7 @@ impl Topic {
             Topic::BookState => "polymarket.book_state.v1",
             Topic::Continuity => "polymarket.continuity.v1",
             Topic::DeadLetters => "polymarket.dlq.v1",
+            Topic::Leaderboard => "polymarket.leaderboard.v1",
         }
     }
 
@@ -100,6 +103,7 @@ impl Topic {
             Topic::BookState => "book_state",
             Topic::Continuity => "continuity",
             Topic::DeadLetters => "dead_letters",
+            Topic::Leaderboard => "leaderboard",
         }
     }
 
@@ -120,7 +124,8 @@ impl Topic {
             | Topic::TickSizeChanges
             | Topic::MarketLifecycle
             | Topic::Continuity
-            | Topic::DeadLetters => 3,
+            | Topic::DeadLetters
+            | Topic::Leaderboard => 3,
         }
     }
 
@@ -139,6 +144,7 @@ impl Topic {
             Topic::Candles => "token_id:interval:open_time_ms",
             Topic::Continuity => "continuity_id",
             Topic::DeadLetters => "source",
+            Topic::Leaderboard => "proxy_wallet",
             Topic::BookSnapshots
             | Topic::PriceChanges
             | Topic::LastTrades
@@ -166,6 +172,7 @@ impl Topic {
             Topic::BookState => "book_state.avsc",
             Topic::Continuity => "continuity.avsc",
             Topic::DeadLetters => "dead_letter.avsc",
+            Topic::Leaderboard => "leaderboard.avsc",
         }
     }
 
@@ -191,7 +198,7 @@ pub const INTERNAL_TOPICS: &[(&str, i32, CleanupPolicy, &str)] = &[
         "polytape.collector.checkpoints.v1",
         1,
         CleanupPolicy::Compact,
-        "trades/<condition_id> | markets/<condition_id> | events/<event_id> | prices/<token_id>",
+        "trades/<condition_id> | markets/<condition_id> | events/<event_id> | prices/<token_id> | leaderboard",
     ),
     (
         "polytape.candle_builder.checkpoints.v1",

@@ -42,7 +42,7 @@ pub fn run(binary: &Path, args: &[&str], polytape_env: &[(&str, &str)]) -> Finis
 
 /// A command for `binary` without the developer's `POLYTAPE_…`, `RUST_LOG` and
 /// `RUST_BACKTRACE` variables, so only what the test sets can change the outcome.
-fn isolated_command(binary: &Path) -> Command {
+pub fn isolated_command(binary: &Path) -> Command {
     let mut command = Command::new(binary);
     for (name, _) in std::env::vars() {
         if name.starts_with("POLYTAPE_") || name == "RUST_LOG" || name == "RUST_BACKTRACE" {

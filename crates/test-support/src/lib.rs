@@ -6,4 +6,6 @@
 //! parallel on one stack without seeing each other's data.
 
 pub mod cli;
+pub mod oracle;
+pub mod proxy;
 pub mod stack;

@@ -1,8 +1,8 @@
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use polytape_runtime::{
     Service, ServiceConfig,
-    config::{ClickHouseConfig, CommonConfig},
+    config::{ClickHouseConfig, CommonConfig, ValidationReport},
 };
 use serde::Deserialize;
 
@@ -18,6 +18,10 @@ pub struct ApiConfig {
     pub api_bootstrap_key: Option<String>,
     #[serde(default)]
     pub api_admin_token: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub api_data_retention: Duration,
+    #[serde(with = "humantime_serde")]
+    pub api_key_refresh_interval: Duration,
 }
 
 impl ServiceConfig for ApiConfig {
@@ -25,5 +29,40 @@ impl ServiceConfig for ApiConfig {
 
     fn common(&self) -> &CommonConfig {
         &self.common
+    }
+
+    fn validate(&self, report: &mut ValidationReport<'_>) {
+        let retention_days = self.api_data_retention.as_secs() / 86_400;
+        if !(1..=u64::from(polytape_clickhouse::MAX_RETENTION_DAYS)).contains(&retention_days) {
+            report.problem(
+                "api_data_retention",
+                &humantime::format_duration(self.api_data_retention).to_string(),
+                format!(
+                    "must be 1 to {} days",
+                    polytape_clickhouse::MAX_RETENTION_DAYS
+                ),
+            );
+        }
+        if self.api_key_refresh_interval < Duration::from_millis(100)
+            || self.api_key_refresh_interval > Duration::from_secs(60)
+        {
+            report.problem(
+                "api_key_refresh_interval",
+                &humantime::format_duration(self.api_key_refresh_interval).to_string(),
+                "must be between 100ms and 60s (it bounds how long a revocation takes)",
+            );
+        }
+        if let Some(token) = &self.api_admin_token
+            && token.len() < 16
+        {
+            report.problem("api_admin_token", token, "must be at least 16 characters");
+        }
+    }
+}
+
+impl ApiConfig {
+    /// Retention in whole days (the migrations' unit).
+    pub fn retention_days(&self) -> u32 {
+        u32::try_from(self.api_data_retention.as_secs() / 86_400).unwrap_or(90)
     }
 }

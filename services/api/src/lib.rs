@@ -1,17 +1,193 @@
 //! The REST API for paying users: API keys, plans, rate limits and the market-data endpoints.
 //!
-//! The endpoints arrive with issue #9; today the API starts, checks ClickHouse, and serves
-//! `/health`, `/healthz`, `/readyz` and `/metrics` on its own port.
+//! Every `/v1/*` request is authenticated against an in-memory copy of `api_keys` (refreshed
+//! from ClickHouse every `api_key_refresh_interval`), passes the key's token bucket and daily
+//! cap, and is answered from ClickHouse with bound parameters and `FINAL` reads. The OpenAPI
+//! document is generated from the handlers (`/openapi.json`) and rendered at `/docs`.
 
+pub mod cli;
+pub mod clock;
 mod config;
+pub mod docs;
+pub mod error;
+pub mod http;
+pub mod keys;
+pub mod limits;
+pub mod openapi;
+pub mod params;
+pub mod routes;
+pub mod state;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use axum::{Router, routing::get};
+use axum::{
+    Router,
+    http::{StatusCode, header},
+    middleware::from_fn_with_state,
+    response::{Html, IntoResponse},
+    routing::{get, post},
+};
 pub use config::ApiConfig;
-use polytape_runtime::{BoxError, ServiceContext, admin::admin_router};
+use polytape_runtime::{BoxError, Readiness, ReadinessHandle, ServiceContext, admin::admin_router};
+use tokio_util::sync::CancellationToken;
 
-/// Checks ClickHouse, binds the API port and serves.
+use crate::{
+    clock::{Clock, SystemClock},
+    keys::{KeyCache, KeyError, KeyStore},
+    limits::Limiter,
+    routes::{admin, book, continuity, markets, series, trades},
+    state::AppState,
+};
+
+/// State for a replica talking to `client`.
+pub fn new_state(
+    client: clickhouse::Client,
+    clock: Arc<dyn Clock>,
+    retention_ms: i64,
+    admin_token: Option<String>,
+) -> AppState {
+    AppState {
+        client,
+        limiter: Arc::new(Limiter::new(clock.clone())),
+        clock,
+        keys: Arc::new(KeyCache::new()),
+        retention_ms,
+        admin_token: admin_token.map(Arc::from),
+    }
+}
+
+/// Every route: the keyed `/v1/*`, `/admin/*`, and the open service endpoints.
+pub fn router(state: AppState, readiness: Readiness) -> Router {
+    let timed = Router::new()
+        .route("/v1/trades", get(trades::list_trades))
+        .route("/v1/candles", get(series::candles))
+        .route("/v1/orderbook", get(book::orderbook))
+        .route("/v1/prices/history", get(series::price_history))
+        .route("/v1/continuity", get(continuity::continuity))
+        .route_layer(from_fn_with_state(state.clone(), http::retention_header));
+    let keyed = Router::new()
+        .route("/v1/markets", get(markets::list_markets))
+        .route("/v1/markets/{condition_id}", get(markets::get_market))
+        .route("/v1/events", get(markets::list_events))
+        .route("/v1/events/{event_id}", get(markets::get_event))
+        .merge(timed)
+        .route_layer(from_fn_with_state(state.clone(), http::authenticated));
+    let admin = Router::new()
+        .route("/admin/keys", get(admin::list_keys).post(admin::create_key))
+        .route("/admin/keys/{key}/revoke", post(admin::revoke_key))
+        .route("/admin/keys/{key}/rotate", post(admin::rotate_key))
+        .route("/admin/usage", get(admin::usage))
+        .route_layer(from_fn_with_state(state.clone(), admin::require_admin));
+    let spec = Arc::new(openapi::openapi_json());
+    let page = Arc::new(docs::render(
+        &serde_json::from_str(&spec).unwrap_or_default(),
+    ));
+    Router::new()
+        .merge(keyed)
+        .merge(admin)
+        .route("/health", get(|| async { "ok\n" }))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let spec = spec.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        spec.to_string(),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/docs",
+            get(move || {
+                let page = page.clone();
+                async move { Html(page.to_string()) }
+            }),
+        )
+        .with_state(state)
+        .merge(admin_router(readiness))
+        .fallback(|| async {
+            error::envelope(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint; see /docs",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            error::envelope(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed; see /docs",
+            )
+            .into_response()
+        })
+}
+
+/// Why a refresh failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("cannot write or read usage: {0}")]
+    Usage(#[from] clickhouse::error::Error),
+}
+
+/// One refresh: write this replica's pending usage, reload every key, read today's usage of
+/// every replica.
+pub async fn refresh_once(state: &AppState) -> Result<(), RefreshError> {
+    state.limiter.flush_usage(&state.client).await?;
+    let rows = KeyStore::new(state.client.clone()).load_all().await?;
+    state.keys.replace(rows);
+    state.limiter.read_shared_usage(&state.client).await?;
+    Ok(())
+}
+
+/// Refreshes every `interval` until `stop`, then writes the last usage. `readiness` (when
+/// given) turns false once refreshes have failed for longer than [`stale_after`], so a replica
+/// that can no longer see revocations is taken out of rotation instead of serving stale keys.
+pub async fn run_refresher(
+    state: AppState,
+    interval: Duration,
+    stop: CancellationToken,
+    readiness: Option<ReadinessHandle>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_success = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = ticker.tick() => match refresh_once(&state).await {
+                Ok(()) => {
+                    last_success = tokio::time::Instant::now();
+                    if let Some(readiness) = &readiness {
+                        readiness.set_ready(true);
+                    }
+                }
+                Err(error) => {
+                    let stale = last_success.elapsed() > stale_after(interval);
+                    tracing::warn!(error = %error, stale, "key and usage refresh failed; serving with the last known keys");
+                    if stale && let Some(readiness) = &readiness {
+                        readiness.set_ready(false);
+                    }
+                }
+            },
+        }
+    }
+    if let Err(error) = state.limiter.flush_usage(&state.client).await {
+        tracing::warn!(error = %error, "could not write the last usage at shutdown");
+    }
+}
+
+/// How long refreshes may fail before the replica reports itself not ready: ten intervals,
+/// at least 30 s (a ClickHouse restart should not take every replica out at once).
+pub fn stale_after(interval: Duration) -> Duration {
+    (interval * 10).max(Duration::from_secs(30))
+}
+
+/// Checks ClickHouse, applies migrations, stores the bootstrap key, loads keys, binds the API
+/// port and serves.
 pub async fn start(config: ApiConfig, context: ServiceContext) -> Result<(), BoxError> {
     let client = polytape_clickhouse::client(&config.clickhouse);
     polytape_clickhouse::check_reachable(
@@ -20,16 +196,45 @@ pub async fn start(config: ApiConfig, context: ServiceContext) -> Result<(), Box
         Duration::from_secs(5),
     )
     .await?;
+    // Idempotent, like the sink's start: the API can start first on an empty server.
+    polytape_clickhouse::migrate(
+        &client,
+        &config.clickhouse.clickhouse_database,
+        config.retention_days(),
+    )
+    .await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let retention_ms = i64::try_from(config.api_data_retention.as_millis()).unwrap_or(i64::MAX);
+    let state = new_state(
+        client.clone(),
+        clock.clone(),
+        retention_ms,
+        config.api_admin_token.clone(),
+    );
+    if let Some(bootstrap) = &config.api_bootstrap_key {
+        KeyStore::new(client.clone())
+            .ensure_bootstrap(bootstrap, clock.now_ms())
+            .await?;
+    }
+    refresh_once(&state).await?;
+    tracing::info!(keys = state.keys.len(), "api keys loaded");
+
     let listener = tokio::net::TcpListener::bind(config.api_addr).await.map_err(|error| {
         format!(
             "cannot listen on {} for the API ({error}); set POLYTAPE_API_ADDR to a free address",
             config.api_addr
         )
     })?;
-    let router = Router::new()
-        .route("/health", get(|| async { "ok\n" }))
-        .merge(admin_router(context.readiness.clone()));
+    let router = router(state.clone(), context.readiness.clone());
     let serving = context.readiness.register("http");
+    let keys_fresh = context.readiness.register("keys");
+    keys_fresh.set_ready(true);
+    let refresher_stop = context.shutdown.token();
+    let interval = config.api_key_refresh_interval;
+    context.shutdown.spawn("key-refresher", async move {
+        run_refresher(state, interval, refresher_stop, Some(keys_fresh)).await;
+        Ok(())
+    });
     let stop = context.shutdown.token();
     context.shutdown.spawn("http", async move {
         tracing::info!(addr = %listener.local_addr()?, "api listening");

@@ -1,7 +1,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
-use clap::Parser;
-use polytape_api::ApiConfig;
+use clap::{Parser, Subcommand};
+use polytape_api::{ApiConfig, cli::KeysCommand};
 use polytape_runtime::{Service, config, startup_failure};
 
 /// Polytape API: the REST API over ClickHouse
@@ -9,8 +9,19 @@ use polytape_runtime::{Service, config, startup_failure};
 #[command(version, about)]
 struct Cli {
     /// TOML configuration file; `POLYTAPE_<KEY>` environment variables override it
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage API keys (create, list, revoke, rotate, generate)
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
 }
 
 #[tokio::main]
@@ -21,5 +32,9 @@ async fn main() -> ExitCode {
         // The API serves its admin routes on its own port, so no separate admin endpoint.
         Err(error) => return startup_failure(Service::Api, &error),
     };
+    // Key administration runs before (and instead of) the service's start-up sequence.
+    if let Some(Command::Keys { action }) = cli.command {
+        return polytape_api::cli::run_keys(loaded.config, action).await;
+    }
     polytape_runtime::run(loaded.config, loaded.warnings, None, polytape_api::start).await
 }

@@ -12,6 +12,24 @@ fn serves_admin_endpoints_and_stops_cleanly_on_sigterm() {
     assert_serves_admin_endpoints_and_stops_cleanly(
         Path::new(env!("CARGO_BIN_EXE_polytape-api")),
         "POLYTAPE_API_ADDR",
-        &[("POLYTAPE_CLICKHOUSE_DATABASE", database)],
+        &[("POLYTAPE_CLICKHOUSE_DATABASE", database.clone())],
     );
+    // The API applied its migrations into that database at start; leave the stack clean.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let config = polytape_runtime::config::ClickHouseConfig {
+            clickhouse_url: polytape_test_support::stack::endpoints().clickhouse_url,
+            clickhouse_database: database.clone(),
+            clickhouse_user: None,
+            clickhouse_password: None,
+        };
+        let client = polytape_clickhouse::client(&config).with_database("system");
+        let _ = client
+            .query(&format!("DROP DATABASE IF EXISTS `{database}`"))
+            .execute()
+            .await;
+    });
 }

@@ -339,7 +339,39 @@ fn measure_peak_rss() {
 
 criterion_group!(benches, bench_trades, bench_price_changes);
 
+/// `POLYTAPE_BENCH_TRADE_PASSES=n`: only the `decode_and_candle` loop, `n` times, then exit —
+/// for `perf stat -e cycles:u,instructions:u`, whose per-process counts are far less
+/// disturbed than wall time by the other builds on a shared machine (compare with `n = 0`
+/// to subtract the set-up).
+fn trade_passes(passes: usize) {
+    let trades = trades(1_000, TRADES);
+    let encoder = RecordEncoder::<Trade>::with_schema_id(1).unwrap();
+    let framed: Vec<Vec<u8>> = trades
+        .iter()
+        .map(|trade| encoder.encode(trade).unwrap())
+        .collect();
+    let decoder = RecordDecoder::<Trade>::for_own_schema(1).unwrap();
+    for _ in 0..passes {
+        let mut aggregator = CandleAggregator::new(CandleSettings::default());
+        for (offset, message) in framed.iter().enumerate() {
+            let trade = decoder.decode_cached(message).unwrap().unwrap();
+            aggregator.ingest(&trade, offset as i64).unwrap();
+            if offset % BATCH_MAX == BATCH_MAX - 1 {
+                black_box(aggregator.drain().unwrap());
+            }
+        }
+        black_box(aggregator.drain().unwrap());
+    }
+}
+
 fn main() {
+    if let Some(passes) = std::env::var("POLYTAPE_BENCH_TRADE_PASSES")
+        .ok()
+        .and_then(|value| value.parse().ok())
+    {
+        trade_passes(passes);
+        return;
+    }
     measure_peak_rss();
     benches();
     Criterion::default().configure_from_args().final_summary();

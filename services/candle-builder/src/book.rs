@@ -8,7 +8,9 @@
 //!   last changes of each token (a bounded buffer, also filled before the first snapshot) are
 //!   re-applied on top of a snapshot when their time is not older than the snapshot's.
 //!   Changes carry absolute sizes, so re-applying one the snapshot already reflects changes
-//!   nothing. If the buffer no longer holds every change newer than the snapshot, a
+//!   nothing. A change of the snapshot's millisecond read on the snapshot's connection with
+//!   an earlier sequence is in the snapshot too, and is skipped (one upstream operation
+//!   stamps its changes and the following `book` with the same millisecond). If the buffer no longer holds every change newer than the snapshot, a
 //!   consistent book is more current than the snapshot and the snapshot is skipped.
 //! - **Validation**: after each change the book's best bid/ask must equal the change's
 //!   `best_bid`/`best_ask` (upstream writes an empty bid side as 0 and an empty ask side as 1).
@@ -211,6 +213,10 @@ struct TokenBook {
     tick_size: Option<i64>,
     /// Time of the snapshot the book is built on; `None` until the first snapshot.
     snapshot_ms: Option<i64>,
+    /// `(connection, sequence)` of that snapshot when it came from the WebSocket: changes of
+    /// the same connection and millisecond read before it are already in it.
+    #[serde(default)]
+    snapshot_origin: Option<(String, i64)>,
     last_event_ms: i64,
     consistent: bool,
     open_gap: Option<Continuity>,
@@ -307,6 +313,7 @@ impl BookEngine {
         }
         token.condition_id = Some(snapshot.condition_id.clone());
         token.snapshot_ms = Some(snapshot.timestamp_ms);
+        token.snapshot_origin = snapshot.connection_id.clone().zip(snapshot.sequence);
         token.last_event_ms = token.last_event_ms.max(snapshot.timestamp_ms);
         // Changes read before this snapshot but not older than it come after it.
         token
@@ -359,9 +366,22 @@ impl BookEngine {
             return Ok(output);
         };
         token.events += 1;
-        if token
-            .snapshot_ms
-            .is_some_and(|snapshot_ms| change.timestamp_ms < snapshot_ms)
+        // Upstream stamps every event of one operation with one millisecond (a trade's price
+        // changes, then the `book` of the taker's token), and the merge releases a snapshot
+        // before the changes of its millisecond: the connection's sequence tells which of
+        // those the snapshot already reflects. Validating them against the later book would
+        // declare a false mismatch.
+        let contained_in_snapshot = token.snapshot_ms == Some(change.timestamp_ms)
+            && token
+                .snapshot_origin
+                .as_ref()
+                .is_some_and(|(connection, sequence)| {
+                    *connection == change.connection_id && change.sequence < *sequence
+                });
+        if contained_in_snapshot
+            || token
+                .snapshot_ms
+                .is_some_and(|snapshot_ms| change.timestamp_ms < snapshot_ms)
         {
             output.skipped = Some(Skipped::StaleChange);
             return Ok(output);

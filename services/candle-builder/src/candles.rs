@@ -1,35 +1,43 @@
 //! OHLCV candles by event time, per token and UTC-aligned interval.
 //!
 //! One [`CandleAggregator`] holds the state derived from one input partition of the trades
-//! topic: the partition's watermark and the open windows of its tokens. Trades are keyed by
-//! condition id, so every trade of a token arrives on one partition, in order, and the
-//! aggregator's outputs are a pure function of that partition's records. That is what makes
-//! replays exact: the same offsets produce the same keys, contents and versions.
+//! topic: per token, its watermark and its open windows. Trades are keyed by condition id, so
+//! every trade of a token arrives on one partition, and the aggregator's outputs are a pure
+//! function of that partition's records. That is what makes replays exact: the same offsets
+//! produce the same keys, contents and versions.
 //!
 //! - **Windows**: `[open, open + length)`, `open = floor(trade time / length) · length` (UTC
 //!   epoch alignment, so 1d candles start at 00:00 UTC).
 //! - **Order**: trades are totally ordered by `(timestamp_ms, trade_id)` (trade ids are
 //!   unique); open/close are the first/last trade in that order, exactly like ClickHouse's
 //!   `argMin/argMax(price, (timestamp, trade_id))`. Arrival order never matters.
-//! - **Watermark**: the largest trade time seen on the partition. A trade older than
-//!   `watermark − allowed_lateness` is late and rejected (the pipeline dead-letters it); any
-//!   other trade updates its windows, and the corrected candles are re-emitted.
-//! - **Final**: a window whose `close + allowed_lateness ≤ watermark` can receive no more
-//!   trades; it is emitted once more with `is_final = true` and then evicted.
+//! - **Watermark, per token**: the largest trade time seen for the token. Not per partition:
+//!   many markets share a partition and the collector backfills them one after another, so a
+//!   market's history routinely arrives after another market has moved far ahead; only the
+//!   token's own progress says whether one of its trades is late. A trade older than the
+//!   token's `watermark − allowed_lateness` is late and rejected (the pipeline dead-letters
+//!   it); any other trade updates its windows, and the corrected candles are re-emitted.
+//! - **Final**: a window whose `close + allowed_lateness ≤` its token's watermark can receive
+//!   no more trades; it is emitted once more with `is_final = true` and then evicted. A token
+//!   that stops trading keeps its last windows open (not final) until its next trade.
 //! - **Versions**: a candle's version is the offset of the input record that produced it (the
-//!   last trade that changed it, or the trade whose watermark finalised it). Offsets grow
-//!   within a partition, so versions grow per key, and a replay re-emits identical versions.
+//!   last trade that changed it, or the trade of the same token whose watermark finalised it).
+//!   Offsets grow within a partition, so versions grow per key, and a replay re-emits
+//!   identical versions.
+//! - **Tokens without open windows** keep only their watermark (tens of bytes), because
+//!   forgetting it would let a redelivered old trade reopen a window already published as
+//!   final (a partial candle with a higher version would replace the complete one).
 //! - **Duplicates**: a trade already counted — same `(timestamp_ms, trade_id)`, the identity of
 //!   ClickHouse's `trades` table — is ignored, so redelivery never double-counts.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{HashMap, HashSet},
     fmt,
     str::FromStr,
     sync::Arc,
 };
 
-use polytape_model::{Candle, Trade};
+use polytape_model::{Candle, LastTrade, Side, Trade, TradeSource};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -153,9 +161,10 @@ impl Default for CandleSettings {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejected {
     #[error(
-        "late: trade time {trade_ms} is more than the allowed lateness of {allowed_lateness_ms} ms behind the partition watermark {watermark_ms}"
+        "late: trade time {trade_ms} is more than the allowed lateness of {allowed_lateness_ms} ms behind the watermark {watermark_ms} of token {token_id} (its largest trade time)"
     )]
     Late {
+        token_id: String,
         trade_ms: i64,
         watermark_ms: i64,
         allowed_lateness_ms: i64,
@@ -179,18 +188,132 @@ pub enum Ingested {
     Duplicate,
 }
 
+/// A trade id as a position in the total order, ordered bytewise like the id's text.
+///
+/// Canonical ids (32 lower-case hex characters, what `TradeIdentity` derives) are kept as
+/// their 128-bit value: for equal-length lower-case hex, numeric order is bytewise order, and
+/// the hot path then neither allocates nor compares strings. Any other id is kept as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TradeKey {
+    Hex(u128),
+    Text(Arc<str>),
+}
+
+impl TradeKey {
+    fn of(trade_id: &str) -> TradeKey {
+        match canonical_hex(trade_id) {
+            Some(value) => TradeKey::Hex(value),
+            None => TradeKey::Text(Arc::from(trade_id)),
+        }
+    }
+}
+
+impl Ord for TradeKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        match (self, other) {
+            (TradeKey::Hex(left), TradeKey::Hex(right)) => left.cmp(right),
+            (TradeKey::Text(left), TradeKey::Text(right)) => left.as_bytes().cmp(right.as_bytes()),
+            // Rare (mixed id formats): compare as text.
+            (TradeKey::Hex(left), TradeKey::Text(right)) => {
+                format!("{left:032x}").as_bytes().cmp(right.as_bytes())
+            }
+            (TradeKey::Text(left), TradeKey::Hex(right)) => {
+                left.as_bytes().cmp(format!("{right:032x}").as_bytes())
+            }
+        }
+    }
+}
+
+impl PartialOrd for TradeKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+// Checkpoints keep the id's text, as before the key existed.
+impl Serialize for TradeKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            TradeKey::Hex(value) => serializer.serialize_str(&format!("{value:032x}")),
+            TradeKey::Text(text) => serializer.serialize_str(text),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TradeKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(|text| TradeKey::of(&text))
+    }
+}
+
+/// The value of a canonical trade id: exactly 32 lower-case hex characters.
+///
+/// Branch-free over the bytes (a profile showed a per-character loop on `u128` as most of the
+/// trade path's own time): validate all 32, then fold each half into a `u64`.
+fn canonical_hex(trade_id: &str) -> Option<u128> {
+    let bytes: &[u8; 32] = trade_id.as_bytes().try_into().ok()?;
+    let valid = bytes.iter().fold(true, |valid, byte| {
+        valid & (byte.is_ascii_digit() | (b'a'..=b'f').contains(byte))
+    });
+    if !valid {
+        return None;
+    }
+    // '0'..='9' are 0x30..=0x39 and 'a'..='f' are 0x61..=0x66: the low nibble, plus 9 for
+    // letters (bit 6 set).
+    let half = |part: &[u8]| {
+        part.iter().fold(0_u64, |value, byte| {
+            (value << 4) | u64::from((byte & 0x0f) + 9 * (byte >> 6))
+        })
+    };
+    Some((u128::from(half(&bytes[..16])) << 64) | u128::from(half(&bytes[16..])))
+}
+
 /// A price with the position of its trade in the total order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Mark {
     price: i64,
     time_ms: i64,
-    #[serde(with = "arc_str")]
-    trade_id: Arc<str>,
+    #[serde(rename = "trade_id")]
+    trade: TradeKey,
 }
 
 impl Mark {
-    fn order(&self) -> (i64, &str) {
-        (self.time_ms, &self.trade_id)
+    fn order(&self) -> (i64, &TradeKey) {
+        (self.time_ms, &self.trade)
+    }
+}
+
+/// The duplicate filter of one window: `(time, trade id digest)` pairs, sorted.
+///
+/// A sorted vector rather than a hash set: trades arrive mostly in time order, so an insert is
+/// usually an append, a lookup a binary search, and a window's first trade allocates one small
+/// vector instead of a table that rehashes as it grows (this was a visible share of the trade
+/// path). Checkpoints hold the same JSON array as the hash set did.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(transparent)]
+struct SeenTrades(Vec<(i64, u128)>);
+
+impl SeenTrades {
+    fn contains(&self, trade: &(i64, u128)) -> bool {
+        self.0.binary_search(trade).is_ok()
+    }
+
+    fn insert(&mut self, trade: (i64, u128)) {
+        if self.0.last().is_none_or(|last| *last < trade) {
+            self.0.push(trade);
+        } else if let Err(position) = self.0.binary_search(&trade) {
+            self.0.insert(position, trade);
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SeenTrades {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Written by a hash set (any order) or by this type.
+        let mut trades = Vec::<(i64, u128)>::deserialize(deserializer)?;
+        trades.sort_unstable();
+        trades.dedup();
+        Ok(SeenTrades(trades))
     }
 }
 
@@ -214,7 +337,7 @@ struct Window {
     /// `(time, trade id digest)` of every trade counted; kept on the shortest interval's
     /// windows only (one trade is in exactly one of them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    seen: Option<HashSet<(i64, u128), FxBuildHasher>>,
+    seen: Option<SeenTrades>,
     #[serde(skip)]
     dirty: bool,
 }
@@ -292,34 +415,89 @@ impl Window {
     }
 }
 
-/// The open windows of one token.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// No watermark yet: nothing is late (`i64::MIN − lateness` saturates to `i64::MIN`).
+const NO_WATERMARK: i64 = i64::MIN;
+
+/// The watermark and open windows of one token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct TokenWindows {
+    /// The token id (the map's key, shared), for the dirty list.
+    #[serde(skip)]
+    key: Arc<str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     condition_id: Option<String>,
+    /// The token's largest trade time. Missing in format-1 checkpoints (partition
+    /// watermarks), where [`CandleAggregator::restore`] derives it from the windows.
+    #[serde(default = "no_watermark")]
+    watermark_ms: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     windows: Vec<Window>,
     #[serde(skip)]
     dirty: bool,
 }
 
+impl Default for TokenWindows {
+    fn default() -> Self {
+        Self {
+            key: Arc::from(""),
+            condition_id: None,
+            watermark_ms: NO_WATERMARK,
+            windows: Vec::new(),
+            dirty: false,
+        }
+    }
+}
+
+fn no_watermark() -> i64 {
+    NO_WATERMARK
+}
+
+/// The state format written today: 2 = a watermark per token. 1 (no `format` field) had one
+/// watermark per partition.
+pub const STATE_FORMAT: u32 = 2;
+
+fn legacy_format() -> u32 {
+    1
+}
+
 /// The serializable state of an aggregator (checkpoints). Taken between batches, when
 /// nothing is waiting to be drained.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AggregatorState {
+    #[serde(default = "legacy_format")]
+    format: u32,
+    /// The partition's largest trade time: informational since format 2 (in format 1 it was
+    /// the watermark every token was judged by).
     watermark_ms: Option<i64>,
     tokens: Vec<(String, TokenWindows)>,
+}
+
+impl Default for AggregatorState {
+    fn default() -> Self {
+        Self {
+            format: STATE_FORMAT,
+            watermark_ms: None,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+impl AggregatorState {
+    /// The format the state was written in (1 = partition watermarks, 2 = token watermarks).
+    pub fn format(&self) -> u32 {
+        self.format
+    }
 }
 
 /// Candles of the tokens of one input partition. See the module documentation.
 #[derive(Debug)]
 pub struct CandleAggregator {
     settings: CandleSettings,
+    /// The partition's largest trade time (informational: lateness is judged per token).
     watermark_ms: Option<i64>,
+    /// Every token seen on the partition: open windows, or only the watermark once all its
+    /// windows are final.
     tokens: HashMap<Arc<str>, TokenWindows, FxBuildHasher>,
-    /// `(close + allowed lateness, token, interval length, open)`: when each window turns final.
-    /// `(close + allowed lateness, sequence) → (token, interval length, open)`: when each
-    /// window turns final (the sequence keeps keys unique and cheap to compare).
-    deadlines: BTreeMap<(i64, u64), (Arc<str>, i64, i64)>,
-    next_deadline: u64,
     /// Interval labels by length, formatted once.
     labels: Vec<(i64, String)>,
     dirty: Vec<Arc<str>>,
@@ -337,8 +515,6 @@ impl CandleAggregator {
             labels,
             watermark_ms: None,
             tokens: HashMap::default(),
-            deadlines: BTreeMap::new(),
-            next_deadline: 0,
             dirty: Vec::new(),
         }
     }
@@ -347,13 +523,29 @@ impl CandleAggregator {
         &self.settings
     }
 
-    /// The partition's watermark: the largest trade time seen.
+    /// The partition's largest trade time (not a watermark any trade is judged by).
     pub fn watermark_ms(&self) -> Option<i64> {
         self.watermark_ms
     }
 
+    /// A token's watermark: its largest trade time, if it has traded on this partition.
+    pub fn token_watermark_ms(&self, token_id: &str) -> Option<i64> {
+        self.tokens
+            .get(token_id)
+            .map(|token| token.watermark_ms)
+            .filter(|watermark| *watermark != NO_WATERMARK)
+    }
+
     /// Tokens with at least one open window.
     pub fn token_count(&self) -> usize {
+        self.tokens
+            .values()
+            .filter(|token| !token.windows.is_empty())
+            .count()
+    }
+
+    /// Every token remembered: with open windows or only a watermark.
+    pub fn tracked_token_count(&self) -> usize {
         self.tokens.len()
     }
 
@@ -387,129 +579,49 @@ impl CandleAggregator {
             )));
         }
         let time_ms = trade.timestamp_ms;
-        let lateness = self.settings.allowed_lateness_ms;
-        if let Some(watermark_ms) = self.watermark_ms
-            && time_ms < watermark_ms.saturating_sub(lateness)
-        {
-            return Err(Rejected::Late {
-                trade_ms: time_ms,
-                watermark_ms,
-                allowed_lateness_ms: lateness,
-            });
-        }
-        let notional = i128::from(price) * i128::from(size);
-        let digest = trade_digest(&trade.trade_id);
-
-        let token_key: Arc<str> = match self.tokens.get_key_value(trade.token_id.as_str()) {
-            Some((key, _)) => key.clone(),
-            None => Arc::from(trade.token_id.as_str()),
+        let trade_key = TradeKey::of(&trade.trade_id);
+        let digest = match trade_key {
+            TradeKey::Hex(value) => value,
+            TradeKey::Text(_) => trade_digest(&trade.trade_id),
         };
-        let token = self.tokens.entry(token_key.clone()).or_default();
-        if token.condition_id.is_none() {
-            token.condition_id = Some(trade.condition_id.clone());
-        }
-
-        // The duplicate filter lives on the shortest interval's window.
-        let shortest = self.settings.intervals[0];
-        let shortest_open = shortest.open_time(time_ms);
-        if let Some(window) = token.windows.iter().find(|window| {
-            window.length_ms == shortest.length_ms && window.open_ms == shortest_open
-        }) && window
-            .seen
-            .as_ref()
-            .is_some_and(|seen| seen.contains(&(time_ms, digest)))
-        {
-            return Ok(Ingested::Duplicate);
-        }
-
-        let mark = Mark {
+        let counted = Counted {
             price,
+            size,
             time_ms,
-            trade_id: Arc::from(trade.trade_id.as_str()),
+            trade_key,
+            digest,
+            offset,
         };
-        for interval in &self.settings.intervals {
-            let open_ms = interval.open_time(time_ms);
-            let length_ms = interval.length_ms;
-            let window = match token
-                .windows
-                .iter_mut()
-                .position(|window| window.length_ms == length_ms && window.open_ms == open_ms)
-            {
-                Some(index) => {
-                    let window = &mut token.windows[index];
-                    window.add(&mark, size, notional)?;
-                    window
-                }
-                None => {
-                    let deadline = open_ms + length_ms + lateness;
-                    self.deadlines.insert(
-                        (deadline, self.next_deadline),
-                        (token_key.clone(), length_ms, open_ms),
-                    );
-                    self.next_deadline += 1;
-                    token.windows.push(Window::new(
-                        length_ms,
-                        open_ms,
-                        mark.clone(),
-                        size,
-                        notional,
-                    ));
-                    let last = token.windows.len() - 1;
-                    &mut token.windows[last]
-                }
-            };
-            window.version = offset;
-            window.dirty = true;
-            if length_ms == shortest.length_ms {
-                window
-                    .seen
-                    .get_or_insert_with(HashSet::default)
-                    .insert((time_ms, digest));
+        let Self {
+            settings,
+            tokens,
+            dirty,
+            ..
+        } = self;
+        // One lookup for a known token (the common case).
+        let ingested = match tokens.get_mut(trade.token_id.as_str()) {
+            Some(token) => count_into(settings, dirty, token, trade, counted)?,
+            None => {
+                let key: Arc<str> = Arc::from(trade.token_id.as_str());
+                let token = tokens.entry(key.clone()).or_insert_with(|| TokenWindows {
+                    key,
+                    ..TokenWindows::default()
+                });
+                count_into(settings, dirty, token, trade, counted)?
             }
-        }
-        if !token.dirty {
-            token.dirty = true;
-            self.dirty.push(token_key);
-        }
-
-        if self
-            .watermark_ms
-            .is_none_or(|watermark| time_ms > watermark)
+        };
+        if ingested == Ingested::Counted
+            && self
+                .watermark_ms
+                .is_none_or(|watermark| time_ms > watermark)
         {
             self.watermark_ms = Some(time_ms);
-            self.finalize_until(time_ms, offset);
         }
-        Ok(Ingested::Counted)
-    }
-
-    /// Marks final every window whose deadline the watermark reached.
-    fn finalize_until(&mut self, watermark_ms: i64, offset: i64) {
-        while let Some(entry) = self.deadlines.first_entry() {
-            if entry.key().0 > watermark_ms {
-                break;
-            }
-            let (token_key, length_ms, open_ms) = entry.remove();
-            let Some(token) = self.tokens.get_mut(&token_key) else {
-                continue;
-            };
-            if let Some(window) = token
-                .windows
-                .iter_mut()
-                .find(|window| window.length_ms == length_ms && window.open_ms == open_ms)
-            {
-                window.is_final = true;
-                window.version = offset;
-                window.dirty = true;
-            }
-            if !token.dirty {
-                token.dirty = true;
-                self.dirty.push(token_key);
-            }
-        }
+        Ok(ingested)
     }
 
     /// Every candle changed since the last drain, at its latest version; final windows are
-    /// evicted after this, and tokens without windows with them.
+    /// evicted after this (a token left without windows keeps only its watermark).
     pub fn drain(&mut self) -> Result<Vec<Candle>, UnitsError> {
         // Each dirty token has about one changed window per interval.
         let mut candles = Vec::with_capacity(self.dirty.len() * self.labels.len());
@@ -529,7 +641,9 @@ impl CandleAggregator {
             }
             token.windows.retain(|window| !window.is_final);
             if token.windows.is_empty() {
-                self.tokens.remove(&token_key);
+                // Only the watermark stays (see the module documentation): free the rest.
+                token.windows = Vec::new();
+                token.condition_id = None;
             }
         }
         Ok(candles)
@@ -544,6 +658,7 @@ impl CandleAggregator {
             .collect();
         tokens.sort_by(|left, right| left.0.cmp(&right.0));
         AggregatorState {
+            format: STATE_FORMAT,
             watermark_ms: self.watermark_ms,
             tokens,
         }
@@ -551,10 +666,15 @@ impl CandleAggregator {
 
     /// An aggregator continuing from a checkpointed state. Windows of intervals no longer
     /// configured are dropped.
+    ///
+    /// A format-1 state (one watermark per partition) is upgraded: a token's watermark is the
+    /// latest trade time in its open windows, which is exact (the windows of a token's latest
+    /// trade close last, so they are open whenever any of its windows is); tokens that had no
+    /// open window were not kept in format 1, so they start unknown (nothing of theirs is late
+    /// until their next trade).
     pub fn restore(settings: CandleSettings, state: AggregatorState) -> Self {
         let mut aggregator = Self::new(settings);
         aggregator.watermark_ms = state.watermark_ms;
-        let lateness = aggregator.settings.allowed_lateness_ms;
         let configured: HashSet<i64> = aggregator
             .settings
             .intervals
@@ -562,22 +682,35 @@ impl CandleAggregator {
             .map(|interval| interval.length_ms)
             .collect();
         for (token_id, mut token) in state.tokens {
+            if state.format < 2 || token.watermark_ms == NO_WATERMARK {
+                token.watermark_ms = token
+                    .windows
+                    .iter()
+                    .map(|window| window.last_ms)
+                    .max()
+                    .unwrap_or(NO_WATERMARK);
+            }
             token
                 .windows
                 .retain(|window| configured.contains(&window.length_ms));
             if token.windows.is_empty() {
-                continue;
+                token.condition_id = None;
+                if token.watermark_ms == NO_WATERMARK {
+                    continue;
+                }
             }
             let key: Arc<str> = Arc::from(token_id.as_str());
-            for window in &token.windows {
-                aggregator.deadlines.insert(
-                    (
-                        window.open_ms + window.length_ms + lateness,
-                        aggregator.next_deadline,
-                    ),
-                    (key.clone(), window.length_ms, window.open_ms),
-                );
-                aggregator.next_deadline += 1;
+            token.key = key.clone();
+            // A state taken before its final windows were drained: emit them at the next
+            // drain rather than never (the pipeline always drains first).
+            let mut undrained = false;
+            for window in token.windows.iter_mut().filter(|window| window.is_final) {
+                window.dirty = true;
+                undrained = true;
+            }
+            if undrained {
+                token.dirty = true;
+                aggregator.dirty.push(key.clone());
             }
             aggregator.tokens.insert(key, token);
         }
@@ -585,12 +718,218 @@ impl CandleAggregator {
     }
 }
 
-/// A 128-bit digest of a trade id for the duplicate filter: the id itself when it is the
-/// canonical 32 hex characters, else the first 16 bytes of its SHA-256.
-fn trade_digest(trade_id: &str) -> u128 {
-    if trade_id.len() == 32
-        && let Ok(value) = u128::from_str_radix(trade_id, 16)
+/// Which topic candles are built from (`candle_input`): one per deployment, never both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CandleInput {
+    /// `polymarket.trades.v1`: every fill (taker and maker rows) from the collector.
+    Trades,
+    /// `polymarket.last_trades.v1`: the WebSocket's `last_trade_price` events, one per taker
+    /// row (no maker rows), live only. Consuming both would count a taker fill twice.
+    LastTrades,
+}
+
+impl CandleInput {
+    pub fn label(self) -> &'static str {
+        match self {
+            CandleInput::Trades => "trades",
+            CandleInput::LastTrades => "last_trades",
+        }
+    }
+}
+
+impl FromStr for CandleInput {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "trades" => Ok(CandleInput::Trades),
+            "last_trades" => Ok(CandleInput::LastTrades),
+            other => Err(format!(
+                "`{other}` is not a candle input; use `trades` or `last_trades`"
+            )),
+        }
+    }
+}
+
+/// A `last_trade_price` event as the trade the aggregator counts.
+///
+/// The event has no trade id, so one is derived (32 hex characters, like `TradeIdentity`'s):
+/// from `(transaction hash, token, side, size, price)` when the hash is present — the taker
+/// row's identity without the wallet, which the event does not carry, so a re-read of the same
+/// event on another connection is the same trade — else from `(connection, sequence)`. Ties on
+/// time are broken by that id, as by the trade id for `trades`.
+pub fn trade_from_last_trade(last_trade: &LastTrade) -> Trade {
+    let mut hasher = Sha256::new();
+    match &last_trade.transaction_hash {
+        Some(transaction_hash) => {
+            let side = match last_trade.side {
+                Some(Side::Buy) => "BUY",
+                Some(Side::Sell) => "SELL",
+                None => "",
+            };
+            for part in [
+                "last_trade",
+                &transaction_hash.to_ascii_lowercase(),
+                &last_trade.token_id,
+                side,
+                &last_trade.size.normalize().to_string(),
+                &last_trade.price.normalize().to_string(),
+            ] {
+                hasher.update(part.as_bytes());
+                hasher.update([0]);
+            }
+        }
+        None => {
+            for part in [
+                "last_trade_at",
+                &last_trade.connection_id,
+                &last_trade.sequence.to_string(),
+            ] {
+                hasher.update(part.as_bytes());
+                hasher.update([0]);
+            }
+        }
+    }
+    let digest = hasher.finalize();
+    Trade {
+        trade_id: hex::encode(&digest[..16]),
+        condition_id: last_trade.condition_id.clone(),
+        token_id: last_trade.token_id.clone(),
+        outcome: None,
+        outcome_index: None,
+        side: last_trade.side.unwrap_or(Side::Buy),
+        price: last_trade.price,
+        size: last_trade.size,
+        timestamp_ms: last_trade.timestamp_ms,
+        transaction_hash: last_trade.transaction_hash.clone().unwrap_or_default(),
+        proxy_wallet: String::new(),
+        // Not published: only the candle fields of this record are used.
+        source: TradeSource::DataApiV2,
+        ingested_ms: last_trade.received_ms,
+    }
+}
+
+/// A validated trade, ready to count.
+struct Counted {
+    price: i64,
+    size: i64,
+    time_ms: i64,
+    trade_key: TradeKey,
+    digest: u128,
+    offset: i64,
+}
+
+/// Counts a trade into its token's windows (see [`CandleAggregator::ingest`]).
+fn count_into(
+    settings: &CandleSettings,
+    dirty: &mut Vec<Arc<str>>,
+    token: &mut TokenWindows,
+    trade: &Trade,
+    counted: Counted,
+) -> Result<Ingested, Rejected> {
+    let Counted {
+        price,
+        size,
+        time_ms,
+        trade_key,
+        digest,
+        offset,
+    } = counted;
+    let lateness = settings.allowed_lateness_ms;
+    // The token's own watermark: another token of the partition being ahead (a market
+    // backfilled before this one) says nothing about this one.
+    if time_ms < token.watermark_ms.saturating_sub(lateness) {
+        return Err(Rejected::Late {
+            token_id: trade.token_id.clone(),
+            trade_ms: time_ms,
+            watermark_ms: token.watermark_ms,
+            allowed_lateness_ms: lateness,
+        });
+    }
+    let notional = i128::from(price) * i128::from(size);
+    if token.condition_id.is_none() {
+        token.condition_id = Some(trade.condition_id.clone());
+    }
+
+    // The duplicate filter lives on the shortest interval's window.
+    let shortest = settings.intervals[0];
+    let shortest_open = shortest.open_time(time_ms);
+    if let Some(window) = token
+        .windows
+        .iter()
+        .find(|window| window.length_ms == shortest.length_ms && window.open_ms == shortest_open)
+        && window
+            .seen
+            .as_ref()
+            .is_some_and(|seen| seen.contains(&(time_ms, digest)))
     {
+        return Ok(Ingested::Duplicate);
+    }
+
+    let mark = Mark {
+        price,
+        time_ms,
+        trade: trade_key,
+    };
+    for interval in &settings.intervals {
+        let open_ms = interval.open_time(time_ms);
+        let length_ms = interval.length_ms;
+        let window = match token
+            .windows
+            .iter_mut()
+            .position(|window| window.length_ms == length_ms && window.open_ms == open_ms)
+        {
+            Some(index) => {
+                let window = &mut token.windows[index];
+                window.add(&mark, size, notional)?;
+                window
+            }
+            None => {
+                token.windows.push(Window::new(
+                    length_ms,
+                    open_ms,
+                    mark.clone(),
+                    size,
+                    notional,
+                ));
+                let last = token.windows.len() - 1;
+                &mut token.windows[last]
+            }
+        };
+        window.version = offset;
+        window.dirty = true;
+        if length_ms == shortest.length_ms {
+            window
+                .seen
+                .get_or_insert_with(SeenTrades::default)
+                .insert((time_ms, digest));
+        }
+    }
+    if time_ms > token.watermark_ms {
+        token.watermark_ms = time_ms;
+        // A token has a handful of open windows (about one per interval), so scanning
+        // them when its watermark moves is cheaper than any deadline index.
+        for window in &mut token.windows {
+            if !window.is_final && window.open_ms + window.length_ms + lateness <= time_ms {
+                window.is_final = true;
+                window.version = offset;
+                window.dirty = true;
+            }
+        }
+    }
+    if !token.dirty {
+        token.dirty = true;
+        dirty.push(token.key.clone());
+    }
+    Ok(Ingested::Counted)
+}
+
+/// A 128-bit digest of a trade id for the duplicate filter: the id's value when it is
+/// canonical (32 lower-case hex characters), else the first 16 bytes of its SHA-256 (so ids
+/// that differ only in case stay different trades, as in ClickHouse).
+fn trade_digest(trade_id: &str) -> u128 {
+    if let Some(value) = canonical_hex(trade_id) {
         return value;
     }
     let hash = Sha256::digest(trade_id.as_bytes());
@@ -599,21 +938,53 @@ fn trade_digest(trade_id: &str) -> u128 {
     u128::from_be_bytes(bytes)
 }
 
-mod arc_str {
-    use std::sync::Arc;
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
 
-    use serde::{Deserialize as _, Deserializer, Serializer};
+    use super::*;
 
-    pub(super) fn serialize<S: Serializer>(
-        value: &Arc<str>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(value)
+    #[test]
+    fn the_duplicate_filter_reads_a_hash_set_written_in_any_order() {
+        // Checkpoints written before the sorted vector hold the hash set's arbitrary order.
+        let seen: SeenTrades = serde_json::from_str("[[5,9],[3,7],[5,1],[3,7]]").unwrap();
+        assert_eq!(seen.0, vec![(3, 7), (5, 1), (5, 9)]);
+        assert!(seen.contains(&(5, 1)) && !seen.contains(&(4, 1)));
+        let mut seen = seen;
+        seen.insert((4, 2));
+        seen.insert((6, 0));
+        seen.insert((5, 1));
+        assert_eq!(seen.0, vec![(3, 7), (4, 2), (5, 1), (5, 9), (6, 0)]);
+        assert_eq!(
+            serde_json::to_string(&seen).unwrap(),
+            "[[3,7],[4,2],[5,1],[5,9],[6,0]]"
+        );
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Arc<str>, D::Error> {
-        String::deserialize(deserializer).map(Arc::from)
+    #[test]
+    fn canonical_hex_is_exactly_lower_case_hex_of_32_characters() {
+        for text in [
+            "0123456789abcdef0123456789abcdef",
+            "ffffffffffffffffffffffffffffffff",
+            "00000000000000000000000000000000",
+            "9a3c0f77e21d4b5a8c6e0d1f2a3b4c5d",
+        ] {
+            assert_eq!(
+                canonical_hex(text),
+                Some(u128::from_str_radix(text, 16).unwrap()),
+                "{text}"
+            );
+        }
+        for text in [
+            "0123456789ABCDEF0123456789abcdef",
+            "0123456789abcdef0123456789abcde",
+            "0123456789abcdef0123456789abcdef0",
+            "0123456789abcdef0123456789abcdeg",
+            "+123456789abcdef0123456789abcdef",
+            "0x23456789abcdef0123456789abcdef",
+            "",
+        ] {
+            assert_eq!(canonical_hex(text), None, "{text}");
+        }
     }
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::{
     book::BookSettings,
-    candles::{CandleSettings, Interval},
+    candles::{CandleInput, CandleSettings, Interval},
 };
 
 /// Configuration of `polytape-candle-builder`; see README.md, "Configuration", for every key.
@@ -22,9 +22,11 @@ pub struct CandleBuilderConfig {
     pub candle_builder_admin_addr: SocketAddr,
     /// Candle intervals, comma-separated (`1m,5m,15m,1h,4h,1d`).
     pub candle_intervals: String,
-    /// How far behind a partition's watermark a trade may be and still be counted.
+    /// How far behind its token's watermark a trade may be and still be counted.
     #[serde(with = "humantime_serde")]
     pub candle_allowed_lateness: Duration,
+    /// The topic candles are built from: `trades` or `last_trades` (never both).
+    pub candle_input: String,
     /// Levels per side in a regular book state.
     pub book_top_levels: u32,
     /// Event-time period of book states for a token without significant change.
@@ -51,6 +53,9 @@ impl ServiceConfig for CandleBuilderConfig {
     fn validate(&self, report: &mut ValidationReport<'_>) {
         if let Err(error) = self.intervals() {
             report.problem("candle_intervals", &self.candle_intervals, error);
+        }
+        if let Err(error) = self.candle_input.parse::<CandleInput>() {
+            report.problem("candle_input", &self.candle_input, error);
         }
     }
 }
@@ -82,6 +87,11 @@ impl CandleBuilderConfig {
             self.intervals().unwrap_or_else(|_| Interval::defaults()),
             millis(self.candle_allowed_lateness),
         )
+    }
+
+    /// The configured candle input (validated at start-up; `trades` otherwise).
+    pub fn candle_input(&self) -> CandleInput {
+        self.candle_input.parse().unwrap_or(CandleInput::Trades)
     }
 
     pub fn book_settings(&self) -> BookSettings {

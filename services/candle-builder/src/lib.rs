@@ -1,10 +1,10 @@
 //! The candle builder: OHLCV candles and order-book state derived in-stream.
 //!
 //! The derivations are plain structs tested without the network: [`candles::CandleAggregator`]
-//! (event-time OHLCV windows per trades partition) and [`book::BookEngine`] (L2 books per
-//! token, validated against upstream's best bid/ask). [`pipeline`] is the thin Kafka loop
-//! around them, and [`checkpoint`] makes the state survive restarts. The design is in
-//! README.md beside this crate.
+//! (event-time OHLCV windows per input partition, a watermark per token) and
+//! [`book::BookEngine`] (L2 books per token, validated against upstream's best bid/ask).
+//! [`pipeline`] is the thin Kafka loop around them, and [`checkpoint`] makes the state survive
+//! restarts. The design is in README.md beside this crate.
 
 pub mod book;
 pub mod candles;

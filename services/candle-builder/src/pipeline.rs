@@ -19,8 +19,8 @@ use std::{
 use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
 use polytape_kafka::{RecordProducer, create_consumer, create_producer};
 use polytape_model::{
-    BookSnapshot, BookState, Candle, Continuity, DeadLetter, LifecycleKind, MarketLifecycle,
-    PriceChange, Topic, TopicNames, Trade,
+    BookSnapshot, BookState, Candle, Continuity, DeadLetter, LastTrade, LifecycleKind,
+    MarketLifecycle, PriceChange, Topic, TopicNames, Trade,
 };
 use polytape_runtime::{ReadinessHandle, metrics::InternalEvent as _};
 use rdkafka::{
@@ -37,7 +37,9 @@ use std::sync::{Arc, Mutex};
 use crate::{
     CandleBuilderConfig,
     book::{self, BookEngine, BookEngineState, BookOutput, BookSettings, Skipped},
-    candles::{AggregatorState, CandleAggregator, CandleSettings, Ingested, Rejected},
+    candles::{
+        self, AggregatorState, CandleAggregator, CandleInput, CandleSettings, Ingested, Rejected,
+    },
     checkpoint::CheckpointStore,
     error::BuilderError,
     events::{
@@ -51,13 +53,19 @@ use crate::{
 pub const BATCH_MAX: usize = 5_000;
 /// How long a batch waits for more records after its first.
 pub const BATCH_WAIT: Duration = Duration::from_millis(50);
-/// Inputs, in the order of [`BatchProcessed::consumed`].
-const INPUTS: [Topic; 4] = [
-    Topic::Trades,
-    Topic::BookSnapshots,
-    Topic::PriceChanges,
-    Topic::MarketLifecycle,
-];
+/// Inputs, in the order of [`BatchProcessed::consumed`]: the candle input first.
+fn inputs(candle_input: CandleInput) -> [Topic; 4] {
+    let candles = match candle_input {
+        CandleInput::Trades => Topic::Trades,
+        CandleInput::LastTrades => Topic::LastTrades,
+    };
+    [
+        candles,
+        Topic::BookSnapshots,
+        Topic::PriceChanges,
+        Topic::MarketLifecycle,
+    ]
+}
 /// Books idle for the configured time are evicted when the book clock enters a new hour.
 const EVICTION_PERIOD_MS: i64 = 3_600_000;
 const SOURCE: &str = "candle-builder";
@@ -72,8 +80,11 @@ pub fn group_id(names: &TopicNames) -> String {
 struct SavedState {
     /// `(topic, partition, next offset)` of every input partition read so far.
     positions: Vec<(String, i32, i64)>,
-    /// Candle state per trades partition.
+    /// Candle state per partition of the candle input.
     candles: Vec<(i32, AggregatorState)>,
+    /// The topic `candles` was derived from (absent before `candle_input` existed: trades).
+    #[serde(default)]
+    candle_input: Option<CandleInput>,
     books: BookEngineState,
     book_clock_ms: Option<i64>,
     /// Book events read but not yet applied (waiting for the event-time merge).
@@ -91,6 +102,7 @@ struct Outputs {
 
 struct Decoders {
     trades: RecordDecoder<Trade>,
+    last_trades: RecordDecoder<LastTrade>,
     snapshots: RecordDecoder<BookSnapshot>,
     changes: RecordDecoder<PriceChange>,
     lifecycle: RecordDecoder<MarketLifecycle>,
@@ -117,6 +129,7 @@ struct Input<'a> {
 /// The derived state and the outputs of the current batch.
 struct Builder {
     candle_settings: CandleSettings,
+    candle_input: CandleInput,
     candles: BTreeMap<i32, CandleAggregator>,
     books: BookEngine,
     book_merge: BookMerge,
@@ -130,14 +143,34 @@ struct Builder {
 impl Builder {
     fn new(
         candle_settings: CandleSettings,
+        candle_input: CandleInput,
         book_settings: BookSettings,
         idle_eviction_ms: i64,
-        saved: SavedState,
+        mut saved: SavedState,
     ) -> Self {
+        let saved_input = saved.candle_input.unwrap_or(CandleInput::Trades);
+        if saved_input != candle_input {
+            // Partitions and offsets of another topic: that candle state means nothing here.
+            // The new input is read from its beginning (no position for it was saved).
+            tracing::warn!(
+                saved = saved_input.label(),
+                configured = candle_input.label(),
+                "the candle input changed since the checkpoint; its candle state is dropped"
+            );
+            saved.candles.clear();
+        }
         let candles = saved
             .candles
             .into_iter()
             .map(|(partition, state)| {
+                if state.format() < candles::STATE_FORMAT {
+                    // Documented upgrade path: token watermarks derived from the open windows.
+                    tracing::warn!(
+                        partition,
+                        format = state.format(),
+                        "upgrading a candle checkpoint with one watermark per partition to one per token; tokens without open windows start without a watermark"
+                    );
+                }
                 (
                     partition,
                     CandleAggregator::restore(candle_settings.clone(), state),
@@ -158,6 +191,7 @@ impl Builder {
             outputs: Outputs::default(),
             consumed: [0; 4],
             candle_settings,
+            candle_input,
         }
     }
 
@@ -175,6 +209,7 @@ impl Builder {
                 .iter()
                 .map(|(partition, aggregator)| (*partition, aggregator.state()))
                 .collect(),
+            candle_input: Some(self.candle_input),
             books: self.books.state(),
             book_clock_ms: self.book_clock_ms,
             book_merge: self.book_merge.clone(),
@@ -187,6 +222,12 @@ impl Builder {
                 self.consumed[0] += 1;
                 if let Some(trade) = self.decode(&decoders.trades, &input).await? {
                     self.apply_trade(&trade, &input);
+                }
+            }
+            Topic::LastTrades => {
+                self.consumed[0] += 1;
+                if let Some(last_trade) = self.decode(&decoders.last_trades, &input).await? {
+                    self.apply_trade(&candles::trade_from_last_trade(&last_trade), &input);
                 }
             }
             Topic::BookSnapshots => {
@@ -412,7 +453,7 @@ impl Builder {
         }
         BatchProcessed {
             consumed: [
-                ("trades", self.consumed[0]),
+                (self.candle_input.label(), self.consumed[0]),
                 ("book_snapshots", self.consumed[1]),
                 ("price_changes", self.consumed[2]),
                 ("market_lifecycle", self.consumed[3]),
@@ -470,9 +511,10 @@ impl Builder {
 async fn input_partitions(
     brokers: &str,
     names: &TopicNames,
+    inputs: [Topic; 4],
 ) -> Result<Vec<(String, Topic, i32)>, BuilderError> {
     let brokers = brokers.to_owned();
-    let topics: Vec<(String, Topic)> = INPUTS
+    let topics: Vec<(String, Topic)> = inputs
         .iter()
         .map(|topic| (names.name(*topic), *topic))
         .collect();
@@ -518,7 +560,8 @@ pub async fn run(
 ) -> Result<(), BuilderError> {
     let brokers = config.kafka.kafka_brokers.clone();
     let names = TopicNames::with_prefix(config.kafka.topic_prefix.clone());
-    let partitions = input_partitions(&brokers, &names).await?;
+    let candle_input = config.candle_input();
+    let partitions = input_partitions(&brokers, &names, inputs(candle_input)).await?;
 
     let registry = SchemaRegistryClient::new(&config.kafka.schema_registry_url)?;
     let producer = create_producer(&brokers)?;
@@ -530,6 +573,7 @@ pub async fn run(
     };
     let decoders = Decoders {
         trades: RecordDecoder::new(registry.clone()),
+        last_trades: RecordDecoder::new(registry.clone()),
         snapshots: RecordDecoder::new(registry.clone()),
         changes: RecordDecoder::new(registry.clone()),
         lifecycle: RecordDecoder::new(registry.clone()),
@@ -550,6 +594,7 @@ pub async fn run(
     };
     let mut builder = Builder::new(
         config.candle_settings(),
+        candle_input,
         config.book_settings(),
         config.book_idle_eviction_ms(),
         saved,

@@ -609,3 +609,46 @@ fn a_snapshot_older_than_changes_no_longer_buffered_does_not_replace_a_valid_boo
     assert_eq!(fresh.skipped, None);
     assert_eq!(engine.book(TOKEN).unwrap().bid_level_count(), 1);
 }
+
+/// One upstream operation (a taker sweeping two ask levels) stamps its price changes and the
+/// `book` that follows with one millisecond; the merge releases the `book` first. The changes
+/// the connection sent before it are already in it and must not be validated against it.
+#[test]
+fn changes_of_a_snapshots_millisecond_sent_before_it_are_already_in_it() {
+    let mut engine = BookEngine::new(BookSettings::default());
+    let before = snapshot(
+        T0,
+        &[("0.40", "10")],
+        &[("0.50", "5"), ("0.51", "5"), ("0.52", "5")],
+    );
+    engine.apply_snapshot(&before).unwrap();
+    let after = BookSnapshot {
+        sequence: Some(12),
+        ..snapshot(T0 + 1_000, &[("0.40", "10")], &[("0.52", "5")])
+    };
+    let sweep = [
+        change(T0 + 1_000, Side::Sell, "0.50", "0", ("0.40", "0.51"), 10),
+        change(T0 + 1_000, Side::Sell, "0.51", "0", ("0.40", "0.52"), 11),
+    ];
+    // Snapshot first, as the merge orders a millisecond.
+    let applied = engine.apply_snapshot(&after).unwrap();
+    assert_eq!(applied.skipped, None);
+    for entry in &sweep {
+        let output = engine.apply_change(entry).unwrap();
+        assert!(output.gaps.is_empty(), "no false mismatch: {output:?}");
+        assert_eq!(output.skipped, Some(Skipped::StaleChange));
+    }
+    assert_eq!(engine.is_consistent(TOKEN), Some(true));
+    // A change of the same millisecond sent after the snapshot still applies and validates.
+    let later = change(T0 + 1_000, Side::Sell, "0.53", "7", ("0.40", "0.52"), 13);
+    let output = engine.apply_change(&later).unwrap();
+    assert_eq!(output.skipped, None);
+    assert!(output.gaps.is_empty());
+    // From another connection, order within the millisecond is unknown: it is validated.
+    let other = PriceChange {
+        connection_id: "c2".to_owned(),
+        ..change(T0 + 1_000, Side::Sell, "0.52", "4", ("0.40", "0.52"), 1)
+    };
+    assert_eq!(engine.apply_change(&other).unwrap().skipped, None);
+    assert_eq!(engine.is_consistent(TOKEN), Some(true));
+}

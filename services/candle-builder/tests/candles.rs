@@ -101,6 +101,18 @@ fn table_of_one_minute_cases() {
             late: vec![],
         },
         Case {
+            name: "ties between canonical hex ids and other ids are broken bytewise",
+            trades: vec![
+                (1_000, "fa000000000000000000000000000000", "0.40", "1"),
+                (1_000, "Z", "0.30", "1"),
+                (1_000, "00000000000000000000000000000001", "0.20", "1"),
+                (1_000, "FA000000000000000000000000000000", "0.25", "1"),
+            ],
+            // "0…1" < "FA…" < "Z" < "fa…" as bytes.
+            expected: vec![(0, ("0.2", "0.4", "0.2", "0.4", "4", 4, 1_000, 1_000))],
+            late: vec![],
+        },
+        Case {
             name: "out of order within lateness corrects open and close",
             trades: vec![
                 (30_000, "m", "0.5", "2"),
@@ -225,34 +237,225 @@ fn versions_grow_and_a_late_correction_has_a_higher_version() {
 }
 
 #[test]
-fn a_window_is_final_once_the_watermark_passes_its_end_plus_lateness_and_is_then_evicted() {
+fn a_window_is_final_once_its_tokens_watermark_passes_its_end_plus_lateness() {
     let mut aggregator = one_minute(10_000);
     aggregator
         .apply(&trade("tok", T0 + 1_000, "a", "0.5", "1"), 0)
         .unwrap();
-    // Watermark T0+69 999 < close (T0+60 000) + 10 000: still open.
+    // Another token far ahead says nothing about `tok`: its window stays open.
+    let other = aggregator
+        .apply(&trade("other", T0 + 3_600_000, "b", "0.5", "1"), 1)
+        .unwrap();
+    assert!(other.iter().all(|candle| !candle.is_final));
+    // Token watermark T0+69 999 < close (T0+60 000) + 10 000: still open.
     let open = aggregator
-        .apply(&trade("other", T0 + 69_999, "b", "0.5", "1"), 1)
+        .apply(&trade("tok", T0 + 69_999, "c", "0.5", "1"), 2)
         .unwrap();
     assert!(open.iter().all(|candle| !candle.is_final));
     assert_eq!(aggregator.token_count(), 2);
-    // Watermark T0+70 000: the first window is final, re-emitted with the trigger's offset.
+    // Token watermark T0+70 000: the first window is final, re-emitted with the trigger's
+    // offset (a trade of the same token, so versions stay in one offset order per key).
     let outputs = aggregator
-        .apply(&trade("other", T0 + 70_000, "c", "0.5", "1"), 2)
+        .apply(&trade("tok", T0 + 70_000, "d", "0.5", "1"), 3)
         .unwrap();
     let finals: Vec<_> = outputs.iter().filter(|candle| candle.is_final).collect();
     assert_eq!(finals.len(), 1);
     assert_eq!(finals[0].token_id, "tok");
-    assert_eq!(finals[0].version, 2);
+    assert_eq!(finals[0].open_time_ms, T0);
+    assert_eq!(finals[0].version, 3);
     assert_eq!(finals[0].trade_count, 1);
-    assert_eq!(
-        aggregator.token_count(),
-        1,
-        "a token without open windows is evicted"
-    );
     // A trade for the final window is now late.
     assert!(matches!(
-        aggregator.apply(&trade("tok", T0 + 59_000, "d", "0.5", "1"), 3),
+        aggregator.apply(&trade("tok", T0 + 59_000, "e", "0.5", "1"), 4),
+        Err(Rejected::Late { .. })
+    ));
+}
+
+#[test]
+fn a_token_without_open_windows_keeps_only_its_watermark_and_still_rejects_late_trades() {
+    let mut aggregator = one_minute(10_000);
+    aggregator
+        .apply(&trade("tok", T0 + 1_000, "a", "0.5", "1"), 0)
+        .unwrap();
+    // The next trade of `tok` is minutes later: the first window turns final and is evicted,
+    // and the new one stays open.
+    aggregator
+        .apply(&trade("tok", T0 + 600_000, "b", "0.5", "1"), 1)
+        .unwrap();
+    assert_eq!(aggregator.window_count(), 1);
+    // Close that one too with a trade far ahead, then let it be evicted.
+    let outputs = aggregator
+        .apply(&trade("tok", T0 + 3_600_000, "c", "0.5", "1"), 2)
+        .unwrap();
+    assert!(outputs.iter().any(|candle| candle.is_final));
+    assert_eq!(aggregator.token_watermark_ms("tok"), Some(T0 + 3_600_000));
+    // A redelivery of the first trade must not reopen its published, final window.
+    let redelivered = aggregator.apply(&trade("tok", T0 + 1_000, "a", "0.5", "1"), 3);
+    assert!(
+        matches!(redelivered, Err(Rejected::Late { .. })),
+        "{redelivered:?}"
+    );
+    // The watermark survives a checkpoint even when the token has no open window.
+    let mut idle = one_minute(10_000);
+    idle.apply(&trade("tok", T0 + 1_000, "a", "0.5", "1"), 0)
+        .unwrap();
+    idle.apply(&trade("tok", T0 + 120_000, "b", "0.5", "1"), 1)
+        .unwrap();
+    idle.apply(&trade("tok", T0 + 240_000, "c", "0.5", "1"), 2)
+        .unwrap();
+    let text = serde_json::to_string(&idle.state()).unwrap();
+    let restored = CandleAggregator::restore(
+        CandleSettings::new(vec![Interval::MINUTE], 10_000),
+        serde_json::from_str(&text).unwrap(),
+    );
+    assert_eq!(restored.token_watermark_ms("tok"), Some(T0 + 240_000));
+    assert_eq!(restored.tracked_token_count(), 1);
+}
+
+/// The collector backfills market by market onto partitions shared by many markets: a token's
+/// whole history can arrive after another token of the partition reached the present.
+#[test]
+fn an_older_history_of_one_token_after_a_newer_one_of_another_is_accepted_and_exact() {
+    let settings = CandleSettings::new(Interval::defaults(), 120_000);
+    let mut aggregator = CandleAggregator::new(settings.clone());
+    let mut outputs = Vec::new();
+    let mut accepted = Vec::new();
+    let mut offset = 0_i64;
+    let mut feed = |aggregator: &mut CandleAggregator, trade: Trade| {
+        let result = aggregator.apply(&trade, offset);
+        offset += 1;
+        match result {
+            Ok(candles) => {
+                outputs.extend(candles);
+                accepted.push(trade);
+                true
+            }
+            Err(Rejected::Late { .. }) => false,
+            Err(other) => panic!("{other}"),
+        }
+    };
+    // Token A: two days of trades, ascending (a backfilled chunk), then token B: the same two
+    // days, a day older than A's latest trade — interleaved with A's live trades.
+    let day = 86_400_000;
+    for index in 0..200_i64 {
+        let time = T0 + index * 900_000 + 7_000;
+        let price = format!("0.{}", 10 + index % 80);
+        assert!(feed(
+            &mut aggregator,
+            trade("A", time, &format!("a{index:04}"), &price, "2")
+        ));
+    }
+    for index in 0..200_i64 {
+        let time = T0 - day + index * 900_000 + 11_000;
+        let price = format!("0.{}", 90 - index % 80);
+        assert!(
+            feed(
+                &mut aggregator,
+                trade("B", time, &format!("b{index:04}"), &price, "1.5")
+            ),
+            "B's trade at {time} is accepted though A is at {:?}",
+            aggregator.token_watermark_ms("A")
+        );
+        if index % 20 == 0 {
+            let live = T0 + 200 * 900_000 + index * 1_000;
+            assert!(feed(
+                &mut aggregator,
+                trade("A", live, &format!("l{index:04}"), "0.5", "1")
+            ));
+        }
+    }
+    // Per token, lateness still applies: B is now ~26 h past its first trade.
+    let late_b = trade("B", T0 - day + 11_000, "b-late", "0.5", "1");
+    assert!(!feed(&mut aggregator, late_b));
+    let late_a = trade("A", T0 + 7_000, "a-late", "0.5", "1");
+    assert!(!feed(&mut aggregator, late_a));
+    // Within the lateness of B's own watermark: accepted, the candle corrected.
+    let b_watermark = aggregator.token_watermark_ms("B").unwrap();
+    assert!(feed(
+        &mut aggregator,
+        trade("B", b_watermark - 119_000, "b-inside", "0.99", "3")
+    ));
+    outputs.extend(aggregator.drain().unwrap());
+
+    let latest = latest(outputs);
+    for interval in settings.intervals() {
+        let expected = model(&accepted, *interval);
+        let got: BTreeMap<_, _> = latest
+            .iter()
+            .filter(|((_, label, _), _)| *label == interval.to_string())
+            .map(|((token, _, open), candle)| {
+                (
+                    (token.clone(), *open),
+                    (
+                        candle.open,
+                        candle.high,
+                        candle.low,
+                        candle.close,
+                        candle.volume,
+                        candle.notional,
+                        candle.trade_count,
+                    ),
+                )
+            })
+            .collect();
+        assert_eq!(got, expected, "interval {interval}");
+    }
+    // B's old windows were finalised by B's own watermark, A's by A's.
+    assert!(
+        latest
+            .values()
+            .any(|candle| candle.token_id == "B" && candle.is_final && candle.interval == "1d")
+    );
+    assert_eq!(
+        accepted.len(),
+        200 + 200 + 10 + 1,
+        "every trade but the two late ones"
+    );
+}
+
+/// A format-1 checkpoint (one watermark per partition) restores with each token's watermark
+/// derived from its open windows.
+#[test]
+fn a_checkpoint_with_partition_watermarks_is_upgraded_to_token_watermarks() {
+    let settings = CandleSettings::new(vec![Interval::MINUTE], 60_000);
+    let mut aggregator = CandleAggregator::new(settings.clone());
+    aggregator
+        .apply(&trade("A", T0 + 600_000, "a", "0.5", "1"), 0)
+        .unwrap();
+    aggregator
+        .apply(&trade("B", T0 + 1_000, "b", "0.5", "1"), 1)
+        .unwrap();
+    aggregator.drain().unwrap();
+    let text = serde_json::to_string(&aggregator.state()).unwrap();
+    // Rewrite it as format 1 wrote it: no format, no token watermarks (the partition's
+    // watermark stays). Text surgery: the state holds i128s, which `serde_json::Value` cannot.
+    let (head, tokens) = text.split_at(text.find("\"tokens\"").unwrap());
+    let head = head.replace("\"format\":2,", "");
+    let mut legacy = String::new();
+    let mut rest = tokens;
+    while let Some(at) = rest.find("\"watermark_ms\":") {
+        legacy.push_str(&rest[..at]);
+        let after = &rest[at + "\"watermark_ms\":".len()..];
+        let end = after.find(',').unwrap();
+        rest = &after[end + 1..];
+    }
+    legacy.push_str(rest);
+    let legacy = format!("{head}{legacy}");
+    assert!(!legacy.contains("format") && legacy.matches("watermark_ms").count() == 1);
+    let state: polytape_candle_builder::candles::AggregatorState =
+        serde_json::from_str(&legacy).unwrap();
+    assert_eq!(state.format(), 1);
+    let mut restored = CandleAggregator::restore(settings, state);
+    assert_eq!(restored.token_watermark_ms("A"), Some(T0 + 600_000));
+    assert_eq!(restored.token_watermark_ms("B"), Some(T0 + 1_000));
+    // B is judged by its own watermark: a trade 30 s before B's latest is fine.
+    assert!(
+        restored
+            .apply(&trade("B", T0 - 29_000, "b2", "0.5", "1"), 2)
+            .is_ok()
+    );
+    assert!(matches!(
+        restored.apply(&trade("A", T0 + 1_000, "a2", "0.5", "1"), 3),
         Err(Rejected::Late { .. })
     ));
 }
@@ -422,7 +625,9 @@ fn seeded_histories_match_a_brute_force_model_and_survive_a_checkpoint() {
         let mut duplicates = 0;
         for (offset, trade) in trades.iter().enumerate() {
             if offset == trades.len() / 2 {
-                // Checkpoint and restore mid-stream, through JSON as the pipeline does.
+                // Checkpoint and restore mid-stream, through JSON as the pipeline does (after
+                // a drain: the pipeline checkpoints between batches).
+                outputs.extend(aggregator.drain().unwrap());
                 let text = serde_json::to_string(&aggregator.state()).unwrap();
                 aggregator = CandleAggregator::restore(
                     settings.clone(),

@@ -8,14 +8,15 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use futures::StreamExt as _;
 use polytape_codec::SchemaRegistryClient;
 use polytape_kafka::{RecordProducer, create_producer};
 use polytape_model::{
-    DeadLetter, Event, Market, PricePoint, TopicNames, Trade, content_hash, now_ms,
+    BookSnapshot, DeadLetter, Event, LeaderboardEntry, Market, PricePoint, TopicNames, Trade,
+    content_hash, now_ms,
 };
 use polytape_runtime::metrics::InternalEvent as _;
 use serde_json::Value;
@@ -34,10 +35,38 @@ use crate::{
 
 /// Data API v1 `/trades` refuses `offset + limit` beyond this.
 const OFFSET_CAP: u32 = 10_000;
+/// Fills a trades walk holds before sending them in time order (~100 MB at most).
+const MAX_BUFFERED_TRADES: usize = 200_000;
+/// Caught-up markets polled together in one `market=a,b,…` walk (upstream takes a csv; 50
+/// condition ids keep the URL near 3.4 kB).
+const POLL_MARKETS_PER_REQUEST: usize = 50;
+/// A market covered to within this of the round's end is polled with others; one further
+/// behind (a long outage) walks alone, with checkpoints after every page.
+const POLL_CATCH_UP_S: i64 = 3_600;
 /// Gamma keyset pages hold at most 100 rows.
 const KEYSET_LIMIT: u32 = 100;
 /// Backfill rounds (retrying markets that failed) before giving up.
 const BACKFILL_ROUNDS: u32 = 6;
+/// `/v1/leaderboard` lists: every period and category the brief lists, by PnL and by volume.
+const LEADERBOARD_PERIODS: [&str; 4] = ["DAY", "WEEK", "MONTH", "ALL"];
+const LEADERBOARD_CATEGORIES: [&str; 10] = [
+    "OVERALL",
+    "POLITICS",
+    "SPORTS",
+    "CRYPTO",
+    "CULTURE",
+    "MENTIONS",
+    "WEATHER",
+    "ECONOMICS",
+    "TECH",
+    "FINANCE",
+];
+const LEADERBOARD_ORDERS: [&str; 2] = ["PNL", "VOL"];
+/// Upstream serves `limit` 1..50 and `offset` 0..1000.
+const LEADERBOARD_PAGE: u32 = 50;
+const LEADERBOARD_MAX_OFFSET: u32 = 1_000;
+/// Checkpoint key of the last complete leaderboard snapshot (its `snapshot_ms`).
+const LEADERBOARD_CHECKPOINT: &str = "leaderboard";
 
 /// What a finished run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,7 +77,18 @@ pub struct Summary {
     pub markets_emitted: u64,
     pub events_emitted: u64,
     pub price_points: u64,
+    pub book_snapshots: u64,
+    pub leaderboard_entries: u64,
     pub dead_letters: u64,
+}
+
+/// A caught-up market's coverage at the start of a polling walk, and the fills already sent
+/// at its newest second (re-read by the walk, not sent again).
+#[derive(Debug)]
+struct Boundary {
+    low: i64,
+    high: i64,
+    sent_at_high: HashSet<String>,
 }
 
 /// Ids sent at the newest second of a market's coverage: the next poll re-reads that second
@@ -69,16 +109,25 @@ pub struct Collector {
     markets: RecordProducer<Market>,
     events: RecordProducer<Event>,
     prices: RecordProducer<PricePoint>,
+    books: RecordProducer<BookSnapshot>,
+    leaderboard: RecordProducer<LeaderboardEntry>,
     dlq: RecordProducer<DeadLetter>,
     checkpoints: Checkpoints,
     edges: Mutex<HashMap<String, Edge>>,
     /// Tick size per condition id, from the last markets crawl (for dust fills' prices).
     ticks: Mutex<HashMap<String, rust_decimal::Decimal>>,
+    /// (timestamp, hash) of the last REST snapshot sent per token: an unchanged book is not
+    /// sent again (the WS bridge and the previous snapshot already describe it).
+    last_books: Mutex<HashMap<String, (i64, Option<String>)>>,
+    /// Open tokens of the selected markets, from the latest crawl (for the snapshot loop).
+    book_tokens: Mutex<Vec<String>>,
     stop: CancellationToken,
     trades_sent: AtomicU64,
     markets_sent: AtomicU64,
     events_sent: AtomicU64,
     prices_sent: AtomicU64,
+    books_sent: AtomicU64,
+    leaderboard_sent: AtomicU64,
     dead_letters_sent: AtomicU64,
 }
 
@@ -118,6 +167,8 @@ impl Collector {
             markets: RecordProducer::register(producer.clone(), &registry, &names).await?,
             events: RecordProducer::register(producer.clone(), &registry, &names).await?,
             prices: RecordProducer::register(producer.clone(), &registry, &names).await?,
+            books: RecordProducer::register(producer.clone(), &registry, &names).await?,
+            leaderboard: RecordProducer::register(producer.clone(), &registry, &names).await?,
             dlq: RecordProducer::register(producer.clone(), &registry, &names).await?,
             checkpoints: Checkpoints::open(
                 &config.kafka.kafka_brokers,
@@ -129,11 +180,15 @@ impl Collector {
             tuning,
             edges: Mutex::new(HashMap::new()),
             ticks: Mutex::new(HashMap::new()),
+            last_books: Mutex::new(HashMap::new()),
+            book_tokens: Mutex::new(Vec::new()),
             stop,
             trades_sent: AtomicU64::new(0),
             markets_sent: AtomicU64::new(0),
             events_sent: AtomicU64::new(0),
             prices_sent: AtomicU64::new(0),
+            books_sent: AtomicU64::new(0),
+            leaderboard_sent: AtomicU64::new(0),
             dead_letters_sent: AtomicU64::new(0),
         })
     }
@@ -146,6 +201,8 @@ impl Collector {
             markets_emitted: self.markets_sent.load(Ordering::Relaxed),
             events_emitted: self.events_sent.load(Ordering::Relaxed),
             price_points: self.prices_sent.load(Ordering::Relaxed),
+            book_snapshots: self.books_sent.load(Ordering::Relaxed),
+            leaderboard_entries: self.leaderboard_sent.load(Ordering::Relaxed),
             dead_letters: self.dead_letters_sent.load(Ordering::Relaxed),
         }
     }
@@ -488,29 +545,58 @@ impl Collector {
             .await
     }
 
-    /// Parses a page, sends new trades (not in `skip`) and rejected rows, and returns the
-    /// trades sent. Returns only after the broker acknowledged both.
-    async fn produce_rows(
+    /// Parses rows into trades (appended to `trades`) and rejects (with their reasons).
+    fn parse_rows(
         &self,
         condition_id: &str,
         rows: &[Value],
-        skip: &HashSet<String>,
-    ) -> Result<Vec<Trade>, CollectError> {
+        trades: &mut Vec<Trade>,
+        rejected: &mut Vec<(Vec<u8>, String)>,
+    ) {
         let ingested = now_ms();
         let tick = self
             .ticks
             .lock()
             .ok()
             .and_then(|ticks| ticks.get(condition_id).copied());
-        let mut trades = Vec::with_capacity(rows.len());
-        let mut rejected = Vec::new();
         for row in rows {
             match parse::trade_v1(row, ingested, tick) {
-                Ok(trade) if skip.contains(&trade.trade_id) => {}
                 Ok(trade) => trades.push(trade),
                 Err(error) => rejected.push((row.to_string().into_bytes(), error.to_string())),
             }
         }
+    }
+
+    /// Parses a page and sends its new trades and rejected rows; see [`Self::send_trades`].
+    async fn produce_rows(
+        &self,
+        condition_id: &str,
+        rows: &[Value],
+        skip: &HashSet<String>,
+    ) -> Result<Vec<Trade>, CollectError> {
+        let mut trades = Vec::with_capacity(rows.len());
+        let mut rejected = Vec::new();
+        self.parse_rows(condition_id, rows, &mut trades, &mut rejected);
+        self.send_trades(condition_id, trades, rejected, skip).await
+    }
+
+    /// Sends trades not in `skip` (each id once) in ascending event-time order — ties by trade
+    /// id, the candle builder's total order — so downstream sees each market's fills in time
+    /// order, and the rejected rows to the DLQ. Returns the trades sent, after the broker
+    /// acknowledged them.
+    async fn send_trades(
+        &self,
+        condition_id: &str,
+        mut trades: Vec<Trade>,
+        rejected: Vec<(Vec<u8>, String)>,
+        skip: &HashSet<String>,
+    ) -> Result<Vec<Trade>, CollectError> {
+        let mut seen: HashSet<String> = HashSet::with_capacity(trades.len());
+        trades
+            .retain(|trade| !skip.contains(&trade.trade_id) && seen.insert(trade.trade_id.clone()));
+        trades.sort_by(|left, right| {
+            (left.timestamp_ms, &left.trade_id).cmp(&(right.timestamp_ms, &right.trade_id))
+        });
         let origin = format!("{}/trades?market={condition_id}", self.data_url);
         self.trades.send_all(&trades).await?;
         self.dead_letter(Endpoint::DataTrades, &origin, rejected)
@@ -548,8 +634,11 @@ impl Collector {
         }
     }
 
-    /// Brings a market's trades coverage to `[from, to]` (seconds). Checkpoints after every
-    /// acknowledged page.
+    /// Brings a market's trades coverage to `[from, to]` (seconds). Walks that extend the
+    /// coverage forward (the first one, and every later one) send their fills in ascending time
+    /// order and checkpoint once acknowledged; a walk reaching further back than the coverage
+    /// (a `backfill --from` older than what is stored) streams newest-first with a checkpoint
+    /// per page.
     pub async fn collect_trades(
         &self,
         condition_id: &str,
@@ -560,13 +649,108 @@ impl Collector {
         let mut checkpoint: TradeCheckpoint = self.checkpoints.get(&key).unwrap_or_default();
         while let Some(walk) = checkpoint.next_walk(from, to) {
             checkpoint.walk = Some(walk);
-            self.walk(condition_id, &key, &mut checkpoint).await?;
+            let extends_backwards = checkpoint
+                .covered
+                .is_some_and(|(low, _)| walk.to <= low && walk.from < low);
+            if extends_backwards {
+                self.walk(condition_id, &key, &mut checkpoint).await?;
+            } else {
+                self.walk_in_time_order(condition_id, &mut checkpoint)
+                    .await?;
+            }
             checkpoint.finish_walk();
             self.checkpoints.commit(&key, &checkpoint).await?;
         }
         if let Some((_, high)) = checkpoint.covered {
             crate::metrics::checkpoint_lag("trades", (now_ms() / 1000 - high).max(0) as f64);
         }
+        Ok(())
+    }
+
+    /// Walks `checkpoint.walk` like [`Self::walk`] but keeps the fills until the walk is
+    /// complete, then sends them oldest first: the candle builder judges lateness per token by
+    /// event time, so a market's history must not arrive newest-first. Memory is bounded: a
+    /// walk that buffers more than `MAX_BUFFERED_TRADES` fills is narrowed to what is older than
+    /// the oldest second it reached (those newer fills are fetched again by the next walk), so
+    /// a dense market is filled in several ascending walks. Nothing is checkpointed mid-walk: a
+    /// crash repeats the walk, and the re-sent fills carry the same ids.
+    async fn walk_in_time_order(
+        &self,
+        condition_id: &str,
+        checkpoint: &mut TradeCheckpoint,
+    ) -> Result<(), CollectError> {
+        let page_size = self.tuning.trades_page_size.clamp(1, OFFSET_CAP);
+        let Some(initial) = checkpoint.walk else {
+            return Ok(());
+        };
+        // Fills at the covered edge second were sent by an earlier walk in this process.
+        let edge_ids: HashSet<String> = {
+            let edges = self.edges();
+            match edges.get(condition_id) {
+                Some(edge) if edge.second >= initial.from && edge.second <= initial.upper => {
+                    edge.ids.clone()
+                }
+                _ => HashSet::new(),
+            }
+        };
+        let mut trades: Vec<Trade> = Vec::new();
+        let mut rejected = Vec::new();
+        let mut upper = initial.upper;
+        while upper >= initial.from {
+            let rows = self
+                .trades_page(condition_id, initial.from, upper, 0)
+                .await?;
+            let full = rows.len() >= page_size as usize;
+            let oldest = rows.iter().filter_map(parse::row_timestamp_s).min();
+            self.parse_rows(condition_id, &rows, &mut trades, &mut rejected);
+            if !full {
+                break;
+            }
+            match oldest {
+                Some(oldest) if oldest < upper => upper = oldest,
+                _ => {
+                    // A whole page within one second: read the rest of it with offsets.
+                    let mut offset = page_size;
+                    loop {
+                        if offset + page_size > OFFSET_CAP {
+                            tracing::error!(
+                                condition_id,
+                                second = upper,
+                                "more fills in one second than the offset cap allows; the rest of that second is unreachable upstream"
+                            );
+                            break;
+                        }
+                        let rows = self.trades_page(condition_id, upper, upper, offset).await?;
+                        self.parse_rows(condition_id, &rows, &mut trades, &mut rejected);
+                        if rows.len() < page_size as usize {
+                            break;
+                        }
+                        offset += page_size;
+                    }
+                    upper -= 1;
+                }
+            }
+            if trades.len() > MAX_BUFFERED_TRADES && upper > initial.from {
+                // Too dense for one walk: fill `[from, upper]` first (its fills are all older
+                // than what was buffered), then the next walk takes the newer part.
+                tracing::debug!(
+                    condition_id,
+                    buffered = trades.len(),
+                    narrowed_to = upper,
+                    "trades walk narrowed to keep memory bounded"
+                );
+                trades.clear();
+                rejected.clear();
+                checkpoint.walk = Some(crate::checkpoint::Walk {
+                    from: initial.from,
+                    to: upper,
+                    upper,
+                });
+                return Box::pin(self.walk_in_time_order(condition_id, checkpoint)).await;
+            }
+        }
+        self.send_trades(condition_id, trades, rejected, &edge_ids)
+            .await?;
         Ok(())
     }
 
@@ -580,8 +764,9 @@ impl Collector {
         checkpoint: &mut TradeCheckpoint,
     ) -> Result<(), CollectError> {
         let page_size = self.tuning.trades_page_size.clamp(1, OFFSET_CAP);
-        // Fills at the covered edge second were sent by an earlier walk in this process.
-        let mut skip: HashSet<String> = {
+        // Fills at the covered edge second were sent by an earlier walk in this process; they
+        // stay skipped for the whole walk (the edge second can be re-read by several pages).
+        let edge_ids: HashSet<String> = {
             let edges = self.edges();
             match (edges.get(condition_id), checkpoint.walk) {
                 (Some(edge), Some(walk))
@@ -592,6 +777,9 @@ impl Collector {
                 _ => HashSet::new(),
             }
         };
+        let mut skip = edge_ids.clone();
+        // The next page, fetched while the previous one was being produced.
+        let mut prefetched: Option<Vec<Value>> = None;
         loop {
             let Some(walk) = checkpoint.walk else {
                 return Ok(());
@@ -599,38 +787,65 @@ impl Collector {
             if walk.upper < walk.from {
                 return Ok(());
             }
-            let rows = self
-                .trades_page(condition_id, walk.from, walk.upper, 0)
-                .await?;
+            let rows = match prefetched.take() {
+                Some(rows) => rows,
+                None => {
+                    self.trades_page(condition_id, walk.from, walk.upper, 0)
+                        .await?
+                }
+            };
             let full = rows.len() >= page_size as usize;
             let oldest = rows.iter().filter_map(parse::row_timestamp_s).min();
-            let sent = self.produce_rows(condition_id, &rows, &skip).await?;
             if !full {
+                self.produce_rows(condition_id, &rows, &skip).await?;
                 return Ok(());
             }
-            let next_upper = match oldest {
+            match oldest {
                 Some(oldest) if oldest < walk.upper => {
+                    // The next request depends only on this page's oldest second, so it is
+                    // fetched while this page is produced and checkpointed: a long walk
+                    // (one market alone at the end of a round) waits on one of the two, not
+                    // their sum. Produce order is unchanged: the next page is sent after.
+                    let next = TradeCheckpoint {
+                        walk: Some(crate::checkpoint::Walk {
+                            upper: oldest,
+                            ..walk
+                        }),
+                        ..*checkpoint
+                    };
+                    let send_and_commit = async {
+                        let sent = self.produce_rows(condition_id, &rows, &skip).await?;
+                        self.checkpoints.commit(key, &next).await?;
+                        Ok::<Vec<Trade>, CollectError>(sent)
+                    };
+                    let (sent, next_rows) = tokio::join!(
+                        send_and_commit,
+                        self.trades_page(condition_id, walk.from, oldest, 0)
+                    );
+                    let sent = sent?;
+                    *checkpoint = next;
+                    // Fills at `oldest` sent now are on the next page too.
                     skip = sent
                         .iter()
                         .filter(|trade| trade.timestamp_ms.div_euclid(1000) == oldest)
                         .map(|trade| trade.trade_id.clone())
+                        .chain(edge_ids.iter().cloned())
                         .collect();
-                    // Rows at `oldest` already skipped in this request stay skipped.
-                    oldest
+                    prefetched = Some(next_rows?);
                 }
                 _ => {
                     // A whole page within one second: read that second with offsets.
+                    self.produce_rows(condition_id, &rows, &skip).await?;
                     self.drain_second(condition_id, walk.upper, page_size, &skip)
                         .await?;
-                    skip.clear();
-                    walk.upper - 1
+                    skip = edge_ids.clone();
+                    checkpoint.walk = Some(crate::checkpoint::Walk {
+                        upper: walk.upper - 1,
+                        ..walk
+                    });
+                    self.checkpoints.commit(key, &*checkpoint).await?;
                 }
-            };
-            checkpoint.walk = Some(crate::checkpoint::Walk {
-                upper: next_upper,
-                ..walk
-            });
-            self.checkpoints.commit(key, &*checkpoint).await?;
+            }
         }
     }
 
@@ -658,6 +873,161 @@ impl Collector {
             "more fills in one second than the offset cap allows; the rest of that second is unreachable upstream"
         );
         Ok(())
+    }
+
+    // -------------------------------------------------------------- incremental polling
+
+    /// Whether a market only needs polling forward: covered from `from` (or earlier) up to
+    /// within `POLL_CATCH_UP_S` of `to`, with no walk in progress.
+    fn caught_up(&self, condition_id: &str, from: i64, to: i64) -> bool {
+        let checkpoint: TradeCheckpoint = self
+            .checkpoints
+            .get(&format!("trades/{condition_id}"))
+            .unwrap_or_default();
+        match (checkpoint.walk, checkpoint.covered) {
+            (None, Some((low, high))) => low <= from && high < to && to - high <= POLL_CATCH_UP_S,
+            _ => false,
+        }
+    }
+
+    /// Polls caught-up markets together: one time walk over `[lowest high, to]` with
+    /// `market=<id>,<id>,…`, so a round costs one request per chunk (plus one per
+    /// `page_size` new fills) instead of one per market. Each fill is sent only if its market
+    /// has not covered it (`timestamp > high`, or `= high` and not among the fills sent at
+    /// that second), and every market's coverage moves to `to` only after the whole walk was
+    /// acknowledged. A crash mid-walk re-sends at most this walk's fills, with the same ids.
+    async fn poll_markets(&self, condition_ids: &[String], to: i64) -> Result<(), CollectError> {
+        let page_size = self.tuning.trades_page_size.clamp(1, OFFSET_CAP);
+        // Boundaries as they are now: sending fills moves the in-memory edges, and the filter
+        // must keep judging by what was covered before this walk.
+        let mut boundaries: HashMap<String, Boundary> = HashMap::new();
+        {
+            let edges = self.edges();
+            for condition_id in condition_ids {
+                let checkpoint: TradeCheckpoint = self
+                    .checkpoints
+                    .get(&format!("trades/{condition_id}"))
+                    .unwrap_or_default();
+                let Some((low, high)) = checkpoint.covered else {
+                    continue;
+                };
+                let sent_at_high = edges
+                    .get(condition_id)
+                    .filter(|edge| edge.second == high)
+                    .map(|edge| edge.ids.clone())
+                    .unwrap_or_default();
+                boundaries.insert(
+                    condition_id.clone(),
+                    Boundary {
+                        low,
+                        high,
+                        sent_at_high,
+                    },
+                );
+            }
+        }
+        let Some(lowest) = boundaries.values().map(|boundary| boundary.high).min() else {
+            return Ok(());
+        };
+        let market_list = condition_ids.join(",");
+        let mut upper = to;
+        // The walk's rows are sent together at the end, so each market's fills go out in time
+        // order (a catch-up walk may span more pages than the candle builder's lateness).
+        let mut walked: Vec<Value> = Vec::new();
+        while upper >= lowest {
+            let rows = self.trades_page(&market_list, lowest, upper, 0).await?;
+            let full = rows.len() >= page_size as usize;
+            let oldest = rows.iter().filter_map(parse::row_timestamp_s).min();
+            walked.extend(rows);
+            if !full {
+                break;
+            }
+            match oldest {
+                Some(oldest) if oldest < upper => {
+                    upper = oldest;
+                }
+                _ => {
+                    // A whole page within one second: read the rest of it with offsets.
+                    let mut offset = page_size;
+                    loop {
+                        if offset + page_size > OFFSET_CAP {
+                            tracing::error!(
+                                condition_ids = %market_list,
+                                second = upper,
+                                "more fills in one second than the offset cap allows; the rest of that second is unreachable upstream"
+                            );
+                            break;
+                        }
+                        let rows = self.trades_page(&market_list, upper, upper, offset).await?;
+                        let last = rows.len() < page_size as usize;
+                        walked.extend(rows);
+                        if last {
+                            break;
+                        }
+                        offset += page_size;
+                    }
+                    upper -= 1;
+                }
+            }
+        }
+        // Rows read twice (a second re-read by the next page) are sent once: `send_trades`
+        // keeps one fill per id.
+        self.route_rows(&boundaries, &walked, &HashSet::new())
+            .await?;
+        let commits = boundaries.iter().map(|(condition_id, boundary)| {
+            let checkpoint = TradeCheckpoint {
+                covered: Some((boundary.low, boundary.high.max(to))),
+                walk: None,
+            };
+            let key = format!("trades/{condition_id}");
+            async move { self.checkpoints.commit(&key, &checkpoint).await }
+        });
+        futures::future::try_join_all(commits).await?;
+        crate::metrics::checkpoint_lag("trades", (now_ms() / 1000 - to).max(0) as f64);
+        Ok(())
+    }
+
+    /// Sends a multi-market page's new fills, market by market (each market's fills keep
+    /// their order on its partition); returns the trades sent.
+    async fn route_rows(
+        &self,
+        boundaries: &HashMap<String, Boundary>,
+        rows: &[Value],
+        skip: &HashSet<String>,
+    ) -> Result<Vec<Trade>, CollectError> {
+        let mut by_market: HashMap<String, Vec<Value>> = HashMap::new();
+        for row in rows {
+            let condition_id = row
+                .get("conditionId")
+                .and_then(Value::as_str)
+                .map(str::to_ascii_lowercase)
+                .unwrap_or_default();
+            match boundaries.get(&condition_id) {
+                // Older than the market's coverage: sent by an earlier walk.
+                Some(boundary)
+                    if parse::row_timestamp_s(row).is_some_and(|second| second < boundary.high) =>
+                {
+                    continue;
+                }
+                Some(_) => {}
+                // A row of a market we did not ask for: upstream's mistake, not our data.
+                None if !condition_id.is_empty() => continue,
+                // No market at all: it goes to the DLQ with the reason via `produce_rows`.
+                None => {}
+            }
+            by_market.entry(condition_id).or_default().push(row.clone());
+        }
+        let sends = by_market
+            .into_iter()
+            .map(|(condition_id, rows)| async move {
+                let mut skip = skip.clone();
+                if let Some(boundary) = boundaries.get(&condition_id) {
+                    skip.extend(boundary.sent_at_high.iter().cloned());
+                }
+                self.produce_rows(&condition_id, &rows, &skip).await
+            });
+        let sent = futures::future::try_join_all(sends).await?;
+        Ok(sent.into_iter().flatten().collect())
     }
 
     // ---------------------------------------------------------------------- price history
@@ -725,63 +1095,316 @@ impl Collector {
         Ok(())
     }
 
+    // ------------------------------------------------------------------- book snapshots
+
+    /// One REST snapshot of `tokens`' books: `POST /books` in batches of
+    /// `book_snapshot_batch`, each book sent unless identical (timestamp and hash) to the
+    /// last one this process sent for the token. Unknown and closed tokens are skipped
+    /// upstream. Snapshots are point-in-time, so there is no checkpoint: after a restart the
+    /// next snapshot simply describes the books as they are then.
+    pub async fn collect_books(&self, tokens: &[String]) -> Result<u64, CollectError> {
+        let url = format!("{}/books", self.clob_url);
+        let batch = self.tuning.book_snapshot_batch.max(1);
+        let batches: Vec<Vec<String>> = tokens.chunks(batch).map(<[String]>::to_vec).collect();
+        let results: Vec<Result<u64, CollectError>> = futures::stream::iter(batches)
+            .map(|batch| {
+                let url = &url;
+                async move { self.books_batch(url, &batch).await }
+            })
+            .buffer_unordered(self.tuning.concurrency.max(1))
+            .collect()
+            .await;
+        let mut sent = 0;
+        for result in results {
+            match result {
+                Ok(count) => sent += count,
+                Err(CollectError::Cancelled) => return Err(CollectError::Cancelled),
+                Err(error) if error.is_retryable() => {
+                    self.dead_letter_page(&error).await?;
+                    tracing::warn!(error = %error, "book snapshot batch failed; the next snapshot retries");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(sent)
+    }
+
+    async fn books_batch(&self, url: &str, tokens: &[String]) -> Result<u64, CollectError> {
+        let body = Value::Array(
+            tokens
+                .iter()
+                .map(|token| serde_json::json!({ "token_id": token }))
+                .collect(),
+        );
+        let rows = self
+            .upstream
+            .post_page(Endpoint::ClobBooks, url, &body, parse::array_page)
+            .await?;
+        let received = now_ms();
+        let mut books = Vec::with_capacity(rows.len());
+        let mut rejected = Vec::new();
+        for row in &rows {
+            match parse::book_snapshot(row, received) {
+                Ok(book) => books.push(book),
+                Err(error) => rejected.push((row.to_string().into_bytes(), error.to_string())),
+            }
+        }
+        {
+            let last_books = match self.last_books.lock() {
+                Ok(last_books) => last_books,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            books.retain(|book| {
+                last_books.get(&book.token_id) != Some(&(book.timestamp_ms, book.hash.clone()))
+            });
+        }
+        self.books.send_all(&books).await?;
+        self.dead_letter(Endpoint::ClobBooks, url, rejected).await?;
+        {
+            let mut last_books = match self.last_books.lock() {
+                Ok(last_books) => last_books,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            for book in &books {
+                last_books.insert(
+                    book.token_id.clone(),
+                    (book.timestamp_ms, book.hash.clone()),
+                );
+            }
+        }
+        self.books_sent
+            .fetch_add(books.len() as u64, Ordering::Relaxed);
+        RecordsProduced {
+            topic: self.books.topic(),
+            count: books.len(),
+        }
+        .emit();
+        Ok(books.len() as u64)
+    }
+
+    /// The tokens to snapshot: `collector_book_snapshot_tokens` if set (the tokens the WS
+    /// bridge does not cover), else every token of the selected open markets.
+    fn snapshot_tokens(&self, selected: &[Market]) -> Vec<String> {
+        if !self.tuning.book_snapshot_tokens.is_empty() {
+            return self.tuning.book_snapshot_tokens.clone();
+        }
+        selected
+            .iter()
+            .filter(|market| !market.closed)
+            .flat_map(|market| market.tokens.iter().map(|token| token.token_id.clone()))
+            .collect()
+    }
+
+    /// Snapshots the current token list every `book_snapshot_interval` until stopped.
+    async fn books_loop(&self) -> Result<(), CollectError> {
+        loop {
+            let tokens = match self.book_tokens.lock() {
+                Ok(tokens) => tokens.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            };
+            if !tokens.is_empty() {
+                match self.collect_books(&tokens).await {
+                    Ok(sent) => tracing::debug!(tokens = tokens.len(), sent, "book snapshot taken"),
+                    Err(CollectError::Cancelled) => return Err(CollectError::Cancelled),
+                    Err(error) if error.is_retryable() => {
+                        tracing::warn!(error = %error, "book snapshot failed; the next one retries");
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            // Before the first crawl the list is empty: look again soon rather than a full
+            // interval later.
+            let pause = if tokens.is_empty() {
+                Duration::from_secs(1).min(self.tuning.book_snapshot_interval)
+            } else {
+                self.tuning.book_snapshot_interval
+            };
+            tokio::select! {
+                () = self.stop.cancelled() => return Err(CollectError::Cancelled),
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------- leaderboard
+
+    /// One leaderboard snapshot: every (period, category, ordering) list down to
+    /// `leaderboard_depth` rows, all stamped with the snapshot's start time. Skipped when the
+    /// last complete snapshot (a checkpoint, committed after Kafka acknowledged every row) is
+    /// younger than `leaderboard_interval`, unless `force`. Returns the rows sent.
+    pub async fn collect_leaderboard(&self, force: bool) -> Result<u64, CollectError> {
+        let snapshot_ms = now_ms();
+        let interval_ms =
+            i64::try_from(self.tuning.leaderboard_interval.as_millis()).unwrap_or(i64::MAX);
+        if !force
+            && let Some(last) = self.checkpoints.get::<i64>(LEADERBOARD_CHECKPOINT)
+            && snapshot_ms.saturating_sub(last) < interval_ms
+        {
+            return Ok(0);
+        }
+        let lists: Vec<parse::LeaderboardList> = LEADERBOARD_PERIODS
+            .iter()
+            .flat_map(|period| {
+                LEADERBOARD_CATEGORIES.iter().flat_map(move |category| {
+                    LEADERBOARD_ORDERS
+                        .iter()
+                        .map(move |order_by| parse::LeaderboardList {
+                            period,
+                            category,
+                            order_by,
+                        })
+                })
+            })
+            .collect();
+        // Each list is a sequential page walk whose pages are also produced to Kafka: at the
+        // Data general budget (97 pages/s) that needs more lists in flight than markets.
+        let results: Vec<Result<u64, CollectError>> = futures::stream::iter(lists)
+            .map(|list| async move { self.leaderboard_list(list, snapshot_ms).await })
+            .buffer_unordered(self.tuning.concurrency.max(1) * 4)
+            .collect()
+            .await;
+        let mut sent = 0;
+        let mut complete = true;
+        for result in results {
+            match result {
+                Ok(count) => sent += count,
+                Err(CollectError::Cancelled) => return Err(CollectError::Cancelled),
+                Err(error) if error.is_retryable() => {
+                    self.dead_letter_page(&error).await?;
+                    tracing::warn!(error = %error, "leaderboard list incomplete; the next snapshot retries");
+                    complete = false;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        if complete {
+            self.checkpoints
+                .commit(LEADERBOARD_CHECKPOINT, &snapshot_ms)
+                .await?;
+        }
+        Ok(sent)
+    }
+
+    async fn leaderboard_list(
+        &self,
+        list: parse::LeaderboardList,
+        snapshot_ms: i64,
+    ) -> Result<u64, CollectError> {
+        let url = format!("{}/v1/leaderboard", self.data_url);
+        let depth = self
+            .tuning
+            .leaderboard_depth
+            .min(LEADERBOARD_MAX_OFFSET + LEADERBOARD_PAGE);
+        let mut offset = 0;
+        let mut sent = 0;
+        while offset < depth && offset <= LEADERBOARD_MAX_OFFSET {
+            let limit = LEADERBOARD_PAGE.min(depth - offset);
+            let query = [
+                ("timePeriod", list.period.to_owned()),
+                ("category", list.category.to_owned()),
+                ("orderBy", list.order_by.to_owned()),
+                ("limit", limit.to_string()),
+                ("offset", offset.to_string()),
+            ];
+            let rows = self
+                .upstream
+                .get_page(Endpoint::DataLeaderboard, &url, &query, parse::array_page)
+                .await?;
+            let mut entries = Vec::with_capacity(rows.len());
+            let mut rejected = Vec::new();
+            for row in &rows {
+                match parse::leaderboard_entry(row, list, snapshot_ms) {
+                    Ok(entry) => entries.push(entry),
+                    Err(error) => rejected.push((row.to_string().into_bytes(), error.to_string())),
+                }
+            }
+            self.leaderboard.send_all(&entries).await?;
+            let origin = format!(
+                "{url}?timePeriod={}&category={}&orderBy={}&offset={offset}",
+                list.period, list.category, list.order_by
+            );
+            self.dead_letter(Endpoint::DataLeaderboard, &origin, rejected)
+                .await?;
+            self.leaderboard_sent
+                .fetch_add(entries.len() as u64, Ordering::Relaxed);
+            RecordsProduced {
+                topic: self.leaderboard.topic(),
+                count: entries.len(),
+            }
+            .emit();
+            sent += entries.len() as u64;
+            if rows.len() < limit as usize {
+                break;
+            }
+            offset += limit;
+        }
+        Ok(sent)
+    }
+
     // ----------------------------------------------------------------------------- rounds
 
-    /// One round over the selected markets; returns how many completed.
-    async fn trades_round(
+    /// One round over the selected markets (brings each to `[from, to]`); returns how many
+    /// completed. Public for the budget benchmark, which times this phase alone.
+    pub async fn trades_round(
         &self,
         condition_ids: &[String],
         from: i64,
         to: i64,
     ) -> Result<usize, CollectError> {
-        let total = condition_ids.len();
+        let progress = crate::progress::Progress::new(condition_ids.len());
         let done = AtomicUsize::new(0);
         let complete = AtomicUsize::new(0);
-        let started = Instant::now();
         let fatal: Mutex<Option<CollectError>> = Mutex::new(None);
         let records_at_start = self.trades_sent.load(Ordering::Relaxed);
-        futures::stream::iter(condition_ids.to_vec())
-            .for_each_concurrent(self.tuning.concurrency.max(1), |condition_id| {
+        // Markets already covered up to shortly before `to` are polled together, many per
+        // request; the rest (new markets, backfills, long outages) walk one by one.
+        let (caught_up, single): (Vec<String>, Vec<String>) = condition_ids
+            .iter()
+            .cloned()
+            .partition(|condition_id| self.caught_up(condition_id, from, to));
+        let mut work: Vec<Vec<String>> = caught_up
+            .chunks(POLL_MARKETS_PER_REQUEST)
+            .map(<[String]>::to_vec)
+            .collect();
+        work.extend(single.into_iter().map(|condition_id| vec![condition_id]));
+        futures::stream::iter(work)
+            .for_each_concurrent(self.tuning.concurrency.max(1), |markets| {
                 let done = &done;
                 let complete = &complete;
                 let fatal = &fatal;
+                let progress = &progress;
                 async move {
                     if self.stop.is_cancelled() {
                         return;
                     }
-                    match self.collect_trades(&condition_id, from, to).await {
+                    let outcome = match markets.as_slice() {
+                        [condition_id] if !self.caught_up(condition_id, from, to) => {
+                            self.collect_trades(condition_id, from, to).await
+                        }
+                        _ => self.poll_markets(&markets, to).await,
+                    };
+                    let label = markets.join(",");
+                    match outcome {
                         Ok(()) => {
-                            complete.fetch_add(1, Ordering::Relaxed);
+                            complete.fetch_add(markets.len(), Ordering::Relaxed);
                         }
                         Err(CollectError::Cancelled) => {}
                         Err(error) if error.is_retryable() => {
                             if let Err(error) = self.dead_letter_page(&error).await {
                                 tracing::warn!(error = %error, "cannot write a dead letter");
                             }
-                            tracing::warn!(condition_id = %condition_id, error = %error, "trades of this market incomplete; retried next round");
+                            tracing::warn!(condition_ids = %label, error = %error, "trades of these markets incomplete; retried next round");
                         }
                         Err(error) => {
-                            tracing::error!(condition_id = %condition_id, error = %error, "trades collection failed");
+                            tracing::error!(condition_ids = %label, error = %error, "trades collection failed");
                             if let Ok(mut fatal) = fatal.lock() {
                                 fatal.get_or_insert(error);
                             }
                         }
                     }
-                    let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    crate::metrics::backfill_progress(finished, total);
-                    if finished.is_multiple_of(20) || finished == total {
-                        let elapsed = started.elapsed().as_secs_f64().max(0.001);
-                        let records = self.trades_sent.load(Ordering::Relaxed) - records_at_start;
-                        let eta = elapsed / finished as f64 * (total - finished) as f64;
-                        tracing::info!(
-                            markets_done = finished,
-                            markets_total = total,
-                            records,
-                            records_per_second = (records as f64 / elapsed).round(),
-                            eta_seconds = eta.round(),
-                            "trades progress"
-                        );
-                    }
+                    let finished = done.fetch_add(markets.len(), Ordering::Relaxed) + markets.len();
+                    let records = self.trades_sent.load(Ordering::Relaxed) - records_at_start;
+                    progress.market_finished(finished, records);
                 }
             })
             .await;
@@ -794,7 +1417,8 @@ impl Collector {
         Ok(complete.into_inner())
     }
 
-    fn select(&self, markets: &[Market], options: &Options) -> Vec<Market> {
+    /// The markets `options` selects (`--markets`, `--limit`), busiest first.
+    pub fn select(&self, markets: &[Market], options: &Options) -> Vec<Market> {
         let wanted: HashSet<String> = options
             .markets
             .iter()
@@ -855,17 +1479,35 @@ impl Collector {
         let emit_events = options.datasets.contains(&Dataset::Events);
         let trades = options.datasets.contains(&Dataset::Trades);
         let prices = options.datasets.contains(&Dataset::PriceHistory);
+        let books = options.datasets.contains(&Dataset::BookSnapshots);
+        let leaderboard = options.datasets.contains(&Dataset::Leaderboard);
+        // The leaderboard alone needs no market list (and no crawl).
+        let crawl = emit_markets || emit_events || trades || prices || books;
         let started_s =
             now_ms() / 1000 - i64::try_from(self.tuning.poll_lag.as_secs()).unwrap_or(0);
         match options.mode {
             Mode::Backfill { from_s, to_s } => {
-                let markets = self.crawl_markets(emit_markets, emit_events).await?;
+                let markets = if crawl {
+                    self.crawl_markets(emit_markets, emit_events).await?
+                } else {
+                    Vec::new()
+                };
                 let selected = self.select(&markets, &options);
                 let ids: Vec<String> = selected
                     .iter()
                     .map(|market| market.condition_id.clone())
                     .collect();
                 tracing::info!(markets = ids.len(), from_s, to_s, "backfill started");
+                // Point-in-time datasets first: they describe "now", not the window.
+                if books {
+                    let tokens = self.snapshot_tokens(&selected);
+                    let sent = self.collect_books(&tokens).await?;
+                    tracing::info!(tokens = tokens.len(), sent, "book snapshot taken");
+                }
+                if leaderboard {
+                    let sent = self.collect_leaderboard(false).await?;
+                    tracing::info!(sent, "leaderboard snapshot taken");
+                }
                 let mut complete = 0;
                 if trades {
                     for round in 0..BACKFILL_ROUNDS {
@@ -901,43 +1543,83 @@ impl Collector {
                 Ok(summary)
             }
             Mode::Run | Mode::Poll => {
-                let retention = i64::try_from(self.tuning.retention.as_secs()).unwrap_or(i64::MAX);
-                let lag = i64::try_from(self.tuning.poll_lag.as_secs()).unwrap_or(0);
-                loop {
-                    let now_s = now_ms() / 1000 - lag;
-                    let from = if options.mode == Mode::Run {
-                        now_s.saturating_sub(retention)
-                    } else {
-                        started_s
-                    };
-                    let round = async {
-                        let markets = self.crawl_markets(emit_markets, emit_events).await?;
-                        let selected = self.select(&markets, &options);
-                        if trades {
-                            let ids: Vec<String> = selected
-                                .iter()
-                                .map(|market| market.condition_id.clone())
-                                .collect();
-                            self.trades_round(&ids, from, now_s).await?;
-                        }
-                        if prices {
-                            self.prices_round(&selected, from, now_s).await?;
-                        }
-                        Ok::<(), CollectError>(())
-                    };
-                    match round.await {
-                        Ok(()) => {}
-                        Err(CollectError::Cancelled) => return Ok(self.summary(0, 0)),
-                        Err(error) if error.is_retryable() => {
-                            tracing::warn!(error = %error, "polling round failed; next round retries");
-                        }
-                        Err(error) => return Err(error),
-                    }
-                    tokio::select! {
-                        () = self.stop.cancelled() => return Ok(self.summary(0, 0)),
-                        () = tokio::time::sleep(self.tuning.poll_interval) => {}
+                let rounds = self.poll_rounds(&options, started_s, crawl, leaderboard);
+                let outcome = if books {
+                    // Snapshots run on their own interval beside the rounds; the first
+                    // error of either ends both.
+                    tokio::try_join!(rounds, self.books_loop()).map(|_| ())
+                } else {
+                    rounds.await
+                };
+                match outcome {
+                    Ok(()) | Err(CollectError::Cancelled) => Ok(self.summary(0, 0)),
+                    Err(error) => Err(error),
+                }
+            }
+        }
+    }
+
+    /// `run`/`poll`: rounds until stopped (returns `Cancelled` then).
+    async fn poll_rounds(
+        &self,
+        options: &Options,
+        started_s: i64,
+        crawl: bool,
+        leaderboard: bool,
+    ) -> Result<(), CollectError> {
+        let emit_markets = options.datasets.contains(&Dataset::Markets);
+        let emit_events = options.datasets.contains(&Dataset::Events);
+        let trades = options.datasets.contains(&Dataset::Trades);
+        let prices = options.datasets.contains(&Dataset::PriceHistory);
+        let books = options.datasets.contains(&Dataset::BookSnapshots);
+        let retention = i64::try_from(self.tuning.retention.as_secs()).unwrap_or(i64::MAX);
+        let lag = i64::try_from(self.tuning.poll_lag.as_secs()).unwrap_or(0);
+        loop {
+            let now_s = now_ms() / 1000 - lag;
+            let from = if options.mode == Mode::Run {
+                now_s.saturating_sub(retention)
+            } else {
+                started_s
+            };
+            let round = async {
+                if leaderboard {
+                    self.collect_leaderboard(false).await?;
+                }
+                if !crawl {
+                    return Ok(());
+                }
+                let markets = self.crawl_markets(emit_markets, emit_events).await?;
+                let selected = self.select(&markets, options);
+                if books {
+                    let tokens = self.snapshot_tokens(&selected);
+                    match self.book_tokens.lock() {
+                        Ok(mut current) => *current = tokens,
+                        Err(poisoned) => *poisoned.into_inner() = tokens,
                     }
                 }
+                if trades {
+                    let ids: Vec<String> = selected
+                        .iter()
+                        .map(|market| market.condition_id.clone())
+                        .collect();
+                    self.trades_round(&ids, from, now_s).await?;
+                }
+                if prices {
+                    self.prices_round(&selected, from, now_s).await?;
+                }
+                Ok::<(), CollectError>(())
+            };
+            match round.await {
+                Ok(()) => {}
+                Err(CollectError::Cancelled) => return Err(CollectError::Cancelled),
+                Err(error) if error.is_retryable() => {
+                    tracing::warn!(error = %error, "polling round failed; next round retries");
+                }
+                Err(error) => return Err(error),
+            }
+            tokio::select! {
+                () = self.stop.cancelled() => return Err(CollectError::Cancelled),
+                () = tokio::time::sleep(self.tuning.poll_interval) => {}
             }
         }
     }

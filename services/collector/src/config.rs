@@ -6,11 +6,8 @@ use polytape_runtime::{
 };
 use serde::Deserialize;
 
-/// Configuration of `polytape-collector`; see README.md, "Configuration", for every key.
-///
-/// The `collector_*` tuning keys below are not yet in the shared key list
-/// (`crates/runtime/src/config/keys.rs`), so today only their defaults apply (and tests set
-/// them in code); the README lists the keys to add.
+/// Configuration of `polytape-collector`; see README.md, "Configuration", for every key (all
+/// of them are in the shared key list, `crates/runtime/src/config/keys.rs`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct CollectorConfig {
     #[serde(flatten)]
@@ -57,6 +54,39 @@ pub struct CollectorTuning {
     /// `/prices-history` resolution in minutes.
     #[serde(rename = "collector_price_history_fidelity")]
     pub price_history_fidelity: u32,
+    /// Pause between REST book snapshots (dataset `book_snapshots`, off by default).
+    #[serde(with = "humantime_serde", rename = "collector_book_snapshot_interval")]
+    pub book_snapshot_interval: Duration,
+    /// Tokens per `POST /books` request.
+    #[serde(rename = "collector_book_snapshot_batch")]
+    pub book_snapshot_batch: usize,
+    /// Only these token ids get REST snapshots (comma-separated; empty = every open token of
+    /// the selected markets). Meant for the tokens the WS bridge does not cover.
+    #[serde(
+        rename = "collector_book_snapshot_tokens",
+        deserialize_with = "comma_separated"
+    )]
+    pub book_snapshot_tokens: Vec<String>,
+    /// Pause between leaderboard snapshots (kept across restarts by a checkpoint).
+    #[serde(with = "humantime_serde", rename = "collector_leaderboard_interval")]
+    pub leaderboard_interval: Duration,
+    /// Rows read per (period, category, ordering) list; upstream serves at most 1,050
+    /// (`offset` ≤ 1,000 plus a page of 50).
+    #[serde(rename = "collector_leaderboard_depth")]
+    pub leaderboard_depth: u32,
+}
+
+/// A comma-separated list (the shared configuration has no list type).
+fn comma_separated<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    Ok(text
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect())
 }
 
 impl Default for CollectorTuning {
@@ -65,13 +95,18 @@ impl Default for CollectorTuning {
             retention: Duration::from_secs(90 * 24 * 3600),
             poll_interval: Duration::from_secs(30),
             budget_window: Duration::from_secs(10),
-            budget_margin: 0.97,
+            budget_margin: 0.98,
             concurrency: 8,
             trades_page_size: 1000,
             poll_lag: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
             max_attempts: 8,
             price_history_fidelity: 60,
+            book_snapshot_interval: Duration::from_secs(60),
+            book_snapshot_batch: 100,
+            book_snapshot_tokens: Vec::new(),
+            leaderboard_interval: Duration::from_secs(3600),
+            leaderboard_depth: 500,
         }
     }
 }

@@ -104,6 +104,7 @@ impl Upstream {
         endpoint: Endpoint,
         url: &str,
         query: &[(&str, String)],
+        json_body: Option<&serde_json::Value>,
     ) -> Result<Vec<u8>, (CollectError, Option<Duration>)> {
         let waited = self.budgets.acquire(endpoint).await;
         BudgetWaited {
@@ -111,7 +112,11 @@ impl Upstream {
             seconds: waited.as_secs_f64(),
         }
         .emit();
-        let response = match self.client.get(url).query(query).send().await {
+        let request = match json_body {
+            Some(json_body) => self.client.post(url).query(query).json(json_body),
+            None => self.client.get(url).query(query),
+        };
+        let response = match request.send().await {
             Ok(response) => response,
             Err(source) => {
                 RequestFinished {
@@ -162,12 +167,36 @@ impl Upstream {
         query: &[(&str, String)],
         parse: impl Fn(&[u8]) -> Result<T, PageError>,
     ) -> Result<T, CollectError> {
+        self.request_page(endpoint, url, query, None, parse).await
+    }
+
+    /// POSTs `json_body` to `url` (CLOB `POST /books`), with the same retries as
+    /// [`Upstream::get_page`]: the batch endpoints only read, so a retry is safe.
+    pub async fn post_page<T>(
+        &self,
+        endpoint: Endpoint,
+        url: &str,
+        json_body: &serde_json::Value,
+        parse: impl Fn(&[u8]) -> Result<T, PageError>,
+    ) -> Result<T, CollectError> {
+        self.request_page(endpoint, url, &[], Some(json_body), parse)
+            .await
+    }
+
+    async fn request_page<T>(
+        &self,
+        endpoint: Endpoint,
+        url: &str,
+        query: &[(&str, String)],
+        json_body: Option<&serde_json::Value>,
+        parse: impl Fn(&[u8]) -> Result<T, PageError>,
+    ) -> Result<T, CollectError> {
         let mut attempt = 0;
         loop {
             if self.stop.is_cancelled() {
                 return Err(CollectError::Cancelled);
             }
-            let (error, after) = match self.attempt(endpoint, url, query).await {
+            let (error, after) = match self.attempt(endpoint, url, query, json_body).await {
                 Ok(body) => match parse(&body) {
                     Ok(parsed) => return Ok(parsed),
                     Err(error) => (

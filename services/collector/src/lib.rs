@@ -13,6 +13,7 @@ pub mod http;
 mod metrics;
 pub mod options;
 pub mod parse;
+pub mod progress;
 pub mod time;
 
 use std::sync::Arc;

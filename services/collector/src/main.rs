@@ -11,7 +11,8 @@ struct Cli {
     /// TOML configuration file; `POLYTAPE_<KEY>` environment variables override it
     #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
-    /// Datasets to collect, comma-separated: markets, events, trades, price_history
+    /// Datasets to collect, comma-separated: markets, events, trades, price_history,
+    /// book_snapshots (REST books; only for tokens the ws-bridge does not cover), leaderboard
     #[arg(
         long,
         value_name = "LIST",

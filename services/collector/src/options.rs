@@ -19,6 +19,11 @@ pub enum Dataset {
     Events,
     Trades,
     PriceHistory,
+    /// REST `POST /books` snapshots. Not in the default set: the WS bridge publishes the books
+    /// of the tokens it covers; enable this only for tokens it does not.
+    BookSnapshots,
+    /// `/v1/leaderboard` for every period, category and ordering.
+    Leaderboard,
 }
 
 impl Dataset {
@@ -28,8 +33,10 @@ impl Dataset {
             "events" => Ok(Dataset::Events),
             "trades" => Ok(Dataset::Trades),
             "price_history" | "prices" => Ok(Dataset::PriceHistory),
+            "book_snapshots" | "books" => Ok(Dataset::BookSnapshots),
+            "leaderboard" => Ok(Dataset::Leaderboard),
             other => Err(format!(
-                "unknown dataset {other:?}; expected markets, events, trades or price_history"
+                "unknown dataset {other:?}; expected markets, events, trades, price_history, book_snapshots or leaderboard"
             )),
         }
     }
@@ -86,6 +93,18 @@ mod tests {
             Dataset::parse_list("price-history").unwrap(),
             [Dataset::PriceHistory].into_iter().collect()
         );
-        assert!(Dataset::parse_list("trades,books").is_err());
+        assert_eq!(
+            Dataset::parse_list("books,leaderboard").unwrap(),
+            [Dataset::BookSnapshots, Dataset::Leaderboard]
+                .into_iter()
+                .collect()
+        );
+        assert!(Dataset::parse_list("trades,orders").is_err());
+        // Book snapshots stay off unless asked for: the WS bridge owns the books it covers.
+        assert!(
+            !Options::default()
+                .datasets
+                .contains(&Dataset::BookSnapshots)
+        );
     }
 }

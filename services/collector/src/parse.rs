@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 
 use polytape_model::{
-    Event, Market, MarketToken, PricePoint, Side, Trade, TradeIdentity, TradeSource, content_hash,
+    BookLevel, BookSnapshot, BookSource, Event, LeaderboardEntry, Market, MarketToken, PricePoint,
+    Side, Trade, TradeIdentity, TradeSource, content_hash,
     parse::{
         PRICE_GRID_DECIMALS, decimal_from_float, parse_decimal_text, price_from_float,
         round_to_price_scale,
@@ -336,6 +337,118 @@ pub fn price_point(
         price,
         fidelity_minutes,
         fetched_ms,
+    })
+}
+
+/// One side of a CLOB book: `[{"price": "0.45", "size": "100"}, …]` (decimal strings; numbers
+/// tolerated). Every level must have a price in (0, 1] and a positive size.
+fn book_levels(row: &Value, key: &'static str) -> Result<Vec<BookLevel>, RowError> {
+    let levels = match row.get(key) {
+        Some(Value::Array(levels)) => levels,
+        None | Some(Value::Null) => return Err(RowError::Missing(key)),
+        Some(other) => return Err(invalid(key, format!("{} is not a list", kind_of(other)))),
+    };
+    levels
+        .iter()
+        .map(|level| {
+            let price = decimal(level, "price")?.ok_or(RowError::Missing("price"))?;
+            let size = decimal(level, "size")?.ok_or(RowError::Missing("size"))?;
+            if price <= Decimal::ZERO || price > Decimal::ONE {
+                return Err(invalid(key, format!("price {price} is outside (0, 1]")));
+            }
+            if size <= Decimal::ZERO {
+                return Err(invalid(key, format!("size {size} is not positive")));
+            }
+            Ok(BookLevel { price, size })
+        })
+        .collect()
+}
+
+/// One CLOB book (`GET /book`, an element of `POST /books`), as a REST snapshot.
+///
+/// Upstream serves bids ascending and asks descending (best last on both sides); the record
+/// is best-first on both sides (bids descending, asks ascending), as the model documents.
+/// `timestamp_ms` is upstream's (a ms string); `hash` is upstream's SHA-1, kept as served.
+pub fn book_snapshot(row: &Value, received_ms: i64) -> Result<BookSnapshot, RowError> {
+    if !row.is_object() {
+        return Err(RowError::NotAnObject);
+    }
+    let token_id = required_text(row, "asset_id")?;
+    if !token_id.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(invalid(
+            "asset_id",
+            format!("{token_id:?} is not a decimal token id"),
+        ));
+    }
+    let condition_id = required_text(row, "market")?.to_ascii_lowercase();
+    let timestamp = integer(row, "timestamp").ok_or(RowError::Missing("timestamp"))?;
+    if timestamp <= 0 {
+        return Err(invalid("timestamp", timestamp.to_string()));
+    }
+    let mut bids = book_levels(row, "bids")?;
+    let mut asks = book_levels(row, "asks")?;
+    bids.sort_by_key(|level| std::cmp::Reverse(level.price));
+    asks.sort_by_key(|level| level.price);
+    Ok(BookSnapshot {
+        token_id,
+        condition_id,
+        timestamp_ms: timestamp_to_ms(timestamp),
+        received_ms,
+        bids,
+        asks,
+        hash: text(row, "hash"),
+        tick_size: lenient_decimal(row, "tick_size"),
+        min_order_size: lenient_decimal(row, "min_order_size"),
+        neg_risk: boolean(row, "neg_risk"),
+        last_trade_price: lenient_decimal(row, "last_trade_price"),
+        source: BookSource::Rest,
+        connection_id: None,
+        sequence: None,
+    })
+}
+
+/// Which leaderboard list a row came from (the request's parameters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaderboardList {
+    pub period: &'static str,
+    pub category: &'static str,
+    pub order_by: &'static str,
+}
+
+/// One Data API `/v1/leaderboard` row: `rank` is a string upstream, `vol`/`pnl` floats.
+pub fn leaderboard_entry(
+    row: &Value,
+    list: LeaderboardList,
+    snapshot_ms: i64,
+) -> Result<LeaderboardEntry, RowError> {
+    if !row.is_object() {
+        return Err(RowError::NotAnObject);
+    }
+    let proxy_wallet = required_text(row, "proxyWallet")?.to_ascii_lowercase();
+    if !proxy_wallet.starts_with("0x") || proxy_wallet.len() != 42 {
+        return Err(invalid(
+            "proxyWallet",
+            format!("{proxy_wallet:?} is not a 0x address"),
+        ));
+    }
+    let rank = integer(row, "rank").ok_or(RowError::Missing("rank"))?;
+    let rank = i32::try_from(rank)
+        .ok()
+        .filter(|rank| *rank >= 1)
+        .ok_or_else(|| invalid("rank", rank.to_string()))?;
+    Ok(LeaderboardEntry {
+        proxy_wallet,
+        period: list.period.to_owned(),
+        category: list.category.to_owned(),
+        order_by: list.order_by.to_owned(),
+        rank,
+        user_name: text(row, "userName"),
+        x_username: text(row, "xUsername"),
+        profile_image: text(row, "profileImage"),
+        verified_badge: boolean(row, "verifiedBadge"),
+        volume: decimal(row, "vol")?,
+        pnl: decimal(row, "pnl")?,
+        snapshot_ms,
     })
 }
 

@@ -89,6 +89,19 @@ async fn backfill_matches_the_ground_truth_exactly_once_and_resumes_to_nothing()
         truth_fills.len(),
         "no duplicates in one clean run"
     );
+    // Each market's fills arrive oldest first (ties by id): the candle builder judges lateness
+    // per token by event time, so a backfill must not be sent newest-first.
+    let mut last_per_market: HashMap<&str, (i64, &str)> = HashMap::new();
+    for trade in &trades {
+        let position = (trade.timestamp_ms, trade.trade_id.as_str());
+        if let Some(previous) = last_per_market.insert(&trade.condition_id, position) {
+            assert!(
+                previous <= position,
+                "market {}: fill {position:?} was sent after {previous:?}",
+                trade.condition_id
+            );
+        }
+    }
     let mut per_market: HashMap<&str, usize> = HashMap::new();
     for (_, market) in &truth_fills {
         *per_market.entry(market.as_str()).or_default() += 1;

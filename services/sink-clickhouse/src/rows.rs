@@ -6,8 +6,8 @@
 use clickhouse::Row;
 use polytape_model::{
     BestBidAsk, BookLevel, BookSnapshot, BookSource, BookState, Candle, Continuity, ContinuityKind,
-    DeadLetter, Decimal, Event, LastTrade, LifecycleKind, Market, MarketLifecycle, PriceChange,
-    PricePoint, Side, TickSizeChange, Trade, TradeSource,
+    DeadLetter, Decimal, Event, LastTrade, LeaderboardEntry, LifecycleKind, Market,
+    MarketLifecycle, PriceChange, PricePoint, Side, TickSizeChange, Trade, TradeSource,
 };
 use serde::Serialize;
 
@@ -688,6 +688,43 @@ impl TryFrom<DeadLetter> for DeadLetterRow {
             partition: letter.partition,
             offset: letter.offset,
             occurred_at: letter.occurred_ms,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+pub struct LeaderboardRow {
+    pub proxy_wallet: String,
+    pub period: String,
+    pub category: String,
+    pub order_by: String,
+    pub rank: i32,
+    pub user_name: Option<String>,
+    pub x_username: Option<String>,
+    pub profile_image: Option<String>,
+    pub verified_badge: Option<bool>,
+    pub volume: Option<i128>,
+    pub pnl: Option<i128>,
+    pub snapshot_time: i64,
+}
+
+impl TryFrom<LeaderboardEntry> for LeaderboardRow {
+    type Error = MapError;
+
+    fn try_from(entry: LeaderboardEntry) -> Result<Self, MapError> {
+        Ok(Self {
+            volume: decimal38_opt("volume", entry.volume)?,
+            pnl: decimal38_opt("pnl", entry.pnl)?,
+            proxy_wallet: entry.proxy_wallet,
+            period: entry.period,
+            category: entry.category,
+            order_by: entry.order_by,
+            rank: entry.rank,
+            user_name: entry.user_name,
+            x_username: entry.x_username,
+            profile_image: entry.profile_image,
+            verified_badge: entry.verified_badge,
+            snapshot_time: entry.snapshot_ms,
         })
     }
 }

@@ -209,7 +209,8 @@ pub fn all_buffers(
 ) -> Vec<(polytape_model::Topic, Box<dyn TableBuffer>)> {
     use polytape_model::{
         BestBidAsk, BookSnapshot, BookState, Candle, Continuity, DeadLetter, Event, LastTrade,
-        Market, MarketLifecycle, PriceChange, PricePoint, TickSizeChange, Topic, Trade,
+        LeaderboardEntry, Market, MarketLifecycle, PriceChange, PricePoint, TickSizeChange, Topic,
+        Trade,
     };
     use rows::*;
 
@@ -242,5 +243,6 @@ pub fn all_buffers(
         buffer::<BookState, BookStateRow>(registry, |row| row.timestamp),
         buffer::<Continuity, ContinuityRow>(registry, |row| row.detected_at),
         buffer::<DeadLetter, DeadLetterRow>(registry, |row| row.occurred_at),
+        buffer::<LeaderboardEntry, LeaderboardRow>(registry, |row| row.snapshot_time),
     ]
 }

@@ -235,6 +235,16 @@ async fn every_topic_lands_exactly_once_with_identical_values() {
         }),
     )
     .await;
+    produce(
+        &stack,
+        &names,
+        &registry,
+        distinct(samples::leaderboard_entry(), n, |entry, i| {
+            entry.proxy_wallet = format!("0x{i:040x}");
+            entry.snapshot_ms = index_ms(i);
+        }),
+    )
+    .await;
     // Garbage on the trades topic: not Avro at all.
     let producer = create_producer(&stack.kafka_brokers).unwrap();
     producer

@@ -5,14 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
-use std::{
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{net::SocketAddr, time::Duration};
 
 use polytape_codec::SchemaRegistryClient;
 use polytape_kafka::{RecordProducer, create_producer, ensure_topics};
@@ -21,73 +14,18 @@ use polytape_sink_clickhouse::{
     pipeline::{BatchLimits, Pipeline},
     tables::all_buffers,
 };
-use polytape_test_support::stack::{IsolatedDatabase, endpoints, isolated_topics, unique_name};
+use polytape_test_support::{
+    proxy::SwitchableProxy,
+    stack::{IsolatedDatabase, endpoints, isolated_topics, unique_name},
+};
 use rdkafka::{
     Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer as _},
 };
-use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 const OUTAGE: Duration = Duration::from_secs(60);
 const MAX_ROWS: usize = 2_000;
-
-/// A TCP proxy to `upstream` that can be switched off: existing connections are cut and new
-/// ones refused (the port is closed) until it is switched on again.
-struct Proxy {
-    addr: SocketAddr,
-    up: Arc<AtomicBool>,
-    generation: tokio::sync::watch::Sender<u64>,
-}
-
-impl Proxy {
-    async fn start(upstream: SocketAddr) -> Arc<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (generation, _) = tokio::sync::watch::channel(0);
-        let proxy = Arc::new(Self {
-            addr: listener.local_addr().unwrap(),
-            up: Arc::new(AtomicBool::new(true)),
-            generation,
-        });
-        tokio::spawn(Self::serve(proxy.clone(), listener, upstream));
-        proxy
-    }
-
-    async fn serve(self: Arc<Self>, mut listener: TcpListener, upstream: SocketAddr) {
-        loop {
-            if !self.up.load(Ordering::SeqCst) {
-                // Closed port while down: callers get "connection refused".
-                drop(listener);
-                while !self.up.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                listener = TcpListener::bind(self.addr).await.unwrap();
-            }
-            let accepted =
-                tokio::time::timeout(Duration::from_millis(100), listener.accept()).await;
-            let Ok(Ok((mut inbound, _))) = accepted else {
-                continue;
-            };
-            let mut cut = self.generation.subscribe();
-            tokio::spawn(async move {
-                let Ok(mut outbound) = TcpStream::connect(upstream).await else {
-                    return;
-                };
-                tokio::select! {
-                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                    _ = cut.changed() => {}
-                }
-            });
-        }
-    }
-
-    fn set_up(&self, up: bool) {
-        self.up.store(up, Ordering::SeqCst);
-        if !up {
-            self.generation.send_modify(|generation| *generation += 1);
-        }
-    }
-}
 
 fn trade(index: usize) -> Trade {
     let mut trade = samples::trade();
@@ -148,7 +86,7 @@ async fn a_clickhouse_outage_holds_offsets_bounds_memory_and_loses_nothing() {
         .trim_start_matches("http://")
         .parse()
         .unwrap();
-    let proxy = Proxy::start(clickhouse_addr).await;
+    let proxy = SwitchableProxy::start(clickhouse_addr).await;
 
     let registry = SchemaRegistryClient::new(&stack.schema_registry_url).unwrap();
     let producer = RecordProducer::<Trade>::register(

@@ -298,6 +298,39 @@ pub const KEYS: &[KeySpec] = &[
         "/prices-history fidelity in minutes",
     ),
     key(
+        "collector_book_snapshot_interval",
+        &[Collector],
+        KeyKind::Duration,
+        "pause between REST book snapshots (dataset book_snapshots, off by default)",
+    ),
+    key(
+        "collector_book_snapshot_batch",
+        &[Collector],
+        KeyKind::Count { min: 1, max: 500 },
+        "tokens per CLOB POST /books request",
+    ),
+    key(
+        "collector_book_snapshot_tokens",
+        &[Collector],
+        KeyKind::Name {
+            extra: ",",
+            allow_empty: true,
+        },
+        "comma-separated token ids to snapshot over REST (empty = every open token of the selected markets); meant for tokens the WS bridge does not cover",
+    ),
+    key(
+        "collector_leaderboard_interval",
+        &[Collector],
+        KeyKind::Duration,
+        "pause between leaderboard snapshots",
+    ),
+    key(
+        "collector_leaderboard_depth",
+        &[Collector],
+        KeyKind::Count { min: 1, max: 1_050 },
+        "rows read per leaderboard list (period, category, ordering)",
+    ),
+    key(
         "ws_bridge_admin_addr",
         &[WsBridge],
         KeyKind::SocketAddr,
@@ -330,6 +363,18 @@ pub const KEYS: &[KeySpec] = &[
         "api_admin_token",
         &[Api],
         "token for /admin/* endpoints (optional; admin API off without it)",
+    ),
+    key(
+        "api_data_retention",
+        &[Api],
+        KeyKind::Duration,
+        "how far back the API serves time series (the ClickHouse TTL); older ranges are refused with a 400, e.g. `90days`",
+    ),
+    key(
+        "api_key_refresh_interval",
+        &[Api],
+        KeyKind::Duration,
+        "how often each API replica reloads keys and today's usage from ClickHouse (bounds how long a revocation takes to reach it), e.g. `2s`",
     ),
     key(
         "sink_consumer_group",
@@ -374,7 +419,13 @@ pub const KEYS: &[KeySpec] = &[
         "candle_allowed_lateness",
         &[CandleBuilder],
         KeyKind::Duration,
-        "how far behind a trades partition's watermark a trade still counts; older trades go to the DLQ as late",
+        "how far behind its token's watermark (the token's largest trade time) a trade still counts; older trades go to the DLQ as late",
+    ),
+    key(
+        "candle_input",
+        &[CandleBuilder],
+        KeyKind::Choice(&["trades", "last_trades"]),
+        "the topic candles are built from: `trades` (every fill, from the collector) or `last_trades` (the WebSocket's taker rows only, live); one per deployment, never both (a taker fill would count twice)",
     ),
     key(
         "book_top_levels",
@@ -417,6 +468,69 @@ pub const KEYS: &[KeySpec] = &[
             max: 10_000,
         },
         "token ids per WebSocket connection",
+    ),
+    key(
+        "ws_ping_interval",
+        &[WsBridge],
+        KeyKind::Duration,
+        "how often the ws-bridge sends the text frame PING on each connection",
+    ),
+    key(
+        "ws_pong_timeout",
+        &[WsBridge],
+        KeyKind::Duration,
+        "a connection without PONG for this long is reconnected",
+    ),
+    key(
+        "ws_staleness_min",
+        &[WsBridge],
+        KeyKind::Duration,
+        "shortest silence (no data, PONGs still arriving) treated as a frozen connection",
+    ),
+    key(
+        "ws_staleness_max",
+        &[WsBridge],
+        KeyKind::Duration,
+        "longest staleness window, used for quiet token sets and before the rate is known",
+    ),
+    key(
+        "ws_reconnect_min_backoff",
+        &[WsBridge],
+        KeyKind::Duration,
+        "first delay before reconnecting (doubles per failed attempt, with jitter)",
+    ),
+    key(
+        "ws_reconnect_max_backoff",
+        &[WsBridge],
+        KeyKind::Duration,
+        "longest delay between reconnection attempts",
+    ),
+    key(
+        "ws_dump_timeout",
+        &[WsBridge],
+        KeyKind::Duration,
+        "after (re)subscribing, tokens without a `book` dump by then are fetched from REST /book",
+    ),
+    key(
+        "ws_filter_tags",
+        &[WsBridge],
+        KeyKind::Text,
+        "follow only markets carrying one of these tags, comma-separated (empty: any)",
+    ),
+    key(
+        "ws_filter_min_volume",
+        &[WsBridge],
+        KeyKind::Count {
+            min: 0,
+            max: 1_000_000_000_000,
+        },
+        "follow only markets with at least this volume in USDC (0: any)",
+    ),
+    key(
+        "ws_filter_ids",
+        &[WsBridge],
+        KeyKind::Text,
+        "follow only these condition ids and/or token ids, comma-separated (empty: every market)",
     ),
 ];
 

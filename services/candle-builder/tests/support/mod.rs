@@ -30,8 +30,9 @@ use rdkafka::{
 pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_polytape-candle-builder");
 
 /// Every topic the builder reads or writes.
-pub(crate) const TOPICS: [Topic; 8] = [
+pub(crate) const TOPICS: [Topic; 9] = [
     Topic::Trades,
+    Topic::LastTrades,
     Topic::BookSnapshots,
     Topic::PriceChanges,
     Topic::MarketLifecycle,
@@ -41,8 +42,11 @@ pub(crate) const TOPICS: [Topic; 8] = [
     Topic::DeadLetters,
 ];
 
-pub(crate) const INPUTS: [Topic; 4] = [
+/// Every topic a builder may read (`trades` or `last_trades` by `candle_input`; the other
+/// stays empty).
+pub(crate) const INPUTS: [Topic; 5] = [
     Topic::Trades,
+    Topic::LastTrades,
     Topic::BookSnapshots,
     Topic::PriceChanges,
     Topic::MarketLifecycle,
@@ -73,8 +77,19 @@ pub(crate) async fn produce<T: AvroRecord>(names: &TopicNames, records: &[T]) ->
 
 /// The builder running against the stack under `names`' prefix.
 pub(crate) fn start_builder(names: &TopicNames) -> RunningService {
+    start_builder_with(names, &[])
+}
+
+/// The builder with extra configuration (`POLYTAPE_…` variables).
+pub(crate) fn start_builder_with(
+    names: &TopicNames,
+    extra: &[(&'static str, &str)],
+) -> RunningService {
     let admin = free_local_addr();
     let mut environment = stack_env();
+    for (name, value) in extra {
+        environment.push((*name, (*value).to_owned()));
+    }
     environment.push(("POLYTAPE_TOPIC_PREFIX", names.prefix().to_owned()));
     environment.push(("POLYTAPE_CANDLE_BUILDER_ADMIN_ADDR", admin.to_string()));
     environment.push(("POLYTAPE_LOG_LEVEL", "warn".to_owned()));
@@ -103,12 +118,17 @@ fn reader(group: &str) -> BaseConsumer {
 
 /// Waits until the builder's committed offsets reach the end of every input partition.
 pub(crate) fn wait_caught_up(names: &TopicNames, timeout: Duration) {
+    wait_caught_up_on(names, &INPUTS, timeout);
+}
+
+/// Waits until the builder's committed offsets reach the end of every partition of `inputs`.
+pub(crate) fn wait_caught_up_on(names: &TopicNames, inputs: &[Topic], timeout: Duration) {
     let group = group_id(names);
     let consumer = reader(&group);
     let deadline = Instant::now() + timeout;
     loop {
         let mut behind = 0;
-        for topic in INPUTS {
+        for topic in inputs.iter().copied() {
             let name = names.name(topic);
             let ends = end_offsets(&consumer, &name, topic.partitions());
             let mut list = TopicPartitionList::new();
@@ -168,7 +188,16 @@ pub(crate) fn read_partitions(
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
-        let message = message.unwrap();
+        let message = match message {
+            Ok(message) => message,
+            Err(error) => {
+                // librdkafka reports transient connection trouble (e.g. `AllBrokersDown` while
+                // a connection is re-established) and recovers by itself; the deadline bounds it.
+                eprintln!("reading {topic}: {error}; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+        };
         let partition = usize::try_from(message.partition()).unwrap();
         next[partition] = message.offset() + 1;
         records.push((
@@ -525,6 +554,215 @@ pub(crate) fn checkpoint_generations(names: &TopicNames) -> Vec<u64> {
         .map(|(_, _, _, payload)| {
             let manifest: serde_json::Value = serde_json::from_slice(&payload).unwrap();
             manifest["generation"].as_u64().unwrap()
+        })
+        .collect()
+}
+
+/// The simulator (`tools/polymarket-sim`) in-process, frozen (`rate 0`): its history is fixed
+/// by the seed and the epoch, and live operations run only when a test advances it.
+pub(crate) async fn start_simulator(
+    seed: u64,
+    markets: u32,
+    history_days: u32,
+    epoch_ms: i64,
+) -> polymarket_sim::RunningSim {
+    polymarket_sim::start(polymarket_sim::SimConfig {
+        seed,
+        markets,
+        history_days,
+        rate: 0.0,
+        port: 0,
+        epoch_ms: Some(epoch_ms),
+        lifecycle_every: 0,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+pub(crate) async fn get_json(url: &str) -> serde_json::Value {
+    let response = reqwest::get(url).await.unwrap();
+    assert!(
+        response.status().is_success(),
+        "{url}: {}",
+        response.status()
+    );
+    response.json().await.unwrap()
+}
+
+fn text_field<'a>(row: &'a serde_json::Value, key: &str) -> &'a str {
+    row.get(key)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_else(|| panic!("{key} missing in {row}"))
+}
+
+/// An exact decimal from the wire (`".48"` included), normalised as the services store it.
+fn wire_decimal(text: &str) -> Decimal {
+    polytape_model::parse::parse_decimal_text(text)
+        .unwrap_or_else(|error| panic!("{text:?}: {error}"))
+        .normalize()
+}
+
+/// Every fill of the simulator's tape (`/_sim/truth/fills`, taker and maker rows), oldest
+/// first.
+pub(crate) async fn simulator_fills(sim: &polymarket_sim::RunningSim) -> Vec<serde_json::Value> {
+    let mut fills = Vec::new();
+    let mut since = 0_u64;
+    loop {
+        let page = get_json(&format!(
+            "{}/_sim/truth/fills?since_seq={since}&limit=200000",
+            sim.base_url()
+        ))
+        .await;
+        fills.extend(page["fills"].as_array().unwrap().iter().cloned());
+        match page["next_since_seq"].as_u64() {
+            Some(next) => since = next,
+            None => return fills,
+        }
+    }
+}
+
+/// A truth fill as the collector publishes it (`services/collector/src/parse.rs`,
+/// `trade_v1` with `takerOnly=false`): wallet, condition and transaction lower-cased, the
+/// timestamp in whole seconds (the Data API's resolution) as ms, the trade id derived from the
+/// identity tuple. Price and size are the truth's exact decimals, which is what the
+/// collector's float recovery yields (its own tests prove that part).
+pub(crate) fn collector_trade(fill: &serde_json::Value, ingested_ms: i64) -> Trade {
+    let side_text = text_field(fill, "side");
+    let side = Side::parse(side_text).unwrap_or_else(|| panic!("side {side_text}"));
+    let token_id = text_field(fill, "asset").to_owned();
+    let proxy_wallet = text_field(fill, "proxyWallet").to_ascii_lowercase();
+    let transaction_hash = text_field(fill, "transactionHash").to_ascii_lowercase();
+    let price = wire_decimal(text_field(fill, "price"));
+    let size = wire_decimal(text_field(fill, "size"));
+    let trade_id = TradeIdentity {
+        transaction_hash: &transaction_hash,
+        token_id: &token_id,
+        side,
+        size,
+        price,
+        proxy_wallet: &proxy_wallet,
+    }
+    .trade_id();
+    assert_eq!(
+        trade_id,
+        text_field(fill, "trade_id"),
+        "the derived id is the truth's"
+    );
+    Trade {
+        trade_id,
+        condition_id: text_field(fill, "conditionId").to_ascii_lowercase(),
+        token_id,
+        outcome: fill
+            .get("outcome")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned),
+        outcome_index: fill
+            .get("outcomeIndex")
+            .and_then(serde_json::Value::as_i64)
+            .map(|index| i32::try_from(index).unwrap()),
+        side,
+        price,
+        size,
+        timestamp_ms: fill["timestamp"].as_i64().unwrap() * 1_000,
+        transaction_hash,
+        proxy_wallet,
+        source: TradeSource::DataApiV1,
+        ingested_ms,
+    }
+}
+
+fn wire_levels(book: &serde_json::Value, key: &str) -> Vec<BookLevel> {
+    book[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|level| BookLevel {
+            price: wire_decimal(text_field(level, "price")),
+            size: wire_decimal(text_field(level, "size")),
+        })
+        .collect()
+}
+
+/// A CLOB `book` (WS event or `/book` JSON) as the ws-bridge publishes it
+/// (`services/ws-bridge/src/parse.rs`): best first on both sides, exact decimals, stamped with
+/// the connection and its sequence.
+pub(crate) fn bridge_snapshot(
+    book: &serde_json::Value,
+    connection_id: &str,
+    sequence: i64,
+) -> BookSnapshot {
+    let mut bids = wire_levels(book, "bids");
+    let mut asks = wire_levels(book, "asks");
+    bids.sort_by_key(|level| std::cmp::Reverse(level.price));
+    asks.sort_by_key(|level| level.price);
+    let timestamp_ms: i64 = text_field(book, "timestamp").parse().unwrap();
+    let optional = |key: &str| {
+        book.get(key)
+            .and_then(serde_json::Value::as_str)
+            .filter(|text| !text.is_empty())
+            .map(wire_decimal)
+    };
+    BookSnapshot {
+        token_id: text_field(book, "asset_id").to_owned(),
+        condition_id: text_field(book, "market").to_owned(),
+        timestamp_ms,
+        received_ms: timestamp_ms,
+        bids,
+        asks,
+        hash: book
+            .get("hash")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned),
+        tick_size: optional("tick_size"),
+        min_order_size: optional("min_order_size"),
+        neg_risk: book.get("neg_risk").and_then(serde_json::Value::as_bool),
+        last_trade_price: optional("last_trade_price"),
+        source: BookSource::Ws,
+        connection_id: Some(connection_id.to_owned()),
+        sequence: Some(sequence),
+    }
+}
+
+/// A `price_change` event as the ws-bridge publishes it: one record per entry.
+pub(crate) fn bridge_changes(
+    event: &serde_json::Value,
+    connection_id: &str,
+    sequence: i64,
+) -> Vec<PriceChange> {
+    let timestamp_ms: i64 = text_field(event, "timestamp").parse().unwrap();
+    let condition_id = text_field(event, "market").to_owned();
+    event["price_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            let side_text = text_field(entry, "side");
+            PriceChange {
+                token_id: text_field(entry, "asset_id").to_owned(),
+                condition_id: condition_id.clone(),
+                side: Side::parse(side_text).unwrap_or_else(|| panic!("side {side_text}")),
+                price: wire_decimal(text_field(entry, "price")),
+                size: wire_decimal(text_field(entry, "size")),
+                best_bid: entry
+                    .get("best_bid")
+                    .and_then(serde_json::Value::as_str)
+                    .map(wire_decimal),
+                best_ask: entry
+                    .get("best_ask")
+                    .and_then(serde_json::Value::as_str)
+                    .map(wire_decimal),
+                hash: entry
+                    .get("hash")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned),
+                timestamp_ms,
+                received_ms: timestamp_ms,
+                connection_id: connection_id.to_owned(),
+                sequence,
+                entry_index: i32::try_from(index).unwrap(),
+            }
         })
         .collect()
 }

@@ -433,3 +433,178 @@ fn price_history_points() {
     );
     assert!(price_point(&json!({"t": 1}), "7", 60, 9).is_err());
 }
+
+/// Brief 4.3: the `/book` example (bids ascending, asks descending: best last on both).
+fn brief_book() -> Value {
+    json!({"market": "0x747dc809fb79e1b05be09c42d6179459a58de2ef3e40f02484a4e1260f741f75",
+     "asset_id": "107505882767731489358349912513945399560393482969656700824895970500493757150417",
+     "timestamp": "1759420800123", "hash": "32400f1a5df2379ab4e7b79bac275d9312494339",
+     "bids": [{"price": "0.01", "size": "2500"}, {"price": "0.44", "size": "120.5"}, {"price": "0.45", "size": "100"}],
+     "asks": [{"price": "0.99", "size": "900"}, {"price": "0.47", "size": "80"}, {"price": "0.46", "size": "150"}],
+     "min_order_size": "5", "tick_size": "0.01", "neg_risk": false, "last_trade_price": "0.45"})
+}
+
+fn prices(levels: &[polytape_model::BookLevel]) -> Vec<Decimal> {
+    levels.iter().map(|level| level.price).collect()
+}
+
+#[test]
+fn the_brief_book_parses_best_first_with_its_hash() {
+    let book = book_snapshot(&brief_book(), 42).unwrap();
+    assert_eq!(
+        book.token_id,
+        "107505882767731489358349912513945399560393482969656700824895970500493757150417"
+    );
+    assert_eq!(
+        book.condition_id,
+        "0x747dc809fb79e1b05be09c42d6179459a58de2ef3e40f02484a4e1260f741f75"
+    );
+    assert_eq!(book.timestamp_ms, 1_759_420_800_123);
+    assert_eq!(book.received_ms, 42);
+    assert_eq!(
+        book.hash.as_deref(),
+        Some("32400f1a5df2379ab4e7b79bac275d9312494339")
+    );
+    assert_eq!(prices(&book.bids), [dec("0.45"), dec("0.44"), dec("0.01")]);
+    assert_eq!(prices(&book.asks), [dec("0.46"), dec("0.47"), dec("0.99")]);
+    assert_eq!(book.bids[1].size, dec("120.5"));
+    assert_eq!(book.tick_size, Some(dec("0.01")));
+    assert_eq!(book.min_order_size, Some(dec("5")));
+    assert_eq!(book.neg_risk, Some(false));
+    assert_eq!(book.last_trade_price, Some(dec("0.45")));
+    assert_eq!(book.source, polytape_model::BookSource::Rest);
+    assert_eq!((book.connection_id, book.sequence), (None, None));
+}
+
+#[test]
+fn book_quirks_and_rejects() {
+    // Numbers as numbers, a seconds timestamp, optional fields missing, an unknown field,
+    // an empty side: all tolerated.
+    let mut tolerated = brief_book();
+    tolerated["timestamp"] = json!(1_759_420_800);
+    tolerated["bids"] = json!([{"price": 0.44, "size": 120.5}]);
+    tolerated["asks"] = json!([]);
+    tolerated["brand_new_field"] = json!({"x": 1});
+    for key in [
+        "hash",
+        "min_order_size",
+        "tick_size",
+        "neg_risk",
+        "last_trade_price",
+    ] {
+        tolerated.as_object_mut().unwrap().remove(key);
+    }
+    let book = book_snapshot(&tolerated, 0).unwrap();
+    assert_eq!(book.timestamp_ms, 1_759_420_800_000);
+    assert_eq!(prices(&book.bids), [dec("0.44")]);
+    assert!(book.asks.is_empty() && book.hash.is_none() && book.tick_size.is_none());
+
+    let cases: Vec<(&str, Value)> = vec![
+        ("asset_id", without(brief_book(), "asset_id")),
+        ("asset_id", with(brief_book(), "asset_id", json!("0xabc"))),
+        ("market", without(brief_book(), "market")),
+        ("timestamp", without(brief_book(), "timestamp")),
+        ("bids", without(brief_book(), "bids")),
+        ("asks", with(brief_book(), "asks", json!("[]"))),
+        (
+            "bids",
+            with(brief_book(), "bids", json!([{"price": "1.5", "size": "1"}])),
+        ),
+        (
+            "asks",
+            with(brief_book(), "asks", json!([{"price": "0.5", "size": "0"}])),
+        ),
+        (
+            "price",
+            with(brief_book(), "bids", json!([{"price": "abc", "size": "1"}])),
+        ),
+    ];
+    for (field, row) in cases {
+        let error = book_snapshot(&row, 0).unwrap_err().to_string();
+        assert!(error.contains(field), "{field}: {error}");
+    }
+    assert_eq!(book_snapshot(&json!([1]), 0), Err(RowError::NotAnObject));
+}
+
+/// Brief 3.5: the `/v1/leaderboard` example (`rank` is a string).
+fn brief_leaderboard_row() -> Value {
+    json!({"rank": "1", "proxyWallet": "0x569F366E7087D8CC66D8EC55CDEFD5577DD30056",
+      "userName": "TopTrader", "vol": 1000000.0, "pnl": 150000.0,
+      "profileImage": "https://example.com/p.png", "xUsername": "toptrader", "verifiedBadge": true})
+}
+
+const WEEK_OVERALL_PNL: LeaderboardList = LeaderboardList {
+    period: "WEEK",
+    category: "OVERALL",
+    order_by: "PNL",
+};
+
+#[test]
+fn the_brief_leaderboard_row_parses() {
+    let entry = leaderboard_entry(&brief_leaderboard_row(), WEEK_OVERALL_PNL, 99).unwrap();
+    assert_eq!(
+        entry.proxy_wallet,
+        "0x569f366e7087d8cc66d8ec55cdefd5577dd30056"
+    );
+    assert_eq!(entry.rank, 1);
+    assert_eq!(
+        (
+            entry.period.as_str(),
+            entry.category.as_str(),
+            entry.order_by.as_str()
+        ),
+        ("WEEK", "OVERALL", "PNL")
+    );
+    assert_eq!(entry.user_name.as_deref(), Some("TopTrader"));
+    assert_eq!(entry.x_username.as_deref(), Some("toptrader"));
+    assert_eq!(
+        entry.profile_image.as_deref(),
+        Some("https://example.com/p.png")
+    );
+    assert_eq!(entry.verified_badge, Some(true));
+    assert_eq!(entry.volume, Some(dec("1000000")));
+    assert_eq!(entry.pnl, Some(dec("150000")));
+    assert_eq!(entry.snapshot_ms, 99);
+}
+
+#[test]
+fn leaderboard_quirks_and_rejects() {
+    // A numeric rank, a negative float PnL with artefacts, strings for numbers, empty
+    // optional strings and missing optional fields are tolerated.
+    let mut row = brief_leaderboard_row();
+    row["rank"] = json!(7);
+    row["pnl"] = json!(-1234.5600000000001);
+    row["vol"] = json!("815.115085");
+    row["xUsername"] = json!("");
+    for key in ["userName", "profileImage", "verifiedBadge"] {
+        row.as_object_mut().unwrap().remove(key);
+    }
+    let entry = leaderboard_entry(&row, WEEK_OVERALL_PNL, 0).unwrap();
+    assert_eq!(entry.rank, 7);
+    assert_eq!(entry.pnl, Some(dec("-1234.56")));
+    assert_eq!(entry.volume, Some(dec("815.115085")));
+    assert_eq!(
+        (entry.user_name, entry.x_username, entry.verified_badge),
+        (None, None, None)
+    );
+
+    let cases: Vec<(&str, Value)> = vec![
+        (
+            "proxyWallet",
+            without(brief_leaderboard_row(), "proxyWallet"),
+        ),
+        (
+            "proxyWallet",
+            with(brief_leaderboard_row(), "proxyWallet", json!("alice")),
+        ),
+        ("rank", without(brief_leaderboard_row(), "rank")),
+        ("rank", with(brief_leaderboard_row(), "rank", json!("0"))),
+        ("vol", with(brief_leaderboard_row(), "vol", json!("lots"))),
+    ];
+    for (field, row) in cases {
+        let error = leaderboard_entry(&row, WEEK_OVERALL_PNL, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(field), "{field}: {error}");
+    }
+}

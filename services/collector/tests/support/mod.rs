@@ -20,12 +20,14 @@ use rdkafka::{
 pub const EPOCH_MS: i64 = 1_767_225_600_000;
 pub const HISTORY_DAYS: u32 = 3;
 
-pub const TOPICS: [Topic; 5] = [
+pub const TOPICS: [Topic; 7] = [
     Topic::Markets,
     Topic::Events,
     Topic::Trades,
     Topic::DeadLetters,
     Topic::PriceHistory,
+    Topic::BookSnapshots,
+    Topic::Leaderboard,
 ];
 
 pub async fn sim(rate_window: Duration, faults: &str) -> RunningSim {

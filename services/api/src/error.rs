@@ -1,0 +1,170 @@
+//! The one error type of the HTTP surface: every failure becomes `{"error":{"code","message"}}`
+//! with the right status, so clients can branch on `code` and show `message`.
+
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+/// What went wrong: a stable machine-readable code and a message for people.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable identifier, e.g. `invalid_parameter`, `unknown_parameter`, `missing_api_key`,
+    /// `invalid_api_key`, `api_key_revoked`, `api_key_expired`, `rate_limited`,
+    /// `daily_cap_exceeded`, `out_of_retention`, `too_many_points`, `not_found`.
+    pub code: String,
+    pub message: String,
+}
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    InvalidParameter { message: String },
+    #[error("unknown query parameter `{name}`; accepted: {accepted}")]
+    UnknownParameter { name: String, accepted: String },
+    #[error("{message}")]
+    OutOfRetention { message: String },
+    #[error("{message}")]
+    TooManyPoints { message: String },
+    #[error("missing API key: send it in the X-API-Key header or as `Authorization: Bearer <key>`")]
+    MissingApiKey,
+    #[error("the API key is not valid")]
+    InvalidApiKey,
+    #[error("the API key was revoked")]
+    ApiKeyRevoked,
+    #[error("the API key expired")]
+    ApiKeyExpired,
+    #[error("missing or wrong admin token (Authorization: Bearer <POLYTAPE_API_ADMIN_TOKEN>)")]
+    AdminUnauthorized,
+    #[error("the admin API is disabled: set POLYTAPE_API_ADMIN_TOKEN to enable it")]
+    AdminDisabled,
+    #[error("{message}")]
+    NotFound { message: String },
+    #[error("rate limit of {rps} requests per second exceeded; retry after {retry_after_s} s")]
+    RateLimited { rps: u32, retry_after_s: u64 },
+    #[error(
+        "daily cap of {daily_cap} requests reached; it resets at 00:00 UTC, in {retry_after_s} s"
+    )]
+    DailyCapExceeded { daily_cap: u64, retry_after_s: u64 },
+    #[error("the data store is unavailable, try again shortly")]
+    Storage {
+        #[source]
+        source: clickhouse::error::Error,
+    },
+    #[error("{message}")]
+    Internal { message: String },
+}
+
+impl ApiError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ApiError::InvalidParameter {
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::NotFound {
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidParameter { .. }
+            | ApiError::UnknownParameter { .. }
+            | ApiError::OutOfRetention { .. }
+            | ApiError::TooManyPoints { .. } => StatusCode::BAD_REQUEST,
+            ApiError::MissingApiKey | ApiError::InvalidApiKey | ApiError::AdminUnauthorized => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::ApiKeyRevoked | ApiError::ApiKeyExpired | ApiError::AdminDisabled => {
+                StatusCode::FORBIDDEN
+            }
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::RateLimited { .. } | ApiError::DailyCapExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::Storage { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidParameter { .. } => "invalid_parameter",
+            ApiError::UnknownParameter { .. } => "unknown_parameter",
+            ApiError::OutOfRetention { .. } => "out_of_retention",
+            ApiError::TooManyPoints { .. } => "too_many_points",
+            ApiError::MissingApiKey => "missing_api_key",
+            ApiError::InvalidApiKey => "invalid_api_key",
+            ApiError::ApiKeyRevoked => "api_key_revoked",
+            ApiError::ApiKeyExpired => "api_key_expired",
+            ApiError::AdminUnauthorized => "invalid_admin_token",
+            ApiError::AdminDisabled => "admin_disabled",
+            ApiError::NotFound { .. } => "not_found",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::DailyCapExceeded { .. } => "daily_cap_exceeded",
+            ApiError::Storage { .. } => "storage_unavailable",
+            ApiError::Internal { .. } => "internal",
+        }
+    }
+
+    fn retry_after_s(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited { retry_after_s, .. }
+            | ApiError::DailyCapExceeded { retry_after_s, .. } => Some(*retry_after_s),
+            ApiError::Storage { .. } => Some(1),
+            _ => None,
+        }
+    }
+}
+
+impl From<clickhouse::error::Error> for ApiError {
+    fn from(source: clickhouse::error::Error) -> Self {
+        ApiError::Storage { source }
+    }
+}
+
+/// The envelope for a status and code, used where no `ApiError` exists (fallback routes).
+pub fn envelope(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ErrorEnvelope {
+            error: ErrorBody {
+                code: code.to_owned(),
+                message: message.into(),
+            },
+        }),
+    )
+        .into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Storage { source } = &self {
+            // The client sees a generic message; operators get the cause.
+            tracing::warn!(error = %source, "clickhouse query failed");
+        }
+        if let ApiError::Internal { message } = &self {
+            tracing::error!(error = %message, "internal error");
+        }
+        let mut response = envelope(status, self.code(), self.to_string());
+        if let Some(seconds) = self.retry_after_s() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}

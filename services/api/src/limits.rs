@@ -1,0 +1,324 @@
+//! Per-key limits: a token bucket refilled at the key's rps (burst = one second's worth) and a
+//! cap on requests per UTC day; and usage accounting per key per day.
+//!
+//! Several replicas: each replica runs its own buckets, so behind a load balancer spreading a
+//! key's requests over N replicas the key can reach up to N × rps. The daily cap is shared
+//! through ClickHouse: every refresh interval a replica writes its new usage to `api_usage` and
+//! reads today's total of every replica, so a key can exceed its cap by at most what the other
+//! replicas accepted within one refresh interval.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use clickhouse::Row;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    clock::{Clock, MS_PER_DAY, ms_until_next_utc_midnight, utc_day},
+    error::ApiError,
+    keys::AuthenticatedKey,
+};
+
+/// What the `X-RateLimit-*` headers say after a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateInfo {
+    pub daily_cap: u64,
+    pub daily_remaining: u64,
+    /// Unix seconds of the next UTC midnight, when the daily count resets.
+    pub reset_epoch_s: i64,
+    pub rps: u32,
+    pub burst_remaining: u64,
+}
+
+#[derive(Debug, Default)]
+struct KeyState {
+    tokens: f64,
+    last_refill_ms: i64,
+    day: i64,
+    /// Accepted by this replica today, flushed or not.
+    own_accepted_today: u64,
+    /// Of those, already written to `api_usage`.
+    own_flushed_today: u64,
+    /// Accepted today by the other replicas, as last read from `api_usage`.
+    others_today: u64,
+}
+
+/// Usage not yet written, per (key prefix, UTC day).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PendingUsage {
+    pub requests: u64,
+    pub rejected: u64,
+}
+
+#[derive(Debug, Default)]
+struct LimiterState {
+    keys: HashMap<String, KeyState>,
+    pending: HashMap<(String, i64), PendingUsage>,
+}
+
+/// The limits of every key on this replica.
+#[derive(Debug)]
+pub struct Limiter {
+    clock: Arc<dyn Clock>,
+    state: Mutex<LimiterState>,
+}
+
+/// One row of `api_usage` (SummingMergeTree: rows of a key and day add up).
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct UsageRow {
+    pub key_prefix: String,
+    /// Days since 1970-01-01 (ClickHouse `Date`).
+    pub day: u16,
+    pub requests: u64,
+    pub rejected: u64,
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct DayTotal {
+    key_prefix: String,
+    requests: u64,
+}
+
+impl Limiter {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            clock,
+            state: Mutex::new(LimiterState::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LimiterState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Admits or refuses one request of `key`, counting it either way.
+    pub fn admit(&self, key: &AuthenticatedKey) -> Result<RateInfo, (ApiError, RateInfo)> {
+        let now_ms = self.clock.now_ms();
+        let today = utc_day(now_ms);
+        let capacity = f64::from(key.rps.max(1));
+        let mut guard = self.lock();
+        let LimiterState { keys, pending } = &mut *guard;
+        let state = keys.entry(key.prefix.clone()).or_insert_with(|| KeyState {
+            tokens: capacity,
+            last_refill_ms: now_ms,
+            day: today,
+            ..KeyState::default()
+        });
+        if state.day != today {
+            // A new UTC day: the daily count starts again.
+            state.day = today;
+            state.own_accepted_today = 0;
+            state.own_flushed_today = 0;
+            state.others_today = 0;
+        }
+        let elapsed_ms = (now_ms - state.last_refill_ms).max(0);
+        // i64 → f64 is exact for any plausible elapsed time.
+        #[allow(clippy::cast_precision_loss)]
+        let refill = elapsed_ms as f64 * capacity / 1000.0;
+        state.tokens = (state.tokens + refill).min(capacity);
+        state.last_refill_ms = now_ms;
+
+        let used = state.others_today + state.own_accepted_today;
+        let reset_epoch_s = (today + 1) * (MS_PER_DAY / 1000);
+        let usage = pending.entry((key.prefix.clone(), today)).or_default();
+        let info = |used: u64, tokens: f64| RateInfo {
+            daily_cap: key.daily_cap,
+            daily_remaining: key.daily_cap.saturating_sub(used),
+            reset_epoch_s,
+            rps: key.rps,
+            // Truncation is the intent: whole requests left in the bucket.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            burst_remaining: tokens.max(0.0).floor() as u64,
+        };
+        if used >= key.daily_cap {
+            usage.rejected += 1;
+            let retry_after_s = ceil_seconds(ms_until_next_utc_midnight(now_ms));
+            return Err((
+                ApiError::DailyCapExceeded {
+                    daily_cap: key.daily_cap,
+                    retry_after_s,
+                },
+                info(used, state.tokens),
+            ));
+        }
+        if state.tokens < 1.0 {
+            usage.rejected += 1;
+            // Time until one whole token is back.
+            #[allow(clippy::cast_possible_truncation)]
+            let wait_ms = ((1.0 - state.tokens) * 1000.0 / capacity).ceil() as i64;
+            return Err((
+                ApiError::RateLimited {
+                    rps: key.rps,
+                    retry_after_s: ceil_seconds(wait_ms).max(1),
+                },
+                info(used, state.tokens),
+            ));
+        }
+        state.tokens -= 1.0;
+        state.own_accepted_today += 1;
+        usage.requests += 1;
+        Ok(info(used + 1, state.tokens))
+    }
+
+    /// Takes the usage not yet written.
+    fn take_pending(&self) -> HashMap<(String, i64), PendingUsage> {
+        let mut state = self.lock();
+        let pending = std::mem::take(&mut state.pending);
+        pending
+            .into_iter()
+            .filter(|(_, usage)| usage.requests > 0 || usage.rejected > 0)
+            .collect()
+    }
+
+    /// Puts usage back after a failed write, so it is written next time.
+    fn restore_pending(&self, usage: HashMap<(String, i64), PendingUsage>) {
+        let mut state = self.lock();
+        for (key, counts) in usage {
+            let entry = state.pending.entry(key).or_default();
+            entry.requests += counts.requests;
+            entry.rejected += counts.rejected;
+        }
+    }
+
+    /// Writes pending usage to `api_usage`.
+    pub async fn flush_usage(
+        &self,
+        client: &clickhouse::Client,
+    ) -> Result<(), clickhouse::error::Error> {
+        let pending = self.take_pending();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let write = async {
+            let mut insert = client.insert::<UsageRow>("api_usage").await?;
+            for ((key_prefix, day), usage) in &pending {
+                insert
+                    .write(&UsageRow {
+                        key_prefix: key_prefix.clone(),
+                        day: u16::try_from(*day).unwrap_or(u16::MAX),
+                        requests: usage.requests,
+                        rejected: usage.rejected,
+                    })
+                    .await?;
+            }
+            insert.end().await
+        };
+        match write.await {
+            Ok(()) => {
+                let mut state = self.lock();
+                for ((key_prefix, day), usage) in &pending {
+                    if let Some(key) = state.keys.get_mut(key_prefix)
+                        && key.day == *day
+                    {
+                        key.own_flushed_today += usage.requests;
+                    }
+                }
+                Ok(())
+            }
+            Err(error) => {
+                self.restore_pending(pending);
+                Err(error)
+            }
+        }
+    }
+
+    /// Reads today's totals of every replica from `api_usage` (call right after
+    /// [`Limiter::flush_usage`], so this replica's own share in them is exactly what it flushed).
+    pub async fn read_shared_usage(
+        &self,
+        client: &clickhouse::Client,
+    ) -> Result<(), clickhouse::error::Error> {
+        let today = utc_day(self.clock.now_ms());
+        let totals: Vec<DayTotal> = client
+            .query(
+                "SELECT key_prefix, sum(requests) AS requests FROM api_usage WHERE day = toDate(?) GROUP BY key_prefix",
+            )
+            .bind(crate::clock::day_text(today))
+            .fetch_all()
+            .await?;
+        let mut state = self.lock();
+        for total in totals {
+            let key = state
+                .keys
+                .entry(total.key_prefix)
+                .or_insert_with(|| KeyState {
+                    day: today,
+                    ..KeyState::default()
+                });
+            if key.day != today {
+                // No request yet today on this replica: start its day here, so the other
+                // replicas' share counts from the first request on.
+                key.day = today;
+                key.own_accepted_today = 0;
+                key.own_flushed_today = 0;
+            }
+            key.others_today = total.requests.saturating_sub(key.own_flushed_today);
+        }
+        Ok(())
+    }
+}
+
+fn ceil_seconds(ms: i64) -> u64 {
+    u64::try_from((ms.max(0) + 999) / 1000).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn key(rps: u32, daily_cap: u64) -> AuthenticatedKey {
+        AuthenticatedKey {
+            prefix: "pt_000000000000".to_owned(),
+            rps,
+            daily_cap,
+        }
+    }
+
+    #[test]
+    fn a_burst_beyond_the_bucket_is_refused_until_it_refills() {
+        let clock = ManualClock::new(1_000_000);
+        let limiter = Limiter::new(Arc::new(clock.clone()));
+        let key = key(5, 1_000);
+        for _ in 0..5 {
+            assert!(limiter.admit(&key).is_ok());
+        }
+        let (error, info) = limiter.admit(&key).err().unwrap_or_else(|| unreachable!());
+        assert!(matches!(
+            error,
+            ApiError::RateLimited {
+                retry_after_s: 1,
+                ..
+            }
+        ));
+        assert_eq!(info.burst_remaining, 0);
+        clock.advance_ms(200);
+        assert!(limiter.admit(&key).is_ok(), "one token back after 1/rps");
+    }
+
+    #[test]
+    fn the_daily_cap_resets_at_utc_midnight() {
+        let midnight = 20_000 * MS_PER_DAY;
+        let clock = ManualClock::new(midnight - 10_000);
+        let limiter = Limiter::new(Arc::new(clock.clone()));
+        let key = key(1_000, 3);
+        for _ in 0..3 {
+            assert!(limiter.admit(&key).is_ok());
+        }
+        let (error, _) = limiter.admit(&key).err().unwrap_or_else(|| unreachable!());
+        assert!(matches!(
+            error,
+            ApiError::DailyCapExceeded {
+                retry_after_s: 10,
+                ..
+            }
+        ));
+        clock.set_ms(midnight);
+        let info = limiter.admit(&key).ok().unwrap_or_else(|| unreachable!());
+        assert_eq!(info.daily_remaining, 2);
+    }
+}

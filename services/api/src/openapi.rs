@@ -1,0 +1,175 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations and the response types
+//! (utoipa), and served at `/openapi.json`.
+
+use utoipa::{
+    Modify, OpenApi,
+    openapi::{
+        ObjectBuilder, RefOr,
+        header::HeaderBuilder,
+        schema::Type,
+        security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
+    },
+};
+
+use crate::{error, routes};
+
+/// `/health`: the process answers (no key needed).
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "service",
+    responses((status = 200, description = "The API process is up", body = String, content_type = "text/plain")),
+)]
+#[allow(dead_code)]
+fn health_doc() {}
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The endpoints whose responses carry `X-Data-Retention`.
+const TIME_PATHS: &[&str] = &[
+    "/v1/trades",
+    "/v1/candles",
+    "/v1/orderbook",
+    "/v1/prices/history",
+    "/v1/continuity",
+];
+
+/// Declares the headers the middleware adds, on every keyed response that carries them:
+/// `X-RateLimit-*` once a key is known (not on 401/403), `Retry-After` on 429 and 503,
+/// `X-Data-Retention` on answers of time endpoints past authentication and limits.
+struct ResponseHeaders;
+
+fn header(kind: Type, description: &str) -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(kind).build()))
+        .description(Some(description))
+        .build()
+}
+
+impl Modify for ResponseHeaders {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let rate_headers = [
+            (
+                "X-RateLimit-Limit",
+                Type::Integer,
+                "requests allowed per UTC day (the key's daily cap)",
+            ),
+            (
+                "X-RateLimit-Remaining",
+                Type::Integer,
+                "requests left today (UTC)",
+            ),
+            (
+                "X-RateLimit-Reset",
+                Type::Integer,
+                "Unix seconds of the next UTC midnight, when the daily count resets",
+            ),
+            (
+                "X-RateLimit-Rps",
+                Type::Integer,
+                "the key's requests per second",
+            ),
+            (
+                "X-RateLimit-Burst-Remaining",
+                Type::Integer,
+                "requests left in the token bucket now",
+            ),
+        ];
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            let covers_time = TIME_PATHS.contains(&path.as_str());
+            let Some(operation) = item.get.as_mut() else {
+                continue;
+            };
+            for (status, response) in operation.responses.responses.iter_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                let status = status.as_str();
+                if status != "401" && status != "403" {
+                    for (name, kind, description) in &rate_headers {
+                        response.headers.insert(
+                            (*name).to_owned(),
+                            RefOr::T(header(kind.clone(), description)),
+                        );
+                    }
+                }
+                if status == "429" || status == "503" {
+                    response.headers.insert(
+                        "Retry-After".to_owned(),
+                        RefOr::T(header(Type::Integer, "seconds to wait before retrying")),
+                    );
+                }
+                if covers_time && matches!(status, "200" | "400" | "404" | "503") {
+                    response.headers.insert(
+                        "X-Data-Retention".to_owned(),
+                        RefOr::T(header(
+                            Type::String,
+                            "how far back data is kept, e.g. 90d; older ranges are refused",
+                        )),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Polytape API",
+        description = "Polymarket public market data: markets, events, trades, candles, order books, price history and declared gaps.\n\n\
+Authenticate with `X-API-Key: <key>` or `Authorization: Bearer <key>`. Every keyed response carries `X-RateLimit-Limit` (daily cap), \
+`X-RateLimit-Remaining` (requests left today, UTC), `X-RateLimit-Reset` (Unix seconds of the next UTC midnight), `X-RateLimit-Rps` and \
+`X-RateLimit-Burst-Remaining`; over a limit the answer is 429 with `Retry-After` (seconds). Endpoints that cover time also carry \
+`X-Data-Retention` (e.g. `90d`) and refuse ranges older than it with 400 `out_of_retention`.\n\n\
+Errors are always `{\"error\":{\"code\":\"…\",\"message\":\"…\"}}`; unknown query parameters are refused. Prices and sizes are exact \
+decimal strings; times are UTC epoch milliseconds (inputs also accept RFC 3339)."
+    ),
+    paths(
+        health_doc,
+        routes::markets::list_markets,
+        routes::markets::get_market,
+        routes::markets::list_events,
+        routes::markets::get_event,
+        routes::trades::list_trades,
+        routes::series::candles,
+        routes::book::orderbook,
+        routes::series::price_history,
+        routes::continuity::continuity,
+    ),
+    components(schemas(error::ErrorEnvelope, error::ErrorBody)),
+    modifiers(&SecuritySchemes, &ResponseHeaders),
+    tags(
+        (name = "markets", description = "Markets and events"),
+        (name = "trades", description = "Fills"),
+        (name = "prices", description = "Candles and price history"),
+        (name = "books", description = "Order books, current and historical"),
+        (name = "continuity", description = "Declared data gaps"),
+        (name = "service", description = "Service endpoints"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as JSON text.
+pub fn openapi_json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_else(|error| {
+        format!("{{\"error\":\"cannot render the OpenAPI document: {error}\"}}")
+    })
+}

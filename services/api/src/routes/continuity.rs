@@ -1,0 +1,165 @@
+//! `/v1/continuity`: declared gaps (disconnects, freezes, mismatches…) over a range.
+
+use axum::{
+    Json,
+    extract::{RawQuery, State},
+};
+use clickhouse::Row;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::MS;
+use crate::{
+    error::{ApiError, ErrorEnvelope},
+    params::{Cursor, Params},
+    state::AppState,
+};
+
+#[derive(Debug, Clone, Row, Deserialize)]
+pub(crate) struct ContinuityRow {
+    pub continuity_id: String,
+    pub kind: i8,
+    pub token_ids: Vec<String>,
+    pub gap_start: i64,
+    pub gap_end: Option<i64>,
+    pub detected_at: i64,
+    pub source: String,
+    pub reason: String,
+}
+
+pub(crate) const CONTINUITY_COLUMNS: &str =
+    "continuity_id, kind, token_ids, gap_start, gap_end, detected_at, source, reason";
+
+/// One declared gap: data in `[gap_start_ms, gap_end_ms)` may be missing or wrong.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GapView {
+    pub continuity_id: String,
+    /// DISCONNECT, FREEZE, SUBSCRIPTION_REFUSED, RESYNC, BOOK_MISMATCH, UPSTREAM_GAP or OTHER.
+    pub kind: String,
+    pub token_ids: Vec<String>,
+    pub gap_start_ms: i64,
+    /// null while the gap is still open.
+    pub gap_end_ms: Option<i64>,
+    pub detected_at_ms: i64,
+    pub source: String,
+    pub reason: String,
+}
+
+pub(crate) fn gap_view(row: ContinuityRow) -> GapView {
+    let kind = match row.kind {
+        1 => "DISCONNECT",
+        2 => "FREEZE",
+        3 => "SUBSCRIPTION_REFUSED",
+        4 => "RESYNC",
+        5 => "BOOK_MISMATCH",
+        6 => "UPSTREAM_GAP",
+        _ => "OTHER",
+    };
+    GapView {
+        continuity_id: row.continuity_id,
+        kind: kind.to_owned(),
+        token_ids: row.token_ids,
+        gap_start_ms: row.gap_start,
+        gap_end_ms: row.gap_end,
+        detected_at_ms: row.detected_at,
+        source: row.source,
+        reason: row.reason,
+    }
+}
+
+/// A page of gaps.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContinuityPage {
+    pub data: Vec<GapView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Gaps overlapping a range, optionally of one token, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/continuity",
+    tag = "continuity",
+    params(
+        ("token_id" = Option<String>, Query, pattern = "^[0-9]{1,80}$", description = "Only gaps that name this token"),
+        ("from" = Option<String>, Query, description = "Range start (RFC 3339 or epoch ms; default: 24 h before `to`); within the retention"),
+        ("to" = Option<String>, Query, description = "Range end, exclusive (default: now)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size (default 100)"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of gaps", body = ContinuityPage),
+        (status = 400, description = "Invalid or unknown parameter, or a range older than the retention", body = ErrorEnvelope),
+        (status = 401, description = "Missing or invalid API key", body = ErrorEnvelope),
+        (status = 403, description = "Revoked or expired API key", body = ErrorEnvelope),
+        (status = 429, description = "Rate limit or daily cap reached (see Retry-After)", body = ErrorEnvelope),
+        (status = 503, description = "Data store unavailable", body = ErrorEnvelope),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn continuity(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<ContinuityPage>, ApiError> {
+    let params = Params::parse(
+        raw.as_deref(),
+        &["token_id", "from", "to", "limit", "cursor"],
+    )?;
+    let token_id = params.token_id("token_id")?;
+    let limit = params.limit(100, 1000)?;
+    let to_ms = params.time_ms("to")?.unwrap_or_else(|| state.now_ms());
+    let from_ms = params.time_ms("from")?.unwrap_or(to_ms - 86_400_000);
+    state.check_retention("from", from_ms)?;
+    if to_ms <= from_ms {
+        return Err(ApiError::invalid("`to` must be after `from`"));
+    }
+    let fingerprint = params.fingerprint(&["limit", "cursor"]);
+    let cursor = match params.text("cursor")? {
+        Some(text) => Some(Cursor::decode(text, &fingerprint)?),
+        None => None,
+    };
+    let token_sql = if token_id.is_some() {
+        " AND has(token_ids, ?)"
+    } else {
+        ""
+    };
+    let keyset_sql = if cursor.is_some() {
+        format!(" AND (gap_start > {MS} OR (gap_start = {MS} AND continuity_id > ?))")
+    } else {
+        String::new()
+    };
+    let sql = format!(
+        "SELECT {CONTINUITY_COLUMNS} FROM continuity FINAL \
+         WHERE gap_start < {MS} AND (gap_end IS NULL OR gap_end >= {MS}){token_sql}{keyset_sql} \
+         ORDER BY gap_start, continuity_id LIMIT ?"
+    );
+    let mut query = state.client.query(&sql).bind(to_ms).bind(from_ms);
+    if let Some(token_id) = &token_id {
+        query = query.bind(token_id);
+    }
+    if let Some(cursor) = &cursor {
+        query = query
+            .bind(cursor.time_ms)
+            .bind(cursor.time_ms)
+            .bind(&cursor.id);
+    }
+    let mut rows: Vec<ContinuityRow> = query.bind(limit + 1).fetch_all().await?;
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|last| {
+            Cursor {
+                time_ms: last.gap_start,
+                id: last.continuity_id.clone(),
+                until_ms: 0,
+                fingerprint: fingerprint.clone(),
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
+    Ok(Json(ContinuityPage {
+        data: rows.into_iter().map(gap_view).collect(),
+        next_cursor,
+    }))
+}

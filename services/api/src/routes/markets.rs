@@ -1,0 +1,556 @@
+//! `/v1/markets`, `/v1/markets/{condition_id}`, `/v1/events`, `/v1/events/{id}`.
+
+use axum::{
+    Json,
+    extract::{Path, RawQuery, State},
+};
+use clickhouse::Row;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{MS, amount_opt, price_opt};
+use crate::{
+    error::{ApiError, ErrorEnvelope},
+    params::{Cursor, Params, check_condition_id, check_event_id},
+    state::AppState,
+};
+
+#[derive(Debug, Row, Deserialize)]
+struct MarketRow {
+    condition_id: String,
+    question_id: Option<String>,
+    gamma_market_id: Option<String>,
+    event_ids: Vec<String>,
+    slug: Option<String>,
+    question: String,
+    description: Option<String>,
+    token_ids: Vec<String>,
+    token_outcomes: Vec<String>,
+    token_winners: Vec<Option<bool>>,
+    active: bool,
+    closed: bool,
+    archived: bool,
+    accepting_orders: bool,
+    enable_order_book: bool,
+    neg_risk: bool,
+    neg_risk_market_id: Option<String>,
+    tick_size: Option<i64>,
+    min_order_size: Option<i64>,
+    maker_base_fee_bps: Option<i32>,
+    taker_base_fee_bps: Option<i32>,
+    fees_enabled: Option<bool>,
+    tags: Vec<String>,
+    start_time: Option<i64>,
+    end_time: Option<i64>,
+    created_time: Option<i64>,
+    closed_time: Option<i64>,
+    resolution_status: Option<String>,
+    winning_token_id: Option<String>,
+    volume: Option<i128>,
+    liquidity: Option<i128>,
+    updated_at: i64,
+}
+
+/// One outcome token of a market.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenView {
+    pub token_id: String,
+    pub outcome: Option<String>,
+    /// Whether this token won, once the market resolved.
+    pub winner: Option<bool>,
+}
+
+/// Trading fees in basis points.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FeesView {
+    pub maker_base_fee_bps: Option<i32>,
+    pub taker_base_fee_bps: Option<i32>,
+    pub fees_enabled: Option<bool>,
+}
+
+/// How the market resolved, if it did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResolutionView {
+    pub status: Option<String>,
+    pub winning_token_id: Option<String>,
+}
+
+/// A market (a condition with its outcome tokens). Decimals are exact strings; times are UTC
+/// epoch milliseconds.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarketView {
+    pub condition_id: String,
+    pub question_id: Option<String>,
+    pub gamma_market_id: Option<String>,
+    pub slug: Option<String>,
+    pub question: String,
+    pub description: Option<String>,
+    pub event_ids: Vec<String>,
+    pub tokens: Vec<TokenView>,
+    pub active: bool,
+    pub closed: bool,
+    pub archived: bool,
+    pub accepting_orders: bool,
+    pub enable_order_book: bool,
+    pub neg_risk: bool,
+    pub neg_risk_market_id: Option<String>,
+    /// Minimum price increment, e.g. "0.01".
+    pub tick_size: Option<String>,
+    pub min_order_size: Option<String>,
+    pub fees: FeesView,
+    pub resolution: ResolutionView,
+    pub tags: Vec<String>,
+    pub start_time_ms: Option<i64>,
+    pub end_time_ms: Option<i64>,
+    pub created_time_ms: Option<i64>,
+    pub closed_time_ms: Option<i64>,
+    pub volume: Option<String>,
+    pub liquidity: Option<String>,
+    /// When Polytape last saw this market change.
+    pub updated_at_ms: i64,
+}
+
+impl From<MarketRow> for MarketView {
+    fn from(row: MarketRow) -> Self {
+        let tokens = row
+            .token_ids
+            .iter()
+            .enumerate()
+            .map(|(index, token_id)| TokenView {
+                token_id: token_id.clone(),
+                outcome: row.token_outcomes.get(index).cloned(),
+                winner: row.token_winners.get(index).copied().flatten(),
+            })
+            .collect();
+        Self {
+            condition_id: row.condition_id,
+            question_id: row.question_id,
+            gamma_market_id: row.gamma_market_id,
+            slug: row.slug,
+            question: row.question,
+            description: row.description,
+            event_ids: row.event_ids,
+            tokens,
+            active: row.active,
+            closed: row.closed,
+            archived: row.archived,
+            accepting_orders: row.accepting_orders,
+            enable_order_book: row.enable_order_book,
+            neg_risk: row.neg_risk,
+            neg_risk_market_id: row.neg_risk_market_id,
+            tick_size: price_opt(row.tick_size),
+            min_order_size: price_opt(row.min_order_size),
+            fees: FeesView {
+                maker_base_fee_bps: row.maker_base_fee_bps,
+                taker_base_fee_bps: row.taker_base_fee_bps,
+                fees_enabled: row.fees_enabled,
+            },
+            resolution: ResolutionView {
+                status: row.resolution_status,
+                winning_token_id: row.winning_token_id,
+            },
+            tags: row.tags,
+            start_time_ms: row.start_time,
+            end_time_ms: row.end_time,
+            created_time_ms: row.created_time,
+            closed_time_ms: row.closed_time,
+            volume: amount_opt(row.volume),
+            liquidity: amount_opt(row.liquidity),
+            updated_at_ms: row.updated_at,
+        }
+    }
+}
+
+/// A page of markets.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarketsPage {
+    pub data: Vec<MarketView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Filters shared by the markets and events lists, as SQL with its bound values.
+struct Filters {
+    sql: String,
+    texts: Vec<String>,
+    flags: Vec<bool>,
+    updated_since_ms: Option<i64>,
+}
+
+fn list_filters(
+    params: &Params,
+    text_columns: &[&str],
+    event_filter: bool,
+) -> Result<Filters, ApiError> {
+    let mut sql = String::new();
+    let mut texts = Vec::new();
+    let mut flags = Vec::new();
+    if let Some(q) = params.text("q")? {
+        if q.chars().count() > 200 {
+            return Err(ApiError::invalid("`q` must be at most 200 characters"));
+        }
+        let clauses: Vec<String> = text_columns
+            .iter()
+            .map(|column| format!("positionCaseInsensitiveUTF8({column}, ?) > 0"))
+            .collect();
+        sql.push_str(&format!(" AND ({})", clauses.join(" OR ")));
+        texts.extend(text_columns.iter().map(|_| q.to_owned()));
+    }
+    // Booleans are bound after the texts: the SQL below keeps that order.
+    let mut bool_sql = String::new();
+    for name in ["active", "closed"] {
+        if let Some(flag) = params.boolean(name)? {
+            bool_sql.push_str(&format!(" AND {name} = ?"));
+            flags.push(flag);
+        }
+    }
+    if let Some(tag) = params.text("tag")? {
+        if tag.len() > 200 {
+            return Err(ApiError::invalid("`tag` must be at most 200 characters"));
+        }
+        sql.push_str(" AND has(tags, ?)");
+        texts.push(tag.to_owned());
+    }
+    if event_filter && let Some(event_id) = params.text("event_id")? {
+        sql.push_str(" AND has(event_ids, ?)");
+        texts.push(check_event_id(event_id)?);
+    }
+    sql.push_str(&bool_sql);
+    let updated_since_ms = params.time_ms("updated_since")?;
+    if updated_since_ms.is_some() {
+        sql.push_str(&format!(" AND updated_at >= {MS}"));
+    }
+    Ok(Filters {
+        sql,
+        texts,
+        flags,
+        updated_since_ms,
+    })
+}
+
+fn bind_filters(
+    mut query: clickhouse::query::Query,
+    filters: &Filters,
+) -> clickhouse::query::Query {
+    for text in &filters.texts {
+        query = query.bind(text);
+    }
+    for flag in &filters.flags {
+        query = query.bind(*flag);
+    }
+    if let Some(since) = filters.updated_since_ms {
+        query = query.bind(since);
+    }
+    query
+}
+
+const MARKET_PARAMS: &[&str] = &[
+    "q",
+    "active",
+    "closed",
+    "tag",
+    "event_id",
+    "updated_since",
+    "limit",
+    "cursor",
+];
+
+/// Markets, filtered, in condition id order.
+#[utoipa::path(
+    get,
+    path = "/v1/markets",
+    tag = "markets",
+    params(
+        ("q" = Option<String>, Query, description = "Text contained in the question or slug (case-insensitive)"),
+        ("active" = Option<bool>, Query, description = "Only active (true) or inactive (false) markets"),
+        ("closed" = Option<bool>, Query, description = "Only closed (true) or open (false) markets"),
+        ("tag" = Option<String>, Query, description = "Only markets with this tag"),
+        ("event_id" = Option<String>, Query, description = "Only markets of this event"),
+        ("updated_since" = Option<String>, Query, description = "Only markets changed at or after this time (RFC 3339 or epoch ms)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size (default 100)"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of markets", body = MarketsPage),
+        (status = 400, description = "Invalid or unknown parameter", body = ErrorEnvelope),
+        (status = 401, description = "Missing or invalid API key", body = ErrorEnvelope),
+        (status = 403, description = "Revoked or expired API key", body = ErrorEnvelope),
+        (status = 429, description = "Rate limit or daily cap reached (see Retry-After)", body = ErrorEnvelope),
+        (status = 503, description = "Data store unavailable", body = ErrorEnvelope),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn list_markets(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<MarketsPage>, ApiError> {
+    let params = Params::parse(raw.as_deref(), MARKET_PARAMS)?;
+    let limit = params.limit(100, 1000)?;
+    let fingerprint = params.fingerprint(&["limit", "cursor"]);
+    let after = match params.text("cursor")? {
+        Some(text) => Some(Cursor::decode(text, &fingerprint)?),
+        None => None,
+    };
+    let filters = list_filters(&params, &["question", "ifNull(slug, '')"], true)?;
+    let sql = format!(
+        "SELECT ?fields FROM markets FINAL WHERE condition_id > ?{} ORDER BY condition_id LIMIT ?",
+        filters.sql
+    );
+    let query = state.client.query(&sql).bind(
+        after
+            .as_ref()
+            .map(|cursor| cursor.id.as_str())
+            .unwrap_or(""),
+    );
+    let mut rows: Vec<MarketRow> = bind_filters(query, &filters)
+        .bind(limit + 1)
+        .fetch_all()
+        .await?;
+    let next_cursor = page_cursor(&mut rows, limit, &fingerprint, |row| {
+        row.condition_id.clone()
+    });
+    Ok(Json(MarketsPage {
+        data: rows.into_iter().map(MarketView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Trims a `limit + 1` fetch to `limit` and returns the cursor after the last row kept, if
+/// there is more.
+fn page_cursor<T>(
+    rows: &mut Vec<T>,
+    limit: u32,
+    fingerprint: &str,
+    id: impl Fn(&T) -> String,
+) -> Option<String> {
+    let limit = limit as usize;
+    if rows.len() <= limit {
+        return None;
+    }
+    rows.truncate(limit);
+    rows.last().map(|last| {
+        Cursor {
+            time_ms: 0,
+            id: id(last),
+            until_ms: 0,
+            fingerprint: fingerprint.to_owned(),
+        }
+        .encode()
+    })
+}
+
+/// One market with its tokens, outcomes, tick size, fees and resolution.
+#[utoipa::path(
+    get,
+    path = "/v1/markets/{condition_id}",
+    tag = "markets",
+    params(("condition_id" = String, Path, pattern = "^0x[0-9a-fA-F]{64}$", description = "The market's condition id")),
+    responses(
+        (status = 200, description = "The market", body = MarketView),
+        (status = 400, description = "Invalid id or unknown parameter", body = ErrorEnvelope),
+        (status = 401, description = "Missing or invalid API key", body = ErrorEnvelope),
+        (status = 403, description = "Revoked or expired API key", body = ErrorEnvelope),
+        (status = 404, description = "No such market", body = ErrorEnvelope),
+        (status = 429, description = "Rate limit or daily cap reached (see Retry-After)", body = ErrorEnvelope),
+        (status = 503, description = "Data store unavailable", body = ErrorEnvelope),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn get_market(
+    State(state): State<AppState>,
+    Path(condition_id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<MarketView>, ApiError> {
+    Params::parse(raw.as_deref(), &[])?;
+    let condition_id = check_condition_id("condition_id", &condition_id)?;
+    let row: Option<MarketRow> = state
+        .client
+        .query("SELECT ?fields FROM markets FINAL WHERE condition_id = ? LIMIT 1")
+        .bind(&condition_id)
+        .fetch_optional()
+        .await?;
+    row.map(|row| Json(MarketView::from(row)))
+        .ok_or_else(|| ApiError::not_found(format!("no market {condition_id}")))
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct EventRow {
+    event_id: String,
+    slug: Option<String>,
+    ticker: Option<String>,
+    title: String,
+    description: Option<String>,
+    active: bool,
+    closed: bool,
+    archived: bool,
+    neg_risk: bool,
+    start_time: Option<i64>,
+    end_time: Option<i64>,
+    created_time: Option<i64>,
+    volume: Option<i128>,
+    liquidity: Option<i128>,
+    open_interest: Option<i128>,
+    tags: Vec<String>,
+    series_slug: Option<String>,
+    market_condition_ids: Vec<String>,
+    updated_at: i64,
+}
+
+/// An event: a group of related markets.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    pub event_id: String,
+    pub slug: Option<String>,
+    pub ticker: Option<String>,
+    pub title: String,
+    pub description: Option<String>,
+    pub active: bool,
+    pub closed: bool,
+    pub archived: bool,
+    pub neg_risk: bool,
+    pub start_time_ms: Option<i64>,
+    pub end_time_ms: Option<i64>,
+    pub created_time_ms: Option<i64>,
+    pub volume: Option<String>,
+    pub liquidity: Option<String>,
+    pub open_interest: Option<String>,
+    pub tags: Vec<String>,
+    pub series_slug: Option<String>,
+    pub market_condition_ids: Vec<String>,
+    pub updated_at_ms: i64,
+}
+
+impl From<EventRow> for EventView {
+    fn from(row: EventRow) -> Self {
+        Self {
+            event_id: row.event_id,
+            slug: row.slug,
+            ticker: row.ticker,
+            title: row.title,
+            description: row.description,
+            active: row.active,
+            closed: row.closed,
+            archived: row.archived,
+            neg_risk: row.neg_risk,
+            start_time_ms: row.start_time,
+            end_time_ms: row.end_time,
+            created_time_ms: row.created_time,
+            volume: amount_opt(row.volume),
+            liquidity: amount_opt(row.liquidity),
+            open_interest: amount_opt(row.open_interest),
+            tags: row.tags,
+            series_slug: row.series_slug,
+            market_condition_ids: row.market_condition_ids,
+            updated_at_ms: row.updated_at,
+        }
+    }
+}
+
+/// A page of events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventsPage {
+    pub data: Vec<EventView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+const EVENT_PARAMS: &[&str] = &[
+    "q",
+    "active",
+    "closed",
+    "tag",
+    "updated_since",
+    "limit",
+    "cursor",
+];
+
+/// Events, filtered, in event id order.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "markets",
+    params(
+        ("q" = Option<String>, Query, description = "Text contained in the title or slug (case-insensitive)"),
+        ("active" = Option<bool>, Query, description = "Only active (true) or inactive (false) events"),
+        ("closed" = Option<bool>, Query, description = "Only closed (true) or open (false) events"),
+        ("tag" = Option<String>, Query, description = "Only events with this tag"),
+        ("updated_since" = Option<String>, Query, description = "Only events changed at or after this time (RFC 3339 or epoch ms)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size (default 100)"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of events", body = EventsPage),
+        (status = 400, description = "Invalid or unknown parameter", body = ErrorEnvelope),
+        (status = 401, description = "Missing or invalid API key", body = ErrorEnvelope),
+        (status = 403, description = "Revoked or expired API key", body = ErrorEnvelope),
+        (status = 429, description = "Rate limit or daily cap reached (see Retry-After)", body = ErrorEnvelope),
+        (status = 503, description = "Data store unavailable", body = ErrorEnvelope),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn list_events(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<EventsPage>, ApiError> {
+    let params = Params::parse(raw.as_deref(), EVENT_PARAMS)?;
+    let limit = params.limit(100, 1000)?;
+    let fingerprint = params.fingerprint(&["limit", "cursor"]);
+    let after = match params.text("cursor")? {
+        Some(text) => Some(Cursor::decode(text, &fingerprint)?),
+        None => None,
+    };
+    let filters = list_filters(&params, &["title", "ifNull(slug, '')"], false)?;
+    let sql = format!(
+        "SELECT ?fields FROM events FINAL WHERE event_id > ?{} ORDER BY event_id LIMIT ?",
+        filters.sql
+    );
+    let query = state.client.query(&sql).bind(
+        after
+            .as_ref()
+            .map(|cursor| cursor.id.as_str())
+            .unwrap_or(""),
+    );
+    let mut rows: Vec<EventRow> = bind_filters(query, &filters)
+        .bind(limit + 1)
+        .fetch_all()
+        .await?;
+    let next_cursor = page_cursor(&mut rows, limit, &fingerprint, |row| row.event_id.clone());
+    Ok(Json(EventsPage {
+        data: rows.into_iter().map(EventView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// One event with the condition ids of its markets.
+#[utoipa::path(
+    get,
+    path = "/v1/events/{event_id}",
+    tag = "markets",
+    params(("event_id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,100}$", description = "The event id")),
+    responses(
+        (status = 200, description = "The event", body = EventView),
+        (status = 400, description = "Invalid id or unknown parameter", body = ErrorEnvelope),
+        (status = 401, description = "Missing or invalid API key", body = ErrorEnvelope),
+        (status = 403, description = "Revoked or expired API key", body = ErrorEnvelope),
+        (status = 404, description = "No such event", body = ErrorEnvelope),
+        (status = 429, description = "Rate limit or daily cap reached (see Retry-After)", body = ErrorEnvelope),
+        (status = 503, description = "Data store unavailable", body = ErrorEnvelope),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn get_event(
+    State(state): State<AppState>,
+    Path(event_id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<EventView>, ApiError> {
+    Params::parse(raw.as_deref(), &[])?;
+    let event_id = check_event_id(&event_id)?;
+    let row: Option<EventRow> = state
+        .client
+        .query("SELECT ?fields FROM events FINAL WHERE event_id = ? LIMIT 1")
+        .bind(&event_id)
+        .fetch_optional()
+        .await?;
+    row.map(|row| Json(EventView::from(row)))
+        .ok_or_else(|| ApiError::not_found(format!("no event {event_id}")))
+}

@@ -1,0 +1,312 @@
+//! `/v1/trades`: fills with keyset pagination that stays exact while trades keep arriving.
+//!
+//! Trades are walked in `(timestamp, trade_id)` order, a total order (trade ids are unique),
+//! and each page starts strictly after the last row of the previous one. The first page fixes
+//! the walk's upper time bound (`to`, or the time of the first request), carried in the cursor,
+//! so a walk ends even while new trades arrive, and every trade that existed when the walk
+//! started is returned exactly once. Reads use `FINAL`, so a redelivered trade never shows twice.
+
+use axum::{
+    Json,
+    extract::{RawQuery, State},
+};
+use clickhouse::Row;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::MS;
+use crate::{
+    error::{ApiError, ErrorEnvelope},
+    params::{Cursor, Exact, Params, decimal_text},
+    state::AppState,
+};
+
+#[derive(Debug, Row, Deserialize)]
+struct TradeRow {
+    trade_id: String,
+    condition_id: String,
+    token_id: String,
+    outcome: Option<String>,
+    outcome_index: Option<i32>,
+    side: i8,
+    price: i64,
+    size: i64,
+    timestamp: i64,
+    transaction_hash: String,
+    proxy_wallet: String,
+}
+
+/// One fill.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TradeView {
+    /// Polytape's derived id (upstream has none).
+    pub trade_id: String,
+    pub condition_id: String,
+    pub token_id: String,
+    pub outcome: Option<String>,
+    pub outcome_index: Option<i32>,
+    /// `BUY` or `SELL`.
+    pub side: String,
+    #[schema(value_type = String)]
+    pub price: Exact,
+    #[schema(value_type = String)]
+    pub size: Exact,
+    pub timestamp_ms: i64,
+    pub transaction_hash: String,
+    pub wallet: String,
+}
+
+/// Totals over every trade matching the filters (all pages).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TradeAggregate {
+    pub count: u64,
+    /// Sum of sizes.
+    pub volume: String,
+    /// Sum of price × size.
+    pub notional: String,
+    /// notional / volume, truncated to 12 decimals; null without trades.
+    pub vwap: Option<String>,
+}
+
+/// A page of trades.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TradesPage {
+    pub data: Vec<TradeView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+    /// With `aggregate=true`: totals over the whole filter (not just this page).
+    pub aggregate: Option<TradeAggregate>,
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct AggregateRow {
+    count: u64,
+    volume: i128,
+    notional: i128,
+}
+
+const TRADE_PARAMS: &[&str] = &[
+    "market",
+    "token_id",
+    "wallet",
+    "side",
+    "from",
+    "to",
+    "sort",
+    "limit",
+    "cursor",
+    "aggregate",
+];
+
+/// The trade filters as SQL with their bound values, in order.
+struct TradeFilter {
+    sql: String,
+    texts: Vec<String>,
+    from_ms: Option<i64>,
+    until_ms: i64,
+}
+
+impl TradeFilter {
+    fn bind(&self, mut query: clickhouse::query::Query) -> clickhouse::query::Query {
+        for text in &self.texts {
+            query = query.bind(text);
+        }
+        if let Some(from) = self.from_ms {
+            query = query.bind(from);
+        }
+        query.bind(self.until_ms)
+    }
+}
+
+/// Trades of a market, token or wallet.
+#[utoipa::path(
+    get,
+    path = "/v1/trades",
+    tag = "trades",
+    params(
+        ("market" = Option<String>, Query, pattern = "^0x[0-9a-fA-F]{64}$", description = "Condition id; one of market, token_id or wallet is required"),
+        ("token_id" = Option<String>, Query, pattern = "^[0-9]{1,80}$", description = "Outcome token id"),
+        ("wallet" = Option<String>, Query, pattern = "^0x[0-9a-fA-F]{40}$", description = "Trader's proxy wallet"),
+        ("side" = Option<String>, Query, description = "BUY or SELL"),
+        ("from" = Option<String>, Query, description = "Trades at or after (RFC 3339 or epoch ms); must be within the retention"),
+        ("to" = Option<String>, Query, description = "Trades before (exclusive; default: now)"),
+        ("sort" = Option<String>, Query, description = "asc or desc (default desc: newest first)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size (default 100)"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
+        ("aggregate" = Option<bool>, Query, description = "Add count, volume, notional and VWAP over the whole filter"),
+    ),
+    responses(
+        (status = 200, description = "A page of trades", body = TradesPage),
+        (status = 400, description = "Invalid or unknown parameter, or a range older than the retention", body = ErrorEnvelope),
+        (status = 401, description = "Missing or invalid API key", body = ErrorEnvelope),
+        (status = 403, description = "Revoked or expired API key", body = ErrorEnvelope),
+        (status = 429, description = "Rate limit or daily cap reached (see Retry-After)", body = ErrorEnvelope),
+        (status = 503, description = "Data store unavailable", body = ErrorEnvelope),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn list_trades(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<TradesPage>, ApiError> {
+    let params = Params::parse(raw.as_deref(), TRADE_PARAMS)?;
+    let market = params.condition_id("market")?;
+    let token_id = params.token_id("token_id")?;
+    let wallet = params.wallet("wallet")?;
+    if market.is_none() && token_id.is_none() && wallet.is_none() {
+        return Err(ApiError::invalid(
+            "one of `market`, `token_id` or `wallet` is required",
+        ));
+    }
+    let side = params.choice("side", &["BUY", "SELL"])?;
+    let descending = params.choice("sort", &["asc", "desc"])? != Some("asc");
+    let limit = params.limit(100, 1000)?;
+    let aggregate = params.boolean("aggregate")?.unwrap_or(false);
+    let from_ms = params.time_ms("from")?;
+    let to_ms = params.time_ms("to")?;
+    if let Some(from) = from_ms {
+        state.check_retention("from", from)?;
+    }
+    if let Some(to) = to_ms {
+        state.check_retention("to", to)?;
+    }
+    if let (Some(from), Some(to)) = (from_ms, to_ms)
+        && to <= from
+    {
+        return Err(ApiError::invalid("`to` must be after `from`"));
+    }
+    let fingerprint = params.fingerprint(&["limit", "cursor", "aggregate"]);
+    let cursor = match params.text("cursor")? {
+        Some(text) => Some(Cursor::decode(text, &fingerprint)?),
+        None => None,
+    };
+    // The walk's upper bound: fixed by the first page (exclusive).
+    let until_ms = cursor
+        .as_ref()
+        .map(|cursor| cursor.until_ms)
+        .or(to_ms)
+        .unwrap_or_else(|| state.now_ms() + 1);
+
+    let mut sql = String::new();
+    let mut texts = Vec::new();
+    for (column, value) in [
+        ("condition_id", &market),
+        ("token_id", &token_id),
+        ("proxy_wallet", &wallet),
+    ] {
+        if let Some(value) = value {
+            sql.push_str(&format!(" AND {column} = ?"));
+            texts.push(value.clone());
+        }
+    }
+    if let Some(side) = side {
+        sql.push_str(" AND side = ?");
+        texts.push(side.to_owned());
+    }
+    if from_ms.is_some() {
+        sql.push_str(&format!(" AND timestamp >= {MS}"));
+    }
+    sql.push_str(&format!(" AND timestamp < {MS}"));
+    let filter = TradeFilter {
+        sql,
+        texts,
+        from_ms,
+        until_ms,
+    };
+
+    let (keyset, order) = match (&cursor, descending) {
+        (None, true) => (String::new(), "DESC"),
+        (None, false) => (String::new(), "ASC"),
+        (Some(_), true) => (
+            format!(" AND (timestamp < {MS} OR (timestamp = {MS} AND trade_id < ?))"),
+            "DESC",
+        ),
+        (Some(_), false) => (
+            format!(" AND (timestamp > {MS} OR (timestamp = {MS} AND trade_id > ?))"),
+            "ASC",
+        ),
+    };
+    let page_sql = format!(
+        "SELECT trade_id, condition_id, token_id, outcome, outcome_index, side, price, size, timestamp, transaction_hash, proxy_wallet \
+         FROM trades FINAL WHERE 1{}{keyset} ORDER BY timestamp {order}, trade_id {order} LIMIT ?",
+        filter.sql
+    );
+    let mut query = filter.bind(state.client.query(&page_sql));
+    if let Some(cursor) = &cursor {
+        query = query
+            .bind(cursor.time_ms)
+            .bind(cursor.time_ms)
+            .bind(&cursor.id);
+    }
+    let mut rows: Vec<TradeRow> = query.bind(limit + 1).fetch_all().await?;
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|last| {
+            Cursor {
+                time_ms: last.timestamp,
+                id: last.trade_id.clone(),
+                until_ms,
+                fingerprint: fingerprint.clone(),
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
+
+    let aggregate = if aggregate {
+        let aggregate_sql = format!(
+            "SELECT count() AS count, sum(toDecimal128(size, 6)) AS volume, \
+             sum(toDecimal128(price, 6) * toDecimal128(size, 6)) AS notional \
+             FROM trades FINAL WHERE 1{}",
+            filter.sql
+        );
+        let totals: AggregateRow = filter
+            .bind(state.client.query(&aggregate_sql))
+            .fetch_one()
+            .await?;
+        Some(aggregate_view(&totals))
+    } else {
+        None
+    };
+
+    Ok(Json(TradesPage {
+        data: rows.into_iter().map(trade_view).collect(),
+        next_cursor,
+        aggregate,
+    }))
+}
+
+fn trade_view(row: TradeRow) -> TradeView {
+    TradeView {
+        trade_id: row.trade_id,
+        condition_id: row.condition_id,
+        token_id: row.token_id,
+        outcome: row.outcome,
+        outcome_index: row.outcome_index,
+        side: if row.side == 2 { "SELL" } else { "BUY" }.to_owned(),
+        price: Exact::price(row.price),
+        size: Exact::price(row.size),
+        timestamp_ms: row.timestamp,
+        transaction_hash: row.transaction_hash,
+        wallet: row.proxy_wallet,
+    }
+}
+
+/// VWAP at scale 12, truncated: notional (scale 12) × 10^6 / volume (scale 6).
+fn aggregate_view(totals: &AggregateRow) -> TradeAggregate {
+    let vwap = if totals.volume > 0 {
+        totals
+            .notional
+            .checked_mul(1_000_000)
+            .map(|scaled| decimal_text(scaled / totals.volume, 12))
+    } else {
+        None
+    };
+    TradeAggregate {
+        count: totals.count,
+        volume: decimal_text(totals.volume, 6),
+        notional: decimal_text(totals.notional, 12),
+        vwap,
+    }
+}

@@ -1,0 +1,444 @@
+//! Records to Kafka without waiting on the socket: each record is encoded and handed to the
+//! idempotent producer at once (so per-partition order is the order of reading), and a separate
+//! task awaits the acknowledgements in order. A record the broker never acknowledges is not
+//! silently lost: its token and time are collected and published as a continuity gap.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
+
+use polytape_codec::{AvroRecord, RecordEncoder, SchemaRegistryClient};
+use polytape_model::{
+    BestBidAsk, BookSnapshot, Continuity, ContinuityKind, DeadLetter, LastTrade, MarketLifecycle,
+    PriceChange, TickSizeChange, Topic, TopicNames, now_ms,
+};
+use polytape_runtime::metrics::InternalEvent as _;
+use rdkafka::{
+    Message as _,
+    error::KafkaError,
+    message::OwnedMessage,
+    producer::{DeliveryFuture, FutureProducer, FutureRecord},
+    types::RDKafkaErrorCode,
+};
+use tokio::{sync::mpsc, task::JoinHandle};
+
+use crate::{
+    error::BridgeError,
+    metrics::{RecordFailed, RecordsAcked},
+};
+
+/// The `source` of every continuity record and dead letter the bridge writes.
+pub const SOURCE: &str = "ws-bridge";
+
+/// Records waiting for their acknowledgement at most (backpressure on the sockets beyond).
+const IN_FLIGHT_LIMIT: usize = 200_000;
+
+/// One record for one of the bridge's topics.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outgoing {
+    Book(BookSnapshot),
+    Change(PriceChange),
+    Trade(LastTrade),
+    Tick(TickSizeChange),
+    Quote(BestBidAsk),
+    Lifecycle(MarketLifecycle),
+    Gap(Continuity),
+    Dead(DeadLetter),
+}
+
+impl Outgoing {
+    /// The token and upstream time this record describes (for declaring it lost).
+    fn coverage(&self) -> Option<(&str, i64)> {
+        match self {
+            Outgoing::Book(record) => Some((&record.token_id, record.timestamp_ms)),
+            Outgoing::Change(record) => Some((&record.token_id, record.timestamp_ms)),
+            Outgoing::Trade(record) => Some((&record.token_id, record.timestamp_ms)),
+            Outgoing::Tick(record) => Some((&record.token_id, record.timestamp_ms)),
+            Outgoing::Quote(record) => Some((&record.token_id, record.timestamp_ms)),
+            Outgoing::Lifecycle(_) | Outgoing::Gap(_) | Outgoing::Dead(_) => None,
+        }
+    }
+}
+
+/// Every encoder the bridge needs, registered once at start-up.
+#[derive(Debug)]
+pub struct Encoders {
+    book: RecordEncoder<BookSnapshot>,
+    change: RecordEncoder<PriceChange>,
+    trade: RecordEncoder<LastTrade>,
+    tick: RecordEncoder<TickSizeChange>,
+    quote: RecordEncoder<BestBidAsk>,
+    lifecycle: RecordEncoder<MarketLifecycle>,
+    gap: RecordEncoder<Continuity>,
+    dead: RecordEncoder<DeadLetter>,
+}
+
+impl Encoders {
+    pub async fn register(
+        registry: &SchemaRegistryClient,
+        names: &TopicNames,
+    ) -> Result<Self, BridgeError> {
+        Ok(Self {
+            book: RecordEncoder::register(registry, names).await?,
+            change: RecordEncoder::register(registry, names).await?,
+            trade: RecordEncoder::register(registry, names).await?,
+            tick: RecordEncoder::register(registry, names).await?,
+            quote: RecordEncoder::register(registry, names).await?,
+            lifecycle: RecordEncoder::register(registry, names).await?,
+            gap: RecordEncoder::register(registry, names).await?,
+            dead: RecordEncoder::register(registry, names).await?,
+        })
+    }
+
+    /// Encoders for already registered ids (benchmarks without a registry).
+    pub fn with_schema_id(schema_id: u32) -> Result<Self, BridgeError> {
+        Ok(Self {
+            book: RecordEncoder::with_schema_id(schema_id)?,
+            change: RecordEncoder::with_schema_id(schema_id)?,
+            trade: RecordEncoder::with_schema_id(schema_id)?,
+            tick: RecordEncoder::with_schema_id(schema_id)?,
+            quote: RecordEncoder::with_schema_id(schema_id)?,
+            lifecycle: RecordEncoder::with_schema_id(schema_id)?,
+            gap: RecordEncoder::with_schema_id(schema_id)?,
+            dead: RecordEncoder::with_schema_id(schema_id)?,
+        })
+    }
+
+    /// Topic, key and framed Avro value of a record.
+    pub fn encode(&self, record: &Outgoing) -> Result<(Topic, String, Vec<u8>), BridgeError> {
+        fn framed<T: AvroRecord>(
+            encoder: &RecordEncoder<T>,
+            record: &T,
+        ) -> Result<(Topic, String, Vec<u8>), BridgeError> {
+            let mut payload = Vec::with_capacity(192);
+            encoder
+                .encode_into(record, &mut payload)
+                .map_err(|source| BridgeError::Encode {
+                    record: T::NAME,
+                    source,
+                })?;
+            Ok((T::TOPIC, record.record_key(), payload))
+        }
+        match record {
+            Outgoing::Book(record) => framed(&self.book, record),
+            Outgoing::Change(record) => framed(&self.change, record),
+            Outgoing::Trade(record) => framed(&self.trade, record),
+            Outgoing::Tick(record) => framed(&self.tick, record),
+            Outgoing::Quote(record) => framed(&self.quote, record),
+            Outgoing::Lifecycle(record) => framed(&self.lifecycle, record),
+            Outgoing::Gap(record) => framed(&self.gap, record),
+            Outgoing::Dead(record) => framed(&self.dead, record),
+        }
+    }
+}
+
+enum Delivery {
+    Pending(DeliveryFuture),
+    Failed(String),
+}
+
+struct InFlight {
+    topic: Topic,
+    delivery: Delivery,
+    coverage: Option<(String, i64)>,
+}
+
+struct Inner {
+    producer: FutureProducer,
+    encoders: Arc<Encoders>,
+    topic_names: HashMap<Topic, String>,
+    in_flight: mpsc::Sender<InFlight>,
+}
+
+/// Hands records to Kafka; clones share one producer and one acknowledgement tracker. The
+/// tracker finishes once every clone is dropped and every record is acknowledged or failed.
+#[derive(Clone)]
+pub struct Publisher {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Publisher").finish_non_exhaustive()
+    }
+}
+
+const TOPICS: [Topic; 8] = [
+    Topic::BookSnapshots,
+    Topic::PriceChanges,
+    Topic::LastTrades,
+    Topic::TickSizeChanges,
+    Topic::BestBidAsk,
+    Topic::MarketLifecycle,
+    Topic::Continuity,
+    Topic::DeadLetters,
+];
+
+impl Publisher {
+    /// A publisher and its acknowledgement tracker (await the handle after dropping every
+    /// clone to drain).
+    pub fn start(
+        producer: FutureProducer,
+        encoders: Encoders,
+        names: &TopicNames,
+    ) -> (Self, JoinHandle<()>) {
+        let (sender, receiver) = mpsc::channel(IN_FLIGHT_LIMIT);
+        let topic_names: HashMap<Topic, String> = TOPICS
+            .iter()
+            .map(|topic| (*topic, names.name(*topic)))
+            .collect();
+        let encoders = Arc::new(encoders);
+        let tracker = tokio::spawn(track_acknowledgements(
+            receiver,
+            producer.clone(),
+            Arc::clone(&encoders),
+            topic_names.clone(),
+        ));
+        let publisher = Self {
+            inner: Arc::new(Inner {
+                producer,
+                encoders,
+                topic_names,
+                in_flight: sender,
+            }),
+        };
+        (publisher, tracker)
+    }
+
+    /// Encodes and enqueues one record; returns once librdkafka holds it (not once acked).
+    pub async fn publish(&self, record: Outgoing) -> Result<(), BridgeError> {
+        let (topic, key, payload) = self.inner.encoders.encode(&record)?;
+        let coverage = record
+            .coverage()
+            .map(|(token, timestamp_ms)| (token.to_owned(), timestamp_ms));
+        let topic_name = self
+            .inner
+            .topic_names
+            .get(&topic)
+            .map_or("", String::as_str);
+        let delivery = loop {
+            let attempt = self.inner.producer.send_result(
+                FutureRecord::to(topic_name)
+                    .key(key.as_bytes())
+                    .payload(&payload),
+            );
+            match attempt {
+                Ok(future) => break Delivery::Pending(future),
+                // librdkafka's queue is full: the broker is slow; wait rather than drop.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((error, _)) => break Delivery::Failed(error.to_string()),
+            }
+        };
+        crate::metrics::records_in_flight(1);
+        self.inner
+            .in_flight
+            .send(InFlight {
+                topic,
+                delivery,
+                coverage,
+            })
+            .await
+            .map_err(|_| BridgeError::PipelineClosed)
+    }
+}
+
+/// Lost records of one token: their time range and count.
+#[derive(Debug, Clone, Copy)]
+struct Lost {
+    first_ms: i64,
+    last_ms: i64,
+    count: u64,
+}
+
+async fn track_acknowledgements(
+    mut in_flight: mpsc::Receiver<InFlight>,
+    producer: FutureProducer,
+    encoders: Arc<Encoders>,
+    topic_names: HashMap<Topic, String>,
+) {
+    let mut acked: HashMap<Topic, u64> = HashMap::new();
+    let mut lost: BTreeMap<String, Lost> = BTreeMap::new();
+    let mut last_error = String::new();
+    // Records of `lost` that were re-sent (the rest are lost).
+    let mut resent: u64 = 0;
+    // Records settled since the in-flight gauge was last updated.
+    let mut settled: i64 = 0;
+    let label = |topic: Topic| topic_names.get(&topic).map_or("", String::as_str);
+    while let Some(record) = in_flight.recv().await {
+        let outcome = match record.delivery {
+            Delivery::Pending(future) => match future.await {
+                Ok(Ok(_)) => Ok(true),
+                // The broker refused the record (e.g. a storage error): send the same bytes
+                // again. It then lands after later records of its partition, so the interval
+                // is still declared below.
+                Ok(Err((error, message))) => {
+                    let error = error.to_string();
+                    match resend(&producer, &message).await {
+                        Ok(()) => Ok(false),
+                        Err(again) => Err(format!("{error}; re-sending failed: {again}")),
+                    }
+                }
+                Err(_) => Err("delivery cancelled".to_owned()),
+            },
+            Delivery::Failed(error) => Err(error),
+        };
+        let irregular = match outcome {
+            Ok(true) => {
+                *acked.entry(record.topic).or_default() += 1;
+                false
+            }
+            Ok(false) => {
+                *acked.entry(record.topic).or_default() += 1;
+                if record.coverage.is_some() {
+                    resent += 1;
+                }
+                last_error =
+                    "re-sent after Kafka refused them; they may be out of order in their partition"
+                        .to_owned();
+                true
+            }
+            Err(error) => {
+                RecordFailed {
+                    topic: label(record.topic),
+                    error: &error,
+                }
+                .emit();
+                last_error = error;
+                true
+            }
+        };
+        settled += 1;
+        // Progress is visible while the queue stays busy, not only when it drains.
+        if settled >= 1_000 || in_flight.is_empty() {
+            crate::metrics::records_in_flight(-settled);
+            settled = 0;
+            flush_acked(&mut acked, &topic_names);
+        }
+        if irregular && let Some((token, timestamp_ms)) = record.coverage {
+            let entry = lost.entry(token).or_insert(Lost {
+                first_ms: timestamp_ms,
+                last_ms: timestamp_ms,
+                count: 0,
+            });
+            entry.first_ms = entry.first_ms.min(timestamp_ms);
+            entry.last_ms = entry.last_ms.max(timestamp_ms);
+            entry.count += 1;
+        }
+        if in_flight.is_empty() && !lost.is_empty() {
+            declare_lost(
+                &producer,
+                &encoders,
+                &topic_names,
+                &mut lost,
+                resent,
+                &last_error,
+            )
+            .await;
+            resent = 0;
+        }
+    }
+    crate::metrics::records_in_flight(-settled);
+    flush_acked(&mut acked, &topic_names);
+    if !lost.is_empty() {
+        declare_lost(
+            &producer,
+            &encoders,
+            &topic_names,
+            &mut lost,
+            resent,
+            &last_error,
+        )
+        .await;
+    }
+}
+
+/// Sends a refused record's bytes again, a few times.
+async fn resend(producer: &FutureProducer, message: &OwnedMessage) -> Result<(), String> {
+    let mut last = String::new();
+    for attempt in 0..3_u32 {
+        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+        let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(message.topic())
+            .key(message.key().unwrap_or_default())
+            .payload(message.payload().unwrap_or_default());
+        match producer.send(record, Duration::from_secs(30)).await {
+            Ok(_) => return Ok(()),
+            Err((error, _)) => last = error.to_string(),
+        }
+    }
+    Err(last)
+}
+
+fn flush_acked(acked: &mut HashMap<Topic, u64>, topic_names: &HashMap<Topic, String>) {
+    for (topic, count) in acked.drain() {
+        RecordsAcked {
+            topic: topic_names.get(&topic).map_or("", String::as_str),
+            count,
+        }
+        .emit();
+    }
+}
+
+/// Publishes one continuity record covering records the broker refused, and waits for it.
+async fn declare_lost(
+    producer: &FutureProducer,
+    encoders: &Encoders,
+    topic_names: &HashMap<Topic, String>,
+    lost: &mut BTreeMap<String, Lost>,
+    resent: u64,
+    last_error: &str,
+) {
+    let count: u64 = lost.values().map(|lost| lost.count).sum();
+    let resent = resent.min(count);
+    let reason = if resent == count {
+        format!("{count} records were {last_error}")
+    } else {
+        format!(
+            "{} records were not acknowledged by Kafka ({resent} more were re-sent and may be out of order): {last_error}",
+            count - resent
+        )
+    };
+    let gap_start_ms = lost.values().map(|lost| lost.first_ms).min().unwrap_or(0);
+    let gap_end_ms = lost.values().map(|lost| lost.last_ms).max().unwrap_or(0);
+    let token_ids: Vec<String> = std::mem::take(lost).into_keys().collect();
+    let detected_ms = now_ms();
+    let identity = format!("lost|{detected_ms}|{gap_start_ms}|{}", token_ids.join(","));
+    let record = Continuity {
+        continuity_id: crate::continuity::identity(&identity),
+        kind: ContinuityKind::Other,
+        token_ids,
+        gap_start_ms,
+        gap_end_ms: Some(gap_end_ms),
+        detected_ms,
+        source: SOURCE.to_owned(),
+        connection_id: None,
+        reason,
+    };
+    let Ok((_, key, payload)) = encoders.encode(&Outgoing::Gap(record)) else {
+        return;
+    };
+    let topic = topic_names
+        .get(&Topic::Continuity)
+        .map_or("", String::as_str);
+    // The broker just failed us; try a few times, then leave the loss in the logs.
+    for attempt in 0..5_u32 {
+        let sent = producer
+            .send(
+                FutureRecord::to(topic)
+                    .key(key.as_bytes())
+                    .payload(&payload),
+                Duration::from_secs(30),
+            )
+            .await;
+        match sent {
+            Ok(_) => return,
+            Err((error, _)) => {
+                tracing::error!(attempt, error = %error, "cannot publish the lost-records continuity record");
+                tokio::time::sleep(Duration::from_secs(1 << attempt.min(4))).await;
+            }
+        }
+    }
+}

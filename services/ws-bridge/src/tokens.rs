@@ -1,0 +1,279 @@
+//! Which tokens the bridge follows: those of markets in `polymarket.markets.v1` that are
+//! active, open and have an order book, narrowed by the configured filters; plus markets
+//! announced by `new_market` (when no filter needs data the event lacks), minus markets
+//! resolved on the channel.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use polytape_model::{Decimal, Market};
+
+use crate::config::TokenFilterConfig;
+
+/// The configured narrowing of the followed markets.
+#[derive(Debug, Clone, Default)]
+pub struct TokenFilter {
+    tags: Vec<String>,
+    min_volume: Decimal,
+    ids: HashSet<String>,
+}
+
+fn comma_list(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+}
+
+impl TokenFilter {
+    pub fn from_config(config: &TokenFilterConfig) -> Self {
+        Self {
+            tags: comma_list(&config.tags)
+                .map(|tag| tag.to_lowercase())
+                .collect(),
+            min_volume: Decimal::from(config.min_volume),
+            ids: comma_list(&config.ids).collect(),
+        }
+    }
+
+    /// The tokens of `market` to follow, given the explicit id list.
+    fn listed_tokens<'a>(
+        &self,
+        condition_id: &str,
+        tokens: impl Iterator<Item = &'a str>,
+    ) -> Vec<String> {
+        let whole_market = self.ids.is_empty() || self.ids.contains(condition_id);
+        tokens
+            .filter(|token| !token.is_empty() && (whole_market || self.ids.contains(*token)))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The tokens to follow for a market record.
+    pub fn market_tokens(&self, market: &Market) -> Vec<String> {
+        let live = market.active && !market.closed && market.enable_order_book;
+        if !live {
+            return Vec::new();
+        }
+        if !self.tags.is_empty()
+            && !market
+                .tags
+                .iter()
+                .any(|tag| self.tags.contains(&tag.to_lowercase()))
+        {
+            return Vec::new();
+        }
+        if !self.min_volume.is_zero() && market.volume.unwrap_or_default() < self.min_volume {
+            return Vec::new();
+        }
+        self.listed_tokens(
+            &market.condition_id,
+            market.tokens.iter().map(|token| token.token_id.as_str()),
+        )
+    }
+
+    /// The tokens to follow for a `new_market` event: none when a tag or volume filter is set
+    /// (the event carries neither; the markets topic will bring the market).
+    pub fn announced_tokens(&self, condition_id: &str, token_ids: &[String]) -> Vec<String> {
+        if !self.tags.is_empty() || !self.min_volume.is_zero() {
+            return Vec::new();
+        }
+        self.listed_tokens(condition_id, token_ids.iter().map(String::as_str))
+    }
+}
+
+/// A change of the followed set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delta {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+impl Delta {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+
+    pub fn extend(&mut self, other: Delta) {
+        self.added.extend(other.added);
+        self.removed.extend(other.removed);
+    }
+}
+
+/// The followed tokens per market.
+#[derive(Debug, Default)]
+pub struct TokenSet {
+    filter: TokenFilter,
+    by_market: HashMap<String, Vec<String>>,
+    resolved: HashSet<String>,
+}
+
+impl TokenSet {
+    pub fn new(filter: TokenFilter) -> Self {
+        Self {
+            filter,
+            ..Self::default()
+        }
+    }
+
+    fn replace(&mut self, condition_id: &str, tokens: Vec<String>) -> Delta {
+        let tokens = if self.resolved.contains(condition_id) {
+            Vec::new()
+        } else {
+            tokens
+        };
+        let before: BTreeSet<String> = self
+            .by_market
+            .get(condition_id)
+            .map(|tokens| tokens.iter().cloned().collect())
+            .unwrap_or_default();
+        let after: BTreeSet<String> = tokens.iter().cloned().collect();
+        if after.is_empty() {
+            self.by_market.remove(condition_id);
+        } else {
+            self.by_market.insert(condition_id.to_owned(), tokens);
+        }
+        Delta {
+            added: after.difference(&before).cloned().collect(),
+            removed: before.difference(&after).cloned().collect(),
+        }
+    }
+
+    /// A market record arrived (new or updated).
+    pub fn market(&mut self, market: &Market) -> Delta {
+        let tokens = self.filter.market_tokens(market);
+        self.replace(&market.condition_id, tokens)
+    }
+
+    /// The markets topic deleted a market (tombstone).
+    pub fn market_deleted(&mut self, condition_id: &str) -> Delta {
+        self.replace(condition_id, Vec::new())
+    }
+
+    /// `new_market` on the channel.
+    pub fn announced(&mut self, condition_id: &str, token_ids: &[String]) -> Delta {
+        if self.by_market.contains_key(condition_id) {
+            return Delta::default();
+        }
+        let tokens = self.filter.announced_tokens(condition_id, token_ids);
+        self.replace(condition_id, tokens)
+    }
+
+    /// `market_resolved` on the channel: the market's books are gone for good.
+    pub fn resolved(&mut self, condition_id: &str) -> Delta {
+        self.resolved.insert(condition_id.to_owned());
+        self.replace(condition_id, Vec::new())
+    }
+
+    /// Every followed token.
+    pub fn len(&self) -> usize {
+        self.by_market.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_market.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use polytape_model::MarketToken;
+
+    use super::*;
+
+    fn market(condition_id: &str, tokens: &[&str], tags: &[&str], volume: i64) -> Market {
+        Market {
+            condition_id: condition_id.into(),
+            question_id: None,
+            gamma_market_id: None,
+            event_ids: Vec::new(),
+            slug: None,
+            question: "q".into(),
+            description: None,
+            protocol_version: None,
+            tokens: tokens
+                .iter()
+                .enumerate()
+                .map(|(index, token)| MarketToken {
+                    token_id: (*token).into(),
+                    outcome: "Yes".into(),
+                    outcome_index: i32::try_from(index).unwrap(),
+                    winner: None,
+                })
+                .collect(),
+            active: true,
+            closed: false,
+            archived: false,
+            accepting_orders: true,
+            enable_order_book: true,
+            neg_risk: false,
+            neg_risk_market_id: None,
+            tick_size: None,
+            min_order_size: None,
+            maker_base_fee_bps: None,
+            taker_base_fee_bps: None,
+            fees_enabled: None,
+            tags: tags.iter().map(|tag| (*tag).into()).collect(),
+            start_ms: None,
+            end_ms: None,
+            created_ms: None,
+            closed_ms: None,
+            resolution_status: None,
+            winning_token_id: None,
+            volume: Some(Decimal::from(volume)),
+            liquidity: None,
+            upstream_updated_ms: None,
+            content_hash: String::new(),
+            updated_ms: 0,
+        }
+    }
+
+    fn filter(tags: &str, min_volume: u64, ids: &str) -> TokenFilter {
+        TokenFilter::from_config(&TokenFilterConfig {
+            tags: tags.into(),
+            min_volume,
+            ids: ids.into(),
+        })
+    }
+
+    #[test]
+    fn filters_narrow_the_followed_markets() {
+        let crypto = market("0xa", &["1", "2"], &["Crypto"], 100);
+        let politics = market("0xb", &["3", "4"], &["Politics"], 5);
+        let cases: [(&str, TokenFilter, Vec<&str>); 5] = [
+            ("no filter", filter("", 0, ""), vec!["1", "2", "3", "4"]),
+            ("tag", filter("crypto, sports", 0, ""), vec!["1", "2"]),
+            ("volume", filter("", 50, ""), vec!["1", "2"]),
+            ("condition id", filter("", 0, "0xb"), vec!["3", "4"]),
+            ("token id", filter("", 0, "2,4"), vec!["2", "4"]),
+        ];
+        for (name, filter, expected) in cases {
+            let mut set = TokenSet::new(filter);
+            let mut added = set.market(&crypto).added;
+            added.extend(set.market(&politics).added);
+            added.sort();
+            assert_eq!(added, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn closing_resolving_and_announcing_markets() {
+        let mut set = TokenSet::new(TokenFilter::default());
+        let mut open = market("0xa", &["1", "2"], &[], 0);
+        assert_eq!(set.market(&open).added, ["1", "2"]);
+        assert!(set.market(&open).is_empty());
+        open.closed = true;
+        assert_eq!(set.market(&open).removed, ["1", "2"]);
+        assert_eq!(
+            set.announced("0xc", &["5".into(), "6".into()]).added,
+            ["5", "6"]
+        );
+        assert_eq!(set.resolved("0xc").removed, ["5", "6"]);
+        // A late markets record saying the resolved market is open does not bring it back.
+        assert!(set.market(&market("0xc", &["5", "6"], &[], 0)).is_empty());
+        let mut no_book = market("0xd", &["7"], &[], 0);
+        no_book.enable_order_book = false;
+        assert!(set.market(&no_book).is_empty());
+        let mut tagged = TokenSet::new(filter("crypto", 0, ""));
+        assert!(tagged.announced("0xe", &["8".into()]).is_empty());
+    }
+}

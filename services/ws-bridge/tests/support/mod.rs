@@ -1,0 +1,696 @@
+//! Shared by the bridge's integration tests: a simulator, isolated topics with the simulator's
+//! markets in `polymarket.markets.v1`, the bridge in-process, reading the topics back, the
+//! simulator's ground truth, and one canonical fingerprint per event for comparing the two.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+    str::FromStr as _,
+    time::{Duration, Instant},
+};
+
+use polymarket_sim::{RunningSim, SimConfig};
+use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
+use polytape_kafka::{RecordProducer, create_producer};
+use polytape_model::{
+    BestBidAsk, BookSnapshot, Continuity, Decimal, LastTrade, Market, MarketToken, PriceChange,
+    Side, TickSizeChange, Topic, TopicNames, parse::parse_decimal_text,
+};
+use polytape_runtime::config::{CommonConfig, KafkaConfig, LogFormat, UpstreamConfig};
+use polytape_test_support::stack::endpoints;
+use polytape_ws_bridge::{Bridge, BridgeTuning, TokenFilterConfig, WsBridgeConfig};
+use rdkafka::{
+    Message as _, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer as _},
+};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const DATA_TOPICS: [Topic; 5] = [
+    Topic::BookSnapshots,
+    Topic::PriceChanges,
+    Topic::LastTrades,
+    Topic::TickSizeChanges,
+    Topic::BestBidAsk,
+];
+
+/// A simulator with a frozen driver (returned paused) and the sequence it was paused at.
+pub async fn sim(markets: u32, rate: f64, ws_max_assets: usize) -> (RunningSim, u64) {
+    let config = SimConfig {
+        port: 0,
+        rate,
+        markets,
+        history_days: 0,
+        lifecycle_every: 0,
+        ws_max_assets,
+        ws_truth_capacity: 5_000_000,
+        epoch_ms: None,
+        ..SimConfig::default()
+    };
+    let sim = polymarket_sim::start(config).await.unwrap();
+    let progress = sim.pause();
+    (sim, progress.last_ws_seq)
+}
+
+pub async fn get_json(sim: &RunningSim, path: &str) -> Value {
+    reqwest::get(format!("{}{path}", sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Open markets of the simulator as (condition id, token ids), in index order.
+pub async fn open_markets(sim: &RunningSim) -> Vec<(String, Vec<String>)> {
+    let truth = get_json(sim, "/_sim/truth/markets").await;
+    let rows = truth
+        .as_array()
+        .or_else(|| truth["markets"].as_array())
+        .unwrap()
+        .clone();
+    rows.iter()
+        .filter(|market| !market["closed"].as_bool().unwrap_or(true))
+        .map(|market| {
+            (
+                market["condition_id"].as_str().unwrap().to_owned(),
+                market["token_ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|token| token.as_str().unwrap().to_owned())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Whole markets until at least `tokens` tokens.
+pub fn take_tokens(markets: &[(String, Vec<String>)], tokens: usize) -> Vec<(String, Vec<String>)> {
+    let mut taken = Vec::new();
+    let mut count = 0;
+    for market in markets {
+        if count >= tokens {
+            break;
+        }
+        count += market.1.len();
+        taken.push(market.clone());
+    }
+    taken
+}
+
+pub fn market_record(condition_id: &str, tokens: &[String], closed: bool) -> Market {
+    Market {
+        condition_id: condition_id.to_owned(),
+        question_id: None,
+        gamma_market_id: None,
+        event_ids: Vec::new(),
+        slug: None,
+        question: format!("market {condition_id}"),
+        description: None,
+        protocol_version: None,
+        tokens: tokens
+            .iter()
+            .enumerate()
+            .map(|(index, token)| MarketToken {
+                token_id: token.clone(),
+                outcome: if index == 0 { "Yes" } else { "No" }.to_owned(),
+                outcome_index: i32::try_from(index).unwrap(),
+                winner: None,
+            })
+            .collect(),
+        active: true,
+        closed,
+        archived: false,
+        accepting_orders: !closed,
+        enable_order_book: true,
+        neg_risk: false,
+        neg_risk_market_id: None,
+        tick_size: None,
+        min_order_size: None,
+        maker_base_fee_bps: None,
+        taker_base_fee_bps: None,
+        fees_enabled: None,
+        tags: Vec::new(),
+        start_ms: None,
+        end_ms: None,
+        created_ms: None,
+        closed_ms: None,
+        resolution_status: None,
+        winning_token_id: None,
+        volume: None,
+        liquidity: None,
+        upstream_updated_ms: None,
+        content_hash: String::new(),
+        updated_ms: 0,
+    }
+}
+
+pub fn registry() -> SchemaRegistryClient {
+    SchemaRegistryClient::new(&endpoints().schema_registry_url).unwrap()
+}
+
+pub async fn topics(purpose: &str) -> TopicNames {
+    let names = polytape_test_support::stack::isolated_topics(purpose);
+    polytape_kafka::ensure_topics(&endpoints().kafka_brokers, &names, &Topic::ALL, 1)
+        .await
+        .unwrap();
+    names
+}
+
+/// Publishes market records to the isolated markets topic.
+pub async fn publish_markets(names: &TopicNames, markets: &[Market]) {
+    let producer = create_producer(&endpoints().kafka_brokers).unwrap();
+    let records = RecordProducer::<Market>::register(producer, &registry(), names)
+        .await
+        .unwrap();
+    records.send_all(markets).await.unwrap();
+}
+
+/// Test tuning: second-scale heartbeats so faults are seen quickly.
+pub fn fast_tuning() -> BridgeTuning {
+    BridgeTuning {
+        ping_interval: Duration::from_secs(1),
+        pong_timeout: Duration::from_secs(5),
+        staleness_min: Duration::from_secs(2),
+        staleness_max: Duration::from_secs(4),
+        reconnect_min_backoff: Duration::from_millis(100),
+        reconnect_max_backoff: Duration::from_secs(2),
+        dump_timeout: Duration::from_secs(3),
+    }
+}
+
+pub fn config(
+    sim: &RunningSim,
+    names: &TopicNames,
+    cap: u32,
+    tuning: BridgeTuning,
+) -> WsBridgeConfig {
+    let stack = endpoints();
+    let base = sim.base_url();
+    WsBridgeConfig {
+        common: CommonConfig {
+            log_format: LogFormat::Pretty,
+            log_level: "info".to_owned(),
+            shutdown_timeout: Duration::from_secs(30),
+        },
+        kafka: KafkaConfig {
+            kafka_brokers: stack.kafka_brokers,
+            schema_registry_url: stack.schema_registry_url,
+            topic_prefix: names.prefix().to_owned(),
+        },
+        upstream: UpstreamConfig {
+            gamma_url: format!("{base}/gamma"),
+            data_api_url: format!("{base}/data"),
+            clob_url: format!("{base}/clob"),
+            clob_ws_url: sim.ws_url(),
+        },
+        ws_bridge_admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ws_max_assets_per_connection: cap,
+        tuning,
+        filter: TokenFilterConfig::default(),
+    }
+}
+
+/// The bridge running in-process.
+pub struct RunningBridge {
+    pub stop: CancellationToken,
+    pub task: JoinHandle<Result<(), polytape_ws_bridge::error::BridgeError>>,
+}
+
+impl RunningBridge {
+    pub async fn start(config: &WsBridgeConfig) -> Self {
+        let bridge = Bridge::connect(config).await.unwrap();
+        let stop = CancellationToken::new();
+        let (ready_sender, ready) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(bridge.run(stop.clone(), move || {
+            let _ = ready_sender.send(());
+        }));
+        tokio::time::timeout(Duration::from_secs(60), ready)
+            .await
+            .expect("the bridge did not read the markets topic in time")
+            .unwrap();
+        Self { stop, task }
+    }
+
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+
+    /// Stops the bridge and waits for its drain; panics if it failed.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .expect("the bridge did not drain in time")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn reader(group: &str) -> BaseConsumer {
+    polytape_kafka::base_config(&endpoints().kafka_brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap()
+}
+
+/// Sum of the high watermarks of `topics`.
+pub fn total_records(names: &TopicNames, topics: &[Topic]) -> i64 {
+    let consumer = reader("watermarks");
+    topics
+        .iter()
+        .map(|topic| {
+            let name = names.name(*topic);
+            (0..topic.partitions())
+                .map(|partition| {
+                    consumer
+                        .fetch_watermarks(&name, partition, Duration::from_secs(10))
+                        .unwrap()
+                        .1
+                })
+                .sum::<i64>()
+        })
+        .sum()
+}
+
+pub async fn total_records_async(names: &TopicNames, topics: &[Topic]) -> i64 {
+    let names = names.clone();
+    let topics = topics.to_vec();
+    tokio::task::spawn_blocking(move || total_records(&names, &topics))
+        .await
+        .unwrap()
+}
+
+/// Waits until `topics` hold at least `count` records.
+pub async fn wait_for_records(names: &TopicNames, topics: &[Topic], count: i64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let total = total_records_async(names, topics).await;
+        if total >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {total} of {count} records after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits until `topics` stop growing for `quiet`.
+pub async fn wait_until_quiet(names: &TopicNames, topics: &[Topic], quiet: Duration) {
+    let mut last = total_records_async(names, topics).await;
+    let mut since = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let total = total_records_async(names, topics).await;
+        if total != last {
+            last = total;
+            since = Instant::now();
+        } else if since.elapsed() >= quiet {
+            return;
+        }
+        assert!(Instant::now() < deadline, "topics never went quiet");
+    }
+}
+
+/// Every message of `topic` as payloads, read by assignment up to the high watermarks.
+pub fn read_topic(topic: &str, partitions: i32) -> Vec<Vec<u8>> {
+    let consumer = reader(&format!("read-{topic}"));
+    let mut remaining: HashMap<i32, i64> = HashMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .unwrap();
+        if high > low {
+            remaining.insert(partition, high);
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .unwrap();
+        }
+    }
+    let mut messages = Vec::new();
+    if remaining.is_empty() {
+        return messages;
+    }
+    consumer.assign(&assignment).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !remaining.is_empty() {
+        assert!(Instant::now() < deadline, "reading {topic} timed out");
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.unwrap();
+        messages.push(message.payload().unwrap_or_default().to_vec());
+        if remaining
+            .get(&message.partition())
+            .is_some_and(|high| message.offset() >= high - 1)
+        {
+            remaining.remove(&message.partition());
+        }
+    }
+    messages
+}
+
+/// Decoded records of `T`'s topic (partition order; per-key order is kept).
+pub async fn records<T: AvroRecord>(names: &TopicNames) -> Vec<T> {
+    let topic = names.name(T::TOPIC);
+    let partitions = T::TOPIC.partitions();
+    let messages = tokio::task::spawn_blocking(move || read_topic(&topic, partitions))
+        .await
+        .unwrap();
+    let decoder = RecordDecoder::<T>::new(registry());
+    let mut records = Vec::with_capacity(messages.len());
+    for payload in messages {
+        // The shared development stack may be restarted by someone else mid-test: retry the
+        // registry for a while rather than fail on an unrelated outage.
+        let mut attempts = 0;
+        let record = loop {
+            match decoder.decode(&payload).await {
+                Ok(record) => break record,
+                Err(error) if attempts < 60 => {
+                    attempts += 1;
+                    eprintln!("decode failed ({error}); retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(error) => panic!("cannot decode a record: {error}"),
+            }
+        };
+        records.push(record);
+    }
+    records
+}
+
+fn dec(text: &str) -> Decimal {
+    parse_decimal_text(text).unwrap().normalize()
+}
+
+fn text<'a>(event: &'a Value, field: &str) -> &'a str {
+    event[field].as_str().unwrap_or("")
+}
+
+/// What one record (or one truth event of one token) says, independent of how it travelled.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Fingerprint(pub String);
+
+impl Fingerprint {
+    pub fn is_book(&self) -> bool {
+        self.0.starts_with("book|")
+    }
+}
+
+/// Fingerprint of a truth event (the JSON a single-token subscriber received).
+pub fn truth_fingerprint(event: &Value) -> Fingerprint {
+    let timestamp = text(event, "timestamp");
+    let print = match text(event, "event_type") {
+        "book" => format!("book|{timestamp}|{}", text(event, "hash")),
+        "price_change" => {
+            let entries = event["price_changes"].as_array().unwrap();
+            assert_eq!(entries.len(), 1, "truth is per token: {event}");
+            let entry = &entries[0];
+            format!(
+                "pc|{timestamp}|{}|{}|{}|{}",
+                Side::parse(text(entry, "side")).unwrap().as_str(),
+                dec(text(entry, "price")),
+                dec(text(entry, "size")),
+                text(entry, "hash")
+            )
+        }
+        "last_trade_price" => format!(
+            "lt|{timestamp}|{}|{}|{}|{}",
+            Side::parse(text(event, "side")).unwrap().as_str(),
+            dec(text(event, "price")),
+            dec(text(event, "size")),
+            text(event, "transaction_hash")
+        ),
+        "tick_size_change" => format!(
+            "tick|{timestamp}|{}|{}",
+            dec(text(event, "old_tick_size")),
+            dec(text(event, "new_tick_size"))
+        ),
+        "best_bid_ask" => format!(
+            "bba|{timestamp}|{}|{}",
+            dec(text(event, "best_bid")),
+            dec(text(event, "best_ask"))
+        ),
+        other => format!("{other}|{timestamp}"),
+    };
+    Fingerprint(print)
+}
+
+/// One data record as the tests compare it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub token_id: String,
+    pub connection_id: String,
+    pub sequence: i64,
+    pub entry_index: i32,
+    pub timestamp_ms: i64,
+    pub fingerprint: Fingerprint,
+    pub book: Option<BookSnapshot>,
+    pub change: Option<PriceChange>,
+}
+
+fn norm(value: Decimal) -> Decimal {
+    value.normalize()
+}
+
+/// Every data record of the bridge's topics, by token, in (connection, sequence) order.
+pub async fn seen_by_token(names: &TopicNames) -> BTreeMap<String, Vec<Seen>> {
+    let mut seen: Vec<Seen> = Vec::new();
+    for book in records::<BookSnapshot>(names).await {
+        seen.push(Seen {
+            token_id: book.token_id.clone(),
+            connection_id: book.connection_id.clone().unwrap_or_default(),
+            sequence: book.sequence.unwrap_or(-1),
+            entry_index: 0,
+            timestamp_ms: book.timestamp_ms,
+            fingerprint: Fingerprint(format!(
+                "book|{}|{}",
+                book.timestamp_ms,
+                book.hash.clone().unwrap_or_default()
+            )),
+            book: Some(book),
+            change: None,
+        });
+    }
+    for change in records::<PriceChange>(names).await {
+        seen.push(Seen {
+            token_id: change.token_id.clone(),
+            connection_id: change.connection_id.clone(),
+            sequence: change.sequence,
+            entry_index: change.entry_index,
+            timestamp_ms: change.timestamp_ms,
+            fingerprint: Fingerprint(format!(
+                "pc|{}|{}|{}|{}|{}",
+                change.timestamp_ms,
+                change.side.as_str(),
+                norm(change.price),
+                norm(change.size),
+                change.hash.clone().unwrap_or_default()
+            )),
+            book: None,
+            change: Some(change),
+        });
+    }
+    for trade in records::<LastTrade>(names).await {
+        seen.push(Seen {
+            token_id: trade.token_id.clone(),
+            connection_id: trade.connection_id.clone(),
+            sequence: trade.sequence,
+            entry_index: 0,
+            timestamp_ms: trade.timestamp_ms,
+            fingerprint: Fingerprint(format!(
+                "lt|{}|{}|{}|{}|{}",
+                trade.timestamp_ms,
+                trade.side.map_or("", Side::as_str),
+                norm(trade.price),
+                norm(trade.size),
+                trade.transaction_hash.clone().unwrap_or_default()
+            )),
+            book: None,
+            change: None,
+        });
+    }
+    for tick in records::<TickSizeChange>(names).await {
+        seen.push(Seen {
+            token_id: tick.token_id.clone(),
+            connection_id: tick.connection_id.clone(),
+            sequence: tick.sequence,
+            entry_index: 0,
+            timestamp_ms: tick.timestamp_ms,
+            fingerprint: Fingerprint(format!(
+                "tick|{}|{}|{}",
+                tick.timestamp_ms,
+                norm(tick.old_tick_size),
+                norm(tick.new_tick_size)
+            )),
+            book: None,
+            change: None,
+        });
+    }
+    for quote in records::<BestBidAsk>(names).await {
+        seen.push(Seen {
+            token_id: quote.token_id.clone(),
+            connection_id: quote.connection_id.clone(),
+            sequence: quote.sequence,
+            entry_index: 0,
+            timestamp_ms: quote.timestamp_ms,
+            fingerprint: Fingerprint(format!(
+                "bba|{}|{}|{}",
+                quote.timestamp_ms,
+                quote.best_bid.map(norm).unwrap_or_default(),
+                quote.best_ask.map(norm).unwrap_or_default()
+            )),
+            book: None,
+            change: None,
+        });
+    }
+    let mut by_token: BTreeMap<String, Vec<Seen>> = BTreeMap::new();
+    for record in seen {
+        by_token
+            .entry(record.token_id.clone())
+            .or_default()
+            .push(record);
+    }
+    for records in by_token.values_mut() {
+        records.sort_by_key(|record| {
+            (
+                connection_order(&record.connection_id),
+                record.sequence,
+                record.entry_index,
+            )
+        });
+    }
+    by_token
+}
+
+/// Connection ids are `<instance>-s<shard>-g<generation>`: a token's connections follow each
+/// other by generation (a token stays on its shard unless the cap changes).
+pub fn connection_order(connection_id: &str) -> (u64, String) {
+    let generation = connection_id
+        .rsplit_once("-g")
+        .and_then(|(_, generation)| generation.parse().ok())
+        .unwrap_or(0);
+    (generation, connection_id.to_owned())
+}
+
+/// The data events of a token after `since_seq`, as fingerprints with their upstream times.
+pub async fn truth_events(
+    sim: &RunningSim,
+    token: &str,
+    since_seq: u64,
+) -> Vec<(i64, Fingerprint)> {
+    let truth = get_json(
+        sim,
+        &format!("/_sim/truth/ws?token_id={token}&since_seq={since_seq}&limit=200000"),
+    )
+    .await;
+    assert_eq!(truth["dropped"].as_u64(), Some(0), "truth ring overflowed");
+    truth["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        // Lifecycle events go to the lifecycle topic (keyed by market), compared separately.
+        .filter(|event| {
+            event["event_type"] != "market_resolved" && event["event_type"] != "new_market"
+        })
+        .map(|event| {
+            let event = &event["event"];
+            let timestamp = text(event, "timestamp").parse::<i64>().unwrap();
+            (timestamp, truth_fingerprint(event))
+        })
+        .collect()
+}
+
+/// A book rebuilt from the records: snapshots replace, changes set levels (0 removes).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Levels {
+    pub bids: BTreeMap<Decimal, Decimal>,
+    pub asks: BTreeMap<Decimal, Decimal>,
+}
+
+pub fn rebuild(records: &[Seen]) -> Levels {
+    let mut levels = Levels::default();
+    for record in records {
+        if let Some(book) = &record.book {
+            levels.bids = book
+                .bids
+                .iter()
+                .map(|level| (norm(level.price), norm(level.size)))
+                .collect();
+            levels.asks = book
+                .asks
+                .iter()
+                .map(|level| (norm(level.price), norm(level.size)))
+                .collect();
+        }
+        if let Some(change) = &record.change {
+            let side = match change.side {
+                Side::Buy => &mut levels.bids,
+                Side::Sell => &mut levels.asks,
+            };
+            if change.size.is_zero() {
+                side.remove(&norm(change.price));
+            } else {
+                side.insert(norm(change.price), norm(change.size));
+            }
+        }
+    }
+    levels
+}
+
+/// The simulator's current book of a token.
+pub async fn truth_book(sim: &RunningSim, token: &str) -> Option<Levels> {
+    let response = reqwest::get(format!(
+        "{}/_sim/truth/book?token_id={token}",
+        sim.base_url()
+    ))
+    .await
+    .unwrap();
+    if response.status() == reqwest::StatusCode::NOT_FOUND {
+        return None;
+    }
+    let book: Value = response.json().await.unwrap();
+    let side = |name: &str| -> BTreeMap<Decimal, Decimal> {
+        book[name]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|level| (dec(text(level, "price")), dec(text(level, "size"))))
+            .collect()
+    };
+    Some(Levels {
+        bids: side("bids"),
+        asks: side("asks"),
+    })
+}
+
+pub async fn continuity(names: &TopicNames) -> Vec<Continuity> {
+    records::<Continuity>(names).await
+}
+
+/// The latest record per continuity id (the closing one when there is one).
+pub fn latest_gaps(records: Vec<Continuity>) -> Vec<Continuity> {
+    let mut latest: BTreeMap<String, Continuity> = BTreeMap::new();
+    for record in records {
+        let keep = latest
+            .get(&record.continuity_id)
+            .is_none_or(|existing| record.detected_ms >= existing.detected_ms);
+        if keep {
+            latest.insert(record.continuity_id.clone(), record);
+        }
+    }
+    latest.into_values().collect()
+}
+
+pub fn dec_of(text: &str) -> Decimal {
+    Decimal::from_str(text).unwrap()
+}

@@ -1,0 +1,1166 @@
+//! The end-to-end harness: one simulated world, the local stack (real broker, registry and
+//! ClickHouse), and the five service binaries as real processes, isolated by topic prefix,
+//! ClickHouse database and consumer groups, so several pipelines run side by side.
+//!
+//! A test builds a [`Pipeline`], lets the world run (optionally injecting faults or killing
+//! services), pauses the world, and then asks for the fidelity checks: each check compares what
+//! Polytape stored or serves with the simulator's ground truth and retries until it holds or
+//! its deadline passes (the pipeline is asynchronous: "eventually equal" is the promise, and
+//! the deadline only bounds how long a failing test takes).
+//!
+//! The binaries come from the same target directory as the test (`cargo xtask test` builds
+//! them first; alone: `cargo build --bins && cargo test -p polytape-e2e`).
+
+// A test harness: a broken precondition is a failed test, reported loudly at the spot.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    fmt::Write as _,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use clickhouse::Row;
+use polymarket_sim::{RunningSim, SimConfig};
+use polytape_test_support::{
+    cli::isolated_command,
+    proxy::SwitchableProxy,
+    stack::{IsolatedDatabase, endpoints, isolated_topics, unique_name},
+};
+use serde::Deserialize;
+
+/// Scale knobs of a run, from the environment so a long soak needs no code change.
+#[derive(Debug, Clone)]
+pub struct Scale {
+    /// Markets in the world (two tokens each; about four in five are open).
+    pub markets: u32,
+    /// Days of history before the live phase.
+    pub history_days: u32,
+    /// Live operations per second.
+    pub rate: f64,
+    /// How long the world runs live before it is paused and checked.
+    pub live: Duration,
+}
+
+impl Scale {
+    /// `POLYTAPE_E2E_MARKETS` (default 300: 600 tokens, ~480 of them open),
+    /// `POLYTAPE_E2E_HISTORY_DAYS` (default 1), `POLYTAPE_E2E_RATE` (default 40 operations/s),
+    /// `POLYTAPE_E2E_LIVE_SECS` (default 60; the issue's full run is 600).
+    pub fn from_env() -> Self {
+        fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
+            match std::env::var(name) {
+                Ok(text) => text
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{name}={text:?} is not a valid number")),
+                Err(_) => default,
+            }
+        }
+        Self {
+            markets: knob("POLYTAPE_E2E_MARKETS", 300),
+            history_days: knob("POLYTAPE_E2E_HISTORY_DAYS", 1),
+            rate: knob("POLYTAPE_E2E_RATE", 40.0),
+            live: Duration::from_secs(knob("POLYTAPE_E2E_LIVE_SECS", 60)),
+        }
+    }
+}
+
+/// How a pipeline is wired, beyond the world's scale.
+#[derive(Debug, Clone, Default)]
+pub struct Wiring {
+    /// Run a broker of this pipeline's own (a nisshi process with sqlite storage) instead of the
+    /// shared stack's, so a test can stop it without disturbing other tests.
+    pub private_broker: bool,
+    /// Extra `POLYTAPE_…` settings for every service (they override the harness's).
+    pub environment: Vec<(&'static str, String)>,
+}
+
+/// A nisshi broker owned by one pipeline: stoppable and restartable on the same port and
+/// storage (committed offsets and data survive, as on a real broker restart).
+pub struct PrivateBroker {
+    child: std::sync::Mutex<Option<Child>>,
+    pub addr: SocketAddr,
+    directory: tempfile::TempDir,
+}
+
+impl PrivateBroker {
+    fn binary() -> PathBuf {
+        let tools = std::env::var_os("POLYTAPE_TOOLS_DIR").map_or_else(
+            || {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                    .join(".cache/polytape/tools")
+            },
+            PathBuf::from,
+        );
+        let binary = tools.join("nisshi-0.8.1/bin/nisshi");
+        assert!(
+            binary.exists(),
+            "{} is missing: `cargo xtask stack up` (or `cargo xtask test`) installs it",
+            binary.display()
+        );
+        binary
+    }
+
+    async fn start() -> Self {
+        let broker = Self {
+            child: std::sync::Mutex::new(None),
+            addr: service_addr(),
+            directory: tempfile::tempdir().expect("a directory for the broker"),
+        };
+        broker.resume().await;
+        broker
+    }
+
+    /// The `kafka_brokers` value for clients.
+    pub fn brokers(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Starts the broker process (again) and waits until it answers metadata requests.
+    pub async fn resume(&self) {
+        let listener = format!("tcp://{}", self.addr);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.directory.path().join("broker.log"))
+            .expect("a broker log");
+        let child = std::process::Command::new(Self::binary())
+            .args(["broker", "--listener-url", &listener])
+            .args(["--advertised-listener-url", &listener])
+            .args(["--storage-engine", "sqlite://nisshi.db"])
+            .current_dir(self.directory.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().expect("log handle")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("nisshi starts");
+        *self
+            .child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if polytape_kafka::check_reachable(&self.brokers(), Duration::from_secs(2))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the private broker did not answer within 60 s:\n{}",
+                log_tail(&self.directory.path().join("broker.log"), 20)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops the broker process (SIGKILL: an abrupt outage).
+    pub fn stop(&self) {
+        let mut child = self
+            .child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(mut process) = child.take() {
+            process.kill().ok();
+            process.wait().ok();
+        }
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The five services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Service {
+    Sink,
+    Api,
+    CandleBuilder,
+    WsBridge,
+    Collector,
+}
+
+impl Service {
+    /// In start order: the sink first (it applies the migrations), producers last.
+    pub const ALL: [Service; 5] = [
+        Service::Sink,
+        Service::Api,
+        Service::CandleBuilder,
+        Service::WsBridge,
+        Service::Collector,
+    ];
+
+    pub fn binary(self) -> &'static str {
+        match self {
+            Service::Sink => "polytape-sink-clickhouse",
+            Service::Api => "polytape-api",
+            Service::CandleBuilder => "polytape-candle-builder",
+            Service::WsBridge => "polytape-ws-bridge",
+            Service::Collector => "polytape-collector",
+        }
+    }
+
+    fn admin_variable(self) -> &'static str {
+        match self {
+            Service::Sink => "POLYTAPE_SINK_ADMIN_ADDR",
+            Service::Api => "POLYTAPE_API_ADDR",
+            Service::CandleBuilder => "POLYTAPE_CANDLE_BUILDER_ADMIN_ADDR",
+            Service::WsBridge => "POLYTAPE_WS_BRIDGE_ADMIN_ADDR",
+            Service::Collector => "POLYTAPE_COLLECTOR_ADMIN_ADDR",
+        }
+    }
+
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Service::Sink | Service::Collector => &["run"],
+            _ => &[],
+        }
+    }
+}
+
+/// A local address for a service to listen on, handed out once per test process and taken
+/// below Linux's ephemeral range (32768+), so no socket the system numbers itself (a client
+/// connection, a `:0` bind) can grab it between our check and the service's bind.
+pub fn service_addr() -> SocketAddr {
+    static NEXT_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    // Spread concurrent test processes over the range.
+    let base = 20_000 + (std::process::id() % 64) as u16 * 150;
+    loop {
+        let offset = NEXT_PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        assert!(offset < 10_000, "no free service port left below 32768");
+        let port = 20_000 + (base - 20_000 + offset) % 12_700;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+}
+
+/// A binary of this workspace next to the running test (target/<profile>/).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let test_executable = std::env::current_exe().expect("the test knows its own path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let profile_dir = test_executable
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps");
+    let binary = profile_dir.join(name);
+    assert!(
+        binary.exists(),
+        "{} is missing: build the service binaries first (`cargo build --bins`; `cargo xtask test` does it)",
+        binary.display()
+    );
+    binary
+}
+
+struct RunningProcess {
+    child: Child,
+    admin_addr: SocketAddr,
+    log: PathBuf,
+    starts: u32,
+}
+
+/// One isolated pipeline: the world, the topics, the database and the five processes.
+pub struct Pipeline {
+    pub sim: RunningSim,
+    pub scale: Scale,
+    pub database: IsolatedDatabase,
+    pub http: reqwest::Client,
+    /// The API's base URL and a key of the `monthly` plan created through the admin CLI.
+    pub api_url: String,
+    pub api_key: String,
+    /// Where ClickHouse is reached by the sink and the API (through a proxy a test can cut).
+    pub clickhouse_proxy: Arc<SwitchableProxy>,
+    environment: Vec<(String, String)>,
+    processes: std::sync::Mutex<BTreeMap<Service, RunningProcess>>,
+    logs: tempfile::TempDir,
+    /// When the world went live (wall-clock ms); truth instants are chosen after it.
+    pub live_started_ms: i64,
+    /// The pipeline's own broker, when it was wired with one.
+    pub private_broker: Option<PrivateBroker>,
+}
+
+impl Pipeline {
+    /// Starts a world of `scale` (with `configure` adjusting the simulator) and the five
+    /// services against it, and waits until every service is ready.
+    pub async fn start(
+        purpose: &str,
+        scale: Scale,
+        configure: impl FnOnce(&mut SimConfig),
+    ) -> Self {
+        Self::start_wired(purpose, scale, Wiring::default(), configure).await
+    }
+
+    /// [`Pipeline::start`] with explicit wiring.
+    pub async fn start_wired(
+        purpose: &str,
+        scale: Scale,
+        wiring: Wiring,
+        configure: impl FnOnce(&mut SimConfig),
+    ) -> Self {
+        let mut config = SimConfig {
+            port: 0,
+            seed: 11,
+            markets: scale.markets,
+            history_days: scale.history_days,
+            rate: scale.rate,
+            lifecycle_every: 1_500,
+            // The bridge's connections must be sharded: ~650 open tokens over >= 4 sockets.
+            ws_max_assets: 200,
+            ws_truth_capacity: 400_000,
+            ..SimConfig::default()
+        };
+        configure(&mut config);
+        let sim = polymarket_sim::start(config)
+            .await
+            .unwrap_or_else(|error| panic!("cannot start the simulator: {error}"));
+        let live_started_ms = polytape_model::now_ms();
+
+        let stack = endpoints();
+        let private_broker = if wiring.private_broker {
+            Some(PrivateBroker::start().await)
+        } else {
+            None
+        };
+        let kafka_brokers = private_broker
+            .as_ref()
+            .map_or_else(|| stack.kafka_brokers.clone(), PrivateBroker::brokers);
+        let names = isolated_topics(purpose);
+        polytape_kafka::ensure_topics(&kafka_brokers, &names, &polytape_model::Topic::ALL, 1)
+            .await
+            .unwrap_or_else(|error| panic!("cannot create topics on {kafka_brokers}: {error}"));
+        let database = IsolatedDatabase::create(purpose).await;
+        let clickhouse_addr: SocketAddr = stack
+            .clickhouse_url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap_or_else(|error| panic!("clickhouse url {}: {error}", stack.clickhouse_url));
+        let clickhouse_proxy = SwitchableProxy::start(clickhouse_addr).await;
+        let base = sim.base_url();
+        let environment: Vec<(String, String)> = [
+            ("POLYTAPE_KAFKA_BROKERS", kafka_brokers),
+            (
+                "POLYTAPE_SCHEMA_REGISTRY_URL",
+                stack.schema_registry_url.clone(),
+            ),
+            ("POLYTAPE_CLICKHOUSE_URL", clickhouse_proxy.url()),
+            ("POLYTAPE_CLICKHOUSE_DATABASE", database.name.clone()),
+            ("POLYTAPE_TOPIC_PREFIX", names.prefix().to_owned()),
+            (
+                "POLYTAPE_SINK_CONSUMER_GROUP",
+                unique_name(&format!("{purpose}-sink")),
+            ),
+            ("POLYTAPE_GAMMA_URL", format!("{base}/gamma")),
+            ("POLYTAPE_DATA_API_URL", format!("{base}/data")),
+            ("POLYTAPE_CLOB_URL", format!("{base}/clob")),
+            ("POLYTAPE_CLOB_WS_URL", sim.ws_url()),
+            (
+                "POLYTAPE_COLLECTOR_RETENTION",
+                format!("{}days", scale.history_days + 1),
+            ),
+            ("POLYTAPE_COLLECTOR_POLL_INTERVAL", "2s".to_owned()),
+            ("POLYTAPE_COLLECTOR_POLL_LAG", "1s".to_owned()),
+            ("POLYTAPE_WS_MAX_ASSETS_PER_CONNECTION", "200".to_owned()),
+            ("POLYTAPE_LOG_FORMAT", "json".to_owned()),
+            ("POLYTAPE_SHUTDOWN_TIMEOUT", "20s".to_owned()),
+        ]
+        .into_iter()
+        .chain(wiring.environment.iter().cloned())
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+
+        let logs = tempfile::Builder::new()
+            .prefix(&format!("polytape-e2e-{purpose}-"))
+            .tempdir()
+            .expect("a temporary directory for the service logs");
+        let mut pipeline = Self {
+            sim,
+            scale,
+            database,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("an HTTP client"),
+            api_url: String::new(),
+            api_key: String::new(),
+            clickhouse_proxy,
+            environment,
+            processes: std::sync::Mutex::new(BTreeMap::new()),
+            logs,
+            live_started_ms,
+            private_broker,
+        };
+        for service in Service::ALL {
+            pipeline.spawn(service, service_addr());
+            pipeline.wait_ready(service).await;
+            if service == Service::Api {
+                let addr = pipeline.admin_addr(Service::Api);
+                pipeline.api_url = format!("http://{addr}");
+                pipeline.api_key = pipeline.create_api_key();
+            }
+        }
+        pipeline
+    }
+
+    fn processes(&self) -> std::sync::MutexGuard<'_, BTreeMap<Service, RunningProcess>> {
+        self.processes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Where a service serves `/readyz` and `/metrics` (the API: its only port).
+    pub fn admin_addr(&self, service: Service) -> SocketAddr {
+        self.processes()[&service].admin_addr
+    }
+
+    /// The process id of a running service (for RSS readings).
+    pub fn pid(&self, service: Service) -> u32 {
+        self.processes()[&service].child.id()
+    }
+
+    /// A service's `/metrics` text (empty if it does not answer).
+    pub async fn metrics(&self, service: Service) -> String {
+        let url = format!("http://{}/metrics", self.admin_addr(service));
+        match self.http.get(&url).send().await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    fn spawn(&self, service: Service, admin_addr: SocketAddr) {
+        let binary = workspace_binary(service.binary());
+        let log = self.logs.path().join(format!("{}.log", service.binary()));
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("a log file");
+        let mut command = isolated_command(&binary);
+        command
+            .args(service.args())
+            .envs(self.environment.iter().map(|(key, value)| (key, value)))
+            .env(service.admin_variable(), admin_addr.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log_file.try_clone().expect("log handle")))
+            .stderr(Stdio::from(log_file));
+        let child = command
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {}: {error}", binary.display()));
+        let mut processes = self.processes();
+        let starts = processes
+            .get(&service)
+            .map_or(1, |previous| previous.starts + 1);
+        processes.insert(
+            service,
+            RunningProcess {
+                child,
+                admin_addr,
+                log,
+                starts,
+            },
+        );
+    }
+
+    async fn wait_ready(&self, service: Service) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (admin_addr, log) = {
+                let mut processes = self.processes();
+                let process = processes
+                    .get_mut(&service)
+                    .expect("the service was spawned");
+                if let Ok(Some(status)) = process.child.try_wait() {
+                    panic!(
+                        "{} exited during start-up with {status}; last lines of its log:\n{}",
+                        service.binary(),
+                        log_tail(&process.log, 40)
+                    );
+                }
+                (process.admin_addr, process.log.clone())
+            };
+            let url = format!("http://{admin_addr}/readyz");
+            let ready = self
+                .http
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|response| response.status().is_success());
+            if ready {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} did not become ready ({url}) within 120 s; last lines of its log:\n{}",
+                    service.binary(),
+                    log_tail(&log, 40)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn create_api_key(&self) -> String {
+        let binary = workspace_binary(Service::Api.binary());
+        let output = isolated_command(&binary)
+            .args(["keys", "create", "--name", "e2e", "--plan", "monthly"])
+            .args(["--rps", "1000", "--daily-cap", "10000000"])
+            .envs(self.environment.iter().map(|(key, value)| (key, value)))
+            .output()
+            .expect("polytape-api keys create runs");
+        assert!(
+            output.status.success(),
+            "polytape-api keys create failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|line| !line.is_empty())
+            .expect("keys create prints the key as its last line")
+            .to_owned()
+    }
+
+    /// SIGKILL: no drain, no flush, no commit.
+    pub fn kill9(&self, service: Service) {
+        let mut processes = self.processes();
+        let process = processes.get_mut(&service).expect("the service is running");
+        process.child.kill().ok();
+        process.child.wait().ok();
+    }
+
+    /// SIGTERM and wait for a clean exit (drain, flush, commit).
+    pub fn terminate(&self, service: Service) {
+        let mut processes = self.processes();
+        let process = processes.get_mut(&service).expect("the service is running");
+        let pid = process.child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .ok();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = process.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "{} did not stop within 40 s of SIGTERM; last lines of its log:\n{}",
+            service.binary(),
+            log_tail(&process.log, 40)
+        );
+    }
+
+    /// Starts a stopped service again on the same address and waits until it is ready.
+    pub async fn restart(&self, service: Service) {
+        let admin_addr = self.admin_addr(service);
+        self.spawn(service, admin_addr);
+        self.wait_ready(service).await;
+    }
+
+    /// Panics (with the log tail) if a service died on its own.
+    pub fn assert_all_alive(&self) {
+        for (service, process) in self.processes().iter_mut() {
+            if let Ok(Some(status)) = process.child.try_wait() {
+                panic!(
+                    "{} died on its own ({status}, start #{}); last lines of its log:\n{}",
+                    service.binary(),
+                    process.starts,
+                    log_tail(&process.log, 60)
+                );
+            }
+        }
+    }
+
+    /// Stops the live world; truth is final from here on.
+    pub async fn pause_world(&self) -> i64 {
+        let sim_url = self.sim.base_url();
+        let response = self
+            .http
+            .post(format!("{sim_url}/_sim/pause"))
+            .send()
+            .await
+            .expect("the simulator answers /_sim/pause");
+        assert!(response.status().is_success());
+        polytape_model::now_ms()
+    }
+
+    /// A GET on the simulator's truth endpoints.
+    pub async fn truth(&self, path_and_query: &str) -> serde_json::Value {
+        let url = format!("{}{path_and_query}", self.sim.base_url());
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("GET {url}: {error}"));
+        response
+            .json()
+            .await
+            .unwrap_or_else(|error| panic!("GET {url}: not JSON ({error})"))
+    }
+
+    /// A GET on the API with the test's key: (status, JSON body).
+    pub async fn api(&self, path_and_query: &str) -> (u16, serde_json::Value) {
+        let url = format!("{}{path_and_query}", self.api_url);
+        let response = self
+            .http
+            .get(&url)
+            .header("X-API-Key", &self.api_key)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("GET {url}: {error}"));
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    /// Every truth fill id (the whole tape, history and live).
+    pub async fn truth_trade_ids(&self) -> BTreeSet<String> {
+        let mut ids = BTreeSet::new();
+        let mut since: Option<u64> = None;
+        loop {
+            let query = match since {
+                Some(seq) => format!("/_sim/truth/fills?limit=200000&since_seq={seq}"),
+                None => "/_sim/truth/fills?limit=200000".to_owned(),
+            };
+            let page = self.truth(&query).await;
+            for fill in page["fills"].as_array().expect("fills") {
+                ids.insert(fill["trade_id"].as_str().expect("trade_id").to_owned());
+            }
+            match page["next_since_seq"].as_u64() {
+                Some(next) => since = Some(next),
+                None => return ids,
+            }
+        }
+    }
+
+    /// Retries `check` until it passes or `within` elapses; panics with its last complaint and
+    /// the service log tails.
+    pub async fn eventually<F, Fut>(&self, what: &str, within: Duration, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<String, String>>,
+    {
+        let started = Instant::now();
+        let mut last_complaint;
+        loop {
+            match check().await {
+                Ok(summary) => {
+                    eprintln!(
+                        "[e2e] {what}: ok after {:.1?} ({summary})",
+                        started.elapsed()
+                    );
+                    return;
+                }
+                Err(complaint) => last_complaint = complaint,
+            }
+            self.assert_all_alive();
+            if started.elapsed() > within {
+                let mut logs = String::new();
+                for (service, process) in self.processes().iter() {
+                    let _ = writeln!(
+                        logs,
+                        "--- {} (last lines)\n{}",
+                        service.binary(),
+                        log_tail(&process.log, 15)
+                    );
+                }
+                panic!("{what}: not reached within {within:?}: {last_complaint}\n{logs}");
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    /// Stops everything: SIGTERM to each service (producers first) and the database dropped.
+    pub async fn shut_down(self) {
+        for service in Service::ALL.into_iter().rev() {
+            let running = self
+                .processes()
+                .get_mut(&service)
+                .is_some_and(|process| matches!(process.child.try_wait(), Ok(None)));
+            if running {
+                self.terminate(service);
+            }
+        }
+        // Dropping the pipeline kills anything left; the database is dropped explicitly.
+        let statement = format!("DROP DATABASE IF EXISTS `{}`", self.database.name);
+        self.database
+            .client
+            .clone()
+            .with_database("system")
+            .query(&statement)
+            .execute()
+            .await
+            .ok();
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        for process in self.processes().values_mut() {
+            if let Ok(None) = process.child.try_wait() {
+                process.child.kill().ok();
+                process.child.wait().ok();
+            }
+        }
+    }
+}
+
+/// The last `lines` lines of a log file.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+// ------------------------------------------------------------------------------------ checks
+
+#[derive(Debug, Row, Deserialize)]
+struct TradeCopies {
+    trade_id: String,
+    copies: u64,
+}
+
+/// Every truth fill is in `trades` exactly once (with FINAL, as the API reads it), and no
+/// other trade is. With `raw_exactly_once`, also without FINAL: the sink and the collector
+/// stored each row once (a clean run; after kill -9 the collector may re-send exact copies).
+pub async fn check_trades(pipeline: &Pipeline, raw_exactly_once: bool) -> Result<String, String> {
+    let truth = pipeline.truth_trade_ids().await;
+    let stored: Vec<TradeCopies> = pipeline
+        .database
+        .client
+        .query("SELECT trade_id, count() AS copies FROM trades FINAL GROUP BY trade_id")
+        .fetch_all()
+        .await
+        .map_err(|error| format!("query trades: {error}"))?;
+    let mut stored_ids = BTreeSet::new();
+    for row in &stored {
+        if row.copies != 1 {
+            return Err(format!(
+                "trade {} is stored {} times after FINAL",
+                row.trade_id, row.copies
+            ));
+        }
+        stored_ids.insert(row.trade_id.clone());
+    }
+    let missing: Vec<&String> = truth.difference(&stored_ids).collect();
+    let unexpected: Vec<&String> = stored_ids.difference(&truth).collect();
+    if !missing.is_empty() || !unexpected.is_empty() {
+        return Err(format!(
+            "{} truth fills, {} stored: {} missing (e.g. {:?}), {} not in truth (e.g. {:?})",
+            truth.len(),
+            stored_ids.len(),
+            missing.len(),
+            missing.iter().take(3).collect::<Vec<_>>(),
+            unexpected.len(),
+            unexpected.iter().take(3).collect::<Vec<_>>()
+        ));
+    }
+    if raw_exactly_once {
+        let raw: u64 = pipeline
+            .database
+            .client
+            .query("SELECT count() FROM trades")
+            .fetch_one()
+            .await
+            .map_err(|error| format!("count trades: {error}"))?;
+        if raw != truth.len() as u64 {
+            return Err(format!(
+                "{raw} rows in trades without FINAL for {} fills: some were stored twice",
+                truth.len()
+            ));
+        }
+    }
+    Ok(format!("{} fills, each exactly once", truth.len()))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Row, Deserialize)]
+pub struct CandleRow {
+    pub token_id: String,
+    pub interval: String,
+    pub open_time: i64,
+    pub open: i64,
+    pub high: i64,
+    pub low: i64,
+    pub close: i64,
+    pub volume: i128,
+    pub notional: i128,
+    pub vwap: i128,
+    pub trade_count: u64,
+    pub first_trade: i64,
+    pub last_trade: i64,
+}
+
+const STORED_CANDLES: &str = "
+SELECT
+    token_id,
+    toString(interval) AS interval,
+    toUnixTimestamp64Milli(open_time) AS open_time,
+    open, high, low, close, volume, notional, vwap,
+    toUInt64(trade_count) AS trade_count,
+    toUnixTimestamp64Milli(first_trade_time) AS first_trade,
+    toUnixTimestamp64Milli(last_trade_time) AS last_trade
+FROM candles FINAL
+ORDER BY token_id, interval, open_time";
+
+/// `candles` (latest version per key) equals the SQL oracle over `trades`, decimal for
+/// decimal, for every token and interval.
+pub async fn check_candles(pipeline: &Pipeline) -> Result<String, String> {
+    let client = &pipeline.database.client;
+    let expected: Vec<CandleRow> = client
+        .query(polytape_test_support::oracle::CANDLE_ORACLE_SQL)
+        .fetch_all()
+        .await
+        .map_err(|error| format!("oracle query: {error}"))?;
+    let stored: Vec<CandleRow> = client
+        .query(STORED_CANDLES)
+        .fetch_all()
+        .await
+        .map_err(|error| format!("candles query: {error}"))?;
+    if expected.is_empty() {
+        return Err("the oracle has no candles yet (no trades stored)".to_owned());
+    }
+    let stored_by_key: HashMap<(&str, &str, i64), &CandleRow> = stored
+        .iter()
+        .map(|row| {
+            (
+                (row.token_id.as_str(), row.interval.as_str(), row.open_time),
+                row,
+            )
+        })
+        .collect();
+    let mut mismatches = Vec::new();
+    for row in &expected {
+        match stored_by_key.get(&(row.token_id.as_str(), row.interval.as_str(), row.open_time)) {
+            Some(stored) if *stored == row => {}
+            Some(stored) => mismatches.push(format!("expected {row:?}, stored {stored:?}")),
+            None => mismatches.push(format!("missing {row:?}")),
+        }
+    }
+    if stored.len() != expected.len() {
+        mismatches.push(format!(
+            "{} candles stored, {} expected",
+            stored.len(),
+            expected.len()
+        ));
+    }
+    if !mismatches.is_empty() {
+        return Err(format!(
+            "{} candle mismatches, e.g. {}",
+            mismatches.len(),
+            mismatches
+                .iter()
+                .take(2)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    Ok(format!("{} candles equal the oracle", expected.len()))
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct MarketRow {
+    condition_id: String,
+    closed: bool,
+    winning_token_id: Option<String>,
+    token_ids: Vec<String>,
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct EventRow {
+    event_id: String,
+    closed: bool,
+}
+
+/// Markets and events in ClickHouse equal the simulator's: same ids, tokens, closed flags and
+/// winners.
+pub async fn check_markets_and_events(pipeline: &Pipeline) -> Result<String, String> {
+    let client = &pipeline.database.client;
+    let markets: Vec<MarketRow> = client
+        .query("SELECT condition_id, closed, winning_token_id, token_ids FROM markets FINAL")
+        .fetch_all()
+        .await
+        .map_err(|error| format!("markets query: {error}"))?;
+    let truth_markets = pipeline.truth("/_sim/truth/markets").await;
+    let truth_markets = truth_markets
+        .as_array()
+        .ok_or("truth markets not an array")?;
+    let stored: HashMap<&str, &MarketRow> = markets
+        .iter()
+        .map(|market| (market.condition_id.as_str(), market))
+        .collect();
+    let mut problems = Vec::new();
+    for truth in truth_markets {
+        let condition_id = truth["condition_id"].as_str().unwrap_or_default();
+        let Some(market) = stored.get(condition_id) else {
+            problems.push(format!("market {condition_id} missing"));
+            continue;
+        };
+        let closed = truth["closed"].as_bool().unwrap_or_default();
+        if market.closed != closed {
+            problems.push(format!(
+                "market {condition_id}: closed {} stored, {closed} in truth",
+                market.closed
+            ));
+        }
+        let winner = truth["winner_token_id"].as_str().map(str::to_owned);
+        if closed && market.winning_token_id != winner {
+            problems.push(format!(
+                "market {condition_id}: winner {:?} stored, {winner:?} in truth",
+                market.winning_token_id
+            ));
+        }
+        let tokens: Vec<String> = truth["token_ids"]
+            .as_array()
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| id.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if market.token_ids != tokens {
+            problems.push(format!("market {condition_id}: tokens differ"));
+        }
+    }
+    if markets.len() != truth_markets.len() {
+        problems.push(format!(
+            "{} markets stored, {} in truth",
+            markets.len(),
+            truth_markets.len()
+        ));
+    }
+    let events: Vec<EventRow> = client
+        .query("SELECT event_id, closed FROM events FINAL")
+        .fetch_all()
+        .await
+        .map_err(|error| format!("events query: {error}"))?;
+    let truth_events = pipeline.truth("/_sim/truth/events").await;
+    let truth_events = truth_events.as_array().ok_or("truth events not an array")?;
+    let stored_events: HashMap<&str, bool> = events
+        .iter()
+        .map(|event| (event.event_id.as_str(), event.closed))
+        .collect();
+    for truth in truth_events {
+        let id = truth["id"]
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| truth["id"].as_u64().map(|id| id.to_string()))
+            .unwrap_or_default();
+        match stored_events.get(id.as_str()) {
+            None => problems.push(format!("event {id} missing")),
+            Some(closed) if Some(*closed) != truth["closed"].as_bool() => {
+                problems.push(format!("event {id}: closed flag differs"));
+            }
+            Some(_) => {}
+        }
+    }
+    if events.len() != truth_events.len() {
+        problems.push(format!(
+            "{} events stored, {} in truth",
+            events.len(),
+            truth_events.len()
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(format!(
+            "{} differences, e.g. {}",
+            problems.len(),
+            problems
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    Ok(format!(
+        "{} markets and {} events equal the truth",
+        markets.len(),
+        events.len()
+    ))
+}
+
+#[derive(Debug, Clone, Row, Deserialize)]
+pub struct GapRow {
+    pub kind: String,
+    pub token_ids: Vec<String>,
+    pub gap_start: i64,
+    pub gap_end: Option<i64>,
+    pub reason: String,
+}
+
+/// The declared gaps (continuity records).
+pub async fn declared_gaps(pipeline: &Pipeline) -> Result<Vec<GapRow>, String> {
+    pipeline
+        .database
+        .client
+        .query(
+            "SELECT toString(kind) AS kind, token_ids, toUnixTimestamp64Milli(gap_start) AS gap_start, \
+             if(isNull(gap_end), NULL, toUnixTimestamp64Milli(assumeNotNull(gap_end))) AS gap_end, reason \
+             FROM continuity FINAL",
+        )
+        .fetch_all()
+        .await
+        .map_err(|error| format!("continuity query: {error}"))
+}
+
+/// Whether a declared gap covers `token_id` at `at_ms` (an open gap covers everything after
+/// its start).
+pub fn gap_covers(gaps: &[GapRow], token_id: &str, at_ms: i64) -> bool {
+    gaps.iter().any(|gap| {
+        (gap.token_ids.is_empty() || gap.token_ids.iter().any(|id| id == token_id))
+            && gap.gap_start <= at_ms
+            && gap.gap_end.is_none_or(|end| at_ms <= end)
+    })
+}
+
+/// A book side as (price, size) decimal strings normalised (no trailing zeros), best first.
+fn levels(value: &serde_json::Value, descending: bool) -> Vec<(String, String)> {
+    let mut levels: Vec<(polytape_model::Decimal, String)> = value
+        .as_array()
+        .map(|levels| {
+            levels
+                .iter()
+                .filter_map(|level| {
+                    let price = decimal_text(&level["price"])?;
+                    let size = decimal_text(&level["size"])?;
+                    let parsed: polytape_model::Decimal = price.parse().ok()?;
+                    Some((parsed, size))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    levels.sort_by(|left, right| {
+        if descending {
+            right.0.cmp(&left.0)
+        } else {
+            left.0.cmp(&right.0)
+        }
+    });
+    levels
+        .into_iter()
+        .map(|(price, size)| (price.normalize().to_string(), size))
+        .collect()
+}
+
+fn decimal_text(value: &serde_json::Value) -> Option<String> {
+    let text = match value {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Number(number) => number.to_string(),
+        _ => return None,
+    };
+    let parsed: polytape_model::Decimal = text.parse().ok()?;
+    Some(parsed.normalize().to_string())
+}
+
+/// The order book the API serves for `token_id` at `at_ms` equals the simulator's book at that
+/// instant (every level, both sides). Returns whether the API flagged the instant as covered by
+/// a gap — allowed only when a declared gap of the token overlaps the span the book was rebuilt
+/// over; then the levels are not compared (a declared gap is allowed to be wrong).
+pub async fn check_book_at(
+    pipeline: &Pipeline,
+    token_id: &str,
+    at_ms: i64,
+) -> Result<bool, String> {
+    let (status, served) = pipeline
+        .api(&format!(
+            "/v1/orderbook?token_id={token_id}&at={at_ms}&depth=1000"
+        ))
+        .await;
+    if status != 200 {
+        return Err(format!(
+            "GET /v1/orderbook {token_id} at {at_ms}: status {status}: {served}"
+        ));
+    }
+    if served["gap"].as_bool() == Some(true) {
+        // The API may only say so when a declared gap of this token overlaps the span it
+        // rebuilt the book over (from its base state to `at`).
+        let gaps = declared_gaps(pipeline).await?;
+        let base_ms = served["base_time_ms"]
+            .as_i64()
+            .or_else(|| served["state_time_ms"].as_i64())
+            .unwrap_or(at_ms);
+        let overlapping = gaps.iter().any(|gap| {
+            (gap.token_ids.is_empty() || gap.token_ids.iter().any(|id| id == token_id))
+                && gap.gap_start <= at_ms
+                && gap.gap_end.is_none_or(|end| end >= base_ms)
+        });
+        if !overlapping {
+            return Err(format!(
+                "the API flags {token_id} at {at_ms} (rebuilt from {base_ms}) as covered by a gap, but no continuity record of that token overlaps [{base_ms}, {at_ms}]: {}",
+                served["gaps"]
+            ));
+        }
+        return Ok(true);
+    }
+    let truth = pipeline
+        .truth(&format!("/_sim/truth/book?token_id={token_id}&at={at_ms}"))
+        .await;
+    let truth_bids = levels(&truth["bids"], true);
+    let truth_asks = levels(&truth["asks"], false);
+    let served_bids = levels(&served["bids"], true);
+    let served_asks = levels(&served["asks"], false);
+    if truth_bids != served_bids || truth_asks != served_asks {
+        return Err(format!(
+            "book of {token_id} at {at_ms}: served bids {:?} asks {:?}; truth bids {:?} asks {:?}",
+            served_bids.iter().take(3).collect::<Vec<_>>(),
+            served_asks.iter().take(3).collect::<Vec<_>>(),
+            truth_bids.iter().take(3).collect::<Vec<_>>(),
+            truth_asks.iter().take(3).collect::<Vec<_>>()
+        ));
+    }
+    Ok(false)
+}
+
+/// Open tokens of the world (from the truth), for choosing book instants.
+pub async fn open_tokens(pipeline: &Pipeline) -> Vec<String> {
+    let markets = pipeline.truth("/_sim/truth/markets").await;
+    markets
+        .as_array()
+        .map(|markets| {
+            markets
+                .iter()
+                .filter(|market| market["closed"].as_bool() == Some(false))
+                .filter_map(|market| market["token_ids"].as_array())
+                .flatten()
+                .filter_map(|token| token.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct FirstBook {
+    token_id: String,
+    first_ms: i64,
+}
+
+/// Per token, when its first WebSocket book snapshot was received: the bridge covers the token
+/// from then on.
+pub async fn first_ws_book_times(pipeline: &Pipeline) -> Vec<(String, i64)> {
+    let rows: Vec<FirstBook> = pipeline
+        .database
+        .client
+        .query(
+            "SELECT token_id, toUnixTimestamp64Milli(min(received_at)) AS first_ms \
+             FROM book_snapshots WHERE source = 'WS' GROUP BY token_id ORDER BY token_id",
+        )
+        .fetch_all()
+        .await
+        .unwrap_or_default();
+    rows.into_iter()
+        .map(|row| (row.token_id, row.first_ms))
+        .collect()
+}
