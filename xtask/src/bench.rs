@@ -22,6 +22,10 @@ pub(crate) struct BenchArgs {
     /// service) or `api` (P5: API vs the same queries straight to ClickHouse) or `all` (every
     /// benchmark, three runs each, written to BENCHMARKS.md)
     which: String,
+    /// With `all`: re-measure only these benchmarks (comma-separated) and keep the other
+    /// figures of the last `bench all` (stored in .polytape/bench-figures.json)
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -32,7 +36,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         "collector" => bench_collector::run(),
         "ws-bridge" => bench_ws_bridge::run(),
         "freshness" => freshness(),
-        "all" => crate::bench_all::run(),
+        "all" => crate::bench_all::run(&args.only),
         "api" => crate::bench_api::run(),
         other => bail!(
             "unknown benchmark {other:?}; available: codec, sink, candles, collector, ws-bridge, api, freshness, all"
@@ -357,7 +361,8 @@ fn freshness() -> anyhow::Result<()> {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout
         .lines()
-        .find_map(|line| line.strip_prefix("RESULT "))
+        // libtest prints `test <name> ... ` before the test's own output on the same line.
+        .find_map(|line| line.split_once("RESULT ").map(|(_, json)| json))
         .context("the freshness benchmark printed no RESULT line")?;
     let result: serde_json::Value = serde_json::from_str(line)?;
     let number = |key: &str| result[key].as_f64().unwrap_or(f64::NAN);

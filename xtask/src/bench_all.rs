@@ -44,7 +44,7 @@ const BENCHMARKS: [(&str, &str); 7] = [
 
 const RUNS: usize = 3;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Collected {
     label: String,
     unit: String,
@@ -52,11 +52,36 @@ struct Collected {
     values: Vec<f64>,
 }
 
-pub(crate) fn run() -> anyhow::Result<()> {
+/// Raw values of the last `bench all`, so `--only` can re-measure part of the report.
+fn stored_figures_path() -> std::path::PathBuf {
+    paths::state_dir().join("bench-figures.json")
+}
+
+pub(crate) fn run(only: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
-    let mut figures: BTreeMap<String, Collected> = BTreeMap::new();
+    for name in only {
+        if !BENCHMARKS.iter().any(|(known, _)| known == name) {
+            bail!("unknown benchmark {name:?} in --only");
+        }
+    }
+    let mut figures: BTreeMap<String, Collected> = if only.is_empty() {
+        BTreeMap::new()
+    } else {
+        let stored = std::fs::read_to_string(stored_figures_path()).with_context(|| {
+            format!(
+                "--only needs the figures of an earlier full run in {}; run `cargo xtask bench all` first",
+                stored_figures_path().display()
+            )
+        })?;
+        let mut stored: BTreeMap<String, Collected> = serde_json::from_str(&stored)?;
+        stored.retain(|id, _| !only.iter().any(|name| id.starts_with(name.as_str())));
+        stored
+    };
     let mut failures = Vec::new();
     for (name, what) in BENCHMARKS {
+        if !only.is_empty() && !only.iter().any(|selected| selected == name) {
+            continue;
+        }
         for attempt in 1..=RUNS {
             println!("\n== bench all: {name} ({what}), run {attempt}/{RUNS}");
             match run_one(name) {
@@ -85,6 +110,12 @@ pub(crate) fn run() -> anyhow::Result<()> {
             }
         }
     }
+    std::fs::create_dir_all(paths::state_dir())?;
+    std::fs::write(
+        stored_figures_path(),
+        serde_json::to_string_pretty(&figures)?,
+    )
+    .with_context(|| format!("cannot write {}", stored_figures_path().display()))?;
     let report = render(&figures, &failures, started.elapsed().as_secs_f64())?;
     let path = paths::workspace_root().join("BENCHMARKS.md");
     std::fs::write(&path, report).with_context(|| format!("cannot write {}", path.display()))?;
