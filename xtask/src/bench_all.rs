@@ -21,6 +21,11 @@ pub(crate) fn figure(id: &str, label: &str, value: f64, unit: &str, goal: &str) 
     if std::env::var_os(FIGURES_VARIABLE).is_none() {
         return;
     }
+    if !value.is_finite() {
+        // A figure the run could not measure is left out (the report shows fewer runs).
+        eprintln!("figure {id} ({label}) was not measured in this run");
+        return;
+    }
     let line = serde_json::json!({
         "id": id,
         "label": label,

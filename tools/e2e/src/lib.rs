@@ -1079,6 +1079,18 @@ pub async fn check_book_at(
             "/v1/orderbook?token_id={token_id}&at={at_ms}&depth=1000"
         ))
         .await;
+    let truth = pipeline
+        .truth(&format!("/_sim/truth/book?token_id={token_id}&at={at_ms}"))
+        .await;
+    if !truth["bids"].is_array() {
+        // No book upstream at that instant (the market resolved): the API must not serve one.
+        if status == 404 {
+            return Ok(false);
+        }
+        return Err(format!(
+            "GET /v1/orderbook {token_id} at {at_ms}: status {status}, but upstream had no book then ({truth}): {served}"
+        ));
+    }
     if status != 200 {
         return Err(format!(
             "GET /v1/orderbook {token_id} at {at_ms}: status {status}: {served}"
@@ -1105,9 +1117,6 @@ pub async fn check_book_at(
         }
         return Ok(true);
     }
-    let truth = pipeline
-        .truth(&format!("/_sim/truth/book?token_id={token_id}&at={at_ms}"))
-        .await;
     let truth_bids = levels(&truth["bids"], true);
     let truth_asks = levels(&truth["asks"], false);
     let served_bids = levels(&served["bids"], true);

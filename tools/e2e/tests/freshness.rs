@@ -17,7 +17,13 @@ fn histogram_buckets(metrics: &str, name: &str, table: &str) -> Vec<(f64, f64)> 
         .lines()
         .filter(|line| line.starts_with(&prefix) && line.contains(&format!("table=\"{table}\"")))
         .filter_map(|line| {
-            let le = line.split("le=\"").nth(1)?.split('"').next()?;
+            // `le` as a label of its own: `table="…"` also ends in `le="`.
+            let le = line
+                .split(",le=\"")
+                .nth(1)
+                .or_else(|| line.split("{le=\"").nth(1))?
+                .split('"')
+                .next()?;
             let bound = if le == "+Inf" {
                 f64::INFINITY
             } else {
@@ -113,8 +119,21 @@ async fn freshness_and_memory_at_5k_ws_events_per_second() {
     // Warm-up: the backfill drains and every connection has its dump.
     tokio::time::sleep(Duration::from_secs(30)).await;
     pipeline.assert_all_alive();
+    let sink_metrics = pipeline.metrics(Service::Sink).await;
+    eprintln!(
+        "[bench] sink /metrics: {} lines, {} row-latency bucket lines, tables {:?}",
+        sink_metrics.lines().count(),
+        sink_metrics
+            .lines()
+            .filter(|line| line.starts_with("polytape_sink_row_latency_seconds_bucket"))
+            .count(),
+        sink_metrics
+            .lines()
+            .filter(|line| line.starts_with("polytape_sink_rows_inserted_total"))
+            .collect::<Vec<_>>()
+    );
     let before = histogram_buckets(
-        &pipeline.metrics(Service::Sink).await,
+        &sink_metrics,
         "polytape_sink_row_latency_seconds",
         "price_changes",
     );
@@ -128,25 +147,44 @@ async fn freshness_and_memory_at_5k_ws_events_per_second() {
     );
     let events_per_second =
         (ws_events_sent(&pipeline).await - events_before) / window.as_secs_f64();
-    let rss: Vec<String> = Service::ALL
-        .iter()
-        .map(|service| {
-            format!(
-                "\"rss_mib_{}\": {:.1}",
-                service
-                    .binary()
-                    .trim_start_matches("polytape-")
-                    .replace('-', "_"),
-                peak_rss_mib(pipeline.pid(*service))
-            )
-        })
-        .collect();
-    println!(
-        "RESULT {{\"ws_events_per_s\": {events_per_second:.0}, \"freshness_p50_ms\": {:.0}, \"freshness_p99_ms\": {:.0}, {}}}",
-        quantile(&before, &after, 0.5) * 1000.0,
-        quantile(&before, &after, 0.99) * 1000.0,
-        rss.join(", ")
+    eprintln!(
+        "[bench] price_changes latency buckets before/after the window: {} / {} series, {} / {} observations",
+        before.len(),
+        after.len(),
+        before.last().map_or(0.0, |(_, count)| *count),
+        after.last().map_or(0.0, |(_, count)| *count)
     );
+    // JSON has no NaN: a figure without observations is null (and the report says so).
+    let number = |value: f64| {
+        if value.is_finite() {
+            serde_json::json!(value.round())
+        } else {
+            serde_json::Value::Null
+        }
+    };
+    let mut result = serde_json::Map::new();
+    result.insert("ws_events_per_s".into(), number(events_per_second));
+    result.insert(
+        "freshness_p50_ms".into(),
+        number(quantile(&before, &after, 0.5) * 1000.0),
+    );
+    result.insert(
+        "freshness_p99_ms".into(),
+        number(quantile(&before, &after, 0.99) * 1000.0),
+    );
+    for service in Service::ALL {
+        let key = format!(
+            "rss_mib_{}",
+            service
+                .binary()
+                .trim_start_matches("polytape-")
+                .replace('-', "_")
+        );
+        result.insert(key, number(peak_rss_mib(pipeline.pid(service))));
+    }
+    let line = serde_json::Value::Object(result);
+    eprintln!("[bench] {line}");
+    println!("RESULT {line}");
     pipeline.shut_down().await;
 }
 
@@ -167,4 +205,18 @@ fn quantiles_interpolate_within_buckets() {
         quantile(&after, &after, 0.5).is_nan(),
         "no observations in the window"
     );
+}
+
+#[test]
+fn histogram_lines_of_one_table_are_parsed() {
+    let metrics = "# TYPE polytape_sink_row_latency_seconds histogram\n\
+polytape_sink_row_latency_seconds_bucket{table=\"price_changes\",le=\"0.5\"} 3\n\
+polytape_sink_row_latency_seconds_bucket{table=\"price_changes\",le=\"+Inf\"} 4\n\
+polytape_sink_row_latency_seconds_bucket{table=\"trades\",le=\"0.5\"} 9\n";
+    let buckets = histogram_buckets(
+        metrics,
+        "polytape_sink_row_latency_seconds",
+        "price_changes",
+    );
+    assert_eq!(buckets, vec![(0.5, 3.0), (f64::INFINITY, 4.0)]);
 }

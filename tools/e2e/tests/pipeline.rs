@@ -96,6 +96,23 @@ async fn verify_books(pipeline: &Pipeline, paused_ms: i64, gaps_allowed: bool) {
         compared, 20,
         "could not find 20 instants outside declared gaps ({skipped_in_gaps} skipped)"
     );
+    // A market resolved during the live phase has no book after its resolution, upstream and
+    // in the API alike.
+    let markets = pipeline.truth("/_sim/truth/markets").await;
+    let resolved_live = markets.as_array().unwrap().iter().find(|market| {
+        market["closed"].as_bool() == Some(true)
+            && market["closed_ms"]
+                .as_i64()
+                .is_some_and(|closed| closed > pipeline.live_started_ms && closed < paused_ms)
+    });
+    if let Some(market) = resolved_live {
+        let token_id = market["token_ids"][0].as_str().unwrap();
+        let after = market["closed_ms"].as_i64().unwrap() + 1_000;
+        match check_book_at(pipeline, token_id, after.min(paused_ms)).await {
+            Ok(_) => eprintln!("[e2e] no order book after the resolution of {token_id}: ok"),
+            Err(problem) => panic!("{problem}"),
+        }
+    }
     eprintln!(
         "[e2e] order book via the API = truth at {compared} random instants ({skipped_in_gaps} instants inside declared gaps skipped)"
     );
@@ -159,14 +176,30 @@ async fn kill_9_of_each_service_at_random_points_loses_and_duplicates_nothing() 
     pipeline.shut_down().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upstream_faults_leave_the_data_exact_and_ws_interruptions_declared() {
+/// REST faults: 5xx bursts, timeouts, malformed bodies, schema drift, unknown fields.
+const REST_FAULTS: &str = "error@/data/trades:status=503,count=5;\
+     error@/gamma:status=502,count=3;\
+     timeout@/clob/markets:delay=3s,count=2;\
+     malformed@/data/trades:count=2;\
+     drift@/data/trades:field=price,count=3;\
+     extra_field@/gamma/events:count=2";
+
+/// WebSocket faults: disconnects, a 30 s silent freeze, garbage frames, duplicates, reordering.
+const WS_FAULTS: &str = "ws_disconnect:after=300,count=2;\
+     ws_freeze:after=150,duration=30s,count=1;\
+     ws_garbage:every=250,count=5;\
+     ws_duplicate:every=150,count=10;\
+     ws_reorder:every=170,count=10";
+
+/// Runs a world with `faults` injected from the start, then the fidelity checks; with WebSocket
+/// faults, also checks that every injected interruption is declared, by kind.
+async fn run_with_faults(purpose: &str, faults: &str, websocket_faults: bool) {
     let scale = Scale::from_env();
     // The bridge detects a silent freeze after its staleness window (30 s at least by default);
     // a shorter window here lets a 30 s freeze be detected and declared. A freeze shorter than
     // the window is undetectable by timing (see services/ws-bridge/README.md).
     let pipeline = Pipeline::start_wired(
-        "e2e_faults",
+        purpose,
         scale.clone(),
         Wiring {
             environment: vec![("POLYTAPE_WS_STALENESS_MIN", "5s".to_owned())],
@@ -175,55 +208,60 @@ async fn upstream_faults_leave_the_data_exact_and_ws_interruptions_declared() {
         |_| {},
     )
     .await;
-    // REST: 5xx bursts, timeouts, malformed bodies, schema drift, unknown fields; WS:
-    // disconnects, a 40 s silent freeze, garbage frames, duplicates and reordering.
-    pipeline
-        .sim
-        .add_faults(
-            "error@/data/trades:status=503,count=5;\
-             error@/gamma:status=502,count=3;\
-             timeout@/clob/markets:delay=3s,count=2;\
-             malformed@/data/trades:count=2;\
-             drift@/data/trades:field=price,count=3;\
-             extra_field@/gamma/events:count=2;\
-             ws_disconnect:after=300,count=2;\
-             ws_freeze:after=150,duration=30s,count=1;\
-             ws_garbage:every=250,count=5;\
-             ws_duplicate:every=150,count=10;\
-             ws_reorder:every=170,count=10",
-        )
-        .unwrap();
+    pipeline.sim.add_faults(faults).unwrap();
     run_live(&pipeline, scale.live.max(Duration::from_secs(60))).await;
     verify(
         &pipeline,
         Expect {
             raw_exactly_once: false,
-            gaps_allowed: true,
+            // REST faults are retried or dead-lettered: nothing is lost, nothing to declare.
+            gaps_allowed: websocket_faults,
         },
     )
     .await;
-    // Every WebSocket interruption the simulator injected is declared, by kind.
-    let fired = pipeline.truth("/_sim/stats").await["ws"]["faults"].clone();
-    let declared: Vec<String> = declared_gaps(&pipeline)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|gap| gap.kind)
-        .collect();
-    for (fault, kind) in [("ws_freeze", "FREEZE"), ("ws_disconnect", "DISCONNECT")] {
-        let times = fired[fault].as_u64().unwrap_or(0);
-        let records = declared.iter().filter(|declared| *declared == kind).count();
-        eprintln!("[e2e] {fault}: fired {times}, {kind} gaps declared {records}");
+    if websocket_faults {
+        let fired = pipeline.truth("/_sim/stats").await["ws"]["faults"].clone();
+        let declared: Vec<String> = declared_gaps(&pipeline)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|gap| gap.kind)
+            .collect();
+        for (fault, kind) in [("ws_freeze", "FREEZE"), ("ws_disconnect", "DISCONNECT")] {
+            let times = fired[fault].as_u64().unwrap_or(0);
+            let records = declared.iter().filter(|declared| *declared == kind).count();
+            eprintln!("[e2e] {fault}: fired {times}, {kind} gaps declared {records}");
+            assert!(
+                times == 0 || records > 0,
+                "{fault} fired {times} times but no {kind} gap was declared ({declared:?})"
+            );
+        }
         assert!(
-            times == 0 || records > 0,
-            "{fault} fired {times} times but no {kind} gap was declared ({declared:?})"
+            fired["ws_freeze"].as_u64().unwrap_or(0) > 0,
+            "the freeze never fired: raise POLYTAPE_E2E_LIVE_SECS or lower its `after`"
         );
     }
-    assert!(
-        fired["ws_freeze"].as_u64().unwrap_or(0) > 0,
-        "the freeze never fired: raise POLYTAPE_E2E_LIVE_SECS or lower its `after`"
-    );
     pipeline.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_faults_5xx_timeouts_malformed_and_drift_leave_the_data_exact() {
+    run_with_faults("e2e_rest_faults", REST_FAULTS, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_disconnects_freezes_and_garbage_are_declared_and_books_reconverge() {
+    run_with_faults("e2e_ws_faults", WS_FAULTS, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_upstream_fault_at_once_leaves_the_data_exact_and_gaps_declared() {
+    run_with_faults(
+        "e2e_all_faults",
+        &format!("{REST_FAULTS};{WS_FAULTS}"),
+        true,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -184,6 +184,25 @@ pub async fn orderbook(
     state.check_retention("at", at_ms)?;
     let retention_start = state.retention_start_ms();
 
+    // A resolved market has no order book any more (upstream removes it): serving the last
+    // book known before the resolution would show liquidity that no longer exists.
+    let resolved_at: Option<i64> = state
+        .client
+        .query(
+            "SELECT toInt64(toUnixTimestamp64Milli(min(timestamp))) FROM market_lifecycle FINAL \
+             WHERE kind = 'MARKET_RESOLVED' AND has(token_ids, ?) HAVING count() > 0",
+        )
+        .bind(&token_id)
+        .fetch_optional()
+        .await?;
+    if let Some(resolved_ms) = resolved_at
+        && resolved_ms <= at_ms
+    {
+        return Err(ApiError::not_found(format!(
+            "the market of token {token_id} resolved at {resolved_ms}: there is no order book after resolution; ask for an `at` before it"
+        )));
+    }
+
     let state_columns = "timestamp, bid_prices, bid_sizes, ask_prices, ask_sizes, consistent";
     let mut book = Book::default();
     let mut consistent = true;
