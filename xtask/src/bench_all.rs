@@ -121,7 +121,7 @@ pub(crate) fn run(only: &[String]) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&figures)?,
     )
     .with_context(|| format!("cannot write {}", stored_figures_path().display()))?;
-    let report = render(&figures, &failures, started.elapsed().as_secs_f64())?;
+    let report = render(&figures, &failures, started.elapsed().as_secs_f64(), only)?;
     let path = paths::workspace_root().join("BENCHMARKS.md");
     std::fs::write(&path, report).with_context(|| format!("cannot write {}", path.display()))?;
     println!("\nwrote {}", path.display());
@@ -231,8 +231,12 @@ fn machine_description() -> String {
                 .ok()
         })
         .map_or(f64::NAN, |kib| kib / 1024.0 / 1024.0);
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned());
     format!(
-        "{model}, {cores} cores available, {memory_gib:.1} GiB RAM; {}; {}; commit {}",
+        "{model}, {cores} cores available, {memory_gib:.1} GiB RAM, load average {load} at the end; {}; {}; commit {}",
         command_output("uname", &["-srm"]),
         command_output("rustc", &["--version"]),
         command_output("git", &["rev-parse", "--short", "HEAD"])
@@ -243,6 +247,7 @@ fn render(
     figures: &BTreeMap<String, Collected>,
     failures: &[String],
     elapsed_seconds: f64,
+    only: &[String],
 ) -> anyhow::Result<String> {
     let mut report = String::new();
     writeln!(report, "# Benchmarks")?;
@@ -255,6 +260,15 @@ fn render(
     writeln!(report)?;
     writeln!(report, "Machine: {}.", machine_description())?;
     writeln!(report)?;
+    if !only.is_empty() {
+        writeln!(
+            report,
+            "Re-measured in this run: {}; every other figure is carried over from the previous \
+             full run (`.polytape/bench-figures.json`).",
+            only.join(", ")
+        )?;
+        writeln!(report)?;
+    }
     writeln!(
         report,
         "Each figure is the median of its runs (min–max beside it). Ratios are computed inside \
@@ -339,7 +353,7 @@ mod tests {
                 values: vec![7.0, 7.5, 6.9],
             },
         );
-        let report = render(&figures, &["api: exited with 1".to_owned()], 60.0).unwrap();
+        let report = render(&figures, &["api: exited with 1".to_owned()], 60.0, &[]).unwrap();
         assert!(
             report.contains("| Value path / ours | 7.00 | 6.90 – 7.50 | 3 | × | ≥ 5 |"),
             "{report}"
