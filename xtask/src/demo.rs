@@ -134,14 +134,10 @@ pub(crate) fn run(upstream: Upstream, args: &RunArgs) -> anyhow::Result<()> {
     stack::up(&stack::StackSpec::development(), false)?;
 
     let binaries = stack::target_dir().join(profile);
-    if let Err(error) = start_everything(upstream, &binaries) {
-        eprintln!("\n[demo] start-up failed; stopping what was started");
-        stop_components();
-        return Err(error);
-    }
-    let api_key = match create_api_key(&binaries) {
-        Ok(key) => key,
+    let api_key = match start_everything(upstream, &binaries) {
+        Ok(api_key) => api_key,
         Err(error) => {
+            eprintln!("\n[demo] start-up failed; stopping what was started");
             stop_components();
             return Err(error);
         }
@@ -269,7 +265,9 @@ fn service_environment(upstream: Upstream) -> Vec<(&'static str, String)> {
     environment
 }
 
-fn start_everything(upstream: Upstream, binaries: &std::path::Path) -> anyhow::Result<()> {
+/// Starts the simulator and the services; returns the demo API key, created after the sink
+/// (which applies the migrations) and before the API starts, so the API loads it at start.
+fn start_everything(upstream: Upstream, binaries: &std::path::Path) -> anyhow::Result<String> {
     if upstream == Upstream::Simulator {
         let mut command = Command::new(binaries.join(SIMULATOR.binary));
         command.args([
@@ -281,13 +279,46 @@ fn start_everything(upstream: Upstream, binaries: &std::path::Path) -> anyhow::R
         start_component(&SIMULATOR, command, "/_sim/info")?;
     }
     let environment = service_environment(upstream);
+    let mut api_key = None;
     for service in &SERVICES {
+        if service.name == "api" {
+            api_key = Some(create_api_key(binaries)?);
+        }
         let mut command = Command::new(binaries.join(service.binary));
         command.args(service.args);
         command.envs(environment.iter().map(|(key, value)| (*key, value)));
         start_component(service, command, "/readyz")?;
     }
-    Ok(())
+    let api_key = api_key.context("the service list has no api")?;
+    wait_until_key_accepted(&api_key)?;
+    Ok(api_key)
+}
+
+/// Waits until the API answers a request made with the demo key (the key is loaded at start
+/// and refreshed every few seconds), so the printed commands work as soon as they are shown.
+fn wait_until_key_accepted(api_key: &str) -> anyhow::Result<()> {
+    let http = Http::new()?;
+    let url = format!("http://127.0.0.1:{API_PORT}/v1/markets?limit=1");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = http.runtime.block_on(async {
+            http.client
+                .get(&url)
+                .header("X-API-Key", api_key)
+                .send()
+                .await
+                .map(|response| response.status().as_u16())
+        });
+        match status {
+            Ok(200) => return Ok(()),
+            _ if Instant::now() < deadline => thread::sleep(Duration::from_millis(250)),
+            Ok(other) => bail!(
+                "the API answers {other} to the demo key after 30 s; see {}",
+                log_file(&SERVICES[1]).display()
+            ),
+            Err(error) => bail!("the API does not answer ({error}); see its log"),
+        }
+    }
 }
 
 fn start_component(

@@ -408,13 +408,30 @@ fn http_client() -> anyhow::Result<reqwest::Client> {
 fn initialise(spec: &StackSpec) -> anyhow::Result<()> {
     let runtime = runtime()?;
     runtime.block_on(async {
-        let created = polytape_kafka::ensure_topics(
-            &spec.kafka_brokers(),
-            &TopicNames::default(),
-            &Topic::ALL,
-            1,
-        )
-        .await?;
+        // The sqlite-backed broker sometimes refuses a request right after it starts
+        // ("database is locked", reported as an unknown broker error): retry a few times.
+        let mut attempt = 1;
+        let created = loop {
+            match polytape_kafka::ensure_topics(
+                &spec.kafka_brokers(),
+                &TopicNames::default(),
+                &Topic::ALL,
+                1,
+            )
+            .await
+            {
+                Ok(created) => break created,
+                Err(error) if attempt < 10 => {
+                    eprintln!(
+                        "[{}] topic creation failed ({error}); retrying (attempt {attempt} of 10)",
+                        spec.name
+                    );
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        };
         let new_topics = created
             .iter()
             .filter(|creation| matches!(creation, polytape_kafka::TopicCreation::Created(_)))
