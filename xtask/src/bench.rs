@@ -102,7 +102,8 @@ fn codec() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn median(values: &[f64]) -> f64 {
+/// The median of measured values (NaN for none); shared by every benchmark report.
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     match sorted.len() {
@@ -112,6 +113,7 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// The numbers under `key` of a benchmark's RESULT object.
 fn figures(result: &serde_json::Value, key: &str) -> anyhow::Result<Vec<f64>> {
     result[key]
         .as_array()

@@ -11,6 +11,7 @@ use std::{collections::BTreeMap, fmt::Write as _, process::Command, time::Instan
 
 use anyhow::{Context as _, bail};
 
+use crate::bench::median;
 use crate::paths;
 
 /// Environment variable that makes benchmark commands print `FIGURE` lines.
@@ -175,16 +176,6 @@ fn run_one(name: &str) -> anyhow::Result<Vec<FigureLine>> {
         bail!("printed no FIGURE line");
     }
     Ok(lines)
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => f64::NAN,
-        length if length % 2 == 1 => sorted[length / 2],
-        length => (sorted[length / 2 - 1] + sorted[length / 2]) / 2.0,
-    }
 }
 
 fn format_value(value: f64) -> String {

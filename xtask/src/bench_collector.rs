@@ -8,6 +8,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
+use super::median;
 use crate::{bench_all::figure, paths, stack};
 
 fn series(result: &serde_json::Value, key: &str) -> anyhow::Result<Vec<f64>> {
@@ -21,16 +22,6 @@ fn series(result: &serde_json::Value, key: &str) -> anyhow::Result<Vec<f64>> {
                 .with_context(|| format!("{key} holds a non-number"))
         })
         .collect()
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => f64::NAN,
-        length if length % 2 == 1 => sorted[length / 2],
-        length => (sorted[length / 2 - 1] + sorted[length / 2]) / 2.0,
-    }
 }
 
 fn describe(values: &[f64], decimals: usize) -> String {

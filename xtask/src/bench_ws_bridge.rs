@@ -6,30 +6,8 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
+use super::{figures as numbers, median};
 use crate::{bench_all::figure, paths, stack};
-
-fn numbers(result: &serde_json::Value, key: &str) -> anyhow::Result<Vec<f64>> {
-    result[key]
-        .as_array()
-        .with_context(|| format!("no {key} in the benchmark result"))?
-        .iter()
-        .map(|value| {
-            value
-                .as_f64()
-                .with_context(|| format!("{key} holds a non-number"))
-        })
-        .collect()
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => f64::NAN,
-        length if length % 2 == 1 => sorted[length / 2],
-        length => (sorted[length / 2 - 1] + sorted[length / 2]) / 2.0,
-    }
-}
 
 fn describe(values: &[f64], decimals: usize) -> String {
     let minimum = values.iter().copied().fold(f64::INFINITY, f64::min);
