@@ -43,6 +43,7 @@ pub(crate) enum Upstream {
 
 const SIMULATOR_PORT: u16 = 8900;
 const API_PORT: u16 = 8080;
+const API_ADMIN_PORT: u16 = 9105;
 /// Days of history the demo world has; the collector's backfill window covers them.
 const SIMULATOR_HISTORY_DAYS: u32 = 3;
 
@@ -79,7 +80,8 @@ const SERVICES: [Component; 5] = [
         package: "polytape-api",
         binary: "polytape-api",
         args: &[],
-        admin_port: API_PORT,
+        // Its public port is API_PORT; `/readyz` and `/metrics` are on the internal one.
+        admin_port: API_ADMIN_PORT,
     },
     Component {
         name: "candle-builder",
@@ -183,6 +185,7 @@ fn our_ports() -> Vec<u16> {
         spec.registry_port,
         spec.clickhouse_port,
         SIMULATOR_PORT,
+        API_PORT,
     ];
     ports.extend(SERVICES.iter().map(|service| service.admin_port));
     ports

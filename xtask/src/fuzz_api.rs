@@ -1,8 +1,10 @@
-//! `cargo xtask fuzz-api`: schemathesis (PyPI) against the API's `/openapi.json` with a valid
-//! key, on the development stack's ClickHouse in a database of its own, seeded with a few rows
-//! of every table. Passes when schemathesis finds no server error and every response conforms
-//! to the document (status codes, content types, schemas). Examples are bounded so the run
-//! stays short (about a minute).
+//! `cargo xtask fuzz-api`: schemathesis (PyPI) against the API's public `/openapi.json` with a
+//! valid key and against the admin document (`/admin/openapi.json` on the internal admin port)
+//! with the admin token, on the development stack's ClickHouse in a database of its own, seeded
+//! with a few rows of every table. Passes when schemathesis finds no server error and every
+//! response conforms to the documents (status codes, content types, schemas). `--cases N`
+//! spreads about N generated cases over the operations (CI: the default, about a minute;
+//! `--cases 10000` for the long run); the seed is random unless `--seed` is given, and printed.
 //!
 //! Also home of [`ApiUnderTest`], the API binary started for a command, which `bench api`
 //! shares.
@@ -20,10 +22,20 @@ use sha2::{Digest as _, Sha256};
 
 use crate::{paths, process, stack};
 
-/// Examples per operation and phase: enough to cover every parameter's edge values while
-/// keeping CI time small.
-const MAX_EXAMPLES: &str = "25";
-const SEED: &str = "20260121";
+/// Cases CI runs: enough to cover every parameter's edge values while keeping CI time small.
+const DEFAULT_CASES: u32 = 400;
+/// The admin token of the API under test (it only ever listens on 127.0.0.1).
+pub(crate) const ADMIN_TOKEN: &str = "xtask-admin-token-0123456789";
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct FuzzArgs {
+    /// About how many generated cases to run, spread over every operation of both documents
+    #[arg(long, default_value_t = DEFAULT_CASES)]
+    cases: u32,
+    /// Seed for schemathesis (default: random, printed so a failure can be replayed)
+    #[arg(long)]
+    seed: Option<u64>,
+}
 
 /// The ClickHouse the command runs against: the test stack's when run by `cargo xtask test`
 /// (`POLYTAPE_TEST_STACK`), else the development stack's.
@@ -49,6 +61,8 @@ fn clickhouse_url_for_commands() -> anyhow::Result<String> {
 pub(crate) struct ApiUnderTest {
     child: Child,
     pub(crate) base: String,
+    /// The internal admin port: `/admin/*` (with [`ADMIN_TOKEN`]), `/readyz`, `/metrics`.
+    pub(crate) admin_base: String,
     pub(crate) key: String,
     pub(crate) database: String,
     pub(crate) clickhouse_url: String,
@@ -108,10 +122,14 @@ impl ApiUnderTest {
             .trim()
             .to_owned();
 
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .context("cannot find a free port")?
-            .port();
+        let free_port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .map(|addr| addr.port())
+                .context("cannot find a free port")
+        };
+        let port = free_port()?;
+        let admin_port = free_port()?;
         let log_file = paths::state_dir().join(format!("xtask-api-{purpose}.log"));
         fs::create_dir_all(paths::state_dir())?;
         let log = fs::File::create(&log_file)?;
@@ -120,12 +138,15 @@ impl ApiUnderTest {
         serve
             .envs(environment.iter().cloned())
             .env("POLYTAPE_API_ADDR", format!("127.0.0.1:{port}"))
+            .env("POLYTAPE_API_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
+            .env("POLYTAPE_API_ADMIN_TOKEN", ADMIN_TOKEN)
             .stdout(log.try_clone()?)
             .stderr(log);
         let child = serve.spawn().context("cannot start polytape-api")?;
         let api = Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
+            admin_base: format!("http://127.0.0.1:{admin_port}"),
             key,
             database,
             clickhouse_url,
@@ -335,45 +356,109 @@ pub(crate) fn build_release_api() -> anyhow::Result<PathBuf> {
     build_api(true)
 }
 
-pub(crate) fn run() -> anyhow::Result<()> {
+pub(crate) fn run(args: &FuzzArgs) -> anyhow::Result<()> {
     let schemathesis = schemathesis_venv()?;
     let binary = build_api(false)?;
     let api = ApiUnderTest::start(&binary, "fuzz")?;
     seed(&api)?;
-    let report = paths::state_dir().join("fuzz-api-report");
+    let seed = args.seed.unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos());
+        (nanos as u64) ^ u64::from(std::process::id())
+    });
+    // Public operations, then the admin ones (which create, rotate and revoke keys: last, so
+    // they cannot revoke the key the public run uses while it runs).
+    let documents = [
+        (
+            "public",
+            format!("{}/openapi.json", api.base),
+            format!("X-API-Key: {}", api.key),
+        ),
+        (
+            "admin",
+            format!("{}/admin/openapi.json", api.admin_base),
+            format!("Authorization: Bearer {ADMIN_TOKEN}"),
+        ),
+    ];
+    let operations: Vec<usize> = documents
+        .iter()
+        .map(|(_, url, _)| count_operations(url))
+        .collect::<anyhow::Result<_>>()?;
+    let total_operations = operations.iter().sum::<usize>().max(1);
+    // Three phases (examples, coverage, fuzzing) each generate up to `max-examples` per
+    // operation; the fuzzing phase dominates.
+    let max_examples = (args.cases as usize).div_ceil(total_operations).max(1);
     println!(
-        "schemathesis against {}/openapi.json ({MAX_EXAMPLES} examples per operation, seed {SEED})",
-        api.base
+        "fuzz-api: seed {seed}, about {} cases over {total_operations} operations ({max_examples} examples each); replay with `cargo xtask fuzz-api --cases {} --seed {seed}`",
+        args.cases, args.cases
     );
-    let status = Command::new(&schemathesis)
-        .arg("run")
-        .arg(format!("{}/openapi.json", api.base))
-        .args(["--header", &format!("X-API-Key: {}", api.key)])
-        .args([
-            "--checks",
-            "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance",
-            "--phases",
-            "examples,coverage,fuzzing",
-            "--max-examples",
-            MAX_EXAMPLES,
-            "--seed",
-            SEED,
-            "--no-color",
-            "--report",
-            "junit",
-            "--report-dir",
-        ])
-        .arg(&report)
-        .current_dir(paths::state_dir())
-        .stdin(Stdio::null())
-        .status()
-        .context("cannot run schemathesis")?;
-    if !status.success() {
-        bail!(
-            "schemathesis found problems ({status}); the API log is {}",
-            api.log_file.display()
-        );
+    for ((name, url, header), operation_count) in documents.iter().zip(&operations) {
+        let report = paths::state_dir().join(format!("fuzz-api-report-{name}"));
+        println!("schemathesis against {url} ({operation_count} operations)");
+        let status = Command::new(&schemathesis)
+            .arg("run")
+            .arg(url)
+            .args(["--header", header])
+            .args([
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance",
+                "--phases",
+                "examples,coverage,fuzzing",
+                "--max-examples",
+                &max_examples.to_string(),
+                "--seed",
+                &seed.to_string(),
+                "--no-color",
+                "--report",
+                "junit",
+                "--report-dir",
+            ])
+            .arg(&report)
+            .current_dir(paths::state_dir())
+            .stdin(Stdio::null())
+            .status()
+            .context("cannot run schemathesis")?;
+        if !status.success() {
+            bail!(
+                "schemathesis found problems in the {name} document ({status}, seed {seed}); the API log is {}",
+                api.log_file.display()
+            );
+        }
     }
-    println!("fuzz-api: no server errors, every response conforms to /openapi.json");
+    println!("fuzz-api: no server errors, every response conforms to both documents (seed {seed})");
     Ok(())
+}
+
+/// How many operations a served OpenAPI document declares.
+fn count_operations(url: &str) -> anyhow::Result<usize> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let document: serde_json::Value = runtime.block_on(async {
+        reqwest::Client::new()
+            .get(url)
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .with_context(|| format!("cannot fetch {url}"))?
+            .json()
+            .await
+            .with_context(|| format!("{url} is not JSON"))
+    })?;
+    let methods = ["get", "post", "put", "patch", "delete"];
+    Ok(document["paths"]
+        .as_object()
+        .map(|paths| {
+            paths
+                .values()
+                .map(|item| {
+                    methods
+                        .iter()
+                        .filter(|method| item.get(**method).is_some())
+                        .count()
+                })
+                .sum()
+        })
+        .unwrap_or(0))
 }

@@ -50,9 +50,9 @@ enum Command {
     Down,
     /// Run benchmarks and report medians and ratios against their baselines
     Bench(bench::BenchArgs),
-    /// Run schemathesis against the API's /openapi.json with a valid key (0 server errors,
-    /// responses conform to the document); needs the local stack
-    FuzzApi,
+    /// Run schemathesis against the API's public and admin OpenAPI documents (0 server errors,
+    /// responses conform to the documents); needs the local stack
+    FuzzApi(fuzz_api::FuzzArgs),
     /// Regenerate deploy/topics.tsv from the topic table (--check: fail if it is stale)
     Topics {
         #[arg(long)]
@@ -99,7 +99,7 @@ fn main() -> ExitCode {
         Command::Up(args) => demo::run(demo::Upstream::Live, &args),
         Command::Down => demo::down(),
         Command::Bench(args) => bench::run(args),
-        Command::FuzzApi => fuzz_api::run(),
+        Command::FuzzApi(args) => fuzz_api::run(&args),
         Command::Topics { check } => topics::run(check),
         Command::LintDeploy(args) => lint_deploy::run(args),
     };

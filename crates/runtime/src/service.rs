@@ -57,6 +57,15 @@ where
     };
 
     let readiness = context.readiness.clone();
+    // Not ready from the moment the service stops working — a signal, a task that failed or
+    // panicked — so an orchestrator takes it out of rotation while it drains and exits.
+    let running = readiness.register("running");
+    running.set_ready(true);
+    let stopping = shutdown.token();
+    tokio::spawn(async move {
+        stopping.cancelled().await;
+        running.set_ready(false);
+    });
     if let Err(error) = start(config, context).await {
         shutdown.request();
         return startup_failure(service, &error);

@@ -1,6 +1,7 @@
 //! Graceful shutdown: the first SIGINT/SIGTERM cancels every task's token and they drain
 //! (flush, commit) within the shutdown timeout; a second signal exits at once. A task that
-//! fails cancels the others and makes the process exit 1.
+//! fails — returns an error or panics — cancels the others and makes the process exit 1, so an
+//! orchestrator restarts it instead of keeping a zombie that answers `/readyz`.
 
 use std::{
     future::Future,
@@ -50,24 +51,43 @@ impl Shutdown {
         self.token.cancel();
     }
 
-    /// Runs a named task. If it fails, every other task is asked to stop and the process will
-    /// exit 1.
+    /// Runs a named task. If it fails (an error or a panic), every other task is asked to stop
+    /// and the process will exit 1.
     pub fn spawn<F>(&self, name: &'static str, task: F)
     where
         F: Future<Output = Result<(), BoxError>> + Send + 'static,
     {
         let token = self.token.clone();
         let failed = self.failed.clone();
+        let panic_after = fault_hook::panic_delay_for(name);
         self.tracker.spawn(async move {
-            match task.await {
-                Ok(()) => tracing::debug!(task = name, "task finished"),
-                Err(error) => {
-                    tracing::error!(task = name, error = %error, "task failed; stopping the service");
-                    failed.store(true, Ordering::SeqCst);
-                    token.cancel();
+            // The task runs as a task of its own so that a panic in it reaches us as a
+            // `JoinError` instead of silently ending it while the rest of the process lives on.
+            let running = tokio::spawn(async move {
+                if let Some(delay) = panic_after {
+                    tokio::time::sleep(delay).await;
+                    fault_hook::panic_now(name);
                 }
-            }
+                task.await
+            });
+            let error = match running.await {
+                Ok(Ok(())) => {
+                    tracing::debug!(task = name, "task finished");
+                    return;
+                }
+                Ok(Err(error)) => error.to_string(),
+                Err(join_error) if join_error.is_panic() => "the task panicked".to_owned(),
+                Err(join_error) => join_error.to_string(),
+            };
+            tracing::error!(task = name, error = %error, "task failed; stopping the service");
+            failed.store(true, Ordering::SeqCst);
+            token.cancel();
         });
+    }
+
+    /// True once a task has failed; the service then reports itself not ready while it drains.
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
     }
 
     /// Listens for SIGINT and SIGTERM: the first starts draining, the second exits at once.
@@ -103,6 +123,34 @@ impl Shutdown {
         }
         tracing::info!("stopped cleanly");
         ExitCode::SUCCESS
+    }
+}
+
+/// A fault hook for tests: `POLYTAPE_FAULT_PANIC_TASK=<task name>[@<milliseconds>]` makes
+/// that task panic once it has run that long (default 0), so a test can prove that a panic
+/// anywhere ends the process with a non-zero exit code. Unset in production; read once per
+/// spawned task.
+mod fault_hook {
+    use std::time::Duration;
+
+    pub(super) const VARIABLE: &str = "POLYTAPE_FAULT_PANIC_TASK";
+
+    pub(super) fn panic_delay_for(task: &str) -> Option<Duration> {
+        let value = std::env::var(VARIABLE).ok()?;
+        parse(&value, task)
+    }
+
+    pub(super) fn parse(value: &str, task: &str) -> Option<Duration> {
+        let (name, millis) = match value.split_once('@') {
+            Some((name, millis)) => (name, millis.trim().parse::<u64>().ok()?),
+            None => (value, 0),
+        };
+        (name.trim() == task).then(|| Duration::from_millis(millis))
+    }
+
+    #[allow(clippy::panic)]
+    pub(super) fn panic_now(task: &str) -> ! {
+        panic!("{VARIABLE} asked task {task} to panic");
     }
 }
 
@@ -165,6 +213,39 @@ mod tests {
         shutdown.spawn("fails", async { Err("boom".into()) });
         let code = shutdown.wait(Duration::from_secs(5)).await;
         assert_eq!(format!("{code:?}"), format!("{:?}", ExitCode::from(1)));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_task_stops_the_others_and_sets_exit_code_1() {
+        let shutdown = Shutdown::new();
+        let token = shutdown.token();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let flag = stopped.clone();
+        shutdown.spawn("waits", async move {
+            token.cancelled().await;
+            flag.store(true, Ordering::SeqCst);
+            Ok(())
+        });
+        shutdown.spawn("panics", async {
+            panic!("a real panic, not an error value")
+        });
+        let code = shutdown.wait(Duration::from_secs(5)).await;
+        assert!(
+            stopped.load(Ordering::SeqCst),
+            "the other task was not stopped"
+        );
+        assert_eq!(format!("{code:?}"), format!("{:?}", ExitCode::from(1)));
+    }
+
+    #[test]
+    fn the_fault_hook_names_one_task_and_an_optional_delay() {
+        assert_eq!(fault_hook::parse("loader", "loader"), Some(Duration::ZERO));
+        assert_eq!(
+            fault_hook::parse("loader@250", "loader"),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(fault_hook::parse("loader@250", "bridge"), None);
+        assert_eq!(fault_hook::parse("loader@soon", "loader"), None);
     }
 
     #[tokio::test]

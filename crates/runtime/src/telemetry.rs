@@ -33,10 +33,31 @@ pub fn init(service: Service, common: &CommonConfig) {
     };
     // A second initialisation (tests running several services in one process) keeps the first.
     if installed.is_ok() {
+        log_panics();
         tracing::info!(
             service = service.short_name(),
             version = env!("CARGO_PKG_VERSION"),
             "starting"
         );
     }
+}
+
+/// Panics go to the log (JSON in containers) as well as to stderr, with where they happened;
+/// the task supervisor then stops the process (see [`crate::Shutdown::spawn`]).
+fn log_panics() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let location = info
+            .location()
+            .map(|place| format!("{}:{}", place.file(), place.line()))
+            .unwrap_or_default();
+        tracing::error!(panic = %message, location = %location, "panic");
+        previous(info);
+    }));
 }

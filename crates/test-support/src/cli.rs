@@ -242,6 +242,61 @@ pub fn assert_serves_admin_endpoints_and_stops_cleanly(
     assert_eq!(code, Some(0), "exit code after SIGTERM");
 }
 
+/// Starts a service against the stack with the runtime's fault hook asking `task` to panic
+/// `after_ms` after it started, and expects the process to end by itself with exit code 1
+/// within 60 s: a panicking task must never leave a zombie that reports ready. Also checks
+/// that the service answered `/readyz` with 200 before the panic, so the test proves a
+/// *working* service stops, not one that never started.
+pub fn assert_task_panic_ends_the_process(
+    binary: &Path,
+    admin_env_var: &str,
+    extra_env: &[(&str, String)],
+    task: &str,
+    after_ms: u64,
+) {
+    let admin_addr = free_local_addr();
+    let mut environment = stack_env();
+    environment.push((admin_env_var, admin_addr.to_string()));
+    environment.push(("POLYTAPE_FAULT_PANIC_TASK", format!("{task}@{after_ms}")));
+    environment.extend(extra_env.iter().cloned());
+    let mut service = RunningService::start(binary, &environment, admin_addr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut was_ready = false;
+    let status = loop {
+        if let Ok(Some(status)) = service.child.try_wait() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            break None;
+        }
+        if !was_ready
+            && service
+                .get("/readyz")
+                .is_some_and(|(status, _)| status == 200)
+        {
+            was_ready = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let Some(status) = status else {
+        panic!(
+            "{} still runs 60 s after its task {task} was made to panic (a zombie)",
+            binary.display()
+        );
+    };
+    assert!(
+        was_ready,
+        "{} never reported ready before the panic; raise `after_ms`",
+        binary.display()
+    );
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "{} after its task {task} panicked: {status}",
+        binary.display()
+    );
+}
+
 /// An unknown (misspelt) key in a `--config` file: one line naming it with a suggestion.
 pub fn assert_rejects_unknown_config_key(binary: &Path) {
     let file = config_file("log_levle = \"debug\"\n");

@@ -14,6 +14,7 @@ pub struct ApiConfig {
     #[serde(flatten)]
     pub clickhouse: ClickHouseConfig,
     pub api_addr: SocketAddr,
+    pub api_admin_addr: SocketAddr,
     #[serde(default)]
     pub api_bootstrap_key: Option<String>,
     #[serde(default)]

@@ -48,6 +48,10 @@ pub enum ApiError {
     AdminUnauthorized,
     #[error("the admin API is disabled: set POLYTAPE_API_ADMIN_TOKEN to enable it")]
     AdminDisabled,
+    #[error(
+        "too many failed admin-token attempts from this address; retry after {retry_after_s} s"
+    )]
+    AdminThrottled { retry_after_s: u64 },
     #[error("{message}")]
     NotFound { message: String },
     #[error("rate limit of {rps} requests per second exceeded; retry after {retry_after_s} s")]
@@ -91,9 +95,9 @@ impl ApiError {
                 StatusCode::FORBIDDEN
             }
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
-            ApiError::RateLimited { .. } | ApiError::DailyCapExceeded { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::RateLimited { .. }
+            | ApiError::DailyCapExceeded { .. }
+            | ApiError::AdminThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Storage { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -111,6 +115,7 @@ impl ApiError {
             ApiError::ApiKeyExpired => "api_key_expired",
             ApiError::AdminUnauthorized => "invalid_admin_token",
             ApiError::AdminDisabled => "admin_disabled",
+            ApiError::AdminThrottled { .. } => "admin_throttled",
             ApiError::NotFound { .. } => "not_found",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::DailyCapExceeded { .. } => "daily_cap_exceeded",
@@ -122,7 +127,8 @@ impl ApiError {
     fn retry_after_s(&self) -> Option<u64> {
         match self {
             ApiError::RateLimited { retry_after_s, .. }
-            | ApiError::DailyCapExceeded { retry_after_s, .. } => Some(*retry_after_s),
+            | ApiError::DailyCapExceeded { retry_after_s, .. }
+            | ApiError::AdminThrottled { retry_after_s } => Some(*retry_after_s),
             ApiError::Storage { .. } => Some(1),
             _ => None,
         }

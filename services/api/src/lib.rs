@@ -22,13 +22,14 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     Router,
+    extract::DefaultBodyLimit,
     http::{StatusCode, header},
     middleware::from_fn_with_state,
     response::{Html, IntoResponse},
     routing::{get, post},
 };
 pub use config::ApiConfig;
-use polytape_runtime::{BoxError, Readiness, ReadinessHandle, ServiceContext, admin::admin_router};
+use polytape_runtime::{BoxError, Readiness, ReadinessHandle, ServiceContext};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -53,11 +54,13 @@ pub fn new_state(
         keys: Arc::new(KeyCache::new()),
         retention_ms,
         admin_token: admin_token.map(Arc::from),
+        admin_failures: Arc::default(),
     }
 }
 
-/// Every route: the keyed `/v1/*`, `/admin/*`, and the open service endpoints.
-pub fn router(state: AppState, readiness: Readiness) -> Router {
+/// The public port: the keyed `/v1/*` and the open `/health`, `/openapi.json`, `/docs` —
+/// nothing else. Every request is bounded in time, body size and concurrency.
+pub fn router(state: AppState) -> Router {
     let timed = Router::new()
         .route("/v1/trades", get(trades::list_trades))
         .route("/v1/candles", get(series::candles))
@@ -72,19 +75,12 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .route("/v1/events/{event_id}", get(markets::get_event))
         .merge(timed)
         .route_layer(from_fn_with_state(state.clone(), http::authenticated));
-    let admin = Router::new()
-        .route("/admin/keys", get(admin::list_keys).post(admin::create_key))
-        .route("/admin/keys/{key}/revoke", post(admin::revoke_key))
-        .route("/admin/keys/{key}/rotate", post(admin::rotate_key))
-        .route("/admin/usage", get(admin::usage))
-        .route_layer(from_fn_with_state(state.clone(), admin::require_admin));
     let spec = Arc::new(openapi::openapi_json());
     let page = Arc::new(docs::render(
         &serde_json::from_str(&spec).unwrap_or_default(),
     ));
-    Router::new()
+    let public = Router::new()
         .merge(keyed)
-        .merge(admin)
         .route("/health", get(|| async { "ok\n" }))
         .route(
             "/openapi.json",
@@ -105,8 +101,56 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
                 async move { Html(page.to_string()) }
             }),
         )
-        .with_state(state)
-        .merge(admin_router(readiness))
+        .with_state(state);
+    with_fallbacks(bounded(public))
+}
+
+/// The internal admin port: `/healthz`, `/readyz`, `/metrics` like every service's, and the
+/// key administration `/admin/*` behind the admin token. Never exposed publicly.
+pub fn admin_router(state: AppState, readiness: Readiness) -> Router {
+    let admin = Router::new()
+        .route("/admin/keys", get(admin::list_keys).post(admin::create_key))
+        .route("/admin/keys/{key}/revoke", post(admin::revoke_key))
+        .route("/admin/keys/{key}/rotate", post(admin::rotate_key))
+        .route("/admin/usage", get(admin::usage))
+        .route(
+            "/admin/openapi.json",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    openapi::admin_openapi_json(),
+                )
+            }),
+        )
+        .route_layer(from_fn_with_state(state.clone(), admin::require_admin))
+        .with_state(state);
+    with_fallbacks(bounded(
+        admin.merge(polytape_runtime::admin::admin_router(readiness)),
+    ))
+}
+
+/// Most time one request may take, end to end; ClickHouse queries have their own, shorter
+/// `max_execution_time` so the user gets ClickHouse's reason rather than this timeout.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most requests one replica works on at once; more wait (bounded by the timeout).
+pub const MAX_CONCURRENT_REQUESTS: usize = 256;
+/// Largest request body accepted (the admin POST routes take small JSON objects).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+fn bounded(router: Router) -> Router {
+    router
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(
+            MAX_CONCURRENT_REQUESTS,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+}
+
+fn with_fallbacks(router: Router) -> Router {
+    router
         .fallback(|| async {
             error::envelope(
                 StatusCode::NOT_FOUND,
@@ -225,7 +269,16 @@ pub async fn start(config: ApiConfig, context: ServiceContext) -> Result<(), Box
             config.api_addr
         )
     })?;
-    let router = router(state.clone(), context.readiness.clone());
+    let admin_listener = tokio::net::TcpListener::bind(config.api_admin_addr)
+        .await
+        .map_err(|error| {
+            format!(
+                "cannot listen on {} for the admin endpoints ({error}); set POLYTAPE_API_ADMIN_ADDR to a free address",
+                config.api_admin_addr
+            )
+        })?;
+    let public = router(state.clone());
+    let admin = admin_router(state.clone(), context.readiness.clone());
     let serving = context.readiness.register("http");
     let keys_fresh = context.readiness.register("keys");
     keys_fresh.set_ready(true);
@@ -236,10 +289,21 @@ pub async fn start(config: ApiConfig, context: ServiceContext) -> Result<(), Box
         Ok(())
     });
     let stop = context.shutdown.token();
+    context.shutdown.spawn("admin-server", async move {
+        tracing::info!(addr = %admin_listener.local_addr()?, "admin endpoints listening");
+        axum::serve(
+            admin_listener,
+            admin.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await?;
+        Ok(())
+    });
+    let stop = context.shutdown.token();
     context.shutdown.spawn("http", async move {
         tracing::info!(addr = %listener.local_addr()?, "api listening");
         serving.set_ready(true);
-        axum::serve(listener, router)
+        axum::serve(listener, public)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await?;
         Ok(())

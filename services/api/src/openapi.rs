@@ -173,3 +173,45 @@ pub fn openapi_json() -> String {
         format!("{{\"error\":\"cannot render the OpenAPI document: {error}\"}}")
     })
 }
+
+struct AdminSecurity;
+
+impl Modify for AdminSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The operators' document: the `/admin/*` routes of the internal admin port.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Polytape API — administration",
+        description = "Key management and usage on the API's internal admin port (`api_admin_addr`, never public). \
+Authenticate with `Authorization: Bearer <POLYTAPE_API_ADMIN_TOKEN>` (or `X-Admin-Token`). Failed attempts are rate-limited per replica."
+    ),
+    paths(
+        routes::admin::list_keys,
+        routes::admin::create_key,
+        routes::admin::revoke_key,
+        routes::admin::rotate_key,
+        routes::admin::usage,
+    ),
+    components(schemas(error::ErrorEnvelope, error::ErrorBody)),
+    modifiers(&AdminSecurity),
+    tags((name = "admin", description = "API keys and usage")),
+)]
+pub struct AdminApiDoc;
+
+/// The operators' document as JSON text.
+pub fn admin_openapi_json() -> String {
+    AdminApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|error| {
+            format!("{{\"error\":\"cannot render the admin OpenAPI document: {error}\"}}")
+        })
+}

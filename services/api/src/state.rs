@@ -14,6 +14,8 @@ pub struct AppState {
     /// How far back time series are served (the ClickHouse TTL).
     pub retention_ms: i64,
     pub admin_token: Option<Arc<str>>,
+    /// Failed admin-token attempts per client address.
+    pub admin_failures: Arc<crate::routes::admin::AdminFailures>,
 }
 
 impl AppState {

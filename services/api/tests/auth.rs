@@ -240,7 +240,7 @@ async fn admin_endpoints_need_the_admin_token() {
     let api = TestApi::start(&database).await;
     let anonymous = common::reply(
         api.http
-            .get(format!("{}/admin/keys", api.base))
+            .get(format!("{}/admin/keys", api.admin_base))
             .send()
             .await
             .unwrap(),
@@ -249,7 +249,7 @@ async fn admin_endpoints_need_the_admin_token() {
     anonymous.assert_error(401, "invalid_admin_token");
     let wrong = common::reply(
         api.http
-            .get(format!("{}/admin/keys", api.base))
+            .get(format!("{}/admin/keys", api.admin_base))
             .bearer_auth("not-the-admin-token")
             .send()
             .await
@@ -261,7 +261,7 @@ async fn admin_endpoints_need_the_admin_token() {
     let key = api.data_key().await;
     let with_key = common::reply(
         api.http
-            .get(format!("{}/admin/keys", api.base))
+            .get(format!("{}/admin/keys", api.admin_base))
             .bearer_auth(&key)
             .send()
             .await
@@ -289,7 +289,7 @@ async fn admin_endpoints_need_the_admin_token() {
     let server = tokio::spawn(async move {
         axum::serve(
             listener,
-            polytape_api::router(without_token, polytape_runtime::Readiness::new()),
+            polytape_api::admin_router(without_token, polytape_runtime::Readiness::new()),
         )
         .await
         .unwrap();
@@ -305,6 +305,103 @@ async fn admin_endpoints_need_the_admin_token() {
     .await;
     disabled.assert_error(403, "admin_disabled");
     server.abort();
+    api.stop();
+    database.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_port_serves_no_admin_health_or_metrics_routes() {
+    let database = migrated_database("ports").await;
+    let api = TestApi::start(&database).await;
+    for path in [
+        "/admin/keys",
+        "/admin/usage",
+        "/metrics",
+        "/readyz",
+        "/healthz",
+        "/admin/openapi.json",
+    ] {
+        let public = api.get(path, None).await;
+        public.assert_error(404, "not_found");
+        let public_with_token = common::reply(
+            api.http
+                .get(format!("{}{path}", api.base))
+                .bearer_auth(common::ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(public_with_token.status, 404, "{path} on the public port");
+    }
+    for path in ["/metrics", "/readyz", "/healthz"] {
+        let admin = common::reply(
+            api.http
+                .get(format!("{}{path}", api.admin_base))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_ne!(
+            admin.status, 404,
+            "{path} on the admin port: {}",
+            admin.text
+        );
+    }
+    let listed = api.admin(Method::GET, "/admin/keys", None).await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let admin_document = api.admin(Method::GET, "/admin/openapi.json", None).await;
+    assert_eq!(admin_document.status, 200, "{}", admin_document.text);
+    for path in [
+        "/admin/keys",
+        "/admin/keys/{key}/revoke",
+        "/admin/keys/{key}/rotate",
+        "/admin/usage",
+    ] {
+        assert!(
+            admin_document.body["paths"].get(path).is_some(),
+            "{path} missing from the admin document"
+        );
+    }
+    // The public document names no admin route.
+    let public_document = api.get("/openapi.json", None).await;
+    assert!(
+        !public_document.text.contains("/admin/"),
+        "the public OpenAPI document lists admin routes"
+    );
+    api.stop();
+    database.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_admin_token_attempts_are_rate_limited_per_address() {
+    let database = migrated_database("admin-throttle").await;
+    let api = TestApi::start(&database).await;
+    let attempt = |token: &'static str| {
+        let request = api
+            .http
+            .get(format!("{}/admin/keys", api.admin_base))
+            .bearer_auth(token);
+        async move { common::reply(request.send().await.unwrap()).await }
+    };
+    for _ in 0..polytape_api::routes::admin::ADMIN_FAILURES_PER_WINDOW {
+        attempt("wrong-token-0123456789")
+            .await
+            .assert_error(401, "invalid_admin_token");
+    }
+    let throttled = attempt("wrong-token-0123456789").await;
+    throttled.assert_error(429, "admin_throttled");
+    assert!(
+        throttled.header("retry-after").is_some(),
+        "{:?}",
+        throttled.headers
+    );
+    // Refused before the token is compared: the right token gets no answer either, so a
+    // guesser learns nothing from trying faster.
+    attempt(common::ADMIN_TOKEN)
+        .await
+        .assert_error(429, "admin_throttled");
     api.stop();
     database.drop_database().await;
 }
@@ -457,6 +554,10 @@ async fn the_bootstrap_key_works_at_first_start_and_never_reaches_the_service_lo
     }
     command
         .env("POLYTAPE_API_ADDR", addr.to_string())
+        .env(
+            "POLYTAPE_API_ADMIN_ADDR",
+            polytape_test_support::cli::free_local_addr().to_string(),
+        )
         .env("POLYTAPE_API_BOOTSTRAP_KEY", bootstrap)
         .env("POLYTAPE_LOG_LEVEL", "debug")
         .stdout(std::process::Stdio::piped())

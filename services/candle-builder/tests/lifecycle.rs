@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use polytape_test_support::cli::assert_serves_admin_endpoints_and_stops_cleanly;
+use polytape_test_support::cli::{
+    assert_serves_admin_endpoints_and_stops_cleanly, assert_task_panic_ends_the_process,
+};
 
 #[test]
 fn serves_admin_endpoints_and_stops_cleanly_on_sigterm() {
@@ -17,5 +19,21 @@ fn serves_admin_endpoints_and_stops_cleanly_on_sigterm() {
                 .prefix()
                 .to_owned(),
         )],
+    );
+}
+
+#[test]
+fn a_panicking_task_ends_the_process_with_exit_code_1() {
+    assert_task_panic_ends_the_process(
+        Path::new(env!("CARGO_BIN_EXE_polytape-candle-builder")),
+        "POLYTAPE_CANDLE_BUILDER_ADMIN_ADDR",
+        &[(
+            "POLYTAPE_TOPIC_PREFIX",
+            polytape_test_support::stack::created_isolated_topics("panic")
+                .prefix()
+                .to_owned(),
+        )],
+        "builder",
+        4_000,
     );
 }

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use polytape_test_support::cli::assert_serves_admin_endpoints_and_stops_cleanly;
+use polytape_test_support::cli::{
+    assert_serves_admin_endpoints_and_stops_cleanly, assert_task_panic_ends_the_process,
+};
 
 #[test]
 fn serves_admin_endpoints_and_stops_cleanly_on_sigterm() {
@@ -23,5 +25,26 @@ fn serves_admin_endpoints_and_stops_cleanly_on_sigterm() {
             ("POLYTAPE_DATA_API_URL", "http://127.0.0.1:1".to_owned()),
             ("POLYTAPE_CLOB_URL", "http://127.0.0.1:1".to_owned()),
         ],
+    );
+}
+
+#[test]
+fn a_panicking_task_ends_the_process_with_exit_code_1() {
+    assert_task_panic_ends_the_process(
+        Path::new(env!("CARGO_BIN_EXE_polytape-collector")),
+        "POLYTAPE_COLLECTOR_ADMIN_ADDR",
+        &[
+            (
+                "POLYTAPE_TOPIC_PREFIX",
+                polytape_test_support::stack::created_isolated_topics("panic")
+                    .prefix()
+                    .to_owned(),
+            ),
+            ("POLYTAPE_GAMMA_URL", "http://127.0.0.1:1".to_owned()),
+            ("POLYTAPE_DATA_API_URL", "http://127.0.0.1:1".to_owned()),
+            ("POLYTAPE_CLOB_URL", "http://127.0.0.1:1".to_owned()),
+        ],
+        "collection",
+        4_000,
     );
 }

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use polytape_test_support::cli::assert_serves_admin_endpoints_and_stops_cleanly;
+use polytape_test_support::cli::{
+    assert_serves_admin_endpoints_and_stops_cleanly, assert_task_panic_ends_the_process,
+};
 
 #[test]
 fn serves_admin_endpoints_and_stops_cleanly_on_sigterm() {
@@ -23,5 +25,29 @@ fn serves_admin_endpoints_and_stops_cleanly_on_sigterm() {
                 polytape_test_support::stack::unique_name("lifecycle"),
             ),
         ],
+    );
+}
+
+#[test]
+fn a_panicking_task_ends_the_process_with_exit_code_1() {
+    assert_task_panic_ends_the_process(
+        Path::new(env!("CARGO_BIN_EXE_polytape-sink-clickhouse")),
+        "POLYTAPE_SINK_ADMIN_ADDR",
+        &[
+            (
+                "POLYTAPE_CLICKHOUSE_DATABASE",
+                polytape_test_support::stack::unique_name("panic"),
+            ),
+            (
+                "POLYTAPE_TOPIC_PREFIX",
+                polytape_test_support::stack::unique_name("panic") + ".",
+            ),
+            (
+                "POLYTAPE_SINK_CONSUMER_GROUP",
+                polytape_test_support::stack::unique_name("panic"),
+            ),
+        ],
+        "loader",
+        4_000,
     );
 }

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use polytape_test_support::cli::assert_serves_admin_endpoints_and_stops_cleanly;
+use polytape_test_support::cli::{
+    assert_serves_admin_endpoints_and_stops_cleanly, assert_task_panic_ends_the_process,
+};
 
 #[test]
 fn serves_admin_endpoints_and_stops_cleanly_on_sigterm() {
@@ -11,5 +13,16 @@ fn serves_admin_endpoints_and_stops_cleanly_on_sigterm() {
         Path::new(env!("CARGO_BIN_EXE_polytape-ws-bridge")),
         "POLYTAPE_WS_BRIDGE_ADMIN_ADDR",
         &[],
+    );
+}
+
+#[test]
+fn a_panicking_task_ends_the_process_with_exit_code_1() {
+    assert_task_panic_ends_the_process(
+        Path::new(env!("CARGO_BIN_EXE_polytape-ws-bridge")),
+        "POLYTAPE_WS_BRIDGE_ADMIN_ADDR",
+        &[],
+        "bridge",
+        4_000,
     );
 }

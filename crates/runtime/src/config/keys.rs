@@ -352,7 +352,13 @@ pub const KEYS: &[KeySpec] = &[
         "api_addr",
         &[Api],
         KeyKind::SocketAddr,
-        "REST API listen address (also serves /healthz, /readyz, /metrics)",
+        "public REST API listen address: /v1/*, /health, /openapi.json, /docs only",
+    ),
+    key(
+        "api_admin_addr",
+        &[Api],
+        KeyKind::SocketAddr,
+        "internal admin listen address of the API: /healthz, /readyz, /metrics and the /admin/* key routes",
     ),
     secret(
         "api_bootstrap_key",
@@ -539,6 +545,7 @@ pub const KEYS: &[KeySpec] = &[
 pub const OTHER_ENV_VARS: &[&str] = &[
     "POLYTAPE_BLESS",
     "POLYTAPE_CI_TARGET_DIR",
+    "POLYTAPE_FAULT_PANIC_TASK",
     "POLYTAPE_TEST_STACK",
     "POLYTAPE_TOOLS_DIR",
 ];

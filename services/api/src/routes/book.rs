@@ -31,6 +31,37 @@ use crate::{
 /// minutes, so real replays are far smaller).
 const MAX_REPLAYED_EVENTS: u64 = 1_000_000;
 
+/// When the market of `token_id` resolved, from every source that says so: the WebSocket's
+/// `market_resolved` lifecycle record (exact to the millisecond) and, should that record have
+/// been lost, the market record's `closed_time` from Gamma. Gamma states that time to the
+/// second only, so the resolution happened within the following second; the book is refused
+/// from the end of that second on (inside it, a lost lifecycle record is covered by the
+/// bridge's declared gap).
+async fn resolution_ms(state: &AppState, token_id: &str) -> Result<Option<i64>, ApiError> {
+    let from_lifecycle: Option<i64> = state
+        .client
+        .query(
+            "SELECT toInt64(toUnixTimestamp64Milli(min(timestamp))) FROM market_lifecycle FINAL \
+             WHERE kind = 'MARKET_RESOLVED' AND has(token_ids, ?) HAVING count() > 0",
+        )
+        .bind(token_id)
+        .fetch_optional()
+        .await?;
+    if from_lifecycle.is_some() {
+        return Ok(from_lifecycle);
+    }
+    let closed_second: Option<i64> = state
+        .client
+        .query(
+            "SELECT toInt64(toUnixTimestamp64Milli(min(assumeNotNull(closed_time)))) FROM markets FINAL \
+             WHERE has(token_ids, ?) AND closed AND closed_time IS NOT NULL HAVING count() > 0",
+        )
+        .bind(token_id)
+        .fetch_optional()
+        .await?;
+    Ok(closed_second.map(|closed_ms| closed_ms - closed_ms.rem_euclid(1_000) + 999))
+}
+
 #[derive(Debug, Row, Deserialize)]
 struct BookStateRow {
     timestamp: i64,
@@ -186,16 +217,7 @@ pub async fn orderbook(
 
     // A resolved market has no order book any more (upstream removes it): serving the last
     // book known before the resolution would show liquidity that no longer exists.
-    let resolved_at: Option<i64> = state
-        .client
-        .query(
-            "SELECT toInt64(toUnixTimestamp64Milli(min(timestamp))) FROM market_lifecycle FINAL \
-             WHERE kind = 'MARKET_RESOLVED' AND has(token_ids, ?) HAVING count() > 0",
-        )
-        .bind(&token_id)
-        .fetch_optional()
-        .await?;
-    if let Some(resolved_ms) = resolved_at
+    if let Some(resolved_ms) = resolution_ms(&state, &token_id).await?
         && resolved_ms <= at_ms
     {
         return Err(ApiError::not_found(format!(
@@ -311,9 +333,15 @@ pub async fn orderbook(
         .bind(&token_id)
         .bind(base_time)
         .bind(at_ms)
-        .bind(MAX_REPLAYED_EVENTS)
+        .bind(MAX_REPLAYED_EVENTS + 1)
         .fetch_all()
         .await?;
+    if changes.len() as u64 > MAX_REPLAYED_EVENTS {
+        // Replaying only part of the span would serve a wrong book without saying so.
+        return Err(ApiError::invalid(format!(
+            "more than {MAX_REPLAYED_EVENTS} book changes lie between the newest full picture ({base_time}) and `at`; ask for an `at` closer to a full-depth state"
+        )));
+    }
     let mut state_time = base_time;
     let mut replayed = 0_u64;
     let mut snapshots = snapshots.into_iter().peekable();

@@ -17,13 +17,16 @@ use serde::Serialize;
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub const RETENTION_MS: i64 = 90 * 86_400_000;
 
-/// One API replica served on a free local port.
+/// One API replica: its public port and its internal admin port, each on a free local port.
 pub struct TestApi {
     pub base: String,
     pub addr: SocketAddr,
+    /// The internal admin port (`/admin/*`, `/healthz`, `/readyz`, `/metrics`).
+    pub admin_base: String,
     pub state: AppState,
     pub http: reqwest::Client,
     server: tokio::task::JoinHandle<()>,
+    admin_server: tokio::task::JoinHandle<()>,
 }
 
 /// A response, with the body parsed as JSON (Null when it is not JSON).
@@ -85,16 +88,29 @@ impl TestApi {
         polytape_api::refresh_once(&state).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let router = polytape_api::router(state.clone(), Readiness::new());
+        let router = polytape_api::router(state.clone());
         let server = tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
+        });
+        let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_addr = admin_listener.local_addr().unwrap();
+        let admin_router = polytape_api::admin_router(state.clone(), Readiness::new());
+        let admin_server = tokio::spawn(async move {
+            axum::serve(
+                admin_listener,
+                admin_router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
         });
         Self {
             base: format!("http://{addr}"),
             addr,
+            admin_base: format!("http://{admin_addr}"),
             state,
             http: reqwest::Client::new(),
             server,
+            admin_server,
         }
     }
 
@@ -138,7 +154,7 @@ impl TestApi {
     ) -> Reply {
         let mut request = self
             .http
-            .request(method, format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.admin_base))
             .bearer_auth(ADMIN_TOKEN);
         if let Some(body) = body {
             request = request.json(&body);
@@ -148,6 +164,7 @@ impl TestApi {
 
     pub fn stop(self) {
         self.server.abort();
+        self.admin_server.abort();
     }
 }
 
