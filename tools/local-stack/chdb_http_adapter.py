@@ -703,15 +703,23 @@ class Engine:
         )
 
     def _insert(self, job: Job) -> Outcome:
-        try:
-            with self._session.send_insert(job.insert_head, job.statement.insert_format) as inserter:
-                for piece in job.data:
-                    inserter.append(piece)
-                result = inserter.finish()
-        except RuntimeError as e:
-            raise engine_error(str(e)) from None
+        # Not chdb's streaming insert (`send_insert`): it reports success — rows written, none
+        # stored — when the engine refuses the rows after parsing them (a CHECK constraint, more
+        # partitions than max_partitions_per_insert_block), which would turn a refused insert
+        # into silent loss. `INSERT … FROM INFILE` raises those errors like clickhouse-server
+        # answers them. The body is spooled to a private temporary file first (one insert at a
+        # time holds the session anyway).
+        with tempfile.NamedTemporaryFile(prefix="polytape-insert-", suffix=".bin") as spool:
+            for piece in job.data:
+                spool.write(piece)
+            spool.flush()
+            statement = f"{job.insert_head} FROM INFILE {quote_string(spool.name)} FORMAT {job.statement.insert_format}"
+            try:
+                result = self._session.query(statement)
+            except RuntimeError as e:
+                raise engine_error(str(e)) from None
         return Outcome(
-            b"", summary(written_rows=result.rows_written, written_bytes=result.bytes_written, elapsed=result.elapsed)
+            b"", summary(written_rows=result.rows_written(), written_bytes=result.bytes_written(), elapsed=result.elapsed())
         )
 
     def _restore(self, names: list[str], database: bool) -> None:

@@ -526,6 +526,28 @@ class AdapterTest(unittest.TestCase):
         self.assertIn("CANNOT_READ_ALL_DATA", response[2].decode())
         self.assertEqual(self.adapter.query(f"SELECT count() FROM {table}"), b"0\n")
 
+    def test_rows_the_engine_refuses_after_parsing_fail_the_insert(self):
+        """A CHECK constraint or too many partitions must fail the insert like clickhouse-server
+        does (chdb's streaming insert reported success and stored nothing: silent loss)."""
+        table = self.table("a UInt64, s String, CONSTRAINT no_five CHECK a != 5")
+        sql = f"INSERT INTO {table}(a, s) FORMAT RowBinary"
+        refused = self.adapter.insert(sql, native_block(row_binary([(1, "a"), (5, "b"), (7, "c")])), decompress="1")
+        self.assert_exception(refused, 500, 469, "VIOLATED_CONSTRAINT")
+        self.assertEqual(self.adapter.query(f"SELECT count() FROM {table}"), b"0\n")
+        accepted = self.adapter.insert(sql, native_block(row_binary([(1, "a"), (7, "c")])), decompress="1")
+        self.assertEqual(accepted[0], 200, accepted[2])
+        self.assertEqual(self.adapter.query(f"SELECT count() FROM {table}"), b"2\n")
+
+        partitioned = f"p_{uuid.uuid4().hex[:6]}"
+        self.adapter.query(f"CREATE TABLE {partitioned} (a UInt64, s String) ENGINE = MergeTree PARTITION BY a ORDER BY a")
+        too_many = self.adapter.insert(
+            f"INSERT INTO {partitioned}(a, s) FORMAT RowBinary",
+            row_binary([(i, "x") for i in range(5)]),
+            max_partitions_per_insert_block="3",
+        )
+        self.assert_exception(too_many, 500, 252, "TOO_MANY_PARTS")
+        self.assertEqual(self.adapter.query(f"SELECT count() FROM {partitioned}"), b"0\n")
+
     def test_insert_deduplication_token(self):
         table = self.table(settings="SETTINGS non_replicated_deduplication_window = 1000")
         sql = f"INSERT INTO {table}(a, s) FORMAT RowBinary"

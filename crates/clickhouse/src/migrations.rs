@@ -1,6 +1,9 @@
 //! Versioned, idempotent migrations. Each file under `schemas/clickhouse/` is applied once and
 //! recorded in `<database>.schema_migrations` with a checksum; every statement is also
-//! idempotent (`IF NOT EXISTS`), so an interrupted migration can simply run again.
+//! idempotent (`IF NOT EXISTS`, or `CREATE OR REPLACE … AS SELECT` rebuilding a table from its
+//! own rows), so an interrupted migration can simply run again.
+
+use std::collections::BTreeMap;
 
 use clickhouse::Row;
 use polytape_model::Topic;
@@ -24,15 +27,50 @@ impl Migration {
         hex::encode(Sha256::digest(self.template.as_bytes()))
     }
 
-    /// The SQL statements with `{database}` and `{retention_days}` filled in.
+    /// The SQL statements with `{database}` and `{retention_days}` filled in (and
+    /// `{retention_days_of:TABLE}` as for a database where TABLE does not exist yet).
     pub fn statements(&self, database: &str, retention_days: u32) -> Vec<String> {
-        let sql = self
-            .template
-            .replace("{database}", database)
-            .replace("{retention_days}", &retention_days.to_string());
+        self.statements_keeping(database, retention_days, &BTreeMap::new())
+    }
+
+    /// The tables whose current retention this migration keeps: those named by a
+    /// `{retention_days_of:TABLE}` placeholder (a migration that recreates a time-series table
+    /// must not reset the retention an operator chose).
+    pub fn kept_retentions(&self) -> Vec<&'static str> {
+        let mut tables = Vec::new();
+        let mut rest = self.template;
+        while let Some((_, after)) = rest.split_once(RETENTION_OF) {
+            let Some((table, tail)) = after.split_once('}') else {
+                break;
+            };
+            if !tables.contains(&table) {
+                tables.push(table);
+            }
+            rest = tail;
+        }
+        tables
+    }
+
+    /// The SQL statements with every placeholder filled in: `{retention_days_of:TABLE}` is the
+    /// retention TABLE has now according to `current`, or `retention_days` if it has none.
+    pub fn statements_keeping(
+        &self,
+        database: &str,
+        retention_days: u32,
+        current: &BTreeMap<&str, u32>,
+    ) -> Vec<String> {
+        let mut sql = self.template.replace("{database}", database);
+        for table in self.kept_retentions() {
+            let days = current.get(table).copied().unwrap_or(retention_days);
+            sql = sql.replace(&format!("{RETENTION_OF}{table}}}"), &days.to_string());
+        }
+        let sql = sql.replace("{retention_days}", &retention_days.to_string());
         split_statements(&sql)
     }
 }
+
+/// The start of the placeholder for a table's current retention.
+const RETENTION_OF: &str = "{retention_days_of:";
 
 /// Every migration, in order.
 pub const MIGRATIONS: &[Migration] = &[
@@ -45,6 +83,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "leaderboard",
         template: include_str!("../../../schemas/clickhouse/0002_leaderboard.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "dead_letters_identity",
+        template: include_str!("../../../schemas/clickhouse/0003_dead_letters_identity.sql"),
     },
 ];
 
@@ -131,6 +174,17 @@ pub async fn migrate(
     database: &str,
     retention_days: u32,
 ) -> Result<MigrationReport, ClickHouseError> {
+    migrate_to_version(client, database, retention_days, u32::MAX).await
+}
+
+/// [`migrate`], but only up to migration `last_version` (included): the schema as a release
+/// that ended with that migration left it (tests of upgrades start there).
+pub async fn migrate_to_version(
+    client: &clickhouse::Client,
+    database: &str,
+    retention_days: u32,
+    last_version: u32,
+) -> Result<MigrationReport, ClickHouseError> {
     check_retention(retention_days)?;
     let query_error = |context: String| move |source| ClickHouseError::Query { context, source };
     // The database may not exist yet, so this one statement runs against `system`.
@@ -159,7 +213,10 @@ pub async fn migrate(
         .map_err(query_error("read schema_migrations".to_owned()))?;
 
     let mut report = MigrationReport::default();
-    for migration in MIGRATIONS {
+    for migration in MIGRATIONS
+        .iter()
+        .filter(|migration| migration.version <= last_version)
+    {
         let checksum = migration.checksum();
         if let Some(done) = applied
             .iter()
@@ -176,7 +233,13 @@ pub async fn migrate(
             report.already_applied.push(migration.version);
             continue;
         }
-        for statement in migration.statements(database, retention_days) {
+        let mut current = BTreeMap::new();
+        for table in migration.kept_retentions() {
+            if let Some(days) = current_retention(client, database, table).await? {
+                current.insert(table, days);
+            }
+        }
+        for statement in migration.statements_keeping(database, retention_days, &current) {
             client
                 .query(&statement)
                 .execute()
@@ -204,6 +267,37 @@ pub async fn migrate(
         report.applied.push(migration.version);
     }
     Ok(report)
+}
+
+/// The retention (TTL in days) `table` has now; `None` if it does not exist or has no TTL.
+async fn current_retention(
+    client: &clickhouse::Client,
+    database: &str,
+    table: &str,
+) -> Result<Option<u32>, ClickHouseError> {
+    let engines: Vec<String> = client
+        .query("SELECT engine_full FROM system.tables WHERE database = ? AND name = ?")
+        .bind(database)
+        .bind(table)
+        .fetch_all()
+        .await
+        .map_err(|source| ClickHouseError::Query {
+            context: format!("read the retention of {table}"),
+            source,
+        })?;
+    Ok(engines.first().and_then(|engine| ttl_days(engine)))
+}
+
+/// The days of a table's TTL in its engine definition as ClickHouse shows it
+/// (`… TTL toDateTime(t) + toIntervalDay(90) SETTINGS …`, or `INTERVAL 90 DAY` as written).
+fn ttl_days(engine_full: &str) -> Option<u32> {
+    let ttl = &engine_full[engine_full.find("TTL ")?..];
+    let digits = if let Some((_, rest)) = ttl.split_once("toIntervalDay(") {
+        rest.split_once(')')?.0
+    } else {
+        ttl.split_once("INTERVAL ")?.1.split_once(" DAY")?.0
+    };
+    digits.trim().parse().ok()
 }
 
 /// Changes the retention of every time-series table that already exists to `retention_days`
@@ -236,6 +330,32 @@ pub async fn set_retention(
     Ok(())
 }
 
+/// Each table's definition after every migration: its last `CREATE TABLE IF NOT EXISTS` or
+/// `CREATE OR REPLACE TABLE` statement, by table name (placeholders filled in).
+pub fn latest_table_definitions(database: &str, retention_days: u32) -> BTreeMap<String, String> {
+    let mut definitions = BTreeMap::new();
+    for statement in MIGRATIONS
+        .iter()
+        .flat_map(|migration| migration.statements(database, retention_days))
+    {
+        let Some(name) = created_table(&statement, database) else {
+            continue;
+        };
+        definitions.insert(name.to_owned(), statement);
+    }
+    definitions
+}
+
+/// The table a `CREATE TABLE IF NOT EXISTS db.t` / `CREATE OR REPLACE TABLE db.t` statement
+/// creates.
+fn created_table<'a>(statement: &'a str, database: &str) -> Option<&'a str> {
+    let rest = statement
+        .strip_prefix("CREATE TABLE IF NOT EXISTS ")
+        .or_else(|| statement.strip_prefix("CREATE OR REPLACE TABLE "))?;
+    let rest = rest.strip_prefix(database)?.strip_prefix('.')?;
+    rest.split(|c: char| c.is_whitespace() || c == '(').next()
+}
+
 /// Every table the migrations create: one per topic plus the API's tables.
 pub fn expected_tables() -> Vec<&'static str> {
     let mut tables: Vec<&'static str> = Topic::ALL.iter().map(|topic| topic.table()).collect();
@@ -264,9 +384,7 @@ mod tests {
             .collect();
         let mut created = BTreeSet::new();
         for statement in &statements {
-            let name = statement
-                .strip_prefix("CREATE TABLE IF NOT EXISTS polymarket.")
-                .and_then(|rest| rest.split_whitespace().next())
+            let name = created_table(statement, "polymarket")
                 .unwrap_or_else(|| panic!("not a CREATE TABLE: {statement}"));
             created.insert(name);
             let has_ttl = statement.contains("INTERVAL 90 DAY");
@@ -284,6 +402,13 @@ mod tests {
                     "{name} dedupes redelivery"
                 );
             }
+            if statement.starts_with("CREATE OR REPLACE TABLE") {
+                // Rebuilt from its own rows, so running it again changes nothing.
+                assert!(
+                    statement.ends_with(&format!("AS SELECT * FROM polymarket.{name}")),
+                    "{statement}"
+                );
+            }
         }
         let expected: BTreeSet<_> = expected_tables().into_iter().collect();
         assert_eq!(created, expected);
@@ -291,22 +416,37 @@ mod tests {
 
     #[test]
     fn every_time_series_table_names_its_ttl_column() {
-        let statements: Vec<String> = MIGRATIONS
-            .iter()
-            .flat_map(|migration| migration.statements("db", 90))
-            .collect();
+        let definitions = latest_table_definitions("db", 90);
         for (table, column) in TTL_COLUMNS {
-            let create = statements
-                .iter()
-                .find(|statement| {
-                    statement.starts_with(&format!("CREATE TABLE IF NOT EXISTS db.{table}\n"))
-                })
+            let create = definitions
+                .get(*table)
                 .unwrap_or_else(|| panic!("no CREATE for {table}"));
             assert!(
                 create.contains(&format!("TTL toDateTime({column}) + INTERVAL 90 DAY")),
                 "{table}"
             );
         }
+    }
+
+    #[test]
+    fn dead_letters_is_keyed_by_its_id_alone_in_one_partition() {
+        let definitions = latest_table_definitions("db", 90);
+        let dead_letters = &definitions["dead_letters"];
+        assert!(
+            dead_letters.starts_with("CREATE OR REPLACE TABLE db.dead_letters\n"),
+            "{dead_letters}"
+        );
+        assert!(
+            dead_letters.contains("\nORDER BY dead_letter_id\n"),
+            "{dead_letters}"
+        );
+        // Copies of one letter written in different months must meet in one partition to
+        // be merged; and whole-part TTL drops need partitions, so TTL deletes rows instead.
+        assert!(!dead_letters.contains("PARTITION BY"), "{dead_letters}");
+        assert!(
+            !dead_letters.contains("ttl_only_drop_parts"),
+            "{dead_letters}"
+        );
     }
 
     #[test]
@@ -323,5 +463,62 @@ mod tests {
                 .all(|statement| !statement.contains("{retention_days}"))
         );
         assert_eq!(MIGRATIONS[0].checksum().len(), 64);
+    }
+
+    #[test]
+    fn a_recreated_table_keeps_the_retention_it_has() {
+        let migration = MIGRATIONS
+            .iter()
+            .find(|migration| migration.name == "dead_letters_identity")
+            .unwrap_or_else(|| panic!("migration 3 is listed"));
+        assert_eq!(migration.kept_retentions(), vec!["dead_letters"]);
+        let kept = migration.statements_keeping("db", 90, &BTreeMap::from([("dead_letters", 30)]));
+        assert_eq!(kept.len(), 1);
+        assert!(kept[0].contains("INTERVAL 30 DAY"), "{}", kept[0]);
+        let new = migration.statements("db", 45);
+        assert!(new[0].contains("INTERVAL 45 DAY"), "{}", new[0]);
+        assert!(
+            MIGRATIONS
+                .iter()
+                .flat_map(|migration| migration.statements("db", 90))
+                .all(|statement| !statement.contains('{')),
+            "every placeholder is filled"
+        );
+    }
+
+    #[test]
+    fn the_retention_is_read_from_the_engine_definition() {
+        assert_eq!(
+            ttl_days(
+                "ReplacingMergeTree PARTITION BY toYYYYMM(occurred_at) ORDER BY (occurred_at, dead_letter_id) TTL toDateTime(occurred_at) + toIntervalDay(45) SETTINGS non_replicated_deduplication_window = 1000, ttl_only_drop_parts = 1, index_granularity = 8192"
+            ),
+            Some(45)
+        );
+        assert_eq!(
+            ttl_days("MergeTree ORDER BY x TTL toDateTime(t) + INTERVAL 30 DAY"),
+            Some(30)
+        );
+        assert_eq!(
+            ttl_days("ReplacingMergeTree ORDER BY x SETTINGS index_granularity = 8192"),
+            None
+        );
+        assert_eq!(ttl_days(""), None);
+    }
+
+    #[test]
+    fn created_tables_are_named_from_both_create_forms() {
+        assert_eq!(
+            created_table("CREATE TABLE IF NOT EXISTS db.trades\n(", "db"),
+            Some("trades")
+        );
+        assert_eq!(
+            created_table("CREATE OR REPLACE TABLE db.dead_letters\n(", "db"),
+            Some("dead_letters")
+        );
+        assert_eq!(created_table("INSERT INTO db.trades", "db"), None);
+        assert_eq!(
+            created_table("CREATE TABLE IF NOT EXISTS other.t (", "db"),
+            None
+        );
     }
 }

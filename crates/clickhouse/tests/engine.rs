@@ -203,14 +203,14 @@ async fn migrations_applied_twice_leave_the_same_schema() {
     let first = polytape_clickhouse::migrate(client, &database.name, 90)
         .await
         .unwrap();
-    assert_eq!(first.applied, vec![1, 2]);
+    assert_eq!(first.applied, vec![1, 2, 3]);
     let after_first = table_definitions(client, &database.name).await;
 
     let second = polytape_clickhouse::migrate(client, &database.name, 90)
         .await
         .unwrap();
     assert!(second.applied.is_empty());
-    assert_eq!(second.already_applied, vec![1, 2]);
+    assert_eq!(second.already_applied, vec![1, 2, 3]);
     assert_eq!(table_definitions(client, &database.name).await, after_first);
 
     let mut names: Vec<&str> = after_first
@@ -329,5 +329,205 @@ async fn retention_can_be_changed_on_existing_tables() {
         .await
         .unwrap();
     assert_eq!(remaining, 0);
+    database.drop_database().await;
+}
+
+#[derive(Debug, Row, Serialize, Deserialize)]
+struct DeadLetterLike {
+    dead_letter_id: String,
+    source: String,
+    origin: String,
+    error: String,
+    payload_base64: String,
+    topic: Option<String>,
+    partition: Option<i32>,
+    offset: Option<i64>,
+    /// DateTime64(3, 'UTC') as milliseconds.
+    occurred_at: i64,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+fn dead_letter(id: &str, occurred_at: i64) -> DeadLetterLike {
+    DeadLetterLike {
+        dead_letter_id: id.to_owned(),
+        source: "sink-clickhouse".to_owned(),
+        origin: format!("polymarket.trades.v1/0/{id}"),
+        error: "cannot decode".to_owned(),
+        payload_base64: "e30=".to_owned(),
+        topic: Some("polymarket.trades.v1".to_owned()),
+        partition: Some(0),
+        offset: Some(7),
+        occurred_at,
+    }
+}
+
+async fn insert_dead_letters(client: &clickhouse::Client, letters: &[DeadLetterLike]) {
+    // One insert per letter: separate parts, as separate redeliveries would make.
+    for letter in letters {
+        let mut insert = client
+            .insert::<DeadLetterLike>("dead_letters")
+            .await
+            .unwrap();
+        insert.write(letter).await.unwrap();
+        insert.end().await.unwrap();
+    }
+}
+
+async fn copies_per_id(client: &clickhouse::Client) -> Vec<(String, u64)> {
+    client
+        .query("SELECT dead_letter_id, count() FROM dead_letters FINAL GROUP BY dead_letter_id ORDER BY dead_letter_id")
+        .fetch_all()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_dead_letter_written_twice_at_different_times_is_one_row_after_final() {
+    let database = IsolatedDatabase::create("deadletterid").await;
+    let client = &database.client;
+    polytape_clickhouse::migrate(client, &database.name, 90)
+        .await
+        .unwrap();
+    let now = polytape_model::now_ms();
+    // 40 days apart: always in different calendar months, which the old monthly partitions
+    // kept apart forever.
+    insert_dead_letters(
+        client,
+        &[
+            dead_letter("a", now - 40 * DAY_MS),
+            dead_letter("b", now - DAY_MS),
+            dead_letter("a", now),
+        ],
+    )
+    .await;
+    assert_eq!(
+        copies_per_id(client).await,
+        vec![("a".to_owned(), 1), ("b".to_owned(), 1)]
+    );
+    client
+        .query("OPTIMIZE TABLE dead_letters FINAL")
+        .execute()
+        .await
+        .unwrap();
+    let physical: u64 = client
+        .query("SELECT count() FROM dead_letters")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(physical, 2, "merged away, not only hidden by FINAL");
+    database.drop_database().await;
+}
+
+#[tokio::test]
+async fn upgrading_dead_letters_keeps_its_rows_and_retention() {
+    let database = IsolatedDatabase::create("deadletterupgrade").await;
+    let client = &database.client;
+    let before = polytape_clickhouse::migrate_to_version(client, &database.name, 90, 2)
+        .await
+        .unwrap();
+    assert_eq!(before.applied, vec![1, 2]);
+    polytape_clickhouse::set_retention(client, &database.name, 60)
+        .await
+        .unwrap();
+    let now = polytape_model::now_ms();
+    insert_dead_letters(
+        client,
+        &[
+            dead_letter("a", now - 40 * DAY_MS),
+            dead_letter("a", now),
+            dead_letter("b", now - DAY_MS),
+        ],
+    )
+    .await;
+    // The old layout: two identities for one letter.
+    let old: u64 = client
+        .query("SELECT count() FROM dead_letters FINAL")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(old, 3);
+
+    // The sink's start-up migration passes the default retention: the one set stays.
+    let upgrade = polytape_clickhouse::migrate(client, &database.name, 90)
+        .await
+        .unwrap();
+    assert_eq!(upgrade.applied, vec![3]);
+    assert_eq!(
+        copies_per_id(client).await,
+        vec![("a".to_owned(), 1), ("b".to_owned(), 1)]
+    );
+    let definition = table_definitions(client, &database.name)
+        .await
+        .into_iter()
+        .find(|table| table.name == "dead_letters")
+        .unwrap()
+        .create_table_query;
+    assert!(definition.contains("toIntervalDay(60)"), "{definition}");
+    assert!(
+        definition.contains("ORDER BY dead_letter_id"),
+        "{definition}"
+    );
+    assert!(!definition.contains("PARTITION BY"), "{definition}");
+    let letter: (String, Option<String>, Option<i64>) = client
+        .query("SELECT error, topic, offset FROM dead_letters FINAL WHERE dead_letter_id = 'b'")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(
+        letter,
+        (
+            "cannot decode".to_owned(),
+            Some("polymarket.trades.v1".to_owned()),
+            Some(7)
+        ),
+        "rows copied column for column"
+    );
+    database.drop_database().await;
+}
+
+#[tokio::test]
+async fn the_engines_own_refusals_are_classified() {
+    use polytape_clickhouse::{ErrorClass, classify_error};
+
+    let database = IsolatedDatabase::create("classify").await;
+    let client = &database.client;
+    client
+        .query(
+            "CREATE TABLE priced (price Decimal(18, 6), day DateTime64(3, 'UTC'),
+             CONSTRAINT price_below_one CHECK price < 1)
+             ENGINE = MergeTree PARTITION BY toYYYYMMDD(day) ORDER BY day",
+        )
+        .execute()
+        .await
+        .unwrap();
+    let violated = client
+        .query("INSERT INTO priced VALUES (0.5, now64(3)), (2, now64(3))")
+        .execute()
+        .await
+        .unwrap_err();
+    assert!(
+        violated.to_string().contains("VIOLATED_CONSTRAINT"),
+        "{violated}"
+    );
+    assert_eq!(classify_error(&violated), ErrorClass::Permanent);
+
+    let too_many_partitions = client
+        .query("INSERT INTO priced SELECT 0.5, now64(3) - toIntervalDay(number) FROM numbers(150)")
+        .execute()
+        .await
+        .unwrap_err();
+    assert!(
+        too_many_partitions.to_string().contains("TOO_MANY_PARTS"),
+        "{too_many_partitions}"
+    );
+    assert_eq!(classify_error(&too_many_partitions), ErrorClass::Retryable);
+
+    let missing = client
+        .query("INSERT INTO no_such_table VALUES (1)")
+        .execute()
+        .await
+        .unwrap_err();
+    assert_eq!(classify_error(&missing), ErrorClass::Retryable);
     database.drop_database().await;
 }

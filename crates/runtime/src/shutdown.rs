@@ -64,11 +64,14 @@ impl Shutdown {
             // The task runs as a task of its own so that a panic in it reaches us as a
             // `JoinError` instead of silently ending it while the rest of the process lives on.
             let running = tokio::spawn(async move {
-                if let Some(delay) = panic_after {
-                    tokio::time::sleep(delay).await;
-                    fault_hook::panic_now(name);
+                let Some(delay) = panic_after else {
+                    return task.await;
+                };
+                // The fault hook: the task works normally until it panics mid-flight.
+                tokio::select! {
+                    result = task => result,
+                    () = tokio::time::sleep(delay) => fault_hook::panic_now(name),
                 }
-                task.await
             });
             let error = match running.await {
                 Ok(Ok(())) => {

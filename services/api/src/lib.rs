@@ -132,6 +132,8 @@ pub fn admin_router(state: AppState, readiness: Readiness) -> Router {
 /// Most time one request may take, end to end; ClickHouse queries have their own, shorter
 /// `max_execution_time` so the user gets ClickHouse's reason rather than this timeout.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest one ClickHouse query of the API may run (ClickHouse's `max_execution_time`).
+pub const QUERY_TIME_LIMIT_SECONDS: u64 = 20;
 /// Most requests one replica works on at once; more wait (bounded by the timeout).
 pub const MAX_CONCURRENT_REQUESTS: usize = 256;
 /// Largest request body accepted (the admin POST routes take small JSON objects).
@@ -233,20 +235,24 @@ pub fn stale_after(interval: Duration) -> Duration {
 /// Checks ClickHouse, applies migrations, stores the bootstrap key, loads keys, binds the API
 /// port and serves.
 pub async fn start(config: ApiConfig, context: ServiceContext) -> Result<(), BoxError> {
-    let client = polytape_clickhouse::client(&config.clickhouse);
+    let migrations_client = polytape_clickhouse::client(&config.clickhouse);
     polytape_clickhouse::check_reachable(
-        &client,
+        &migrations_client,
         &config.clickhouse.clickhouse_url,
         Duration::from_secs(5),
     )
     .await?;
     // Idempotent, like the sink's start: the API can start first on an empty server.
     polytape_clickhouse::migrate(
-        &client,
+        &migrations_client,
         &config.clickhouse.clickhouse_database,
         config.retention_days(),
     )
     .await?;
+    // ClickHouse stops a request's query past this itself, so the user gets ClickHouse's
+    // reason (503) before the router's own REQUEST_TIMEOUT.
+    let client =
+        migrations_client.with_setting("max_execution_time", QUERY_TIME_LIMIT_SECONDS.to_string());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let retention_ms = i64::try_from(config.api_data_retention.as_millis()).unwrap_or(i64::MAX);
     let state = new_state(

@@ -376,7 +376,7 @@ async fn the_public_port_serves_no_admin_health_or_metrics_routes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_admin_token_attempts_are_rate_limited_per_address() {
-    let database = migrated_database("admin-throttle").await;
+    let database = migrated_database("admin_throttle").await;
     let api = TestApi::start(&database).await;
     let attempt = |token: &'static str| {
         let request = api

@@ -21,7 +21,9 @@ use polytape_model::{Decimal, Topic, Trade, samples};
 use polytape_sink_clickhouse::{
     pipeline::{BatchLimits, Pipeline},
     rows::TradeRow,
-    tables::{TableBuffer, TypedBuffer, all_buffers},
+    tables::{
+        MAX_PARTITIONS_PER_INSERT, MessageAt, PartitionBy, TableBuffer, TypedBuffer, all_buffers,
+    },
 };
 use polytape_test_support::stack::{IsolatedDatabase, endpoints, isolated_topics, unique_name};
 use rdkafka::consumer::Consumer as _;
@@ -64,14 +66,19 @@ async fn raw_load(client: &Client, rows: &[TradeRow]) -> f64 {
 /// The sink's own path as the pipeline runs it: each batch is decoded and mapped while the
 /// previous one is inserted (one insert in flight).
 async fn sink_path(client: &Client, registry: &SchemaRegistryClient, framed: &[Vec<u8>]) -> f64 {
-    let mut buffer = TypedBuffer::<Trade, TradeRow>::new(registry.clone(), |row| row.timestamp);
+    let mut buffer = TypedBuffer::<Trade, TradeRow>::new(registry.clone(), |row| row.timestamp)
+        .partitioned_by(PartitionBy::day("timestamp", |row| row.timestamp));
     let started = Instant::now();
     let mut in_flight: Option<tokio::task::JoinHandle<()>> = None;
     for (batch, chunk) in framed.chunks(BATCH).enumerate() {
-        for payload in chunk {
-            match buffer.push_cached(payload) {
+        for (index, payload) in chunk.iter().enumerate() {
+            let at = MessageAt {
+                partition: 0,
+                offset: i64::try_from(batch * BATCH + index).unwrap(),
+            };
+            match buffer.push_cached(at, payload) {
                 Some(outcome) => outcome.unwrap(),
-                None => buffer.push(payload).await.unwrap(),
+                None => buffer.push(at, payload).await.unwrap(),
             }
         }
         let mut rows = buffer.take().unwrap();
@@ -80,9 +87,10 @@ async fn sink_path(client: &Client, registry: &SchemaRegistryClient, framed: &[V
         }
         let client = client.clone();
         in_flight = Some(tokio::spawn(async move {
-            rows.flush(&client, &format!("bench-{batch}"))
-                .await
-                .unwrap();
+            for group in rows.split_by_partition(MAX_PARTITIONS_PER_INSERT) {
+                let token = format!("bench-{batch}:{}-{}", group.start, group.end);
+                rows.insert(&client, group, &token).await.unwrap();
+            }
         }));
     }
     if let Some(previous) = in_flight.take() {

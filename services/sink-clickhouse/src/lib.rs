@@ -1,7 +1,9 @@
 //! The ClickHouse sink: every topic into its ClickHouse table, at-least-once with exact dedupe
-//! (see `pipeline` for the guarantees and `rows` for the mapping of each record).
+//! (see `pipeline` for the guarantees, `rows` for the mapping of each record, and `isolate`
+//! for how rows ClickHouse refuses are set aside).
 
 mod config;
+pub mod isolate;
 mod metrics;
 pub mod pipeline;
 pub mod rows;

@@ -67,6 +67,30 @@ static INSERT_RETRIES: LazyLock<IntCounter> = LazyLock::new(|| {
         .unwrap_or_else(|error| panic!("metric definition: {error}")),
     )
 });
+static INSERT_REJECTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "polytape_sink_insert_rejections_total",
+                "Inserts ClickHouse refused for good (bad data), each then bisected",
+            ),
+            &["table"],
+        )
+        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+    )
+});
+static DEAD_LETTERS_DROPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "polytape_sink_dead_letters_dropped_total",
+                "Rows ClickHouse refused that could not be kept in dead_letters either",
+            ),
+            &["table"],
+        )
+        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+    )
+});
 static DEAD_LETTERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
@@ -219,5 +243,43 @@ impl InternalEvent for MessageRejected<'_> {
             "message sent to dead_letters"
         );
         DEAD_LETTERS.with_label_values(&[self.topic]).inc();
+    }
+}
+
+/// ClickHouse refused an insert for good (a data error): its rows are bisected to isolate the
+/// refused ones.
+pub(crate) struct InsertRejected<'a> {
+    pub(crate) table: &'static str,
+    pub(crate) rows: usize,
+    pub(crate) message: &'a str,
+}
+
+impl InternalEvent for InsertRejected<'_> {
+    fn emit(self) {
+        tracing::warn!(
+            table = self.table,
+            rows = self.rows,
+            error = self.message,
+            "clickhouse refused the rows for good; isolating the refused ones for dead_letters"
+        );
+        INSERT_REJECTIONS.with_label_values(&[self.table]).inc();
+    }
+}
+
+/// A row ClickHouse refused could not be kept in `dead_letters` either (a dead letter refused
+/// itself, or a row with no message to point at): it is only in this log line.
+pub(crate) struct DeadLetterDropped<'a> {
+    pub(crate) table: &'static str,
+    pub(crate) reason: &'a str,
+}
+
+impl InternalEvent for DeadLetterDropped<'_> {
+    fn emit(self) {
+        tracing::error!(
+            table = self.table,
+            reason = self.reason,
+            "a row clickhouse refused could not be kept in dead_letters; dropped"
+        );
+        DEAD_LETTERS_DROPPED.with_label_values(&[self.table]).inc();
     }
 }

@@ -7,15 +7,26 @@
 //! queries: each insert carries a deduplication token derived from the topic/partition/offset
 //! ranges it holds (an identical replayed batch is dropped at insert), and every table is a
 //! ReplacingMergeTree keyed by the record's identity (any other replay collapses on merge and
-//! under FINAL). While ClickHouse fails, the batch in flight is retried with exponential backoff
-//! and consumption pauses as soon as the next batch is full: memory stays bounded by two batches.
+//! under FINAL).
+//!
+//! Failed inserts are classified (`polytape_clickhouse::classify_error`). While ClickHouse is
+//! unavailable or overloaded (retryable errors), the insert is retried with exponential backoff
+//! and consumption pauses as soon as the next batch is full: memory stays bounded by two
+//! batches. When ClickHouse refuses rows for good (a data error), the insert is bisected until
+//! the refused rows stand alone (`crate::isolate`): they go to `dead_letters` with ClickHouse's
+//! message and their topic/partition/offset, every other row loads, and the offsets advance.
+//! Each insert (a table's rows, a partition group of them, a bisected range) carries its own
+//! deterministic deduplication token, and one insert never spans more partitions than
+//! ClickHouse accepts (`tables::MAX_PARTITIONS_PER_INSERT`).
 
 use std::{
     collections::{BTreeMap, HashMap},
+    ops::Range,
     time::{Duration, Instant},
 };
 
 use backon::{BackoffBuilder as _, ExponentialBuilder};
+use polytape_clickhouse::{ErrorClass, classify_error};
 use polytape_model::{Topic, TopicNames, now_ms};
 use polytape_runtime::metrics::InternalEvent as _;
 use rdkafka::{Message as _, consumer::Consumer as _};
@@ -23,9 +34,13 @@ use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    metrics::{BatchFlushed, InsertRetried, MessageConsumed, MessageRejected, TableInserted},
+    isolate::{Attempt, RejectedRow, insert_isolating},
+    metrics::{
+        BatchFlushed, DeadLetterDropped, InsertRejected, InsertRetried, MessageConsumed,
+        MessageRejected, TableInserted,
+    },
     rows::DeadLetterRow,
-    tables::{PendingRows, TableBuffer, pending_rows},
+    tables::{MAX_PARTITIONS_PER_INSERT, MessageAt, PendingRows, TableBuffer, pending_rows},
 };
 
 /// How batches are bounded.
@@ -104,10 +119,11 @@ impl Pipeline {
                 }
                 .emit();
                 pending_bytes += payload.len();
+                let at = MessageAt { partition, offset };
                 let outcome = match buffer_of.get(&topic) {
-                    Some(&index) => match self.buffers[index].1.push_cached(payload) {
+                    Some(&index) => match self.buffers[index].1.push_cached(at, payload) {
                         Some(outcome) => outcome,
-                        None => self.buffers[index].1.push(payload).await,
+                        None => self.buffers[index].1.push(at, payload).await,
                     },
                     None => Err(crate::tables::Rejection {
                         reason: format!("topic {topic} has no table"),
@@ -143,17 +159,17 @@ impl Pipeline {
             };
 
             let batch = (!ranges.is_empty()).then(|| {
-                let mut tables: Vec<Box<dyn PendingRows>> = self
+                let tables: Vec<(String, Box<dyn PendingRows>)> = self
                     .buffers
                     .iter_mut()
-                    .filter_map(|(_, buffer)| buffer.take())
+                    .zip(&topics)
+                    .filter_map(|((_, buffer), topic)| {
+                        buffer.take().map(|rows| (topic.clone(), rows))
+                    })
                     .collect();
-                if !dead_letters.is_empty() {
-                    let letters = std::mem::take(&mut dead_letters);
-                    tables.push(pending_rows("dead_letters", letters, |row| row.occurred_at));
-                }
                 Batch {
                     tables,
+                    dead_letters: std::mem::take(&mut dead_letters),
                     ranges,
                     messages: pending,
                 }
@@ -213,69 +229,162 @@ async fn finish(
     Ok(true)
 }
 
-/// One batch: its rows per table (its dead letters included) and the offsets it covers.
+/// One batch: its rows per table (with the topic they were read from), the dead letters of
+/// the messages that could not become rows, and the offsets it covers.
 struct Batch {
-    tables: Vec<Box<dyn PendingRows>>,
+    tables: Vec<(String, Box<dyn PendingRows>)>,
+    dead_letters: Vec<DeadLetterRow>,
     ranges: BTreeMap<(String, i32), OffsetRange>,
     messages: usize,
 }
 
-/// A batch whose rows are all in ClickHouse.
+/// A batch whose rows are all in ClickHouse (or in `dead_letters`).
 struct Flushed {
     ranges: BTreeMap<(String, i32), OffsetRange>,
     messages: usize,
 }
 
-/// Inserts every table's rows, retrying with backoff until all succeed; `None` if stopped
-/// before that.
+/// Inserts every table's rows: retryable failures are retried with backoff, rows ClickHouse
+/// refuses for good are isolated and written to `dead_letters` (after the tables, with the
+/// batch's own dead letters). `None` if stopped before all of that was done: the batch is
+/// replayed, and every insert that did succeed is recognised by its token.
 async fn flush_batch(
     client: clickhouse::Client,
-    mut batch: Batch,
+    batch: Batch,
     stop: CancellationToken,
 ) -> Option<Flushed> {
-    let batch_token = batch_token(&batch.ranges);
+    let Batch {
+        mut tables,
+        mut dead_letters,
+        ranges,
+        messages,
+    } = batch;
+    let batch_token = batch_token(&ranges);
+    for (topic, rows) in &mut tables {
+        let table = rows.table();
+        let token = format!("{batch_token}:{table}");
+        // Usually one group; more only when the rows span more partitions than one insert
+        // may (a backfill).
+        let groups = rows.split_by_partition(MAX_PARTITIONS_PER_INSERT);
+        let rows: &dyn PendingRows = rows.as_ref();
+        for group in groups {
+            let rejected = insert_isolating(group, &token, |range, token| {
+                insert_settled(&client, rows, range, token, &stop)
+            })
+            .await?;
+            for RejectedRow { index, message } in rejected {
+                let reason = format!("ClickHouse refused the row for {table}: {message}");
+                let Some((at, payload)) = rows.source(index) else {
+                    DeadLetterDropped {
+                        table,
+                        reason: &reason,
+                    }
+                    .emit();
+                    continue;
+                };
+                MessageRejected {
+                    topic,
+                    partition: at.partition,
+                    offset: at.offset,
+                    reason: &reason,
+                }
+                .emit();
+                dead_letters.push(dead_letter_row(
+                    topic,
+                    at.partition,
+                    at.offset,
+                    payload,
+                    &reason,
+                ));
+            }
+        }
+    }
+    if !dead_letters.is_empty() {
+        let letters = pending_rows("dead_letters", dead_letters, |row| row.occurred_at);
+        // Distinct from the token of the dead-letter topic's own rows in the same batch.
+        let token = format!("{batch_token}:dead_letters:sink");
+        let rejected = insert_isolating(0..letters.len(), &token, |range, token| {
+            insert_settled(&client, letters.as_ref(), range, token, &stop)
+        })
+        .await?;
+        for RejectedRow { message, .. } in rejected {
+            // Nowhere left to put it: say so loudly and move on rather than stall.
+            DeadLetterDropped {
+                table: "dead_letters",
+                reason: &message,
+            }
+            .emit();
+        }
+    }
+    Some(Flushed { ranges, messages })
+}
+
+/// Inserts `range` of `rows` until ClickHouse takes it ([`Attempt::Inserted`]) or refuses it
+/// for good ([`Attempt::Rejected`], with ClickHouse's message); any other failure is retried
+/// with exponential backoff and jitter (200 ms … 15 s), the same rows under the same token.
+/// [`Attempt::Stopped`] if the sink stops while waiting to retry.
+async fn insert_settled(
+    client: &clickhouse::Client,
+    rows: &dyn PendingRows,
+    range: Range<usize>,
+    token: String,
+    stop: &CancellationToken,
+) -> Attempt {
+    let table = rows.table();
     let mut delays = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(200))
         .with_max_delay(Duration::from_secs(15))
         .with_jitter()
         .without_max_times()
         .build();
-    for rows in &mut batch.tables {
-        let table = rows.table();
-        let token = format!("{batch_token}:{table}");
-        loop {
-            let started = Instant::now();
-            match rows.flush(&client, &token).await {
-                Ok(()) => {
-                    TableInserted {
-                        table,
-                        rows: rows.len(),
-                        seconds: started.elapsed().as_secs_f64(),
-                        freshness_ms: rows.newest_event_ms().map(|newest| now_ms() - newest),
-                    }
-                    .emit();
-                    break;
+    loop {
+        let started = Instant::now();
+        let error = match rows.insert(client, range.clone(), &token).await {
+            Ok(()) => {
+                TableInserted {
+                    table,
+                    rows: range.len(),
+                    seconds: started.elapsed().as_secs_f64(),
+                    freshness_ms: rows
+                        .newest_event_ms(range.clone())
+                        .map(|newest| now_ms() - newest),
                 }
-                Err(error) => {
-                    let retry_in = delays.next().unwrap_or(Duration::from_secs(15));
-                    InsertRetried {
-                        table,
-                        error: &error,
-                        retry_in,
-                    }
-                    .emit();
-                    tokio::select! {
-                        () = stop.cancelled() => return None,
-                        () = tokio::time::sleep(retry_in) => {}
-                    }
-                }
+                .emit();
+                return Attempt::Inserted;
             }
+            Err(error) => error,
+        };
+        if classify_error(&error) == ErrorClass::Permanent {
+            let message = server_message(&error);
+            InsertRejected {
+                table,
+                rows: range.len(),
+                message: &message,
+            }
+            .emit();
+            return Attempt::Rejected(message);
+        }
+        let retry_in = delays.next().unwrap_or(Duration::from_secs(15));
+        InsertRetried {
+            table,
+            error: &error,
+            retry_in,
+        }
+        .emit();
+        tokio::select! {
+            () = stop.cancelled() => return Attempt::Stopped,
+            () = tokio::time::sleep(retry_in) => {}
         }
     }
-    Some(Flushed {
-        ranges: batch.ranges,
-        messages: batch.messages,
-    })
+}
+
+/// ClickHouse's own message for a server error (`Code: NNN. DB::Exception: …`), else the
+/// client's description.
+fn server_message(error: &clickhouse::error::Error) -> String {
+    match error {
+        clickhouse::error::Error::BadResponse(message) => message.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// A token naming exactly the records of this batch: the same offsets give the same token.
@@ -287,7 +396,9 @@ fn batch_token(ranges: &BTreeMap<(String, i32), OffsetRange>) -> String {
     hex::encode(&hasher.finalize()[..16])
 }
 
-/// The dead-letter row of a message the sink could not load.
+/// The dead-letter row of a message the sink could not load. Its id depends only on where the
+/// message was read (topic/partition/offset), so a redelivery replaces it (`dead_letters` is
+/// keyed by the id alone); `occurred_at` is when this happened.
 fn dead_letter_row(
     topic: &str,
     partition: i32,
