@@ -206,6 +206,12 @@ pub const INTERNAL_TOPICS: &[(&str, i32, CleanupPolicy, &str)] = &[
         CleanupPolicy::Compact,
         "manifest | a-<n> | b-<n>",
     ),
+    (
+        "polytape.ws_bridge.state.v1",
+        1,
+        CleanupPolicy::Compact,
+        "run | gap/<continuity_id> | token/<token_id>",
+    ),
 ];
 
 /// Topic names as deployed: the default names behind an optional prefix. Tests use a unique

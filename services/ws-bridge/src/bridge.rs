@@ -1,14 +1,22 @@
 //! The supervisor: keeps the followed token set (markets topic, `new_market`,
 //! `market_resolved`), shards it across connections under the per-connection cap (one task
-//! each), moves tokens when the server turns out to allow fewer, and drains on stop.
+//! each), moves tokens when the server turns out to allow fewer, restarts a shard whose task
+//! panicked (its tokens declared), keeps the bridge's state (see `state`), and drains on stop.
+//!
+//! At start it settles what earlier processes left: gaps they left open are taken over and
+//! closed by this process's fresh books; after an unclean stop (crash, `kill -9`, a failed
+//! drain) every token gets a `DISCONNECT` gap from the previous process's acknowledged
+//! watermark, opened by its shard before the shard connects and closed by its dump like a
+//! reconnect gap, and tokens it followed that this process does not follow get a gap closed
+//! at once.
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
+    collections::{BTreeSet, HashMap, VecDeque},
     sync::{
         Arc, Mutex,
         atomic::{AtomicI64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use polytape_codec::SchemaRegistryClient;
@@ -16,27 +24,54 @@ use polytape_kafka::create_producer;
 use polytape_model::{ContinuityKind, TopicNames, now_ms};
 use tokio::{
     sync::mpsc,
-    task::{JoinHandle, JoinSet},
+    task::{JoinError, JoinHandle, JoinSet},
 };
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     WsBridgeConfig,
-    connection::{Command, Report, Shared, run_shard},
+    connection::{
+        Command, LIFECYCLE_REMEMBERED, Report, ShardClock, Shared, StartGap, gap_start_ms,
+        run_shard,
+    },
     continuity::Gaps,
     error::BridgeError,
     markets::{MarketUpdate, follow_markets},
     metrics,
     publish::{Encoders, Outgoing, Publisher},
+    recent::RecentSet,
+    state::{self, PersistedState, Progress, RestartPlan, RunRecord, SendError, StateWriter},
     tokens::{Delta, TokenFilter, TokenSet},
 };
 
 /// How long the acknowledgement tracker may take to drain at stop.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
+/// How often the acknowledged watermark is checkpointed (and state entries the producer's
+/// full queue refused are retried).
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// A shard whose task panics is declared and restarted, at most this many times within
+/// [`SHARD_RESTART_WINDOW`]; one more panic stops the bridge (exit 1; the next start declares
+/// the gap).
+const SHARD_RESTARTS: usize = 3;
+const SHARD_RESTART_WINDOW: Duration = Duration::from_secs(600);
+/// Tokens per continuity record declared at start for tokens no longer followed.
+const TOKENS_PER_RECORD: usize = 500;
+/// How long the last state write of a stop may take.
+const STATE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A dropped token is forgotten from the state once the watermark is this much upstream time
+/// past the moment it was dropped: records settle in publishing order across all shards, so
+/// once records read that much later are acknowledged, its last ones (published within
+/// moments of the drop, by its shard) are too.
+const DROPPED_MARGIN_MS: i64 = 60_000;
 
 struct ShardHandle {
     commands: mpsc::UnboundedSender<Command>,
     tokens: BTreeSet<String>,
+    clock: Arc<ShardClock>,
+    /// The bridge's watermark when the shard was created: its own until it settles a record.
+    floor: Option<i64>,
+    /// When its task panicked lately.
+    panics: VecDeque<Instant>,
 }
 
 /// The bridge, connected to Kafka and the registry, not yet running.
@@ -46,6 +81,8 @@ pub struct Bridge {
     registry: SchemaRegistryClient,
     producer: rdkafka::producer::FutureProducer,
     encoders: Encoders,
+    state: PersistedState,
+    state_writer: StateWriter,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -58,18 +95,23 @@ impl std::fmt::Debug for Bridge {
 }
 
 impl Bridge {
-    /// Registers every schema the bridge writes and creates the idempotent producer.
+    /// Registers every schema the bridge writes, creates the idempotent producer, and reads
+    /// the bridge's state topic (created when missing).
     pub async fn connect(config: &WsBridgeConfig) -> Result<Self, BridgeError> {
         let names = TopicNames::with_prefix(config.kafka.topic_prefix.clone());
         let registry = SchemaRegistryClient::new(&config.kafka.schema_registry_url)?;
         let producer = create_producer(&config.kafka.kafka_brokers)?;
         let encoders = Encoders::register(&registry, &names).await?;
+        let state_writer = StateWriter::new(producer.clone(), state::state_topic(names.prefix()));
+        let state = state::load(&config.kafka.kafka_brokers, state_writer.topic()).await?;
         Ok(Self {
             config: config.clone(),
             names,
             registry,
             producer,
             encoders,
+            state,
+            state_writer,
         })
     }
 
@@ -85,9 +127,34 @@ impl Bridge {
             registry,
             producer,
             encoders,
+            state,
+            state_writer,
         } = self;
-        let (publisher, tracker) = Publisher::start(producer.clone(), encoders, &names);
+        let plan = RestartPlan::new(&state);
         let instance = format!("{:08x}", rand::random::<u32>());
+        let started_ms = now_ms();
+        // Not clean from here until the drain is complete: a kill from now on is declared by
+        // the next start. Acknowledged before anything is published.
+        let run = state::run_record(&instance, started_ms, plan.floor, false);
+        state_writer
+            .write(vec![state::entry(state::RUN_KEY.to_owned(), &run)])
+            .await
+            .map_err(BridgeError::State)?;
+        if let Some(restart_from) = plan.restart_from {
+            tracing::warn!(
+                restart_from,
+                previous_instance = ?plan.previous_instance,
+                "the previous process did not stop cleanly; every token gets a gap from its acknowledged watermark until its fresh book"
+            );
+        }
+        let progress = Arc::new(Progress::default());
+        let (publisher, tracker) = Publisher::start(
+            producer.clone(),
+            encoders,
+            &names,
+            Some(state_writer.clone()),
+            Arc::clone(&progress),
+        );
         let (reports_sender, reports) = mpsc::unbounded_channel();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -101,11 +168,22 @@ impl Bridge {
             clob_url: config.upstream.clob_url.clone(),
             http,
             instance: instance.clone(),
-            lifecycle_seen: Mutex::new(HashSet::new()),
+            lifecycle_seen: Mutex::new(RecentSet::new(LIFECYCLE_REMEMBERED)),
             reports: reports_sender,
             stop: stop.clone(),
             latest_upstream_ms: AtomicI64::new(i64::MIN),
         });
+        let adopted = plan
+            .adopted
+            .iter()
+            .filter(|gap| shared.gaps.adopt((*gap).clone()))
+            .count();
+        if adopted > 0 {
+            tracing::info!(
+                adopted,
+                "taking over gaps an earlier process left open; fresh books close them"
+            );
+        }
         let (updates_sender, updates) = mpsc::channel(10_000);
         let markets_stop = stop.child_token();
         let mut markets = Some(tokio::spawn(follow_markets(
@@ -118,16 +196,15 @@ impl Bridge {
             markets_stop.clone(),
         )));
         drop(publisher);
-        let mut supervisor = Supervisor {
-            shared: Arc::clone(&shared),
-            cap: usize::try_from(config.ws_max_assets_per_connection)
-                .unwrap_or(usize::MAX)
-                .max(1),
-            set: TokenSet::new(TokenFilter::from_config(&config.filter)),
-            shards: Vec::new(),
-            assignment: HashMap::new(),
-            tasks: JoinSet::new(),
-        };
+        let mut supervisor = Supervisor::new(
+            Arc::clone(&shared),
+            usize::try_from(config.ws_max_assets_per_connection).unwrap_or(usize::MAX),
+            TokenFilter::from_config(&config.filter),
+            Arc::clone(&progress),
+            state_writer.clone(),
+            plan,
+            run,
+        );
         let outcome = supervisor
             .supervise(updates, reports, &stop, &mut markets, on_ready)
             .await;
@@ -135,9 +212,26 @@ impl Bridge {
         stop.cancel();
         markets_stop.cancel();
         let mut failure = outcome.err();
-        while let Some(joined) = supervisor.tasks.join_next().await {
-            if let Ok(Err(error)) = joined {
-                failure.get_or_insert(error);
+        while let Some(joined) = supervisor.tasks.join_next_with_id().await {
+            match joined {
+                Ok((_, Ok(()))) => {}
+                Ok((_, Err(error))) => {
+                    failure.get_or_insert(error);
+                }
+                Err(join_error) if join_error.is_panic() => {
+                    // Its tokens have no stop gap: the stop is not clean, the next start
+                    // declares them.
+                    let shard = supervisor
+                        .task_shards
+                        .get(&join_error.id())
+                        .copied()
+                        .unwrap_or(usize::MAX);
+                    failure.get_or_insert(BridgeError::ShardPanicked {
+                        shard,
+                        message: panic_message(join_error),
+                    });
+                }
+                Err(_) => {}
             }
         }
         if let Some(markets) = markets
@@ -145,18 +239,26 @@ impl Bridge {
         {
             failure.get_or_insert(error);
         }
+        let ending = supervisor.ending();
         drop(supervisor);
         drop(shared);
-        if tokio::time::timeout(DRAIN_TIMEOUT, tracker).await.is_err() {
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, tracker).await.is_ok();
+        if !drained {
             tracing::error!("kafka acknowledgements did not drain in time");
         }
         let flushed = tokio::task::spawn_blocking(move || {
             rdkafka::producer::Producer::flush(&producer, Duration::from_secs(5))
         })
         .await;
+        let flushed_ok = matches!(flushed, Ok(Ok(())));
         if let Ok(Err(error)) = flushed {
             tracing::error!(error = %error, "producer flush failed at stop");
         }
+        let clean = ending.restart_declared
+            && drained
+            && flushed_ok
+            && matches!(failure, None | Some(BridgeError::Cancelled));
+        ending.write(&state_writer, &progress, clean).await;
         match failure {
             Some(BridgeError::Cancelled) | None => Ok(()),
             Some(error) => Err(error),
@@ -177,6 +279,64 @@ async fn markets_ended(
     }
 }
 
+/// What a panic said, for the logs and the gap's reason.
+fn panic_message(join_error: JoinError) -> String {
+    match join_error.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned()),
+        Err(join_error) => join_error.to_string(),
+    }
+}
+
+/// What the stop needs of the supervisor once it is gone: the last state write.
+struct Ending {
+    run: RunRecord,
+    watermark: Option<i64>,
+    /// (shard, floor) of every shard holding tokens.
+    shards: Vec<(usize, Option<i64>)>,
+    pending: VecDeque<state::Entry>,
+    restart_declared: bool,
+}
+
+impl Ending {
+    /// Writes what is still queued and the run record (`clean` only when everything is
+    /// acknowledged), with the watermark after the drain.
+    async fn write(self, writer: &StateWriter, progress: &Progress, clean: bool) {
+        let Ending {
+            mut run,
+            watermark,
+            shards,
+            mut pending,
+            ..
+        } = self;
+        run.acked_upstream_ms = state::watermark(
+            watermark,
+            shards
+                .iter()
+                .map(|(shard, floor)| state::shard_watermark(progress.settled(*shard), *floor)),
+        );
+        run.clean = clean;
+        run.written_ms = now_ms();
+        pending.push_back(state::entry(state::RUN_KEY.to_owned(), &run));
+        match tokio::time::timeout(STATE_WRITE_TIMEOUT, writer.write(pending.into())).await {
+            Ok(Ok(())) => {
+                tracing::info!(clean, acked_upstream_ms = ?run.acked_upstream_ms, "bridge state written");
+            }
+            Ok(Err(error)) => {
+                tracing::error!(error = %error, "cannot write the bridge state at stop; the next start declares a gap for every token");
+            }
+            Err(_) => {
+                tracing::error!(
+                    "the bridge state was not written in time at stop; the next start declares a gap for every token"
+                );
+            }
+        }
+    }
+}
+
 struct Supervisor {
     shared: Arc<Shared>,
     cap: usize,
@@ -184,9 +344,69 @@ struct Supervisor {
     shards: Vec<Option<ShardHandle>>,
     assignment: HashMap<String, usize>,
     tasks: JoinSet<Result<(), BridgeError>>,
+    /// Which shard each task runs.
+    task_shards: HashMap<tokio::task::Id, usize>,
+    progress: Arc<Progress>,
+    state: StateWriter,
+    /// State entries in the order they must be written (kept when the producer's queue is
+    /// full, retried at the next checkpoint).
+    state_queue: VecDeque<state::Entry>,
+    /// The acknowledged watermark last queued for the state topic.
+    watermark: Option<i64>,
+    run: RunRecord,
+    plan: RestartPlan,
+    /// The gap each initial shard opens first (an unclean previous stop); `None` afterwards.
+    start_gap: Option<StartGap>,
+    /// What earlier processes left is declared (or there was nothing to declare).
+    restart_declared: bool,
+    /// Tokens with a `token/` entry in the state topic.
+    persisted_followed: BTreeSet<String>,
+    /// Tokens no longer followed, with the newest upstream time read when they were dropped:
+    /// forgotten from the state once the watermark is [`DROPPED_MARGIN_MS`] past it (their
+    /// last records are acknowledged by then).
+    dropped: VecDeque<(i64, String)>,
 }
 
 impl Supervisor {
+    fn new(
+        shared: Arc<Shared>,
+        cap: usize,
+        filter: TokenFilter,
+        progress: Arc<Progress>,
+        state: StateWriter,
+        plan: RestartPlan,
+        run: RunRecord,
+    ) -> Self {
+        let start_gap = plan.restart_from.map(|gap_start_ms| StartGap {
+            kind: ContinuityKind::Disconnect,
+            gap_start_ms,
+            connection_id: plan.previous_instance.clone().unwrap_or_default(),
+            reason: format!(
+                "bridge restarted after an unclean stop of process {}: what it had not got acknowledged by Kafka, and what upstream sent while no process was reading, may be missing",
+                plan.previous_instance.as_deref().unwrap_or("?")
+            ),
+        });
+        Self {
+            shared,
+            cap: cap.max(1),
+            set: TokenSet::new(filter),
+            shards: Vec::new(),
+            assignment: HashMap::new(),
+            tasks: JoinSet::new(),
+            task_shards: HashMap::new(),
+            progress,
+            state,
+            state_queue: VecDeque::new(),
+            watermark: plan.floor,
+            run,
+            restart_declared: plan.restart_from.is_none(),
+            persisted_followed: plan.previously_followed.clone(),
+            start_gap,
+            plan,
+            dropped: VecDeque::new(),
+        }
+    }
+
     async fn supervise(
         &mut self,
         mut updates: mpsc::Receiver<MarketUpdate>,
@@ -209,12 +429,16 @@ impl Supervisor {
             }
         }
         self.apply(initial);
+        self.start_gap = None;
+        self.settle_earlier_processes().await?;
         tracing::info!(
             tokens = self.assignment.len(),
             connections = self.shards.iter().flatten().count(),
             "initial token set read from the markets topic; subscribing"
         );
         on_ready();
+        let mut checkpoint = tokio::time::interval(CHECKPOINT_INTERVAL);
+        checkpoint.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = stop.cancelled() => return Ok(()),
@@ -234,13 +458,272 @@ impl Supervisor {
                     let Some(report) = report else { continue };
                     self.report(report).await?;
                 }
-                joined = self.tasks.join_next(), if !self.tasks.is_empty() => {
-                    if let Some(Ok(Err(error))) = joined {
-                        return Err(error);
+                joined = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
+                    if let Some(joined) = joined {
+                        self.shard_ended(joined).await?;
+                    }
+                }
+                _ = checkpoint.tick() => self.checkpoint(),
+            }
+        }
+    }
+
+    /// Once the initial token set is placed: gaps left open for tokens nobody follows now
+    /// are closed (nothing will bring them a book), and after an unclean stop the tokens the
+    /// previous process followed and this one does not get a gap closed at once. Those
+    /// tokens are then forgotten from the state.
+    async fn settle_earlier_processes(&mut self) -> Result<(), BridgeError> {
+        let followed: BTreeSet<String> = self.assignment.keys().cloned().collect();
+        // No upstream time is known yet: our clock ends these gaps.
+        let now = now_ms();
+        for token in self.shared.gaps.open_tokens() {
+            if followed.contains(&token) {
+                continue;
+            }
+            for record in self.shared.gaps.recovered(&token, Some(now)) {
+                self.shared.publisher.publish(Outgoing::Gap(record)).await?;
+            }
+        }
+        let dropped = self.plan.dropped(&followed);
+        let mut declared = true;
+        if let Some(gap_start_ms) = self.plan.restart_from {
+            let connection_id = self.plan.previous_instance.clone().unwrap_or_default();
+            for tokens in dropped.chunks(TOKENS_PER_RECORD) {
+                let Some(record) = Gaps::closed(
+                    ContinuityKind::Disconnect,
+                    tokens.to_vec(),
+                    gap_start_ms,
+                    now,
+                    &connection_id,
+                    format!(
+                        "bridge restarted after an unclean stop of process {connection_id}, which followed these tokens and this process does not: what it had not got acknowledged by Kafka may be missing"
+                    ),
+                ) else {
+                    continue;
+                };
+                // Acknowledged before the tokens are forgotten from the state.
+                if let Err(error) = self
+                    .shared
+                    .publisher
+                    .publish_and_wait(&Outgoing::Gap(record))
+                    .await
+                {
+                    tracing::error!(error = %error, "cannot declare the tokens the previous process followed; kept for the next start");
+                    declared = false;
+                    break;
+                }
+            }
+        }
+        if declared {
+            for token in dropped {
+                self.persisted_followed.remove(&token);
+                self.state_queue.push_back((state::token_key(&token), None));
+            }
+        }
+        self.restart_declared = declared;
+        self.flush_state();
+        Ok(())
+    }
+
+    /// Queues the acknowledged watermark when it advanced, forgets dropped tokens it passed,
+    /// and hands queued state entries to the producer.
+    fn checkpoint(&mut self) {
+        if self.restart_declared {
+            let shards: Vec<Option<i64>> = self
+                .shards
+                .iter()
+                .enumerate()
+                .filter_map(|(index, slot)| {
+                    let handle = slot.as_ref()?;
+                    (!handle.tokens.is_empty())
+                        .then(|| state::shard_watermark(self.progress.settled(index), handle.floor))
+                })
+                .collect();
+            let watermark = state::watermark(self.watermark, shards);
+            if watermark != self.watermark {
+                self.watermark = watermark;
+                self.run.acked_upstream_ms = watermark;
+                self.run.written_ms = now_ms();
+                self.state_queue
+                    .push_back(state::entry(state::RUN_KEY.to_owned(), &self.run));
+            }
+            if let Some(watermark) = watermark {
+                while self.dropped.front().is_some_and(|(dropped_at, _)| {
+                    dropped_at.saturating_add(DROPPED_MARGIN_MS) < watermark
+                }) {
+                    let Some((_, token)) = self.dropped.pop_front() else {
+                        break;
+                    };
+                    if !self.assignment.contains_key(&token)
+                        && self.persisted_followed.remove(&token)
+                    {
+                        self.state_queue.push_back((state::token_key(&token), None));
                     }
                 }
             }
         }
+        self.flush_state();
+    }
+
+    /// Hands queued state entries to the producer in order, up to a full queue.
+    fn flush_state(&mut self) {
+        let mut deliveries = Vec::new();
+        while let Some((key, payload)) = self.state_queue.front() {
+            match self.state.try_send(key, payload.as_deref()) {
+                Ok(delivery) => {
+                    deliveries.push((key.clone(), delivery));
+                    self.state_queue.pop_front();
+                }
+                Err(SendError::QueueFull) => break,
+                Err(SendError::Failed(error)) => {
+                    tracing::warn!(key = %key, error = %error, "cannot write a state entry; skipped");
+                    self.state_queue.pop_front();
+                }
+            }
+        }
+        state::watch(deliveries);
+    }
+
+    /// What the stop writes once the supervisor is gone.
+    fn ending(&mut self) -> Ending {
+        Ending {
+            run: self.run.clone(),
+            watermark: self.watermark,
+            shards: self
+                .shards
+                .iter()
+                .enumerate()
+                .filter_map(|(index, slot)| {
+                    let handle = slot.as_ref()?;
+                    (!handle.tokens.is_empty()).then_some((index, handle.floor))
+                })
+                .collect(),
+            pending: std::mem::take(&mut self.state_queue),
+            restart_declared: self.restart_declared,
+        }
+    }
+
+    /// A shard's task ended. Only a stop ends one normally; an error stops the bridge; a
+    /// panic (a bug: the task never fails on input) is declared for the shard's tokens and
+    /// the shard restarted with the same tokens — unless it keeps panicking, then the bridge
+    /// stops (exit 1) and the next start declares the rest.
+    async fn shard_ended(
+        &mut self,
+        joined: Result<(tokio::task::Id, Result<(), BridgeError>), JoinError>,
+    ) -> Result<(), BridgeError> {
+        match joined {
+            Ok((id, Ok(()))) => {
+                self.task_shards.remove(&id);
+                Ok(())
+            }
+            Ok((id, Err(error))) => {
+                if let Some(shard) = self.task_shards.remove(&id) {
+                    tracing::error!(shard, error = %error, "a connection task failed; stopping the bridge");
+                    self.declare_dead_shard(shard, format!("connection task failed: {error}"))
+                        .await?;
+                }
+                Err(error)
+            }
+            Err(join_error) => {
+                let Some(shard) = self.task_shards.remove(&join_error.id()) else {
+                    return Ok(());
+                };
+                if !join_error.is_panic() {
+                    return Ok(());
+                }
+                let message = panic_message(join_error);
+                let restart = self.may_restart(shard);
+                tracing::error!(
+                    shard,
+                    panic = %message,
+                    restarting = restart,
+                    "a connection task panicked; its tokens are declared"
+                );
+                let what = if restart {
+                    "restarted"
+                } else {
+                    "panicked too often; the bridge stops"
+                };
+                self.declare_dead_shard(
+                    shard,
+                    format!("connection task panicked ({message}); {what}"),
+                )
+                .await?;
+                if !restart {
+                    return Err(BridgeError::ShardPanicked { shard, message });
+                }
+                self.respawn(shard);
+                Ok(())
+            }
+        }
+    }
+
+    /// Opens a gap for every token of a shard whose task died, from the newest upstream time
+    /// it read (closed by the restarted task's dump, or by the next start's).
+    async fn declare_dead_shard(
+        &mut self,
+        shard: usize,
+        reason: String,
+    ) -> Result<(), BridgeError> {
+        let Some(Some(handle)) = self.shards.get(shard) else {
+            return Ok(());
+        };
+        let tokens: Vec<String> = handle.tokens.iter().cloned().collect();
+        let start = gap_start_ms(&self.shared, &handle.clock);
+        let connection_id = format!(
+            "{}-s{shard:03}-g{}",
+            self.shared.instance,
+            handle.clock.generation()
+        );
+        if let Some(record) = self.shared.gaps.open(
+            ContinuityKind::Disconnect,
+            tokens,
+            start,
+            &connection_id,
+            reason,
+        ) {
+            self.shared.publisher.publish(Outgoing::Gap(record)).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether a shard that just panicked may be restarted (and counts the panic).
+    fn may_restart(&mut self, shard: usize) -> bool {
+        let Some(Some(handle)) = self.shards.get_mut(shard) else {
+            return false;
+        };
+        let now = Instant::now();
+        while handle
+            .panics
+            .front()
+            .is_some_and(|at| now.duration_since(*at) > SHARD_RESTART_WINDOW)
+        {
+            handle.panics.pop_front();
+        }
+        if handle.panics.len() >= SHARD_RESTARTS {
+            return false;
+        }
+        handle.panics.push_back(now);
+        true
+    }
+
+    /// A new task for a shard whose task died: same tokens, same clock (connection ids go on
+    /// from its generation), a new command channel.
+    fn respawn(&mut self, shard: usize) {
+        let Some(Some(handle)) = self.shards.get_mut(shard) else {
+            return;
+        };
+        let (commands, receiver) = mpsc::unbounded_channel();
+        handle.commands = commands;
+        let task = self.tasks.spawn(run_shard(
+            Arc::clone(&self.shared),
+            shard,
+            handle.tokens.clone(),
+            receiver,
+            Arc::clone(&handle.clock),
+            None,
+        ));
+        self.task_shards.insert(task.id(), shard);
     }
 
     fn market_update(&mut self, update: MarketUpdate) -> Delta {
@@ -335,8 +818,11 @@ impl Supervisor {
             return;
         }
         let mut removals: HashMap<usize, Vec<String>> = HashMap::new();
+        // Upstream's clock when the tokens are dropped (`i64::MIN`: nothing read yet).
+        let dropped_at = self.shared.latest_upstream_ms.load(Ordering::Relaxed);
         for token in delta.removed {
             if let Some(shard) = self.assignment.remove(&token) {
+                self.dropped.push_back((dropped_at, token.clone()));
                 removals.entry(shard).or_default().push(token);
             }
         }
@@ -360,8 +846,20 @@ impl Supervisor {
         metrics::tokens_subscribed(self.assignment.len());
     }
 
+    /// Records in the state that `tokens` are followed (once per token).
+    fn remember(&mut self, tokens: &[String]) {
+        for token in tokens {
+            if self.persisted_followed.insert(token.clone()) {
+                self.state_queue
+                    .push_back((state::token_key(token), Some(b"{}".to_vec())));
+            }
+        }
+        self.flush_state();
+    }
+
     /// First fit into shards with room, then new shards of up to `cap` tokens each.
     fn place(&mut self, tokens: Vec<String>) {
+        self.remember(&tokens);
         let mut additions: HashMap<usize, Vec<String>> = HashMap::new();
         let mut new_shards: Vec<BTreeSet<String>> = Vec::new();
         let mut pending = tokens.into_iter();
@@ -395,14 +893,162 @@ impl Supervisor {
             for token in &tokens {
                 self.assignment.insert(token.clone(), index);
             }
+            let clock = Arc::new(ShardClock::default());
             let (commands, receiver) = mpsc::unbounded_channel();
-            self.tasks.spawn(run_shard(
+            let task = self.tasks.spawn(run_shard(
                 Arc::clone(&self.shared),
                 index,
                 tokens.clone(),
                 receiver,
+                Arc::clone(&clock),
+                self.start_gap.clone(),
             ));
-            self.shards.push(Some(ShardHandle { commands, tokens }));
+            self.task_shards.insert(task.id(), index);
+            self.shards.push(Some(ShardHandle {
+                commands,
+                tokens,
+                clock,
+                floor: self.watermark,
+                panics: VecDeque::new(),
+            }));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use polytape_model::TopicNames;
+    use rdkafka::producer::FutureProducer;
+
+    use super::*;
+    use crate::config::BridgeTuning;
+
+    /// A supervisor whose Kafka is unreachable (records queue in librdkafka) and whose
+    /// connections cannot connect (they retry every few milliseconds).
+    fn supervisor() -> Supervisor {
+        let producer: FutureProducer = polytape_kafka::base_config("127.0.0.1:1").create().unwrap();
+        let (publisher, _tracker) = Publisher::start(
+            producer.clone(),
+            Encoders::with_schema_id(1).unwrap(),
+            &TopicNames::default(),
+            None,
+            Arc::new(Progress::default()),
+        );
+        let (reports, _) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            publisher,
+            gaps: Gaps::new(),
+            tuning: BridgeTuning {
+                reconnect_min_backoff: Duration::from_millis(5),
+                reconnect_max_backoff: Duration::from_millis(20),
+                ..BridgeTuning::default()
+            },
+            ws_url: "ws://127.0.0.1:1/".to_owned(),
+            clob_url: "http://127.0.0.1:1".to_owned(),
+            http: reqwest::Client::new(),
+            instance: "test".to_owned(),
+            lifecycle_seen: Mutex::new(RecentSet::new(10)),
+            reports,
+            stop: CancellationToken::new(),
+            latest_upstream_ms: AtomicI64::new(i64::MIN),
+        });
+        let plan = RestartPlan::new(&PersistedState::default());
+        Supervisor::new(
+            shared,
+            10,
+            TokenFilter::default(),
+            Arc::new(Progress::default()),
+            StateWriter::new(producer, "state".to_owned()),
+            plan,
+            state::run_record("test", 0, None, false),
+        )
+    }
+
+    async fn panic_shard(
+        supervisor: &mut Supervisor,
+        shard: usize,
+    ) -> Result<(tokio::task::Id, Result<(), BridgeError>), JoinError> {
+        let handle = supervisor.shards[shard].as_ref().unwrap();
+        handle.commands.send(Command::Panic).unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            supervisor.tasks.join_next_with_id(),
+        )
+        .await
+        .expect("the shard did not panic")
+        .expect("no task")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_shard_is_declared_and_restarted_until_it_panics_too_often() {
+        let mut supervisor = supervisor();
+        let shared = Arc::clone(&supervisor.shared);
+        supervisor.apply(Delta {
+            added: vec!["a".to_owned(), "b".to_owned()],
+            removed: Vec::new(),
+        });
+        assert_eq!(supervisor.tasks.len(), 1);
+        for round in 1..=SHARD_RESTARTS {
+            let joined = panic_shard(&mut supervisor, 0).await;
+            assert!(joined.as_ref().is_err_and(JoinError::is_panic));
+            supervisor.shard_ended(joined).await.unwrap();
+            assert!(shared.gaps.is_open_for("a") && shared.gaps.is_open_for("b"));
+            assert_eq!(shared.gaps.open_count(), round, "one gap per panic");
+            assert_eq!(supervisor.tasks.len(), 1, "the shard was restarted");
+            assert_eq!(
+                supervisor.task_shards.values().copied().collect::<Vec<_>>(),
+                [0]
+            );
+            let handle = supervisor.shards[0].as_ref().unwrap();
+            assert_eq!(handle.tokens.len(), 2, "with the same tokens");
+        }
+        let joined = panic_shard(&mut supervisor, 0).await;
+        let outcome = supervisor.shard_ended(joined).await;
+        assert!(
+            matches!(outcome, Err(BridgeError::ShardPanicked { shard: 0, .. })),
+            "{outcome:?}"
+        );
+        assert_eq!(shared.gaps.open_count(), SHARD_RESTARTS + 1);
+        shared.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn new_tokens_are_remembered_once_and_dropped_ones_forgotten_after_the_watermark() {
+        let mut supervisor = supervisor();
+        supervisor.apply(Delta {
+            added: vec!["a".to_owned(), "b".to_owned()],
+            removed: Vec::new(),
+        });
+        supervisor.apply(Delta {
+            added: vec!["a".to_owned()],
+            removed: Vec::new(),
+        });
+        assert_eq!(supervisor.persisted_followed.len(), 2);
+        supervisor
+            .shared
+            .latest_upstream_ms
+            .store(1_000, Ordering::Relaxed);
+        supervisor.apply(Delta {
+            added: Vec::new(),
+            removed: vec!["a".to_owned()],
+        });
+        assert_eq!(supervisor.dropped.len(), 1);
+        // The watermark has not passed the drop by the margin: kept.
+        supervisor.progress.advance(&mut HashMap::from([(0, 900)]));
+        supervisor.checkpoint();
+        assert!(supervisor.persisted_followed.contains("a"));
+        supervisor
+            .progress
+            .advance(&mut HashMap::from([(0, 1_000 + DROPPED_MARGIN_MS)]));
+        supervisor.checkpoint();
+        assert_eq!(supervisor.watermark, Some(1_000 + DROPPED_MARGIN_MS));
+        assert!(supervisor.persisted_followed.contains("a"));
+        supervisor
+            .progress
+            .advance(&mut HashMap::from([(0, 1_001 + DROPPED_MARGIN_MS)]));
+        supervisor.checkpoint();
+        assert!(!supervisor.persisted_followed.contains("a"));
+        assert!(supervisor.persisted_followed.contains("b"));
+        supervisor.shared.stop.cancel();
     }
 }

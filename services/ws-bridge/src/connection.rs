@@ -8,7 +8,7 @@ use std::{
     hash::{BuildHasher as _, RandomState},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicI64, Ordering},
+        atomic::{AtomicI64, AtomicU32, Ordering},
     },
     time::Duration,
 };
@@ -35,6 +35,7 @@ use crate::{
     },
     parse::{self, MarketEvent, ParseProblem, Stamp},
     publish::{Outgoing, Publisher, SOURCE},
+    recent::RecentSet,
     validate::{BookChecker, Integrity},
 };
 
@@ -48,6 +49,9 @@ const STALENESS_FACTOR: f64 = 30.0;
 const STALENESS_WARMUP_FRAMES: u32 = 20;
 /// REST `/book` requests in flight at once for missing dumps.
 const REST_CONCURRENCY: usize = 16;
+/// Lifecycle events remembered for dropping the copies other connections receive (they
+/// arrive within moments of each other; this bounds the memory, not the window).
+pub const LIFECYCLE_REMEMBERED: usize = 10_000;
 
 /// What the supervisor asks a connection to do.
 #[derive(Debug)]
@@ -56,6 +60,9 @@ pub enum Command {
     Add(Vec<String>),
     /// Stop following these tokens.
     Remove { tokens: Vec<String>, moved: bool },
+    /// Tests only: make the shard's task panic, as a bug would.
+    #[cfg(test)]
+    Panic,
 }
 
 /// What a connection tells the supervisor.
@@ -85,8 +92,9 @@ pub struct Shared {
     pub http: reqwest::Client,
     /// Distinguishes this process's connection ids from any other run's.
     pub instance: String,
-    /// Lifecycle events already published (`new_market` reaches every connection).
-    pub lifecycle_seen: Mutex<HashSet<(LifecycleKind, String, i64)>>,
+    /// Lifecycle events already published (`new_market` reaches every connection); the most
+    /// recent [`LIFECYCLE_REMEMBERED`] only.
+    pub lifecycle_seen: Mutex<RecentSet<(LifecycleKind, String, i64)>>,
     pub reports: mpsc::UnboundedSender<Report>,
     pub stop: CancellationToken,
     /// Newest upstream timestamp read on any connection: where a gap starts on a shard that
@@ -174,21 +182,80 @@ impl Staleness {
     }
 }
 
+/// What outlives one task of a shard: the supervisor keeps it, and a task restarted after a
+/// panic continues from it (connection ids stay unique, gaps start where reading stopped).
+#[derive(Debug)]
+pub struct ShardClock {
+    /// Newest upstream timestamp read on this shard (any session; `i64::MIN`: none yet).
+    last_upstream_ms: AtomicI64,
+    /// Sessions started (the `g<generation>` of connection ids).
+    generation: AtomicU32,
+}
+
+impl Default for ShardClock {
+    fn default() -> Self {
+        Self {
+            last_upstream_ms: AtomicI64::new(i64::MIN),
+            generation: AtomicU32::new(0),
+        }
+    }
+}
+
+impl ShardClock {
+    pub fn last_upstream_ms(&self) -> Option<i64> {
+        match self.last_upstream_ms.load(Ordering::Relaxed) {
+            i64::MIN => None,
+            latest => Some(latest),
+        }
+    }
+
+    pub fn generation(&self) -> u32 {
+        self.generation.load(Ordering::Relaxed)
+    }
+}
+
+/// A gap the shard declares for its tokens before anything else (at the start after an
+/// unclean stop of the previous process: closed by the shard's dumps like a reconnect gap).
+#[derive(Debug, Clone)]
+pub struct StartGap {
+    pub kind: ContinuityKind,
+    pub gap_start_ms: i64,
+    pub connection_id: String,
+    pub reason: String,
+}
+
 /// One shard's task: runs until stopped; never fails on upstream input.
 pub async fn run_shard(
     shared: Arc<Shared>,
     shard: usize,
     tokens: BTreeSet<String>,
     commands: mpsc::UnboundedReceiver<Command>,
+    clock: Arc<ShardClock>,
+    start_gap: Option<StartGap>,
 ) -> Result<(), BridgeError> {
     let mut connection = Shard {
         shared,
         shard,
         tokens,
         commands,
-        generation: 0,
-        last_upstream_ms: None,
+        clock,
     };
+    if let Some(gap) = start_gap {
+        let tokens: Vec<String> = connection.tokens.iter().cloned().collect();
+        if let Some(record) = connection.shared.gaps.open(
+            gap.kind,
+            tokens,
+            gap.gap_start_ms,
+            &gap.connection_id,
+            gap.reason,
+        ) {
+            connection
+                .shared
+                .publisher
+                .publish(Outgoing::Gap(record))
+                .await?;
+        }
+    }
     connection.run().await
 }
 
@@ -197,9 +264,7 @@ struct Shard {
     shard: usize,
     tokens: BTreeSet<String>,
     commands: mpsc::UnboundedReceiver<Command>,
-    generation: u32,
-    /// Newest upstream timestamp read on this shard (any session): where gaps start.
-    last_upstream_ms: Option<i64>,
+    clock: Arc<ShardClock>,
 }
 
 impl Shard {
@@ -223,10 +288,10 @@ impl Shard {
                 }
                 continue;
             }
-            self.generation += 1;
+            let generation = self.clock.generation.fetch_add(1, Ordering::Relaxed) + 1;
             let connection_id = format!(
                 "{}-s{:03}-g{}",
-                self.shared.instance, self.shard, self.generation
+                self.shared.instance, self.shard, generation
             );
             let connected = tokio::time::timeout(
                 CONNECT_TIMEOUT,
@@ -316,6 +381,9 @@ impl Shard {
 
     fn apply_offline(&mut self, command: Command) {
         match command {
+            #[cfg(test)]
+            #[allow(clippy::panic)]
+            Command::Panic => panic!("shard {} asked to panic by a test", self.shard),
             Command::Add(tokens) => self.tokens.extend(tokens),
             Command::Remove { tokens, moved } => {
                 for token in tokens {
@@ -560,6 +628,9 @@ impl Shard {
         command: Command,
     ) -> Result<(), SessionEnd> {
         match command {
+            #[cfg(test)]
+            #[allow(clippy::panic)]
+            Command::Panic => panic!("shard {} asked to panic by a test", self.shard),
             Command::Add(tokens) => {
                 let new: Vec<String> = tokens
                     .into_iter()
@@ -600,7 +671,7 @@ impl Shard {
     async fn publish(&self, record: Outgoing) -> Result<(), SessionEnd> {
         self.shared
             .publisher
-            .publish(record)
+            .publish_from(Some(self.shard), record)
             .await
             .map_err(SessionEnd::Failed)
     }
@@ -644,23 +715,20 @@ impl Shard {
     }
 
     fn saw_upstream_time(&mut self, timestamp_ms: i64) {
-        if self.last_upstream_ms.is_none_or(|last| timestamp_ms > last) {
-            self.last_upstream_ms = Some(timestamp_ms);
+        let previous = self
+            .clock
+            .last_upstream_ms
+            .fetch_max(timestamp_ms, Ordering::Relaxed);
+        if timestamp_ms > previous {
             self.shared
                 .latest_upstream_ms
                 .fetch_max(timestamp_ms, Ordering::Relaxed);
         }
     }
 
-    /// Where a gap of this shard starts: the newest upstream time it read, else the newest
-    /// any connection read, else our clock (nothing read yet at all).
+    /// Where a gap of this shard starts (see [`gap_start_ms`]).
     fn gap_start_ms(&self) -> i64 {
-        self.last_upstream_ms.unwrap_or_else(|| {
-            match self.shared.latest_upstream_ms.load(Ordering::Relaxed) {
-                i64::MIN => now_ms(),
-                latest => latest,
-            }
-        })
+        gap_start_ms(&self.shared, &self.clock)
     }
 
     async fn frame(
@@ -962,7 +1030,10 @@ impl Shard {
                             session.checker.snapshot(&book);
                             let closed =
                                 self.shared.gaps.recovered(&token, Some(book.timestamp_ms));
-                            self.shared.publisher.publish(Outgoing::Book(book)).await?;
+                            self.shared
+                                .publisher
+                                .publish_from(Some(self.shard), Outgoing::Book(book))
+                                .await?;
                             for record in closed {
                                 self.shared.publisher.publish(Outgoing::Gap(record)).await?;
                             }
@@ -1014,6 +1085,17 @@ impl Shard {
         }
         Ok(())
     }
+}
+
+/// Where a gap of a shard starts: the newest upstream time it read, else the newest any
+/// connection read, else our clock (nothing read yet at all).
+pub fn gap_start_ms(shared: &Shared, clock: &ShardClock) -> i64 {
+    clock.last_upstream_ms().unwrap_or_else(|| {
+        match shared.latest_upstream_ms.load(Ordering::Relaxed) {
+            i64::MIN => now_ms(),
+            latest => latest,
+        }
+    })
 }
 
 /// State of one connection's life.

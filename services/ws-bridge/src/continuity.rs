@@ -15,7 +15,10 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use polytape_model::{Continuity, ContinuityKind, now_ms};
@@ -49,6 +52,8 @@ struct Registry {
 #[derive(Debug, Default)]
 pub struct Gaps {
     registry: Mutex<Registry>,
+    /// Makes ids unique even for two gaps of one connection opened in the same millisecond.
+    serial: AtomicU64,
 }
 
 impl Gaps {
@@ -75,8 +80,9 @@ impl Gaps {
             return None;
         }
         let detected_ms = now_ms();
+        let serial = self.serial.fetch_add(1, Ordering::Relaxed);
         let continuity_id = identity(&format!(
-            "{kind:?}|{connection_id}|{gap_start_ms}|{detected_ms}|{}|{}",
+            "{kind:?}|{connection_id}|{gap_start_ms}|{detected_ms}|{serial}|{}|{}",
             tokens.len(),
             tokens.first().map_or("", String::as_str)
         ));
@@ -115,6 +121,87 @@ impl Gaps {
             },
         );
         Some(record)
+    }
+
+    /// Takes over a gap an earlier process of the bridge opened and did not close (read back
+    /// from the bridge's state topic): it is closed like any other, under its own id, once
+    /// every token has a fresh book. Returns whether it was taken (not closed, not known yet).
+    pub fn adopt(&self, record: Continuity) -> bool {
+        if record.gap_end_ms.is_some() || record.token_ids.is_empty() {
+            return false;
+        }
+        let mut registry = self.lock();
+        if registry.open.contains_key(&record.continuity_id) {
+            return false;
+        }
+        for token in &record.token_ids {
+            registry
+                .by_token
+                .entry(token.clone())
+                .or_default()
+                .push(record.continuity_id.clone());
+        }
+        registry.open.insert(
+            record.continuity_id.clone(),
+            OpenGap {
+                remaining: record.token_ids.iter().cloned().collect(),
+                end_ms: record.gap_start_ms,
+                record,
+            },
+        );
+        true
+    }
+
+    /// A gap declared and closed at once (`[gap_start_ms, gap_end_ms]`, nothing to wait for);
+    /// not registered.
+    pub fn closed(
+        kind: ContinuityKind,
+        tokens: Vec<String>,
+        gap_start_ms: i64,
+        gap_end_ms: i64,
+        connection_id: &str,
+        reason: String,
+    ) -> Option<Continuity> {
+        if tokens.is_empty() {
+            return None;
+        }
+        let detected_ms = now_ms();
+        let continuity_id = identity(&format!(
+            "{kind:?}|{connection_id}|{gap_start_ms}|{gap_end_ms}|{detected_ms}|{}|{}",
+            tokens.len(),
+            tokens.first().map_or("", String::as_str)
+        ));
+        GapOpened {
+            continuity_id: &continuity_id,
+            kind,
+            tokens: tokens.len(),
+            reason: &reason,
+        }
+        .emit();
+        let gap_end_ms = gap_end_ms.max(gap_start_ms);
+        GapClosed {
+            continuity_id: &continuity_id,
+            kind,
+            gap_start_ms,
+            gap_end_ms,
+        }
+        .emit();
+        Some(Continuity {
+            continuity_id,
+            kind,
+            token_ids: tokens,
+            gap_start_ms,
+            gap_end_ms: Some(gap_end_ms),
+            detected_ms,
+            source: SOURCE.to_owned(),
+            connection_id: Some(connection_id.to_owned()),
+            reason,
+        })
+    }
+
+    /// The tokens of every open gap.
+    pub fn open_tokens(&self) -> Vec<String> {
+        self.lock().by_token.keys().cloned().collect()
     }
 
     /// A token has an authoritative book as of `book_ms` (`None`: it has no book upstream, or
@@ -213,5 +300,64 @@ mod tests {
             "mismatch".into(),
         );
         assert_eq!(gaps.recovered("a", None)[0].gap_end_ms, Some(700));
+    }
+
+    #[test]
+    fn an_adopted_gap_closes_under_its_own_id_when_its_tokens_have_books() {
+        let earlier = Gaps::new();
+        let left_open = earlier
+            .open(
+                ContinuityKind::Disconnect,
+                vec!["a".into(), "b".into()],
+                1_000,
+                "old-s000-g1",
+                "bridge stopped".into(),
+            )
+            .unwrap();
+        let gaps = Gaps::new();
+        assert!(gaps.adopt(left_open.clone()));
+        assert!(!gaps.adopt(left_open.clone()), "adopted once");
+        let mut closed_record = left_open.clone();
+        closed_record.gap_end_ms = Some(1_500);
+        assert!(
+            !gaps.adopt(closed_record),
+            "a closed gap has nothing to wait for"
+        );
+        let mut open_tokens = gaps.open_tokens();
+        open_tokens.sort();
+        assert_eq!(open_tokens, ["a", "b"]);
+        assert!(gaps.recovered("a", Some(2_000)).is_empty());
+        let closed = gaps.recovered("b", Some(2_100));
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].continuity_id, left_open.continuity_id);
+        assert_eq!(closed[0].gap_start_ms, 1_000);
+        assert_eq!(closed[0].gap_end_ms, Some(2_100));
+        assert!(closed[0].detected_ms > left_open.detected_ms);
+        assert_eq!(gaps.open_count(), 0);
+    }
+
+    #[test]
+    fn a_gap_declared_closed_never_ends_before_it_starts() {
+        let record = Gaps::closed(
+            ContinuityKind::Disconnect,
+            vec!["a".into()],
+            900,
+            800,
+            "old",
+            "gone".into(),
+        )
+        .unwrap();
+        assert_eq!(record.gap_end_ms, Some(900));
+        assert!(
+            Gaps::closed(
+                ContinuityKind::Other,
+                Vec::new(),
+                1,
+                2,
+                "old",
+                String::new()
+            )
+            .is_none()
+        );
     }
 }

@@ -23,6 +23,10 @@ pub enum BridgeError {
     Http(#[source] reqwest::Error),
     #[error("the record pipeline is closed")]
     PipelineClosed,
+    #[error("bridge state: {0}")]
+    State(String),
+    #[error("connection shard {shard} panicked ({message})")]
+    ShardPanicked { shard: usize, message: String },
     #[error("stopped")]
     Cancelled,
 }
@@ -32,11 +36,12 @@ impl BridgeError {
     pub fn is_retryable(&self) -> bool {
         match self {
             BridgeError::Kafka(error) => error.is_retryable(),
-            BridgeError::MarketsConsumer { .. } => true,
+            BridgeError::MarketsConsumer { .. } | BridgeError::State(_) => true,
             BridgeError::Codec(_)
             | BridgeError::Encode { .. }
             | BridgeError::Http(_)
             | BridgeError::PipelineClosed
+            | BridgeError::ShardPanicked { .. }
             | BridgeError::Cancelled => false,
         }
     }

@@ -2,7 +2,8 @@
 //! README.md beside this crate.
 //!
 //! Library modules are tested without the network (`parse` on upstream's exact examples,
-//! `validate`, `continuity`, `tokens`); `connection` and `bridge` are the I/O around them.
+//! `validate`, `continuity`, `tokens`, `recent`, the pure parts of `state`); `connection`,
+//! `bridge` and the rest of `state` are the I/O around them.
 
 mod bridge;
 mod config;
@@ -13,6 +14,8 @@ pub mod markets;
 mod metrics;
 pub mod parse;
 pub mod publish;
+pub mod recent;
+pub mod state;
 pub mod tokens;
 pub mod validate;
 

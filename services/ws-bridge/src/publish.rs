@@ -2,6 +2,10 @@
 //! idempotent producer at once (so per-partition order is the order of reading), and a separate
 //! task awaits the acknowledgements in order. A record the broker never acknowledges is not
 //! silently lost: its token and time are collected and published as a continuity gap.
+//!
+//! The tracker also keeps the bridge's state (see `state`): the newest acknowledged upstream
+//! time per shard, and the open gaps — an open gap is written to the state topic before its
+//! record is handed over, and deleted there once its closing record is acknowledged.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -27,6 +31,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use crate::{
     error::BridgeError,
     metrics::{RecordFailed, RecordsAcked},
+    state::{self, Progress, StateWriter},
 };
 
 /// The `source` of every continuity record and dead letter the bridge writes.
@@ -143,6 +148,10 @@ struct InFlight {
     topic: Topic,
     delivery: Delivery,
     coverage: Option<(String, i64)>,
+    /// The connection shard that read it (for the acknowledged watermark).
+    shard: Option<usize>,
+    /// The state key of a gap this record closes: deleted once it is acknowledged.
+    closes_gap: Option<String>,
 }
 
 struct Inner {
@@ -150,6 +159,7 @@ struct Inner {
     encoders: Arc<Encoders>,
     topic_names: HashMap<Topic, String>,
     in_flight: mpsc::Sender<InFlight>,
+    state: Option<StateWriter>,
 }
 
 /// Hands records to Kafka; clones share one producer and one acknowledgement tracker. The
@@ -178,11 +188,14 @@ const TOPICS: [Topic; 8] = [
 
 impl Publisher {
     /// A publisher and its acknowledgement tracker (await the handle after dropping every
-    /// clone to drain).
+    /// clone to drain). With a state writer, open gaps and their closing are kept in the
+    /// state topic; `progress` receives the newest acknowledged upstream time per shard.
     pub fn start(
         producer: FutureProducer,
         encoders: Encoders,
         names: &TopicNames,
+        state: Option<StateWriter>,
+        progress: Arc<Progress>,
     ) -> (Self, JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(IN_FLIGHT_LIMIT);
         let topic_names: HashMap<Topic, String> = TOPICS
@@ -195,6 +208,8 @@ impl Publisher {
             producer.clone(),
             Arc::clone(&encoders),
             topic_names.clone(),
+            state.clone(),
+            progress,
         ));
         let publisher = Self {
             inner: Arc::new(Inner {
@@ -202,6 +217,7 @@ impl Publisher {
                 encoders,
                 topic_names,
                 in_flight: sender,
+                state,
             }),
         };
         (publisher, tracker)
@@ -209,10 +225,36 @@ impl Publisher {
 
     /// Encodes and enqueues one record; returns once librdkafka holds it (not once acked).
     pub async fn publish(&self, record: Outgoing) -> Result<(), BridgeError> {
+        self.publish_from(None, record).await
+    }
+
+    /// [`Self::publish`] for a record read by connection shard `shard`.
+    pub async fn publish_from(
+        &self,
+        shard: Option<usize>,
+        record: Outgoing,
+    ) -> Result<(), BridgeError> {
         let (topic, key, payload) = self.inner.encoders.encode(&record)?;
         let coverage = record
             .coverage()
             .map(|(token, timestamp_ms)| (token.to_owned(), timestamp_ms));
+        let mut closes_gap = None;
+        if let (Outgoing::Gap(gap), Some(state)) = (&record, &self.inner.state) {
+            let gap_key = state::gap_key(&gap.continuity_id);
+            if gap.gap_end_ms.is_none() {
+                // On record in the state before the gap itself: the next start closes it even
+                // if this process dies before it can.
+                let (key, value) = state::entry(gap_key, gap);
+                match state.send(&key, value.as_deref()).await {
+                    Ok(delivery) => state::watch(vec![(key, delivery)]),
+                    Err(error) => {
+                        tracing::warn!(key = %key, error = %error, "cannot keep an open gap in the state topic");
+                    }
+                }
+            } else {
+                closes_gap = Some(gap_key);
+            }
+        }
         let topic_name = self
             .inner
             .topic_names
@@ -240,9 +282,37 @@ impl Publisher {
                 topic,
                 delivery,
                 coverage,
+                shard,
+                closes_gap,
             })
             .await
             .map_err(|_| BridgeError::PipelineClosed)
+    }
+
+    /// Sends one record outside the in-order tracking and waits for its acknowledgement (for
+    /// the few records whose acknowledgement something else waits on).
+    pub async fn publish_and_wait(&self, record: &Outgoing) -> Result<(), BridgeError> {
+        let (topic, key, payload) = self.inner.encoders.encode(record)?;
+        let topic_name = self
+            .inner
+            .topic_names
+            .get(&topic)
+            .map_or("", String::as_str);
+        self.inner
+            .producer
+            .send(
+                FutureRecord::to(topic_name)
+                    .key(key.as_bytes())
+                    .payload(&payload),
+                Duration::from_secs(30),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|(error, _)| {
+                BridgeError::State(format!(
+                    "a record for {topic_name} was not acknowledged: {error}"
+                ))
+            })
     }
 }
 
@@ -259,8 +329,12 @@ async fn track_acknowledgements(
     producer: FutureProducer,
     encoders: Arc<Encoders>,
     topic_names: HashMap<Topic, String>,
+    state: Option<StateWriter>,
+    progress: Arc<Progress>,
 ) {
     let mut acked: HashMap<Topic, u64> = HashMap::new();
+    // Newest acknowledged upstream time per shard since `progress` was last updated.
+    let mut settled_times: HashMap<usize, i64> = HashMap::new();
     let mut lost: BTreeMap<String, Lost> = BTreeMap::new();
     let mut last_error = String::new();
     // Records of `lost` that were re-sent (the rest are lost).
@@ -286,6 +360,20 @@ async fn track_acknowledgements(
             },
             Delivery::Failed(error) => Err(error),
         };
+        if outcome.is_ok() {
+            if let (Some(shard), Some((_, timestamp_ms))) = (record.shard, &record.coverage) {
+                let entry = settled_times.entry(shard).or_insert(*timestamp_ms);
+                *entry = (*entry).max(*timestamp_ms);
+            }
+            if let (Some(key), Some(state)) = (&record.closes_gap, &state) {
+                match state.send(key, None).await {
+                    Ok(delivery) => state::watch(vec![(key.clone(), delivery)]),
+                    Err(error) => {
+                        tracing::warn!(key = %key, error = %error, "cannot delete a closed gap from the state topic");
+                    }
+                }
+            }
+        }
         let irregular = match outcome {
             Ok(true) => {
                 *acked.entry(record.topic).or_default() += 1;
@@ -317,6 +405,7 @@ async fn track_acknowledgements(
             crate::metrics::records_in_flight(-settled);
             settled = 0;
             flush_acked(&mut acked, &topic_names);
+            progress.advance(&mut settled_times);
         }
         if irregular && let Some((token, timestamp_ms)) = record.coverage {
             let entry = lost.entry(token).or_insert(Lost {
@@ -343,6 +432,7 @@ async fn track_acknowledgements(
     }
     crate::metrics::records_in_flight(-settled);
     flush_acked(&mut acked, &topic_names);
+    progress.advance(&mut settled_times);
     if !lost.is_empty() {
         declare_lost(
             &producer,

@@ -7,7 +7,11 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use polytape_model::{Decimal, Market};
 
-use crate::config::TokenFilterConfig;
+use crate::{config::TokenFilterConfig, recent::RecentSet};
+
+/// Markets resolved on the channel that the markets topic does not say are closed yet, at
+/// most (the oldest are forgotten first; by then the collector has long written them closed).
+const RESOLVED_REMEMBERED: usize = 100_000;
 
 /// The configured narrowing of the followed markets.
 #[derive(Debug, Clone, Default)]
@@ -93,25 +97,51 @@ impl Delta {
         self.added.is_empty() && self.removed.is_empty()
     }
 
+    /// This change followed by `other`, as one net change: a token added and then removed in
+    /// the same burst (a market read open, then closed, while catching up on the markets
+    /// topic) is neither, and one removed and then added again stays as it was. Concatenating
+    /// the lists instead would make `apply` (removals first) follow a closed market.
     pub fn extend(&mut self, other: Delta) {
-        self.added.extend(other.added);
-        self.removed.extend(other.removed);
+        for token in other.removed {
+            if let Some(position) = self.added.iter().position(|added| *added == token) {
+                self.added.swap_remove(position);
+            } else if !self.removed.contains(&token) {
+                self.removed.push(token);
+            }
+        }
+        for token in other.added {
+            if let Some(position) = self.removed.iter().position(|removed| *removed == token) {
+                self.removed.swap_remove(position);
+            } else if !self.added.contains(&token) {
+                self.added.push(token);
+            }
+        }
     }
 }
 
 /// The followed tokens per market.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TokenSet {
     filter: TokenFilter,
     by_market: HashMap<String, Vec<String>>,
-    resolved: HashSet<String>,
+    /// Resolved on the channel while the markets topic may still say open: a stale markets
+    /// record must not bring them back. Forgotten once the topic agrees (closed, inactive or
+    /// deleted), and bounded in any case.
+    resolved: RecentSet<String>,
+}
+
+impl Default for TokenSet {
+    fn default() -> Self {
+        Self::new(TokenFilter::default())
+    }
 }
 
 impl TokenSet {
     pub fn new(filter: TokenFilter) -> Self {
         Self {
             filter,
-            ..Self::default()
+            by_market: HashMap::new(),
+            resolved: RecentSet::new(RESOLVED_REMEMBERED),
         }
     }
 
@@ -141,12 +171,19 @@ impl TokenSet {
     /// A market record arrived (new or updated).
     pub fn market(&mut self, market: &Market) -> Delta {
         let tokens = self.filter.market_tokens(market);
-        self.replace(&market.condition_id, tokens)
+        let delta = self.replace(&market.condition_id, tokens);
+        if market.closed || !market.active {
+            // The topic agrees the market is over: nothing stale can revive it any more.
+            self.resolved.remove(&market.condition_id);
+        }
+        delta
     }
 
     /// The markets topic deleted a market (tombstone).
     pub fn market_deleted(&mut self, condition_id: &str) -> Delta {
-        self.replace(condition_id, Vec::new())
+        let delta = self.replace(condition_id, Vec::new());
+        self.resolved.remove(condition_id);
+        delta
     }
 
     /// `new_market` on the channel.
@@ -171,6 +208,11 @@ impl TokenSet {
 
     pub fn is_empty(&self) -> bool {
         self.by_market.is_empty()
+    }
+
+    /// Resolved markets remembered against stale records (bounded).
+    pub fn resolved_remembered(&self) -> usize {
+        self.resolved.len()
     }
 }
 
@@ -275,5 +317,50 @@ mod tests {
         assert!(set.market(&no_book).is_empty());
         let mut tagged = TokenSet::new(filter("crypto", 0, ""));
         assert!(tagged.announced("0xe", &["8".into()]).is_empty());
+    }
+
+    #[test]
+    fn a_resolved_market_is_forgotten_once_the_markets_topic_agrees() {
+        let mut set = TokenSet::new(TokenFilter::default());
+        let mut record = market("0xa", &["1", "2"], &[], 0);
+        set.market(&record);
+        set.resolved("0xa");
+        set.resolved("0xb");
+        assert_eq!(set.resolved_remembered(), 2);
+        // Still open in the topic: remembered, and the stale record does not revive it.
+        assert!(set.market(&record).is_empty());
+        assert_eq!(set.resolved_remembered(), 2);
+        record.closed = true;
+        assert!(set.market(&record).is_empty());
+        assert_eq!(set.resolved_remembered(), 1);
+        set.market_deleted("0xb");
+        assert_eq!(set.resolved_remembered(), 0);
+        // A genuine reopening after the topic said closed is followed again.
+        record.closed = false;
+        assert_eq!(set.market(&record).added, ["1", "2"]);
+    }
+
+    #[test]
+    fn a_burst_that_opens_then_closes_a_market_follows_nothing_of_it() {
+        let mut delta = Delta {
+            added: vec!["a".to_owned(), "b".to_owned()],
+            removed: Vec::new(),
+        };
+        delta.extend(Delta {
+            added: Vec::new(),
+            removed: vec!["a".to_owned()],
+        });
+        assert_eq!(delta.added, vec!["b".to_owned()]);
+        assert!(delta.removed.is_empty());
+        // Removed, then added again: no change for it.
+        let mut delta = Delta {
+            added: Vec::new(),
+            removed: vec!["c".to_owned()],
+        };
+        delta.extend(Delta {
+            added: vec!["c".to_owned()],
+            removed: Vec::new(),
+        });
+        assert!(delta.is_empty(), "{delta:?}");
     }
 }

@@ -8,10 +8,7 @@
 
 mod support;
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    time::Duration,
-};
+use std::{collections::BTreeMap, time::Duration};
 
 use polymarket_sim::RunningSim;
 use polytape_model::{Continuity, ContinuityKind, DeadLetter, Topic, TopicNames};
@@ -101,62 +98,14 @@ async fn check_against_truth(
     tokens: &[String],
     since_seq: u64,
 ) -> Outcome {
-    let seen = seen_by_token(names).await;
-    let gaps = latest_gaps(continuity(names).await);
-    let mut missing_events = 0;
-    let mut truth_total = 0;
-    let mut connections = std::collections::BTreeSet::new();
-    for token in tokens {
-        let records = seen.get(token).map(Vec::as_slice).unwrap_or_default();
-        for record in records {
-            connections.insert(record.connection_id.clone());
-        }
-        let truth = truth_events(sim, token, since_seq).await;
-        truth_total += truth.len();
-        let mut unmatched: HashMap<&Fingerprint, Vec<i64>> = HashMap::new();
-        for (timestamp, print) in &truth {
-            unmatched.entry(print).or_default().push(*timestamp);
-        }
-        for record in records {
-            match unmatched.get_mut(&record.fingerprint) {
-                Some(times) if !times.is_empty() => {
-                    times.pop();
-                }
-                // Dumps (and REST books) are snapshots the truth stream does not list.
-                _ if record.fingerprint.is_book() => {}
-                _ => panic!(
-                    "{token}: record {:?} on {} #{} is not an event the simulator sent (or is a duplicate)",
-                    record.fingerprint, record.connection_id, record.sequence
-                ),
-            }
-        }
-        for (print, times) in unmatched {
-            for timestamp in times {
-                missing_events += 1;
-                let covered = gaps.iter().any(|gap| {
-                    gap.token_ids.contains(token)
-                        && gap.gap_start_ms <= timestamp
-                        && gap.gap_end_ms.is_none_or(|end| timestamp <= end)
-                });
-                assert!(
-                    covered,
-                    "{token}: {print:?} at {timestamp} is missing and no gap declares it; gaps: {gaps:#?}"
-                );
-            }
-        }
-        if let Some(truth_book) = truth_book(sim, token).await {
-            assert_eq!(
-                rebuild(records),
-                truth_book,
-                "{token}: the book rebuilt from the topics differs from the simulator's"
-            );
-        }
-    }
+    let check =
+        support::check_against_truth(sim, names, tokens, since_seq, &TruthScope::everything())
+            .await;
     Outcome {
-        gaps,
-        missing_events,
-        truth_events: truth_total,
-        connections: connections.len(),
+        gaps: check.gaps,
+        missing_events: check.missing_events,
+        truth_events: check.truth_events,
+        connections: check.connections,
         paused_ms: i64::MAX,
     }
 }

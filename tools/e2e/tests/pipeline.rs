@@ -60,6 +60,33 @@ async fn verify_books(pipeline: &Pipeline, paused_ms: i64, gaps_allowed: bool) {
         *kinds.entry(gap.kind.as_str()).or_default() += 1;
     }
     eprintln!("[e2e] declared gaps by kind: {kinds:?}");
+    // A book mismatch means our books differed from upstream's: allowed only where data was
+    // lost upstream of the candle builder, i.e. where the bridge declared a gap of its own
+    // (disconnect, freeze, restart…) for that token and time. One with no such cause is a
+    // wrong book of ours.
+    let unexplained: Vec<_> = gaps
+        .iter()
+        .filter(|gap| gap.kind == "BOOK_MISMATCH")
+        .filter(|mismatch| {
+            !gaps.iter().any(|cause| {
+                cause.kind != "BOOK_MISMATCH"
+                    && (cause.token_ids.is_empty()
+                        || cause
+                            .token_ids
+                            .iter()
+                            .any(|token| mismatch.token_ids.contains(token)))
+                    && cause.gap_start <= mismatch.gap_start
+                    && cause
+                        .gap_end
+                        .is_none_or(|end| end + 60_000 >= mismatch.gap_start)
+            })
+        })
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "{} BOOK_MISMATCH gap(s) that no other declared gap of their tokens explains: {unexplained:?}",
+        unexplained.len()
+    );
     let first_ws_books = first_ws_book_times(pipeline).await;
     assert!(
         !first_ws_books.is_empty(),

@@ -19,8 +19,14 @@ use polytape_model::{
     Side, TickSizeChange, Topic, TopicNames, parse::parse_decimal_text,
 };
 use polytape_runtime::config::{CommonConfig, KafkaConfig, LogFormat, UpstreamConfig};
-use polytape_test_support::stack::endpoints;
-use polytape_ws_bridge::{Bridge, BridgeTuning, TokenFilterConfig, WsBridgeConfig};
+use polytape_test_support::{
+    cli::{RunningService, free_local_addr},
+    stack::endpoints,
+};
+use polytape_ws_bridge::{
+    Bridge, BridgeTuning, TokenFilterConfig, WsBridgeConfig,
+    state::{self, PersistedState},
+};
 use rdkafka::{
     Message as _, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer as _},
@@ -249,6 +255,68 @@ impl RunningBridge {
             .unwrap()
             .unwrap();
     }
+}
+
+/// The bridge's binary running `config` as a separate process (a test can kill it with
+/// SIGKILL: dropping the value does).
+pub async fn start_binary(config: &WsBridgeConfig) -> RunningService {
+    let millis = |duration: Duration| format!("{}ms", duration.as_millis());
+    let tuning = &config.tuning;
+    let admin_addr = free_local_addr();
+    let environment: Vec<(&'static str, String)> = vec![
+        ("POLYTAPE_KAFKA_BROKERS", config.kafka.kafka_brokers.clone()),
+        (
+            "POLYTAPE_SCHEMA_REGISTRY_URL",
+            config.kafka.schema_registry_url.clone(),
+        ),
+        ("POLYTAPE_TOPIC_PREFIX", config.kafka.topic_prefix.clone()),
+        ("POLYTAPE_GAMMA_URL", config.upstream.gamma_url.clone()),
+        (
+            "POLYTAPE_DATA_API_URL",
+            config.upstream.data_api_url.clone(),
+        ),
+        ("POLYTAPE_CLOB_URL", config.upstream.clob_url.clone()),
+        ("POLYTAPE_CLOB_WS_URL", config.upstream.clob_ws_url.clone()),
+        ("POLYTAPE_WS_BRIDGE_ADMIN_ADDR", admin_addr.to_string()),
+        (
+            "POLYTAPE_WS_MAX_ASSETS_PER_CONNECTION",
+            config.ws_max_assets_per_connection.to_string(),
+        ),
+        ("POLYTAPE_WS_PING_INTERVAL", millis(tuning.ping_interval)),
+        ("POLYTAPE_WS_PONG_TIMEOUT", millis(tuning.pong_timeout)),
+        ("POLYTAPE_WS_STALENESS_MIN", millis(tuning.staleness_min)),
+        ("POLYTAPE_WS_STALENESS_MAX", millis(tuning.staleness_max)),
+        (
+            "POLYTAPE_WS_RECONNECT_MIN_BACKOFF",
+            millis(tuning.reconnect_min_backoff),
+        ),
+        (
+            "POLYTAPE_WS_RECONNECT_MAX_BACKOFF",
+            millis(tuning.reconnect_max_backoff),
+        ),
+        ("POLYTAPE_WS_DUMP_TIMEOUT", millis(tuning.dump_timeout)),
+        ("POLYTAPE_LOG_LEVEL", "warn".to_owned()),
+    ];
+    tokio::task::spawn_blocking(move || {
+        RunningService::start(
+            std::path::Path::new(env!("CARGO_BIN_EXE_polytape-ws-bridge")),
+            &environment,
+            admin_addr,
+        )
+    })
+    .await
+    .unwrap()
+}
+
+/// What the bridge's state topic holds now.
+pub async fn bridge_state(names: &TopicNames) -> PersistedState {
+    let brokers = endpoints().kafka_brokers;
+    let topic = state::state_topic(names.prefix());
+    let entries = tokio::task::spawn_blocking(move || state::read_all(&brokers, &topic))
+        .await
+        .unwrap()
+        .unwrap();
+    PersistedState::from_entries(entries)
 }
 
 fn reader(group: &str) -> BaseConsumer {
@@ -588,6 +656,29 @@ pub async fn truth_events(
     token: &str,
     since_seq: u64,
 ) -> Vec<(i64, Fingerprint)> {
+    truth_events_between(sim, token, since_seq, None).await
+}
+
+/// The simulator's newest WebSocket event sequence (without pausing it).
+pub async fn last_ws_seq(sim: &RunningSim, any_token: &str) -> u64 {
+    let truth = get_json(
+        sim,
+        &format!(
+            "/_sim/truth/ws?token_id={any_token}&since_seq={}&limit=1",
+            u64::MAX / 2
+        ),
+    )
+    .await;
+    truth["last_ws_seq"].as_u64().unwrap()
+}
+
+/// [`truth_events`] with sequences in `(since_seq, until_seq]` only.
+pub async fn truth_events_between(
+    sim: &RunningSim,
+    token: &str,
+    since_seq: u64,
+    until_seq: Option<u64>,
+) -> Vec<(i64, Fingerprint)> {
     let truth = get_json(
         sim,
         &format!("/_sim/truth/ws?token_id={token}&since_seq={since_seq}&limit=200000"),
@@ -601,6 +692,9 @@ pub async fn truth_events(
         // Lifecycle events go to the lifecycle topic (keyed by market), compared separately.
         .filter(|event| {
             event["event_type"] != "market_resolved" && event["event_type"] != "new_market"
+        })
+        .filter(|event| {
+            until_seq.is_none_or(|until| event["seq"].as_u64().is_some_and(|seq| seq <= until))
         })
         .map(|event| {
             let event = &event["event"];
@@ -693,4 +787,114 @@ pub fn latest_gaps(records: Vec<Continuity>) -> Vec<Continuity> {
 
 pub fn dec_of(text: &str) -> Decimal {
     Decimal::from_str(text).unwrap()
+}
+
+/// What [`check_against_truth`] compares.
+pub struct TruthScope<'a> {
+    /// Truth events up to this sequence only (a token no longer followed afterwards).
+    pub until_seq: Option<u64>,
+    /// The records the book is rebuilt from for comparison with the simulator's (`None`:
+    /// no comparison).
+    pub rebuild_from: Option<&'a (dyn Fn(&Seen) -> bool + Sync)>,
+}
+
+fn every_record(_: &Seen) -> bool {
+    true
+}
+
+impl TruthScope<'_> {
+    /// Every event since the start, the book rebuilt from every record.
+    pub fn everything() -> Self {
+        Self {
+            until_seq: None,
+            rebuild_from: Some(&every_record),
+        }
+    }
+}
+
+/// What [`check_against_truth`] found.
+pub struct TruthCheck {
+    /// The latest record of every declared gap.
+    pub gaps: Vec<Continuity>,
+    pub missing_events: usize,
+    pub truth_events: usize,
+    pub connections: usize,
+}
+
+/// The checks every run against the simulator shares: every record of `tokens` is an event
+/// the simulator sent (never twice); every truth event missing from the topics lies inside a
+/// declared gap of its token; and the book rebuilt from the records equals the simulator's.
+pub async fn check_against_truth(
+    sim: &RunningSim,
+    names: &TopicNames,
+    tokens: &[String],
+    since_seq: u64,
+    scope: &TruthScope<'_>,
+) -> TruthCheck {
+    let seen = seen_by_token(names).await;
+    let gaps = latest_gaps(continuity(names).await);
+    let mut missing_events = 0;
+    let mut truth_total = 0;
+    let mut connections = std::collections::BTreeSet::new();
+    for token in tokens {
+        let records = seen.get(token).map(Vec::as_slice).unwrap_or_default();
+        for record in records {
+            connections.insert(record.connection_id.clone());
+        }
+        let truth = truth_events_between(sim, token, since_seq, scope.until_seq).await;
+        truth_total += truth.len();
+        let mut unmatched: HashMap<&Fingerprint, Vec<i64>> = HashMap::new();
+        for (timestamp, print) in &truth {
+            unmatched.entry(print).or_default().push(*timestamp);
+        }
+        for record in records {
+            match unmatched.get_mut(&record.fingerprint) {
+                Some(times) if !times.is_empty() => {
+                    times.pop();
+                }
+                // Dumps (and REST books) are snapshots the truth stream does not list.
+                _ if record.fingerprint.is_book() => {}
+                // Events after `until_seq` are not compared.
+                _ if scope.until_seq.is_some() => {}
+                _ => panic!(
+                    "{token}: record {:?} on {} #{} is not an event the simulator sent (or is a duplicate)",
+                    record.fingerprint, record.connection_id, record.sequence
+                ),
+            }
+        }
+        for (print, times) in unmatched {
+            for timestamp in times {
+                missing_events += 1;
+                let covered = gaps.iter().any(|gap| {
+                    gap.token_ids.contains(token)
+                        && gap.gap_start_ms <= timestamp
+                        && gap.gap_end_ms.is_none_or(|end| timestamp <= end)
+                });
+                assert!(
+                    covered,
+                    "{token}: {print:?} at {timestamp} is missing and no gap declares it; gaps: {gaps:#?}"
+                );
+            }
+        }
+        if let Some(rebuild_from) = scope.rebuild_from
+            && let Some(truth_book) = truth_book(sim, token).await
+        {
+            let records: Vec<Seen> = records
+                .iter()
+                .filter(|record| rebuild_from(record))
+                .cloned()
+                .collect();
+            assert_eq!(
+                rebuild(&records),
+                truth_book,
+                "{token}: the book rebuilt from the topics differs from the simulator's"
+            );
+        }
+    }
+    TruthCheck {
+        gaps,
+        missing_events,
+        truth_events: truth_total,
+        connections: connections.len(),
+    }
 }
