@@ -51,14 +51,6 @@ impl Scale {
     /// `POLYTAPE_E2E_HISTORY_DAYS` (default 1), `POLYTAPE_E2E_RATE` (default 40 operations/s),
     /// `POLYTAPE_E2E_LIVE_SECS` (default 60; the full run is 600).
     pub fn from_env() -> Self {
-        fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
-            match std::env::var(name) {
-                Ok(text) => text
-                    .parse()
-                    .unwrap_or_else(|_| panic!("{name}={text:?} is not a valid number")),
-                Err(_) => default,
-            }
-        }
         Self {
             markets: knob("POLYTAPE_E2E_MARKETS", 300),
             history_days: knob("POLYTAPE_E2E_HISTORY_DAYS", 1),
@@ -214,6 +206,17 @@ impl Service {
             Service::CandleBuilder => "POLYTAPE_CANDLE_BUILDER_ADMIN_ADDR",
             Service::WsBridge => "POLYTAPE_WS_BRIDGE_ADMIN_ADDR",
             Service::Collector => "POLYTAPE_COLLECTOR_ADMIN_ADDR",
+        }
+    }
+
+    /// The counter that grows as the service does its work, for kills at progress points.
+    pub fn progress_metric(self) -> Option<&'static str> {
+        match self {
+            Service::Sink => Some("polytape_sink_rows_inserted_total"),
+            Service::Api => None,
+            Service::CandleBuilder => Some("polytape_candle_builder_produced_total"),
+            Service::WsBridge => Some("polytape_ws_records_acked_total"),
+            Service::Collector => Some("polytape_collector_records_total"),
         }
     }
 
@@ -534,6 +537,37 @@ impl Pipeline {
             .find(|line| !line.is_empty())
             .expect("keys create prints the key as its last line")
             .to_owned()
+    }
+
+    /// SIGKILLs `service` once its progress counter (see [`Service::progress_metric`]) has
+    /// reached `threshold` since it started, or after at most 20 s (a service with nothing left
+    /// to do); the API, which has no progress of its own, after a random pause. Returns what
+    /// triggered the kill, for the log.
+    pub async fn kill9_after_progress(
+        &self,
+        service: Service,
+        threshold: u64,
+        random: &mut impl rand::Rng,
+    ) -> String {
+        let Some(metric) = service.progress_metric() else {
+            let pause = Duration::from_millis(random.random_range(0..3_000));
+            tokio::time::sleep(pause).await;
+            self.kill9(service);
+            return format!("{pause:?}");
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let trigger = loop {
+            let progress = metric_sum(&self.metrics(service).await, metric);
+            if progress >= threshold as f64 {
+                break format!("{metric} = {progress} (threshold {threshold})");
+            }
+            if Instant::now() > deadline {
+                break format!("20 s without reaching {metric} = {threshold} (at {progress})");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        self.kill9(service);
+        trigger
     }
 
     /// SIGKILL: no drain, no flush, no commit.
@@ -1182,4 +1216,25 @@ pub async fn first_ws_book_times(pipeline: &Pipeline) -> Vec<(String, i64)> {
     rows.into_iter()
         .map(|row| (row.token_id, row.first_ms))
         .collect()
+}
+
+/// The sum of every series of `name` in a Prometheus text exposition (0 when absent).
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A `POLYTAPE_E2E_*` knob: the variable's value, or `default` when it is unset.
+pub fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={text:?} is not a valid number")),
+        Err(_) => default,
+    }
 }

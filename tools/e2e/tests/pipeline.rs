@@ -175,19 +175,30 @@ async fn a_simulated_world_through_all_five_services_is_reproduced_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_each_service_at_random_points_loses_and_duplicates_nothing() {
     let scale = Scale::from_env();
+    let kills_per_service = polytape_e2e::knob("POLYTAPE_E2E_KILLS", 5_u32);
     let pipeline = Pipeline::start("e2e_kill9", scale.clone(), |_| {}).await;
-    let mut random = rand::rngs::StdRng::seed_from_u64(polytape_model::now_ms() as u64);
-    let mut order = Service::ALL.to_vec();
-    order.shuffle(&mut random);
-    let slot = scale.live / u32::try_from(order.len()).unwrap();
-    for service in order {
-        let before = Duration::from_millis(random.random_range(0..slot.as_millis().max(1) as u64));
-        tokio::time::sleep(before).await;
-        eprintln!("[e2e] kill -9 {} after {before:?}", service.binary());
-        pipeline.kill9(service);
-        tokio::time::sleep(Duration::from_millis(random.random_range(500..3_000))).await;
-        pipeline.restart(service).await;
-        pipeline.assert_all_alive();
+    let seed = polytape_model::now_ms() as u64;
+    eprintln!("[e2e] kill matrix: {kills_per_service} kill -9 per service, seed {seed}");
+    let mut random = rand::rngs::StdRng::seed_from_u64(seed);
+    for round in 0..kills_per_service {
+        let mut order = Service::ALL.to_vec();
+        order.shuffle(&mut random);
+        for service in order {
+            // Killed once the service has made a random amount of progress since it (re)started
+            // (records published, rows inserted, candles produced), so kills land mid-batch,
+            // mid-walk and mid-stream rather than at idle moments; the API has no progress of
+            // its own and is killed after a random pause.
+            let progress = pipeline
+                .kill9_after_progress(service, random.random_range(1..400), &mut random)
+                .await;
+            eprintln!(
+                "[e2e] round {round}: kill -9 {} after {progress}",
+                service.binary()
+            );
+            tokio::time::sleep(Duration::from_millis(random.random_range(200..2_000))).await;
+            pipeline.restart(service).await;
+            pipeline.assert_all_alive();
+        }
     }
     run_live(&pipeline, Duration::from_secs(10)).await;
     verify(
