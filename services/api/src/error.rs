@@ -60,6 +60,10 @@ pub enum ApiError {
         "daily cap of {daily_cap} requests reached; it resets at 00:00 UTC, in {retry_after_s} s"
     )]
     DailyCapExceeded { daily_cap: u64, retry_after_s: u64 },
+    #[error(
+        "this request would read more than the API allows per query ({reason}); narrow it: a shorter time range (`from`/`to`), one market or token"
+    )]
+    QueryTooLarge { reason: String },
     #[error("the data store is unavailable, try again shortly")]
     Storage {
         #[source]
@@ -87,7 +91,8 @@ impl ApiError {
             ApiError::InvalidParameter { .. }
             | ApiError::UnknownParameter { .. }
             | ApiError::OutOfRetention { .. }
-            | ApiError::TooManyPoints { .. } => StatusCode::BAD_REQUEST,
+            | ApiError::TooManyPoints { .. }
+            | ApiError::QueryTooLarge { .. } => StatusCode::BAD_REQUEST,
             ApiError::MissingApiKey | ApiError::InvalidApiKey | ApiError::AdminUnauthorized => {
                 StatusCode::UNAUTHORIZED
             }
@@ -109,6 +114,7 @@ impl ApiError {
             ApiError::UnknownParameter { .. } => "unknown_parameter",
             ApiError::OutOfRetention { .. } => "out_of_retention",
             ApiError::TooManyPoints { .. } => "too_many_points",
+            ApiError::QueryTooLarge { .. } => "query_too_large",
             ApiError::MissingApiKey => "missing_api_key",
             ApiError::InvalidApiKey => "invalid_api_key",
             ApiError::ApiKeyRevoked => "api_key_revoked",
@@ -135,8 +141,28 @@ impl ApiError {
     }
 }
 
+/// ClickHouse's codes for a query stopped by the limits the API sets on every query
+/// (`max_rows_to_read`, `max_execution_time`): the user's request was too broad, not a failure.
+const TOO_MANY_ROWS: u32 = 158;
+const TIMEOUT_EXCEEDED: u32 = 159;
+
 impl From<clickhouse::error::Error> for ApiError {
     fn from(source: clickhouse::error::Error) -> Self {
+        if let clickhouse::error::Error::BadResponse(message) = &source {
+            match polytape_clickhouse::exception_code(message) {
+                Some(TOO_MANY_ROWS) => {
+                    return ApiError::QueryTooLarge {
+                        reason: "too many rows to read".to_owned(),
+                    };
+                }
+                Some(TIMEOUT_EXCEEDED) => {
+                    return ApiError::QueryTooLarge {
+                        reason: "it would run too long".to_owned(),
+                    };
+                }
+                _ => {}
+            }
+        }
         ApiError::Storage { source }
     }
 }
@@ -172,5 +198,28 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_stopped_by_the_api_limits_are_the_users_to_narrow_not_outages() {
+        let too_many_rows = ApiError::from(clickhouse::error::Error::BadResponse(
+            "Code: 158. DB::Exception: Limit for rows (controlled by 'max_rows_to_read' setting) exceeded. (TOO_MANY_ROWS)".to_owned(),
+        ));
+        assert_eq!(too_many_rows.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(too_many_rows.code(), "query_too_large");
+        let too_long = ApiError::from(clickhouse::error::Error::BadResponse(
+            "Code: 159. DB::Exception: Timeout exceeded: elapsed 20.1 seconds. (TIMEOUT_EXCEEDED)"
+                .to_owned(),
+        ));
+        assert_eq!(too_long.code(), "query_too_large");
+        let outage = ApiError::from(clickhouse::error::Error::BadResponse(
+            "Code: 241. DB::Exception: Memory limit exceeded. (MEMORY_LIMIT_EXCEEDED)".to_owned(),
+        ));
+        assert_eq!(outage.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

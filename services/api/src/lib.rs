@@ -132,8 +132,11 @@ pub fn admin_router(state: AppState, readiness: Readiness) -> Router {
 /// Most time one request may take, end to end; ClickHouse queries have their own, shorter
 /// `max_execution_time` so the user gets ClickHouse's reason rather than this timeout.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest one ClickHouse query of the API may run (ClickHouse's `max_execution_time`).
+/// Longest one ClickHouse query of the API may run (ClickHouse's `max_execution_time`);
+/// past it the request answers 400 `query_too_large`.
 pub const QUERY_TIME_LIMIT_SECONDS: u64 = 20;
+/// Most rows one ClickHouse query of the API may read (`max_rows_to_read`), likewise.
+pub const QUERY_ROW_LIMIT: u64 = 200_000_000;
 /// Most requests one replica works on at once; more wait (bounded by the timeout).
 pub const MAX_CONCURRENT_REQUESTS: usize = 256;
 /// Largest request body accepted (the admin POST routes take small JSON objects).
@@ -250,9 +253,11 @@ pub async fn start(config: ApiConfig, context: ServiceContext) -> Result<(), Box
     )
     .await?;
     // ClickHouse stops a request's query past this itself, so the user gets ClickHouse's
-    // reason (503) before the router's own REQUEST_TIMEOUT.
-    let client =
-        migrations_client.with_setting("max_execution_time", QUERY_TIME_LIMIT_SECONDS.to_string());
+    // reason (400 `query_too_large`) before the router's own REQUEST_TIMEOUT; likewise for a
+    // query that would read too many rows.
+    let client = migrations_client
+        .with_setting("max_execution_time", QUERY_TIME_LIMIT_SECONDS.to_string())
+        .with_setting("max_rows_to_read", QUERY_ROW_LIMIT.to_string());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let retention_ms = i64::try_from(config.api_data_retention.as_millis()).unwrap_or(i64::MAX);
     let state = new_state(

@@ -442,9 +442,15 @@ async fn trades_walk_exactly_once_under_inserts_filter_and_aggregate_like_sql() 
             "{query}: {} differ",
             got.symmetric_difference(&want).count()
         );
+        // Aggregates need a bounded window: every trade of the test lies in the last hour.
+        let window = if query.contains("from=") {
+            String::new()
+        } else {
+            format!("&from={}", base - 1)
+        };
         let reply = api
             .get(
-                &format!("/v1/trades?{query}&limit=5&aggregate=true"),
+                &format!("/v1/trades?{query}&limit=5&aggregate=true{window}"),
                 Some(&key),
             )
             .await;
@@ -484,11 +490,25 @@ async fn trades_walk_exactly_once_under_inserts_filter_and_aggregate_like_sql() 
         .unwrap();
     let reply = api
         .get(
-            &format!("/v1/trades?market={market}&limit=1&aggregate=true"),
+            &format!(
+                "/v1/trades?market={market}&limit=1&aggregate=true&from={}",
+                base - 1
+            ),
             Some(&key),
         )
         .await;
     assert_eq!(reply.body["aggregate"]["count"], count);
+    // Unbounded or too long a window: refused with what to do, never a scan of everything.
+    for window in [String::new(), format!("&from={}", now - 40 * 86_400_000)] {
+        let refused = api
+            .get(
+                &format!("/v1/trades?market={market}&aggregate=true{window}"),
+                Some(&key),
+            )
+            .await;
+        refused.assert_error(400, "invalid_parameter");
+        assert!(refused.text.contains("aggregate"), "{}", refused.text);
+    }
     assert_eq!(
         reply.body["aggregate"]["volume"],
         dec(&volume).normalize().to_string()

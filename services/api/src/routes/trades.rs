@@ -119,6 +119,9 @@ impl TradeFilter {
 }
 
 /// Trades of a market, token or wallet.
+/// Longest span `aggregate=true` sums over.
+pub const MAX_AGGREGATE_DAYS: i64 = 31;
+
 #[utoipa::path(
     get,
     path = "/v1/trades",
@@ -133,7 +136,7 @@ impl TradeFilter {
         ("sort" = Option<String>, Query, description = "asc or desc (default desc: newest first)"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size (default 100)"),
         ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
-        ("aggregate" = Option<bool>, Query, description = "Add count, volume, notional and VWAP over the whole filter"),
+        ("aggregate" = Option<bool>, Query, description = "Add count, volume, notional and VWAP over the whole filter; needs `from`, at most 31 days before `to`"),
     ),
     responses(
         (status = 200, description = "A page of trades", body = TradesPage),
@@ -174,6 +177,20 @@ pub async fn list_trades(
         && to <= from
     {
         return Err(ApiError::invalid("`to` must be after `from`"));
+    }
+    if aggregate {
+        // Totals scan every row of the filter: bounded to a window the user names.
+        let Some(from) = from_ms else {
+            return Err(ApiError::invalid(format!(
+                "`aggregate=true` needs `from` (and at most {MAX_AGGREGATE_DAYS} days up to `to`, default now)"
+            )));
+        };
+        let to = to_ms.unwrap_or_else(|| state.now_ms());
+        if to - from > MAX_AGGREGATE_DAYS * 86_400_000 {
+            return Err(ApiError::invalid(format!(
+                "`aggregate=true` covers at most {MAX_AGGREGATE_DAYS} days: narrow `from`/`to`"
+            )));
+        }
     }
     let fingerprint = params.fingerprint(&["limit", "cursor", "aggregate"]);
     let cursor = match params.text("cursor")? {
