@@ -10,7 +10,7 @@ pub mod records;
 pub mod samples;
 pub mod topic;
 
-pub use identity::{TradeIdentity, content_hash};
+pub use identity::{TradeIdentity, content_hash, occurrence_trade_id};
 pub use records::*;
 pub use rust_decimal::Decimal;
 pub use topic::{CleanupPolicy, INTERNAL_TOPICS, Topic, TopicNames};

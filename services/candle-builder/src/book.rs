@@ -12,12 +12,25 @@
 //!   an earlier sequence is in the snapshot too, and is skipped (one upstream operation
 //!   stamps its changes and the following `book` with the same millisecond). If the buffer no longer holds every change newer than the snapshot, a
 //!   consistent book is more current than the snapshot and the snapshot is skipped.
+//! - **Connections**: event time orders one connection's events, not those of two
+//!   connections. A snapshot from another WebSocket connection than the book's, read after the
+//!   book's snapshot (`received_ms`, the bridge's clock), *takes over*: it is upstream's book
+//!   as of its reading, whatever its time says — after an upstream restart (a new world) the
+//!   new connection's dump carries the time of the book's last change, which can be older than
+//!   the old world's events already applied. The book is replaced, only changes read after the
+//!   snapshot are re-applied, and events of other connections read before it are stale from
+//!   then on. A change of another connection than the book's that does not fit the book (or
+//!   is older than its snapshot) is held, not declared: that connection's own snapshot (its
+//!   subscription dump, which the fetch may deliver after the first changes) normally follows
+//!   and takes over with it; if none comes within the reorder window (event time of that
+//!   connection), the mismatch is declared.
 //! - **Validation**: after each change the book's best bid/ask must equal the change's
 //!   `best_bid`/`best_ask` (upstream writes an empty bid side as 0 and an empty ask side as 1).
 //!   On a mismatch the token turns inconsistent: one [`Continuity`] record (kind
 //!   `BOOK_MISMATCH`, gap open) is emitted, a state with `consistent = false` is published,
 //!   and changes are not trusted until the next snapshot, which closes the gap (same
-//!   continuity id, `gap_end_ms` set).
+//!   continuity id, `gap_end_ms` set); the pipeline fetches one from REST
+//!   ([`crate::resync`]) rather than wait for upstream's next `book`.
 //! - **Publishing** (all by event time, so replays publish the same records): top-N levels on
 //!   every snapshot, on every best bid/ask change, when consistency changes, and otherwise at
 //!   most every `publish_interval`; a full-depth record when the event time enters a new
@@ -108,6 +121,15 @@ impl OrderBook {
         } else {
             levels.remove(&price);
         }
+    }
+
+    /// Size of `side`'s level at `price` (0 if there is none).
+    pub fn size(&self, side: Side, price: i64) -> i64 {
+        let levels = match side {
+            Side::Buy => &self.bids,
+            Side::Sell => &self.asks,
+        };
+        levels.get(&price).copied().unwrap_or(0)
     }
 
     pub fn best_bid(&self) -> Option<i64> {
@@ -203,6 +225,13 @@ struct RecentChange {
     side: Side,
     price: i64,
     size: i64,
+    /// When the bridge read it: a snapshot of another connection taking over re-applies the
+    /// changes read after it.
+    #[serde(default)]
+    received_ms: i64,
+    /// Not applied: held for the snapshot of its connection (see [`TokenBook::awaiting`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    held: bool,
 }
 
 /// The book of one token with its validation and publishing state.
@@ -217,6 +246,15 @@ struct TokenBook {
     /// the same connection and millisecond read before it are already in it.
     #[serde(default)]
     snapshot_origin: Option<(String, i64)>,
+    /// `received_ms` of that snapshot: orders other connections' events against it.
+    #[serde(default)]
+    snapshot_received_ms: Option<i64>,
+    /// A connection other than the book's whose changes did not fit the book, and the event
+    /// time of the first of them: its changes are held until its own snapshot takes over, or
+    /// declared a mismatch once its time passes the reorder window.
+    #[serde(default)]
+    awaiting: Option<(String, i64)>,
+    /// Latest event time applied (never goes back: the time of published states).
     last_event_ms: i64,
     consistent: bool,
     open_gap: Option<Continuity>,
@@ -250,6 +288,9 @@ pub enum Skipped {
     NoBook,
     /// A change while the book waits for a snapshot after a mismatch.
     Inconsistent,
+    /// A change of another connection than the book's that does not fit it, held for that
+    /// connection's snapshot.
+    AwaitingSnapshot,
 }
 
 /// Serializable state of a [`BookEngine`] (checkpoints).
@@ -292,9 +333,31 @@ impl BookEngine {
         let mut output = BookOutput::default();
         let token = self.tokens.entry(snapshot.token_id.clone()).or_default();
         token.events += 1;
+        let connection = snapshot.connection_id.as_deref();
+        let book_connection = token
+            .snapshot_origin
+            .as_ref()
+            .map(|(connection, _)| connection.as_str());
+        let other_connection = token.snapshot_ms.is_some() && connection != book_connection;
+        let read_after = token
+            .snapshot_received_ms
+            .is_none_or(|received| snapshot.received_ms > received);
+        let read_before = token
+            .snapshot_received_ms
+            .is_some_and(|received| snapshot.received_ms < received);
+        // A book of an earlier connection, read after the current connection's snapshot.
+        let superseded =
+            other_connection && connection.is_some() && book_connection.is_some() && read_before;
+        // Another connection's book read after the book's snapshot is upstream's book as of
+        // then, whatever its time: after an upstream restart the new connection's dump carries
+        // the time of the new world's last change, older than the old world's events. A REST
+        // book (no connection) read after the snapshot of a book known to be wrong likewise.
         let older_than_book_snapshot = token
             .snapshot_ms
             .is_some_and(|current| snapshot.timestamp_ms < current);
+        let takes_over = other_connection
+            && read_after
+            && (connection.is_some() || (!token.consistent && older_than_book_snapshot));
         // Changes newer than the snapshot were applied already. Replacing the book is exact
         // only if every one of them is still in the buffer to be re-applied; otherwise a book
         // that passed validation is more current than the snapshot and stays.
@@ -303,7 +366,7 @@ impl BookEngine {
             .is_none_or(|evicted| evicted < snapshot.timestamp_ms);
         let book_is_newer =
             token.consistent && token.last_event_ms > snapshot.timestamp_ms && !buffer_complete;
-        if older_than_book_snapshot || book_is_newer {
+        if superseded || (!takes_over && (older_than_book_snapshot || book_is_newer)) {
             output.skipped = Some(Skipped::StaleSnapshot);
             return Ok(output);
         }
@@ -314,18 +377,36 @@ impl BookEngine {
         token.condition_id = Some(snapshot.condition_id.clone());
         token.snapshot_ms = Some(snapshot.timestamp_ms);
         token.snapshot_origin = snapshot.connection_id.clone().zip(snapshot.sequence);
+        token.snapshot_received_ms = Some(snapshot.received_ms);
         token.last_event_ms = token.last_event_ms.max(snapshot.timestamp_ms);
-        // Changes read before this snapshot but not older than it come after it.
-        token
-            .recent
-            .retain(|change| change.time_ms >= snapshot.timestamp_ms);
+        if takes_over {
+            // What the book held was read before this snapshot on another connection: it is
+            // in it (or of a world upstream no longer has). Changes read after it come after
+            // it, held ones included.
+            token
+                .recent
+                .retain(|change| change.received_ms >= snapshot.received_ms);
+            token.evicted_until_ms = None;
+            token.awaiting = None;
+            for change in &mut token.recent {
+                change.held = false;
+            }
+        } else {
+            // Changes read before this snapshot but not older than it come after it; held
+            // ones wait for their own connection's snapshot.
+            token
+                .recent
+                .retain(|change| change.held || change.time_ms >= snapshot.timestamp_ms);
+        }
         for change in &token.recent {
-            token.book.set_level(change.side, change.price, change.size);
-            token.last_event_ms = token.last_event_ms.max(change.time_ms);
+            if !change.held {
+                token.book.set_level(change.side, change.price, change.size);
+                token.last_event_ms = token.last_event_ms.max(change.time_ms);
+            }
         }
         token.consistent = true;
         if let Some(mut gap) = token.open_gap.take() {
-            gap.gap_end_ms = Some(snapshot.timestamp_ms);
+            gap.gap_end_ms = Some(snapshot.timestamp_ms.max(gap.gap_start_ms));
             // The closing record must win in ClickHouse (ReplacingMergeTree(detected_at)).
             gap.detected_ms = gap.detected_ms.max(snapshot.timestamp_ms);
             gap.reason = format!(
@@ -334,11 +415,14 @@ impl BookEngine {
             );
             output.gaps.push(gap);
         }
+        // A takeover publishes a full-depth state too: readers that rebuild a book from the
+        // newest full-depth state and the later changes (the API) start from this one.
         publish(
             &self.settings,
             &snapshot.token_id,
             token,
             true,
+            takes_over,
             &mut output.states,
         );
         Ok(output)
@@ -378,10 +462,22 @@ impl BookEngine {
                 .is_some_and(|(connection, sequence)| {
                     *connection == change.connection_id && change.sequence < *sequence
                 });
+        // Event time orders one connection's events; another connection's are ordered against
+        // the book's snapshot by when the bridge read them.
+        let other_connection = token
+            .snapshot_origin
+            .as_ref()
+            .is_some_and(|(connection, _)| *connection != change.connection_id);
+        let read_before_snapshot = other_connection
+            && token
+                .snapshot_received_ms
+                .is_some_and(|received| change.received_ms < received);
+        let older_than_snapshot = token
+            .snapshot_ms
+            .is_some_and(|snapshot_ms| change.timestamp_ms < snapshot_ms);
         if contained_in_snapshot
-            || token
-                .snapshot_ms
-                .is_some_and(|snapshot_ms| change.timestamp_ms < snapshot_ms)
+            || read_before_snapshot
+            || (older_than_snapshot && !other_connection)
         {
             output.skipped = Some(Skipped::StaleChange);
             return Ok(output);
@@ -391,6 +487,8 @@ impl BookEngine {
             side: change.side,
             price,
             size,
+            received_ms: change.received_ms,
+            held: false,
         };
         token.recent.push_back(recent);
         let horizon = change
@@ -402,7 +500,16 @@ impl BookEngine {
                 .front()
                 .is_some_and(|old| old.time_ms < horizon)
         {
+            let over_capacity = token.recent.len() > self.settings.reorder_capacity;
             if let Some(evicted) = token.recent.pop_front() {
+                if evicted.held
+                    && over_capacity
+                    && let Some((_, since_ms)) = token.awaiting.as_mut()
+                {
+                    // Its connection's snapshot could no longer re-apply every held change:
+                    // the next change of that connection declares the mismatch.
+                    *since_ms = i64::MIN;
+                }
                 token.evicted_until_ms = Some(
                     token
                         .evicted_until_ms
@@ -419,8 +526,56 @@ impl BookEngine {
             return Ok(output);
         }
         let valid_until_ms = token.last_event_ms;
+        if let Some((connection, since_ms)) = &token.awaiting
+            && *connection == change.connection_id
+        {
+            if change.timestamp_ms <= since_ms.saturating_add(self.settings.reorder_window_ms) {
+                hold_last(token);
+                output.skipped = Some(Skipped::AwaitingSnapshot);
+                return Ok(output);
+            }
+            // Its own snapshot did not come: the book does not match what it sends.
+            let reason = if *since_ms == i64::MIN {
+                format!(
+                    "changes of connection {} do not fit the book and more of them came before a snapshot of that connection than the reorder buffer holds ({})",
+                    change.connection_id, self.settings.reorder_capacity
+                )
+            } else {
+                format!(
+                    "changes of connection {} since {since_ms} do not fit the book and no snapshot of that connection came within {} ms",
+                    change.connection_id, self.settings.reorder_window_ms
+                )
+            };
+            token.awaiting = None;
+            token.last_event_ms = token.last_event_ms.max(change.timestamp_ms);
+            for held in &mut token.recent {
+                held.held = false;
+            }
+            declare_mismatch(
+                &self.settings,
+                change,
+                token,
+                valid_until_ms,
+                reason,
+                &mut output,
+            );
+            return Ok(output);
+        }
+        if older_than_snapshot {
+            // Another connection's change older than the book's snapshot but read after it:
+            // a connection lagging behind, or a new world whose times went back. Only its
+            // own snapshot can tell.
+            if token.awaiting.is_none() {
+                token.awaiting = Some((change.connection_id.clone(), change.timestamp_ms));
+                hold_last(token);
+                output.skipped = Some(Skipped::AwaitingSnapshot);
+            } else {
+                output.skipped = Some(Skipped::StaleChange);
+            }
+            return Ok(output);
+        }
+        let previous_size = token.book.size(change.side, price);
         token.book.set_level(change.side, price, size);
-        token.last_event_ms = token.last_event_ms.max(change.timestamp_ms);
 
         // Upstream writes an empty bid side as 0 and an empty ask side as 1.
         let expected_bid = expected_bid.map(|bid| (bid > 0).then_some(bid));
@@ -428,20 +583,58 @@ impl BookEngine {
         let bid_ok = expected_bid.is_none_or(|bid| bid == token.book.best_bid());
         let ask_ok = expected_ask.is_none_or(|ask| ask == token.book.best_ask());
         if !(bid_ok && ask_ok) {
-            token.consistent = false;
-            let gap = mismatch_gap(change, token, valid_until_ms, expected_bid, expected_ask);
-            token.open_gap = Some(gap.clone());
-            output.gaps.push(gap);
+            if other_connection && token.awaiting.is_none() {
+                // Another connection's change that does not fit the book: its snapshot (the
+                // subscription dump, which the fetch can deliver after its first changes) is
+                // expected to take over with it.
+                token.book.set_level(change.side, price, previous_size);
+                token.awaiting = Some((change.connection_id.clone(), change.timestamp_ms));
+                hold_last(token);
+                output.skipped = Some(Skipped::AwaitingSnapshot);
+                return Ok(output);
+            }
+            let reason = format!(
+                "book mismatch after price change (sequence {}, entry {}): book best bid/ask {}/{}, upstream says {}/{}",
+                change.sequence,
+                change.entry_index,
+                price_text(token.book.best_bid()),
+                price_text(token.book.best_ask()),
+                expected_bid.map_or_else(|| "-".to_owned(), price_text),
+                expected_ask.map_or_else(|| "-".to_owned(), price_text),
+            );
+            token.last_event_ms = token.last_event_ms.max(change.timestamp_ms);
+            declare_mismatch(
+                &self.settings,
+                change,
+                token,
+                valid_until_ms,
+                reason,
+                &mut output,
+            );
+            return Ok(output);
         }
-        let force = !token.consistent;
+        token.last_event_ms = token.last_event_ms.max(change.timestamp_ms);
         publish(
             &self.settings,
             &change.token_id,
             token,
-            force,
+            false,
+            false,
             &mut output.states,
         );
         Ok(output)
+    }
+
+    /// Tokens whose book is waiting for a snapshot after a mismatch.
+    pub fn inconsistent_tokens(&self) -> Vec<String> {
+        let mut tokens: Vec<String> = self
+            .tokens
+            .iter()
+            .filter(|(_, token)| token.snapshot_ms.is_some() && !token.consistent)
+            .map(|(token_id, _)| token_id.clone())
+            .collect();
+        tokens.sort();
+        tokens
     }
 
     /// Forgets the books of resolved markets' tokens.
@@ -485,19 +678,23 @@ fn price_text(price: Option<i64>) -> String {
     )
 }
 
-fn mismatch_gap(
+/// Marks the token inconsistent: one open `BOOK_MISMATCH` gap and one state with
+/// `consistent = false`; changes are not applied until the next snapshot.
+fn declare_mismatch(
+    settings: &BookSettings,
     change: &PriceChange,
-    token: &TokenBook,
+    token: &mut TokenBook,
     valid_until_ms: i64,
-    expected_bid: Option<Option<i64>>,
-    expected_ask: Option<Option<i64>>,
-) -> Continuity {
+    reason: String,
+    output: &mut BookOutput,
+) {
+    token.consistent = false;
     let identity = format!(
         "candle-builder|book_mismatch|{}|{}|{}|{}",
         change.token_id, change.connection_id, change.sequence, change.entry_index
     );
     let digest = Sha256::digest(identity.as_bytes());
-    Continuity {
+    let gap = Continuity {
         continuity_id: hex::encode(&digest[..16]),
         kind: ContinuityKind::BookMismatch,
         token_ids: vec![change.token_id.clone()],
@@ -506,15 +703,24 @@ fn mismatch_gap(
         detected_ms: change.timestamp_ms,
         source: "candle-builder".to_owned(),
         connection_id: Some(change.connection_id.clone()),
-        reason: format!(
-            "book mismatch after price change (sequence {}, entry {}): book best bid/ask {}/{}, upstream says {}/{}; waiting for the next snapshot",
-            change.sequence,
-            change.entry_index,
-            price_text(token.book.best_bid()),
-            price_text(token.book.best_ask()),
-            expected_bid.map_or_else(|| "-".to_owned(), price_text),
-            expected_ask.map_or_else(|| "-".to_owned(), price_text),
-        ),
+        reason: format!("{reason}; waiting for the next snapshot"),
+    };
+    token.open_gap = Some(gap.clone());
+    output.gaps.push(gap);
+    publish(
+        settings,
+        &change.token_id,
+        token,
+        true,
+        false,
+        &mut output.states,
+    );
+}
+
+/// Marks the change just buffered as held for its connection's snapshot.
+fn hold_last(token: &mut TokenBook) {
+    if let Some(last) = token.recent.back_mut() {
+        last.held = true;
     }
 }
 
@@ -524,6 +730,7 @@ fn publish(
     token_id: &str,
     token: &mut TokenBook,
     force: bool,
+    force_full_depth: bool,
     out: &mut Vec<BookState>,
 ) {
     let now = token.last_event_ms;
@@ -539,9 +746,15 @@ fn publish(
         token.last_published_best = best;
     }
     let bucket = now.div_euclid(settings.full_depth_interval_ms.max(1));
-    if token.consistent && token.last_full_bucket.is_none_or(|last| bucket > last) {
+    if token.consistent
+        && (force_full_depth || token.last_full_bucket.is_none_or(|last| bucket > last))
+    {
         out.push(state_of(settings, token_id, token, true));
-        token.last_full_bucket = Some(bucket);
+        token.last_full_bucket = Some(
+            token
+                .last_full_bucket
+                .map_or(bucket, |last| last.max(bucket)),
+        );
     }
 }
 

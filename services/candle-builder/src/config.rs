@@ -41,6 +41,10 @@ pub struct CandleBuilderConfig {
     /// How often the state is checkpointed (wall time).
     #[serde(with = "humantime_serde")]
     pub candle_builder_checkpoint_interval: Duration,
+    /// CLOB REST base URL: books found inconsistent are fetched from `<clob_url>/book`.
+    pub clob_url: String,
+    /// REST `/book` requests per 10 s for those fetches; 0 disables them.
+    pub book_resync_budget: u32,
 }
 
 impl ServiceConfig for CandleBuilderConfig {

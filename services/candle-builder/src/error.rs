@@ -31,6 +31,8 @@ pub enum BuilderError {
     Checkpoint(String),
     #[error("a derived value does not fit its schema: {0}")]
     Units(#[from] UnitsError),
+    #[error("book resync: {0}")]
+    Resync(String),
 }
 
 impl BuilderError {
@@ -43,7 +45,8 @@ impl BuilderError {
             BuilderError::Codec(error) => error.is_retryable(),
             BuilderError::MissingTopic { .. }
             | BuilderError::Checkpoint(_)
-            | BuilderError::Units(_) => false,
+            | BuilderError::Units(_)
+            | BuilderError::Resync(_) => false,
         }
     }
 }

@@ -69,6 +69,13 @@ static DEAD_LETTERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["topic"],
     )
 });
+static RESYNCS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "polytape_candle_builder_book_resyncs_total",
+        "REST /book fetches of inconsistent books: published, no_book (404) or failed",
+        &["outcome"],
+    )
+});
 static CHECKPOINT_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
     gauge(
         "polytape_candle_builder_checkpoint_bytes",
@@ -171,9 +178,37 @@ impl InternalEvent for BookMismatch<'_> {
         tracing::warn!(
             token_id = self.token_id,
             reason = self.reason,
-            "book mismatch; waiting for the next snapshot"
+            "book mismatch; waiting for the next snapshot (or the REST resync)"
         );
         MISMATCHES.inc();
+    }
+}
+
+/// An inconsistent book was fetched from the CLOB REST API (or that failed).
+pub(crate) struct BookResync<'a> {
+    pub(crate) token_id: &'a str,
+    pub(crate) outcome: &'static str,
+    pub(crate) error: Option<&'a String>,
+}
+
+impl InternalEvent for BookResync<'_> {
+    fn emit(self) {
+        match self.error {
+            Some(error) => tracing::warn!(
+                token_id = self.token_id,
+                error = %error,
+                "book resync failed; retrying later while the book is inconsistent"
+            ),
+            None if self.outcome == "no_book" => tracing::info!(
+                token_id = self.token_id,
+                "book resync: upstream has no book for the token (market closed?)"
+            ),
+            None => tracing::info!(
+                token_id = self.token_id,
+                "book resync: REST book published to book_snapshots"
+            ),
+        }
+        RESYNCS.with_label_values(&[self.outcome]).inc();
     }
 }
 

@@ -15,6 +15,7 @@ mod events;
 mod hash;
 pub mod merge;
 pub mod pipeline;
+pub mod resync;
 pub mod units;
 
 pub use config::CandleBuilderConfig;

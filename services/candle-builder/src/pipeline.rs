@@ -47,6 +47,7 @@ use crate::{
         SendRetried, StateRestored, TradeSkipped,
     },
     merge::{BookEvent, BookInput, BookMerge},
+    resync::Resync,
 };
 
 /// Records per batch at most.
@@ -66,6 +67,9 @@ fn inputs(candle_input: CandleInput) -> [Topic; 4] {
         Topic::MarketLifecycle,
     ]
 }
+/// Mismatched books are fetched from REST only once the book inputs are read to within this
+/// many records of their end (about one batch: the live edge).
+const RESYNC_MAX_LAG: i64 = BATCH_MAX as i64;
 /// Books idle for the configured time are evicted when the book clock enters a new hour.
 const EVICTION_PERIOD_MS: i64 = 3_600_000;
 const SOURCE: &str = "candle-builder";
@@ -138,6 +142,8 @@ struct Builder {
     positions: HashMap<(String, i32), i64>,
     outputs: Outputs,
     consumed: [u64; 4],
+    /// Tokens found inconsistent since the last resync poll.
+    mismatched: Vec<String>,
 }
 
 impl Builder {
@@ -190,6 +196,7 @@ impl Builder {
                 .collect(),
             outputs: Outputs::default(),
             consumed: [0; 4],
+            mismatched: Vec::new(),
             candle_settings,
             candle_input,
         }
@@ -367,17 +374,20 @@ impl Builder {
                     Skipped::StaleChange => "stale_change",
                     Skipped::NoBook => "no_book",
                     Skipped::Inconsistent => "inconsistent",
+                    Skipped::AwaitingSnapshot => "awaiting_snapshot",
                 },
             }
             .emit();
         }
         for gap in &output.gaps {
             if gap.gap_end_ms.is_none() {
+                let token_id = gap.token_ids.first().map_or("", String::as_str);
                 BookMismatch {
-                    token_id: gap.token_ids.first().map_or("", String::as_str),
+                    token_id,
                     reason: &gap.reason,
                 }
                 .emit();
+                self.mismatched.push(token_id.to_owned());
             }
         }
         self.outputs.states.extend(output.states);
@@ -579,6 +589,14 @@ pub async fn run(
         lifecycle: RecordDecoder::new(registry.clone()),
     };
 
+    let mut resync = Resync::start(
+        &config.clob_url,
+        config.book_resync_budget,
+        RecordProducer::register(producer.clone(), &registry, &names).await?,
+        stop.clone(),
+    )
+    .map_err(|error| BuilderError::Resync(format!("cannot create the REST client: {error}")))?;
+
     let (mut store, restored) = CheckpointStore::open(&brokers, &names, producer.clone()).await?;
     let (saved, generation, bytes) = match restored {
         Some(restored) => {
@@ -639,6 +657,10 @@ pub async fn run(
         })
         .collect();
     let watermarks = Watermarks::start(&brokers, &book_partitions, stop.clone()).await?;
+    // Books restored inconsistent are resynced like new mismatches.
+    builder
+        .mismatched
+        .extend(builder.books.inconsistent_tokens());
     ready.set_ready(true);
 
     let checkpoint_every = config.candle_builder_checkpoint_interval;
@@ -685,6 +707,18 @@ pub async fn run(
             builder.apply_book_events(&backlog);
             builder.flush(&producers).await?;
             dirty_since_checkpoint = true;
+        }
+        if let Some(resync) = resync.as_mut() {
+            for token_id in builder.mismatched.drain(..) {
+                resync.mismatched(&token_id);
+            }
+            // While catching up, later snapshots of the stream may still close the gap (and a
+            // REST book, stamped with upstream's current time, would apply only at the end).
+            if book_lag(&builder, &book_partitions, &watermarks) <= RESYNC_MAX_LAG {
+                resync.poll(&builder.books);
+            }
+        } else {
+            builder.mismatched.clear();
         }
         if dirty_since_checkpoint && last_checkpoint.elapsed() >= checkpoint_every {
             builder.checkpoint(&mut store, &consumer).await?;
@@ -803,6 +837,27 @@ impl Watermarks {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         highs.get(&(topic.to_owned(), partition)).copied()
     }
+}
+
+/// Unread records of the book partitions (partitions of unknown end not counted).
+fn book_lag(
+    builder: &Builder,
+    partitions: &[(String, BookInput, i32)],
+    watermarks: &Watermarks,
+) -> i64 {
+    partitions
+        .iter()
+        .filter_map(|(topic, _, partition)| {
+            let read = builder
+                .positions
+                .get(&(topic.clone(), *partition))
+                .copied()
+                .unwrap_or(0);
+            watermarks
+                .high(topic, *partition)
+                .map(|high| (high - read).max(0))
+        })
+        .sum()
 }
 
 /// Book partitions with records not read yet (unknown counts as a backlog).

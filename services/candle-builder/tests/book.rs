@@ -652,3 +652,220 @@ fn changes_of_a_snapshots_millisecond_sent_before_it_are_already_in_it() {
     assert_eq!(engine.apply_change(&other).unwrap().skipped, None);
     assert_eq!(engine.is_consistent(TOKEN), Some(true));
 }
+
+fn on_connection(
+    mut snapshot: BookSnapshot,
+    connection: &str,
+    sequence: i64,
+    received_ms: i64,
+) -> BookSnapshot {
+    snapshot.connection_id = Some(connection.to_owned());
+    snapshot.sequence = Some(sequence);
+    snapshot.received_ms = received_ms;
+    snapshot
+}
+
+fn change_on(mut change: PriceChange, connection: &str, received_ms: i64) -> PriceChange {
+    connection.clone_into(&mut change.connection_id);
+    change.received_ms = received_ms;
+    change
+}
+
+/// Issue #23: upstream restarted as a new world. The new connection's dump carries the time
+/// of the new book's last change, older than the old world's events; read after them, it is
+/// the book. What the old connection sent before it is stale from then on.
+#[test]
+fn another_connections_book_read_later_takes_over_whatever_its_time() {
+    let mut engine = BookEngine::new(BookSettings::default());
+    engine
+        .apply_snapshot(&snapshot(T0 + 100, &[("0.45", "10")], &[("0.47", "5")]))
+        .unwrap();
+    engine
+        .apply_change(&change(
+            T0 + 200,
+            Side::Buy,
+            "0.46",
+            "1",
+            ("0.46", "0.47"),
+            1,
+        ))
+        .unwrap();
+    // The new world: its dump is stamped T0 (older), read at T0 + 60 s.
+    let dump = on_connection(
+        snapshot(T0, &[("0.30", "4")], &[("0.35", "2")]),
+        "c2",
+        0,
+        T0 + 60_000,
+    );
+    let output = engine.apply_snapshot(&dump).unwrap();
+    assert_eq!(output.skipped, None, "the dump replaces the book");
+    assert!(output.gaps.is_empty());
+    assert!(
+        output.states.iter().any(|state| state.full_depth),
+        "a full-depth state for readers rebuilding from one"
+    );
+    let top = top_states(&output.states)[0];
+    assert_eq!(top.best_bid, Some(dec("0.30")));
+    assert_eq!(top.best_ask, Some(dec("0.35")));
+    assert_eq!(top.timestamp_ms, T0 + 200, "published times never go back");
+    // The old connection's events read before the dump but merged after it are stale.
+    let old_change = engine
+        .apply_change(&change(T0 + 300, Side::Sell, "0.47", "0", ("0.46", "1"), 2))
+        .unwrap();
+    assert_eq!(old_change.skipped, Some(Skipped::StaleChange));
+    let old_book = engine
+        .apply_snapshot(&snapshot(T0 + 300, &[("0.46", "1")], &[]))
+        .unwrap();
+    assert_eq!(old_book.skipped, Some(Skipped::StaleSnapshot));
+    // The new world's changes validate against its dump.
+    let new_change = engine
+        .apply_change(&change_on(
+            change(T0 + 70_000, Side::Buy, "0.31", "1", ("0.31", "0.35"), 1),
+            "c2",
+            T0 + 70_000,
+        ))
+        .unwrap();
+    assert!(new_change.gaps.is_empty(), "{new_change:?}");
+    assert_eq!(engine.book(TOKEN).unwrap().best_bid(), Some(310_000));
+    assert_eq!(engine.is_consistent(TOKEN), Some(true));
+}
+
+/// A new connection's first changes can be read before its dump (two topics): one that does
+/// not fit the old book waits for the dump, which takes over and re-applies it.
+#[test]
+fn another_connections_change_that_does_not_fit_waits_for_its_snapshot() {
+    let mut engine = BookEngine::new(BookSettings::default());
+    engine
+        .apply_snapshot(&snapshot(T0, &[("0.45", "10")], &[("0.47", "5")]))
+        .unwrap();
+    let early = change_on(
+        change(T0 + 1_000, Side::Buy, "0.31", "1", ("0.31", "0.35"), 2),
+        "c2",
+        T0 + 1_000,
+    );
+    let held = engine.apply_change(&early).unwrap();
+    assert_eq!(held.skipped, Some(Skipped::AwaitingSnapshot));
+    assert!(held.gaps.is_empty() && held.states.is_empty());
+    assert_eq!(
+        engine.book(TOKEN).unwrap().best_bid(),
+        Some(450_000),
+        "not applied"
+    );
+    let dump = on_connection(
+        snapshot(T0 - 5_000, &[("0.30", "4")], &[("0.35", "2")]),
+        "c2",
+        1,
+        T0 + 1_000,
+    );
+    let output = engine.apply_snapshot(&dump).unwrap();
+    assert!(output.gaps.is_empty());
+    assert_eq!(
+        engine.book(TOKEN).unwrap().bids().collect::<Vec<_>>(),
+        vec![(310_000, 1_000_000), (300_000, 4_000_000)],
+        "the held change is applied over its connection's dump"
+    );
+    assert_eq!(engine.is_consistent(TOKEN), Some(true));
+}
+
+/// ... but only for the reorder window: without its snapshot, the mismatch is declared, and a
+/// REST book read later closes it even if its time is older than the book's snapshot.
+#[test]
+fn another_connections_changes_without_a_snapshot_are_declared_after_the_window() {
+    let mut engine = BookEngine::new(BookSettings::default());
+    engine
+        .apply_snapshot(&snapshot(T0, &[("0.45", "10")], &[("0.47", "5")]))
+        .unwrap();
+    let first = change_on(
+        change(T0 + 1_000, Side::Buy, "0.31", "1", ("0.31", "0.35"), 2),
+        "c2",
+        T0 + 1_000,
+    );
+    assert_eq!(
+        engine.apply_change(&first).unwrap().skipped,
+        Some(Skipped::AwaitingSnapshot)
+    );
+    let within = change_on(
+        change(T0 + 6_000, Side::Buy, "0.32", "1", ("0.32", "0.35"), 3),
+        "c2",
+        T0 + 6_000,
+    );
+    assert_eq!(
+        engine.apply_change(&within).unwrap().skipped,
+        Some(Skipped::AwaitingSnapshot)
+    );
+    let after = change_on(
+        change(T0 + 6_001, Side::Buy, "0.33", "1", ("0.33", "0.35"), 4),
+        "c2",
+        T0 + 6_001,
+    );
+    let declared = engine.apply_change(&after).unwrap();
+    assert_eq!(declared.gaps.len(), 1, "{declared:?}");
+    assert_eq!(declared.gaps[0].kind, ContinuityKind::BookMismatch);
+    assert!(
+        declared.gaps[0]
+            .reason
+            .contains("no snapshot of that connection"),
+        "{}",
+        declared.gaps[0].reason
+    );
+    assert_eq!(engine.is_consistent(TOKEN), Some(false));
+    // The REST resync: read later, stamped with upstream's last change (here older than the
+    // book's snapshot, as after an upstream restart).
+    let rest = BookSnapshot {
+        source: BookSource::Rest,
+        connection_id: None,
+        sequence: None,
+        received_ms: T0 + 10_000,
+        ..snapshot(T0 - 1, &[("0.33", "1"), ("0.30", "4")], &[("0.35", "2")])
+    };
+    let recovered = engine.apply_snapshot(&rest).unwrap();
+    assert_eq!(recovered.skipped, None);
+    assert_eq!(recovered.gaps.len(), 1);
+    assert!(recovered.gaps[0].gap_end_ms.unwrap() >= recovered.gaps[0].gap_start_ms);
+    assert_eq!(engine.is_consistent(TOKEN), Some(true));
+    assert_eq!(engine.book(TOKEN).unwrap().best_bid(), Some(330_000));
+    // Changes of the live connection validate against it.
+    let next = change_on(
+        change(T0 + 11_000, Side::Buy, "0.34", "1", ("0.34", "0.35"), 5),
+        "c2",
+        T0 + 11_000,
+    );
+    assert!(engine.apply_change(&next).unwrap().gaps.is_empty());
+    assert_eq!(engine.is_consistent(TOKEN), Some(true));
+}
+
+/// Held changes the reorder buffer can no longer keep could not all be re-applied over their
+/// connection's snapshot: the wait ends and the mismatch is declared.
+#[test]
+fn held_changes_beyond_the_reorder_buffer_end_the_wait() {
+    let mut engine = BookEngine::new(BookSettings {
+        reorder_capacity: 2,
+        ..BookSettings::default()
+    });
+    engine
+        .apply_snapshot(&snapshot(T0, &[("0.45", "10")], &[("0.47", "5")]))
+        .unwrap();
+    let mut outputs = Vec::new();
+    for (index, price) in ["0.31", "0.32", "0.33"].iter().enumerate() {
+        let sequence = i64::try_from(index).unwrap() + 2;
+        let time = T0 + 100 + sequence;
+        outputs.push(
+            engine
+                .apply_change(&change_on(
+                    change(time, Side::Buy, price, "1", (price, "0.35"), sequence),
+                    "c2",
+                    time,
+                ))
+                .unwrap(),
+        );
+    }
+    assert!(
+        outputs[..2]
+            .iter()
+            .all(|output| output.skipped == Some(Skipped::AwaitingSnapshot))
+    );
+    // The third evicts the first held one.
+    assert_eq!(outputs[2].gaps.len(), 1, "{:?}", outputs[2]);
+    assert!(outputs[2].gaps[0].reason.contains("reorder buffer"));
+    assert_eq!(engine.is_consistent(TOKEN), Some(false));
+}

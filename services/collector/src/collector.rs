@@ -8,15 +8,15 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use futures::StreamExt as _;
 use polytape_codec::SchemaRegistryClient;
 use polytape_kafka::{RecordProducer, create_producer};
 use polytape_model::{
-    BookSnapshot, DeadLetter, Event, LeaderboardEntry, Market, PricePoint, TopicNames, Trade,
-    content_hash, now_ms,
+    BookSnapshot, Continuity, DeadLetter, Event, LeaderboardEntry, Market, PricePoint, TopicNames,
+    Trade, content_hash, now_ms,
 };
 use polytape_runtime::metrics::InternalEvent as _;
 use serde_json::Value;
@@ -27,16 +27,24 @@ use crate::{
     budget::{Budgets, Endpoint},
     checkpoint::{Checkpoints, TradeCheckpoint},
     error::CollectError,
+    gaps::{self, GapCause},
     http::{RetryPolicy, Upstream},
-    metrics::{DeadLettered, RecordsProduced},
+    leaderboard::ListTally,
+    metrics::{DeadLettered, GapDeclared, LateFillsFound, LeaderboardListRead, RecordsProduced},
     options::{Dataset, Mode, Options},
-    parse,
+    parse::{self, TradeRead},
+    reconcile::{Ledger, Verdict},
+    tape::TapeWalk,
 };
 
-/// Data API v1 `/trades` refuses `offset + limit` beyond this.
-const OFFSET_CAP: u32 = 10_000;
 /// Fills a trades walk holds before sending them in time order (~100 MB at most).
 const MAX_BUFFERED_TRADES: usize = 200_000;
+/// A gap declared again (same id: a walk still failing next round) is published again only
+/// once its end moved this much (5 min): at most a dozen records an hour per failing market.
+const REDECLARE_AFTER_MS: i64 = 300_000;
+/// Fingerprints of sent fills the reconciliation ledger holds at most (8 bytes each in a hash
+/// set, ~20–40 MB); past it the ledger's horizon shortens (see `reconcile`).
+const MAX_LEDGER_FILLS: usize = 2_000_000;
 /// Caught-up markets polled together in one `market=a,b,…` walk (upstream takes a csv; 50
 /// condition ids keep the URL near 3.4 kB).
 const POLL_MARKETS_PER_REQUEST: usize = 50;
@@ -80,15 +88,36 @@ pub struct Summary {
     pub book_snapshots: u64,
     pub leaderboard_entries: u64,
     pub dead_letters: u64,
+    /// Fills found by reconciliation in time already covered, and published.
+    pub late_fills: u64,
+    /// Continuity records (upstream gaps) declared.
+    pub gaps_declared: u64,
 }
 
-/// A caught-up market's coverage at the start of a polling walk, and the fills already sent
-/// at its newest second (re-read by the walk, not sent again).
+/// A market's coverage at the start of a multi-market walk (a poll, or a deep
+/// reconciliation pass), and what the walk does with its fills.
 #[derive(Debug)]
 struct Boundary {
     low: i64,
     high: i64,
+    /// The market's fills from here on are this walk's business: up to `high` they are
+    /// re-read and judged against the ledger (reconciliation), above it (`forward` only) they
+    /// are new.
+    read_from: i64,
+    /// Poll forward (send the fills newer than `high`, re-read the edge second), or only
+    /// reconcile `[read_from, high)` (the deep pass; the edge second is the next poll's).
+    forward: bool,
+    /// Fills sent at `high` by this process (the edge), not sent again.
     sent_at_high: HashSet<String>,
+}
+
+/// What a multi-market walk sends for one market: new fills, late ones (a subset, with their
+/// lateness in seconds) and refused rows.
+#[derive(Debug, Default)]
+struct Outgoing {
+    trades: Vec<Trade>,
+    late: Vec<(Trade, f64)>,
+    rejected: Vec<(Vec<u8>, String)>,
 }
 
 /// Ids sent at the newest second of a market's coverage: the next poll re-reads that second
@@ -112,12 +141,27 @@ pub struct Collector {
     books: RecordProducer<BookSnapshot>,
     leaderboard: RecordProducer<LeaderboardEntry>,
     dlq: RecordProducer<DeadLetter>,
+    continuity: RecordProducer<Continuity>,
     checkpoints: Checkpoints,
+    /// Per market, the fills sent at its newest second; only kept while that second is the
+    /// market's covered edge (see `trim_edge`), for the markets being collected.
     edges: Mutex<HashMap<String, Edge>>,
-    /// Tick size per condition id, from the last markets crawl (for dust fills' prices).
+    /// Fingerprints of the fills sent over the reconciliation horizon (see `reconcile`).
+    ledger: Mutex<Ledger>,
+    /// Tick size per condition id, from the last markets crawl (for dust fills' prices);
+    /// replaced by every crawl.
     ticks: Mutex<HashMap<String, rust_decimal::Decimal>>,
+    /// Token ids per condition id, from the last markets crawl (for continuity records);
+    /// replaced by every crawl.
+    market_tokens: Mutex<HashMap<String, Vec<String>>>,
+    /// Gaps declared by this process (id → (start s, end ms)): re-reading a dense second
+    /// (every round while it is in the trailing window) does not publish it again, and a walk
+    /// failing round after round is re-published only every `REDECLARE_AFTER_MS` of end.
+    /// Entries leave with the reconciliation horizon.
+    declared: Mutex<HashMap<String, (i64, Option<i64>)>>,
     /// (timestamp, hash) of the last REST snapshot sent per token: an unchanged book is not
-    /// sent again (the WS bridge and the previous snapshot already describe it).
+    /// sent again (the WS bridge and the previous snapshot already describe it). Only the
+    /// tokens of the latest snapshot are kept.
     last_books: Mutex<HashMap<String, (i64, Option<String>)>>,
     /// Open tokens of the selected markets, from the latest crawl (for the snapshot loop).
     book_tokens: Mutex<Vec<String>>,
@@ -129,6 +173,8 @@ pub struct Collector {
     books_sent: AtomicU64,
     leaderboard_sent: AtomicU64,
     dead_letters_sent: AtomicU64,
+    late_sent: AtomicU64,
+    gaps_declared: AtomicU64,
 }
 
 impl std::fmt::Debug for Collector {
@@ -139,6 +185,18 @@ impl std::fmt::Debug for Collector {
 
 fn base(url: &str) -> String {
     url.trim_end_matches('/').to_owned()
+}
+
+/// A mutex's guard, poisoned or not (the maps stay usable after a panic elsewhere).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+fn second_of(trade: &Trade) -> i64 {
+    trade.timestamp_ms.div_euclid(1000)
 }
 
 impl Collector {
@@ -152,6 +210,7 @@ impl Collector {
         let registry = SchemaRegistryClient::new(&config.kafka.schema_registry_url)?;
         let producer = create_producer(&config.kafka.kafka_brokers)?;
         let tuning = config.tuning.clone();
+        let horizon_s = i64::try_from(tuning.reconcile_horizon.as_secs()).unwrap_or(i64::MAX);
         let budgets = Budgets::new(tuning.budget_window, tuning.budget_margin);
         let policy = RetryPolicy {
             max_attempts: tuning.max_attempts.max(1),
@@ -170,6 +229,7 @@ impl Collector {
             books: RecordProducer::register(producer.clone(), &registry, &names).await?,
             leaderboard: RecordProducer::register(producer.clone(), &registry, &names).await?,
             dlq: RecordProducer::register(producer.clone(), &registry, &names).await?,
+            continuity: RecordProducer::register(producer.clone(), &registry, &names).await?,
             checkpoints: Checkpoints::open(
                 &config.kafka.kafka_brokers,
                 &config.kafka.topic_prefix,
@@ -179,7 +239,10 @@ impl Collector {
             .await?,
             tuning,
             edges: Mutex::new(HashMap::new()),
+            ledger: Mutex::new(Ledger::new(horizon_s, MAX_LEDGER_FILLS)),
             ticks: Mutex::new(HashMap::new()),
+            market_tokens: Mutex::new(HashMap::new()),
+            declared: Mutex::new(HashMap::new()),
             last_books: Mutex::new(HashMap::new()),
             book_tokens: Mutex::new(Vec::new()),
             stop,
@@ -190,6 +253,8 @@ impl Collector {
             books_sent: AtomicU64::new(0),
             leaderboard_sent: AtomicU64::new(0),
             dead_letters_sent: AtomicU64::new(0),
+            late_sent: AtomicU64::new(0),
+            gaps_declared: AtomicU64::new(0),
         })
     }
 
@@ -204,6 +269,8 @@ impl Collector {
             book_snapshots: self.books_sent.load(Ordering::Relaxed),
             leaderboard_entries: self.leaderboard_sent.load(Ordering::Relaxed),
             dead_letters: self.dead_letters_sent.load(Ordering::Relaxed),
+            late_fills: self.late_sent.load(Ordering::Relaxed),
+            gaps_declared: self.gaps_declared.load(Ordering::Relaxed),
         }
     }
 
@@ -444,13 +511,24 @@ impl Collector {
             .await?;
         let mut markets: Vec<Market> = markets.into_values().collect();
         markets.sort_by(|left, right| left.condition_id.cmp(&right.condition_id));
-        if let Ok(mut ticks) = self.ticks.lock() {
-            for market in &markets {
-                if let Some(tick) = market.tick_size {
-                    ticks.insert(market.condition_id.clone(), tick);
-                }
-            }
-        }
+        // Replaced, not merged: the maps hold what the latest crawl listed and nothing older.
+        let ticks: HashMap<String, rust_decimal::Decimal> = markets
+            .iter()
+            .filter_map(|market| Some((market.condition_id.clone(), market.tick_size?)))
+            .collect();
+        *lock(&self.ticks) = ticks;
+        let tokens: HashMap<String, Vec<String>> = markets
+            .iter()
+            .map(|market| {
+                let tokens = market
+                    .tokens
+                    .iter()
+                    .map(|token| token.token_id.clone())
+                    .collect();
+                (market.condition_id.clone(), tokens)
+            })
+            .collect();
+        *lock(&self.market_tokens) = tokens;
 
         if emit_events {
             let changed: Vec<Event> = events
@@ -545,39 +623,27 @@ impl Collector {
             .await
     }
 
-    /// Parses rows into trades (appended to `trades`) and rejects (with their reasons).
-    fn parse_rows(
-        &self,
-        condition_id: &str,
-        rows: &[Value],
-        trades: &mut Vec<Trade>,
-        rejected: &mut Vec<(Vec<u8>, String)>,
-    ) {
-        let ingested = now_ms();
-        let tick = self
-            .ticks
-            .lock()
-            .ok()
-            .and_then(|ticks| ticks.get(condition_id).copied());
-        for row in rows {
-            match parse::trade_v1(row, ingested, tick) {
-                Ok(trade) => trades.push(trade),
-                Err(error) => rejected.push((row.to_string().into_bytes(), error.to_string())),
-            }
-        }
+    /// Validates one `/trades` read requested for `window` (inclusive seconds): fills with
+    /// their final ids, and refused rows with their reasons (see `parse::trade_read`).
+    fn read_trades(&self, rows: &[Value], window: (i64, i64)) -> parse::TradeRead {
+        let ticks = self.ticks.lock().ok();
+        parse::trade_read(rows, window, now_ms(), |condition_id| {
+            ticks
+                .as_ref()
+                .and_then(|ticks| ticks.get(condition_id).copied())
+        })
     }
 
-    /// Parses a page and sends its new trades and rejected rows; see [`Self::send_trades`].
-    async fn produce_rows(
+    /// Sends a read's fills not in `skip` and its refused rows; see [`Self::send_trades`].
+    async fn send_read(
         &self,
         condition_id: &str,
-        rows: &[Value],
+        read: TradeRead,
         skip: &HashSet<String>,
     ) -> Result<Vec<Trade>, CollectError> {
-        let mut trades = Vec::with_capacity(rows.len());
-        let mut rejected = Vec::new();
-        self.parse_rows(condition_id, rows, &mut trades, &mut rejected);
-        self.send_trades(condition_id, trades, rejected, skip).await
+        let rejected = TradeRead::dead_letters(read.refused);
+        self.send_trades(condition_id, read.trades, rejected, skip)
+            .await
     }
 
     /// Sends trades not in `skip` (each id once) in ascending event-time order — ties by trade
@@ -609,17 +675,94 @@ impl Collector {
         }
         .emit();
         self.note_edge(condition_id, &trades);
+        {
+            let mut ledger = lock(&self.ledger);
+            for trade in &trades {
+                ledger.record(&trade.condition_id, second_of(trade), &trade.trade_id);
+            }
+        }
         Ok(trades)
     }
 
     fn edges(&self) -> std::sync::MutexGuard<'_, HashMap<String, Edge>> {
-        match self.edges.lock() {
-            Ok(edges) => edges,
-            Err(poisoned) => poisoned.into_inner(),
+        lock(&self.edges)
+    }
+
+    /// Drops a market's edge once its coverage moved past it: the ids sent at a second are
+    /// only needed while that second is the covered edge the next walk re-reads.
+    fn trim_edge(&self, condition_id: &str, high: i64) {
+        let mut edges = self.edges();
+        if edges
+            .get(condition_id)
+            .is_some_and(|edge| edge.second < high)
+        {
+            edges.remove(condition_id);
         }
     }
 
+    /// Publishes an upstream gap of one market over `[start_s, end_s]` to the continuity
+    /// topic (see `gaps`).
+    async fn declare_gap(
+        &self,
+        cause: GapCause,
+        condition_id: &str,
+        span: (i64, i64),
+        detail: &str,
+    ) -> Result<(), CollectError> {
+        let tokens = lock(&self.market_tokens)
+            .get(condition_id)
+            .cloned()
+            .unwrap_or_default();
+        let record = gaps::upstream_gap(cause, condition_id, tokens, span, now_ms(), detail);
+        // Declared already with this end, or (a walk failing round after round) with an end
+        // less than `REDECLARE_AFTER_MS` older: not published again.
+        let end_ms = record.gap_end_ms.unwrap_or(record.gap_start_ms);
+        if let Some((_, Some(declared_end))) = lock(&self.declared).get(&record.continuity_id)
+            && end_ms < declared_end.saturating_add(REDECLARE_AFTER_MS)
+        {
+            return Ok(());
+        }
+        self.continuity.send(&record).await?;
+        lock(&self.declared).insert(record.continuity_id.clone(), (span.0, Some(end_ms)));
+        self.gaps_declared.fetch_add(1, Ordering::Relaxed);
+        RecordsProduced {
+            topic: self.continuity.topic(),
+            count: 1,
+        }
+        .emit();
+        GapDeclared {
+            reason: cause.label(),
+            condition_id,
+            gap_start_ms: record.gap_start_ms,
+            gap_end_ms: record.gap_end_ms.unwrap_or(record.gap_start_ms),
+            detail,
+        }
+        .emit();
+        Ok(())
+    }
+
+    /// Declares the seconds a single-market walk could not read completely.
+    async fn declare_dense_seconds(
+        &self,
+        condition_id: &str,
+        seconds: &[i64],
+    ) -> Result<(), CollectError> {
+        for second in seconds {
+            self.declare_gap(
+                GapCause::DenseSecond,
+                condition_id,
+                (*second, *second),
+                "more fills in one second than the Data API's 10,000-offset cap returns",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     fn note_edge(&self, condition_id: &str, trades: &[Trade]) {
+        if trades.is_empty() {
+            return;
+        }
         let mut edges = self.edges();
         let edge = edges.entry(condition_id.to_owned()).or_default();
         for trade in trades {
@@ -646,6 +789,7 @@ impl Collector {
         to: i64,
     ) -> Result<(), CollectError> {
         let key = format!("trades/{condition_id}");
+        self.register_markets(std::slice::from_ref(&condition_id.to_owned()));
         let mut checkpoint: TradeCheckpoint = self.checkpoints.get(&key).unwrap_or_default();
         while let Some(walk) = checkpoint.next_walk(from, to) {
             checkpoint.walk = Some(walk);
@@ -663,8 +807,29 @@ impl Collector {
         }
         if let Some((_, high)) = checkpoint.covered {
             crate::metrics::checkpoint_lag("trades", (now_ms() / 1000 - high).max(0) as f64);
+            self.trim_edge(condition_id, high);
         }
         Ok(())
+    }
+
+    /// Tells the reconciliation ledger about markets it has not seen in this process, with
+    /// what an earlier process may have sent of them (their checkpoint).
+    fn register_markets(&self, condition_ids: &[String]) {
+        let mut ledger = lock(&self.ledger);
+        for condition_id in condition_ids {
+            if ledger.is_registered(condition_id) {
+                continue;
+            }
+            let checkpoint: TradeCheckpoint = self
+                .checkpoints
+                .get(&format!("trades/{condition_id}"))
+                .unwrap_or_default();
+            let sent_up_to = checkpoint
+                .covered
+                .map(|(_, high)| high)
+                .max(checkpoint.walk.map(|walk| walk.to));
+            ledger.register(condition_id, sent_up_to);
+        }
     }
 
     /// Walks `checkpoint.walk` like [`Self::walk`] but keeps the fills until the walk is
@@ -679,7 +844,6 @@ impl Collector {
         condition_id: &str,
         checkpoint: &mut TradeCheckpoint,
     ) -> Result<(), CollectError> {
-        let page_size = self.tuning.trades_page_size.clamp(1, OFFSET_CAP);
         let Some(initial) = checkpoint.walk else {
             return Ok(());
         };
@@ -693,44 +857,33 @@ impl Collector {
                 _ => HashSet::new(),
             }
         };
+        let mut tape = TapeWalk::new(
+            condition_id,
+            initial.from,
+            initial.upper,
+            self.tuning.trades_page_size,
+        );
+        // Pages share their boundary second: a fill read twice is sent once (`send_trades`
+        // keeps one fill per id, and its occurrence ids are the same in both reads).
         let mut trades: Vec<Trade> = Vec::new();
-        let mut rejected = Vec::new();
-        let mut upper = initial.upper;
-        while upper >= initial.from {
-            let rows = self
+        let mut refused: Vec<parse::Refused> = Vec::new();
+        while let Some(upper) = tape.upper() {
+            let page = self
                 .trades_page(condition_id, initial.from, upper, 0)
                 .await?;
-            let full = rows.len() >= page_size as usize;
-            let oldest = rows.iter().filter_map(parse::row_timestamp_s).min();
-            self.parse_rows(condition_id, &rows, &mut trades, &mut rejected);
-            if !full {
-                break;
-            }
-            match oldest {
-                Some(oldest) if oldest < upper => upper = oldest,
-                _ => {
-                    // A whole page within one second: read the rest of it with offsets.
-                    let mut offset = page_size;
-                    loop {
-                        if offset + page_size > OFFSET_CAP {
-                            tracing::error!(
-                                condition_id,
-                                second = upper,
-                                "more fills in one second than the offset cap allows; the rest of that second is unreachable upstream"
-                            );
-                            break;
-                        }
-                        let rows = self.trades_page(condition_id, upper, upper, offset).await?;
-                        self.parse_rows(condition_id, &rows, &mut trades, &mut rejected);
-                        if rows.len() < page_size as usize {
-                            break;
-                        }
-                        offset += page_size;
-                    }
-                    upper -= 1;
-                }
-            }
-            if trades.len() > MAX_BUFFERED_TRADES && upper > initial.from {
+            let read = tape
+                .read(
+                    page,
+                    |rows: &[Value], window| self.read_trades(rows, window),
+                    |second, offset| self.trades_page(condition_id, second, second, offset),
+                )
+                .await?;
+            trades.extend(read.trades);
+            refused.extend(read.refused);
+            if let Some(upper) = tape.upper()
+                && trades.len() > MAX_BUFFERED_TRADES
+                && upper > initial.from
+            {
                 // Too dense for one walk: fill `[from, upper]` first (its fills are all older
                 // than what was buffered), then the next walk takes the newer part.
                 tracing::debug!(
@@ -740,7 +893,13 @@ impl Collector {
                     "trades walk narrowed to keep memory bounded"
                 );
                 trades.clear();
-                rejected.clear();
+                let origin = format!("{}/trades?market={condition_id}", self.data_url);
+                self.dead_letter(
+                    Endpoint::DataTrades,
+                    &origin,
+                    TradeRead::dead_letters(std::mem::take(&mut refused)),
+                )
+                .await?;
                 checkpoint.walk = Some(crate::checkpoint::Walk {
                     from: initial.from,
                     to: upper,
@@ -749,129 +908,104 @@ impl Collector {
                 return Box::pin(self.walk_in_time_order(condition_id, checkpoint)).await;
             }
         }
-        self.send_trades(condition_id, trades, rejected, &edge_ids)
+        self.send_trades(
+            condition_id,
+            trades,
+            TradeRead::dead_letters(refused),
+            &edge_ids,
+        )
+        .await?;
+        self.declare_dense_seconds(condition_id, tape.truncated())
             .await?;
         Ok(())
     }
 
-    /// Walks `checkpoint.walk` newest-first. Each request asks for `[from, upper]` at offset 0
-    /// and the next `upper` is the oldest second of the page, so no window ever needs the
-    /// 10,000-offset cap; a second holding more than a page is read with offsets.
+    /// Walks `checkpoint.walk` newest-first (see [`TapeWalk`]: each request asks for
+    /// `[from, upper]` at offset 0 and the next `upper` is the oldest second of the page's valid
+    /// fills, so no window ever needs the 10,000-offset cap; a second holding more than a page
+    /// is read with offsets), sending and checkpointing page by page.
     async fn walk(
         &self,
         condition_id: &str,
         key: &str,
         checkpoint: &mut TradeCheckpoint,
     ) -> Result<(), CollectError> {
-        let page_size = self.tuning.trades_page_size.clamp(1, OFFSET_CAP);
+        let Some(initial) = checkpoint.walk else {
+            return Ok(());
+        };
         // Fills at the covered edge second were sent by an earlier walk in this process; they
         // stay skipped for the whole walk (the edge second can be re-read by several pages).
         let edge_ids: HashSet<String> = {
             let edges = self.edges();
-            match (edges.get(condition_id), checkpoint.walk) {
-                (Some(edge), Some(walk))
-                    if edge.second >= walk.from && edge.second <= walk.upper =>
-                {
+            match edges.get(condition_id) {
+                Some(edge) if edge.second >= initial.from && edge.second <= initial.upper => {
                     edge.ids.clone()
                 }
                 _ => HashSet::new(),
             }
         };
         let mut skip = edge_ids.clone();
+        let mut tape = TapeWalk::new(
+            condition_id,
+            initial.from,
+            initial.upper,
+            self.tuning.trades_page_size,
+        );
         // The next page, fetched while the previous one was being produced.
         let mut prefetched: Option<Vec<Value>> = None;
-        loop {
-            let Some(walk) = checkpoint.walk else {
-                return Ok(());
-            };
-            if walk.upper < walk.from {
-                return Ok(());
-            }
-            let rows = match prefetched.take() {
+        while let Some(upper) = tape.upper() {
+            let page = match prefetched.take() {
                 Some(rows) => rows,
                 None => {
-                    self.trades_page(condition_id, walk.from, walk.upper, 0)
+                    self.trades_page(condition_id, initial.from, upper, 0)
                         .await?
                 }
             };
-            let full = rows.len() >= page_size as usize;
-            let oldest = rows.iter().filter_map(parse::row_timestamp_s).min();
-            if !full {
-                self.produce_rows(condition_id, &rows, &skip).await?;
-                return Ok(());
-            }
-            match oldest {
-                Some(oldest) if oldest < walk.upper => {
-                    // The next request depends only on this page's oldest second, so it is
-                    // fetched while this page is produced and checkpointed: a long walk
-                    // (one market alone at the end of a round) waits on one of the two, not
-                    // their sum. Produce order is unchanged: the next page is sent after.
-                    let next = TradeCheckpoint {
-                        walk: Some(crate::checkpoint::Walk {
-                            upper: oldest,
-                            ..walk
-                        }),
-                        ..*checkpoint
-                    };
-                    let send_and_commit = async {
-                        let sent = self.produce_rows(condition_id, &rows, &skip).await?;
-                        self.checkpoints.commit(key, &next).await?;
-                        Ok::<Vec<Trade>, CollectError>(sent)
-                    };
-                    let (sent, next_rows) = tokio::join!(
-                        send_and_commit,
-                        self.trades_page(condition_id, walk.from, oldest, 0)
-                    );
-                    let sent = sent?;
-                    *checkpoint = next;
-                    // Fills at `oldest` sent now are on the next page too.
-                    skip = sent
-                        .iter()
-                        .filter(|trade| trade.timestamp_ms.div_euclid(1000) == oldest)
-                        .map(|trade| trade.trade_id.clone())
-                        .chain(edge_ids.iter().cloned())
-                        .collect();
-                    prefetched = Some(next_rows?);
-                }
-                _ => {
-                    // A whole page within one second: read that second with offsets.
-                    self.produce_rows(condition_id, &rows, &skip).await?;
-                    self.drain_second(condition_id, walk.upper, page_size, &skip)
-                        .await?;
-                    skip = edge_ids.clone();
-                    checkpoint.walk = Some(crate::checkpoint::Walk {
-                        upper: walk.upper - 1,
-                        ..walk
-                    });
-                    self.checkpoints.commit(key, &*checkpoint).await?;
-                }
-            }
-        }
-    }
-
-    async fn drain_second(
-        &self,
-        condition_id: &str,
-        second: i64,
-        page_size: u32,
-        skip: &HashSet<String>,
-    ) -> Result<(), CollectError> {
-        let mut offset = page_size;
-        while offset + page_size <= OFFSET_CAP {
-            let rows = self
-                .trades_page(condition_id, second, second, offset)
+            let read = tape
+                .read(
+                    page,
+                    |rows: &[Value], window| self.read_trades(rows, window),
+                    |second, offset| self.trades_page(condition_id, second, second, offset),
+                )
                 .await?;
-            self.produce_rows(condition_id, &rows, skip).await?;
-            if rows.len() < page_size as usize {
+            let Some(next_upper) = tape.upper() else {
+                // The last page; the caller records the walk as complete.
+                self.send_read(condition_id, read, &skip).await?;
+                self.declare_dense_seconds(condition_id, tape.truncated())
+                    .await?;
                 return Ok(());
-            }
-            offset += page_size;
+            };
+            // The next request depends only on where this read left the walk, so it is
+            // fetched while this read is produced and checkpointed: a long walk (one market
+            // alone at the end of a round) waits on one of the two, not their sum. Produce
+            // order is unchanged: the next page is sent after.
+            let next = TradeCheckpoint {
+                walk: Some(crate::checkpoint::Walk {
+                    upper: next_upper,
+                    ..initial
+                }),
+                ..*checkpoint
+            };
+            let send_and_commit = async {
+                let sent = self.send_read(condition_id, read, &skip).await?;
+                self.checkpoints.commit(key, &next).await?;
+                Ok::<Vec<Trade>, CollectError>(sent)
+            };
+            let (sent, next_rows) = tokio::join!(
+                send_and_commit,
+                self.trades_page(condition_id, initial.from, next_upper, 0)
+            );
+            let sent = sent?;
+            *checkpoint = next;
+            // Fills at `next_upper` sent now are on the next page too.
+            skip = sent
+                .iter()
+                .filter(|trade| trade.timestamp_ms.div_euclid(1000) == next_upper)
+                .map(|trade| trade.trade_id.clone())
+                .chain(edge_ids.iter().cloned())
+                .collect();
+            prefetched = Some(next_rows?);
         }
-        tracing::error!(
-            condition_id,
-            second,
-            "more fills in one second than the offset cap allows; the rest of that second is unreachable upstream"
-        );
         Ok(())
     }
 
@@ -890,90 +1024,129 @@ impl Collector {
         }
     }
 
-    /// Polls caught-up markets together: one time walk over `[lowest high, to]` with
-    /// `market=<id>,<id>,…`, so a round costs one request per chunk (plus one per
-    /// `page_size` new fills) instead of one per market. Each fill is sent only if its market
-    /// has not covered it (`timestamp > high`, or `= high` and not among the fills sent at
-    /// that second), and every market's coverage moves to `to` only after the whole walk was
-    /// acknowledged. A crash mid-walk re-sends at most this walk's fills, with the same ids.
+    /// Polls caught-up markets together: one time walk over `[lower, to]` with
+    /// `market=<id>,<id>,…`, so a round costs one request per chunk (plus one per `page_size`
+    /// fills read) instead of one per market. `lower` is the lowest covered edge, or lower by
+    /// `reconcile_window`: the same requests re-read the trailing window of covered time for
+    /// fills upstream indexed after an earlier poll passed them (see `reconcile`). A fill newer
+    /// than its market's coverage (`> high`, or `= high` and not among the fills sent at that
+    /// second) is sent; one inside the coverage only if the ledger does not know it (late).
+    /// Every market's coverage moves to `to` only after the whole walk was acknowledged; a
+    /// crash mid-walk re-sends at most this walk's fills, with the same ids. A walk buffering
+    /// more than `MAX_BUFFERED_TRADES` fills is narrowed: `[lower, upper]` first, then the
+    /// rest.
     async fn poll_markets(&self, condition_ids: &[String], to: i64) -> Result<(), CollectError> {
-        let page_size = self.tuning.trades_page_size.clamp(1, OFFSET_CAP);
+        let mut target = to;
+        loop {
+            match self.poll_walk(condition_ids, target).await? {
+                Some(narrowed) => target = narrowed,
+                None if target >= to => return Ok(()),
+                None => target = to,
+            }
+        }
+    }
+
+    /// The covered markets among `condition_ids` and what a walk up to `to` reads of each:
+    /// polling (`forward`) re-reads the last `reconcile_window` of their coverage and goes on
+    /// past it; the deep pass re-reads `[to − reconcile_horizon, high)` (markets with nothing
+    /// there are left out). Never below the coverage or the ledger's floor.
+    fn boundaries(
+        &self,
+        condition_ids: &[String],
+        to: i64,
+        forward: bool,
+    ) -> HashMap<String, Boundary> {
+        let back = if forward {
+            self.tuning.reconcile_window
+        } else {
+            self.tuning.reconcile_horizon
+        };
+        let back = i64::try_from(back.as_secs()).unwrap_or(i64::MAX);
+        let floor = lock(&self.ledger).floor();
+        let edges = self.edges();
+        let mut boundaries = HashMap::new();
+        for condition_id in condition_ids {
+            let checkpoint: TradeCheckpoint = self
+                .checkpoints
+                .get(&format!("trades/{condition_id}"))
+                .unwrap_or_default();
+            let Some((low, high)) = checkpoint.covered else {
+                continue;
+            };
+            let read_from = if back > 0 {
+                to.saturating_sub(back).max(low).max(floor).min(high)
+            } else {
+                high
+            };
+            if !forward && read_from >= high {
+                continue;
+            }
+            let sent_at_high = edges
+                .get(condition_id)
+                .filter(|edge| edge.second == high)
+                .map(|edge| edge.ids.clone())
+                .unwrap_or_default();
+            boundaries.insert(
+                condition_id.clone(),
+                Boundary {
+                    low,
+                    high,
+                    read_from,
+                    forward,
+                    sent_at_high,
+                },
+            );
+        }
+        boundaries
+    }
+
+    /// One multi-market polling walk up to `to` (see [`Self::poll_markets`]). `Ok(Some(upper))`
+    /// when it stopped to keep memory bounded, with nothing sent: `[.., upper]` comes first.
+    async fn poll_walk(
+        &self,
+        condition_ids: &[String],
+        to: i64,
+    ) -> Result<Option<i64>, CollectError> {
         // Boundaries as they are now: sending fills moves the in-memory edges, and the filter
         // must keep judging by what was covered before this walk.
-        let mut boundaries: HashMap<String, Boundary> = HashMap::new();
-        {
-            let edges = self.edges();
-            for condition_id in condition_ids {
-                let checkpoint: TradeCheckpoint = self
-                    .checkpoints
-                    .get(&format!("trades/{condition_id}"))
-                    .unwrap_or_default();
-                let Some((low, high)) = checkpoint.covered else {
-                    continue;
-                };
-                let sent_at_high = edges
-                    .get(condition_id)
-                    .filter(|edge| edge.second == high)
-                    .map(|edge| edge.ids.clone())
-                    .unwrap_or_default();
-                boundaries.insert(
-                    condition_id.clone(),
-                    Boundary {
-                        low,
-                        high,
-                        sent_at_high,
-                    },
-                );
-            }
-        }
-        let Some(lowest) = boundaries.values().map(|boundary| boundary.high).min() else {
-            return Ok(());
+        let boundaries = self.boundaries(condition_ids, to, true);
+        let Some(lowest_high) = boundaries.values().map(|boundary| boundary.high).min() else {
+            return Ok(None);
         };
-        let market_list = condition_ids.join(",");
-        let mut upper = to;
-        // The walk's rows are sent together at the end, so each market's fills go out in time
+        let lower = boundaries
+            .values()
+            .map(|boundary| boundary.read_from)
+            .min()
+            .unwrap_or(lowest_high);
+        // The walk's fills are sent together at the end, so each market's fills go out in time
         // order (a catch-up walk may span more pages than the candle builder's lateness).
-        let mut walked: Vec<Value> = Vec::new();
-        while upper >= lowest {
-            let rows = self.trades_page(&market_list, lowest, upper, 0).await?;
-            let full = rows.len() >= page_size as usize;
-            let oldest = rows.iter().filter_map(parse::row_timestamp_s).min();
-            walked.extend(rows);
-            if !full {
-                break;
+        let mut outgoing: HashMap<String, Outgoing> = HashMap::new();
+        let walked = self
+            .walk_markets(
+                condition_ids,
+                &boundaries,
+                (lower, to),
+                &mut outgoing,
+                Some(lowest_high),
+            )
+            .await;
+        match walked {
+            Ok(None) => {}
+            Ok(Some(narrowed)) => {
+                self.forget_late(&outgoing);
+                tracing::debug!(
+                    markets = condition_ids.len(),
+                    narrowed_to = narrowed,
+                    "polling walk narrowed to keep memory bounded"
+                );
+                return Ok(Some(narrowed));
             }
-            match oldest {
-                Some(oldest) if oldest < upper => {
-                    upper = oldest;
-                }
-                _ => {
-                    // A whole page within one second: read the rest of it with offsets.
-                    let mut offset = page_size;
-                    loop {
-                        if offset + page_size > OFFSET_CAP {
-                            tracing::error!(
-                                condition_ids = %market_list,
-                                second = upper,
-                                "more fills in one second than the offset cap allows; the rest of that second is unreachable upstream"
-                            );
-                            break;
-                        }
-                        let rows = self.trades_page(&market_list, upper, upper, offset).await?;
-                        let last = rows.len() < page_size as usize;
-                        walked.extend(rows);
-                        if last {
-                            break;
-                        }
-                        offset += page_size;
-                    }
-                    upper -= 1;
-                }
+            Err(error) => {
+                self.forget_late(&outgoing);
+                return Err(error);
             }
         }
-        // Rows read twice (a second re-read by the next page) are sent once: `send_trades`
-        // keeps one fill per id.
-        self.route_rows(&boundaries, &walked, &HashSet::new())
-            .await?;
+        self.send_outgoing(&boundaries, outgoing).await?;
         let commits = boundaries.iter().map(|(condition_id, boundary)| {
             let checkpoint = TradeCheckpoint {
                 covered: Some((boundary.low, boundary.high.max(to))),
@@ -983,51 +1156,369 @@ impl Collector {
             async move { self.checkpoints.commit(&key, &checkpoint).await }
         });
         futures::future::try_join_all(commits).await?;
+        {
+            let mut ledger = lock(&self.ledger);
+            for (condition_id, boundary) in &boundaries {
+                ledger.read_complete(condition_id, boundary.read_from, to);
+            }
+        }
+        for (condition_id, boundary) in &boundaries {
+            self.trim_edge(condition_id, boundary.high.max(to));
+        }
         crate::metrics::checkpoint_lag("trades", (now_ms() / 1000 - to).max(0) as f64);
+        Ok(None)
+    }
+
+    /// Walks `[lower, upper]` of `condition_ids` together (one csv filter) and sorts every
+    /// page into `outgoing` ([`Self::sort_read`]). Seconds past the offset cap — a cap the
+    /// markets of one request share — are re-read market by market, and a second still past it
+    /// for one market is declared as an upstream gap. Polling (`narrow_above` = its lowest
+    /// covered edge): past `MAX_BUFFERED_TRADES` buffered fills the walk stops at its current
+    /// upper bound if that is above the edge, and returns it. The deep pass (`None`): what is
+    /// buffered (late fills only) is sent mid-walk instead.
+    async fn walk_markets(
+        &self,
+        condition_ids: &[String],
+        boundaries: &HashMap<String, Boundary>,
+        (lower, upper): (i64, i64),
+        outgoing: &mut HashMap<String, Outgoing>,
+        narrow_above: Option<i64>,
+    ) -> Result<Option<i64>, CollectError> {
+        let forward = narrow_above.is_some();
+        let market_list = condition_ids.join(",");
+        let mut tape = TapeWalk::new(
+            market_list.as_str(),
+            lower,
+            upper,
+            self.tuning.trades_page_size,
+        );
+        while let Some(top) = tape.upper() {
+            let page = self.trades_page(&market_list, lower, top, 0).await?;
+            let read = tape
+                .read(
+                    page,
+                    |rows: &[Value], window| self.read_trades(rows, window),
+                    |second, offset| self.trades_page(&market_list, second, second, offset),
+                )
+                .await?;
+            self.sort_read(boundaries, read, outgoing, forward);
+            let buffered: usize = outgoing.values().map(|market| market.trades.len()).sum();
+            if buffered > MAX_BUFFERED_TRADES
+                && let Some(next) = tape.upper()
+            {
+                match narrow_above {
+                    Some(edge) if next > edge => return Ok(Some(next)),
+                    Some(_) => {}
+                    None => {
+                        self.send_outgoing(boundaries, std::mem::take(outgoing))
+                            .await?;
+                    }
+                }
+            }
+        }
+        for second in tape.truncated() {
+            self.reread_dense_second(condition_ids, boundaries, *second, outgoing, forward)
+                .await?;
+        }
+        Ok(None)
+    }
+
+    /// A second a multi-market walk could not read completely (its markets share the offset
+    /// cap): each market of the walk that the second concerns is read alone, with the whole
+    /// cap to itself. A second still past the cap for one market is declared.
+    async fn reread_dense_second(
+        &self,
+        condition_ids: &[String],
+        boundaries: &HashMap<String, Boundary>,
+        second: i64,
+        outgoing: &mut HashMap<String, Outgoing>,
+        forward: bool,
+    ) -> Result<(), CollectError> {
+        let concerned: Vec<&String> = condition_ids
+            .iter()
+            .filter(|condition_id| {
+                boundaries.get(*condition_id).is_some_and(|boundary| {
+                    second >= boundary.read_from && (forward || second < boundary.high)
+                })
+            })
+            .collect();
+        if let [condition_id] = condition_ids {
+            // Alone already: nothing left to split.
+            if !concerned.is_empty() {
+                self.declare_dense_seconds(condition_id, &[second]).await?;
+            }
+            return Ok(());
+        }
+        for condition_id in concerned {
+            let mut tape = TapeWalk::new(
+                condition_id.as_str(),
+                second,
+                second,
+                self.tuning.trades_page_size,
+            );
+            while let Some(top) = tape.upper() {
+                let page = self.trades_page(condition_id, second, top, 0).await?;
+                let read = tape
+                    .read(
+                        page,
+                        |rows: &[Value], window| self.read_trades(rows, window),
+                        |second, offset| self.trades_page(condition_id, second, second, offset),
+                    )
+                    .await?;
+                // The walk's partial read of this second numbered its rows like this complete
+                // one (`parse::trade_read`): what was already sorted is skipped by id.
+                self.sort_read(boundaries, read, outgoing, forward);
+            }
+            self.declare_dense_seconds(condition_id, tape.truncated())
+                .await?;
+        }
         Ok(())
     }
 
-    /// Sends a multi-market page's new fills, market by market (each market's fills keep
-    /// their order on its partition); returns the trades sent.
-    async fn route_rows(
+    /// Sorts a multi-market read by market: fills newer than the market's coverage (polling
+    /// only), the re-read edge second, and fills inside the coverage judged by the ledger
+    /// (late ones are sent and counted, known ones skipped, see [`Verdict`]). Refused rows
+    /// inside the coverage were dead-lettered when it was walked; a reconciliation does not
+    /// repeat them.
+    fn sort_read(
         &self,
         boundaries: &HashMap<String, Boundary>,
-        rows: &[Value],
-        skip: &HashSet<String>,
-    ) -> Result<Vec<Trade>, CollectError> {
-        let mut by_market: HashMap<String, Vec<Value>> = HashMap::new();
-        for row in rows {
-            let condition_id = row
-                .get("conditionId")
-                .and_then(Value::as_str)
-                .map(str::to_ascii_lowercase)
-                .unwrap_or_default();
-            match boundaries.get(&condition_id) {
-                // Older than the market's coverage: sent by an earlier walk.
-                Some(boundary)
-                    if parse::row_timestamp_s(row).is_some_and(|second| second < boundary.high) =>
+        read: TradeRead,
+        outgoing: &mut HashMap<String, Outgoing>,
+        forward: bool,
+    ) {
+        let discovered_ms = now_ms();
+        {
+            let mut ledger = lock(&self.ledger);
+            for trade in read.trades {
+                // A fill of a market we did not ask for: upstream's mistake, not our data.
+                let Some(boundary) = boundaries.get(&trade.condition_id) else {
+                    continue;
+                };
+                let second = second_of(&trade);
+                if second < boundary.read_from || second < boundary.low {
+                    continue;
+                }
+                if second > boundary.high {
+                    if boundary.forward {
+                        outgoing
+                            .entry(trade.condition_id.clone())
+                            .or_default()
+                            .trades
+                            .push(trade);
+                    }
+                    continue;
+                }
+                if second == boundary.high
+                    && (!boundary.forward || boundary.sent_at_high.contains(&trade.trade_id))
                 {
                     continue;
                 }
+                match ledger.judge(&trade.condition_id, second, &trade.trade_id) {
+                    Verdict::Known => {}
+                    // The covered edge second is re-read on purpose (fills may have been added
+                    // to it since it was walked, by this process or an earlier one); older
+                    // covered time the ledger cannot judge was sent by an earlier walk.
+                    Verdict::Unknown | Verdict::Baseline => {
+                        if second == boundary.high {
+                            outgoing
+                                .entry(trade.condition_id.clone())
+                                .or_default()
+                                .trades
+                                .push(trade);
+                        }
+                    }
+                    Verdict::Late => {
+                        let lateness_s = (discovered_ms - trade.timestamp_ms) as f64 / 1000.0;
+                        let market = outgoing.entry(trade.condition_id.clone()).or_default();
+                        market.late.push((trade.clone(), lateness_s));
+                        market.trades.push(trade);
+                    }
+                }
+            }
+        }
+        for refused in read.refused {
+            match boundaries.get(&refused.condition_id) {
+                _ if !forward => continue,
+                // Inside the market's coverage: dead-lettered when it was walked.
+                Some(boundary) if refused.second.is_some_and(|second| second < boundary.high) => {
+                    continue;
+                }
                 Some(_) => {}
-                // A row of a market we did not ask for: upstream's mistake, not our data.
-                None if !condition_id.is_empty() => continue,
-                // No market at all: it goes to the DLQ with the reason via `produce_rows`.
+                None if !refused.condition_id.is_empty() => continue,
+                // No market at all: it goes to the DLQ with the reason.
                 None => {}
             }
-            by_market.entry(condition_id).or_default().push(row.clone());
+            outgoing
+                .entry(refused.condition_id)
+                .or_default()
+                .rejected
+                .push((refused.payload, refused.reason));
         }
-        let sends = by_market
+    }
+
+    /// Sends a multi-market walk's fills and refused rows, market by market (each market's
+    /// fills keep their order on its partition), and counts the late ones once acknowledged.
+    async fn send_outgoing(
+        &self,
+        boundaries: &HashMap<String, Boundary>,
+        outgoing: HashMap<String, Outgoing>,
+    ) -> Result<(), CollectError> {
+        let sends = outgoing
             .into_iter()
-            .map(|(condition_id, rows)| async move {
-                let mut skip = skip.clone();
-                if let Some(boundary) = boundaries.get(&condition_id) {
-                    skip.extend(boundary.sent_at_high.iter().cloned());
+            .map(|(condition_id, market)| async move {
+                let Outgoing {
+                    trades,
+                    late,
+                    rejected,
+                } = market;
+                let skip = boundaries
+                    .get(&condition_id)
+                    .map(|boundary| boundary.sent_at_high.clone())
+                    .unwrap_or_default();
+                if let Err(error) = self
+                    .send_trades(&condition_id, trades, rejected, &skip)
+                    .await
+                {
+                    let mut ledger = lock(&self.ledger);
+                    for (trade, _) in &late {
+                        ledger.forget(&trade.condition_id, second_of(trade), &trade.trade_id);
+                    }
+                    return Err(error);
                 }
-                self.produce_rows(&condition_id, &rows, &skip).await
+                if !late.is_empty() {
+                    self.late_sent
+                        .fetch_add(late.len() as u64, Ordering::Relaxed);
+                    let lateness_s: Vec<f64> = late.iter().map(|(_, lateness)| *lateness).collect();
+                    LateFillsFound {
+                        condition_id: &condition_id,
+                        lateness_s: &lateness_s,
+                    }
+                    .emit();
+                }
+                Ok::<(), CollectError>(())
             });
-        let sent = futures::future::try_join_all(sends).await?;
-        Ok(sent.into_iter().flatten().collect())
+        futures::future::try_join_all(sends).await?;
+        Ok(())
+    }
+
+    /// Undoes the late verdicts of fills that will not be sent (the walk failed or was
+    /// narrowed), so the next re-read finds them again.
+    fn forget_late(&self, outgoing: &HashMap<String, Outgoing>) {
+        let mut ledger = lock(&self.ledger);
+        for market in outgoing.values() {
+            for (trade, _) in &market.late {
+                ledger.forget(&trade.condition_id, second_of(trade), &trade.trade_id);
+            }
+        }
+    }
+
+    /// Keeps the ledger and the edges to the markets being collected, drops the hours that
+    /// left the horizon, and registers markets new to this process.
+    fn prepare_ledger(&self, condition_ids: &[String]) {
+        let keep: HashSet<&str> = condition_ids.iter().map(String::as_str).collect();
+        let floor = {
+            let mut ledger = lock(&self.ledger);
+            ledger.retain_markets(|condition_id| keep.contains(condition_id));
+            ledger.advance(now_ms() / 1000);
+            ledger.floor()
+        };
+        lock(&self.declared).retain(|_, (start_s, _)| *start_s >= floor);
+        self.edges()
+            .retain(|condition_id, _| keep.contains(condition_id.as_str()));
+        self.register_markets(condition_ids);
+        crate::metrics::reconcile_ledger(lock(&self.ledger).len());
+    }
+
+    /// The deep reconciliation pass: re-reads `[to − reconcile_horizon, high)` of every
+    /// covered market among `condition_ids`, 50 markets per request and through the same
+    /// `/trades` budget as polling, and publishes the fills the ledger does not know — fills
+    /// upstream indexed after both the poll and the trailing window had passed them. A market
+    /// whose re-read fails is retried by the next pass. Returns the late fills published.
+    pub async fn reconcile_round(
+        &self,
+        condition_ids: &[String],
+        to: i64,
+    ) -> Result<u64, CollectError> {
+        self.prepare_ledger(condition_ids);
+        let late_at_start = self.late_sent.load(Ordering::Relaxed);
+        let boundaries = self.boundaries(condition_ids, to, false);
+        let mut covered: Vec<String> = boundaries.keys().cloned().collect();
+        covered.sort();
+        let chunks: Vec<Vec<String>> = covered
+            .chunks(POLL_MARKETS_PER_REQUEST)
+            .map(<[String]>::to_vec)
+            .collect();
+        let fatal: Mutex<Option<CollectError>> = Mutex::new(None);
+        futures::stream::iter(chunks)
+            .for_each_concurrent(self.tuning.concurrency.max(1), |chunk| {
+                let boundaries = &boundaries;
+                let fatal = &fatal;
+                async move {
+                    if self.stop.is_cancelled() {
+                        return;
+                    }
+                    let ranges: Vec<(i64, i64)> = chunk
+                        .iter()
+                        .filter_map(|condition_id| boundaries.get(condition_id))
+                        .map(|boundary| (boundary.read_from, boundary.high - 1))
+                        .collect();
+                    let lower = ranges.iter().map(|(from, _)| *from).min().unwrap_or(0);
+                    let upper = ranges.iter().map(|(_, to)| *to).max().unwrap_or(-1);
+                    let mut outgoing: HashMap<String, Outgoing> = HashMap::new();
+                    let walked = self
+                        .walk_markets(&chunk, boundaries, (lower, upper), &mut outgoing, None)
+                        .await;
+                    let outcome = match walked {
+                        Ok(_) => self.send_outgoing(boundaries, outgoing).await,
+                        Err(error) => {
+                            self.forget_late(&outgoing);
+                            Err(error)
+                        }
+                    };
+                    match outcome {
+                        Ok(()) => {
+                            let mut ledger = lock(&self.ledger);
+                            for condition_id in &chunk {
+                                if let Some(boundary) = boundaries.get(condition_id) {
+                                    ledger.read_complete(
+                                        condition_id,
+                                        boundary.read_from,
+                                        boundary.high - 1,
+                                    );
+                                }
+                            }
+                        }
+                        Err(CollectError::Cancelled) => {}
+                        Err(error) if error.is_retryable() => {
+                            tracing::warn!(
+                                markets = chunk.len(),
+                                error = %error,
+                                "deep reconciliation incomplete for these markets; the next pass retries"
+                            );
+                        }
+                        Err(error) => {
+                            tracing::error!(error = %error, "deep reconciliation failed");
+                            lock(fatal).get_or_insert(error);
+                        }
+                    }
+                }
+            })
+            .await;
+        if let Some(error) = lock(&fatal).take() {
+            return Err(error);
+        }
+        if self.stop.is_cancelled() {
+            return Err(CollectError::Cancelled);
+        }
+        let late = self.late_sent.load(Ordering::Relaxed) - late_at_start;
+        tracing::info!(
+            markets = covered.len(),
+            late,
+            ledger = lock(&self.ledger).len(),
+            "deep reconciliation pass done"
+        );
+        Ok(late)
     }
 
     // ---------------------------------------------------------------------- price history
@@ -1126,6 +1617,9 @@ impl Collector {
                 Err(error) => return Err(error),
             }
         }
+        // Tokens no longer snapshotted (resolved, or dropped from the list) are forgotten.
+        let current: HashSet<&str> = tokens.iter().map(String::as_str).collect();
+        lock(&self.last_books).retain(|token, _| current.contains(token.as_str()));
         Ok(sent)
     }
 
@@ -1297,6 +1791,8 @@ impl Collector {
             .min(LEADERBOARD_MAX_OFFSET + LEADERBOARD_PAGE);
         let mut offset = 0;
         let mut sent = 0;
+        // Ranks shift while the list is paged: a wallet read twice keeps its first (best) row.
+        let mut tally = ListTally::default();
         while offset < depth && offset <= LEADERBOARD_MAX_OFFSET {
             let limit = LEADERBOARD_PAGE.min(depth - offset);
             let query = [
@@ -1318,6 +1814,7 @@ impl Collector {
                     Err(error) => rejected.push((row.to_string().into_bytes(), error.to_string())),
                 }
             }
+            let entries = tally.admit(entries);
             self.leaderboard.send_all(&entries).await?;
             let origin = format!(
                 "{url}?timePeriod={}&category={}&orderBy={}&offset={offset}",
@@ -1338,6 +1835,12 @@ impl Collector {
             }
             offset += limit;
         }
+        LeaderboardListRead {
+            list: &format!("{}/{}/{}", list.period, list.category, list.order_by),
+            duplicates: tally.duplicates(),
+            missing_ranks: tally.missing_ranks(),
+        }
+        .emit();
         Ok(sent)
     }
 
@@ -1356,6 +1859,7 @@ impl Collector {
         let complete = AtomicUsize::new(0);
         let fatal: Mutex<Option<CollectError>> = Mutex::new(None);
         let records_at_start = self.trades_sent.load(Ordering::Relaxed);
+        self.prepare_ledger(condition_ids);
         // Markets already covered up to shortly before `to` are polled together, many per
         // request; the rest (new markets, backfills, long outages) walk one by one.
         let (caught_up, single): (Vec<String>, Vec<String>) = condition_ids
@@ -1394,6 +1898,9 @@ impl Collector {
                                 tracing::warn!(error = %error, "cannot write a dead letter");
                             }
                             tracing::warn!(condition_ids = %label, error = %error, "trades of these markets incomplete; retried next round");
+                            if error.is_upstream() {
+                                self.declare_unread(&markets, from, to, &error).await;
+                            }
                         }
                         Err(error) => {
                             tracing::error!(condition_ids = %label, error = %error, "trades collection failed");
@@ -1415,6 +1922,41 @@ impl Collector {
             return Err(CollectError::Cancelled);
         }
         Ok(complete.into_inner())
+    }
+
+    /// Declares what a failed walk left unread of each market (the unread part of its walk,
+    /// from its checkpoint) as an upstream gap; the next round retries the walk, and the
+    /// declaration says so.
+    async fn declare_unread(
+        &self,
+        condition_ids: &[String],
+        from: i64,
+        to: i64,
+        error: &CollectError,
+    ) {
+        let detail = format!(
+            "trades walk incomplete after every retry ({error}); fills in this span may be missing until a later round reads them"
+        );
+        for condition_id in condition_ids {
+            let checkpoint: TradeCheckpoint = self
+                .checkpoints
+                .get(&format!("trades/{condition_id}"))
+                .unwrap_or_default();
+            let Some(walk) = checkpoint.next_walk(from, to) else {
+                continue;
+            };
+            if let Err(error) = self
+                .declare_gap(
+                    GapCause::WalkFailed,
+                    condition_id,
+                    (walk.from, walk.upper),
+                    &detail,
+                )
+                .await
+            {
+                tracing::warn!(condition_id, error = %error, "cannot declare an upstream gap");
+            }
+        }
     }
 
     /// The markets `options` selects (`--markets`, `--limit`), busiest first.
@@ -1574,6 +2116,10 @@ impl Collector {
         let books = options.datasets.contains(&Dataset::BookSnapshots);
         let retention = i64::try_from(self.tuning.retention.as_secs()).unwrap_or(i64::MAX);
         let lag = i64::try_from(self.tuning.poll_lag.as_secs()).unwrap_or(0);
+        // The first deep reconciliation one interval after start: the first round is a backfill
+        // (or resumes from checkpoints), and the trailing window covers the recent past.
+        let deep_interval = self.tuning.reconcile_interval;
+        let mut next_deep = Instant::now() + deep_interval;
         loop {
             let now_s = now_ms() / 1000 - lag;
             let from = if options.mode == Mode::Run {
@@ -1603,6 +2149,10 @@ impl Collector {
                         .map(|market| market.condition_id.clone())
                         .collect();
                     self.trades_round(&ids, from, now_s).await?;
+                    if !deep_interval.is_zero() && Instant::now() >= next_deep {
+                        self.reconcile_round(&ids, now_s).await?;
+                        next_deep = Instant::now() + deep_interval;
+                    }
                 }
                 if prices {
                     self.prices_round(&selected, from, now_s).await?;

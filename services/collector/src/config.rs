@@ -47,6 +47,17 @@ pub struct CollectorTuning {
     /// and a window must not be marked covered before upstream can have all of its fills.
     #[serde(with = "humantime_serde", rename = "collector_poll_lag")]
     pub poll_lag: Duration,
+    /// Every polling round re-reads this trailing window of covered time (with the same
+    /// multi-market requests) for fills upstream indexed after the poll passed them; zero
+    /// turns it off.
+    #[serde(with = "humantime_serde", rename = "collector_reconcile_window")]
+    pub reconcile_window: Duration,
+    /// Pause between deep reconciliation passes over `reconcile_horizon`; zero turns them off.
+    #[serde(with = "humantime_serde", rename = "collector_reconcile_interval")]
+    pub reconcile_interval: Duration,
+    /// How far back the deep pass looks (and how long the sent fills are remembered).
+    #[serde(with = "humantime_serde", rename = "collector_reconcile_horizon")]
+    pub reconcile_horizon: Duration,
     #[serde(with = "humantime_serde", rename = "collector_request_timeout")]
     pub request_timeout: Duration,
     #[serde(rename = "collector_max_attempts")]
@@ -99,6 +110,9 @@ impl Default for CollectorTuning {
             concurrency: 8,
             trades_page_size: 1000,
             poll_lag: Duration::from_secs(60),
+            reconcile_window: Duration::from_secs(15 * 60),
+            reconcile_interval: Duration::from_secs(3600),
+            reconcile_horizon: Duration::from_secs(24 * 3600),
             request_timeout: Duration::from_secs(30),
             max_attempts: 8,
             price_history_fidelity: 60,

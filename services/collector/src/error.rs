@@ -37,6 +37,17 @@ pub enum CollectError {
 }
 
 impl CollectError {
+    /// Whether upstream failed (an answer, a transport failure or a malformed page), as
+    /// opposed to Kafka, checkpoints or configuration: only those leave upstream time unread.
+    pub fn is_upstream(&self) -> bool {
+        matches!(
+            self,
+            CollectError::Status { .. }
+                | CollectError::Transport { .. }
+                | CollectError::Page { .. }
+        )
+    }
+
     /// Whether trying again (later, or next round) may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {

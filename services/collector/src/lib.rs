@@ -1,19 +1,24 @@
 //! The collector: REST backfill and live polling of Gamma, the Data API and CLOB into Avro
 //! topics. Design: README.md beside this crate.
 //!
-//! Library modules are tested without the network (`parse`, `time`, `budget`, `checkpoint`
-//! planning, `http` retry rules); `collector` is the thin I/O around them.
+//! Library modules are tested without the network (`parse`, `tape` walks, `time`, `budget`,
+//! `checkpoint` planning, `http` retry rules, the `reconcile` ledger of sent fills, `gaps`
+//! records, the `leaderboard` list tally); `collector` is the thin I/O around them.
 
 pub mod budget;
 pub mod checkpoint;
 pub mod collector;
 mod config;
 pub mod error;
+pub mod gaps;
 pub mod http;
+pub mod leaderboard;
 mod metrics;
 pub mod options;
 pub mod parse;
 pub mod progress;
+pub mod reconcile;
+pub mod tape;
 pub mod time;
 
 use std::sync::Arc;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use polytape_model::{
     BookLevel, BookSnapshot, BookSource, Event, LeaderboardEntry, Market, MarketToken, PricePoint,
-    Side, Trade, TradeIdentity, TradeSource, content_hash,
+    Side, Trade, TradeIdentity, TradeSource, content_hash, occurrence_trade_id,
     parse::{
         PRICE_GRID_DECIMALS, decimal_from_float, parse_decimal_text, price_from_float,
         round_to_price_scale,
@@ -199,12 +199,26 @@ fn kind_of(value: &Value) -> &'static str {
 /// Fills of at least this many shares carry a price error under half a 0.0001 step.
 const DUST_SIZE: Decimal = Decimal::from_parts(1, 0, 0, false, 2);
 
+/// The grids a dust fill's price is searched on when the market's tick is not used: every
+/// tick Polymarket uses (0.01, 0.001, 0.0025, 0.0001 — 0.1 lies on the 0.01 grid), coarse
+/// first, 0.001 before 0.0025. A fixed list, so the result is a function of the row alone.
+const TICK_GRIDS: [Decimal; 4] = [
+    Decimal::from_parts(1, 0, 0, false, 2),
+    Decimal::from_parts(1, 0, 0, false, 3),
+    Decimal::from_parts(25, 0, 0, false, 4),
+    Decimal::from_parts(1, 0, 0, false, 4),
+];
+
 /// The price of a fill from the Data API's float, which is `round6(price × size) / size`.
 ///
 /// For fills of 0.01 shares or more, the nearest 0.0001 point is exact. For dust fills the
 /// float can be off by more than that (`0.000742` shares at `0.64` reads `0.6402…`), so the
-/// price is the nearest point of the market's tick grid (then the finer 0.001 and 0.0001
-/// grids, for the dynamic tick) that reproduces the same rounded notional.
+/// price is the nearest point of a tick grid that reproduces the same rounded notional: the
+/// market's tick first when given, then [`TICK_GRIDS`].
+///
+/// With `tick = None` the result depends on the row alone: that is the fill's *identity
+/// price* (see [`trade_v1`]). With the market's tick it can be closer to the truth for the
+/// dustiest fills (0.0025-tick markets below ~0.002 shares), and that is the price stored.
 pub fn fill_price(
     reported: f64,
     size: Decimal,
@@ -221,9 +235,10 @@ pub fn fill_price(
         (price * size).round_dp_with_strategy(6, RoundingStrategy::MidpointNearestEven)
     };
     let target = notional(exact);
-    let mut grids: Vec<Decimal> = Vec::new();
-    grids.extend(tick.filter(|tick| *tick > Decimal::ZERO));
-    grids.extend([Decimal::new(1, 3), Decimal::new(1, 4)]);
+    let grids = tick
+        .filter(|tick| *tick > Decimal::ZERO)
+        .into_iter()
+        .chain(TICK_GRIDS);
     for grid in grids {
         let candidate = ((exact / grid).round() * grid).normalize();
         if candidate > Decimal::ZERO && candidate <= Decimal::ONE && notional(candidate) == target {
@@ -258,8 +273,14 @@ fn trade_price(row: &Value, size: Decimal, tick: Option<Decimal>) -> Result<Deci
 /// One Data API v1 `/trades` row (camelCase, float size/price, seconds timestamp).
 ///
 /// The trade id is [`TradeIdentity`]: `(transactionHash, asset, side, size, price, proxyWallet)`
-/// — the only combination that tells apart the fills of one transaction.
-/// `tick` is the market's tick size when known (it disambiguates dust fills' prices).
+/// — the only combination that tells apart the fills of one transaction — for the first row
+/// with that tuple; [`trade_read`] numbers identical rows of one read.
+///
+/// `tick` is the market's tick size when known: it disambiguates dust fills' *stored* price.
+/// The id never depends on it — it hashes the identity price, [`fill_price`] without a tick —
+/// because the tick is market state that changes between polls (the dynamic 0.01 ↔ 0.001 tick)
+/// and one fill must keep one id. For fills of 0.01 shares or more both prices are the nearest
+/// 0.0001 point (ids unchanged from before); they can differ only for the dustiest fills.
 pub fn trade_v1(row: &Value, ingested_ms: i64, tick: Option<Decimal>) -> Result<Trade, RowError> {
     if !row.is_object() {
         return Err(RowError::NotAnObject);
@@ -279,7 +300,11 @@ pub fn trade_v1(row: &Value, ingested_ms: i64, tick: Option<Decimal>) -> Result<
     if size <= Decimal::ZERO {
         return Err(invalid("size", format!("{size} is not positive")));
     }
-    let price = trade_price(row, size, tick)?;
+    let identity_price = trade_price(row, size, None)?;
+    let price = match tick {
+        Some(_) => trade_price(row, size, tick)?,
+        None => identity_price,
+    };
     let timestamp = integer(row, "timestamp").ok_or(RowError::Missing("timestamp"))?;
     if timestamp <= 0 {
         return Err(invalid("timestamp", timestamp.to_string()));
@@ -290,7 +315,7 @@ pub fn trade_v1(row: &Value, ingested_ms: i64, tick: Option<Decimal>) -> Result<
         token_id: &token_id,
         side,
         size,
-        price,
+        price: identity_price,
         proxy_wallet: &proxy_wallet,
     }
     .trade_id();
@@ -309,6 +334,134 @@ pub fn trade_v1(row: &Value, ingested_ms: i64, tick: Option<Decimal>) -> Result<
         source: TradeSource::DataApiV1,
         ingested_ms,
     })
+}
+
+/// A `/trades` row refused by [`trade_read`], for the DLQ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The row's raw JSON.
+    pub payload: Vec<u8>,
+    pub reason: String,
+    /// The row's `conditionId`, lower-cased (empty when it has none).
+    pub condition_id: String,
+    /// The row's second when it is readable and inside the requested window; `None` for rows
+    /// outside it or without a readable timestamp.
+    pub second: Option<i64>,
+}
+
+/// One read of the `/trades` tape — a page, or every page of one second — validated.
+#[derive(Debug, Default)]
+pub struct TradeRead {
+    /// Valid fills inside the requested window, in upstream order, with their final ids.
+    pub trades: Vec<Trade>,
+    pub refused: Vec<Refused>,
+    /// The oldest second among `trades`: only valid fills inside the window steer a walk.
+    pub oldest: Option<i64>,
+    /// The oldest in-window second among the refused rows (a walk falls back on it only when
+    /// a full page holds no valid fill at all).
+    pub oldest_refused: Option<i64>,
+}
+
+impl TradeRead {
+    /// Appends another read (of other rows) to this one.
+    pub fn extend(&mut self, other: TradeRead) {
+        self.trades.extend(other.trades);
+        self.refused.extend(other.refused);
+        self.oldest = min_some(self.oldest, other.oldest);
+        self.oldest_refused = min_some(self.oldest_refused, other.oldest_refused);
+    }
+
+    /// The refused rows as the DLQ takes them: (payload, reason).
+    pub fn dead_letters(refused: Vec<Refused>) -> Vec<(Vec<u8>, String)> {
+        refused
+            .into_iter()
+            .map(|refused| (refused.payload, refused.reason))
+            .collect()
+    }
+}
+
+fn min_some(left: Option<i64>, right: Option<i64>) -> Option<i64> {
+    match (left, right) {
+        (Some(left), Some(right)) => Some(left.min(right)),
+        (left, right) => left.or(right),
+    }
+}
+
+/// Validates the rows of one `/trades` read requested for `[window.0, window.1]` (inclusive
+/// seconds) into fills and refusals.
+///
+/// *Validation first.* A row whose timestamp is unreadable, or readable but outside the
+/// requested window, is refused with the reason like any invalid row; it is not a fill of this
+/// window and must not steer the walk that asked for it (see `tape::TapeWalk`).
+///
+/// *Identical rows.* Two fills of one wallet in one transaction with equal side, size and
+/// price are two identical upstream rows and two trades. The k-th valid row (0-based, in
+/// upstream order) whose [`TradeIdentity`] repeats an earlier row's **in this read** gets
+/// [`occurrence_trade_id`]`(id, k)`; the first keeps the plain id. Why that is stable: the
+/// rows of one transaction share one timestamp second, and a read is either a page of
+/// `[from, upper]` at offset 0 — which holds every row of each second it covers except the
+/// oldest one, of which it holds the first rows in upstream order — or every page of one
+/// second (a second denser than a page, read with offsets, numbered over all its pages
+/// together). So a read sees either all the identical rows of a transaction, or the first c₁
+/// of its c; it numbers them 0..c₁ and a complete read 0..c, identically, since identical rows
+/// are interchangeable. The walks re-read the boundary second and skip the ids already sent
+/// (the edge sets and `skip`): the occurrence ids a partial read sent are exactly the first
+/// ones a complete read derives, so the skip by id sends each occurrence once. Counting across
+/// reads instead (a page and the next, which share a second) would number re-read rows again.
+///
+/// `tick_of` gives a market's tick size by condition id (for dust fills' stored prices).
+pub fn trade_read(
+    rows: &[Value],
+    window: (i64, i64),
+    ingested_ms: i64,
+    tick_of: impl Fn(&str) -> Option<Decimal>,
+) -> TradeRead {
+    let (start, end) = window;
+    let mut read = TradeRead::default();
+    let mut occurrences: HashMap<String, u32> = HashMap::new();
+    for row in rows {
+        let condition_id = row
+            .get("conditionId")
+            .and_then(Value::as_str)
+            .map(|id| id.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        let second = row_timestamp_s(row).filter(|second| (start..=end).contains(second));
+        let parsed = trade_v1(row, ingested_ms, tick_of(&condition_id)).and_then(|trade| {
+            let trade_second = trade.timestamp_ms.div_euclid(1000);
+            if (start..=end).contains(&trade_second) {
+                Ok(trade)
+            } else {
+                Err(invalid(
+                    "timestamp",
+                    format!(
+                        "second {trade_second} is outside the requested window [{start}, {end}]"
+                    ),
+                ))
+            }
+        });
+        match parsed {
+            Ok(mut trade) => {
+                let trade_second = trade.timestamp_ms.div_euclid(1000);
+                let seen = occurrences.entry(trade.trade_id.clone()).or_insert(0);
+                if *seen > 0 {
+                    trade.trade_id = occurrence_trade_id(&trade.trade_id, *seen);
+                }
+                *seen += 1;
+                read.oldest = min_some(read.oldest, Some(trade_second));
+                read.trades.push(trade);
+            }
+            Err(error) => {
+                read.oldest_refused = min_some(read.oldest_refused, second);
+                read.refused.push(Refused {
+                    payload: row.to_string().into_bytes(),
+                    reason: error.to_string(),
+                    condition_id,
+                    second,
+                });
+            }
+        }
+    }
+    read
 }
 
 /// One point of CLOB `/prices-history` (`{"t": seconds, "p": float}`).
@@ -734,8 +887,9 @@ pub fn event_index(events: &[Event]) -> HashMap<String, Vec<String>> {
     index
 }
 
-/// A row's timestamp in seconds if it has a readable one, valid row or not (to move a
-/// time-window walk past rows that fail validation).
+/// A row's timestamp in seconds if it has a readable one, valid row or not: where a refused
+/// row sits on the tape (a walk never steers by it unless it is inside the requested window;
+/// see [`trade_read`] and `tape::TapeWalk`).
 pub fn row_timestamp_s(row: &Value) -> Option<i64> {
     integer(row, "timestamp").map(|value| timestamp_to_ms(value).div_euclid(1000))
 }

@@ -1,6 +1,7 @@
 //! A fault run: 5xx bursts, timeouts, truncated and malformed bodies, schema drift, unknown
 //! and missing fields. The collector completes, malformed records are in the DLQ with their
-//! reasons, and every other fill arrives.
+//! reasons, and every other fill arrives. And a run whose `/trades` pages carry rows outside
+//! the requested window: they are dead-lettered and every walk still covers its window.
 
 #![allow(clippy::unwrap_used)]
 
@@ -8,7 +9,7 @@ mod support;
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use polytape_collector::{Collector, Dataset, Mode, Options};
+use polytape_collector::{Collector, CollectorTuning, Dataset, Mode, Options};
 use polytape_model::{DeadLetter, Market, Trade};
 use support::*;
 use tokio_util::sync::CancellationToken;
@@ -100,5 +101,83 @@ async fn faults_keep_the_collector_up_and_bad_rows_go_to_the_dlq() {
         .map(|market| market.condition_id.as_str())
         .collect();
     assert_eq!(unique.len(), 200);
+    sim.shutdown().await;
+}
+
+/// Every second `/trades` response carries a stray row stamped `timestamp: 1`, far outside the
+/// window asked for. Steering a walk by the page's raw minimum timestamp ended the walk at
+/// the first full page holding one (and sent the stray row as a 1970 fill); validated first,
+/// the stray rows are dead-lettered with the reason, and the fills are exactly the truth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_outside_the_window_are_dead_lettered_and_do_not_end_a_walk() {
+    let window = Duration::from_secs(1);
+    let sim = sim(window, "out_of_window@/data/trades:count=0,every=2").await;
+    let names = topics("collector_out_of_window").await;
+    // Smaller pages: more markets need several pages, so more walks meet a stray row mid-way.
+    let config = config(
+        &sim,
+        &names,
+        CollectorTuning {
+            trades_page_size: 300,
+            ..tuning(window)
+        },
+    );
+    let collector = Arc::new(
+        Collector::connect(&config, false, CancellationToken::new())
+            .await
+            .unwrap(),
+    );
+    let options = Options {
+        mode: Mode::Backfill {
+            from_s: EPOCH_MS / 1000 - i64::from(HISTORY_DAYS) * 86_400 - 3_600,
+            to_s: EPOCH_MS / 1000 + 3_600,
+        },
+        datasets: [Dataset::Markets, Dataset::Trades].into_iter().collect(),
+        ..Options::default()
+    };
+    let summary = collector.run(options).await.unwrap();
+    println!("out-of-window run: {summary:?}");
+    assert_eq!(summary.markets_complete, 200);
+
+    let stats = truth(&sim, "/_sim/stats").await;
+    let fired = stats["endpoints"]["/data/trades"]["faults"]["out_of_window"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(fired > 100, "stray rows served: {fired}");
+
+    let letters: Vec<DeadLetter> = records(&names).await;
+    let trade_letters: Vec<&DeadLetter> = letters
+        .iter()
+        .filter(|letter| letter.origin.starts_with("data_trades"))
+        .collect();
+    assert!(!trade_letters.is_empty(), "stray rows are dead-lettered");
+    for letter in &trade_letters {
+        assert!(
+            letter.error.contains("outside the requested window"),
+            "{}",
+            letter.error
+        );
+        let row: serde_json::Value = serde_json::from_slice(&letter.payload).unwrap();
+        assert_eq!(row["timestamp"], serde_json::json!(1));
+    }
+
+    let truth_fills = truth_trade_ids(&sim).await;
+    let truth_ids: HashSet<&str> = truth_fills.iter().map(|(id, _)| id.as_str()).collect();
+    let trades: Vec<Trade> = records(&names).await;
+    assert!(
+        trades
+            .iter()
+            .all(|trade| trade.timestamp_ms >= 1_000_000_000_000),
+        "no stray row became a fill"
+    );
+    let ours: HashSet<&str> = trades.iter().map(|trade| trade.trade_id.as_str()).collect();
+    let missing = truth_ids.difference(&ours).count();
+    let extra = ours.difference(&truth_ids).count();
+    assert_eq!(
+        (missing, extra),
+        (0, 0),
+        "every walk covers its whole window"
+    );
+    assert_eq!(trades.len(), truth_fills.len(), "each fill once");
     sim.shutdown().await;
 }

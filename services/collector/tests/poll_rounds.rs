@@ -10,7 +10,7 @@ mod support;
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use polymarket_sim::SimConfig;
-use polytape_collector::{Collector, Options};
+use polytape_collector::{Collector, CollectorTuning, Options};
 use polytape_model::Trade;
 use support::*;
 use tokio_util::sync::CancellationToken;
@@ -41,7 +41,17 @@ async fn polling_rounds_cost_requests_per_fills_not_per_market() {
     .await
     .unwrap();
     let names = topics("collector_poll_rounds").await;
-    let config = config(&sim, &names, tuning(window));
+    // Without the trailing reconciliation window: this test counts what polling forward
+    // costs. The window re-reads the last `collector_reconcile_window` of every chunk in the
+    // same requests (one more request per 1,000 fills in it; `tests/late_fills.rs`).
+    let config = config(
+        &sim,
+        &names,
+        CollectorTuning {
+            reconcile_window: Duration::ZERO,
+            ..tuning(window)
+        },
+    );
     let collector = Arc::new(
         Collector::connect(&config, false, CancellationToken::new())
             .await

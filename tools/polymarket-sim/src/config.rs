@@ -35,6 +35,14 @@ pub struct SimConfig {
     pub lifecycle_every: u64,
     /// Live WebSocket events kept (all tokens together) for `/_sim/truth/ws`.
     pub ws_truth_capacity: usize,
+    /// With `rate = 0`: stamp the operations of each `advance` from simulated now (the wall
+    /// clock at speed 1; never before the world clock) instead of from the live start, so a
+    /// test can advance late in its run and still get fills "now" (polling, late indexing).
+    pub advance_at_wall_clock: bool,
+    /// With `rate = 0`: microseconds between the stamps of consecutive advanced operations
+    /// (default 1,000: one millisecond each). 0 stamps a whole `advance` in one millisecond —
+    /// more fills in one second than the Data API's offset cap lets a client read.
+    pub advance_spacing_us: u64,
 }
 
 impl Default for SimConfig {
@@ -52,6 +60,8 @@ impl Default for SimConfig {
             rate_window: Duration::from_secs(10),
             lifecycle_every: 5_000,
             ws_truth_capacity: 50_000,
+            advance_at_wall_clock: false,
+            advance_spacing_us: 1_000,
         }
     }
 }
@@ -63,7 +73,11 @@ KIND (HTTP): error (HTTP 5xx, key status, default 500), slow (delay then answer 
   timeout (hold the request for `delay`, default 60s, then answer 504 with an empty body),
   truncate (body cut in half), malformed (invalid JSON), extra_field (unknown key added to every
   object row), missing_optional (optional keys removed), drift (a field changes JSON type;
-  key field, default per endpoint).
+  key field, default per endpoint), out_of_window (a copy of a list's last row stamped
+  timestamp 1 is appended: a row outside the requested window; not part of the truth).
+KIND (fills, /data/trades and /data/v2/trades): late_index (every Nth fill of the tape is left
+  out of the trades tapes until `delay` after its timestamp, default 60s; the truth lists it
+  all along; count defaults to 0 = every Nth fill), e.g. 'late_index@/data/trades:delay=90s,every=20'.
 KIND (WebSocket, target ignored): ws_disconnect (close the connection), ws_freeze (stop sending
   data for `duration`, default forever, PONG still answered), ws_garbage (send a non-JSON
   frame), ws_duplicate (send an event twice), ws_reorder (swap an event with the next).
@@ -124,6 +138,14 @@ pub struct Cli {
     /// dropped past it.
     #[arg(long, default_value_t = 50_000)]
     pub ws_truth_capacity: usize,
+    /// With --rate 0: stamp each POST /_sim/advance's operations from simulated now (1 ms
+    /// apart) instead of from the live start.
+    #[arg(long)]
+    pub advance_at_wall_clock: bool,
+    /// With --rate 0: microseconds between consecutive advanced operations (0 = a whole
+    /// advance in one millisecond).
+    #[arg(long, default_value_t = 1_000)]
+    pub advance_spacing_us: u64,
 }
 
 /// A command line that does not describe a run.
@@ -165,6 +187,8 @@ impl Cli {
             rate_window: self.rate_window.into(),
             lifecycle_every: self.lifecycle_every,
             ws_truth_capacity: self.ws_truth_capacity,
+            advance_at_wall_clock: self.advance_at_wall_clock,
+            advance_spacing_us: self.advance_spacing_us,
         })
     }
 }

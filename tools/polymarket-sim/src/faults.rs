@@ -18,6 +18,8 @@ pub enum FaultKind {
     ExtraField,
     MissingOptional,
     Drift,
+    OutOfWindow,
+    LateIndex,
     WsDisconnect,
     WsFreeze,
     WsGarbage,
@@ -36,6 +38,8 @@ impl FaultKind {
             FaultKind::ExtraField => "extra_field",
             FaultKind::MissingOptional => "missing_optional",
             FaultKind::Drift => "drift",
+            FaultKind::OutOfWindow => "out_of_window",
+            FaultKind::LateIndex => "late_index",
             FaultKind::WsDisconnect => "ws_disconnect",
             FaultKind::WsFreeze => "ws_freeze",
             FaultKind::WsGarbage => "ws_garbage",
@@ -45,7 +49,7 @@ impl FaultKind {
     }
 
     fn parse(text: &str) -> Option<FaultKind> {
-        const ALL: [FaultKind; 13] = [
+        const ALL: [FaultKind; 15] = [
             FaultKind::Error,
             FaultKind::Slow,
             FaultKind::Timeout,
@@ -54,6 +58,8 @@ impl FaultKind {
             FaultKind::ExtraField,
             FaultKind::MissingOptional,
             FaultKind::Drift,
+            FaultKind::OutOfWindow,
+            FaultKind::LateIndex,
             FaultKind::WsDisconnect,
             FaultKind::WsFreeze,
             FaultKind::WsGarbage,
@@ -78,6 +84,11 @@ impl FaultKind {
                 | FaultKind::WsDuplicate
                 | FaultKind::WsReorder
         )
+    }
+
+    /// Kinds that change which rows exist at a time instead of firing per request.
+    pub fn is_visibility(self) -> bool {
+        matches!(self, FaultKind::LateIndex)
     }
 }
 
@@ -198,6 +209,7 @@ pub fn parse_fault_spec(spec: &str) -> Result<Vec<FaultRule>, FaultSpecError> {
             duration: None,
             field: None,
         };
+        let mut count_given = false;
         for pair in parameters
             .split(',')
             .map(str::trim)
@@ -211,7 +223,10 @@ pub fn parse_fault_spec(spec: &str) -> Result<Vec<FaultRule>, FaultSpecError> {
                 value: value.to_owned(),
             };
             match key.trim() {
-                "count" => rule.count = value.parse().map_err(|_| invalid())?,
+                "count" => {
+                    rule.count = value.parse().map_err(|_| invalid())?;
+                    count_given = true;
+                }
                 "every" => rule.every = value.parse::<u64>().map_err(|_| invalid())?.max(1),
                 "after" => rule.after = value.parse().map_err(|_| invalid())?,
                 "status" => rule.status = Some(value.parse().map_err(|_| invalid())?),
@@ -224,6 +239,10 @@ pub fn parse_fault_spec(spec: &str) -> Result<Vec<FaultRule>, FaultSpecError> {
                 "field" => rule.field = Some(value.to_owned()),
                 other => return Err(FaultSpecError::UnknownKey(other.to_owned())),
             }
+        }
+        // `late_index` selects fills, not requests: "every 20th fill" means all of them.
+        if kind == FaultKind::LateIndex && !count_given {
+            rule.count = 0;
         }
         rules.push(rule);
     }
@@ -313,7 +332,10 @@ impl FaultBook {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut fired = Vec::new();
         for rule in active.iter_mut() {
-            if rule.rule.kind.is_websocket() || !path.starts_with(rule.rule.target.as_str()) {
+            if rule.rule.kind.is_websocket()
+                || rule.rule.kind.is_visibility()
+                || !path.starts_with(rule.rule.target.as_str())
+            {
                 continue;
             }
             rule.matches += 1;
@@ -344,6 +366,34 @@ impl FaultBook {
         fired
     }
 
+    /// The `late_index` rules that apply to this request path (they are not counted as
+    /// matches: they select fills, see [`LateIndex`]).
+    pub(crate) fn late_index(&self, path: &str) -> Vec<LateIndex> {
+        let active = self
+            .rules
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        active
+            .iter()
+            .filter(|rule| {
+                rule.rule.kind == FaultKind::LateIndex
+                    && path.starts_with(rule.rule.target.as_str())
+            })
+            .map(|rule| LateIndex {
+                every: rule.rule.every.max(1),
+                after: rule.rule.after,
+                count: rule.rule.count,
+                delay_ms: i64::try_from(
+                    rule.rule
+                        .delay
+                        .unwrap_or(LATE_INDEX_DEFAULT_DELAY)
+                        .as_millis(),
+                )
+                .unwrap_or(i64::MAX),
+            })
+            .collect()
+    }
+
     pub(crate) fn has_ws_rules(&self) -> bool {
         let active = self
             .rules
@@ -352,6 +402,41 @@ impl FaultBook {
         active.iter().any(|rule| {
             rule.rule.kind.is_websocket() && (rule.rule.count == 0 || rule.fired < rule.rule.count)
         })
+    }
+}
+
+/// `late_index` without `delay`.
+const LATE_INDEX_DEFAULT_DELAY: Duration = Duration::from_secs(60);
+
+/// `late_index`: upstream indexes some fills after their block, so they appear on the tape
+/// only some time after their timestamp. The rule selects fills by their position on the tape
+/// (`seq` in the truth, 0-based): the n-th fill (1-based) is late when `n > after`, `n − after`
+/// is a multiple of `every`, and — when `count` > 0 — it is among the first `count` such fills.
+/// A late fill is left out of the trades tapes until simulated now reaches its timestamp plus
+/// `delay`; the truth lists it all along.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LateIndex {
+    pub(crate) every: u64,
+    pub(crate) after: u64,
+    pub(crate) count: u64,
+    pub(crate) delay_ms: i64,
+}
+
+impl LateIndex {
+    /// Whether the fill at tape position `position` is indexed late.
+    pub(crate) fn selects(&self, position: u64) -> bool {
+        let number = position + 1;
+        if number <= self.after {
+            return false;
+        }
+        let nth = number - self.after;
+        nth.is_multiple_of(self.every.max(1))
+            && (self.count == 0 || nth / self.every.max(1) <= self.count)
+    }
+
+    /// Whether the fill at `position`, stamped `timestamp_ms`, is still invisible at `now_ms`.
+    pub(crate) fn hides(&self, position: u64, timestamp_ms: i64, now_ms: i64) -> bool {
+        self.selects(position) && timestamp_ms.saturating_add(self.delay_ms) > now_ms
     }
 }
 
@@ -422,8 +507,40 @@ pub(crate) fn transform_body(kind: FaultKind, field: Option<&str>, body: &[u8]) 
             });
             serde_json::to_vec(&value).unwrap_or_else(|_| body.to_vec())
         }
+        FaultKind::OutOfWindow => {
+            let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(body) else {
+                return body.to_vec();
+            };
+            append_out_of_window_row(&mut value);
+            serde_json::to_vec(&value).unwrap_or_else(|_| body.to_vec())
+        }
         _ => body.to_vec(),
     }
+}
+
+/// `out_of_window`: a list of timestamped rows (a bare array, or a `data` envelope) gets one
+/// more row, a copy of its last one stamped `timestamp: 1` (1970-01-01T00:00:01Z) — outside
+/// any window a client asked for, as if upstream served a row its filter should have dropped.
+/// The row is not a fill of the world: the truth does not change, and a client must not
+/// count it (nor let it end a time walk). Lists without a timestamped row are left alone.
+fn append_out_of_window_row(value: &mut serde_json::Value) {
+    let rows = match value {
+        serde_json::Value::Array(rows) => rows,
+        serde_json::Value::Object(object) => match object.get_mut("data") {
+            Some(serde_json::Value::Array(rows)) => rows,
+            _ => return,
+        },
+        _ => return,
+    };
+    let Some(mut stray) = rows
+        .last()
+        .filter(|row| row.get("timestamp").is_some())
+        .cloned()
+    else {
+        return;
+    };
+    stray["timestamp"] = serde_json::json!(1);
+    rows.push(stray);
 }
 
 /// Visits the row objects of a body: array items, `data`/`markets`/`events` arrays of an
@@ -531,6 +648,65 @@ mod tests {
             vec![false, false, true, false, true, false, false, false]
         );
         assert!(book.fire_http("/gamma/markets").is_empty());
+    }
+
+    #[test]
+    fn out_of_window_appends_a_stray_copy_of_the_last_row() {
+        let body = br#"[{"timestamp":1767225600,"size":2},{"timestamp":1767225500,"size":3}]"#;
+        let faulted: serde_json::Value =
+            serde_json::from_slice(&transform_body(FaultKind::OutOfWindow, None, body)).unwrap();
+        assert_eq!(
+            faulted,
+            serde_json::json!([
+                {"timestamp": 1767225600, "size": 2},
+                {"timestamp": 1767225500, "size": 3},
+                {"timestamp": 1, "size": 3}
+            ])
+        );
+        let envelope = br#"{"data":[{"timestamp":5}],"pagination":{}}"#;
+        let faulted: serde_json::Value =
+            serde_json::from_slice(&transform_body(FaultKind::OutOfWindow, None, envelope))
+                .unwrap();
+        assert_eq!(faulted["data"][1]["timestamp"], serde_json::json!(1));
+        // Nothing to copy: unchanged.
+        assert_eq!(transform_body(FaultKind::OutOfWindow, None, b"[]"), b"[]");
+        assert_eq!(
+            parse_fault_spec("out_of_window@/data/trades:count=0").unwrap()[0].kind,
+            FaultKind::OutOfWindow
+        );
+    }
+
+    #[test]
+    fn late_index_selects_every_nth_fill_until_its_delay_passed() {
+        let rules = parse_fault_spec("late_index@/data/trades:delay=90s,every=20").unwrap();
+        assert_eq!(rules[0].kind, FaultKind::LateIndex);
+        assert_eq!(rules[0].count, 0, "every 20th fill, not only the first one");
+        assert_eq!(rules[0].delay, Some(Duration::from_secs(90)));
+        let book = FaultBook::new(rules);
+        // Not a per-request fault: it never fires on a request and is not counted as a match.
+        assert!(book.fire_http("/data/trades").is_empty());
+        assert!(book.late_index("/data/v2/trades").is_empty());
+        let [late] = book.late_index("/data/trades")[..] else {
+            panic!("one rule");
+        };
+        let selected: Vec<u64> = (0..100)
+            .filter(|position| late.selects(*position))
+            .collect();
+        assert_eq!(selected, vec![19, 39, 59, 79, 99]);
+        // Hidden until its timestamp plus the delay.
+        assert!(late.hides(19, 1_000_000, 1_000_000 + 89_999));
+        assert!(!late.hides(19, 1_000_000, 1_000_000 + 90_000));
+        assert!(!late.hides(18, 1_000_000, 1_000_000));
+        // `after` and `count` narrow the selection; an explicit count is kept.
+        let [late] = FaultBook::new(
+            parse_fault_spec("late_index:every=3,after=10,count=2,delay=2s").unwrap(),
+        )
+        .late_index("/data/v2/trades")[..] else {
+            panic!("one rule");
+        };
+        let selected: Vec<u64> = (0..40).filter(|position| late.selects(*position)).collect();
+        assert_eq!(selected, vec![12, 15]);
+        assert_eq!(late.delay_ms, 2_000);
     }
 
     #[test]

@@ -135,21 +135,36 @@ impl SimState {
             let offset = operation as f64 * 1_000.0 * self.config.speed / self.config.rate;
             self.live_start_ms + offset as i64
         } else {
-            // A frozen world driven by POST /_sim/advance: one millisecond per operation.
-            self.live_start_ms + i64::try_from(operation).unwrap_or(i64::MAX)
+            // A frozen world driven by POST /_sim/advance: one millisecond per operation
+            // (`advance_spacing_us`).
+            self.live_start_ms + self.advance_offset_ms(operation)
         }
+    }
+
+    /// Milliseconds from the first of `operations` advanced operations to the last.
+    fn advance_offset_ms(&self, operations: u64) -> i64 {
+        let micros = u128::from(operations) * u128::from(self.config.advance_spacing_us);
+        i64::try_from(micros / 1_000).unwrap_or(i64::MAX)
     }
 
     /// Runs `count` live operations and broadcasts their events. The broadcast happens under
     /// the world lock, so a subscriber that snapshots under the lock sees every later event.
-    fn generate(&self, count: u64) {
+    /// `from_now`: stamp them from simulated now, `advance_spacing_us` apart (an `advance`
+    /// with `advance_at_wall_clock`), instead of by their operation number.
+    fn generate(&self, count: u64, from_now: bool) {
         if count == 0 {
             return;
         }
+        let now_ms = self.sim_now_ms();
         let mut shared = self.write();
         let Shared { world, live } = &mut *shared;
+        let first = live.operations_done;
         let events = world.run_live_operations(live, count, &|operation| {
-            self.timestamp_of_operation(operation)
+            if from_now {
+                now_ms.saturating_add(self.advance_offset_ms(operation - first))
+            } else {
+                self.timestamp_of_operation(operation)
+            }
         });
         if !events.is_empty() {
             // No receivers is fine: nobody is subscribed.
@@ -203,7 +218,10 @@ impl SimState {
             .driver
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.generate(operations);
+        self.generate(
+            operations,
+            self.config.advance_at_wall_clock && self.config.rate <= 0.0,
+        );
         driver.anchor = Instant::now();
         driver.anchor_operations = self.read().live.operations_done;
         self.progress_locked(&driver)
@@ -226,7 +244,7 @@ impl SimState {
         let done = self.read().live.operations_done;
         // Bounded per tick so readers never wait long for the lock.
         let due = target.saturating_sub(done).min(20_000);
-        self.generate(due);
+        self.generate(due, false);
         drop(driver);
     }
 }

@@ -27,6 +27,8 @@ fn help_documents_every_flag_and_the_fault_grammar() {
         "--rate-window",
         "--lifecycle-every",
         "--ws-truth-capacity",
+        "--advance-at-wall-clock",
+        "--advance-spacing-us",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
     }
@@ -39,6 +41,8 @@ fn help_documents_every_flag_and_the_fault_grammar() {
         "extra_field",
         "missing_optional",
         "drift",
+        "out_of_window",
+        "late_index",
         "ws_disconnect",
         "ws_freeze",
         "ws_garbage",

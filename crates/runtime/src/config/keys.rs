@@ -96,7 +96,7 @@ use Service::*;
 const EVERY_SERVICE: &[Service] = &[Collector, WsBridge, CandleBuilder, SinkClickhouse, Api];
 const KAFKA_SERVICES: &[Service] = &[Collector, WsBridge, CandleBuilder, SinkClickhouse];
 const CLICKHOUSE_SERVICES: &[Service] = &[SinkClickhouse, Api];
-const REST_UPSTREAM_SERVICES: &[Service] = &[Collector, WsBridge];
+const REST_UPSTREAM_SERVICES: &[Service] = &[Collector, WsBridge, CandleBuilder];
 
 const fn key(
     name: &'static str,
@@ -248,6 +248,24 @@ pub const KEYS: &[KeySpec] = &[
         &[Collector],
         KeyKind::Duration,
         "polling stops this far behind now (upstream indexes fills late)",
+    ),
+    key(
+        "collector_reconcile_window",
+        &[Collector],
+        KeyKind::Duration,
+        "every polling round re-reads this trailing window for fills upstream indexed late (0 = off)",
+    ),
+    key(
+        "collector_reconcile_interval",
+        &[Collector],
+        KeyKind::Duration,
+        "pause between deep reconciliation passes over collector_reconcile_horizon (0 = off)",
+    ),
+    key(
+        "collector_reconcile_horizon",
+        &[Collector],
+        KeyKind::Duration,
+        "how far back the deep reconciliation pass looks for fills indexed late",
     ),
     key(
         "collector_budget_window",
@@ -465,6 +483,12 @@ pub const KEYS: &[KeySpec] = &[
         &[CandleBuilder],
         KeyKind::Duration,
         "how often the candle builder checkpoints its state",
+    ),
+    key(
+        "book_resync_budget",
+        &[CandleBuilder],
+        KeyKind::Count { min: 0, max: 1_500 },
+        "CLOB REST `/book` requests per 10 s the candle builder may spend fetching the books it found inconsistent (BOOK_MISMATCH); 0 disables the resync",
     ),
     key(
         "ws_max_assets_per_connection",

@@ -87,6 +87,9 @@ pub(crate) fn start_builder_with(
 ) -> RunningService {
     let admin = free_local_addr();
     let mut environment = stack_env();
+    // No REST resync unless a test asks for one (with its own `POLYTAPE_CLOB_URL`): the
+    // default upstream is the real Polymarket.
+    environment.push(("POLYTAPE_BOOK_RESYNC_BUDGET", "0".to_owned()));
     for (name, value) in extra {
         environment.push((*name, (*value).to_owned()));
     }

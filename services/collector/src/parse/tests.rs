@@ -180,7 +180,147 @@ fn dust_fill_prices_are_recovered_from_the_notional() {
             dec(price),
             "{price} × {size} reported as {reported}"
         );
+        // The identity price (no tick) recovers them too, so their ids are the truth's.
+        assert_eq!(
+            fill_price(reported, size, None).unwrap(),
+            dec(price),
+            "identity price of {price} × {size}"
+        );
     }
+}
+
+/// 0.0005 shares at 0.5025 on a 0.0025-tick market: notional 0.00025125 → 0.000251, reported
+/// as 0.502 (`0.5019999999999999`). Which grid point is "the" price depends on the tick.
+fn tick_sensitive_dust_row() -> Value {
+    with(
+        with(brief_trade(), "size", json!(0.0005)),
+        "price",
+        json!(0.000251 / 0.0005),
+    )
+}
+
+/// One fill read under two tick sizes (the market's tick changed between polls, or the crawl
+/// had not seen the market yet) is one trade: the id hashes the row's own values only.
+#[test]
+fn the_trade_id_does_not_depend_on_the_tick() {
+    let row = tick_sensitive_dust_row();
+    let fine = trade_v1(&row, 0, Some(dec("0.0025"))).unwrap();
+    let coarse = trade_v1(&row, 0, Some(dec("0.01"))).unwrap();
+    let unknown = trade_v1(&row, 0, None).unwrap();
+    // The stored price still uses the tick (that is what disambiguates dust) …
+    assert_eq!(fine.price, dec("0.5025"));
+    assert_eq!(coarse.price, dec("0.502"));
+    // … so an id over the stored price would split this fill in two; the id does not.
+    assert_eq!(fine.trade_id, coarse.trade_id);
+    assert_eq!(fine.trade_id, unknown.trade_id);
+    let identity = TradeIdentity {
+        transaction_hash: &fine.transaction_hash,
+        token_id: &fine.token_id,
+        side: fine.side,
+        size: fine.size,
+        price: fill_price(0.000251 / 0.0005, dec("0.0005"), None).unwrap(),
+        proxy_wallet: &fine.proxy_wallet,
+    };
+    assert_eq!(fine.trade_id, identity.trade_id());
+    // Non-dust fills: the id is the one it always was (nearest 0.0001 point).
+    for tick in [None, Some(dec("0.01")), Some(dec("0.001"))] {
+        assert_eq!(
+            trade_v1(&brief_trade(), 0, tick).unwrap().trade_id,
+            trade_v1(&brief_trade(), 0, None).unwrap().trade_id
+        );
+    }
+}
+
+fn tx_fill(tx: &str, size: f64, timestamp: i64) -> Value {
+    with(
+        with(
+            with(brief_trade(), "transactionHash", json!(tx)),
+            "size",
+            json!(size),
+        ),
+        "timestamp",
+        json!(timestamp),
+    )
+}
+
+const BRIEF_SECOND: i64 = 1_774_020_191;
+const WHOLE_DAY: (i64, i64) = (BRIEF_SECOND - 86_400, BRIEF_SECOND + 86_400);
+
+fn ids(read: &TradeRead) -> Vec<String> {
+    read.trades
+        .iter()
+        .map(|trade| trade.trade_id.clone())
+        .collect()
+}
+
+/// Two fills of one wallet in one transaction with equal side, size and price are two
+/// identical rows and two trades; reading the same rows again gives the same ids.
+#[test]
+fn identical_rows_are_distinct_trades_with_stable_ids() {
+    let other = tx_fill("0xaa", 32.155171, BRIEF_SECOND);
+    let page = vec![brief_trade(), other.clone(), brief_trade(), brief_trade()];
+    let read = trade_read(&page, WHOLE_DAY, 0, |_| None);
+    assert!(read.refused.is_empty(), "{:?}", read.refused);
+    let first = ids(&read);
+    assert_eq!(first.len(), 4);
+    let distinct: std::collections::HashSet<&String> = first.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        4,
+        "identical rows must not share an id: {first:?}"
+    );
+    // The first occurrence keeps the id a lone row has; the others are numbered.
+    let plain = trade_v1(&brief_trade(), 0, None).unwrap().trade_id;
+    assert_eq!(first[0], plain);
+    assert_eq!(first[2], occurrence_trade_id(&plain, 1));
+    assert_eq!(first[3], occurrence_trade_id(&plain, 2));
+    assert_eq!(first[1], trade_v1(&other, 0, None).unwrap().trade_id);
+    // Re-reading the page (the next poll) gives the same ids.
+    assert_eq!(ids(&trade_read(&page, WHOLE_DAY, 5, |_| None)), first);
+    // A read holding only the first rows of that second (a page boundary inside it) numbers
+    // them as the complete read does, so skipping the ids already sent sends the rest once.
+    let partial = trade_read(&page[..3], WHOLE_DAY, 0, |_| None);
+    assert_eq!(ids(&partial), first[..3].to_vec());
+}
+
+/// A row outside the requested window, or without a readable timestamp, is refused with the
+/// reason and does not count as the read's oldest second.
+#[test]
+fn rows_outside_the_window_are_refused_and_do_not_steer() {
+    let window = (BRIEF_SECOND - 10, BRIEF_SECOND);
+    let page = vec![
+        brief_trade(),
+        tx_fill("0xbb", 1.0, BRIEF_SECOND - 5),
+        tx_fill("0xcc", 1.0, 1),
+        tx_fill("0xdd", 1.0, BRIEF_SECOND + 3_600),
+        with(tx_fill("0xee", 1.0, 0), "timestamp", json!("soon")),
+        without(tx_fill("0xff", 1.0, BRIEF_SECOND - 7), "side"),
+    ];
+    let read = trade_read(&page, window, 0, |_| None);
+    assert_eq!(read.trades.len(), 2);
+    assert_eq!(read.oldest, Some(BRIEF_SECOND - 5));
+    assert_eq!(read.refused.len(), 4);
+    let reasons: Vec<&str> = read
+        .refused
+        .iter()
+        .map(|refused| refused.reason.as_str())
+        .collect();
+    assert!(
+        reasons[0].contains("outside the requested window"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains("outside the requested window"),
+        "{reasons:?}"
+    );
+    assert!(reasons[2].contains("timestamp"), "{reasons:?}");
+    assert!(reasons[3].contains("side"), "{reasons:?}");
+    // Only the in-window refusal has a position on the tape.
+    let seconds: Vec<Option<i64>> = read.refused.iter().map(|refused| refused.second).collect();
+    assert_eq!(seconds, vec![None, None, None, Some(BRIEF_SECOND - 7)]);
+    assert_eq!(read.oldest_refused, Some(BRIEF_SECOND - 7));
+    assert!(read.refused.iter().all(|refused| refused.condition_id
+        == "0x57373f395332d0c8be1ab99acd941a216594a9007320343213949fd7d8a49b24"));
 }
 
 #[test]

@@ -20,7 +20,7 @@ use rdkafka::{
 pub const EPOCH_MS: i64 = 1_767_225_600_000;
 pub const HISTORY_DAYS: u32 = 3;
 
-pub const TOPICS: [Topic; 7] = [
+pub const TOPICS: [Topic; 8] = [
     Topic::Markets,
     Topic::Events,
     Topic::Trades,
@@ -28,6 +28,7 @@ pub const TOPICS: [Topic; 7] = [
     Topic::PriceHistory,
     Topic::BookSnapshots,
     Topic::Leaderboard,
+    Topic::Continuity,
 ];
 
 pub async fn sim(rate_window: Duration, faults: &str) -> RunningSim {

@@ -268,14 +268,61 @@ pub(crate) async fn trades(
         Ok(filter) => filter,
         Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
     };
+    let late = LateRows::new(&state, "/data/trades");
     let rows: Vec<Value> = positions_newest_first(world, filter.markets.as_deref(), None)
+        .filter(|position| !late.hides(world, *position))
         .map(|position| &world.fills[position as usize])
         .filter(|fill| filter.accepts(fill))
         .skip(usize::try_from(offset).unwrap_or(0))
         .take(usize::try_from(limit).unwrap_or(0))
         .map(|fill| v1_trade_row(world, fill))
         .collect();
+    late.count(&state);
     json_ok(&Value::Array(rows))
+}
+
+/// The `late_index` faults of one trades request: fills not indexed yet are left out (see
+/// `faults::LateIndex`), and how many were left out is counted in `/_sim/stats`.
+struct LateRows {
+    endpoint: &'static str,
+    rules: Vec<crate::faults::LateIndex>,
+    now_ms: i64,
+    hidden: std::cell::Cell<u64>,
+}
+
+impl LateRows {
+    fn new(state: &SimState, endpoint: &'static str) -> LateRows {
+        LateRows {
+            endpoint,
+            rules: state.faults.late_index(endpoint),
+            now_ms: state.sim_now_ms(),
+            hidden: std::cell::Cell::new(0),
+        }
+    }
+
+    fn hides(&self, world: &World, position: u32) -> bool {
+        if self.rules.is_empty() {
+            return false;
+        }
+        let timestamp_ms = world.fills[position as usize].ts_ms;
+        let hidden = self
+            .rules
+            .iter()
+            .any(|rule| rule.hides(u64::from(position), timestamp_ms, self.now_ms));
+        if hidden {
+            self.hidden.set(self.hidden.get() + 1);
+        }
+        hidden
+    }
+
+    fn count(&self, state: &SimState) {
+        let hidden = self.hidden.get();
+        if hidden > 0 {
+            state.stats.endpoint(self.endpoint, |stats| {
+                *stats.faults.entry("late_index").or_default() += hidden;
+            });
+        }
+    }
 }
 
 /// A v2 error body with upstream's fields.
@@ -402,12 +449,15 @@ pub(crate) async fn trades_v2(
         }
     };
     let page_size = usize::try_from(limit).unwrap_or(100);
+    let late = LateRows::new(&state, "/data/v2/trades");
     let mut page: Vec<u32> = positions_newest_first(world, filter.markets.as_deref(), before)
+        .filter(|position| !late.hides(world, *position))
         .filter(|position| filter.accepts(&world.fills[*position as usize]))
         .take(page_size + 1)
         .collect();
     let has_more = page.len() > page_size;
     page.truncate(page_size);
+    late.count(&state);
     let rows: Vec<Value> = page
         .iter()
         .map(|position| v2_trade_row(world, &world.fills[*position as usize]))
@@ -911,4 +961,93 @@ pub(crate) async fn activity(
         })
         .collect();
     json_ok(&Value::Array(rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::Value;
+
+    use crate::{SimConfig, start};
+
+    async fn get(client: &reqwest::Client, url: String) -> Value {
+        let response = client.get(&url).send().await.expect("request");
+        assert_eq!(response.status().as_u16(), 200, "{url}");
+        response.json().await.expect("json")
+    }
+
+    /// `late_index`: every Nth fill of the tape is missing from `/data/trades` until its
+    /// timestamp plus the delay, then served like any other; the truth lists it all along, and
+    /// the other tapes (here v2, not targeted) are unaffected.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn late_indexed_fills_appear_after_their_delay_and_the_truth_has_them_all() {
+        let sim = start(SimConfig {
+            port: 0,
+            rate: 0.0,
+            markets: 6,
+            history_days: 0,
+            lifecycle_every: 0,
+            advance_at_wall_clock: true,
+            ..SimConfig::default()
+        })
+        .await
+        .expect("simulator starts");
+        sim.add_faults("late_index@/data/trades:delay=4s,every=5")
+            .expect("spec");
+        let base = sim.base_url();
+        let client = reqwest::Client::new();
+        let before = get(&client, format!("{base}/_sim/truth/fills?limit=1")).await;
+        let first_seq = before["total_fills"].as_u64().expect("total_fills");
+        sim.advance(500);
+        let truth = get(&client, format!("{base}/_sim/truth/fills?limit=200000")).await;
+        let fills = truth["fills"].as_array().expect("fills");
+        // The advanced operations' fills are stamped from now (older ones, if the world
+        // starts with any, are long visible).
+        let recent: Vec<&Value> = fills
+            .iter()
+            .filter(|fill| fill["seq"].as_u64().expect("seq") >= first_seq)
+            .collect();
+        assert!(recent.len() >= 20, "{} recent fills", recent.len());
+        let late = recent
+            .iter()
+            .filter(|fill| (fill["seq"].as_u64().expect("seq") + 1).is_multiple_of(5))
+            .count();
+        let newest_ms = recent
+            .iter()
+            .map(|fill| fill["timestamp_ms"].as_i64().expect("timestamp_ms"))
+            .max()
+            .expect("a fill");
+        assert!(
+            newest_ms < polytape_model::now_ms() + 2_000,
+            "stamped 1 ms apart from now"
+        );
+        let v1 = format!("{base}/data/trades?takerOnly=false&limit=10000");
+        let served = get(&client, v1.clone()).await;
+        assert_eq!(
+            served.as_array().expect("array").len(),
+            fills.len() - late,
+            "every 5th fill is not indexed yet"
+        );
+        let v2 = get(
+            &client,
+            format!("{base}/data/v2/trades?taker_only=false&limit=1000"),
+        )
+        .await;
+        assert_eq!(v2["data"].as_array().expect("data").len(), fills.len());
+        let stats = get(&client, format!("{base}/_sim/stats")).await;
+        assert_eq!(
+            stats["endpoints"]["/data/trades"]["faults"]["late_index"].as_u64(),
+            Some(late as u64)
+        );
+
+        // Once the delay passed, the tape holds every fill.
+        let wait_ms = newest_ms + 4_200 - polytape_model::now_ms();
+        tokio::time::sleep(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0))).await;
+        let served = get(&client, v1).await;
+        assert_eq!(served.as_array().expect("array").len(), fills.len());
+        let again = get(&client, format!("{base}/_sim/truth/fills?limit=200000")).await;
+        assert_eq!(again["fills"], truth["fills"], "the truth is unchanged");
+        sim.shutdown().await;
+    }
 }
