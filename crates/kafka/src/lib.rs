@@ -6,12 +6,14 @@
 //! Kafka transactions (the local broker refuses them, and production must not depend on them).
 
 mod admin;
+mod compacted;
 mod consumer;
 mod producer;
 
 use std::time::Duration;
 
 pub use admin::{TopicCreation, ensure_topics};
+pub use compacted::{ensure_compacted_topic, read_latest_values};
 pub use consumer::{
     LagReporting, LagReportingConsumer, commit_stored_offsets, create_consumer,
     create_lag_reporting_consumer, store_processed,
@@ -41,6 +43,14 @@ pub enum KafkaError {
     },
     #[error("cannot create topic {topic}: {reason}")]
     TopicCreation { topic: String, reason: String },
+    #[error("cannot read {topic}: {reason}")]
+    Read { topic: String, reason: String },
+    #[error("could not read {topic} up to offset {offset} within {seconds} s")]
+    ReadTimedOut {
+        topic: String,
+        offset: i64,
+        seconds: u64,
+    },
     #[error("cannot encode a {record} for {topic}: {source}")]
     Encode {
         record: &'static str,

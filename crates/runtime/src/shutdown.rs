@@ -59,18 +59,18 @@ impl Shutdown {
     {
         let token = self.token.clone();
         let failed = self.failed.clone();
-        let panic_after = fault_hook::panic_delay_for(name);
+        let panic_trigger = fault_hook::trigger_for(name);
         self.tracker.spawn(async move {
             // The task runs as a task of its own so that a panic in it reaches us as a
             // `JoinError` instead of silently ending it while the rest of the process lives on.
             let running = tokio::spawn(async move {
-                let Some(delay) = panic_after else {
+                let Some(trigger) = panic_trigger else {
                     return task.await;
                 };
                 // The fault hook: the task works normally until it panics mid-flight.
                 tokio::select! {
                     result = task => result,
-                    () = tokio::time::sleep(delay) => fault_hook::panic_now(name),
+                    () = trigger.fired() => fault_hook::panic_now(name),
                 }
             });
             let error = match running.await {
@@ -129,26 +129,55 @@ impl Shutdown {
     }
 }
 
-/// A fault hook for tests: `POLYTAPE_FAULT_PANIC_TASK=<task name>[@<milliseconds>]` makes
-/// that task panic once it has run that long (default 0), so a test can prove that a panic
-/// anywhere ends the process with a non-zero exit code. Unset in production; read once per
-/// spawned task.
+/// A fault hook for tests: `POLYTAPE_FAULT_PANIC_TASK=<task name>[@<milliseconds>|@file:<path>]`
+/// makes that task panic once it has run that long (default 0) or once the file exists, so a
+/// test can prove that a panic anywhere ends the process with a non-zero exit code. Unset in
+/// production; read once per spawned task.
 mod fault_hook {
-    use std::time::Duration;
+    use std::{path::PathBuf, time::Duration};
 
     pub(super) const VARIABLE: &str = "POLYTAPE_FAULT_PANIC_TASK";
 
-    pub(super) fn panic_delay_for(task: &str) -> Option<Duration> {
+    /// When the named task panics.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(super) enum Trigger {
+        /// This long after the task started.
+        After(Duration),
+        /// As soon as this file exists (a test creates it once it saw the service ready).
+        WhenFileExists(PathBuf),
+    }
+
+    impl Trigger {
+        pub(super) async fn fired(self) {
+            match self {
+                Trigger::After(delay) => tokio::time::sleep(delay).await,
+                Trigger::WhenFileExists(path) => {
+                    while !path.exists() {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn trigger_for(task: &str) -> Option<Trigger> {
         let value = std::env::var(VARIABLE).ok()?;
         parse(&value, task)
     }
 
-    pub(super) fn parse(value: &str, task: &str) -> Option<Duration> {
-        let (name, millis) = match value.split_once('@') {
-            Some((name, millis)) => (name, millis.trim().parse::<u64>().ok()?),
-            None => (value, 0),
+    /// `<task>`, `<task>@<milliseconds>` or `<task>@file:<path>`.
+    pub(super) fn parse(value: &str, task: &str) -> Option<Trigger> {
+        let (name, trigger) = match value.split_once('@') {
+            Some((name, spec)) => match spec.strip_prefix("file:") {
+                Some(path) => (name, Trigger::WhenFileExists(PathBuf::from(path))),
+                None => (
+                    name,
+                    Trigger::After(Duration::from_millis(spec.trim().parse::<u64>().ok()?)),
+                ),
+            },
+            None => (value, Trigger::After(Duration::ZERO)),
         };
-        (name.trim() == task).then(|| Duration::from_millis(millis))
+        (name.trim() == task).then_some(trigger)
     }
 
     #[allow(clippy::panic)]
@@ -241,11 +270,19 @@ mod tests {
     }
 
     #[test]
-    fn the_fault_hook_names_one_task_and_an_optional_delay() {
-        assert_eq!(fault_hook::parse("loader", "loader"), Some(Duration::ZERO));
+    fn the_fault_hook_names_one_task_and_an_optional_trigger() {
+        use fault_hook::Trigger;
+        assert_eq!(
+            fault_hook::parse("loader", "loader"),
+            Some(Trigger::After(Duration::ZERO))
+        );
         assert_eq!(
             fault_hook::parse("loader@250", "loader"),
-            Some(Duration::from_millis(250))
+            Some(Trigger::After(Duration::from_millis(250)))
+        );
+        assert_eq!(
+            fault_hook::parse("loader@file:/tmp/x", "loader"),
+            Some(Trigger::WhenFileExists("/tmp/x".into()))
         );
         assert_eq!(fault_hook::parse("loader@250", "bridge"), None);
         assert_eq!(fault_hook::parse("loader@soon", "loader"), None);

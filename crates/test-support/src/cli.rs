@@ -242,53 +242,61 @@ pub fn assert_serves_admin_endpoints_and_stops_cleanly(
     assert_eq!(code, Some(0), "exit code after SIGTERM");
 }
 
-/// Starts a service against the stack with the runtime's fault hook asking `task` to panic
-/// `after_ms` after it started, and expects the process to end by itself with exit code 1
-/// within 60 s: a panicking task must never leave a zombie that reports ready. Also checks
-/// that the service answered `/readyz` with 200 before the panic, so the test proves a
-/// *working* service stops, not one that never started.
+/// Starts a service against the stack with the runtime's fault hook armed on `task`, waits
+/// (up to 120 s) until `/readyz` says ready, then fires the hook (it watches for a file) and
+/// expects the process to end by itself with exit code 1 within 60 s: a panicking task must
+/// never leave a zombie that reports ready. The panic comes only once the service is seen
+/// working, so the test proves a *working* service stops, however slow the machine.
 pub fn assert_task_panic_ends_the_process(
     binary: &Path,
     admin_env_var: &str,
     extra_env: &[(&str, String)],
     task: &str,
-    after_ms: u64,
 ) {
+    let trigger_dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(error) => panic!("cannot create a temporary directory: {error}"),
+    };
+    let trigger = trigger_dir.path().join("panic-now");
     let admin_addr = free_local_addr();
     let mut environment = stack_env();
     environment.push((admin_env_var, admin_addr.to_string()));
-    environment.push(("POLYTAPE_FAULT_PANIC_TASK", format!("{task}@{after_ms}")));
+    environment.push((
+        "POLYTAPE_FAULT_PANIC_TASK",
+        format!("{task}@file:{}", trigger.display()),
+    ));
     environment.extend(extra_env.iter().cloned());
     let mut service = RunningService::start(binary, &environment, admin_addr);
+    let ready_deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while service
+        .get("/readyz")
+        .is_none_or(|(status, _)| status != 200)
+    {
+        if let Ok(Some(status)) = service.child.try_wait() {
+            panic!("{} exited before it was ready: {status}", binary.display());
+        }
+        assert!(
+            std::time::Instant::now() < ready_deadline,
+            "{} never reported ready",
+            binary.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if let Err(error) = std::fs::write(&trigger, b"") {
+        panic!("cannot create {}: {error}", trigger.display());
+    }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let mut was_ready = false;
     let status = loop {
         if let Ok(Some(status)) = service.child.try_wait() {
-            break Some(status);
+            break status;
         }
-        if std::time::Instant::now() > deadline {
-            break None;
-        }
-        if !was_ready
-            && service
-                .get("/readyz")
-                .is_some_and(|(status, _)| status == 200)
-        {
-            was_ready = true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    let Some(status) = status else {
-        panic!(
+        assert!(
+            std::time::Instant::now() < deadline,
             "{} still runs 60 s after its task {task} was made to panic (a zombie)",
             binary.display()
         );
+        std::thread::sleep(std::time::Duration::from_millis(50));
     };
-    assert!(
-        was_ready,
-        "{} never reported ready before the panic; raise `after_ms`",
-        binary.display()
-    );
     assert_eq!(
         status.code(),
         Some(1),

@@ -39,7 +39,6 @@ fn a_panicking_task_ends_the_process_with_exit_code_1() {
             ),
         ],
         "http",
-        4_000,
     );
     drop_database(&database);
 }

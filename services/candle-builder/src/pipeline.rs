@@ -715,7 +715,7 @@ pub async fn run(
             // While catching up, later snapshots of the stream may still close the gap (and a
             // REST book, stamped with upstream's current time, would apply only at the end).
             if book_lag(&builder, &book_partitions, &watermarks) <= RESYNC_MAX_LAG {
-                resync.poll(&builder.books);
+                resync.poll(&builder.books).map_err(BuilderError::Resync)?;
             }
         } else {
             builder.mismatched.clear();

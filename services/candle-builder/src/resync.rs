@@ -43,6 +43,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub(crate) struct Resync {
     requests: mpsc::UnboundedSender<String>,
+    /// The fetcher task: it only ends at shutdown; ending otherwise (a panic) stops the builder.
+    fetcher: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
     /// Token → (requests so far, when to ask again).
     pending: HashMap<String, (u32, Instant)>,
 }
@@ -72,9 +75,11 @@ impl Resync {
             bucket: TokenBucket::per_10s(budget_per_10s),
             producer,
         };
-        tokio::spawn(fetcher.run(receiver, stop));
+        let fetcher = tokio::spawn(fetcher.run(receiver, stop.clone()));
         Ok(Some(Self {
             requests,
+            fetcher,
+            stop,
             pending: HashMap::new(),
         }))
     }
@@ -88,7 +93,12 @@ impl Resync {
 
     /// Tokens due are requested (again); tokens whose book is consistent again (or gone) are
     /// forgotten.
-    pub(crate) fn poll(&mut self, books: &BookEngine) {
+    /// An error when the fetcher ended without a shutdown (it panicked): resync would be off
+    /// without a word, so the builder stops instead (and is restarted).
+    pub(crate) fn poll(&mut self, books: &BookEngine) -> Result<(), String> {
+        if self.fetcher.is_finished() && !self.stop.is_cancelled() {
+            return Err("the REST book fetcher ended unexpectedly".to_owned());
+        }
         let now = Instant::now();
         self.pending
             .retain(|token_id, _| books.is_consistent(token_id) == Some(false));
@@ -97,8 +107,8 @@ impl Resync {
                 continue;
             }
             if self.requests.send(token_id.clone()).is_err() {
-                // The fetcher stopped (shutdown).
-                return;
+                // The fetcher stopped (shutdown; otherwise caught above at the next poll).
+                return Ok(());
             }
             let backoff = FIRST_RETRY
                 .saturating_mul(1_u32 << (*attempts).min(10))
@@ -106,6 +116,7 @@ impl Resync {
             *attempts = attempts.saturating_add(1);
             *due = now + backoff;
         }
+        Ok(())
     }
 }
 

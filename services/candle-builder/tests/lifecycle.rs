@@ -34,6 +34,5 @@ fn a_panicking_task_ends_the_process_with_exit_code_1() {
                 .to_owned(),
         )],
         "builder",
-        4_000,
     );
 }

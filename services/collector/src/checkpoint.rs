@@ -7,14 +7,7 @@
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 
-use rdkafka::{
-    Message as _, Offset, TopicPartitionList,
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
-    consumer::{BaseConsumer, Consumer as _},
-    producer::{FutureProducer, FutureRecord},
-    types::RDKafkaErrorCode,
-};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::CollectError;
@@ -108,7 +101,9 @@ impl Checkpoints {
         fresh: bool,
     ) -> Result<Self, CollectError> {
         let topic = checkpoint_topic(prefix);
-        create_topic(brokers, &topic).await?;
+        polytape_kafka::ensure_compacted_topic(brokers, &topic)
+            .await
+            .map_err(|error| CollectError::Checkpoint(error.to_string()))?;
         let values = if fresh {
             HashMap::new()
         } else {
@@ -160,92 +155,18 @@ impl Checkpoints {
     }
 }
 
-async fn create_topic(brokers: &str, topic: &str) -> Result<(), CollectError> {
-    let admin: AdminClient<DefaultClientContext> = polytape_kafka::base_config(brokers)
-        .create()
-        .map_err(|error| CollectError::Checkpoint(format!("admin client: {error}")))?;
-    let new_topic =
-        NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = admin
-        .create_topics([&new_topic], &options)
-        .await
-        .map_err(|error| CollectError::Checkpoint(format!("cannot create {topic}: {error}")))?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => {
-                return Err(CollectError::Checkpoint(format!(
-                    "cannot create {name}: {code}"
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Reads the topic from the beginning to its high watermark (latest value per key wins; an
-/// empty payload deletes).
+/// Reads the topic whole: the latest checkpoint per key (values that are not JSON are skipped).
 fn read_all(
     brokers: &str,
     topic: &str,
 ) -> Result<HashMap<String, serde_json::Value>, CollectError> {
-    let failed = |what: &str, error: rdkafka::error::KafkaError| {
-        CollectError::Checkpoint(format!("{what} on {topic}: {error}"))
-    };
-    let consumer: BaseConsumer = polytape_kafka::base_config(brokers)
-        .set("group.id", "polytape-collector-checkpoint-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .map_err(|error| failed("consumer", error))?;
-    let mut values = HashMap::new();
-    let mut watermarks = Err(rdkafka::error::KafkaError::Canceled);
-    // A topic created a moment ago may need a metadata round before its watermarks answer.
-    for _ in 0..20 {
-        watermarks = consumer.fetch_watermarks(topic, 0, Duration::from_secs(5));
-        if watermarks.is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    let (low, high) = watermarks.map_err(|error| failed("watermarks", error))?;
-    if high <= low {
-        return Ok(values);
-    }
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, 0, Offset::Beginning)
-        .map_err(|error| failed("assign", error))?;
-    consumer
-        .assign(&assignment)
-        .map_err(|error| failed("assign", error))?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while std::time::Instant::now() < deadline {
-        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let message = message.map_err(|error| failed("read", error))?;
-        if let Some(key) = message.key() {
-            let key = String::from_utf8_lossy(key).into_owned();
-            match message.payload() {
-                Some(payload) if !payload.is_empty() => {
-                    if let Ok(value) = serde_json::from_slice(payload) {
-                        values.insert(key, value);
-                    }
-                }
-                _ => {
-                    values.remove(&key);
-                }
-            }
-        }
-        if message.offset() >= high - 1 {
-            return Ok(values);
-        }
-    }
-    Err(CollectError::Checkpoint(format!(
-        "could not read {topic} up to offset {high} within 120 s"
-    )))
+    let values =
+        polytape_kafka::read_latest_values(brokers, topic, "polytape-collector-checkpoint-reader")
+            .map_err(|error| CollectError::Checkpoint(error.to_string()))?;
+    Ok(values
+        .into_iter()
+        .filter_map(|(key, payload)| Some((key, serde_json::from_slice(&payload).ok()?)))
+        .collect())
 }
 
 #[cfg(test)]

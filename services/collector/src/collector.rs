@@ -1404,10 +1404,13 @@ impl Collector {
 
     /// Undoes the late verdicts of fills that will not be sent (the walk failed or was
     /// narrowed), so the next re-read finds them again.
+    /// The sends failed: every fill queued for them — late or not — is forgotten by the
+    /// ledger, so the next read judges it anew and sends it (a queued edge-second fill the
+    /// ledger remembered would otherwise read as known and never be sent).
     fn forget_late(&self, outgoing: &HashMap<String, Outgoing>) {
         let mut ledger = lock(&self.ledger);
         for market in outgoing.values() {
-            for (trade, _) in &market.late {
+            for trade in &market.trades {
                 ledger.forget(&trade.condition_id, second_of(trade), &trade.trade_id);
             }
         }

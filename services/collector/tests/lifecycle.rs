@@ -45,6 +45,5 @@ fn a_panicking_task_ends_the_process_with_exit_code_1() {
             ("POLYTAPE_CLOB_URL", "http://127.0.0.1:1".to_owned()),
         ],
         "collection",
-        4_000,
     );
 }

@@ -48,6 +48,5 @@ fn a_panicking_task_ends_the_process_with_exit_code_1() {
             ),
         ],
         "loader",
-        4_000,
     );
 }

@@ -242,7 +242,11 @@ impl Bridge {
         let ending = supervisor.ending();
         drop(supervisor);
         drop(shared);
-        let drained = tokio::time::timeout(DRAIN_TIMEOUT, tracker).await.is_ok();
+        // A tracker that panicked did not drain: the stop must not count as clean.
+        let drained = matches!(
+            tokio::time::timeout(DRAIN_TIMEOUT, tracker).await,
+            Ok(Ok(()))
+        );
         if !drained {
             tracing::error!("kafka acknowledgements did not drain in time");
         }

@@ -33,10 +33,6 @@ use std::{
 
 use polytape_model::{Continuity, now_ms};
 use rdkafka::{
-    Message as _, Offset, TopicPartitionList,
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
-    consumer::{BaseConsumer, Consumer as _},
     error::KafkaError,
     producer::{DeliveryFuture, FutureProducer, FutureRecord},
     types::RDKafkaErrorCode,
@@ -341,7 +337,9 @@ pub fn watch(deliveries: Vec<(String, DeliveryFuture)>) {
 
 /// Creates the state topic if needed and reads it whole.
 pub async fn load(brokers: &str, topic: &str) -> Result<PersistedState, BridgeError> {
-    create_topic(brokers, topic).await?;
+    polytape_kafka::ensure_compacted_topic(brokers, topic)
+        .await
+        .map_err(|error| BridgeError::State(error.to_string()))?;
     let brokers = brokers.to_owned();
     let name = topic.to_owned();
     let entries = tokio::task::spawn_blocking(move || read_all(&brokers, &name))
@@ -358,84 +356,10 @@ pub async fn load(brokers: &str, topic: &str) -> Result<PersistedState, BridgeEr
     Ok(state)
 }
 
-async fn create_topic(brokers: &str, topic: &str) -> Result<(), BridgeError> {
-    let admin: AdminClient<DefaultClientContext> = polytape_kafka::base_config(brokers)
-        .create()
-        .map_err(|error| BridgeError::State(format!("admin client: {error}")))?;
-    let new_topic =
-        NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = admin
-        .create_topics([&new_topic], &options)
-        .await
-        .map_err(|error| BridgeError::State(format!("cannot create {topic}: {error}")))?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => {
-                return Err(BridgeError::State(format!("cannot create {name}: {code}")));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Reads the topic from the beginning to its high watermark: the latest value per key (an
-/// empty payload deletes).
+/// Reads the topic whole: the latest value per key.
 pub fn read_all(brokers: &str, topic: &str) -> Result<HashMap<String, Vec<u8>>, BridgeError> {
-    let failed =
-        |what: &str, error: KafkaError| BridgeError::State(format!("{what} on {topic}: {error}"));
-    let consumer: BaseConsumer = polytape_kafka::base_config(brokers)
-        .set("group.id", "polytape-ws-bridge-state-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .map_err(|error| failed("consumer", error))?;
-    let mut values = HashMap::new();
-    let mut watermarks = Err(KafkaError::Canceled);
-    // A topic created a moment ago may need a metadata round before its watermarks answer.
-    for _ in 0..20 {
-        watermarks = consumer.fetch_watermarks(topic, 0, Duration::from_secs(5));
-        if watermarks.is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    let (low, high) = watermarks.map_err(|error| failed("watermarks", error))?;
-    if high <= low {
-        return Ok(values);
-    }
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, 0, Offset::Beginning)
-        .map_err(|error| failed("assign", error))?;
-    consumer
-        .assign(&assignment)
-        .map_err(|error| failed("assign", error))?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while std::time::Instant::now() < deadline {
-        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let message = message.map_err(|error| failed("read", error))?;
-        if let Some(key) = message.key() {
-            let key = String::from_utf8_lossy(key).into_owned();
-            match message.payload() {
-                Some(payload) if !payload.is_empty() => {
-                    values.insert(key, payload.to_vec());
-                }
-                _ => {
-                    values.remove(&key);
-                }
-            }
-        }
-        if message.offset() >= high - 1 {
-            return Ok(values);
-        }
-    }
-    Err(BridgeError::State(format!(
-        "could not read {topic} up to offset {high} within 120 s"
-    )))
+    polytape_kafka::read_latest_values(brokers, topic, "polytape-ws-bridge-state-reader")
+        .map_err(|error| BridgeError::State(error.to_string()))
 }
 
 /// A run record of this process, written now.

@@ -23,6 +23,5 @@ fn a_panicking_task_ends_the_process_with_exit_code_1() {
         "POLYTAPE_WS_BRIDGE_ADMIN_ADDR",
         &[],
         "bridge",
-        4_000,
     );
 }

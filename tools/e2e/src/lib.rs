@@ -1039,6 +1039,8 @@ pub struct GapRow {
     pub gap_start: i64,
     pub gap_end: Option<i64>,
     pub reason: String,
+    /// The service that declared it (`ws-bridge`, `candle-builder`, `collector`).
+    pub source: String,
 }
 
 /// The declared gaps (continuity records).
@@ -1048,8 +1050,8 @@ pub async fn declared_gaps(pipeline: &Pipeline) -> Result<Vec<GapRow>, String> {
         .client
         .query(
             "SELECT toString(kind) AS kind, token_ids, toUnixTimestamp64Milli(gap_start) AS gap_start, \
-             if(isNull(gap_end), NULL, toUnixTimestamp64Milli(assumeNotNull(gap_end))) AS gap_end, reason \
-             FROM continuity FINAL",
+             if(isNull(gap_end), NULL, toUnixTimestamp64Milli(assumeNotNull(gap_end))) AS gap_end, reason, \
+             toString(source) AS source FROM continuity FINAL",
         )
         .fetch_all()
         .await

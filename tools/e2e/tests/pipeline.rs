@@ -62,19 +62,19 @@ async fn verify_books(pipeline: &Pipeline, paused_ms: i64, gaps_allowed: bool) {
     eprintln!("[e2e] declared gaps by kind: {kinds:?}");
     // A book mismatch means our books differed from upstream's: allowed only where data was
     // lost upstream of the candle builder, i.e. where the bridge declared a gap of its own
-    // (disconnect, freeze, restart…) for that token and time. One with no such cause is a
-    // wrong book of ours.
+    // (disconnect, freeze, restart…) for that token, starting within [the cause's start, its
+    // end + 60 s] (the candle builder reads the two book topics independently). One with no
+    // such cause is a wrong book of ours.
     let unexplained: Vec<_> = gaps
         .iter()
         .filter(|gap| gap.kind == "BOOK_MISMATCH")
         .filter(|mismatch| {
             !gaps.iter().any(|cause| {
-                cause.kind != "BOOK_MISMATCH"
-                    && (cause.token_ids.is_empty()
-                        || cause
-                            .token_ids
-                            .iter()
-                            .any(|token| mismatch.token_ids.contains(token)))
+                cause.source == "ws-bridge"
+                    && cause
+                        .token_ids
+                        .iter()
+                        .any(|token| mismatch.token_ids.contains(token))
                     && cause.gap_start <= mismatch.gap_start
                     && cause
                         .gap_end

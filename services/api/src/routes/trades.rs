@@ -118,10 +118,10 @@ impl TradeFilter {
     }
 }
 
-/// Trades of a market, token or wallet.
 /// Longest span `aggregate=true` sums over.
 pub const MAX_AGGREGATE_DAYS: i64 = 31;
 
+/// Trades of a market, token or wallet.
 #[utoipa::path(
     get,
     path = "/v1/trades",
