@@ -236,11 +236,18 @@ async fn run_with_faults(purpose: &str, faults: &str, websocket_faults: bool) {
     // The bridge detects a silent freeze after its staleness window (30 s at least by default);
     // a shorter window here lets a 30 s freeze be detected and declared. A freeze shorter than
     // the window is undetectable by timing (see services/ws-bridge/README.md).
+    // Only where WebSocket faults are injected: with REST faults alone no gap may be declared,
+    // and a 5 s window would call a shard's quiet spell on a loaded 2-core machine a freeze.
+    let environment = if websocket_faults {
+        vec![("POLYTAPE_WS_STALENESS_MIN", "5s".to_owned())]
+    } else {
+        Vec::new()
+    };
     let pipeline = Pipeline::start_wired(
         purpose,
         scale.clone(),
         Wiring {
-            environment: vec![("POLYTAPE_WS_STALENESS_MIN", "5s".to_owned())],
+            environment,
             ..Wiring::default()
         },
         |_| {},
