@@ -242,21 +242,14 @@ impl Publisher {
         if let (Outgoing::Gap(gap), Some(state)) = (&record, &self.inner.state) {
             let gap_key = state::gap_key(&gap.continuity_id);
             if gap.gap_end_ms.is_none() {
-                // On record in the state — acknowledged — before the gap itself: the next
-                // start closes it even if this process dies before it can. (Open gaps are
-                // rare, so waiting here costs little; a gap record without its state entry
-                // would stay open forever.)
+                // On record in the state before the gap itself: the next start closes it even
+                // if this process dies before it can.
                 let (key, value) = state::entry(gap_key, gap);
-                let acknowledged = match state.send(&key, value.as_deref()).await {
-                    Ok(delivery) => match delivery.await {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err((error, _))) => Err(error.to_string()),
-                        Err(_) => Err("the producer was dropped".to_owned()),
-                    },
-                    Err(error) => Err(error),
-                };
-                if let Err(error) = acknowledged {
-                    tracing::warn!(key = %key, error = %error, "cannot keep an open gap in the state topic; the next start may not close it");
+                match state.send(&key, value.as_deref()).await {
+                    Ok(delivery) => state::watch(vec![(key, delivery)]),
+                    Err(error) => {
+                        tracing::warn!(key = %key, error = %error, "cannot keep an open gap in the state topic");
+                    }
                 }
             } else {
                 closes_gap = Some(gap_key);
