@@ -841,11 +841,13 @@ impl Supervisor {
                 });
             }
         }
-        let added: Vec<String> = delta
+        let mut added: Vec<String> = delta
             .added
             .into_iter()
             .filter(|token| !self.assignment.contains_key(token))
             .collect();
+        // In a stable order, so that a run's shard layout does not depend on hashing.
+        added.sort();
         self.place(added);
         metrics::tokens_subscribed(self.assignment.len());
     }

@@ -4,7 +4,7 @@
 //! (see `continuity`) before anything else is attempted.
 
 use std::{
-    collections::{BTreeSet, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     hash::{BuildHasher as _, RandomState},
     sync::{
         Arc, Mutex,
@@ -435,6 +435,7 @@ impl Shard {
             previous_event: None,
             hasher: RandomState::new(),
             got_dump: false,
+            resubscribed: HashMap::new(),
         };
         let end = self.session_loop(&mut socket, &mut session).await;
         if matches!(end, SessionEnd::Stopped) {
@@ -654,6 +655,7 @@ impl Shard {
                 for token in &removed {
                     session.checker.remove(token);
                     session.awaiting_dump.remove(token);
+                    session.resubscribed.remove(token);
                     if !moved {
                         for record in self.shared.gaps.recovered(token, None) {
                             self.publish(Outgoing::Gap(record)).await?;
@@ -806,10 +808,20 @@ impl Shard {
                 if session.awaiting_dump.remove(&book.token_id) {
                     session.got_dump = session.got_dump || session.awaiting_dump.is_empty();
                 }
-                let closed = self
-                    .shared
-                    .gaps
-                    .recovered(&book.token_id, Some(book.timestamp_ms));
+                let closed = match session.resubscribed.get_mut(&book.token_id) {
+                    // Until the resubscription settles, a book may be one the stream carried
+                    // before upstream applied the unsubscribe: the gap stays open and will
+                    // end at the newest book, the dump included (see `Resubscription`).
+                    Some(resubscription) => {
+                        resubscription.newest_book_ms =
+                            resubscription.newest_book_ms.max(Some(book.timestamp_ms));
+                        Vec::new()
+                    }
+                    None => self
+                        .shared
+                        .gaps
+                        .recovered(&book.token_id, Some(book.timestamp_ms)),
+                };
                 self.publish(Outgoing::Book(book)).await?;
                 for record in closed {
                     self.publish(Outgoing::Gap(record)).await?;
@@ -964,18 +976,66 @@ impl Shard {
         }
         session.checker.mark_resyncing(token);
         session.awaiting_dump.insert(token.to_owned());
-        if session.dump_deadline.is_none() {
-            session.dump_deadline = Some(Instant::now() + self.shared.tuning.dump_timeout);
-        }
+        let settles_at = Instant::now() + self.shared.tuning.dump_timeout;
+        // A second resubscription of the token opens a second window: settle after it.
+        session
+            .resubscribed
+            .entry(token.to_owned())
+            .or_insert(Resubscription {
+                settles_at,
+                newest_book_ms: None,
+            })
+            .settles_at = settles_at;
+        session.dump_deadline = Some(
+            session
+                .dump_deadline
+                .map_or(settles_at, |deadline| deadline.min(settles_at)),
+        );
         let tokens = [token.to_owned()];
         Self::send_operation(socket, "unsubscribe", &tokens).await?;
         Self::send_operation(socket, "subscribe", &tokens).await
     }
 
-    /// Tokens still without a book when the dump deadline passes get one from REST `/book`.
+    /// Resubscriptions whose settling time passed close their gaps at the newest book they
+    /// saw (those that saw none stay awaiting, for REST); returns when the next one settles.
+    async fn settle_resubscriptions(
+        &mut self,
+        session: &mut Session,
+    ) -> Result<Option<Instant>, BridgeError> {
+        let now = Instant::now();
+        let settled: Vec<(String, Option<i64>)> = session
+            .resubscribed
+            .iter()
+            .filter(|(_, resubscription)| resubscription.settles_at <= now)
+            .map(|(token, resubscription)| (token.clone(), resubscription.newest_book_ms))
+            .collect();
+        for (token, newest_book_ms) in settled {
+            session.resubscribed.remove(&token);
+            let Some(book_ms) = newest_book_ms else {
+                continue;
+            };
+            for record in self.shared.gaps.recovered(&token, Some(book_ms)) {
+                self.shared.publisher.publish(Outgoing::Gap(record)).await?;
+            }
+        }
+        Ok(session
+            .resubscribed
+            .values()
+            .map(|resubscription| resubscription.settles_at)
+            .min())
+    }
+
+    /// Resubscriptions settle, then tokens still without a book when the dump deadline
+    /// passes get one from REST `/book`.
     async fn fetch_missing_books(&mut self, session: &mut Session) -> Result<(), BridgeError> {
-        session.dump_deadline = None;
-        let missing: Vec<String> = session.awaiting_dump.iter().cloned().collect();
+        session.dump_deadline = self.settle_resubscriptions(session).await?;
+        // A token whose resubscription has not settled may still get its dump: REST later.
+        let missing: Vec<String> = session
+            .awaiting_dump
+            .iter()
+            .filter(|token| !session.resubscribed.contains_key(*token))
+            .cloned()
+            .collect();
         if missing.is_empty() {
             return Ok(());
         }
@@ -1081,7 +1141,12 @@ impl Shard {
         if session.awaiting_dump.is_empty() {
             session.got_dump = true;
         } else if retry {
-            session.dump_deadline = Some(Instant::now() + self.shared.tuning.dump_timeout);
+            let retry_at = Instant::now() + self.shared.tuning.dump_timeout;
+            session.dump_deadline = Some(
+                session
+                    .dump_deadline
+                    .map_or(retry_at, |deadline| deadline.min(retry_at)),
+            );
         }
         Ok(())
     }
@@ -1109,6 +1174,20 @@ struct Session {
     previous_event: Option<u64>,
     hasher: RandomState,
     got_dump: bool,
+    /// Tokens resynced by unsubscribing and subscribing again, until that settles.
+    resubscribed: HashMap<String, Resubscription>,
+}
+
+/// A resync in progress. Upstream drops a token's events between applying the unsubscribe
+/// and sending the new subscription's dump, and a `book` the stream carried before the
+/// unsubscribe (one follows every trade) cannot be told from that dump. So the gap is not
+/// closed by the first book: it stays open for the dump timeout and then ends at the newest
+/// book seen (the dump's time or later), so every event dropped in between lies inside it. A
+/// resubscription that saw no book at all falls back to REST `/book` like a missing dump.
+#[derive(Debug)]
+struct Resubscription {
+    settles_at: Instant,
+    newest_book_ms: Option<i64>,
 }
 
 #[cfg(test)]

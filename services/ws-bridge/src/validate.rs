@@ -112,6 +112,12 @@ impl BookChecker {
 
     /// Applies one `price_change` entry and checks the top of book against it.
     pub fn change(&mut self, change: &PriceChange) -> Integrity {
+        // A lost event lies after the last one verified, not after this one: the gap starts
+        // there.
+        let verified_until_ms = self
+            .books
+            .get(&change.token_id)
+            .map_or(change.timestamp_ms, |book| book.last_event_ms);
         let time_check = self.event_time(&change.token_id, change.timestamp_ms);
         if time_check != Integrity::Consistent {
             return time_check;
@@ -157,7 +163,7 @@ impl BookChecker {
                     .best_ask
                     .map_or("-".to_owned(), |value| value.to_string()),
             ),
-            valid_until_ms: change.timestamp_ms,
+            valid_until_ms: verified_until_ms,
         }
     }
 }
@@ -236,10 +242,11 @@ mod tests {
         checker.snapshot(&snapshot(&[("0.48", "30")], &[("0.52", "25")], 10));
         // Upstream added a bid at 0.50 we never saw, then changed 0.49.
         let broken = checker.change(&change(Side::Buy, "0.49", "5", "0.5", "0.52", 12));
+        // The lost change happened after the snapshot at 10: the gap starts there.
         assert!(matches!(
             broken,
             Integrity::Broken {
-                valid_until_ms: 12,
+                valid_until_ms: 10,
                 ..
             }
         ));
