@@ -1,7 +1,8 @@
 //! A fault run: 5xx bursts, timeouts, truncated and malformed bodies, schema drift, unknown
 //! and missing fields. The collector completes, malformed records are in the DLQ with their
 //! reasons, and every other fill arrives. And a run whose `/trades` pages carry rows outside
-//! the requested window: they are dead-lettered and every walk still covers its window.
+//! the requested window: they are dead-lettered and every walk still covers its window. And a
+//! storm of 429s with `Retry-After`: waited out as told, nothing lost.
 
 #![allow(clippy::unwrap_used)]
 
@@ -179,5 +180,59 @@ async fn rows_outside_the_window_are_dead_lettered_and_do_not_end_a_walk() {
         "every walk covers its whole window"
     );
     assert_eq!(trades.len(), truth_fills.len(), "each fill once");
+    sim.shutdown().await;
+}
+
+/// A storm of 429s with `Retry-After: 2` on `/trades`: the collector waits as told (the
+/// simulator counts every request repeated before its `Retry-After` passed), completes, and
+/// every fill arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_storm_is_waited_out_as_told_and_loses_nothing() {
+    let window = Duration::from_secs(1);
+    let sim = sim(
+        window,
+        "error@/data/trades:status=429,retry_after=2s,count=25,every=3,after=10",
+    )
+    .await;
+    let names = topics("collector_429_storm").await;
+    let config = config(&sim, &names, tuning(window));
+    let collector = Arc::new(
+        Collector::connect(&config, false, CancellationToken::new())
+            .await
+            .unwrap(),
+    );
+    let options = Options {
+        mode: Mode::Backfill {
+            from_s: EPOCH_MS / 1000 - i64::from(HISTORY_DAYS) * 86_400 - 3_600,
+            to_s: EPOCH_MS / 1000 + 3_600,
+        },
+        datasets: [Dataset::Markets, Dataset::Trades].into_iter().collect(),
+        ..Options::default()
+    };
+    let summary = collector.run(options).await.unwrap();
+    println!("429 storm run: {summary:?}");
+    assert_eq!(summary.markets_complete, 200);
+
+    let stats = truth(&sim, "/_sim/stats").await;
+    let trades_stats = &stats["endpoints"]["/data/trades"];
+    assert_eq!(
+        trades_stats["faults"]["error"].as_u64(),
+        Some(25),
+        "{trades_stats}"
+    );
+    assert_eq!(
+        trades_stats["retried_early"].as_u64(),
+        Some(0),
+        "a request came back before its Retry-After: {trades_stats}"
+    );
+
+    let truth_fills = truth_trade_ids(&sim).await;
+    let truth_ids: HashSet<&str> = truth_fills.iter().map(|(id, _)| id.as_str()).collect();
+    let trades: Vec<Trade> = records(&names).await;
+    let ours: HashSet<&str> = trades.iter().map(|trade| trade.trade_id.as_str()).collect();
+    assert_eq!(ours, truth_ids, "every fill, nothing else");
+    assert_eq!(trades.len(), truth_fills.len(), "each fill once");
+    let letters: Vec<DeadLetter> = records(&names).await;
+    assert!(letters.is_empty(), "{letters:#?}");
     sim.shutdown().await;
 }

@@ -69,7 +69,9 @@ impl Default for SimConfig {
 const FAULT_HELP: &str = "\
 Fault rules, separated by ';'. Each rule is KIND[@TARGET][:KEY=VALUE,...].
 
-KIND (HTTP): error (HTTP 5xx, key status, default 500), slow (delay then answer normally),
+KIND (HTTP): error (an HTTP error, key status, default 500; a 429 or 503 carries Retry-After,
+  key retry_after, default 1s, and a client repeating the request sooner is counted in
+  /_sim/stats as retried_early), slow (delay then answer normally),
   timeout (hold the request for `delay`, default 60s, then answer 504 with an empty body),
   truncate (body cut in half), malformed (invalid JSON), extra_field (unknown key added to every
   object row), missing_optional (optional keys removed), drift (a field changes JSON type;
@@ -84,7 +86,8 @@ KIND (WebSocket, target ignored): ws_disconnect (close the connection), ws_freez
 TARGET: a path prefix such as /data/trades or /clob/book (default: every endpoint).
 KEYS: count=N (fire at most N times; default 1, 0 = unlimited), every=N (fire on every Nth
   match; default 1), after=N (skip the first N matches; for WS: events sent on the connection),
-  status=CODE, delay=DURATION (e.g. 2s, 500ms), duration=DURATION, field=NAME.
+  status=CODE, delay=DURATION (e.g. 2s, 500ms), duration=DURATION, field=NAME,
+  retry_after=DURATION (whole seconds on the wire, rounded up).
 Examples: 'error@/data/trades:status=503,count=3' (a burst of three 503s);
   'slow@/clob/book:delay=2s,every=10,count=0;ws_freeze:after=100,duration=5s'.
 Rules can also be added at run time: POST /_sim/faults {\"spec\": \"...\"}.";

@@ -116,6 +116,9 @@ pub struct FaultRule {
     pub duration: Option<Duration>,
     #[serde(default)]
     pub field: Option<String>,
+    /// `Retry-After` of an injected 429 or 503 (default 1 s).
+    #[serde(default, with = "optional_millis")]
+    pub retry_after: Option<Duration>,
 }
 
 fn default_count() -> u64 {
@@ -208,6 +211,7 @@ pub fn parse_fault_spec(spec: &str) -> Result<Vec<FaultRule>, FaultSpecError> {
             delay: None,
             duration: None,
             field: None,
+            retry_after: None,
         };
         let mut count_given = false;
         for pair in parameters
@@ -237,6 +241,10 @@ pub fn parse_fault_spec(spec: &str) -> Result<Vec<FaultRule>, FaultSpecError> {
                     rule.duration = Some(humantime::parse_duration(value).map_err(|_| invalid())?)
                 }
                 "field" => rule.field = Some(value.to_owned()),
+                "retry_after" => {
+                    rule.retry_after =
+                        Some(humantime::parse_duration(value).map_err(|_| invalid())?)
+                }
                 other => return Err(FaultSpecError::UnknownKey(other.to_owned())),
             }
         }
@@ -632,6 +640,12 @@ mod tests {
         assert_eq!(rules[1].every, 10);
         assert_eq!(rules[1].count, 0);
         assert_eq!(rules[2].after, 100);
+        let storm = parse_fault_spec("error@/data/trades:status=429,retry_after=2s").unwrap();
+        assert_eq!(
+            (storm[0].status, storm[0].retry_after),
+            (Some(429), Some(Duration::from_secs(2)))
+        );
+        assert!(parse_fault_spec("error:retry_after=soon").is_err());
         assert!(parse_fault_spec("nonsense").is_err());
         assert!(parse_fault_spec("error:bogus=1").is_err());
         assert_eq!(parse_fault_spec("").unwrap(), Vec::new());

@@ -248,7 +248,14 @@ async fn api_middleware_inner(
 ) -> Response {
     let endpoint = matched.as_str().to_owned();
     let path = request.uri().path().to_owned();
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| path.clone(), |value| value.as_str().to_owned());
     state.stats.endpoint(&endpoint, |stats| stats.requests += 1);
+    state
+        .stats
+        .pass_retry_gate(&endpoint, &path_and_query, Instant::now());
 
     match state.budgets.admit(&endpoint, Instant::now()) {
         BudgetDecision::Proceed => {}
@@ -292,10 +299,20 @@ async fn api_middleware_inner(
                     serde_json::json!({"error": "injected failure"})
                 };
                 let mut response = json_value(status, &body);
-                if status == StatusCode::SERVICE_UNAVAILABLE {
-                    response
-                        .headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                if matches!(
+                    status,
+                    StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+                ) {
+                    let retry_after = rule.retry_after.unwrap_or(Duration::from_secs(1));
+                    let seconds =
+                        (retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)).max(1);
+                    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                        response.headers_mut().insert(header::RETRY_AFTER, value);
+                    }
+                    state.stats.gate_retry(
+                        &path_and_query,
+                        Instant::now() + Duration::from_secs(seconds),
+                    );
                 }
                 return response;
             }

@@ -1,7 +1,8 @@
 //! Counters of everything the simulator did to its clients, for `GET /_sim/stats`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -14,6 +15,9 @@ pub(crate) struct EndpointStats {
     pub(crate) throttled_delay_ms: u64,
     /// Requests answered 429 + Retry-After (v2 endpoints).
     pub(crate) rejected_429: u64,
+    /// Requests repeated (same path and query) before the `Retry-After` an injected 429 or
+    /// 503 gave them had passed.
+    pub(crate) retried_early: u64,
     /// Injected faults by kind.
     pub(crate) faults: BTreeMap<&'static str, u64>,
 }
@@ -41,6 +45,8 @@ struct StatsInner {
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     inner: Mutex<StatsInner>,
+    /// Requests (path and query) told to retry after an instant, until they come back.
+    retry_gates: Mutex<HashMap<String, Instant>>,
 }
 
 impl Stats {
@@ -50,6 +56,27 @@ impl Stats {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         update(inner.endpoints.entry(key.to_owned()).or_default());
+    }
+
+    /// `request` (path and query) was told not to come back before `not_before`.
+    pub(crate) fn gate_retry(&self, request: &str, not_before: Instant) {
+        self.retry_gates
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(request.to_owned(), not_before);
+    }
+
+    /// Counts `request` as retried early if it comes back before its gate; a request that
+    /// comes back opens its gate.
+    pub(crate) fn pass_retry_gate(&self, endpoint: &str, request: &str, now: Instant) {
+        let gate = self
+            .retry_gates
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(request);
+        if gate.is_some_and(|not_before| now < not_before) {
+            self.endpoint(endpoint, |stats| stats.retried_early += 1);
+        }
     }
 
     pub(crate) fn ws(&self, update: impl FnOnce(&mut WsStats)) {
@@ -71,6 +98,7 @@ impl Stats {
             totals.throttled += stats.throttled;
             totals.throttled_delay_ms += stats.throttled_delay_ms;
             totals.rejected_429 += stats.rejected_429;
+            totals.retried_early += stats.retried_early;
             for (kind, count) in &stats.faults {
                 *totals.faults.entry(kind).or_default() += count;
             }
