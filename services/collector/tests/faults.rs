@@ -8,7 +8,11 @@
 
 mod support;
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use polytape_collector::{Collector, CollectorTuning, Dataset, Mode, Options};
 use polytape_model::{DeadLetter, Market, Trade};
@@ -234,5 +238,87 @@ async fn a_429_storm_is_waited_out_as_told_and_loses_nothing() {
     assert_eq!(trades.len(), truth_fills.len(), "each fill once");
     let letters: Vec<DeadLetter> = records(&names).await;
     assert!(letters.is_empty(), "{letters:#?}");
+    sim.shutdown().await;
+}
+
+/// Identical fills in one transaction (same wallet, token, side, size and price: two trades,
+/// two identical rows upstream): each arrives, under an id that counts its occurrence, so
+/// neither the collector's dedup nor ClickHouse's identity merges them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_fills_of_one_transaction_are_two_trades() {
+    let window = Duration::from_secs(1);
+    let sim = polymarket_sim::start(polymarket_sim::SimConfig {
+        port: 0,
+        rate: 0.0,
+        lifecycle_every: 0,
+        epoch_ms: Some(EPOCH_MS),
+        markets: 60,
+        history_days: HISTORY_DAYS,
+        rate_window: window,
+        identical_fill_every: 41,
+        ..polymarket_sim::SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let names = topics("collector_identical_fills").await;
+    let collector = Arc::new(
+        Collector::connect(
+            &config(&sim, &names, tuning(window)),
+            false,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap(),
+    );
+    let options = Options {
+        mode: Mode::Backfill {
+            from_s: EPOCH_MS / 1000 - i64::from(HISTORY_DAYS) * 86_400 - 3_600,
+            to_s: EPOCH_MS / 1000 + 3_600,
+        },
+        datasets: [Dataset::Markets, Dataset::Trades].into_iter().collect(),
+        ..Options::default()
+    };
+    let summary = collector.run(options).await.unwrap();
+    assert_eq!(summary.markets_complete, 60);
+
+    // The truth holds identical rows (the twins), each under its own id.
+    let fills = truth(&sim, "/_sim/truth/fills?limit=200000").await;
+    let fills = fills["fills"].as_array().unwrap();
+    let rows: HashSet<String> = fills
+        .iter()
+        .map(|fill| {
+            [
+                "transactionHash",
+                "asset",
+                "side",
+                "size",
+                "price",
+                "proxyWallet",
+            ]
+            .map(|field| fill[field].to_string())
+            .join("|")
+        })
+        .collect();
+    let twins = fills.len() - rows.len();
+    assert!(twins > 50, "{twins} identical rows");
+    let mut truth_counts: HashMap<&str, usize> = HashMap::new();
+    for fill in fills {
+        *truth_counts
+            .entry(fill["trade_id"].as_str().unwrap())
+            .or_default() += 1;
+    }
+    assert_eq!(truth_counts.len(), fills.len(), "truth ids are distinct");
+
+    // By identity and multiplicity: every truth id exactly once.
+    let trades: Vec<Trade> = records(&names).await;
+    let mut ours: HashMap<&str, usize> = HashMap::new();
+    for trade in &trades {
+        *ours.entry(trade.trade_id.as_str()).or_default() += 1;
+    }
+    assert_eq!(ours, truth_counts);
+    println!(
+        "identical fills: {} fills, {twins} identical twins, each arrived once under its own id",
+        fills.len()
+    );
     sim.shutdown().await;
 }

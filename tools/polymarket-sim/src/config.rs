@@ -43,6 +43,9 @@ pub struct SimConfig {
     /// (default 1,000: one millisecond each). 0 stamps a whole `advance` in one millisecond —
     /// more fills in one second than the Data API's offset cap lets a client read.
     pub advance_spacing_us: u64,
+    /// Every Nth history fill gets an identical twin in its transaction (same wallet, token,
+    /// side, size, price): two trades, two identical rows upstream (0 = none).
+    pub identical_fill_every: u64,
 }
 
 impl Default for SimConfig {
@@ -62,6 +65,7 @@ impl Default for SimConfig {
             ws_truth_capacity: 50_000,
             advance_at_wall_clock: false,
             advance_spacing_us: 1_000,
+            identical_fill_every: 0,
         }
     }
 }
@@ -149,6 +153,9 @@ pub struct Cli {
     /// advance in one millisecond).
     #[arg(long, default_value_t = 1_000)]
     pub advance_spacing_us: u64,
+    /// Every Nth history fill gets an identical twin in its transaction (0 = none).
+    #[arg(long, default_value_t = 0)]
+    pub identical_fill_every: u64,
 }
 
 /// A command line that does not describe a run.
@@ -192,6 +199,7 @@ impl Cli {
             ws_truth_capacity: self.ws_truth_capacity,
             advance_at_wall_clock: self.advance_at_wall_clock,
             advance_spacing_us: self.advance_spacing_us,
+            identical_fill_every: self.identical_fill_every,
         })
     }
 }

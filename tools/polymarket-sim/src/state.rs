@@ -78,6 +78,7 @@ impl SimState {
             markets: config.markets,
             history_days: config.history_days,
             history_end_ms,
+            identical_fill_every: config.identical_fill_every,
         });
         let mut live = LiveState::new(
             config.seed,

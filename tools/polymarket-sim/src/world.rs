@@ -163,6 +163,9 @@ pub(crate) struct WorldParameters {
     pub(crate) markets: u32,
     pub(crate) history_days: u32,
     pub(crate) history_end_ms: i64,
+    /// Every Nth history fill has an identical twin in its transaction (same wallet, token,
+    /// side, size and price): two trades upstream lists as two identical rows (0 = none).
+    pub(crate) identical_fill_every: u64,
 }
 
 pub(crate) struct World {
@@ -540,8 +543,12 @@ impl World {
         };
         world.fills_by_market = vec![Vec::new(); world.markets.len()];
         world.volume = vec![Vec::new(); world.markets.len()];
-        for (ts_ms, market, _, draft, tx) in pending_fills {
+        let twin_every = world.parameters.identical_fill_every;
+        for (index, (ts_ms, market, _, draft, tx)) in pending_fills.into_iter().enumerate() {
             world.push_fill(ts_ms, market, draft, tx);
+            if twin_every > 0 && (index as u64 + 1).is_multiple_of(twin_every) {
+                world.push_fill(ts_ms, market, draft, tx);
+            }
         }
         world.rebuild_lookups();
         world
@@ -944,6 +951,7 @@ mod tests {
             markets: 40,
             history_days: days,
             history_end_ms: 1_780_000_000_000,
+            identical_fill_every: 0,
         }
     }
 

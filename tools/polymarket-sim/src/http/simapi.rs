@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use polytape_model::TradeIdentity;
+use polytape_model::{TradeIdentity, identity::occurrence_trade_id};
 use serde_json::{Value, json};
 
 use crate::booksnap::{TokenBook, token_levels};
@@ -27,7 +27,7 @@ fn truth_fill_json(world: &World, seq: usize) -> Value {
     let transaction_hash = format!("0x{}", hex::encode(world.tx_hashes[fill.tx as usize]));
     let price = price_decimal(fill.price);
     let size = size_decimal(fill.size);
-    let trade_id = TradeIdentity {
+    let first_id = TradeIdentity {
         transaction_hash: &transaction_hash,
         token_id,
         side: fill.side,
@@ -36,6 +36,22 @@ fn truth_fill_json(world: &World, seq: usize) -> Value {
         proxy_wallet: &wallet.address,
     }
     .trade_id();
+    // Identical fills of one transaction are distinct trades: the k-th of them (tape order)
+    // is its occurrence k. A transaction's fills are contiguous on the tape.
+    let occurrence = world.fills[..seq]
+        .iter()
+        .rev()
+        .take_while(|earlier| earlier.tx == fill.tx && earlier.ts_ms == fill.ts_ms)
+        .filter(|earlier| {
+            earlier.market == fill.market
+                && earlier.token == fill.token
+                && earlier.side == fill.side
+                && earlier.size == fill.size
+                && earlier.price == fill.price
+                && earlier.wallet == fill.wallet
+        })
+        .count();
+    let trade_id = occurrence_trade_id(&first_id, u32::try_from(occurrence).unwrap_or(u32::MAX));
     json!({
         "seq": seq,
         "trade_id": trade_id,
