@@ -10,14 +10,12 @@ mod support;
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Arc,
     time::Duration,
 };
 
-use polytape_collector::{Collector, CollectorTuning, Dataset, Mode, Options};
+use polytape_collector::{CollectorTuning, Dataset};
 use polytape_model::{DeadLetter, Market, Trade};
 use support::*;
-use tokio_util::sync::CancellationToken;
 
 const FAULTS: &str = "error@/data/trades:status=503,count=5,every=7;\
     error@/data/trades:status=500,count=3,every=5,after=40;\
@@ -37,21 +35,8 @@ async fn faults_keep_the_collector_up_and_bad_rows_go_to_the_dlq() {
     let sim = sim(window, FAULTS).await;
     let names = topics("collector_faults").await;
     let config = config(&sim, &names, tuning(window));
-    let collector = Arc::new(
-        Collector::connect(&config, false, CancellationToken::new())
-            .await
-            .unwrap(),
-    );
-    let options = Options {
-        mode: Mode::Backfill {
-            from_s: EPOCH_MS / 1000 - i64::from(HISTORY_DAYS) * 86_400 - 3_600,
-            to_s: EPOCH_MS / 1000 + 3_600,
-        },
-        datasets: [Dataset::Markets, Dataset::Events, Dataset::Trades]
-            .into_iter()
-            .collect(),
-        ..Options::default()
-    };
+    let collector = connected(&config).await;
+    let options = history_backfill(&[Dataset::Markets, Dataset::Events, Dataset::Trades]);
     let summary = collector.run(options).await.unwrap();
     println!("fault run: {summary:?}");
     assert_eq!(summary.markets_complete, 200);
@@ -127,19 +112,8 @@ async fn rows_outside_the_window_are_dead_lettered_and_do_not_end_a_walk() {
             ..tuning(window)
         },
     );
-    let collector = Arc::new(
-        Collector::connect(&config, false, CancellationToken::new())
-            .await
-            .unwrap(),
-    );
-    let options = Options {
-        mode: Mode::Backfill {
-            from_s: EPOCH_MS / 1000 - i64::from(HISTORY_DAYS) * 86_400 - 3_600,
-            to_s: EPOCH_MS / 1000 + 3_600,
-        },
-        datasets: [Dataset::Markets, Dataset::Trades].into_iter().collect(),
-        ..Options::default()
-    };
+    let collector = connected(&config).await;
+    let options = history_backfill(&[Dataset::Markets, Dataset::Trades]);
     let summary = collector.run(options).await.unwrap();
     println!("out-of-window run: {summary:?}");
     assert_eq!(summary.markets_complete, 200);
@@ -200,19 +174,8 @@ async fn a_429_storm_is_waited_out_as_told_and_loses_nothing() {
     .await;
     let names = topics("collector_429_storm").await;
     let config = config(&sim, &names, tuning(window));
-    let collector = Arc::new(
-        Collector::connect(&config, false, CancellationToken::new())
-            .await
-            .unwrap(),
-    );
-    let options = Options {
-        mode: Mode::Backfill {
-            from_s: EPOCH_MS / 1000 - i64::from(HISTORY_DAYS) * 86_400 - 3_600,
-            to_s: EPOCH_MS / 1000 + 3_600,
-        },
-        datasets: [Dataset::Markets, Dataset::Trades].into_iter().collect(),
-        ..Options::default()
-    };
+    let collector = connected(&config).await;
+    let options = history_backfill(&[Dataset::Markets, Dataset::Trades]);
     let summary = collector.run(options).await.unwrap();
     println!("429 storm run: {summary:?}");
     assert_eq!(summary.markets_complete, 200);
@@ -248,36 +211,15 @@ async fn a_429_storm_is_waited_out_as_told_and_loses_nothing() {
 async fn identical_fills_of_one_transaction_are_two_trades() {
     let window = Duration::from_secs(1);
     let sim = polymarket_sim::start(polymarket_sim::SimConfig {
-        port: 0,
-        rate: 0.0,
-        lifecycle_every: 0,
-        epoch_ms: Some(EPOCH_MS),
         markets: 60,
-        history_days: HISTORY_DAYS,
-        rate_window: window,
         identical_fill_every: 41,
-        ..polymarket_sim::SimConfig::default()
+        ..sim_config(window)
     })
     .await
     .unwrap();
     let names = topics("collector_identical_fills").await;
-    let collector = Arc::new(
-        Collector::connect(
-            &config(&sim, &names, tuning(window)),
-            false,
-            CancellationToken::new(),
-        )
-        .await
-        .unwrap(),
-    );
-    let options = Options {
-        mode: Mode::Backfill {
-            from_s: EPOCH_MS / 1000 - i64::from(HISTORY_DAYS) * 86_400 - 3_600,
-            to_s: EPOCH_MS / 1000 + 3_600,
-        },
-        datasets: [Dataset::Markets, Dataset::Trades].into_iter().collect(),
-        ..Options::default()
-    };
+    let collector = connected(&config(&sim, &names, tuning(window))).await;
+    let options = history_backfill(&[Dataset::Markets, Dataset::Trades]);
     let summary = collector.run(options).await.unwrap();
     assert_eq!(summary.markets_complete, 60);
 

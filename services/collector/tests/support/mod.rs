@@ -3,11 +3,11 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::{collections::HashMap, net::SocketAddr, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use polymarket_sim::{RunningSim, SimConfig};
 use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
-use polytape_collector::{CollectorConfig, CollectorTuning};
+use polytape_collector::{Collector, CollectorConfig, CollectorTuning, Dataset, Mode, Options};
 use polytape_model::{Topic, TopicNames};
 use polytape_runtime::config::{CommonConfig, KafkaConfig, LogFormat, UpstreamConfig};
 use polytape_test_support::stack::endpoints;
@@ -15,6 +15,7 @@ use rdkafka::{
     Message as _, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer as _},
 };
+use tokio_util::sync::CancellationToken;
 
 /// 2026-01-01T00:00:00Z: the end of the simulated history.
 pub const EPOCH_MS: i64 = 1_767_225_600_000;
@@ -31,8 +32,10 @@ pub const TOPICS: [Topic; 8] = [
     Topic::Continuity,
 ];
 
-pub async fn sim(rate_window: Duration, faults: &str) -> RunningSim {
-    let config = SimConfig {
+/// The simulator the tests share: 200 markets, `HISTORY_DAYS` of history ending at
+/// `EPOCH_MS`, no live flow.
+pub fn sim_config(rate_window: Duration) -> SimConfig {
+    SimConfig {
         port: 0,
         rate: 0.0,
         lifecycle_every: 0,
@@ -41,8 +44,13 @@ pub async fn sim(rate_window: Duration, faults: &str) -> RunningSim {
         history_days: HISTORY_DAYS,
         rate_window,
         ..SimConfig::default()
-    };
-    let sim = polymarket_sim::start(config).await.unwrap();
+    }
+}
+
+pub async fn sim(rate_window: Duration, faults: &str) -> RunningSim {
+    let sim = polymarket_sim::start(sim_config(rate_window))
+        .await
+        .unwrap();
     if !faults.is_empty() {
         sim.add_faults(faults).unwrap();
     }
@@ -172,6 +180,27 @@ pub async fn truth_trade_ids(sim: &RunningSim) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// A collector over `config` (not started).
+pub async fn connected(config: &CollectorConfig) -> Arc<Collector> {
+    Arc::new(
+        Collector::connect(config, false, CancellationToken::new())
+            .await
+            .unwrap(),
+    )
+}
+
+/// A backfill of the whole simulated history (an hour either side) for `datasets`.
+pub fn history_backfill(datasets: &[Dataset]) -> Options {
+    Options {
+        mode: Mode::Backfill {
+            from_s: EPOCH_MS / 1000 - i64::from(HISTORY_DAYS) * 86_400 - 3_600,
+            to_s: EPOCH_MS / 1000 + 3_600,
+        },
+        datasets: datasets.iter().copied().collect(),
+        ..Options::default()
+    }
 }
 
 /// Fast tuning for a simulator whose rate windows are `window` long.
