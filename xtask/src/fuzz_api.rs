@@ -3,15 +3,18 @@
 //! with the admin token, on the development stack's ClickHouse in a database of its own, seeded
 //! with a few rows of every table. Passes when schemathesis finds no server error and every
 //! response conforms to the documents (status codes, content types, schemas). `--cases N`
-//! spreads about N generated cases over the operations (CI: the default, about a minute;
-//! `--cases 10000` for the long run); the seed is random unless `--seed` is given, and printed.
+//! runs at least N generated cases, spread over the operations (CI: the default, about a
+//! minute; `--cases 10000` for the long run): schemathesis stops early on operations whose
+//! inputs it has exhausted, so its own count is read back and further rounds (over both
+//! documents, derived seeds) run until N is reached. The seed is random unless `--seed` is
+//! given, and printed.
 //!
 //! Also home of [`ApiUnderTest`], the API binary started for a command, which `bench api`
 //! shares.
 
 use std::{
     fs,
-    io::{Read as _, Write as _},
+    io::{BufRead as _, BufReader, Read as _, Write as _},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -29,7 +32,7 @@ pub(crate) const ADMIN_TOKEN: &str = "xtask-admin-token-0123456789";
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct FuzzArgs {
-    /// About how many generated cases to run, spread over every operation of both documents
+    /// At least how many generated cases to run, spread over every operation of both documents
     #[arg(long, default_value_t = DEFAULT_CASES)]
     cases: u32,
     /// Seed for schemathesis (default: random, printed so a failure can be replayed)
@@ -388,46 +391,92 @@ pub(crate) fn run(args: &FuzzArgs) -> anyhow::Result<()> {
     let total_operations = operations.iter().sum::<usize>().max(1);
     // Three phases (examples, coverage, fuzzing) each generate up to `max-examples` per
     // operation; the fuzzing phase dominates.
-    let max_examples = (args.cases as usize).div_ceil(total_operations).max(1);
+    let wanted = args.cases as usize;
     println!(
-        "fuzz-api: seed {seed}, about {} cases over {total_operations} operations ({max_examples} examples each); replay with `cargo xtask fuzz-api --cases {} --seed {seed}`",
-        args.cases, args.cases
+        "fuzz-api: seed {seed}, at least {wanted} cases over {total_operations} operations; replay with `cargo xtask fuzz-api --cases {wanted} --seed {seed}`"
     );
-    for ((name, url, header), operation_count) in documents.iter().zip(&operations) {
-        let report = paths::state_dir().join(format!("fuzz-api-report-{name}"));
-        println!("schemathesis against {url} ({operation_count} operations)");
-        let status = Command::new(&schemathesis)
-            .arg("run")
-            .arg(url)
-            .args(["--header", header])
-            .args([
-                "--checks",
-                "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance",
-                "--phases",
-                "examples,coverage,fuzzing",
-                "--max-examples",
-                &max_examples.to_string(),
-                "--seed",
-                &seed.to_string(),
-                "--no-color",
-                "--report",
-                "junit",
-                "--report-dir",
-            ])
-            .arg(&report)
-            .current_dir(paths::state_dir())
-            .stdin(Stdio::null())
-            .status()
-            .context("cannot run schemathesis")?;
-        if !status.success() {
-            bail!(
-                "schemathesis found problems in the {name} document ({status}, seed {seed}); the API log is {}",
-                api.log_file.display()
+    let mut generated = 0_usize;
+    for round in 0..MAX_ROUNDS {
+        if generated >= wanted {
+            break;
+        }
+        // Spread what is still missing over the operations; later rounds use derived seeds,
+        // so they generate other cases.
+        let max_examples = (wanted - generated).div_ceil(total_operations).max(1);
+        let round_seed = seed.wrapping_add(round);
+        for ((name, url, header), operation_count) in documents.iter().zip(&operations) {
+            let report = paths::state_dir().join(format!("fuzz-api-report-{name}"));
+            println!(
+                "schemathesis round {} against {url} ({operation_count} operations, up to {max_examples} examples each, seed {round_seed})",
+                round + 1
             );
+            let mut child = Command::new(&schemathesis)
+                .arg("run")
+                .arg(url)
+                .args(["--header", header])
+                .args([
+                    "--checks",
+                    "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance",
+                    "--phases",
+                    "examples,coverage,fuzzing",
+                    "--max-examples",
+                    &max_examples.to_string(),
+                    "--seed",
+                    &round_seed.to_string(),
+                    "--no-color",
+                    "--report",
+                    "junit",
+                    "--report-dir",
+                ])
+                .arg(&report)
+                .current_dir(paths::state_dir())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .spawn()
+                .context("cannot run schemathesis")?;
+            // Shown as it runs, and its case count read back.
+            let mut counted = None;
+            if let Some(stdout) = child.stdout.take() {
+                for line in BufReader::new(stdout).lines() {
+                    let line = line.context("cannot read schemathesis's output")?;
+                    println!("{line}");
+                    counted = generated_cases(&line).or(counted);
+                }
+            }
+            let status = child.wait().context("cannot run schemathesis")?;
+            if !status.success() {
+                bail!(
+                    "schemathesis found problems in the {name} document ({status}, seed {round_seed}); the API log is {}",
+                    api.log_file.display()
+                );
+            }
+            let counted = counted.with_context(|| {
+                format!("schemathesis did not report how many cases it generated for the {name} document")
+            })?;
+            generated += counted;
+            println!("fuzz-api: {counted} cases for the {name} document, {generated} in all");
         }
     }
-    println!("fuzz-api: no server errors, every response conforms to both documents (seed {seed})");
+    if generated < wanted {
+        bail!(
+            "schemathesis generated only {generated} of the {wanted} cases asked for in {MAX_ROUNDS} rounds (seed {seed})"
+        );
+    }
+    println!(
+        "fuzz-api: {generated} generated cases, no server errors, every response conforms to both documents (seed {seed})"
+    );
     Ok(())
+}
+
+/// Rounds of schemathesis at most, to reach the number of cases asked for.
+const MAX_ROUNDS: u64 = 6;
+
+/// The count in schemathesis's summary line `  6506 generated, 6506 passed`.
+fn generated_cases(line: &str) -> Option<usize> {
+    let (count, rest) = line.trim().split_once(' ')?;
+    rest.starts_with("generated")
+        .then(|| count.parse().ok())
+        .flatten()
 }
 
 /// How many operations a served OpenAPI document declares.
@@ -461,4 +510,20 @@ fn count_operations(url: &str) -> anyhow::Result<usize> {
                 .sum()
         })
         .unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::generated_cases;
+
+    #[test]
+    fn the_generated_count_is_read_from_the_summary_line() {
+        assert_eq!(generated_cases("  6506 generated, 6506 passed"), Some(6506));
+        assert_eq!(
+            generated_cases("  12 generated, 10 passed, 2 skipped"),
+            Some(12)
+        );
+        assert_eq!(generated_cases("Test cases:"), None);
+        assert_eq!(generated_cases("     ✅ 10 passed"), None);
+    }
 }

@@ -89,6 +89,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "dead_letters_identity",
         template: include_str!("../../../schemas/clickhouse/0003_dead_letters_identity.sql"),
     },
+    Migration {
+        version: 4,
+        name: "candle_revision",
+        template: include_str!("../../../schemas/clickhouse/0004_candle_revision.sql"),
+    },
 ];
 
 /// Each time-series table and the event-time column its TTL counts from.
@@ -384,8 +389,19 @@ mod tests {
             .collect();
         let mut created = BTreeSet::new();
         for statement in &statements {
+            if let Some(altered) = statement.strip_prefix("ALTER TABLE polymarket.") {
+                // A column added to a table created before, idempotently (a re-run is a
+                // no-op), with a default for the rows already there.
+                let (table, change) = altered.split_once(' ').unwrap_or_default();
+                assert!(created.contains(table), "{statement}");
+                assert!(
+                    change.starts_with("ADD COLUMN IF NOT EXISTS ") && change.contains(" DEFAULT "),
+                    "{statement}"
+                );
+                continue;
+            }
             let name = created_table(statement, "polymarket")
-                .unwrap_or_else(|| panic!("not a CREATE TABLE: {statement}"));
+                .unwrap_or_else(|| panic!("not a CREATE TABLE or ADD COLUMN: {statement}"));
             created.insert(name);
             let has_ttl = statement.contains("INTERVAL 90 DAY");
             assert_eq!(has_ttl, is_time_series_table(name), "{name} TTL");

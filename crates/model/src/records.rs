@@ -329,6 +329,9 @@ pub struct Candle {
     pub last_trade_ms: i64,
     pub version: i64,
     pub is_final: bool,
+    /// Corrections after the candle was final: trades that arrived later (0: none).
+    #[serde(default)]
+    pub revision: i32,
 }
 
 /// Derived state of one token's book. Key: `token_id` (compacted topic).

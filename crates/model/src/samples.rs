@@ -259,6 +259,7 @@ pub fn candle() -> Candle {
         last_trade_ms: 1_774_020_239_000,
         version: 4,
         is_final: true,
+        revision: 1,
     }
 }
 

@@ -582,6 +582,8 @@ fn candle(token: &str, open_time: i64, close: i64, version: i64) -> polytape_mod
     candle.first_trade_ms = open_time + 1;
     candle.last_trade_ms = open_time + 2;
     candle.version = version;
+    // A higher version is a correction of the first (a trade found after it was final).
+    candle.revision = i32::try_from(version - 1).unwrap();
     candle
 }
 
@@ -618,7 +620,15 @@ async fn candles_fill_previous_and_refuse_too_many_points_or_expired_ranges() {
     let rows = plain.body["candles"].as_array().unwrap();
     assert_eq!(rows.len(), stored.len());
     assert_eq!(rows[0]["close"], "0.3999", "the newest version wins");
+    assert_eq!(
+        (&rows[0]["revision"], &rows[0]["revised"]),
+        (&serde_json::json!(1), &serde_json::json!(true))
+    );
     assert_eq!(rows[1]["close"], "0.4001");
+    assert_eq!(
+        (&rows[1]["revision"], &rows[1]["revised"]),
+        (&serde_json::json!(0), &serde_json::json!(false))
+    );
     assert_eq!(rows[1]["open_time_ms"], day_start + MINUTE);
     assert_eq!(rows[1]["vwap"], "0.586976634813");
     assert_eq!(rows[1]["volume"], "1032.155171");

@@ -14,19 +14,28 @@
 //! - **Watermark, per token**: the largest trade time seen for the token. Not per partition:
 //!   many markets share a partition and the collector backfills them one after another, so a
 //!   market's history routinely arrives after another market has moved far ahead; only the
-//!   token's own progress says whether one of its trades is late. A trade older than the
-//!   token's `watermark − allowed_lateness` is late and rejected (the pipeline dead-letters
-//!   it); any other trade updates its windows, and the corrected candles are re-emitted.
-//! - **Final**: a window whose `close + allowed_lateness ≤` its token's watermark can receive
-//!   no more trades; it is emitted once more with `is_final = true` and then evicted. A token
-//!   that stops trading keeps its last windows open (not final) until its next trade.
+//!   token's own progress says whether one of its trades is late.
+//! - **Final**: a window whose `close + allowed_lateness ≤` its token's watermark is emitted
+//!   once more with `is_final = true`. A token that stops trading keeps its last windows open
+//!   (not final) until its next trade.
+//! - **Corrections**: a final window is kept (settled) for the correction horizon
+//!   (`candle_correction_horizon`, 24 h by default). A trade that arrives for it later — a
+//!   fill the collector's reconciliation found late — corrects it: the candle is emitted
+//!   again, complete, still final, with `revision` one higher. Only a trade older than its
+//!   token's `watermark − horizon` (or than the newest window evicted for idleness, see
+//!   below) is rejected as late (the pipeline dead-letters it).
 //! - **Versions**: a candle's version is the offset of the input record that produced it (the
 //!   last trade that changed it, or the trade of the same token whose watermark finalised it).
 //!   Offsets grow within a partition, so versions grow per key, and a replay re-emits
 //!   identical versions.
-//! - **Tokens without open windows** keep only their watermark (tens of bytes), because
-//!   forgetting it would let a redelivered old trade reopen a window already published as
-//!   final (a partial candle with a higher version would replace the complete one).
+//! - **Eviction**: settled windows leave once `close + horizon ≤` their token's watermark; a
+//!   token idle for longer than the horizon (the partition's newest trade time ahead of its
+//!   own by more) loses its settled windows too, and its trades before them are rejected from
+//!   then on. A token without windows keeps only its watermark and that floor (tens of
+//!   bytes), because forgetting them would let a redelivered old trade reopen a window
+//!   already published (a partial candle with a higher version would replace the complete
+//!   one). Memory therefore holds every window with trades within the horizon, and the
+//!   duplicate filter every trade id within it.
 //! - **Duplicates**: a trade already counted — same `(timestamp_ms, trade_id)`, the identity of
 //!   ClickHouse's `trades` table — is ignored, so redelivery never double-counts.
 
@@ -121,25 +130,46 @@ impl FromStr for Interval {
     }
 }
 
-/// What the aggregator derives, and how long it waits for late trades.
+/// What the aggregator derives, how long it waits for late trades before a window is final,
+/// and how long a final window can still be corrected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CandleSettings {
     intervals: Vec<Interval>,
     allowed_lateness_ms: i64,
+    correction_horizon_ms: i64,
 }
+
+/// The default `candle_correction_horizon`: a day, the collector's deepest reconciliation.
+pub const DEFAULT_CORRECTION_HORIZON_MS: i64 = 24 * 3_600_000;
 
 impl CandleSettings {
     /// Intervals are sorted and deduplicated; the shortest one also holds the duplicate filter.
+    /// No corrections (the horizon equals the lateness) until
+    /// [`with_correction_horizon`](Self::with_correction_horizon).
     pub fn new(mut intervals: Vec<Interval>, allowed_lateness_ms: i64) -> Self {
         intervals.sort();
         intervals.dedup();
         if intervals.is_empty() {
             intervals.push(Interval::MINUTE);
         }
+        let allowed_lateness_ms = allowed_lateness_ms.max(0);
         Self {
             intervals,
-            allowed_lateness_ms: allowed_lateness_ms.max(0),
+            allowed_lateness_ms,
+            correction_horizon_ms: allowed_lateness_ms,
         }
+    }
+
+    /// Final windows can be corrected by trades up to `horizon_ms` behind their token's
+    /// watermark (never less than the allowed lateness).
+    #[must_use]
+    pub fn with_correction_horizon(mut self, horizon_ms: i64) -> Self {
+        self.correction_horizon_ms = horizon_ms.max(self.allowed_lateness_ms);
+        self
+    }
+
+    pub fn correction_horizon_ms(&self) -> i64 {
+        self.correction_horizon_ms
     }
 
     pub fn intervals(&self) -> &[Interval] {
@@ -154,6 +184,7 @@ impl CandleSettings {
 impl Default for CandleSettings {
     fn default() -> Self {
         Self::new(Interval::defaults(), 120_000)
+            .with_correction_horizon(DEFAULT_CORRECTION_HORIZON_MS)
     }
 }
 
@@ -161,13 +192,14 @@ impl Default for CandleSettings {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejected {
     #[error(
-        "late: trade time {trade_ms} is more than the allowed lateness of {allowed_lateness_ms} ms behind the watermark {watermark_ms} of token {token_id} (its largest trade time)"
+        "late: trade time {trade_ms} is before {limit_ms}, the oldest time token {token_id} can still be corrected at (its watermark {watermark_ms} minus the correction horizon of {horizon_ms} ms, or its newest window evicted for idleness)"
     )]
     Late {
         token_id: String,
         trade_ms: i64,
         watermark_ms: i64,
-        allowed_lateness_ms: i64,
+        horizon_ms: i64,
+        limit_ms: i64,
     },
     #[error("invalid trade: {0}")]
     Invalid(String),
@@ -334,6 +366,9 @@ struct Window {
     version: i64,
     #[serde(default)]
     is_final: bool,
+    /// Corrections after the window was final (trades that arrived later).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    revision: u32,
     /// `(time, trade id digest)` of every trade counted; kept on the shortest interval's
     /// windows only (one trade is in exactly one of them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -356,6 +391,7 @@ impl Window {
             last_ms: mark.time_ms,
             version: 0,
             is_final: false,
+            revision: 0,
             seen: None,
             dirty: true,
             open: mark.clone(),
@@ -411,8 +447,24 @@ impl Window {
             last_trade_ms: self.last_ms,
             version: self.version,
             is_final: self.is_final,
+            revision: i32::try_from(self.revision).unwrap_or(i32::MAX),
         })
     }
+
+    fn close_ms(&self) -> i64 {
+        self.open_ms + self.length_ms
+    }
+
+    /// The order of settled windows: by close time, then length.
+    fn settled_key(&self) -> (i64, i64) {
+        (self.close_ms(), self.length_ms)
+    }
+}
+
+// Serde's `skip_serializing_if` passes a reference.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 /// No watermark yet: nothing is late (`i64::MIN − lateness` saturates to `i64::MIN`).
@@ -432,8 +484,17 @@ struct TokenWindows {
     watermark_ms: i64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     windows: Vec<Window>,
+    /// Final windows kept for corrections, sorted by [`Window::settled_key`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    settled: Vec<Window>,
+    /// Trades before this time are late: the newest close of a window evicted for idleness.
+    #[serde(default = "no_watermark")]
+    floor_ms: i64,
     #[serde(skip)]
     dirty: bool,
+    /// Whether a settled window changed since the last drain.
+    #[serde(skip)]
+    settled_dirty: bool,
 }
 
 impl Default for TokenWindows {
@@ -443,7 +504,73 @@ impl Default for TokenWindows {
             condition_id: None,
             watermark_ms: NO_WATERMARK,
             windows: Vec::new(),
+            settled: Vec::new(),
+            floor_ms: NO_WATERMARK,
             dirty: false,
+            settled_dirty: false,
+        }
+    }
+}
+
+impl TokenWindows {
+    fn settled_position(&self, length_ms: i64, open_ms: i64) -> Result<usize, usize> {
+        self.settled
+            .binary_search_by_key(&(open_ms + length_ms, length_ms), Window::settled_key)
+    }
+
+    /// The window of `length_ms` that opens at `open_ms`, open or settled.
+    fn window(&self, length_ms: i64, open_ms: i64) -> Option<&Window> {
+        self.windows
+            .iter()
+            .find(|window| window.length_ms == length_ms && window.open_ms == open_ms)
+            .or_else(|| {
+                self.settled_position(length_ms, open_ms)
+                    .ok()
+                    .and_then(|index| self.settled.get(index))
+            })
+    }
+
+    /// Moves drained final windows to the settled ones.
+    fn settle_finals(&mut self) {
+        if !self.windows.iter().any(|window| window.is_final) {
+            return;
+        }
+        let (finals, open): (Vec<Window>, Vec<Window>) = std::mem::take(&mut self.windows)
+            .into_iter()
+            .partition(|window| window.is_final);
+        self.windows = open;
+        for window in finals {
+            let position = self
+                .settled
+                .binary_search_by_key(&window.settled_key(), Window::settled_key)
+                .unwrap_or_else(|position| position);
+            self.settled.insert(position, window);
+        }
+    }
+
+    /// Evicts settled windows that closed before `until_ms`; trades before the newest of
+    /// them are late from then on.
+    fn evict_settled_before(&mut self, until_ms: i64) {
+        let evicted = self
+            .settled
+            .partition_point(|window| window.close_ms() <= until_ms);
+        if evicted == 0 {
+            return;
+        }
+        if let Some(newest) = self.settled[..evicted].iter().map(Window::close_ms).max() {
+            self.floor_ms = self.floor_ms.max(newest);
+        }
+        self.settled.drain(..evicted);
+    }
+
+    /// Frees what a token without windows no longer needs (it keeps its watermark and floor).
+    fn shrink_if_empty(&mut self) {
+        if self.windows.is_empty() {
+            self.windows = Vec::new();
+            if self.settled.is_empty() {
+                self.settled = Vec::new();
+                self.condition_id = None;
+            }
         }
     }
 }
@@ -469,6 +596,9 @@ pub struct AggregatorState {
     /// The partition's largest trade time: informational since format 2 (in format 1 it was
     /// the watermark every token was judged by).
     watermark_ms: Option<i64>,
+    /// The hour of partition time of the last sweep for idle tokens.
+    #[serde(default = "no_watermark")]
+    swept_hour: i64,
     tokens: Vec<(String, TokenWindows)>,
 }
 
@@ -477,6 +607,7 @@ impl Default for AggregatorState {
         Self {
             format: STATE_FORMAT,
             watermark_ms: None,
+            swept_hour: NO_WATERMARK,
             tokens: Vec::new(),
         }
     }
@@ -501,7 +632,12 @@ pub struct CandleAggregator {
     /// Interval labels by length, formatted once.
     labels: Vec<(i64, String)>,
     dirty: Vec<Arc<str>>,
+    /// The hour of partition time of the last sweep for idle tokens' settled windows.
+    swept_hour: i64,
 }
+
+/// Partition time between sweeps for idle tokens' settled windows.
+const SWEEP_EVERY_MS: i64 = 3_600_000;
 
 impl CandleAggregator {
     pub fn new(settings: CandleSettings) -> Self {
@@ -516,6 +652,7 @@ impl CandleAggregator {
             watermark_ms: None,
             tokens: HashMap::default(),
             dirty: Vec::new(),
+            swept_hour: NO_WATERMARK,
         }
     }
 
@@ -552,6 +689,11 @@ impl CandleAggregator {
     /// Open windows over all tokens.
     pub fn window_count(&self) -> usize {
         self.tokens.values().map(|token| token.windows.len()).sum()
+    }
+
+    /// Final windows kept for corrections over all tokens.
+    pub fn settled_window_count(&self) -> usize {
+        self.tokens.values().map(|token| token.settled.len()).sum()
     }
 
     /// Counts `trade` (read at input `offset`) and returns the candles it changed or finalised.
@@ -616,6 +758,7 @@ impl CandleAggregator {
                 .is_none_or(|watermark| time_ms > watermark)
         {
             self.watermark_ms = Some(time_ms);
+            self.sweep_idle_tokens();
         }
         Ok(ingested)
     }
@@ -630,7 +773,18 @@ impl CandleAggregator {
                 continue;
             };
             token.dirty = false;
-            for window in token.windows.iter_mut().filter(|window| window.dirty) {
+            let settled_dirty = std::mem::take(&mut token.settled_dirty);
+            let settled: &mut [Window] = if settled_dirty {
+                &mut token.settled
+            } else {
+                &mut []
+            };
+            for window in token
+                .windows
+                .iter_mut()
+                .chain(settled.iter_mut())
+                .filter(|window| window.dirty)
+            {
                 window.dirty = false;
                 let label = self
                     .labels
@@ -639,14 +793,43 @@ impl CandleAggregator {
                     .map_or("", |(_, label)| label.as_str());
                 candles.push(window.candle(&token_key, token.condition_id.as_deref(), label)?);
             }
-            token.windows.retain(|window| !window.is_final);
-            if token.windows.is_empty() {
-                // Only the watermark stays (see the module documentation): free the rest.
-                token.windows = Vec::new();
-                token.condition_id = None;
-            }
+            token.settle_finals();
+            token.evict_settled_before(
+                token
+                    .watermark_ms
+                    .saturating_sub(self.settings.correction_horizon_ms)
+                    .max(token.floor_ms),
+            );
+            token.shrink_if_empty();
         }
         Ok(candles)
+    }
+
+    /// Once per hour of partition time, tokens that have not traded for longer than the
+    /// horizon of partition time lose their settled windows (see the module documentation).
+    /// Called per trade, on the partition's time alone, so that which trades are late stays a
+    /// function of the partition's records (a replay cut into other batches agrees); windows
+    /// changed since the last drain are kept until it (their floor already rejects more).
+    fn sweep_idle_tokens(&mut self) {
+        let Some(partition_ms) = self.watermark_ms else {
+            return;
+        };
+        let hour = partition_ms.div_euclid(SWEEP_EVERY_MS);
+        if hour <= self.swept_hour {
+            return;
+        }
+        self.swept_hour = hour;
+        let idle_before = partition_ms.saturating_sub(self.settings.correction_horizon_ms);
+        for token in self.tokens.values_mut() {
+            if token.settled.is_empty() || token.watermark_ms > idle_before {
+                continue;
+            }
+            if let Some(newest) = token.settled.iter().map(Window::close_ms).max() {
+                token.floor_ms = token.floor_ms.max(newest);
+            }
+            token.settled.retain(|window| window.dirty);
+            token.shrink_if_empty();
+        }
     }
 
     /// The state to checkpoint. Call after [`drain`](Self::drain).
@@ -660,6 +843,7 @@ impl CandleAggregator {
         AggregatorState {
             format: STATE_FORMAT,
             watermark_ms: self.watermark_ms,
+            swept_hour: self.swept_hour,
             tokens,
         }
     }
@@ -675,6 +859,7 @@ impl CandleAggregator {
     pub fn restore(settings: CandleSettings, state: AggregatorState) -> Self {
         let mut aggregator = Self::new(settings);
         aggregator.watermark_ms = state.watermark_ms;
+        aggregator.swept_hour = state.swept_hour;
         let configured: HashSet<i64> = aggregator
             .settings
             .intervals
@@ -693,7 +878,11 @@ impl CandleAggregator {
             token
                 .windows
                 .retain(|window| configured.contains(&window.length_ms));
-            if token.windows.is_empty() {
+            token
+                .settled
+                .retain(|window| configured.contains(&window.length_ms));
+            token.settled.sort_by_key(Window::settled_key);
+            if token.windows.is_empty() && token.settled.is_empty() {
                 token.condition_id = None;
                 if token.watermark_ms == NO_WATERMARK {
                     continue;
@@ -837,14 +1026,20 @@ fn count_into(
         offset,
     } = counted;
     let lateness = settings.allowed_lateness_ms;
+    let horizon = settings.correction_horizon_ms;
     // The token's own watermark: another token of the partition being ahead (a market
     // backfilled before this one) says nothing about this one.
-    if time_ms < token.watermark_ms.saturating_sub(lateness) {
+    let limit_ms = token
+        .watermark_ms
+        .saturating_sub(horizon)
+        .max(token.floor_ms);
+    if time_ms < limit_ms {
         return Err(Rejected::Late {
             token_id: trade.token_id.clone(),
             trade_ms: time_ms,
             watermark_ms: token.watermark_ms,
-            allowed_lateness_ms: lateness,
+            horizon_ms: horizon,
+            limit_ms,
         });
     }
     let notional = i128::from(price) * i128::from(size);
@@ -855,10 +1050,7 @@ fn count_into(
     // The duplicate filter lives on the shortest interval's window.
     let shortest = settings.intervals[0];
     let shortest_open = shortest.open_time(time_ms);
-    if let Some(window) = token
-        .windows
-        .iter()
-        .find(|window| window.length_ms == shortest.length_ms && window.open_ms == shortest_open)
+    if let Some(window) = token.window(shortest.length_ms, shortest_open)
         && window
             .seen
             .as_ref()
@@ -875,27 +1067,47 @@ fn count_into(
     for interval in &settings.intervals {
         let open_ms = interval.open_time(time_ms);
         let length_ms = interval.length_ms;
-        let window = match token
+        let open_index = token
             .windows
-            .iter_mut()
-            .position(|window| window.length_ms == length_ms && window.open_ms == open_ms)
-        {
+            .iter()
+            .position(|window| window.length_ms == length_ms && window.open_ms == open_ms);
+        let window = match open_index {
             Some(index) => {
                 let window = &mut token.windows[index];
                 window.add(&mark, size, notional)?;
+                if window.is_final {
+                    // Final but not drained yet: a correction all the same, so that the count
+                    // does not depend on where batches end.
+                    window.revision = window.revision.saturating_add(1);
+                }
                 window
             }
-            None => {
-                token.windows.push(Window::new(
-                    length_ms,
-                    open_ms,
-                    mark.clone(),
-                    size,
-                    notional,
-                ));
-                let last = token.windows.len() - 1;
-                &mut token.windows[last]
-            }
+            None => match token.settled_position(length_ms, open_ms) {
+                // A trade for a window already published final: a correction.
+                Ok(index) => {
+                    token.settled_dirty = true;
+                    let window = &mut token.settled[index];
+                    window.add(&mark, size, notional)?;
+                    window.revision = window.revision.saturating_add(1);
+                    window
+                }
+                Err(position) => {
+                    let mut window = Window::new(length_ms, open_ms, mark.clone(), size, notional);
+                    if open_ms + length_ms + lateness <= token.watermark_ms {
+                        // Its time was final before its first trade arrived: it is published
+                        // final, as a correction of the empty window.
+                        window.is_final = true;
+                        window.revision = 1;
+                        token.settled_dirty = true;
+                        token.settled.insert(position, window);
+                        &mut token.settled[position]
+                    } else {
+                        token.windows.push(window);
+                        let last = token.windows.len() - 1;
+                        &mut token.windows[last]
+                    }
+                }
+            },
         };
         window.version = offset;
         window.dirty = true;

@@ -22,9 +22,12 @@ pub struct CandleBuilderConfig {
     pub candle_builder_admin_addr: SocketAddr,
     /// Candle intervals, comma-separated (`1m,5m,15m,1h,4h,1d`).
     pub candle_intervals: String,
-    /// How far behind its token's watermark a trade may be and still be counted.
+    /// How far behind its token's watermark a window waits for trades before it is final.
     #[serde(with = "humantime_serde")]
     pub candle_allowed_lateness: Duration,
+    /// How long a final candle can still be corrected by a trade that arrives later.
+    #[serde(with = "humantime_serde")]
+    pub candle_correction_horizon: Duration,
     /// The topic candles are built from: `trades` or `last_trades` (never both).
     pub candle_input: String,
     /// Levels per side in a regular book state.
@@ -91,6 +94,7 @@ impl CandleBuilderConfig {
             self.intervals().unwrap_or_else(|_| Interval::defaults()),
             millis(self.candle_allowed_lateness),
         )
+        .with_correction_horizon(millis(self.candle_correction_horizon))
     }
 
     /// The configured candle input (validated at start-up; `trades` otherwise).

@@ -380,24 +380,7 @@ fn an_older_history_of_one_token_after_a_newer_one_of_another_is_accepted_and_ex
     let latest = latest(outputs);
     for interval in settings.intervals() {
         let expected = model(&accepted, *interval);
-        let got: BTreeMap<_, _> = latest
-            .iter()
-            .filter(|((_, label, _), _)| *label == interval.to_string())
-            .map(|((token, _, open), candle)| {
-                (
-                    (token.clone(), *open),
-                    (
-                        candle.open,
-                        candle.high,
-                        candle.low,
-                        candle.close,
-                        candle.volume,
-                        candle.notional,
-                        candle.trade_count,
-                    ),
-                )
-            })
-            .collect();
+        let got = sums_of(&latest, *interval);
         assert_eq!(got, expected, "interval {interval}");
     }
     // B's old windows were finalised by B's own watermark, A's by A's.
@@ -614,6 +597,31 @@ fn model(accepted: &[Trade], interval: Interval) -> BTreeMap<(String, i64), Sums
         .collect()
 }
 
+/// The latest candles of one interval, as the model computes them.
+fn sums_of(
+    latest: &BTreeMap<(String, String, i64), Candle>,
+    interval: Interval,
+) -> BTreeMap<(String, i64), Sums> {
+    latest
+        .iter()
+        .filter(|((_, label, _), _)| *label == interval.to_string())
+        .map(|((token, _, open), candle)| {
+            (
+                (token.clone(), *open),
+                (
+                    candle.open,
+                    candle.high,
+                    candle.low,
+                    candle.close,
+                    candle.volume,
+                    candle.notional,
+                    candle.trade_count,
+                ),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn seeded_histories_match_a_brute_force_model_and_survive_a_checkpoint() {
     for seed in 0..5 {
@@ -653,27 +661,209 @@ fn seeded_histories_match_a_brute_force_model_and_survive_a_checkpoint() {
         let latest = latest(outputs);
         for interval in settings.intervals() {
             let expected = model(&accepted, *interval);
-            let got: BTreeMap<_, _> = latest
-                .iter()
-                .filter(|((_, label, _), _)| *label == interval.to_string())
-                .map(|((token, _, open), candle)| {
-                    let vwap = (candle.notional / candle.volume)
-                        .round_dp_with_strategy(12, rust_decimal::RoundingStrategy::ToZero);
-                    assert_eq!(candle.vwap, vwap, "vwap");
-                    (
-                        (token.clone(), *open),
-                        (
-                            candle.open,
-                            candle.high,
-                            candle.low,
-                            candle.close,
-                            candle.volume,
-                            candle.notional,
-                            candle.trade_count,
-                        ),
-                    )
-                })
-                .collect();
+            for candle in latest.values() {
+                let vwap = (candle.notional / candle.volume)
+                    .round_dp_with_strategy(12, rust_decimal::RoundingStrategy::ToZero);
+                assert_eq!(candle.vwap, vwap, "vwap");
+            }
+            assert_eq!(
+                sums_of(&latest, *interval),
+                expected,
+                "seed {seed}, interval {interval}"
+            );
+        }
+    }
+}
+
+fn corrected_minutes(lateness_ms: i64, horizon_ms: i64) -> CandleAggregator {
+    CandleAggregator::new(
+        CandleSettings::new(vec![Interval::MINUTE], lateness_ms)
+            .with_correction_horizon(horizon_ms),
+    )
+}
+
+#[test]
+fn a_trade_found_after_its_candle_was_final_corrects_it_up_to_the_horizon() {
+    // 1 minute windows, final 10 s after their end, correctable for an hour.
+    let mut aggregator = corrected_minutes(10_000, 3_600_000);
+    let first = aggregator
+        .apply(&trade("A", T0 + 1_000, "a1", "0.50", "10"), 1)
+        .unwrap();
+    assert_eq!((first.len(), first[0].revision), (1, 0));
+    // The token moves 30 minutes on: the first window is final.
+    let finalised = aggregator
+        .apply(&trade("A", T0 + 1_800_000, "a2", "0.70", "1"), 2)
+        .unwrap();
+    let final_first = finalised
+        .iter()
+        .find(|candle| candle.open_time_ms == T0)
+        .unwrap();
+    assert!(final_first.is_final && final_first.revision == 0);
+
+    // A fill of the first minute found 30 minutes late: the same candle, complete, again.
+    let corrected = aggregator
+        .apply(&trade("A", T0 + 500, "a0", "0.40", "5"), 3)
+        .unwrap();
+    assert_eq!(corrected.len(), 1, "{corrected:#?}");
+    let candle = &corrected[0];
+    assert_eq!(candle.open_time_ms, T0);
+    assert!(candle.is_final);
+    assert_eq!(candle.revision, 1);
+    assert_eq!(candle.version, 3);
+    assert_eq!(
+        (candle.open, candle.close, candle.low, candle.high),
+        (dec("0.40"), dec("0.50"), dec("0.40"), dec("0.50"))
+    );
+    assert_eq!((candle.volume, candle.trade_count), (dec("15"), 2));
+
+    // Redelivered, it changes nothing.
+    assert_eq!(
+        aggregator.ingest(&trade("A", T0 + 500, "a0", "0.40", "5"), 4),
+        Ok(Ingested::Duplicate)
+    );
+    assert!(aggregator.drain().unwrap().is_empty());
+
+    // A minute that had no trade until now appears final, as a correction.
+    let appeared = aggregator
+        .apply(&trade("A", T0 + 600_000, "a3", "0.60", "2"), 5)
+        .unwrap();
+    assert_eq!(appeared.len(), 1);
+    assert!(appeared[0].is_final && appeared[0].revision == 1);
+
+    // A second late fill of the first minute: revision 2.
+    let again = aggregator
+        .apply(&trade("A", T0 + 59_000, "a4", "0.55", "1"), 6)
+        .unwrap();
+    assert_eq!((again[0].revision, again[0].trade_count), (2, 3));
+    assert_eq!(again[0].close, dec("0.55"));
+
+    // Beyond the horizon (the token's watermark minus an hour): late.
+    aggregator
+        .apply(&trade("A", T0 + 5_400_000, "a5", "0.70", "1"), 7)
+        .unwrap();
+    assert!(matches!(
+        aggregator.ingest(&trade("A", T0 + 1_700_000, "a6", "0.40", "1"), 8),
+        Err(Rejected::Late { .. })
+    ));
+    // Windows past the horizon are no longer held.
+    assert!(aggregator.settled_window_count() <= 2);
+}
+
+#[test]
+fn a_token_idle_for_longer_than_the_horizon_gives_up_its_settled_windows() {
+    let mut aggregator = corrected_minutes(10_000, 3_600_000);
+    for (offset, (time, id)) in [(T0 + 1_000, "a1"), (T0 + 120_000, "a2")]
+        .into_iter()
+        .enumerate()
+    {
+        aggregator
+            .apply(&trade("A", time, id, "0.50", "1"), offset as i64)
+            .unwrap();
+    }
+    assert_eq!(aggregator.settled_window_count(), 1);
+    // Another token of the partition moves three hours on; A has not traded since.
+    aggregator
+        .apply(&trade("B", T0 + 3 * 3_600_000, "b1", "0.50", "1"), 3)
+        .unwrap();
+    assert_eq!(aggregator.settled_window_count(), 0);
+    // A's first minute is gone: a fill of it is late now, although A's own watermark is
+    // within the horizon of it (declared in the DLQ, never a partial candle).
+    assert!(matches!(
+        aggregator.ingest(&trade("A", T0 + 2_000, "a0", "0.40", "1"), 4),
+        Err(Rejected::Late { .. })
+    ));
+    // A's newer minute is still open and counts.
+    assert_eq!(
+        aggregator.ingest(&trade("A", T0 + 121_000, "a3", "0.40", "1"), 5),
+        Ok(Ingested::Counted)
+    );
+}
+
+#[test]
+fn corrections_match_the_model_and_do_not_depend_on_batches_or_checkpoints() {
+    for seed in 10..14 {
+        // Up to 90 s of jitter, plus fills held back 5–40 minutes (the reconciliation's).
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut trades = random_history(seed, 3_000);
+        let mut held = Vec::new();
+        for index in (0..trades.len()).rev() {
+            if rng.random_bool(0.04) {
+                let delay = rng.random_range(300..2_400);
+                held.push((index + delay, trades.remove(index)));
+            }
+        }
+        held.sort_by_key(|(position, _)| *position);
+        for (position, trade) in held {
+            let position = position.min(trades.len());
+            trades.insert(position, trade);
+        }
+        let settings =
+            CandleSettings::new(Interval::defaults(), 60_000).with_correction_horizon(30 * 60_000);
+        let run = |drain_every: usize, checkpoint_at: usize| {
+            let mut aggregator = CandleAggregator::new(settings.clone());
+            let mut outputs = Vec::new();
+            let mut verdicts = Vec::new();
+            for (offset, trade) in trades.iter().enumerate() {
+                if offset == checkpoint_at {
+                    outputs.extend(aggregator.drain().unwrap());
+                    let text = serde_json::to_string(&aggregator.state()).unwrap();
+                    aggregator = CandleAggregator::restore(
+                        settings.clone(),
+                        serde_json::from_str(&text).unwrap(),
+                    );
+                }
+                verdicts.push(aggregator.ingest(trade, offset as i64));
+                if offset % drain_every == 0 {
+                    outputs.extend(aggregator.drain().unwrap());
+                }
+            }
+            outputs.extend(aggregator.drain().unwrap());
+            (verdicts, latest(outputs))
+        };
+        let (verdicts, candles) = run(97, trades.len() / 2);
+        let (other_verdicts, other_candles) = run(13, trades.len() / 3);
+        assert_eq!(
+            verdicts, other_verdicts,
+            "seed {seed}: verdicts depend on batches"
+        );
+        for (key, candle) in &candles {
+            assert_eq!(
+                Some(candle),
+                other_candles.get(key),
+                "seed {seed}: candles depend on batches"
+            );
+        }
+        assert_eq!(
+            candles.len(),
+            other_candles.len(),
+            "seed {seed}: candles depend on batches"
+        );
+
+        let accepted: Vec<Trade> = trades
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, verdict)| *verdict == &Ok(Ingested::Counted))
+            .map(|(trade, _)| trade.clone())
+            .collect();
+        let late = verdicts
+            .iter()
+            .filter(|verdict| matches!(verdict, Err(Rejected::Late { .. })))
+            .count();
+        let revised = candles
+            .values()
+            .filter(|candle| candle.revision > 0)
+            .count();
+        assert!(revised > 0, "seed {seed} exercises corrections");
+        assert!(late > 0, "seed {seed} exercises the horizon");
+        for candle in candles.values().filter(|candle| candle.revision > 0) {
+            assert!(
+                candle.is_final,
+                "only a final candle is revised: {candle:?}"
+            );
+        }
+        for interval in settings.intervals() {
+            let expected = model(&accepted, *interval);
+            let got = sums_of(&candles, *interval);
             assert_eq!(got, expected, "seed {seed}, interval {interval}");
         }
     }

@@ -8,9 +8,12 @@
 //! The trades arrive as the collector backfills: market by market, each market's fills in
 //! ascending time, so every market but the first arrives after others sharing its partition
 //! have reached the present (the case per-token watermarks exist for: none of those trades may
-//! be dead-lettered). A few fills are redelivered (counted once) and a few are held back an
-//! hour of their market's time (late: they must be exactly the dead letters, and are not in the
-//! oracle's input since they are part of no candle).
+//! be dead-lettered). A few fills are redelivered (counted once); a few are held back an hour
+//! of their market's time, past the allowed lateness, within the correction horizon: they
+//! correct final candles (re-emitted with `revision` > 0) and are in the oracle's input; and a
+//! few are held back 26 hours, beyond the 24 h horizon: those older than their token's
+//! watermark minus the horizon must be exactly the dead letters, and are not in the oracle's
+//! input since they are part of no candle.
 //! Run through `cargo xtask test` (or with `cargo xtask stack up` running).
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
@@ -90,12 +93,18 @@ fn as_row(candle: &Candle) -> OracleRow {
 
 /// The default `candle_allowed_lateness`.
 const LATENESS_MS: i64 = 120_000;
+/// The default `candle_correction_horizon`.
+const HORIZON_MS: i64 = 24 * 3_600_000;
+/// How long the fills beyond the horizon are held back.
+const VERY_LATE_MS: i64 = 26 * 3_600_000;
 
 /// The simulator's fills in backfill order, with redeliveries and held-back (late) fills.
 struct Backfill {
     trades: Vec<Trade>,
     /// Indexes (in `trades`) of the fills held back an hour.
     held_back: Vec<usize>,
+    /// Indexes of the fills held back beyond the horizon.
+    very_late: Vec<usize>,
 }
 
 fn backfill_order(fills: &[Trade]) -> Backfill {
@@ -113,41 +122,56 @@ fn backfill_order(fills: &[Trade]) -> Backfill {
     markets.sort_by_key(|trades| std::cmp::Reverse(trades.len()));
     let mut trades = Vec::new();
     let mut held_back = Vec::new();
+    let mut very_late = Vec::new();
     for mut market in markets {
         // Ascending time per market (the tape order is ascending already; stable).
         market.sort_by_key(|trade| trade.timestamp_ms);
         let last_ms = market.last().map_or(0, |trade| trade.timestamp_ms);
-        // (delivery time, sequence, trade, held back)
-        let mut arrivals: Vec<(i64, usize, Trade, bool)> = Vec::new();
+        // (delivery time, sequence, trade, held back by)
+        let mut arrivals: Vec<(i64, usize, Trade, i64)> = Vec::new();
         for trade in market {
-            let hold = trade.timestamp_ms + 2 * 3_600_000 < last_ms && rng.random_bool(0.004);
-            let delivery = trade.timestamp_ms + if hold { 3_600_000 } else { 0 };
+            let held_by = if trade.timestamp_ms + VERY_LATE_MS + 3_600_000 < last_ms
+                && rng.random_bool(0.003)
+            {
+                VERY_LATE_MS
+            } else if trade.timestamp_ms + 2 * 3_600_000 < last_ms && rng.random_bool(0.004) {
+                3_600_000
+            } else {
+                0
+            };
+            let delivery = trade.timestamp_ms + held_by;
             let sequence = arrivals.len();
-            arrivals.push((delivery, sequence, trade.clone(), hold));
-            if !hold && rng.random_bool(0.01) {
+            arrivals.push((delivery, sequence, trade.clone(), held_by));
+            if held_by == 0 && rng.random_bool(0.01) {
                 // A collector re-poll: the same fill again, right after.
-                arrivals.push((delivery, sequence + 1, trade.clone(), false));
+                arrivals.push((delivery, sequence + 1, trade.clone(), 0));
             }
         }
         arrivals.sort_by_key(|(delivery, sequence, _, _)| (*delivery, *sequence));
-        for (_, _, trade, hold) in arrivals {
-            if hold {
-                held_back.push(trades.len());
+        for (_, _, trade, held_by) in arrivals {
+            match held_by {
+                0 => {}
+                VERY_LATE_MS => very_late.push(trades.len()),
+                _ => held_back.push(trades.len()),
             }
             trades.push(trade);
         }
     }
-    Backfill { trades, held_back }
+    Backfill {
+        trades,
+        held_back,
+        very_late,
+    }
 }
 
 /// Which deliveries a watermark per token makes late: older than the token's largest trade
-/// time delivered before them minus the lateness.
+/// time delivered before them minus the correction horizon.
 fn late_per_token(trades: &[Trade]) -> BTreeSet<usize> {
     let mut watermarks: HashMap<&str, i64> = HashMap::new();
     let mut late = BTreeSet::new();
     for (index, trade) in trades.iter().enumerate() {
         let watermark = watermarks.entry(&trade.token_id).or_insert(i64::MIN);
-        if trade.timestamp_ms < watermark.saturating_sub(LATENESS_MS) {
+        if trade.timestamp_ms < watermark.saturating_sub(HORIZON_MS) {
             late.insert(index);
         } else {
             *watermark = (*watermark).max(trade.timestamp_ms);
@@ -172,11 +196,12 @@ async fn candles_equal_the_clickhouse_oracle_for_every_token_and_interval() {
     let history = backfill_order(&fills);
     let late = late_per_token(&history.trades);
     assert!(
-        late.len() >= 10 && late.iter().all(|index| history.held_back.contains(index)),
-        "only held-back fills are late ({} late, {} held back)",
+        late.len() >= 3 && late.iter().all(|index| history.very_late.contains(index)),
+        "only fills held back beyond the horizon are late ({} late, {} held back beyond it)",
         late.len(),
-        history.held_back.len()
+        history.very_late.len()
     );
+    assert!(history.held_back.len() >= 10, "{}", history.held_back.len());
     let delivered = support::produce(&names, &history.trades).await;
     let mut markets_per_partition: BTreeMap<i32, BTreeSet<&str>> = BTreeMap::new();
     for (delivery, trade) in delivered.iter().zip(&history.trades) {
@@ -205,7 +230,7 @@ async fn candles_equal_the_clickhouse_oracle_for_every_token_and_interval() {
         }
     }
     assert!(
-        late_per_partition > 10 * late.len(),
+        late_per_partition > 10 * (late.len() + history.held_back.len()),
         "the backfill order matters: {late_per_partition} deliveries behind their partition's watermark"
     );
 
@@ -216,8 +241,8 @@ async fn candles_equal_the_clickhouse_oracle_for_every_token_and_interval() {
     let candles = support::latest_candles(support::read_records::<Candle>(&names).await);
     let dead: Vec<(i32, i64, DeadLetter)> = support::read_records(&names).await;
 
-    // Exactly the late held-back fills were dead-lettered, as late: nothing of a market
-    // backfilled after others.
+    // Exactly the fills beyond the horizon were dead-lettered, as late: nothing of a market
+    // backfilled after others, nothing held back only an hour (those are corrections).
     let position_of: HashMap<(i32, i64), usize> = delivered
         .iter()
         .enumerate()
@@ -307,6 +332,33 @@ async fn candles_equal_the_clickhouse_oracle_for_every_token_and_interval() {
             ));
         }
     }
+    // Corrections: the candles of fills that arrived after their window was final were
+    // re-emitted with a revision, and only such candles carry one.
+    let revised: Vec<&Candle> = candles
+        .values()
+        .filter(|candle| candle.revision > 0)
+        .collect();
+    let arrived_late: BTreeSet<(&str, i64)> = history
+        .held_back
+        .iter()
+        .chain(&history.very_late)
+        .filter(|index| !dead_indexes.contains(index))
+        .map(|index| {
+            let trade = &history.trades[*index];
+            (trade.token_id.as_str(), trade.timestamp_ms)
+        })
+        .collect();
+    assert!(revised.len() >= 10, "{} revised candles", revised.len());
+    for candle in &revised {
+        assert!(candle.is_final, "{candle:?}");
+        assert!(
+            arrived_late
+                .iter()
+                .any(|(token, time)| *token == candle.token_id
+                    && (candle.open_time_ms..candle.close_time_ms).contains(time)),
+            "revised without a late fill: {candle:?}"
+        );
+    }
     assert!(
         differences.is_empty(),
         "{} of {} candles differ; first:\n{}",
@@ -320,9 +372,11 @@ async fn candles_equal_the_clickhouse_oracle_for_every_token_and_interval() {
             .join("\n")
     );
     println!(
-        "oracle: {} candles over {} tokens equal ClickHouse; {} simulator fills delivered market by market ({} late, dead-lettered; {} would have been with one watermark per partition)",
+        "oracle: {} candles over {} tokens equal ClickHouse ({} revised by {} fills held back an hour); {} simulator fills delivered market by market ({} beyond the horizon, dead-lettered; {} would have been late with one watermark per partition)",
         expected.len(),
         tokens.len(),
+        revised.len(),
+        history.held_back.len(),
         history.trades.len(),
         dead_indexes.len(),
         late_per_partition

@@ -532,6 +532,7 @@ pub struct CandleRow {
     pub last_trade_time: i64,
     pub version: i64,
     pub is_final: bool,
+    pub revision: u32,
 }
 
 impl TryFrom<Candle> for CandleRow {
@@ -556,6 +557,8 @@ impl TryFrom<Candle> for CandleRow {
             last_trade_time: candle.last_trade_ms,
             version: candle.version,
             is_final: candle.is_final,
+            // Never negative (the builder counts up from 0); a negative value reads as none.
+            revision: u32::try_from(candle.revision).unwrap_or(0),
         })
     }
 }

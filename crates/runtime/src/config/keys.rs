@@ -443,7 +443,13 @@ pub const KEYS: &[KeySpec] = &[
         "candle_allowed_lateness",
         &[CandleBuilder],
         KeyKind::Duration,
-        "how far behind its token's watermark (the token's largest trade time) a trade still counts; older trades go to the DLQ as late",
+        "how far behind its token's watermark (the token's largest trade time) a window waits for trades before it is final",
+    ),
+    key(
+        "candle_correction_horizon",
+        &[CandleBuilder],
+        KeyKind::Duration,
+        "how long a final candle can still be corrected by a trade found late (re-emitted complete with `revision` one higher); older trades go to the DLQ as late; at least the allowed lateness",
     ),
     key(
         "candle_input",

@@ -40,6 +40,7 @@ struct CandleRow {
     vwap: i128,
     trade_count: i64,
     is_final: bool,
+    revision: u32,
 }
 
 /// One OHLCV candle. Decimals are exact strings.
@@ -65,8 +66,13 @@ pub struct CandleView {
     #[schema(value_type = Option<String>)]
     pub vwap: Option<Exact>,
     pub trade_count: i64,
-    /// The interval is closed and will not change.
+    /// The interval is closed: only a trade found late (up to the builder's correction
+    /// horizon, 24 h by default) can still change it, and that is counted in `revision`.
     pub is_final: bool,
+    /// Corrections after the candle was final (trades that arrived late); 0: never corrected.
+    pub revision: u32,
+    /// true when the candle was corrected after it was final (`revision` > 0).
+    pub revised: bool,
     /// true when the interval had no trades and was filled from the previous close.
     pub filled: bool,
 }
@@ -153,7 +159,7 @@ pub async fn candles(
     let rows: Vec<CandleRow> = state
         .client
         .query(&format!(
-            "SELECT open_time, close_time, open, high, low, close, volume, notional, vwap, trade_count, is_final \
+            "SELECT open_time, close_time, open, high, low, close, volume, notional, vwap, trade_count, is_final, revision \
              FROM candles FINAL WHERE token_id = ? AND interval = ? AND open_time >= {MS} AND open_time < {MS} \
              ORDER BY open_time"
         ))
@@ -214,6 +220,8 @@ fn candle_view(row: CandleRow) -> CandleView {
         }),
         trade_count: row.trade_count,
         is_final: row.is_final,
+        revision: row.revision,
+        revised: row.revision > 0,
         filled: false,
     }
 }
@@ -254,6 +262,8 @@ fn fill_candles(
                 vwap: None,
                 trade_count: 0,
                 is_final: true,
+                revision: 0,
+                revised: false,
                 filled: true,
             });
         }
