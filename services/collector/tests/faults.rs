@@ -264,3 +264,126 @@ async fn identical_fills_of_one_transaction_are_two_trades() {
     );
     sim.shutdown().await;
 }
+
+/// A tick change mid-backfill (issue #23): the markets' tick, as upstream serves it, switches
+/// (0.01 ↔ 0.001) between a first backfill and a second one over the same history (a re-poll,
+/// fresh checkpoints, a new collector with an empty ledger). A fill's id is a function of its
+/// upstream row alone, so whatever the second pass re-sends carries the id the first gave it:
+/// the topic holds every truth id and no other. Stored prices equal the truth's in
+/// the first pass; in the second, the (wrong) served tick may only move a dust fill's price.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_change_mid_backfill_gives_no_fill_a_second_id() {
+    let window = Duration::from_secs(1);
+    let sim = polymarket_sim::start(polymarket_sim::SimConfig {
+        markets: 60,
+        ..sim_config(window)
+    })
+    .await
+    .unwrap();
+    let names = topics("collector_tick_change").await;
+    let first = connected(&config(&sim, &names, tuning(window))).await;
+    let options = history_backfill(&[Dataset::Markets, Dataset::Trades]);
+    first.run(options.clone()).await.unwrap();
+
+    // Upstream switches every market's tick; the fills do not change.
+    sim.add_faults("tick_change@/clob/markets:count=0;tick_change@/gamma/markets:count=0")
+        .unwrap();
+    let trade_requests = || async {
+        truth(&sim, "/_sim/stats").await["endpoints"]["/data/trades"]["requests"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let first_pass_requests = trade_requests().await;
+    // Fresh: the stored checkpoints are ignored, the whole history is read again.
+    let second = std::sync::Arc::new(
+        polytape_collector::Collector::connect(
+            &config(&sim, &names, tuning(window)),
+            true,
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .unwrap(),
+    );
+    second.run(options).await.unwrap();
+
+    // The second pass re-read the history under the new ticks.
+    let second_pass_requests = trade_requests().await - first_pass_requests;
+    assert!(
+        second_pass_requests * 2 >= first_pass_requests,
+        "the re-read made {second_pass_requests} /trades requests, the first pass {first_pass_requests}"
+    );
+
+    // The fault fired: markets were published under two different ticks.
+    let markets: Vec<Market> = records(&names).await;
+    let mut ticks: HashMap<&str, HashSet<String>> = HashMap::new();
+    for market in &markets {
+        if let Some(tick) = market.tick_size {
+            ticks
+                .entry(market.condition_id.as_str())
+                .or_default()
+                .insert(tick.normalize().to_string());
+        }
+    }
+    let switched = ticks.values().filter(|seen| seen.len() == 2).count();
+    assert!(switched >= 50, "{switched} markets seen under two ticks");
+
+    let fills = truth(&sim, "/_sim/truth/fills?limit=200000").await;
+    let fills = fills["fills"].as_array().unwrap();
+    let truth_price: HashMap<&str, (rust_decimal::Decimal, rust_decimal::Decimal)> = fills
+        .iter()
+        .map(|fill| {
+            (
+                fill["trade_id"].as_str().unwrap(),
+                (
+                    fill["price"].as_str().unwrap().parse().unwrap(),
+                    fill["size"].as_str().unwrap().parse().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    let dust = rust_decimal::Decimal::new(1, 2);
+    let dust_fills = truth_price
+        .values()
+        .filter(|(_, size)| *size < dust)
+        .count();
+    assert!(
+        dust_fills > 0,
+        "no dust fill in the history: the test could not fail"
+    );
+
+    // By identity: every truth id, nothing else. A re-read re-sends a fill or adopts it (see
+    // the collector's ledger), but never under a second id.
+    let trades: Vec<Trade> = records(&names).await;
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut dust_moved = 0;
+    for trade in &trades {
+        let Some((price, size)) = truth_price.get(trade.trade_id.as_str()) else {
+            panic!("a trade outside the truth: {trade:?}");
+        };
+        let count = seen.entry(trade.trade_id.as_str()).or_default();
+        *count += 1;
+        if trade.price != *price {
+            // The topic has one partition: the first occurrence is the first pass's, read
+            // under the served tick; only a re-sent dust fill may follow the switched one.
+            assert!(
+                *count == 2 && *size < dust,
+                "{trade:?}: price {} against the truth's {price}",
+                trade.price
+            );
+            dust_moved += 1;
+        }
+    }
+    assert_eq!(seen.len(), truth_price.len(), "every truth fill");
+    let resent = seen.values().filter(|count| **count == 2).count();
+    assert!(
+        seen.values().all(|count| *count <= 2),
+        "a fill sent more than once a pass"
+    );
+    println!(
+        "tick change: {} fills ({dust_fills} dust) re-read ({second_pass_requests} requests) \
+         under {switched} switched ticks, {resent} re-sent, each under its one id; \
+         {dust_moved} re-sent dust prices moved by the switched tick",
+        truth_price.len()
+    );
+    sim.shutdown().await;
+}

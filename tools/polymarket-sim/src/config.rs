@@ -80,7 +80,9 @@ KIND (HTTP): error (an HTTP error, key status, default 500; a 429 or 503 carries
   truncate (body cut in half), malformed (invalid JSON), extra_field (unknown key added to every
   object row), missing_optional (optional keys removed), drift (a field changes JSON type;
   key field, default per endpoint), out_of_window (a copy of a list's last row stamped
-  timestamp 1 is appended: a row outside the requested window; not part of the truth).
+  timestamp 1 is appended: a row outside the requested window; not part of the truth),
+  tick_change (every market's tick in the body is switched, 0.01 <-> 0.001, as upstream does
+  near 0.04/0.96; keys minimum_tick_size, tick_size, orderPriceMinTickSize; fills unchanged).
 KIND (fills, /data/trades and /data/v2/trades): late_index (every Nth fill of the tape is left
   out of the trades tapes until `delay` after its timestamp, default 60s; the truth lists it
   all along; count defaults to 0 = every Nth fill), e.g. 'late_index@/data/trades:delay=90s,every=20'.

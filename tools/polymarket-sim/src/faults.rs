@@ -20,6 +20,7 @@ pub enum FaultKind {
     Drift,
     OutOfWindow,
     LateIndex,
+    TickChange,
     WsDisconnect,
     WsFreeze,
     WsGarbage,
@@ -40,6 +41,7 @@ impl FaultKind {
             FaultKind::Drift => "drift",
             FaultKind::OutOfWindow => "out_of_window",
             FaultKind::LateIndex => "late_index",
+            FaultKind::TickChange => "tick_change",
             FaultKind::WsDisconnect => "ws_disconnect",
             FaultKind::WsFreeze => "ws_freeze",
             FaultKind::WsGarbage => "ws_garbage",
@@ -49,7 +51,7 @@ impl FaultKind {
     }
 
     fn parse(text: &str) -> Option<FaultKind> {
-        const ALL: [FaultKind; 15] = [
+        const ALL: [FaultKind; 16] = [
             FaultKind::Error,
             FaultKind::Slow,
             FaultKind::Timeout,
@@ -60,6 +62,7 @@ impl FaultKind {
             FaultKind::Drift,
             FaultKind::OutOfWindow,
             FaultKind::LateIndex,
+            FaultKind::TickChange,
             FaultKind::WsDisconnect,
             FaultKind::WsFreeze,
             FaultKind::WsGarbage,
@@ -522,6 +525,13 @@ pub(crate) fn transform_body(kind: FaultKind, field: Option<&str>, body: &[u8]) 
             append_out_of_window_row(&mut value);
             serde_json::to_vec(&value).unwrap_or_else(|_| body.to_vec())
         }
+        FaultKind::TickChange => {
+            let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(body) else {
+                return body.to_vec();
+            };
+            for_each_row(&mut value, &mut change_tick);
+            serde_json::to_vec(&value).unwrap_or_else(|_| body.to_vec())
+        }
         _ => body.to_vec(),
     }
 }
@@ -549,6 +559,43 @@ fn append_out_of_window_row(value: &mut serde_json::Value) {
     };
     stray["timestamp"] = serde_json::json!(1);
     rows.push(stray);
+}
+
+/// The keys a market's tick size goes by: CLOB `/markets` and `/book`, Gamma `/markets`.
+const TICK_KEYS: &[&str] = &["minimum_tick_size", "tick_size", "orderPriceMinTickSize"];
+
+/// `tick_change`: the market's tick, as this response serves it, is switched the way upstream
+/// switches it near 0.04 / 0.96 (0.01 → 0.001, 0.001 → 0.01; any other tick → a tenth of it),
+/// keeping the key's JSON type. Fills do not change — the truth is the same — so a client
+/// that keys a fill's identity on the tick it last read gives one fill two ids.
+fn change_tick(row: &mut serde_json::Map<String, serde_json::Value>) {
+    for key in TICK_KEYS {
+        let Some(value) = row.get_mut(*key) else {
+            continue;
+        };
+        let current = match value {
+            serde_json::Value::Number(number) => number.as_f64(),
+            serde_json::Value::String(text) => text.parse::<f64>().ok(),
+            _ => None,
+        };
+        let Some(current) = current.filter(|tick| *tick > 0.0) else {
+            continue;
+        };
+        let changed = if (current - 0.01).abs() < 1e-12 {
+            "0.001".to_owned()
+        } else if (current - 0.001).abs() < 1e-12 {
+            "0.01".to_owned()
+        } else {
+            format!("{}", current / 10.0)
+        };
+        *value = match value {
+            serde_json::Value::Number(_) => match changed.parse::<f64>() {
+                Ok(number) => serde_json::json!(number),
+                Err(_) => continue,
+            },
+            _ => serde_json::Value::String(changed),
+        };
+    }
 }
 
 /// Visits the row objects of a body: array items, `data`/`markets`/`events` arrays of an
@@ -662,6 +709,36 @@ mod tests {
             vec![false, false, true, false, true, false, false, false]
         );
         assert!(book.fire_http("/gamma/markets").is_empty());
+    }
+
+    #[test]
+    fn tick_change_switches_every_served_tick_and_keeps_its_type() {
+        let body = br#"{"data":[{"condition_id":"0xa","minimum_tick_size":0.01},{"condition_id":"0xb","minimum_tick_size":0.001}]}"#;
+        let changed: serde_json::Value =
+            serde_json::from_slice(&transform_body(FaultKind::TickChange, None, body)).unwrap();
+        assert_eq!(
+            changed["data"][0]["minimum_tick_size"],
+            serde_json::json!(0.001)
+        );
+        assert_eq!(
+            changed["data"][1]["minimum_tick_size"],
+            serde_json::json!(0.01)
+        );
+        let gamma = br#"[{"conditionId":"0xa","orderPriceMinTickSize":"0.01"}]"#;
+        let changed: serde_json::Value =
+            serde_json::from_slice(&transform_body(FaultKind::TickChange, None, gamma)).unwrap();
+        assert_eq!(
+            changed[0]["orderPriceMinTickSize"],
+            serde_json::json!("0.001")
+        );
+        let trades = br#"[{"price":0.5,"size":3}]"#;
+        let unchanged: serde_json::Value =
+            serde_json::from_slice(&transform_body(FaultKind::TickChange, None, trades)).unwrap();
+        assert_eq!(unchanged, serde_json::json!([{"price": 0.5, "size": 3}]));
+        assert_eq!(
+            parse_fault_spec("tick_change@/clob/markets:every=2,count=0").unwrap()[0].kind,
+            FaultKind::TickChange
+        );
     }
 
     #[test]
