@@ -5,6 +5,7 @@
 //! - `test`: the whole test suite against an isolated stack of its own;
 //! - `demo`, `up`, `down`: the whole platform against the simulator (or live Polymarket);
 //! - `bench`: benchmarks with side-by-side baselines;
+//! - `chaos`: the end-to-end fault suite at full size, rendered into `RELIABILITY.md`;
 //! - `topics`: regenerates `deploy/topics.tsv` from the topic table;
 //! - `lint-deploy`: validates compose.yaml, deploy/k8s, the Grafana dashboards and the
 //!   Dockerfile without a Docker engine.
@@ -12,6 +13,7 @@
 mod bench;
 mod bench_all;
 mod bench_api;
+mod chaos;
 mod demo;
 mod fuzz_api;
 mod lint_deploy;
@@ -50,6 +52,9 @@ enum Command {
     Down,
     /// Run benchmarks and report medians and ratios against their baselines
     Bench(bench::BenchArgs),
+    /// Run the end-to-end fault suite (kill matrix at full size, upstream and engine faults)
+    /// and write the reliability report, RELIABILITY.md
+    Chaos(chaos::ChaosArgs),
     /// Run schemathesis against the API's public and admin OpenAPI documents (0 server errors,
     /// responses conform to the documents); needs the local stack
     FuzzApi(fuzz_api::FuzzArgs),
@@ -99,6 +104,7 @@ fn main() -> ExitCode {
         Command::Up(args) => demo::run(demo::Upstream::Live, &args),
         Command::Down => demo::down(),
         Command::Bench(args) => bench::run(args),
+        Command::Chaos(args) => chaos::run(&args),
         Command::FuzzApi(args) => fuzz_api::run(&args),
         Command::Topics { check } => topics::run(check),
         Command::LintDeploy(args) => lint_deploy::run(args),

@@ -1,5 +1,5 @@
-//! A TCP proxy that can be switched off, to take an engine "down" for one test without
-//! touching the shared engine other tests use.
+//! A TCP proxy that can be switched off or frozen, to take an engine "down" or make it hang
+//! for one test without touching the shared engine other tests use.
 
 use std::{
     net::SocketAddr,
@@ -10,14 +10,25 @@ use std::{
     time::Duration,
 };
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{
+        TcpListener, TcpStream,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
+    sync::watch,
+};
 
 /// A TCP proxy to one upstream address. Switched off, it cuts every open connection and
-/// closes its port (callers get "connection refused") until it is switched on again.
+/// closes its port (callers get "connection refused") until it is switched on again. Frozen,
+/// it behaves like an upstream process that was stopped (`SIGSTOP`): connections are still
+/// accepted, but not a byte moves in either direction, on open connections or new ones,
+/// until it is thawed; then everything held is delivered.
 pub struct SwitchableProxy {
     pub addr: SocketAddr,
     up: Arc<AtomicBool>,
-    generation: tokio::sync::watch::Sender<u64>,
+    generation: watch::Sender<u64>,
+    frozen: watch::Sender<bool>,
 }
 
 impl SwitchableProxy {
@@ -31,11 +42,13 @@ impl SwitchableProxy {
             Ok(addr) => addr,
             Err(error) => panic!("cannot read the proxy's port: {error}"),
         };
-        let (generation, _) = tokio::sync::watch::channel(0);
+        let (generation, _) = watch::channel(0);
+        let (frozen, _) = watch::channel(false);
         let proxy = Arc::new(Self {
             addr,
             up: Arc::new(AtomicBool::new(true)),
             generation,
+            frozen,
         });
         tokio::spawn(Self::serve(proxy.clone(), listener, upstream));
         proxy
@@ -59,16 +72,24 @@ impl SwitchableProxy {
             }
             let accepted =
                 tokio::time::timeout(Duration::from_millis(100), listener.accept()).await;
-            let Ok(Ok((mut inbound, _))) = accepted else {
+            let Ok(Ok((inbound, _))) = accepted else {
                 continue;
             };
             let mut cut = self.generation.subscribe();
+            let frozen = self.frozen.subscribe();
             tokio::spawn(async move {
-                let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                let Ok(outbound) = TcpStream::connect(upstream).await else {
                     return;
                 };
+                let (inbound_read, inbound_write) = inbound.into_split();
+                let (outbound_read, outbound_write) = outbound.into_split();
                 tokio::select! {
-                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    () = async {
+                        tokio::join!(
+                            pump(inbound_read, outbound_write, frozen.clone()),
+                            pump(outbound_read, inbound_write, frozen),
+                        );
+                    } => {}
                     _ = cut.changed() => {}
                 }
             });
@@ -83,8 +104,39 @@ impl SwitchableProxy {
         }
     }
 
+    /// Freezes or thaws the proxy (see the type's documentation).
+    pub fn set_frozen(&self, frozen: bool) {
+        self.frozen.send_replace(frozen);
+    }
+
     /// `http://ADDR` for HTTP upstreams.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+}
+
+/// Copies one direction of a connection, moving nothing while the proxy is frozen; passes
+/// end-of-stream on as a half close.
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut frozen: watch::Receiver<bool>) {
+    let mut buffer = vec![0_u8; 16 * 1024];
+    loop {
+        // Neither read nor write while frozen: the peer's kernel buffers fill up as they would
+        // against a stopped process.
+        if frozen.wait_for(|frozen| !*frozen).await.is_err() {
+            return;
+        }
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => {
+                let _ = to.shutdown().await;
+                return;
+            }
+            Ok(read) => read,
+        };
+        if frozen.wait_for(|frozen| !*frozen).await.is_err() {
+            return;
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
     }
 }

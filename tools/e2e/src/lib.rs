@@ -33,6 +33,12 @@ use polytape_test_support::{
 };
 use serde::Deserialize;
 
+mod report;
+mod ws_tables;
+
+pub use report::Figures;
+pub use ws_tables::check_ws_tables;
+
 /// Scale knobs of a run, from the environment so a long soak needs no code change.
 #[derive(Debug, Clone)]
 pub struct Scale {
@@ -290,6 +296,8 @@ pub struct Pipeline {
     pub live_started_ms: i64,
     /// The pipeline's own broker, when it was wired with one.
     pub private_broker: Option<PrivateBroker>,
+    /// What the checks compared and the recoveries measured, for the reliability report.
+    pub figures: std::sync::Mutex<Figures>,
 }
 
 impl Pipeline {
@@ -403,6 +411,7 @@ impl Pipeline {
             logs,
             live_started_ms,
             private_broker,
+            figures: std::sync::Mutex::new(Figures::default()),
         };
         for service in Service::ALL {
             pipeline.spawn(service, service_addr());
@@ -478,6 +487,16 @@ impl Pipeline {
         );
     }
 
+    /// Whether the service on `admin_addr` answers `/readyz` with success within 2 s.
+    pub(crate) async fn is_ready(&self, admin_addr: SocketAddr) -> bool {
+        self.http
+            .get(format!("http://{admin_addr}/readyz"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success())
+    }
+
     async fn wait_ready(&self, service: Service) {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -495,17 +514,10 @@ impl Pipeline {
                 }
                 (process.admin_addr, process.log.clone())
             };
-            let url = format!("http://{admin_addr}/readyz");
-            let ready = self
-                .http
-                .get(&url)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .is_ok_and(|response| response.status().is_success());
-            if ready {
+            if self.is_ready(admin_addr).await {
                 return;
             }
+            let url = format!("http://{admin_addr}/readyz");
             if Instant::now() > deadline {
                 panic!(
                     "{} did not become ready ({url}) within 120 s; last lines of its log:\n{}",
@@ -822,6 +834,7 @@ pub async fn check_trades(pipeline: &Pipeline, raw_exactly_once: bool) -> Result
             ));
         }
     }
+    pipeline.figures().fills = truth.len() as u64;
     Ok(format!("{} fills, each exactly once", truth.len()))
 }
 

@@ -8,8 +8,9 @@
 use std::time::Duration;
 
 use polytape_e2e::{
-    Pipeline, Scale, Service, Wiring, check_book_at, check_candles, check_markets_and_events,
-    check_trades, declared_gaps, first_ws_book_times, gap_covers,
+    GapRow, Pipeline, Scale, Service, Wiring, check_book_at, check_candles,
+    check_markets_and_events, check_trades, check_ws_tables, declared_gaps, first_ws_book_times,
+    gap_covers,
 };
 use rand::{Rng as _, SeedableRng as _, seq::SliceRandom as _};
 
@@ -22,8 +23,8 @@ struct Expect {
 }
 
 /// Pauses the world and checks, against the simulator's truth: every trade exactly once,
-/// markets and events, candles = SQL oracle, the API's order book at 20 random instants, and
-/// the declared gaps.
+/// markets and events, candles = SQL oracle, every WebSocket table event by event, the API's
+/// order book at 20 random instants, and the declared gaps.
 async fn verify(pipeline: &Pipeline, expect: Expect) {
     let paused_ms = pipeline.pause_world().await;
     pipeline.assert_all_alive();
@@ -44,7 +45,64 @@ async fn verify(pipeline: &Pipeline, expect: Expect) {
             check_candles(pipeline)
         })
         .await;
+    pipeline
+        .eventually(
+            "every WebSocket event once, or inside a declared gap",
+            Duration::from_secs(120),
+            || check_ws_tables(pipeline, paused_ms),
+        )
+        .await;
     verify_books(pipeline, paused_ms, expect.gaps_allowed).await;
+}
+
+/// Every gap declared in a run whose only faults were kills is explained by one: a bridge
+/// gap spans an instant the bridge was killed at (from the last upstream time it published
+/// to its first fresh book after the restart); book mismatches are checked against those
+/// (see `verify_books`); no other service may declare anything, and each gap is stored once.
+async fn assert_gaps_explained_by_kills(pipeline: &Pipeline, bridge_kills_ms: &[i64]) {
+    let gaps: Vec<GapRow> = declared_gaps(pipeline).await.unwrap();
+    let unexplained: Vec<&GapRow> = gaps
+        .iter()
+        .filter(|gap| gap.kind != "BOOK_MISMATCH")
+        .filter(|gap| {
+            gap.source != "ws-bridge"
+                || !bridge_kills_ms.iter().any(|killed_ms| {
+                    gap.gap_start <= *killed_ms && gap.gap_end.is_none_or(|end| end >= *killed_ms)
+                })
+        })
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "{} gap(s) that no kill of the bridge (at {bridge_kills_ms:?}) explains: {unexplained:?}",
+        unexplained.len()
+    );
+    let copies: Vec<(String, u64)> = pipeline
+        .database
+        .client
+        .query("SELECT continuity_id, count() FROM continuity FINAL GROUP BY continuity_id HAVING count() > 1")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert!(
+        copies.is_empty(),
+        "continuity records stored more than once: {copies:?}"
+    );
+    let dead: Vec<(String, String)> = pipeline
+        .database
+        .client
+        .query("SELECT source, error FROM dead_letters FINAL LIMIT 10")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert!(
+        dead.is_empty(),
+        "dead letters in a run without bad input: {dead:?}"
+    );
+    eprintln!(
+        "[e2e] {} gaps, each explained by one of {} bridge kills or a mismatch it caused; no dead letters",
+        gaps.len(),
+        bridge_kills_ms.len()
+    );
 }
 
 async fn verify_books(pipeline: &Pipeline, paused_ms: i64, gaps_allowed: bool) {
@@ -60,6 +118,10 @@ async fn verify_books(pipeline: &Pipeline, paused_ms: i64, gaps_allowed: bool) {
         *kinds.entry(gap.kind.as_str()).or_default() += 1;
     }
     eprintln!("[e2e] declared gaps by kind: {kinds:?}");
+    pipeline.figures.lock().unwrap().gaps = kinds
+        .iter()
+        .map(|(kind, count)| ((*kind).to_owned(), *count as u64))
+        .collect();
     // A book mismatch means our books differed from upstream's: allowed only where data was
     // lost upstream of the candle builder, i.e. where the bridge declared a gap of its own
     // (disconnect, freeze, restart…) for that token, starting within [the cause's start, its
@@ -169,6 +231,7 @@ async fn a_simulated_world_through_all_five_services_is_reproduced_exactly() {
         },
     )
     .await;
+    pipeline.report("fidelity", "none", "no fault");
     pipeline.shut_down().await;
 }
 
@@ -180,6 +243,7 @@ async fn kill_9_of_each_service_at_random_points_loses_and_duplicates_nothing() 
     let seed = polytape_model::now_ms() as u64;
     eprintln!("[e2e] kill matrix: {kills_per_service} kill -9 per service, seed {seed}");
     let mut random = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut bridge_kills_ms = Vec::new();
     for round in 0..kills_per_service {
         let mut order = Service::ALL.to_vec();
         order.shuffle(&mut random);
@@ -191,12 +255,20 @@ async fn kill_9_of_each_service_at_random_points_loses_and_duplicates_nothing() 
             let progress = pipeline
                 .kill9_after_progress(service, random.random_range(1..400), &mut random)
                 .await;
+            if service == Service::WsBridge {
+                bridge_kills_ms.push(polytape_model::now_ms());
+            }
             eprintln!(
                 "[e2e] round {round}: kill -9 {} after {progress}",
                 service.binary()
             );
             tokio::time::sleep(Duration::from_millis(random.random_range(200..2_000))).await;
+            let restarting = std::time::Instant::now();
             pipeline.restart(service).await;
+            pipeline.record_recovery(
+                format!("{} restarted → ready", service.binary()),
+                restarting.elapsed(),
+            );
             pipeline.assert_all_alive();
         }
     }
@@ -211,6 +283,15 @@ async fn kill_9_of_each_service_at_random_points_loses_and_duplicates_nothing() 
         },
     )
     .await;
+    assert_gaps_explained_by_kills(&pipeline, &bridge_kills_ms).await;
+    pipeline.report(
+        "kill_matrix",
+        "kill -9 at progress-triggered points",
+        &format!(
+            "{kills_per_service} per service, {} in all",
+            kills_per_service as usize * Service::ALL.len()
+        ),
+    );
     pipeline.shut_down().await;
 }
 
@@ -286,6 +367,12 @@ async fn run_with_faults(purpose: &str, faults: &str, websocket_faults: bool) {
             "the freeze never fired: raise POLYTAPE_E2E_LIVE_SECS or lower its `after`"
         );
     }
+    let stats = pipeline.truth("/_sim/stats").await;
+    let injected = format!(
+        "REST {}; WebSocket {}",
+        stats["faults"], stats["ws"]["faults"]
+    );
+    pipeline.report(purpose, faults, &injected);
     pipeline.shut_down().await;
 }
 
@@ -309,6 +396,29 @@ async fn every_upstream_fault_at_once_leaves_the_data_exact_and_gaps_declared() 
     .await;
 }
 
+/// How long the API takes to answer a trades query (status, time), with a client bound well
+/// beyond the API's own request timeout so that the API's bound is what is seen.
+async fn timed_trades_query(pipeline: &Pipeline, market: &str) -> (Option<u16>, Duration) {
+    let started = std::time::Instant::now();
+    let answer = pipeline
+        .http
+        .get(format!(
+            "{}/v1/trades?market={market}&limit=10",
+            pipeline.api_url
+        ))
+        .header("X-API-Key", &pipeline.api_key)
+        .timeout(Duration::from_secs(180))
+        .send()
+        .await;
+    (
+        answer.ok().map(|response| response.status().as_u16()),
+        started.elapsed(),
+    )
+}
+
+/// ClickHouse refusing connections for 60 s, then accepting them and never answering (a
+/// stopped process) for 60 s: the sink holds and catches up, the API answers 503 within its
+/// own bound while ClickHouse hangs instead of hanging with it, and the data stays exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clickhouse_outage_of_60_seconds_is_caught_up_without_loss() {
     let scale = Scale::from_env();
@@ -318,6 +428,73 @@ async fn a_clickhouse_outage_of_60_seconds_is_caught_up_without_loss() {
     pipeline.clickhouse_proxy.set_up(false);
     run_live(&pipeline, Duration::from_secs(60)).await;
     pipeline.clickhouse_proxy.set_up(true);
+    let took = pipeline.time_to_all_ready().await;
+    pipeline.record_recovery("ClickHouse refusing 60 s, back → every service ready", took);
+    run_live(&pipeline, Duration::from_secs(10)).await;
+
+    let market: String = pipeline
+        .database
+        .client
+        .query("SELECT condition_id FROM trades LIMIT 1")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(timed_trades_query(&pipeline, &market).await.0, Some(200));
+    eprintln!("[e2e] clickhouse hanging (accepts, never answers) for 60 s");
+    let hang = Duration::from_secs(60);
+    pipeline.clickhouse_proxy.set_frozen(true);
+    let frozen_at = std::time::Instant::now();
+    let (query_during_hang, ()) = tokio::join!(
+        async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            timed_trades_query(&pipeline, &market).await
+        },
+        run_live(&pipeline, hang),
+    );
+    let thawed_after = frozen_at.elapsed();
+    pipeline.clickhouse_proxy.set_frozen(false);
+    let (status, took_during_hang) = query_during_hang;
+    eprintln!(
+        "[e2e] a trades query during the hang answered {status:?} after {took_during_hang:?}"
+    );
+    assert_eq!(
+        status,
+        Some(503),
+        "the API answers a query ClickHouse never answers with 503"
+    );
+    assert!(
+        Duration::from_secs(5) + took_during_hang < thawed_after,
+        "the API answered before ClickHouse came back ({took_during_hang:?} after asking, thawed {thawed_after:?} after the hang began), not with it"
+    );
+    let thawed = std::time::Instant::now();
+    loop {
+        let (status, _) = timed_trades_query(&pipeline, &market).await;
+        if status == Some(200) {
+            break;
+        }
+        assert!(
+            thawed.elapsed() < Duration::from_secs(300),
+            "the API never answered again after the hang"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "[e2e] the API answered 200 again {:?} after ClickHouse was thawed",
+        thawed.elapsed()
+    );
+    pipeline.record_recovery(
+        "ClickHouse hanging 60 s, back → API answers 200",
+        thawed.elapsed(),
+    );
+    let took = thawed.elapsed() + pipeline.time_to_all_ready().await;
+    pipeline.record_recovery("ClickHouse hanging 60 s, back → every service ready", took);
+    pipeline.record_recovery(
+        format!(
+            "API request while ClickHouse hangs → answered {}",
+            status.unwrap_or_default()
+        ),
+        took_during_hang,
+    );
     run_live(&pipeline, Duration::from_secs(10)).await;
     verify(
         &pipeline,
@@ -327,6 +504,11 @@ async fn a_clickhouse_outage_of_60_seconds_is_caught_up_without_loss() {
         },
     )
     .await;
+    pipeline.report(
+        "clickhouse_outage",
+        "ClickHouse refusing connections 60 s, then hanging (accepting, never answering) 60 s",
+        "1 outage, 1 hang",
+    );
     pipeline.shut_down().await;
 }
 
@@ -349,6 +531,8 @@ async fn a_broker_stopped_for_30_seconds_is_ridden_out_without_loss() {
     broker.stop();
     run_live(&pipeline, Duration::from_secs(30)).await;
     broker.resume().await;
+    let took = pipeline.time_to_all_ready().await;
+    pipeline.record_recovery("broker stopped 30 s, back → every service ready", took);
     run_live(&pipeline, Duration::from_secs(15)).await;
     verify(
         &pipeline,
@@ -361,5 +545,10 @@ async fn a_broker_stopped_for_30_seconds_is_ridden_out_without_loss() {
         },
     )
     .await;
+    pipeline.report(
+        "broker_outage",
+        "broker killed and restarted after 30 s",
+        "1 stop",
+    );
     pipeline.shut_down().await;
 }
