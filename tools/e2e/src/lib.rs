@@ -487,6 +487,30 @@ impl Pipeline {
         );
     }
 
+    /// Copies every service's whole log out of the temporary directory (removed when the
+    /// pipeline is dropped) so a failed check can be investigated; returns where they are and
+    /// which ClickHouse database holds the run's tables (not dropped after a failure).
+    fn preserve_evidence(&self) -> String {
+        let kept = std::env::temp_dir().join(format!(
+            "polytape-e2e-failed-{}-{}",
+            self.database.name,
+            polytape_model::now_ms()
+        ));
+        if let Err(error) = std::fs::create_dir_all(&kept) {
+            return format!("(cannot keep the logs: {error})");
+        }
+        for process in self.processes().values() {
+            if let Some(name) = process.log.file_name() {
+                let _ = std::fs::copy(&process.log, kept.join(name));
+            }
+        }
+        format!(
+            "--- the full logs are kept in {}; the run's tables are in ClickHouse database {}",
+            kept.display(),
+            self.database.name
+        )
+    }
+
     /// Whether the service on `admin_addr` answers `/readyz` with success within 2 s.
     pub(crate) async fn is_ready(&self, admin_addr: SocketAddr) -> bool {
         self.http
@@ -728,7 +752,10 @@ impl Pipeline {
                         log_tail(&process.log, 15)
                     );
                 }
-                panic!("{what}: not reached within {within:?}: {last_complaint}\n{logs}");
+                panic!(
+                    "{what}: not reached within {within:?}: {last_complaint}\n{logs}{}",
+                    self.preserve_evidence()
+                );
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }

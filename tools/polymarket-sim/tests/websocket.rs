@@ -342,6 +342,65 @@ async fn the_asset_cap_refuses_with_an_error_frame() {
     assert_eq!(stats["ws"]["pongs_sent"], 2);
 }
 
+/// The events of some frames, each as its JSON text (a frame is one event or an array).
+fn events_of(frames: &[String]) -> Vec<String> {
+    frames
+        .iter()
+        .filter_map(|frame| serde_json::from_str::<Value>(frame).ok())
+        .flat_map(|value| match value {
+            Value::Array(events) => events,
+            event => vec![event],
+        })
+        .map(|event| event.to_string())
+        .collect()
+}
+
+/// A `ws_reorder` that is the last firing of every rule still delivers the event it held
+/// back (after the next one), even when it held the last event of a delivery: two
+/// connections on one token, one reordered, receive the same events.
+#[tokio::test]
+async fn the_last_reordered_event_is_still_delivered_once_the_rules_are_spent() {
+    let sim = start(config(12, 0)).await;
+    let client = client();
+    let tokens = open_tokens(&client, &sim).await;
+    let base = sim.base_url();
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let mut stream = ws_connect(&sim).await;
+        ws_send(
+            &mut stream,
+            &serde_json::json!({"assets_ids": tokens[..1], "type": "market", "initial_dump": false})
+                .to_string(),
+        )
+        .await;
+        ws_read_until_pong(&mut stream).await;
+        streams.push(stream);
+    }
+    post_json(
+        &client,
+        &format!("{base}/_sim/faults"),
+        &serde_json::json!({"spec": "ws_reorder:count=1"}),
+    )
+    .await;
+    // One operation at a time: each delivery is small, so the held event can be the last.
+    for _ in 0..300 {
+        advance(&client, &sim, 1).await;
+    }
+    let mut received = Vec::new();
+    for stream in &mut streams {
+        let mut events = events_of(&ws_read_until_pong(stream).await);
+        assert!(events.len() > 10, "{} events", events.len());
+        events.sort();
+        received.push(events);
+    }
+    let stats = get_json(&client, &format!("{base}/_sim/stats")).await;
+    assert_eq!(stats["ws"]["faults"]["ws_reorder"], 1);
+    assert_eq!(
+        received[0], received[1],
+        "both connections received the same events"
+    );
+}
+
 #[tokio::test]
 async fn websocket_faults_are_injected_and_counted() {
     let sim = start(config(12, 0)).await;

@@ -349,6 +349,7 @@ impl Connection {
     /// Applies WebSocket faults and sends the events as frames.
     async fn deliver(&mut self, texts: Vec<String>) -> Flow {
         let faults_active = self.state.faults.has_ws_rules();
+        let new_events = texts.len() as u64;
         let mut frame: Vec<String> = Vec::with_capacity(texts.len());
         let mut disconnect = false;
         let mut garbage_frames = 0u32;
@@ -361,6 +362,12 @@ impl Connection {
             }
             if !faults_active {
                 frame.push(text);
+                // An event held back by the last `ws_reorder` goes out after this one, even
+                // once every rule is spent: holding it for good would drop an event the truth
+                // says was sent, with no disconnect to explain it.
+                if let Some(held) = self.held_for_reorder.take() {
+                    frame.push(held);
+                }
                 continue;
             }
             let fired = self.state.faults.fire_ws(self.events_sent + 1);
@@ -417,7 +424,7 @@ impl Connection {
         }
         let event_count = frame.len() as u64;
         if !faults_active {
-            self.events_sent += event_count;
+            self.events_sent += new_events;
         }
         for chunk in frame.chunks(MAX_EVENTS_PER_FRAME) {
             let text = if chunk.len() == 1 {
