@@ -25,7 +25,8 @@ struct Expect {
 /// Pauses the world and checks, against the simulator's truth: every trade exactly once,
 /// markets and events, candles = SQL oracle, every WebSocket table event by event, the API's
 /// order book at 20 random instants, and the declared gaps.
-async fn verify(pipeline: &Pipeline, expect: Expect) {
+/// Returns the moment the world was paused.
+async fn verify(pipeline: &Pipeline, expect: Expect) -> i64 {
     let paused_ms = pipeline.pause_world().await;
     pipeline.assert_all_alive();
     pipeline
@@ -53,17 +54,33 @@ async fn verify(pipeline: &Pipeline, expect: Expect) {
         )
         .await;
     verify_books(pipeline, paused_ms, expect.gaps_allowed).await;
+    paused_ms
 }
 
 /// Every gap declared in a run whose only faults were kills is explained by one: a bridge
 /// gap spans an instant the bridge was killed at (from the last upstream time it published
 /// to its first fresh book after the restart); book mismatches are checked against those
 /// (see `verify_books`); no other service may declare anything, and each gap is stored once.
-async fn assert_gaps_explained_by_kills(pipeline: &Pipeline, bridge_kills_ms: &[i64]) {
+/// One more cause is not a fault: once the world is paused for the checks, upstream sends
+/// nothing, and a bridge that hears nothing for its staleness window (30 s; the checks can
+/// take longer on a loaded machine) rightly declares a freeze, from the last upstream time it
+/// read — the pause — on; such a gap hides nothing, as the world sent nothing after it.
+async fn assert_gaps_explained_by_kills(
+    pipeline: &Pipeline,
+    bridge_kills_ms: &[i64],
+    paused_ms: i64,
+) {
+    // The last upstream event before the pause is at most this much older than the pause.
+    const BEFORE_PAUSE_MS: i64 = 2_000;
     let gaps: Vec<GapRow> = declared_gaps(pipeline).await.unwrap();
     let unexplained: Vec<&GapRow> = gaps
         .iter()
         .filter(|gap| gap.kind != "BOOK_MISMATCH")
+        .filter(|gap| {
+            !(gap.source == "ws-bridge"
+                && gap.kind == "FREEZE"
+                && gap.gap_start >= paused_ms - BEFORE_PAUSE_MS)
+        })
         .filter(|gap| {
             gap.source != "ws-bridge"
                 || !bridge_kills_ms.iter().any(|killed_ms| {
@@ -273,7 +290,7 @@ async fn kill_9_of_each_service_at_random_points_loses_and_duplicates_nothing() 
         }
     }
     run_live(&pipeline, Duration::from_secs(10)).await;
-    verify(
+    let paused_ms = verify(
         &pipeline,
         Expect {
             // Re-sends after a kill are exact copies (same id), deduplicated by FINAL.
@@ -283,7 +300,7 @@ async fn kill_9_of_each_service_at_random_points_loses_and_duplicates_nothing() 
         },
     )
     .await;
-    assert_gaps_explained_by_kills(&pipeline, &bridge_kills_ms).await;
+    assert_gaps_explained_by_kills(&pipeline, &bridge_kills_ms, paused_ms).await;
     pipeline.report(
         "kill_matrix",
         "kill -9 at progress-triggered points",
