@@ -38,6 +38,8 @@ struct Figures {
     fills: u64,
     ws_events: BTreeMap<String, u64>,
     ws_missing_in_gaps: BTreeMap<String, u64>,
+    #[serde(default)]
+    dead_letters: u64,
     gaps: BTreeMap<String, u64>,
     recoveries: Vec<(String, u64)>,
 }
@@ -132,8 +134,8 @@ fn render(lines: &[Line], kills: u32, took: std::time::Duration) -> String {
          real engines, with the fault injected, then every table compared with the \
          simulator's truth *by identity*: trades by id and multiplicity, markets and events, \
          candles against the SQL oracle, every WebSocket event (each once, or missing only \
-         inside a declared gap), the order book at 20 random instants, continuity and dead \
-         letters. A run with any loss, duplicate or unexplained gap fails, and then no report \
+         inside a declared gap), the order book at 20 random instants, continuity, and dead \
+         letters (exactly the injected bad rows, each once). A run with any loss, duplicate or unexplained gap fails, and then no report \
          is written; so *lost* and *duplicated* are 0 of what the *compared* column counts.\n",
         utc_now_text(),
         took.as_secs_f64() / 60.0
@@ -146,11 +148,12 @@ fn render(lines: &[Line], kills: u32, took: std::time::Duration) -> String {
         let events: u64 = line.figures.ws_events.values().sum();
         let _ = writeln!(
             text,
-            "| {} | {} | {} | {} fills, {events} WebSocket events | 0 | 0 | {} | {} |",
+            "| {} | {} | {} | {} fills, {events} WebSocket events, {} bad rows dead-lettered | 0 | 0 | {} | {} |",
             line.test,
             line.fault.replace('|', "/"),
             line.injected.replace('|', "/"),
             line.figures.fills,
+            line.figures.dead_letters,
             joined(&line.figures.ws_missing_in_gaps),
             joined(&line.figures.gaps),
         );

@@ -799,7 +799,7 @@ impl Collector {
             if extends_backwards {
                 self.walk(condition_id, &key, &mut checkpoint).await?;
             } else {
-                self.walk_in_time_order(condition_id, &mut checkpoint)
+                self.walk_in_time_order(condition_id, &key, &mut checkpoint)
                     .await?;
             }
             checkpoint.finish_walk();
@@ -837,11 +837,13 @@ impl Collector {
     /// event time, so a market's history must not arrive newest-first. Memory is bounded: a
     /// walk that buffers more than `MAX_BUFFERED_TRADES` fills is narrowed to what is older than
     /// the oldest second it reached (those newer fills are fetched again by the next walk), so
-    /// a dense market is filled in several ascending walks. Nothing is checkpointed mid-walk: a
-    /// crash repeats the walk, and the re-sent fills carry the same ids.
+    /// a dense market is filled in several ascending walks. The fills go out in chunks of at
+    /// most an hour of event time, each checkpointed once acknowledged (see
+    /// [`crate::send_chunks`]): a crash re-sends at most one chunk, with the same ids.
     async fn walk_in_time_order(
         &self,
         condition_id: &str,
+        key: &str,
         checkpoint: &mut TradeCheckpoint,
     ) -> Result<(), CollectError> {
         let Some(initial) = checkpoint.walk else {
@@ -905,18 +907,63 @@ impl Collector {
                     to: upper,
                     upper,
                 });
-                return Box::pin(self.walk_in_time_order(condition_id, checkpoint)).await;
+                return Box::pin(self.walk_in_time_order(condition_id, key, checkpoint)).await;
             }
         }
-        self.send_trades(
-            condition_id,
-            trades,
-            TradeRead::dead_letters(refused),
-            &edge_ids,
-        )
-        .await?;
+        let mut seen: HashSet<String> = HashSet::with_capacity(trades.len());
+        trades.retain(|trade| {
+            !edge_ids.contains(&trade.trade_id) && seen.insert(trade.trade_id.clone())
+        });
+        trades.sort_by(|left, right| {
+            (left.timestamp_ms, &left.trade_id).cmp(&(right.timestamp_ms, &right.trade_id))
+        });
+        // The seconds the walk could not read completely are declared before any chunk is
+        // checkpointed past them (the declaration is idempotent: a repeat after a crash
+        // carries the same continuity id).
         self.declare_dense_seconds(condition_id, tape.truncated())
             .await?;
+        let mut rejected = TradeRead::dead_letters(refused);
+        let chunks = crate::send_chunks::oldest_first_chunks(&trades);
+        for (number, chunk) in chunks.iter().enumerate() {
+            self.send_trades(
+                condition_id,
+                trades[chunk.clone()].to_vec(),
+                std::mem::take(&mut rejected),
+                &HashSet::new(),
+            )
+            .await?;
+            // Every fill before the next chunk's first second is acknowledged, and the walk
+            // read that stretch completely: the coverage moves to the second just before it
+            // (holding no fill), so a crash re-sends the next chunk alone — never this chunk's
+            // last second, which may lie far behind the next chunk after a quiet spell.
+            let Some(next_chunk) = chunks.get(number + 1) else {
+                break;
+            };
+            let boundary = trades[next_chunk.start].timestamp_ms.div_euclid(1_000) - 1;
+            if boundary <= initial.from {
+                continue;
+            }
+            checkpoint.walk = Some(crate::checkpoint::Walk {
+                from: initial.from,
+                to: boundary,
+                upper: boundary,
+            });
+            checkpoint.finish_walk();
+            checkpoint.walk = Some(crate::checkpoint::Walk {
+                from: boundary,
+                to: initial.to,
+                upper: initial.upper,
+            });
+            self.checkpoints.commit(key, checkpoint).await?;
+        }
+        if !rejected.is_empty() {
+            self.dead_letter(
+                Endpoint::DataTrades,
+                &format!("{}/trades?market={condition_id}", self.data_url),
+                rejected,
+            )
+            .await?;
+        }
         Ok(())
     }
 

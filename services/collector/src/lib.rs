@@ -18,6 +18,7 @@ pub mod options;
 pub mod parse;
 pub mod progress;
 pub mod reconcile;
+pub mod send_chunks;
 pub mod tape;
 pub mod time;
 

@@ -118,14 +118,32 @@ async fn sigterm_and_sigkill_mid_backfill_resume_to_the_same_set() {
     let trades: Vec<Trade> = records(&names).await;
     let mut by_id: HashMap<&str, &Trade> = HashMap::new();
     let mut duplicates = 0;
+    // Per token, the newest fill on the topic so far (a token's fills share one partition,
+    // read in offset order): a re-send must lie within one send chunk of it, or the candle
+    // builder could no longer tell the copy from a fill beyond its correction horizon.
+    let mut newest_ms: HashMap<&str, i64> = HashMap::new();
+    let mut furthest_resend_behind_ms = 0;
     for trade in &trades {
+        let newest = newest_ms
+            .entry(&trade.token_id)
+            .or_insert(trade.timestamp_ms);
         if let Some(previous) = by_id.insert(&trade.trade_id, trade) {
             duplicates += 1;
             let mut previous = previous.clone();
             previous.ingested_ms = trade.ingested_ms;
             assert_eq!(&previous, trade, "a duplicate id must be an exact re-send");
+            let behind = *newest - trade.timestamp_ms;
+            furthest_resend_behind_ms = furthest_resend_behind_ms.max(behind);
+            assert!(
+                behind <= polytape_collector::send_chunks::CHUNK_SPAN_MS + 1_000,
+                "a re-send {behind} ms behind its token's newest fill (one chunk at most)"
+            );
         }
+        *newest = (*newest).max(trade.timestamp_ms);
     }
+    println!(
+        "the furthest re-send lay {furthest_resend_behind_ms} ms behind its token's newest fill"
+    );
     let ours: HashSet<&str> = by_id.keys().copied().collect();
     assert_eq!(
         ours.difference(&truth_ids).count(),

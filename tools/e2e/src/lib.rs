@@ -33,9 +33,11 @@ use polytape_test_support::{
 };
 use serde::Deserialize;
 
+mod dead_letters;
 mod report;
 mod ws_tables;
 
+pub use dead_letters::check_dead_letters;
 pub use report::Figures;
 pub use ws_tables::check_ws_tables;
 
@@ -704,6 +706,19 @@ impl Pipeline {
     /// Every truth fill id (the whole tape, history and live).
     pub async fn truth_trade_ids(&self) -> BTreeSet<String> {
         let mut ids = BTreeSet::new();
+        self.for_each_truth_fill(|fill| {
+            // A poisoned fill is served broken on every read: bad input to be dead-lettered
+            // (see `check_dead_letters`), not a trade anyone can store.
+            if fill["poisoned"].as_bool() != Some(true) {
+                ids.insert(fill["trade_id"].as_str().expect("trade_id").to_owned());
+            }
+        })
+        .await;
+        ids
+    }
+
+    /// Every fill of the truth, in tape order, paged.
+    pub async fn for_each_truth_fill(&self, mut visit: impl FnMut(&serde_json::Value)) {
         let mut since: Option<u64> = None;
         loop {
             let query = match since {
@@ -712,11 +727,11 @@ impl Pipeline {
             };
             let page = self.truth(&query).await;
             for fill in page["fills"].as_array().expect("fills") {
-                ids.insert(fill["trade_id"].as_str().expect("trade_id").to_owned());
+                visit(fill);
             }
             match page["next_since_seq"].as_u64() {
                 Some(next) => since = Some(next),
-                None => return ids,
+                None => return,
             }
         }
     }

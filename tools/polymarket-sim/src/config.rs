@@ -85,7 +85,10 @@ KIND (HTTP): error (an HTTP error, key status, default 500; a 429 or 503 carries
   near 0.04/0.96; keys minimum_tick_size, tick_size, orderPriceMinTickSize; fills unchanged).
 KIND (fills, /data/trades and /data/v2/trades): late_index (every Nth fill of the tape is left
   out of the trades tapes until `delay` after its timestamp, default 60s; the truth lists it
-  all along; count defaults to 0 = every Nth fill), e.g. 'late_index@/data/trades:delay=90s,every=20'.
+  all along; count defaults to 0 = every Nth fill), e.g. 'late_index@/data/trades:delay=90s,every=20';
+  poison (the fills of every Nth transaction are served on every read with price 1.5, outside
+  (0, 1]: bad input a client must refuse; the truth marks them `poisoned`; count defaults to 0),
+  e.g. 'poison@/data/trades:every=200'.
 KIND (WebSocket, target ignored): ws_disconnect (close the connection), ws_freeze (stop sending
   data for `duration`, default forever, PONG still answered), ws_garbage (send a non-JSON
   frame), ws_duplicate (send an event twice), ws_reorder (swap an event with the next).

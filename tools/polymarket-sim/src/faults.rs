@@ -20,6 +20,7 @@ pub enum FaultKind {
     Drift,
     OutOfWindow,
     LateIndex,
+    Poison,
     TickChange,
     WsDisconnect,
     WsFreeze,
@@ -41,6 +42,7 @@ impl FaultKind {
             FaultKind::Drift => "drift",
             FaultKind::OutOfWindow => "out_of_window",
             FaultKind::LateIndex => "late_index",
+            FaultKind::Poison => "poison",
             FaultKind::TickChange => "tick_change",
             FaultKind::WsDisconnect => "ws_disconnect",
             FaultKind::WsFreeze => "ws_freeze",
@@ -51,7 +53,7 @@ impl FaultKind {
     }
 
     fn parse(text: &str) -> Option<FaultKind> {
-        const ALL: [FaultKind; 16] = [
+        const ALL: [FaultKind; 17] = [
             FaultKind::Error,
             FaultKind::Slow,
             FaultKind::Timeout,
@@ -62,6 +64,7 @@ impl FaultKind {
             FaultKind::Drift,
             FaultKind::OutOfWindow,
             FaultKind::LateIndex,
+            FaultKind::Poison,
             FaultKind::TickChange,
             FaultKind::WsDisconnect,
             FaultKind::WsFreeze,
@@ -89,9 +92,10 @@ impl FaultKind {
         )
     }
 
-    /// Kinds that change which rows exist at a time instead of firing per request.
+    /// Kinds that select fills of the tape (which rows exist at a time, or how a row is
+    /// served on every read) instead of firing per request.
     pub fn is_visibility(self) -> bool {
-        matches!(self, FaultKind::LateIndex)
+        matches!(self, FaultKind::LateIndex | FaultKind::Poison)
     }
 }
 
@@ -251,8 +255,9 @@ pub fn parse_fault_spec(spec: &str) -> Result<Vec<FaultRule>, FaultSpecError> {
                 other => return Err(FaultSpecError::UnknownKey(other.to_owned())),
             }
         }
-        // `late_index` selects fills, not requests: "every 20th fill" means all of them.
-        if kind == FaultKind::LateIndex && !count_given {
+        // `late_index` and `poison` select fills, not requests: "every 20th fill" means all
+        // of them.
+        if kind.is_visibility() && !count_given {
             rule.count = 0;
         }
         rules.push(rule);
@@ -380,28 +385,35 @@ impl FaultBook {
     /// The `late_index` rules that apply to this request path (they are not counted as
     /// matches: they select fills, see [`LateIndex`]).
     pub(crate) fn late_index(&self, path: &str) -> Vec<LateIndex> {
+        self.tape_rules(FaultKind::LateIndex, path)
+            .into_iter()
+            .map(|rule| LateIndex {
+                selection: TapeSelection::of(&rule),
+                delay_ms: i64::try_from(rule.delay.unwrap_or(LATE_INDEX_DEFAULT_DELAY).as_millis())
+                    .unwrap_or(i64::MAX),
+            })
+            .collect()
+    }
+
+    /// The fill-selecting rules of one kind that apply to this request path.
+    fn tape_rules(&self, kind: FaultKind, path: &str) -> Vec<FaultRule> {
         let active = self
             .rules
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         active
             .iter()
-            .filter(|rule| {
-                rule.rule.kind == FaultKind::LateIndex
-                    && path.starts_with(rule.rule.target.as_str())
-            })
-            .map(|rule| LateIndex {
-                every: rule.rule.every.max(1),
-                after: rule.rule.after,
-                count: rule.rule.count,
-                delay_ms: i64::try_from(
-                    rule.rule
-                        .delay
-                        .unwrap_or(LATE_INDEX_DEFAULT_DELAY)
-                        .as_millis(),
-                )
-                .unwrap_or(i64::MAX),
-            })
+            .filter(|rule| rule.rule.kind == kind && path.starts_with(rule.rule.target.as_str()))
+            .map(|rule| rule.rule.clone())
+            .collect()
+    }
+
+    /// The `poison` rules that apply to this request path (they select transactions, see
+    /// [`Poison`]).
+    pub(crate) fn poison(&self, path: &str) -> Vec<Poison> {
+        self.tape_rules(FaultKind::Poison, path)
+            .iter()
+            .map(TapeSelection::of)
             .collect()
     }
 
@@ -419,35 +431,74 @@ impl FaultBook {
 /// `late_index` without `delay`.
 const LATE_INDEX_DEFAULT_DELAY: Duration = Duration::from_secs(60);
 
-/// `late_index`: upstream indexes some fills after their block, so they appear on the tape
-/// only some time after their timestamp. The rule selects fills by their position on the tape
-/// (`seq` in the truth, 0-based): the n-th fill (1-based) is late when `n > after`, `n − after`
-/// is a multiple of `every`, and — when `count` > 0 — it is among the first `count` such fills.
-/// A late fill is left out of the trades tapes until simulated now reaches its timestamp plus
-/// `delay`; the truth lists it all along.
+/// Which items of a sequence (fills or transactions, 0-based, in tape order) a fill-selecting
+/// rule picks: the n-th (1-based) when `n > after`, `n − after` is a multiple of `every`, and —
+/// when `count` > 0 — it is among the first `count` such items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct LateIndex {
+pub(crate) struct TapeSelection {
     pub(crate) every: u64,
     pub(crate) after: u64,
     pub(crate) count: u64,
+}
+
+impl TapeSelection {
+    fn of(rule: &FaultRule) -> TapeSelection {
+        TapeSelection {
+            every: rule.every.max(1),
+            after: rule.after,
+            count: rule.count,
+        }
+    }
+
+    /// Whether the `index`-th item is selected.
+    pub(crate) fn selects(&self, index: u64) -> bool {
+        let number = index + 1;
+        if number <= self.after {
+            return false;
+        }
+        let nth = number - self.after;
+        nth.is_multiple_of(self.every) && (self.count == 0 || nth / self.every <= self.count)
+    }
+}
+
+/// `late_index`: upstream indexes some fills after their block, so they appear on the tape
+/// only some time after their timestamp. The rule selects fills by their position on the tape
+/// (`seq` in the truth). A late fill is left out of the trades tapes until simulated now
+/// reaches its timestamp plus `delay`; the truth lists it all along.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LateIndex {
+    pub(crate) selection: TapeSelection,
     pub(crate) delay_ms: i64,
 }
 
 impl LateIndex {
     /// Whether the fill at tape position `position` is indexed late.
     pub(crate) fn selects(&self, position: u64) -> bool {
-        let number = position + 1;
-        if number <= self.after {
-            return false;
-        }
-        let nth = number - self.after;
-        nth.is_multiple_of(self.every.max(1))
-            && (self.count == 0 || nth / self.every.max(1) <= self.count)
+        self.selection.selects(position)
     }
 
     /// Whether the fill at `position`, stamped `timestamp_ms`, is still invisible at `now_ms`.
     pub(crate) fn hides(&self, position: u64, timestamp_ms: i64, now_ms: i64) -> bool {
         self.selects(position) && timestamp_ms.saturating_add(self.delay_ms) > now_ms
+    }
+}
+
+/// `poison`: upstream serves some fills broken on every read — a price outside (0, 1], which
+/// no fill can have — so a client can only refuse them. The rule selects whole transactions
+/// by their index (in tape order), so identical fills of one transaction are poisoned
+/// together and the occurrence numbers of the others do not move. The truth marks the
+/// poisoned fills (`poisoned: true`): they are the bad input a client must dead-letter, each
+/// once, and must not store as trades.
+pub(crate) type Poison = TapeSelection;
+
+/// What a poisoned trades row carries instead of its price: a price no fill can have, in the
+/// JSON type the row had (v1 floats, v2 text).
+pub(crate) fn poison_trade_row(row: &mut serde_json::Value) {
+    if let Some(price) = row.get_mut("price") {
+        *price = match price {
+            serde_json::Value::String(_) => serde_json::Value::String("1.5".to_owned()),
+            _ => serde_json::json!(1.5),
+        };
     }
 }
 

@@ -268,36 +268,54 @@ pub(crate) async fn trades(
         Ok(filter) => filter,
         Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
     };
-    let late = LateRows::new(&state, "/data/trades");
+    let tape = TapeFaults::new(&state, "/data/trades");
     let rows: Vec<Value> = positions_newest_first(world, filter.markets.as_deref(), None)
-        .filter(|position| !late.hides(world, *position))
+        .filter(|position| !tape.hides(world, *position))
         .map(|position| &world.fills[position as usize])
         .filter(|fill| filter.accepts(fill))
         .skip(usize::try_from(offset).unwrap_or(0))
         .take(usize::try_from(limit).unwrap_or(0))
-        .map(|fill| v1_trade_row(world, fill))
+        .map(|fill| tape.served(fill, v1_trade_row(world, fill)))
         .collect();
-    late.count(&state);
+    tape.count(&state);
     json_ok(&Value::Array(rows))
 }
 
-/// The `late_index` faults of one trades request: fills not indexed yet are left out (see
-/// `faults::LateIndex`), and how many were left out is counted in `/_sim/stats`.
-struct LateRows {
+/// The fill-selecting faults of one trades request: fills not indexed yet are left out (see
+/// `faults::LateIndex`), poisoned fills are served broken (see `faults::Poison`), and how
+/// many of each is counted in `/_sim/stats`.
+struct TapeFaults {
     endpoint: &'static str,
     rules: Vec<crate::faults::LateIndex>,
+    poison: Vec<crate::faults::Poison>,
     now_ms: i64,
     hidden: std::cell::Cell<u64>,
+    poisoned: std::cell::Cell<u64>,
 }
 
-impl LateRows {
-    fn new(state: &SimState, endpoint: &'static str) -> LateRows {
-        LateRows {
+impl TapeFaults {
+    fn new(state: &SimState, endpoint: &'static str) -> TapeFaults {
+        TapeFaults {
             endpoint,
             rules: state.faults.late_index(endpoint),
+            poison: state.faults.poison(endpoint),
             now_ms: state.sim_now_ms(),
             hidden: std::cell::Cell::new(0),
+            poisoned: std::cell::Cell::new(0),
         }
+    }
+
+    /// The row as served: broken when its transaction is poisoned.
+    fn served(&self, fill: &FillRecord, mut row: Value) -> Value {
+        if self
+            .poison
+            .iter()
+            .any(|rule| rule.selects(u64::from(fill.tx)))
+        {
+            crate::faults::poison_trade_row(&mut row);
+            self.poisoned.set(self.poisoned.get() + 1);
+        }
+        row
     }
 
     fn hides(&self, world: &World, position: u32) -> bool {
@@ -317,9 +335,15 @@ impl LateRows {
 
     fn count(&self, state: &SimState) {
         let hidden = self.hidden.get();
-        if hidden > 0 {
+        let poisoned = self.poisoned.get();
+        if hidden > 0 || poisoned > 0 {
             state.stats.endpoint(self.endpoint, |stats| {
-                *stats.faults.entry("late_index").or_default() += hidden;
+                if hidden > 0 {
+                    *stats.faults.entry("late_index").or_default() += hidden;
+                }
+                if poisoned > 0 {
+                    *stats.faults.entry("poison").or_default() += poisoned;
+                }
             });
         }
     }
@@ -449,19 +473,22 @@ pub(crate) async fn trades_v2(
         }
     };
     let page_size = usize::try_from(limit).unwrap_or(100);
-    let late = LateRows::new(&state, "/data/v2/trades");
+    let tape = TapeFaults::new(&state, "/data/v2/trades");
     let mut page: Vec<u32> = positions_newest_first(world, filter.markets.as_deref(), before)
-        .filter(|position| !late.hides(world, *position))
+        .filter(|position| !tape.hides(world, *position))
         .filter(|position| filter.accepts(&world.fills[*position as usize]))
         .take(page_size + 1)
         .collect();
     let has_more = page.len() > page_size;
     page.truncate(page_size);
-    late.count(&state);
     let rows: Vec<Value> = page
         .iter()
-        .map(|position| v2_trade_row(world, &world.fills[*position as usize]))
+        .map(|position| {
+            let fill = &world.fills[*position as usize];
+            tape.served(fill, v2_trade_row(world, fill))
+        })
         .collect();
+    tape.count(&state);
     let returned = count_before + rows.len() as u64;
     let next_cursor = match (has_more, page.last()) {
         (true, Some(last)) => {
@@ -969,7 +996,23 @@ mod tests {
 
     use serde_json::Value;
 
-    use crate::{SimConfig, start};
+    use crate::{RunningSim, SimConfig, start};
+
+    /// Six markets, no history, no live operations of its own: a test advances it by hand,
+    /// stamping operations at the wall clock.
+    async fn small_world_stepped_by_hand() -> RunningSim {
+        start(SimConfig {
+            port: 0,
+            rate: 0.0,
+            markets: 6,
+            history_days: 0,
+            lifecycle_every: 0,
+            advance_at_wall_clock: true,
+            ..SimConfig::default()
+        })
+        .await
+        .expect("simulator starts")
+    }
 
     async fn get(client: &reqwest::Client, url: String) -> Value {
         let response = client.get(&url).send().await.expect("request");
@@ -982,17 +1025,7 @@ mod tests {
     /// the other tapes (here v2, not targeted) are unaffected.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn late_indexed_fills_appear_after_their_delay_and_the_truth_has_them_all() {
-        let sim = start(SimConfig {
-            port: 0,
-            rate: 0.0,
-            markets: 6,
-            history_days: 0,
-            lifecycle_every: 0,
-            advance_at_wall_clock: true,
-            ..SimConfig::default()
-        })
-        .await
-        .expect("simulator starts");
+        let sim = small_world_stepped_by_hand().await;
         sim.add_faults("late_index@/data/trades:delay=4s,every=5")
             .expect("spec");
         let base = sim.base_url();
@@ -1048,6 +1081,93 @@ mod tests {
         assert_eq!(served.as_array().expect("array").len(), fills.len());
         let again = get(&client, format!("{base}/_sim/truth/fills?limit=200000")).await;
         assert_eq!(again["fills"], truth["fills"], "the truth is unchanged");
+        sim.shutdown().await;
+    }
+    /// `poison`: the fills of every 7th transaction are served broken (price 1.5) on every
+    /// read of the targeted tape, all fills of a transaction alike; the truth marks exactly
+    /// those fills, and the other tape (v2, not targeted) serves them intact.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn poisoned_transactions_are_served_broken_on_every_read_and_marked_in_the_truth() {
+        let sim = small_world_stepped_by_hand().await;
+        sim.add_faults("poison@/data/trades:every=7").expect("spec");
+        let base = sim.base_url();
+        let client = reqwest::Client::new();
+        sim.advance(500);
+        let truth = get(&client, format!("{base}/_sim/truth/fills?limit=200000")).await;
+        let fills = truth["fills"].as_array().expect("fills");
+        let key = |row: &Value, hash: &str, asset: &str, wallet: &str| {
+            format!(
+                "{}|{}|{}|{}|{}",
+                row[hash].as_str().expect("hash"),
+                row[asset].as_str().expect("asset"),
+                row[wallet].as_str().expect("wallet"),
+                row["side"].as_str().expect("side"),
+                row["timestamp"].as_i64().expect("timestamp"),
+            )
+        };
+        let mut poisoned_truth = std::collections::BTreeMap::<String, usize>::new();
+        let mut by_transaction = std::collections::BTreeMap::<&str, Vec<bool>>::new();
+        for fill in fills {
+            let poisoned = fill["poisoned"].as_bool().expect("poisoned");
+            by_transaction
+                .entry(fill["transactionHash"].as_str().expect("hash"))
+                .or_default()
+                .push(poisoned);
+            if poisoned {
+                *poisoned_truth
+                    .entry(key(fill, "transactionHash", "asset", "proxyWallet"))
+                    .or_default() += 1;
+            }
+        }
+        let poisoned_count: usize = poisoned_truth.values().sum();
+        assert!(
+            poisoned_count >= 10 && poisoned_count < fills.len() / 3,
+            "{poisoned_count} of {} fills poisoned",
+            fills.len()
+        );
+        assert!(
+            by_transaction
+                .values()
+                .all(|fates| fates.iter().all(|fate| *fate == fates[0])),
+            "a transaction's fills are poisoned together"
+        );
+        let v1 = format!("{base}/data/trades?takerOnly=false&limit=10000");
+        for _read in 0..2 {
+            let served = get(&client, v1.clone()).await;
+            let rows = served.as_array().expect("array");
+            assert_eq!(rows.len(), fills.len(), "a poisoned fill is served, broken");
+            let mut poisoned_served = std::collections::BTreeMap::<String, usize>::new();
+            for row in rows {
+                let price = row["price"].as_f64().expect("a number");
+                if price > 1.0 {
+                    assert_eq!(price, 1.5);
+                    *poisoned_served
+                        .entry(key(row, "transactionHash", "asset", "proxyWallet"))
+                        .or_default() += 1;
+                } else {
+                    assert!(price > 0.0, "{row}");
+                }
+            }
+            assert_eq!(poisoned_served, poisoned_truth, "every read, the same rows");
+        }
+        let v2 = get(
+            &client,
+            format!("{base}/data/v2/trades?taker_only=false&limit=1000"),
+        )
+        .await;
+        assert!(
+            v2["data"]
+                .as_array()
+                .expect("data")
+                .iter()
+                .all(|row| row["price"].as_f64().is_some_and(|price| price <= 1.0)),
+            "the untargeted tape is intact"
+        );
+        let stats = get(&client, format!("{base}/_sim/stats")).await;
+        assert_eq!(
+            stats["endpoints"]["/data/trades"]["faults"]["poison"].as_u64(),
+            Some(2 * poisoned_count as u64)
+        );
         sim.shutdown().await;
     }
 }

@@ -19,8 +19,16 @@ use crate::world::World;
 
 const NO_ORDERBOOK: &str = "No orderbook exists for the requested token id";
 
-fn truth_fill_json(world: &World, seq: usize) -> Value {
+/// `poison`: the rules that serve fills broken on the trades tapes (v1 or v2).
+fn poison_rules(state: &SimState) -> Vec<crate::faults::Poison> {
+    let mut rules = state.faults.poison("/data/trades");
+    rules.extend(state.faults.poison("/data/v2/trades"));
+    rules
+}
+
+fn truth_fill_json(world: &World, seq: usize, poison: &[crate::faults::Poison]) -> Value {
     let fill = &world.fills[seq];
+    let poisoned = poison.iter().any(|rule| rule.selects(u64::from(fill.tx)));
     let market = &world.markets[fill.market as usize];
     let wallet = &world.wallets[fill.wallet as usize];
     let token_id = &market.token_ids[usize::from(fill.token)];
@@ -72,6 +80,7 @@ fn truth_fill_json(world: &World, seq: usize) -> Value {
         "pseudonym": wallet.pseudonym,
         "transactionHash": transaction_hash,
         "is_taker": fill.is_taker,
+        "poisoned": poisoned,
     })
 }
 
@@ -95,6 +104,7 @@ pub(crate) async fn truth_fills(
         .unwrap_or(10_000)
         .clamp(1, 200_000) as usize;
     let taker_only = params.bool(&["taker_only", "takerOnly"]).unwrap_or(false);
+    let poison = poison_rules(&state);
     let shared = state.read();
     let world = &shared.world;
     let market_filter = params.get(&["market", "condition_id"]).map(|condition| {
@@ -140,7 +150,7 @@ pub(crate) async fn truth_fills(
             next = Some(seq);
             break;
         }
-        rows.push(truth_fill_json(world, seq));
+        rows.push(truth_fill_json(world, seq, &poison));
     }
     json_ok(&json!({"fills": rows, "next_since_seq": next, "total_fills": world.fills.len()}))
 }
