@@ -148,7 +148,7 @@ fn render(lines: &[Line], kills: u32, took: std::time::Duration) -> String {
         let events: u64 = line.figures.ws_events.values().sum();
         let _ = writeln!(
             text,
-            "| {} | {} | {} | {} fills, {events} WebSocket events, {} bad rows dead-lettered | 0 | 0 | {} | {} |",
+            "| {} | {} | {} | {} fills, {events} WebSocket events, {} bad inputs dead-lettered | 0 | 0 | {} | {} |",
             line.test,
             line.fault.replace('|', "/"),
             line.injected.replace('|', "/"),

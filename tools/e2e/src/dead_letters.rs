@@ -1,7 +1,8 @@
 //! The dead-letter check: `dead_letters` holds exactly the bad input the simulator injected —
-//! each fill it serves poisoned (see the simulator's `poison` fault), once — and nothing else.
-//! Everything else a run injects (5xx, timeouts, malformed pages, drift, WebSocket garbage) is
-//! transient or tolerated: it must be retried or absorbed, never dead-lettered.
+//! each fill it serves poisoned (see the simulator's `poison` fault) and each WebSocket garbage
+//! frame it sent (`ws_garbage`, each numbered), once — and nothing else. Everything else a run
+//! injects (5xx, timeouts, malformed pages, drift) is transient or tolerated: it must be
+//! retried or absorbed, never dead-lettered.
 
 use std::collections::BTreeMap;
 
@@ -39,9 +40,17 @@ fn row_key(row: &serde_json::Value) -> Option<String> {
     ))
 }
 
-/// Every dead letter after FINAL is one poisoned row of the truth, every poisoned row has
-/// exactly one dead letter, and there is no other dead letter.
+/// Every dead letter after FINAL is one poisoned row of the truth or one garbage frame the
+/// simulator sent, each of those has exactly one dead letter, and there is no other.
 pub async fn check_dead_letters(pipeline: &Pipeline) -> Result<String, String> {
+    let mut garbage: BTreeMap<String, u64> =
+        pipeline.truth("/_sim/stats").await["ws"]["garbage_frames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+            .map(|text| (text.to_owned(), 0))
+            .collect();
     let mut poisoned: BTreeMap<String, u64> = BTreeMap::new();
     pipeline
         .for_each_truth_fill(|fill| {
@@ -64,6 +73,13 @@ pub async fn check_dead_letters(pipeline: &Pipeline) -> Result<String, String> {
         .map_err(|error| format!("query dead_letters: {error}"))?;
     let mut unexpected = Vec::new();
     for letter in &letters {
+        if letter.source == "ws-bridge"
+            && letter.error.starts_with("garbage_frame")
+            && let Some(copies) = garbage.get_mut(&letter.payload)
+        {
+            *copies += 1;
+            continue;
+        }
         let key = serde_json::from_str::<serde_json::Value>(&letter.payload)
             .ok()
             .as_ref()
@@ -89,6 +105,14 @@ pub async fn check_dead_letters(pipeline: &Pipeline) -> Result<String, String> {
             &unexpected[..unexpected.len().min(5)]
         ));
     }
+    let garbage_missing = garbage.values().filter(|copies| **copies == 0).count();
+    let garbage_doubled = garbage.values().filter(|copies| **copies > 1).count();
+    if garbage_missing > 0 || garbage_doubled > 0 {
+        return Err(format!(
+            "{} garbage frames sent: {garbage_missing} not dead-lettered, {garbage_doubled} dead-lettered more than once",
+            garbage.len()
+        ));
+    }
     let missing: Vec<&String> = poisoned
         .iter()
         .filter(|(_, copies)| **copies == 0)
@@ -106,9 +130,11 @@ pub async fn check_dead_letters(pipeline: &Pipeline) -> Result<String, String> {
             doubled.iter().take(3).collect::<Vec<_>>()
         ));
     }
-    pipeline.figures().dead_letters = poisoned.len() as u64;
+    pipeline.figures().dead_letters = (poisoned.len() + garbage.len()) as u64;
     Ok(format!(
-        "{} dead letters, each one poisoned row of the truth, once",
-        poisoned.len()
+        "{} dead letters, each once: {} poisoned rows of the truth, {} garbage frames sent",
+        poisoned.len() + garbage.len(),
+        poisoned.len(),
+        garbage.len()
     ))
 }

@@ -23,7 +23,8 @@ pub struct Figures {
     pub ws_events: BTreeMap<String, u64>,
     /// WebSocket truth events missing inside a declared gap (allowed), per table.
     pub ws_missing_in_gaps: BTreeMap<String, u64>,
-    /// Poisoned truth rows found in `dead_letters` exactly once (and nothing else there).
+    /// Injected bad inputs (poisoned truth rows, garbage frames) found in `dead_letters`
+    /// exactly once each (and nothing else there).
     pub dead_letters: u64,
     /// Declared gaps, per kind.
     pub gaps: BTreeMap<String, u64>,

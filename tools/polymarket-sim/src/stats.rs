@@ -34,6 +34,9 @@ pub(crate) struct WsStats {
     /// Connections closed because the client fell too far behind the live feed.
     pub(crate) lagged_disconnects: u64,
     pub(crate) faults: BTreeMap<&'static str, u64>,
+    /// Every garbage frame sent (`ws_garbage`), each unique: the bad input a client must
+    /// dead-letter, once each.
+    pub(crate) garbage_frames: Vec<String>,
 }
 
 #[derive(Debug, Default, Serialize)]

@@ -25,6 +25,9 @@ use crate::faults::FaultKind;
 use crate::live::{Audience, WsBatch, book_event_json};
 use crate::state::SimState;
 
+/// Numbers the garbage frames of every connection (see `deliver`).
+static GARBAGE_FRAMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 const MAX_EVENTS_PER_FRAME: usize = 500;
 
 pub(crate) async fn market_channel(
@@ -414,13 +417,14 @@ impl Connection {
             }
         }
         for _ in 0..garbage_frames {
-            if matches!(
-                self.send_text("\u{0}garbage{\"event_type\":\"bo".to_owned())
-                    .await,
-                Flow::Close
-            ) {
+            // Numbered, so that each garbage frame is its own bad input, told apart by its
+            // text (a NUL first: neither PONG nor JSON).
+            let number = GARBAGE_FRAMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let text = format!("\u{0}garbage#{number}{{\"event_type\":\"bo");
+            if matches!(self.send_text(text.clone()).await, Flow::Close) {
                 return Flow::Close;
             }
+            self.state.stats.ws(|stats| stats.garbage_frames.push(text));
         }
         let event_count = frame.len() as u64;
         if !faults_active {
