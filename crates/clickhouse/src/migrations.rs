@@ -537,4 +537,67 @@ mod tests {
             None
         );
     }
+
+    /// Every `Enum8(...)` list of the migrations, as (name, code) pairs.
+    fn enum8_lists() -> Vec<Vec<(String, i8)>> {
+        let mut lists = Vec::new();
+        for migration in MIGRATIONS {
+            for (_, rest) in migration
+                .template
+                .match_indices("Enum8(")
+                .map(|(at, _)| migration.template.split_at(at + "Enum8(".len()))
+            {
+                let body = rest.split(')').next().unwrap_or_default();
+                let list = body
+                    .split(',')
+                    .map(|pair| {
+                        let (name, code) = pair.split_once('=').expect("'NAME' = code");
+                        (
+                            name.trim().trim_matches('\'').to_owned(),
+                            code.trim().parse::<i8>().expect("an Enum8 code"),
+                        )
+                    })
+                    .collect();
+                lists.push(list);
+            }
+        }
+        lists
+    }
+
+    #[test]
+    fn enum8_columns_use_the_models_codes() {
+        fn pairs<T: Copy>(
+            all: &[T],
+            name: fn(T) -> &'static str,
+            code: fn(T) -> i8,
+        ) -> Vec<(String, i8)> {
+            all.iter()
+                .map(|variant| (name(*variant).to_owned(), code(*variant)))
+                .collect()
+        }
+        use polytape_model::{BookSource, ContinuityKind, LifecycleKind, Side, TradeSource};
+        let models = [
+            pairs(Side::ALL, Side::name, Side::code),
+            pairs(TradeSource::ALL, TradeSource::name, TradeSource::code),
+            pairs(BookSource::ALL, BookSource::name, BookSource::code),
+            pairs(LifecycleKind::ALL, LifecycleKind::name, LifecycleKind::code),
+            pairs(
+                ContinuityKind::ALL,
+                ContinuityKind::name,
+                ContinuityKind::code,
+            ),
+        ];
+        let lists = enum8_lists();
+        for model in &models {
+            assert!(lists.contains(model), "no Enum8 column spells {model:?}");
+        }
+        // Every Enum8 list is one of the model's enums, but for the API keys' own status.
+        let api_key_status = vec![("active".to_owned(), 1), ("revoked".to_owned(), 2)];
+        for list in &lists {
+            assert!(
+                models.contains(list) || *list == api_key_status,
+                "an Enum8 column the model does not declare: {list:?}"
+            );
+        }
+    }
 }

@@ -39,7 +39,7 @@ impl TradeIdentity<'_> {
             "{}|{}|{}|{}|{}|{}",
             self.transaction_hash.to_ascii_lowercase(),
             self.token_id,
-            self.side.as_str(),
+            self.side.name(),
             self.size.normalize(),
             self.price.normalize(),
             self.proxy_wallet.to_ascii_lowercase(),

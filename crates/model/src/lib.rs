@@ -2,12 +2,15 @@
 //! where upstream text becomes exact decimals and UTC milliseconds.
 
 pub mod bytes;
+mod codes;
+mod dead_letter;
 pub mod decimal;
 pub mod identity;
 pub mod parse;
 pub mod records;
 #[cfg(feature = "samples")]
 pub mod samples;
+pub mod time;
 pub mod topic;
 
 pub use identity::{TradeIdentity, content_hash, occurrence_trade_id};

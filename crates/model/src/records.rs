@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::decimal::{option_scale6, scale6, scale12};
 
 /// Order side as Polymarket names it. On a book, BUY is the bid side and SELL the ask side.
+/// Codes and names: `codes.rs` ([`Side::name`] is the spelling trade identity uses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Side {
@@ -22,14 +23,6 @@ pub enum Side {
 }
 
 impl Side {
-    /// Upstream spelling, as used in trade identity and in the ClickHouse `Enum8`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Buy => "BUY",
-            Side::Sell => "SELL",
-        }
-    }
-
     /// Parses upstream's side text (case-insensitive).
     pub fn parse(text: &str) -> Option<Side> {
         if text.eq_ignore_ascii_case("buy") {
@@ -400,6 +393,7 @@ pub struct Continuity {
 }
 
 /// Input that could not be turned into a record, kept with the reason. Key: `source`.
+/// Made by `DeadLetter::from_upstream` / `from_message` (one id scheme: `dead_letter.rs`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {
     pub dead_letter_id: String,

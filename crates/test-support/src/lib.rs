@@ -6,6 +6,7 @@
 //! parallel on one stack without seeing each other's data.
 
 pub mod cli;
+pub mod config;
 pub mod oracle;
 pub mod proxy;
 pub mod stack;

@@ -7,7 +7,7 @@ use clap::Subcommand;
 
 use crate::{
     ApiConfig,
-    clock::day_text_from_ms,
+    clock::utc_seconds_text,
     keys::{KeySpec, KeyStore, generate_key, is_prefix, lookup_prefix},
 };
 
@@ -116,7 +116,7 @@ pub async fn run_keys(config: ApiConfig, command: KeysCommand) -> ExitCode {
                         row.rps,
                         row.daily_cap,
                         row.expires_at
-                            .map_or_else(|| "never".to_owned(), day_text_from_ms)
+                            .map_or_else(|| "never".to_owned(), utc_seconds_text)
                     );
                     println!("store it now: it is shown once and only its hash is kept");
                     println!("{}", key.plaintext);
@@ -137,9 +137,9 @@ pub async fn run_keys(config: ApiConfig, command: KeysCommand) -> ExitCode {
                         row.status_name(),
                         row.rps,
                         row.daily_cap,
-                        day_text_from_ms(row.created_at),
+                        utc_seconds_text(row.created_at),
                         row.expires_at
-                            .map_or_else(|| "never".to_owned(), day_text_from_ms)
+                            .map_or_else(|| "never".to_owned(), utc_seconds_text)
                     );
                 }
                 ExitCode::SUCCESS

@@ -237,7 +237,7 @@ impl Limiter {
             .query(
                 "SELECT key_prefix, sum(requests) AS requests FROM api_usage WHERE day = toDate(?) GROUP BY key_prefix",
             )
-            .bind(crate::clock::day_text(today))
+            .bind(crate::clock::utc_date_text(today))
             .fetch_all()
             .await?;
         let mut state = self.lock();

@@ -106,7 +106,7 @@ async fn the_daily_cap_holds_until_utc_midnight_and_usage_is_recorded() {
     assert_eq!(days[1]["rejected"], 0);
     assert_eq!(
         days[1]["day"],
-        polytape_api::clock::day_text(midnight / MS_PER_DAY)
+        polytape_api::clock::utc_date_text(midnight / MS_PER_DAY)
     );
     api.stop();
     database.drop_database().await;

@@ -29,7 +29,6 @@ use rdkafka::{
     message::BorrowedMessage,
 };
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use std::sync::{Arc, Mutex};
@@ -407,29 +406,22 @@ impl Builder {
     }
 
     fn dead_letter(&mut self, input: &Input<'_>, reason: String) {
-        let origin = format!("{}/{}/{}", input.topic, input.partition, input.offset);
-        let mut hasher = Sha256::new();
-        hasher.update(origin.as_bytes());
-        hasher.update([0]);
-        hasher.update(input.payload);
-        let digest = hasher.finalize();
+        let letter = DeadLetter::from_message(
+            SOURCE,
+            input.topic,
+            input.partition,
+            input.offset,
+            reason,
+            input.payload.to_vec(),
+            input.timestamp_ms,
+        );
         DeadLettered {
             topic: input.kind.default_name(),
-            origin: &origin,
-            reason: &reason,
+            origin: &letter.origin,
+            reason: &letter.error,
         }
         .emit();
-        self.outputs.dead.push(DeadLetter {
-            dead_letter_id: hex::encode(&digest[..16]),
-            source: SOURCE.to_owned(),
-            origin,
-            error: reason,
-            payload: input.payload.to_vec(),
-            topic: Some(input.topic.to_owned()),
-            partition: Some(input.partition),
-            offset: Some(input.offset),
-            occurred_ms: input.timestamp_ms,
-        });
+        self.outputs.dead.push(letter);
     }
 
     /// Drains the candles of the batch and sends every output, waiting for the broker.

@@ -22,7 +22,6 @@ use std::{
 use polymarket_sim::{RunningSim, SimConfig};
 use polytape_collector::{Collector, CollectorConfig, CollectorTuning, Options};
 use polytape_model::Topic;
-use polytape_runtime::config::{CommonConfig, KafkaConfig, LogFormat, UpstreamConfig};
 use polytape_test_support::stack::{endpoints, isolated_topics};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -109,22 +108,9 @@ async fn connect(sim: &RunningSim, run: usize, phase: &str) -> Arc<Collector> {
     .expect("create the topics");
     let base = sim.base_url();
     let config = CollectorConfig {
-        common: CommonConfig {
-            log_format: LogFormat::Pretty,
-            log_level: "warn".to_owned(),
-            shutdown_timeout: Duration::from_secs(30),
-        },
-        kafka: KafkaConfig {
-            kafka_brokers: stack.kafka_brokers,
-            schema_registry_url: stack.schema_registry_url,
-            topic_prefix: names.prefix().to_owned(),
-        },
-        upstream: UpstreamConfig {
-            gamma_url: format!("{base}/gamma"),
-            data_api_url: format!("{base}/data"),
-            clob_url: format!("{base}/clob"),
-            clob_ws_url: sim.ws_url(),
-        },
+        common: polytape_test_support::config::common("warn"),
+        kafka: polytape_test_support::config::kafka(&names),
+        upstream: polytape_test_support::config::simulator_upstream(&base, sim.ws_url()),
         collector_admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         tuning: CollectorTuning {
             budget_window: WINDOW,

@@ -16,7 +16,7 @@ use polytape_codec::SchemaRegistryClient;
 use polytape_kafka::{RecordProducer, create_producer};
 use polytape_model::{
     BookSnapshot, Continuity, DeadLetter, Event, LeaderboardEntry, Market, PricePoint, TopicNames,
-    Trade, content_hash, now_ms,
+    Trade, now_ms,
 };
 use polytape_runtime::metrics::InternalEvent as _;
 use serde_json::Value;
@@ -294,20 +294,13 @@ impl Collector {
                     error: &error,
                 }
                 .emit();
-                let mut identity = origin.as_bytes().to_vec();
-                identity.push(b'\n');
-                identity.extend_from_slice(&payload);
-                DeadLetter {
-                    dead_letter_id: content_hash(&identity)[..32].to_owned(),
-                    source: "collector".to_owned(),
-                    origin: format!("{} {origin}", endpoint.label()),
+                DeadLetter::from_upstream(
+                    "collector",
+                    format!("{} {origin}", endpoint.label()),
                     error,
                     payload,
-                    topic: None,
-                    partition: None,
-                    offset: None,
                     occurred_ms,
-                }
+                )
             })
             .collect();
         self.dlq.send_all(&letters).await?;

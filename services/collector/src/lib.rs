@@ -1,7 +1,7 @@
 //! The collector: REST backfill and live polling of Gamma, the Data API and CLOB into Avro
 //! topics. Design: README.md beside this crate.
 //!
-//! Library modules are tested without the network (`parse`, `tape` walks, `time`, `budget`,
+//! Library modules are tested without the network (`parse`, `tape` walks, `budget`,
 //! `checkpoint` planning, `http` retry rules, the `reconcile` ledger of sent fills, `gaps`
 //! records, the `leaderboard` list tally); `collector` is the thin I/O around them.
 
@@ -20,7 +20,6 @@ pub mod progress;
 pub mod reconcile;
 pub mod send_chunks;
 pub mod tape;
-pub mod time;
 
 use std::sync::Arc;
 

@@ -71,7 +71,7 @@ fn options(cli: &Cli) -> Result<Options, String> {
             limit,
         }) => {
             let parse = |flag: &str, text: &str| {
-                polytape_collector::time::parse_datetime_ms(text)
+                polytape_model::time::parse_datetime_ms(text)
                     .map(|ms| ms.div_euclid(1000))
                     .ok_or_else(|| {
                         format!(

@@ -18,7 +18,7 @@ use polytape_model::{
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
 
-use crate::time::parse_datetime_ms;
+use polytape_model::time::parse_datetime_ms;
 
 /// Why one upstream row was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -27,7 +27,7 @@ use std::{
 
 use backon::{BackoffBuilder as _, ExponentialBuilder};
 use polytape_clickhouse::{ErrorClass, classify_error};
-use polytape_model::{Topic, TopicNames, now_ms};
+use polytape_model::{DeadLetter, Topic, TopicNames, now_ms};
 use polytape_runtime::metrics::InternalEvent as _;
 use rdkafka::{Message as _, consumer::Consumer as _};
 use sha2::{Digest as _, Sha256};
@@ -406,17 +406,13 @@ fn dead_letter_row(
     payload: &[u8],
     reason: &str,
 ) -> DeadLetterRow {
-    use base64::Engine as _;
-    let origin = format!("{topic}/{partition}/{offset}");
-    DeadLetterRow {
-        dead_letter_id: hex::encode(&Sha256::digest(origin.as_bytes())[..16]),
-        source: "sink-clickhouse".to_owned(),
-        origin,
-        error: reason.to_owned(),
-        payload_base64: base64::engine::general_purpose::STANDARD.encode(payload),
-        topic: Some(topic.to_owned()),
-        partition: Some(partition),
-        offset: Some(offset),
-        occurred_at: now_ms(),
-    }
+    DeadLetterRow::from_letter(DeadLetter::from_message(
+        "sink-clickhouse",
+        topic,
+        partition,
+        offset,
+        reason.to_owned(),
+        payload.to_vec(),
+        now_ms(),
+    ))
 }

@@ -5,9 +5,9 @@
 
 use clickhouse::Row;
 use polytape_model::{
-    BestBidAsk, BookLevel, BookSnapshot, BookSource, BookState, Candle, Continuity, ContinuityKind,
-    DeadLetter, Decimal, Event, LastTrade, LeaderboardEntry, LifecycleKind, Market,
-    MarketLifecycle, PriceChange, PricePoint, Side, TickSizeChange, Trade, TradeSource,
+    BestBidAsk, BookLevel, BookSnapshot, BookState, Candle, Continuity, DeadLetter, Decimal, Event,
+    LastTrade, LeaderboardEntry, Market, MarketLifecycle, PriceChange, PricePoint, Side,
+    TickSizeChange, Trade,
 };
 use serde::Serialize;
 
@@ -64,13 +64,6 @@ fn levels(field: &'static str, levels: &[BookLevel]) -> Result<(Vec<i64>, Vec<i6
         sizes.push(decimal18(field, level.size)?);
     }
     Ok((prices, sizes))
-}
-
-fn side_code(side: Side) -> i8 {
-    match side {
-        Side::Buy => 1,
-        Side::Sell => 2,
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Row, Serialize)]
@@ -248,14 +241,11 @@ impl TryFrom<Trade> for TradeRow {
             token_id: trade.token_id,
             outcome: trade.outcome,
             outcome_index: trade.outcome_index,
-            side: side_code(trade.side),
+            side: trade.side.code(),
             timestamp: trade.timestamp_ms,
             transaction_hash: trade.transaction_hash,
             proxy_wallet: trade.proxy_wallet,
-            source: match trade.source {
-                TradeSource::DataApiV1 => 1,
-                TradeSource::DataApiV2 => 2,
-            },
+            source: trade.source.code(),
             ingested_at: trade.ingested_ms,
         })
     }
@@ -301,10 +291,7 @@ impl TryFrom<BookSnapshot> for BookSnapshotRow {
             received_at: book.received_ms,
             hash: book.hash,
             neg_risk: book.neg_risk,
-            source: match book.source {
-                BookSource::Ws => 1,
-                BookSource::Rest => 2,
-            },
+            source: book.source.code(),
             // REST snapshots have no connection: '' and -1 keep the identity columns non-null.
             connection_id: book.connection_id.unwrap_or_default(),
             sequence: book.sequence.unwrap_or(-1),
@@ -340,7 +327,7 @@ impl TryFrom<PriceChange> for PriceChangeRow {
             best_ask: decimal18_opt("best_ask", change.best_ask)?,
             token_id: change.token_id,
             condition_id: change.condition_id,
-            side: side_code(change.side),
+            side: change.side.code(),
             hash: change.hash,
             timestamp: change.timestamp_ms,
             received_at: change.received_ms,
@@ -375,7 +362,7 @@ impl TryFrom<LastTrade> for LastTradeRow {
             size: decimal18("size", trade.size)?,
             token_id: trade.token_id,
             condition_id: trade.condition_id,
-            side: trade.side.map(side_code),
+            side: trade.side.map(Side::code),
             fee_rate_bps: trade.fee_rate_bps,
             transaction_hash: trade.transaction_hash,
             timestamp: trade.timestamp_ms,
@@ -469,10 +456,7 @@ impl TryFrom<MarketLifecycle> for MarketLifecycleRow {
 
     fn try_from(event: MarketLifecycle) -> Result<Self, MapError> {
         Ok(Self {
-            kind: match event.kind {
-                LifecycleKind::NewMarket => 1,
-                LifecycleKind::MarketResolved => 2,
-            },
+            kind: event.kind.code(),
             condition_id: event.condition_id,
             gamma_market_id: event.gamma_market_id,
             question: event.question,
@@ -643,15 +627,7 @@ impl TryFrom<Continuity> for ContinuityRow {
     fn try_from(gap: Continuity) -> Result<Self, MapError> {
         Ok(Self {
             continuity_id: gap.continuity_id,
-            kind: match gap.kind {
-                ContinuityKind::Disconnect => 1,
-                ContinuityKind::Freeze => 2,
-                ContinuityKind::SubscriptionRefused => 3,
-                ContinuityKind::Resync => 4,
-                ContinuityKind::BookMismatch => 5,
-                ContinuityKind::UpstreamGap => 6,
-                ContinuityKind::Other => 7,
-            },
+            kind: gap.kind.code(),
             token_ids: gap.token_ids,
             gap_start: gap.gap_start_ms,
             gap_end: gap.gap_end_ms,
@@ -676,12 +652,11 @@ pub struct DeadLetterRow {
     pub occurred_at: i64,
 }
 
-impl TryFrom<DeadLetter> for DeadLetterRow {
-    type Error = MapError;
-
-    fn try_from(letter: DeadLetter) -> Result<Self, MapError> {
+impl DeadLetterRow {
+    /// The row of a dead letter (the payload in base64: `dead_letters` holds any bytes).
+    pub fn from_letter(letter: DeadLetter) -> Self {
         use base64::Engine as _;
-        Ok(Self {
+        Self {
             payload_base64: base64::engine::general_purpose::STANDARD.encode(&letter.payload),
             dead_letter_id: letter.dead_letter_id,
             source: letter.source,
@@ -691,7 +666,15 @@ impl TryFrom<DeadLetter> for DeadLetterRow {
             partition: letter.partition,
             offset: letter.offset,
             occurred_at: letter.occurred_ms,
-        })
+        }
+    }
+}
+
+impl TryFrom<DeadLetter> for DeadLetterRow {
+    type Error = MapError;
+
+    fn try_from(letter: DeadLetter) -> Result<Self, MapError> {
+        Ok(Self::from_letter(letter))
     }
 }
 

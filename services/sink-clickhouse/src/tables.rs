@@ -16,6 +16,7 @@ use std::{collections::HashSet, ops::Range};
 use clickhouse::{RowOwned, RowWrite};
 use futures::future::BoxFuture;
 use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
+use polytape_model::time::utc_year_month;
 
 use crate::rows::{self, MapError};
 
@@ -52,30 +53,11 @@ impl Granularity {
         match self {
             Granularity::Day => days,
             Granularity::Month => {
-                let (year, month) = year_month(days);
+                let (year, month) = utc_year_month(days);
                 year * 12 + month - 1
             }
         }
     }
-}
-
-/// The (proleptic Gregorian) year and month (1–12) of a day counted from 1970-01-01 (Howard
-/// Hinnant's `civil_from_days`).
-fn year_month(days: i64) -> (i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month)
 }
 
 /// A table's `PARTITION BY`: the unit and the column.
@@ -571,7 +553,7 @@ mod tests {
             (4_107_542_400_000, 2100, 3),
         ];
         for (ms, year, month) in cases {
-            assert_eq!(year_month(ms.div_euclid(DAY)), (year, month), "{ms}");
+            assert_eq!(utc_year_month(ms.div_euclid(DAY)), (year, month), "{ms}");
             assert_eq!(Granularity::Month.key(ms), year * 12 + month - 1, "{ms}");
         }
         assert_eq!(Granularity::Day.key(1_709_251_199_999), 19_782);

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use polymarket_sim::SimConfig;
 use polytape_kafka::{RecordProducer, create_producer};
 use polytape_model::{Market, MarketToken, Topic};
-use polytape_runtime::config::{CommonConfig, KafkaConfig, LogFormat, UpstreamConfig};
 use polytape_test_support::stack::{endpoints, isolated_topics};
 use polytape_ws_bridge::{Bridge, BridgeTuning, TokenFilterConfig, WsBridgeConfig};
 use tokio_util::sync::CancellationToken;
@@ -182,22 +181,9 @@ fn one_run(
             .unwrap();
     });
     let config = WsBridgeConfig {
-        common: CommonConfig {
-            log_format: LogFormat::Pretty,
-            log_level: "warn".to_owned(),
-            shutdown_timeout: Duration::from_secs(30),
-        },
-        kafka: KafkaConfig {
-            kafka_brokers: stack.kafka_brokers.clone(),
-            schema_registry_url: stack.schema_registry_url.clone(),
-            topic_prefix: names.prefix().to_owned(),
-        },
-        upstream: UpstreamConfig {
-            gamma_url: format!("{base}/gamma"),
-            data_api_url: format!("{base}/data"),
-            clob_url: format!("{base}/clob"),
-            clob_ws_url: sim.ws_url(),
-        },
+        common: polytape_test_support::config::common("warn"),
+        kafka: polytape_test_support::config::kafka(&names),
+        upstream: polytape_test_support::config::simulator_upstream(&base, sim.ws_url()),
         ws_bridge_admin_addr: "127.0.0.1:0".parse().unwrap(),
         ws_max_assets_per_connection: 250,
         tuning: BridgeTuning::default(),

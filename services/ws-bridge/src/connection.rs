@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::BridgeTuning,
-    continuity::{Gaps, identity},
+    continuity::Gaps,
     error::BridgeError,
     metrics::{
         ConnectFailed, ConnectionEnded, ConnectionOpened, DeadLettered, DuplicateDropped,
@@ -429,6 +429,7 @@ impl Shard {
         let mut session = Session {
             connection_id: connection_id.to_owned(),
             sequence: 0,
+            bad_frames: 0,
             awaiting_dump: tokens.iter().cloned().collect(),
             dump_deadline: Some(Instant::now() + self.shared.tuning.dump_timeout),
             checker: BookChecker::new(),
@@ -680,7 +681,7 @@ impl Shard {
 
     async fn dead_letter(
         &self,
-        session: &Session,
+        session: &mut Session,
         reason: &'static str,
         error: &str,
         payload: String,
@@ -691,28 +692,22 @@ impl Shard {
             error,
         }
         .emit();
-        let occurred_ms = now_ms();
-        // Each occurrence is its own dead letter (the same garbage twice is two problems).
-        let dead_letter_id = identity(&format!(
-            "{}|{}|{occurred_ms}|{payload}",
-            session.connection_id, session.sequence
-        ));
+        // Each occurrence is its own dead letter (the same garbage twice is two problems): the
+        // origin numbers the connection's bad frames.
+        session.bad_frames += 1;
+        let origin = format!(
+            "ws {} after sequence {}, bad frame {}",
+            session.connection_id, session.sequence, session.bad_frames
+        );
         self.shared
             .publisher
-            .publish(Outgoing::Dead(DeadLetter {
-                dead_letter_id,
-                source: SOURCE.to_owned(),
-                origin: format!(
-                    "ws {} after sequence {}",
-                    session.connection_id, session.sequence
-                ),
-                error: format!("{reason}: {error}"),
-                payload: payload.into_bytes(),
-                topic: None,
-                partition: None,
-                offset: None,
-                occurred_ms,
-            }))
+            .publish(Outgoing::Dead(DeadLetter::from_upstream(
+                SOURCE,
+                origin,
+                format!("{reason}: {error}"),
+                payload.into_bytes(),
+                now_ms(),
+            )))
             .await
     }
 
@@ -1168,6 +1163,8 @@ struct Session {
     connection_id: String,
     /// Last sequence number stamped on a record of this connection (dense: 1, 2, 3, …).
     sequence: i64,
+    /// Frames of this connection dead-lettered so far.
+    bad_frames: u64,
     awaiting_dump: HashSet<String>,
     dump_deadline: Option<Instant>,
     checker: BookChecker,

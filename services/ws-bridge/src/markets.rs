@@ -14,7 +14,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    continuity::identity,
     error::BridgeError,
     publish::{Outgoing, Publisher, SOURCE},
 };
@@ -121,17 +120,15 @@ pub async fn follow_markets(
             Some(payload) => match decoder.decode(payload).await {
                 Ok(market) => Some(MarketUpdate::Upsert(Box::new(market))),
                 Err(error) => {
-                    let letter = DeadLetter {
-                        dead_letter_id: identity(&format!("{topic}|{partition}|{offset}")),
-                        source: SOURCE.to_owned(),
-                        origin: format!("{topic} key {key}"),
-                        error: format!("cannot decode a market: {error}"),
-                        payload: payload.to_vec(),
-                        topic: Some(topic.clone()),
-                        partition: Some(partition),
-                        offset: Some(offset),
-                        occurred_ms: now_ms(),
-                    };
+                    let letter = DeadLetter::from_message(
+                        SOURCE,
+                        &topic,
+                        partition,
+                        offset,
+                        format!("cannot decode a market (key {key}): {error}"),
+                        payload.to_vec(),
+                        now_ms(),
+                    );
                     tracing::warn!(topic = %topic, partition, offset, error = %error, "undecodable market sent to the dlq");
                     publisher.publish(Outgoing::Dead(letter)).await?;
                     None

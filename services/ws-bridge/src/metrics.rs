@@ -91,18 +91,6 @@ fn metrics() -> Option<&'static Metrics> {
     METRICS.get_or_init(|| build().ok()).as_ref()
 }
 
-fn kind_label(kind: ContinuityKind) -> &'static str {
-    match kind {
-        ContinuityKind::Disconnect => "disconnect",
-        ContinuityKind::Freeze => "freeze",
-        ContinuityKind::SubscriptionRefused => "subscription_refused",
-        ContinuityKind::Resync => "resync",
-        ContinuityKind::BookMismatch => "book_mismatch",
-        ContinuityKind::UpstreamGap => "upstream_gap",
-        ContinuityKind::Other => "other",
-    }
-}
-
 /// A connection finished its handshake and subscription.
 pub(crate) struct ConnectionOpened<'a> {
     pub(crate) connection_id: &'a str,
@@ -280,7 +268,7 @@ impl InternalEvent for GapOpened<'_> {
     fn emit(self) {
         tracing::warn!(
             continuity_id = self.continuity_id,
-            kind = kind_label(self.kind),
+            kind = self.kind.name(),
             tokens = self.tokens,
             reason = self.reason,
             "continuity gap opened"
@@ -288,7 +276,7 @@ impl InternalEvent for GapOpened<'_> {
         if let Some(metrics) = metrics() {
             metrics
                 .continuity
-                .with_label_values(&[kind_label(self.kind)])
+                .with_label_values(&[self.kind.label()])
                 .inc();
         }
     }
@@ -306,7 +294,7 @@ impl InternalEvent for GapClosed<'_> {
     fn emit(self) {
         tracing::info!(
             continuity_id = self.continuity_id,
-            kind = kind_label(self.kind),
+            kind = self.kind.name(),
             gap_start_ms = self.gap_start_ms,
             gap_end_ms = self.gap_end_ms,
             "continuity gap closed"

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::{
-    clock::{day_text, utc_day},
+    clock::{utc_date_text, utc_day},
     error::{ApiError, ErrorEnvelope},
     keys::{ApiKeyRow, KeySpec, KeyStore, is_prefix, lookup_prefix},
     params::Params,
@@ -378,8 +378,8 @@ pub async fn usage(
     let mut query = state
         .client
         .query(&sql)
-        .bind(day_text(from_day.max(0)))
-        .bind(day_text(to_day.max(0)));
+        .bind(utc_date_text(from_day.max(0)))
+        .bind(utc_date_text(to_day.max(0)));
     if let Some(prefix) = key_prefix {
         query = query.bind(prefix);
     }
@@ -388,7 +388,7 @@ pub async fn usage(
         rows.into_iter()
             .map(|row| UsageView {
                 key_prefix: row.key_prefix,
-                day: day_text(i64::from(row.day)),
+                day: utc_date_text(i64::from(row.day)),
                 requests: row.requests,
                 rejected: row.rejected,
             })

@@ -17,6 +17,8 @@ use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use polytape_model::Side;
+
 use super::{
     MS,
     continuity::{CONTINUITY_COLUMNS, ContinuityRow, GapView, gap_view},
@@ -159,7 +161,7 @@ impl Book {
     }
 
     fn apply(&mut self, change: &ChangeRow) {
-        let side = if change.side == 2 {
+        let side = if Side::from_code(change.side) == Some(Side::Sell) {
             &mut self.asks
         } else {
             &mut self.bids

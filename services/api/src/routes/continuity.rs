@@ -8,6 +8,8 @@ use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use polytape_model::ContinuityKind;
+
 use super::MS;
 use crate::{
     error::{ApiError, ErrorEnvelope},
@@ -46,18 +48,10 @@ pub struct GapView {
 }
 
 pub(crate) fn gap_view(row: ContinuityRow) -> GapView {
-    let kind = match row.kind {
-        1 => "DISCONNECT",
-        2 => "FREEZE",
-        3 => "SUBSCRIPTION_REFUSED",
-        4 => "RESYNC",
-        5 => "BOOK_MISMATCH",
-        6 => "UPSTREAM_GAP",
-        _ => "OTHER",
-    };
+    let kind = ContinuityKind::from_code(row.kind).unwrap_or(ContinuityKind::Other);
     GapView {
         continuity_id: row.continuity_id,
-        kind: kind.to_owned(),
+        kind: kind.name().to_owned(),
         token_ids: row.token_ids,
         gap_start_ms: row.gap_start,
         gap_end_ms: row.gap_end,

@@ -14,6 +14,8 @@ use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use polytape_model::Side;
+
 use super::MS;
 use crate::{
     error::{ApiError, ErrorEnvelope},
@@ -301,7 +303,10 @@ fn trade_view(row: TradeRow) -> TradeView {
         token_id: row.token_id,
         outcome: row.outcome,
         outcome_index: row.outcome_index,
-        side: if row.side == 2 { "SELL" } else { "BUY" }.to_owned(),
+        side: Side::from_code(row.side)
+            .unwrap_or(Side::Buy)
+            .name()
+            .to_owned(),
         price: Exact::price(row.price),
         size: Exact::price(row.size),
         timestamp_ms: row.timestamp,

@@ -111,14 +111,6 @@ fn end_offsets(consumer: &BaseConsumer, topic: &str, partitions: i32) -> Vec<i64
         .collect()
 }
 
-fn reader(group: &str) -> BaseConsumer {
-    polytape_kafka::base_config(&endpoints().kafka_brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap()
-}
-
 /// Waits until the builder's committed offsets reach the end of every input partition.
 pub(crate) fn wait_caught_up(names: &TopicNames, timeout: Duration) {
     wait_caught_up_on(names, &INPUTS, timeout);
@@ -127,7 +119,7 @@ pub(crate) fn wait_caught_up(names: &TopicNames, timeout: Duration) {
 /// Waits until the builder's committed offsets reach the end of every partition of `inputs`.
 pub(crate) fn wait_caught_up_on(names: &TopicNames, inputs: &[Topic], timeout: Duration) {
     let group = group_id(names);
-    let consumer = reader(&group);
+    let consumer = polytape_test_support::config::reader(&group);
     let deadline = Instant::now() + timeout;
     loop {
         let mut behind = 0;
@@ -174,7 +166,7 @@ pub(crate) fn read_partitions(
     partitions: i32,
     read: i32,
 ) -> Vec<(i32, i64, Vec<u8>, Vec<u8>)> {
-    let consumer = reader(&format!("{topic}-reader"));
+    let consumer = polytape_test_support::config::reader(&format!("{topic}-reader"));
     let ends = end_offsets(&consumer, topic, read.min(partitions));
     let mut assignment = TopicPartitionList::new();
     for partition in 0..read.min(partitions) {

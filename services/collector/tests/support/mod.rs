@@ -9,7 +9,6 @@ use polymarket_sim::{RunningSim, SimConfig};
 use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
 use polytape_collector::{Collector, CollectorConfig, CollectorTuning, Dataset, Mode, Options};
 use polytape_model::{Topic, TopicNames};
-use polytape_runtime::config::{CommonConfig, KafkaConfig, LogFormat, UpstreamConfig};
 use polytape_test_support::stack::endpoints;
 use rdkafka::{
     Message as _, Offset, TopicPartitionList,
@@ -66,25 +65,11 @@ pub async fn topics(purpose: &str) -> TopicNames {
 }
 
 pub fn config(sim: &RunningSim, names: &TopicNames, tuning: CollectorTuning) -> CollectorConfig {
-    let stack = endpoints();
     let base = sim.base_url();
     CollectorConfig {
-        common: CommonConfig {
-            log_format: LogFormat::Pretty,
-            log_level: "info".to_owned(),
-            shutdown_timeout: Duration::from_secs(30),
-        },
-        kafka: KafkaConfig {
-            kafka_brokers: stack.kafka_brokers,
-            schema_registry_url: stack.schema_registry_url,
-            topic_prefix: names.prefix().to_owned(),
-        },
-        upstream: UpstreamConfig {
-            gamma_url: format!("{base}/gamma"),
-            data_api_url: format!("{base}/data"),
-            clob_url: format!("{base}/clob"),
-            clob_ws_url: sim.ws_url(),
-        },
+        common: polytape_test_support::config::common("info"),
+        kafka: polytape_test_support::config::kafka(names),
+        upstream: polytape_test_support::config::simulator_upstream(&base, sim.ws_url()),
         collector_admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         tuning,
     }

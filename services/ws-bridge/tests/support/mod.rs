@@ -18,7 +18,6 @@ use polytape_model::{
     BestBidAsk, BookSnapshot, Continuity, Decimal, LastTrade, Market, MarketToken, PriceChange,
     Side, TickSizeChange, Topic, TopicNames, parse::parse_decimal_text,
 };
-use polytape_runtime::config::{CommonConfig, KafkaConfig, LogFormat, UpstreamConfig};
 use polytape_test_support::{
     cli::{RunningService, free_local_addr},
     stack::endpoints,
@@ -27,10 +26,7 @@ use polytape_ws_bridge::{
     Bridge, BridgeTuning, TokenFilterConfig, WsBridgeConfig,
     state::{self, PersistedState},
 };
-use rdkafka::{
-    Message as _, Offset, TopicPartitionList,
-    consumer::{BaseConsumer, Consumer as _},
-};
+use rdkafka::{Message as _, Offset, TopicPartitionList, consumer::Consumer as _};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -195,25 +191,11 @@ pub fn config(
     cap: u32,
     tuning: BridgeTuning,
 ) -> WsBridgeConfig {
-    let stack = endpoints();
     let base = sim.base_url();
     WsBridgeConfig {
-        common: CommonConfig {
-            log_format: LogFormat::Pretty,
-            log_level: "info".to_owned(),
-            shutdown_timeout: Duration::from_secs(30),
-        },
-        kafka: KafkaConfig {
-            kafka_brokers: stack.kafka_brokers,
-            schema_registry_url: stack.schema_registry_url,
-            topic_prefix: names.prefix().to_owned(),
-        },
-        upstream: UpstreamConfig {
-            gamma_url: format!("{base}/gamma"),
-            data_api_url: format!("{base}/data"),
-            clob_url: format!("{base}/clob"),
-            clob_ws_url: sim.ws_url(),
-        },
+        common: polytape_test_support::config::common("info"),
+        kafka: polytape_test_support::config::kafka(names),
+        upstream: polytape_test_support::config::simulator_upstream(&base, sim.ws_url()),
         ws_bridge_admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         ws_max_assets_per_connection: cap,
         tuning,
@@ -319,17 +301,9 @@ pub async fn bridge_state(names: &TopicNames) -> PersistedState {
     PersistedState::from_entries(entries)
 }
 
-fn reader(group: &str) -> BaseConsumer {
-    polytape_kafka::base_config(&endpoints().kafka_brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap()
-}
-
 /// Sum of the high watermarks of `topics`.
 pub fn total_records(names: &TopicNames, topics: &[Topic]) -> i64 {
-    let consumer = reader("watermarks");
+    let consumer = polytape_test_support::config::reader("watermarks");
     topics
         .iter()
         .map(|topic| {
@@ -390,7 +364,7 @@ pub async fn wait_until_quiet(names: &TopicNames, topics: &[Topic], quiet: Durat
 
 /// Every message of `topic` as payloads, read by assignment up to the high watermarks.
 pub fn read_topic(topic: &str, partitions: i32) -> Vec<Vec<u8>> {
-    let consumer = reader(&format!("read-{topic}"));
+    let consumer = polytape_test_support::config::reader(&format!("read-{topic}"));
     let mut remaining: HashMap<i32, i64> = HashMap::new();
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions {
@@ -485,7 +459,7 @@ pub fn truth_fingerprint(event: &Value) -> Fingerprint {
             let entry = &entries[0];
             format!(
                 "pc|{timestamp}|{}|{}|{}|{}",
-                Side::parse(text(entry, "side")).unwrap().as_str(),
+                Side::parse(text(entry, "side")).unwrap().name(),
                 dec(text(entry, "price")),
                 dec(text(entry, "size")),
                 text(entry, "hash")
@@ -493,7 +467,7 @@ pub fn truth_fingerprint(event: &Value) -> Fingerprint {
         }
         "last_trade_price" => format!(
             "lt|{timestamp}|{}|{}|{}|{}",
-            Side::parse(text(event, "side")).unwrap().as_str(),
+            Side::parse(text(event, "side")).unwrap().name(),
             dec(text(event, "price")),
             dec(text(event, "size")),
             text(event, "transaction_hash")
@@ -559,7 +533,7 @@ pub async fn seen_by_token(names: &TopicNames) -> BTreeMap<String, Vec<Seen>> {
             fingerprint: Fingerprint(format!(
                 "pc|{}|{}|{}|{}|{}",
                 change.timestamp_ms,
-                change.side.as_str(),
+                change.side.name(),
                 norm(change.price),
                 norm(change.size),
                 change.hash.clone().unwrap_or_default()
@@ -578,7 +552,7 @@ pub async fn seen_by_token(names: &TopicNames) -> BTreeMap<String, Vec<Seen>> {
             fingerprint: Fingerprint(format!(
                 "lt|{}|{}|{}|{}|{}",
                 trade.timestamp_ms,
-                trade.side.map_or("", Side::as_str),
+                trade.side.map_or("", Side::name),
                 norm(trade.price),
                 norm(trade.size),
                 trade.transaction_hash.clone().unwrap_or_default()

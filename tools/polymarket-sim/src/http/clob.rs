@@ -451,11 +451,11 @@ pub(crate) async fn last_trade_price(
         });
     match latest {
         Some(fill) if fill.token == token => {
-            json_ok(&json!({"price": price_text(fill.price), "side": fill.side.as_str()}))
+            json_ok(&json!({"price": price_text(fill.price), "side": fill.side.name()}))
         }
         Some(fill) => json_ok(&json!({
             "price": price_text(complement(fill.price)),
-            "side": crate::book::flip_side(fill.side).as_str(),
+            "side": crate::book::flip_side(fill.side).name(),
         })),
         None => json_ok(&json!({"price": "0.5", "side": ""})),
     }

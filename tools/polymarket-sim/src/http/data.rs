@@ -184,7 +184,7 @@ fn v1_trade_row(world: &World, fill: &FillRecord) -> Value {
     let wallet = &world.wallets[fill.wallet as usize];
     json!({
         "proxyWallet": wallet.address,
-        "side": fill.side.as_str(),
+        "side": fill.side.name(),
         "asset": market.token_ids[usize::from(fill.token)],
         "conditionId": market.condition_id,
         "size": size_float(fill.size),
@@ -214,7 +214,7 @@ fn v2_trade_row(world: &World, fill: &FillRecord) -> Value {
     let wallet = &world.wallets[fill.wallet as usize];
     json!({
         "proxy_wallet": wallet.address,
-        "side": fill.side.as_str(),
+        "side": fill.side.name(),
         "token_id": market.token_ids[usize::from(fill.token)],
         "condition_id": market.condition_id,
         "size": size_float(fill.size),

@@ -64,7 +64,7 @@ fn truth_fill_json(world: &World, seq: usize, poison: &[crate::faults::Poison]) 
         "seq": seq,
         "trade_id": trade_id,
         "proxyWallet": wallet.address,
-        "side": fill.side.as_str(),
+        "side": fill.side.name(),
         "asset": token_id,
         "conditionId": market.condition_id,
         "size": size.to_string(),
