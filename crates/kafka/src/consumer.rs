@@ -8,16 +8,11 @@ use rdkafka::{
 
 use crate::{KafkaError, base_config};
 
-static CONSUMER_LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    polytape_runtime::metrics::register(
-        IntGaugeVec::new(
-            prometheus::Opts::new(
-                "polytape_kafka_consumer_lag",
-                "Messages between the consumer's position and the partition's high watermark",
-            ),
-            &["group", "topic", "partition"],
-        )
-        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+static CONSUMER_LAG: LazyLock<Option<IntGaugeVec>> = LazyLock::new(|| {
+    polytape_runtime::metrics::gauge_vec(
+        "polytape_kafka_consumer_lag",
+        "Messages between the consumer's position and the partition's high watermark",
+        &["group", "topic", "partition"],
     )
 });
 
@@ -30,19 +25,21 @@ pub struct LagReporting {
 
 impl ClientContext for LagReporting {
     fn stats(&self, statistics: Statistics) {
+        let Some(lag) = CONSUMER_LAG.as_ref() else {
+            return;
+        };
         for (topic_name, topic) in statistics.topics {
             for (partition, details) in topic.partitions {
                 // Partition -1 is librdkafka's internal "unassigned" bucket; -1 lag is unknown.
                 if partition < 0 || details.consumer_lag < 0 {
                     continue;
                 }
-                CONSUMER_LAG
-                    .with_label_values(&[
-                        self.group.as_str(),
-                        topic_name.as_str(),
-                        &partition.to_string(),
-                    ])
-                    .set(details.consumer_lag);
+                lag.with_label_values(&[
+                    self.group.as_str(),
+                    topic_name.as_str(),
+                    &partition.to_string(),
+                ])
+                .set(details.consumer_lag);
             }
         }
     }

@@ -2,108 +2,75 @@
 
 use std::sync::LazyLock;
 
-use polytape_runtime::metrics::{InternalEvent, register};
-use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-};
+use polytape_runtime::metrics::{InternalEvent, counter, counter_vec, gauge, gauge_vec, histogram};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
-fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    register(
-        IntCounterVec::new(Opts::new(name, help), labels)
-            .unwrap_or_else(|error| panic!("metric definition {name}: {error}")),
-    )
-}
-
-fn counter(name: &str, help: &str) -> IntCounter {
-    register(
-        IntCounter::new(name, help)
-            .unwrap_or_else(|error| panic!("metric definition {name}: {error}")),
-    )
-}
-
-fn gauge(name: &str, help: &str) -> IntGauge {
-    register(
-        IntGauge::new(name, help)
-            .unwrap_or_else(|error| panic!("metric definition {name}: {error}")),
-    )
-}
-
-static CONSUMED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+static CONSUMED: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
     counter_vec(
         "polytape_candle_builder_consumed_total",
         "Input records consumed, per input topic",
         &["topic"],
     )
 });
-static PRODUCED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+static PRODUCED: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
     counter_vec(
         "polytape_candle_builder_produced_total",
         "Output records acknowledged, per output",
         &["output"],
     )
 });
-static TRADES_SKIPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+static TRADES_SKIPPED: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
     counter_vec(
         "polytape_candle_builder_trades_skipped_total",
         "Trades not counted: late (dead-lettered), invalid (dead-lettered) or duplicate (ignored)",
         &["reason"],
     )
 });
-static BOOK_EVENTS_SKIPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+static BOOK_EVENTS_SKIPPED: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
     counter_vec(
         "polytape_candle_builder_book_events_skipped_total",
         "Book events read but not applied",
         &["reason"],
     )
 });
-static MISMATCHES: LazyLock<IntCounter> = LazyLock::new(|| {
+static MISMATCHES: LazyLock<Option<IntCounter>> = LazyLock::new(|| {
     counter(
         "polytape_candle_builder_book_mismatches_total",
         "Books found inconsistent with upstream's best bid/ask",
     )
 });
-static DEAD_LETTERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+static DEAD_LETTERS: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
     counter_vec(
         "polytape_candle_builder_dead_letters_total",
         "Inputs sent to the DLQ, per input topic",
         &["topic"],
     )
 });
-static RESYNCS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+static RESYNCS: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
     counter_vec(
         "polytape_candle_builder_book_resyncs_total",
         "REST /book fetches of inconsistent books: published, no_book (404) or failed",
         &["outcome"],
     )
 });
-static CHECKPOINT_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+static CHECKPOINT_BYTES: LazyLock<Option<IntGauge>> = LazyLock::new(|| {
     gauge(
         "polytape_candle_builder_checkpoint_bytes",
         "Size of the last checkpoint written",
     )
 });
-static CHECKPOINT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
-    register(
-        Histogram::with_opts(
-            HistogramOpts::new(
-                "polytape_candle_builder_checkpoint_seconds",
-                "Time to write one checkpoint",
-            )
-            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
-        )
-        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+static CHECKPOINT_SECONDS: LazyLock<Option<Histogram>> = LazyLock::new(|| {
+    histogram(
+        "polytape_candle_builder_checkpoint_seconds",
+        "Time to write one checkpoint",
+        vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
     )
 });
-static STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    register(
-        IntGaugeVec::new(
-            Opts::new(
-                "polytape_candle_builder_state",
-                "Size of the in-memory state",
-            ),
-            &["kind"],
-        )
-        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+static STATE: LazyLock<Option<IntGaugeVec>> = LazyLock::new(|| {
+    gauge_vec(
+        "polytape_candle_builder_state",
+        "Size of the in-memory state",
+        &["kind"],
     )
 });
 
@@ -128,7 +95,9 @@ impl InternalEvent for BatchProcessed {
             "batch processed and outputs acknowledged"
         );
         for (topic, count) in self.consumed {
-            CONSUMED.with_label_values(&[topic]).inc_by(count);
+            if let Some(metric) = CONSUMED.as_ref() {
+                metric.with_label_values(&[topic]).inc_by(count);
+            }
         }
         for (output, count) in [
             ("candles", self.candles),
@@ -136,9 +105,11 @@ impl InternalEvent for BatchProcessed {
             ("continuity", self.gaps),
             ("dlq", self.dead_letters),
         ] {
-            PRODUCED
-                .with_label_values(&[output])
-                .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
+            if let Some(metric) = PRODUCED.as_ref() {
+                metric
+                    .with_label_values(&[output])
+                    .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
+            }
         }
     }
 }
@@ -152,7 +123,9 @@ pub(crate) struct TradeSkipped<'a> {
 impl InternalEvent for TradeSkipped<'_> {
     fn emit(self) {
         tracing::debug!(reason = self.reason, detail = %self.detail, "trade not counted");
-        TRADES_SKIPPED.with_label_values(&[self.reason]).inc();
+        if let Some(metric) = TRADES_SKIPPED.as_ref() {
+            metric.with_label_values(&[self.reason]).inc();
+        }
     }
 }
 
@@ -163,7 +136,9 @@ pub(crate) struct BookEventSkipped {
 
 impl InternalEvent for BookEventSkipped {
     fn emit(self) {
-        BOOK_EVENTS_SKIPPED.with_label_values(&[self.reason]).inc();
+        if let Some(metric) = BOOK_EVENTS_SKIPPED.as_ref() {
+            metric.with_label_values(&[self.reason]).inc();
+        }
     }
 }
 
@@ -180,7 +155,9 @@ impl InternalEvent for BookMismatch<'_> {
             reason = self.reason,
             "book mismatch; waiting for the next snapshot (or the REST resync)"
         );
-        MISMATCHES.inc();
+        if let Some(metric) = MISMATCHES.as_ref() {
+            metric.inc();
+        }
     }
 }
 
@@ -208,7 +185,9 @@ impl InternalEvent for BookResync<'_> {
                 "book resync: REST book published to book_snapshots"
             ),
         }
-        RESYNCS.with_label_values(&[self.outcome]).inc();
+        if let Some(metric) = RESYNCS.as_ref() {
+            metric.with_label_values(&[self.outcome]).inc();
+        }
     }
 }
 
@@ -226,7 +205,9 @@ impl InternalEvent for DeadLettered<'_> {
             reason = self.reason,
             "input sent to the dlq"
         );
-        DEAD_LETTERS.with_label_values(&[self.topic]).inc();
+        if let Some(metric) = DEAD_LETTERS.as_ref() {
+            metric.with_label_values(&[self.topic]).inc();
+        }
     }
 }
 
@@ -250,16 +231,22 @@ impl InternalEvent for CheckpointWritten {
             seconds = self.seconds,
             "checkpoint written"
         );
-        CHECKPOINT_BYTES.set(i64::try_from(self.bytes).unwrap_or(i64::MAX));
-        CHECKPOINT_SECONDS.observe(self.seconds);
+        if let Some(metric) = CHECKPOINT_BYTES.as_ref() {
+            metric.set(i64::try_from(self.bytes).unwrap_or(i64::MAX));
+        }
+        if let Some(metric) = CHECKPOINT_SECONDS.as_ref() {
+            metric.observe(self.seconds);
+        }
         for (kind, value) in [
             ("candle_tokens", self.candle_tokens),
             ("open_windows", self.open_windows),
             ("books", self.books),
         ] {
-            STATE
-                .with_label_values(&[kind])
-                .set(i64::try_from(value).unwrap_or(i64::MAX));
+            if let Some(metric) = STATE.as_ref() {
+                metric
+                    .with_label_values(&[kind])
+                    .set(i64::try_from(value).unwrap_or(i64::MAX));
+            }
         }
     }
 }

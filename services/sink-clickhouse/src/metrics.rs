@@ -2,134 +2,85 @@
 
 use std::sync::LazyLock;
 
-use polytape_runtime::metrics::{InternalEvent, register};
-use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+use polytape_runtime::metrics::{
+    InternalEvent, counter, counter_vec, gauge_vec, histogram, histogram_vec,
 };
+use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec};
 
-static ROWS_INSERTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(
-        IntCounterVec::new(
-            Opts::new(
-                "polytape_sink_rows_inserted_total",
-                "Rows inserted into ClickHouse",
-            ),
-            &["table"],
-        )
-        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+static ROWS_INSERTED: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
+    counter_vec(
+        "polytape_sink_rows_inserted_total",
+        "Rows inserted into ClickHouse",
+        &["table"],
     )
 });
-static BYTES_CONSUMED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(
-        IntCounterVec::new(
-            Opts::new(
-                "polytape_sink_consumed_bytes_total",
-                "Avro payload bytes consumed from Kafka",
-            ),
-            &["topic"],
-        )
-        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+static BYTES_CONSUMED: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
+    counter_vec(
+        "polytape_sink_consumed_bytes_total",
+        "Avro payload bytes consumed from Kafka",
+        &["topic"],
     )
 });
-static INSERT_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
-    register(
-        HistogramVec::new(
-            HistogramOpts::new(
-                "polytape_sink_insert_seconds",
-                "Latency of one table insert",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-            &["table"],
-        )
-        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+static INSERT_SECONDS: LazyLock<Option<HistogramVec>> = LazyLock::new(|| {
+    histogram_vec(
+        "polytape_sink_insert_seconds",
+        "Latency of one table insert",
+        &["table"],
+        vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ],
     )
 });
-static BATCH_ROWS: LazyLock<Histogram> = LazyLock::new(|| {
-    register(
-        Histogram::with_opts(
-            HistogramOpts::new(
-                "polytape_sink_batch_rows",
-                "Rows per flushed batch (all tables)",
-            )
-            .buckets(prometheus::exponential_buckets(1.0, 4.0, 10).unwrap_or_default()),
-        )
-        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+static BATCH_ROWS: LazyLock<Option<Histogram>> = LazyLock::new(|| {
+    histogram(
+        "polytape_sink_batch_rows",
+        "Rows per flushed batch (all tables)",
+        prometheus::exponential_buckets(1.0, 4.0, 10).unwrap_or_default(),
     )
 });
-static INSERT_RETRIES: LazyLock<IntCounter> = LazyLock::new(|| {
-    register(
-        IntCounter::new(
-            "polytape_sink_insert_retries_total",
-            "Failed inserts retried with backoff",
-        )
-        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+static INSERT_RETRIES: LazyLock<Option<IntCounter>> = LazyLock::new(|| {
+    counter(
+        "polytape_sink_insert_retries_total",
+        "Failed inserts retried with backoff",
     )
 });
-static INSERT_REJECTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(
-        IntCounterVec::new(
-            Opts::new(
-                "polytape_sink_insert_rejections_total",
-                "Inserts ClickHouse refused for good (bad data), each then bisected",
-            ),
-            &["table"],
-        )
-        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+static INSERT_REJECTIONS: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
+    counter_vec(
+        "polytape_sink_insert_rejections_total",
+        "Inserts ClickHouse refused for good (bad data), each then bisected",
+        &["table"],
     )
 });
-static DEAD_LETTERS_DROPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(
-        IntCounterVec::new(
-            Opts::new(
-                "polytape_sink_dead_letters_dropped_total",
-                "Rows ClickHouse refused that could not be kept in dead_letters either",
-            ),
-            &["table"],
-        )
-        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+static DEAD_LETTERS_DROPPED: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
+    counter_vec(
+        "polytape_sink_dead_letters_dropped_total",
+        "Rows ClickHouse refused that could not be kept in dead_letters either",
+        &["table"],
     )
 });
-static DEAD_LETTERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(
-        IntCounterVec::new(
-            Opts::new(
-                "polytape_sink_dead_letters_total",
-                "Messages that could not be loaded, kept in dead_letters",
-            ),
-            &["topic"],
-        )
-        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+static DEAD_LETTERS: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
+    counter_vec(
+        "polytape_sink_dead_letters_total",
+        "Messages that could not be loaded, kept in dead_letters",
+        &["topic"],
     )
 });
-static FRESHNESS_SECONDS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    register(
-        IntGaugeVec::new(
-            Opts::new(
-                "polytape_sink_freshness_milliseconds",
-                "Now minus the event time of the newest row inserted, per table",
-            ),
-            &["table"],
-        )
-        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+static FRESHNESS_SECONDS: LazyLock<Option<IntGaugeVec>> = LazyLock::new(|| {
+    gauge_vec(
+        "polytape_sink_freshness_milliseconds",
+        "Now minus the event time of the newest row inserted, per table",
+        &["table"],
     )
 });
-
-static ROW_LATENCY_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
-    register(
-        HistogramVec::new(
-            HistogramOpts::new(
-                "polytape_sink_row_latency_seconds",
-                "Insert completion time minus each row's event time (freshness distribution)",
-            )
-            .buckets(vec![
-                0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0,
-                10.0, 30.0, 60.0,
-            ]),
-            &["table"],
-        )
-        .unwrap_or_else(|error| panic!("metric definition: {error}")),
+static ROW_LATENCY_SECONDS: LazyLock<Option<HistogramVec>> = LazyLock::new(|| {
+    histogram_vec(
+        "polytape_sink_row_latency_seconds",
+        "Insert completion time minus each row's event time (freshness distribution)",
+        &["table"],
+        vec![
+            0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
+            30.0, 60.0,
+        ],
     )
 });
 
@@ -139,7 +90,10 @@ pub(crate) fn observe_row_latencies(
     now_ms: i64,
     event_times: impl Iterator<Item = i64>,
 ) {
-    let histogram = ROW_LATENCY_SECONDS.with_label_values(&[table]);
+    let Some(latencies) = ROW_LATENCY_SECONDS.as_ref() else {
+        return;
+    };
+    let histogram = latencies.with_label_values(&[table]);
     for event_ms in event_times {
         histogram.observe((now_ms - event_ms).max(0) as f64 / 1000.0);
     }
@@ -153,9 +107,11 @@ pub(crate) struct MessageConsumed<'a> {
 
 impl InternalEvent for MessageConsumed<'_> {
     fn emit(self) {
-        BYTES_CONSUMED
-            .with_label_values(&[self.topic])
-            .inc_by(u64::try_from(self.bytes).unwrap_or(u64::MAX));
+        if let Some(metric) = BYTES_CONSUMED.as_ref() {
+            metric
+                .with_label_values(&[self.topic])
+                .inc_by(u64::try_from(self.bytes).unwrap_or(u64::MAX));
+        }
     }
 }
 
@@ -175,16 +131,20 @@ impl InternalEvent for TableInserted {
             seconds = self.seconds,
             "rows inserted"
         );
-        ROWS_INSERTED
-            .with_label_values(&[self.table])
-            .inc_by(u64::try_from(self.rows).unwrap_or(u64::MAX));
-        INSERT_SECONDS
-            .with_label_values(&[self.table])
-            .observe(self.seconds);
-        if let Some(freshness) = self.freshness_ms {
-            FRESHNESS_SECONDS
+        if let Some(metric) = ROWS_INSERTED.as_ref() {
+            metric
                 .with_label_values(&[self.table])
-                .set(freshness);
+                .inc_by(u64::try_from(self.rows).unwrap_or(u64::MAX));
+        }
+        if let Some(metric) = INSERT_SECONDS.as_ref() {
+            metric
+                .with_label_values(&[self.table])
+                .observe(self.seconds);
+        }
+        if let Some(freshness) = self.freshness_ms
+            && let Some(metric) = FRESHNESS_SECONDS.as_ref()
+        {
+            metric.with_label_values(&[self.table]).set(freshness);
         }
     }
 }
@@ -202,7 +162,9 @@ impl InternalEvent for BatchFlushed {
             partitions = self.partitions,
             "batch flushed and offsets stored"
         );
-        BATCH_ROWS.observe(self.rows as f64);
+        if let Some(metric) = BATCH_ROWS.as_ref() {
+            metric.observe(self.rows as f64);
+        }
     }
 }
 
@@ -221,7 +183,9 @@ impl InternalEvent for InsertRetried<'_> {
             retry_in = ?self.retry_in,
             "clickhouse insert failed; consumption paused, retrying the same batch"
         );
-        INSERT_RETRIES.inc();
+        if let Some(metric) = INSERT_RETRIES.as_ref() {
+            metric.inc();
+        }
     }
 }
 
@@ -242,7 +206,9 @@ impl InternalEvent for MessageRejected<'_> {
             reason = self.reason,
             "message sent to dead_letters"
         );
-        DEAD_LETTERS.with_label_values(&[self.topic]).inc();
+        if let Some(metric) = DEAD_LETTERS.as_ref() {
+            metric.with_label_values(&[self.topic]).inc();
+        }
     }
 }
 
@@ -262,7 +228,9 @@ impl InternalEvent for InsertRejected<'_> {
             error = self.message,
             "clickhouse refused the rows for good; isolating the refused ones for dead_letters"
         );
-        INSERT_REJECTIONS.with_label_values(&[self.table]).inc();
+        if let Some(metric) = INSERT_REJECTIONS.as_ref() {
+            metric.with_label_values(&[self.table]).inc();
+        }
     }
 }
 
@@ -280,6 +248,8 @@ impl InternalEvent for DeadLetterDropped<'_> {
             reason = self.reason,
             "a row clickhouse refused could not be kept in dead_letters; dropped"
         );
-        DEAD_LETTERS_DROPPED.with_label_values(&[self.table]).inc();
+        if let Some(metric) = DEAD_LETTERS_DROPPED.as_ref() {
+            metric.with_label_values(&[self.table]).inc();
+        }
     }
 }
