@@ -47,7 +47,11 @@ struct Figures {
 pub(crate) fn run(args: &ChaosArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let root = paths::workspace_root();
-    let lines_file = root.join("target/chaos-report.jsonl");
+    // In cargo's target directory, wherever CARGO_TARGET_DIR puts it.
+    let target = stack::target_dir();
+    std::fs::create_dir_all(&target)
+        .with_context(|| format!("cannot create {}", target.display()))?;
+    let lines_file = target.join("chaos-report.jsonl");
     if lines_file.exists() {
         std::fs::remove_file(&lines_file)
             .with_context(|| format!("cannot remove {}", lines_file.display()))?;
