@@ -139,7 +139,7 @@ fn render(lines: &[Line], kills: u32, took: std::time::Duration) -> String {
          simulator's truth *by identity*: trades by id and multiplicity, markets and events, \
          candles against the SQL oracle, every WebSocket event (each once, or missing only \
          inside a declared gap), the order book at 20 random instants, continuity, and dead \
-         letters (exactly the injected bad rows, each once). A run with any loss, duplicate or unexplained gap fails, and then no report \
+         letters (exactly the injected bad inputs, each once). A run with any loss, duplicate or unexplained gap fails, and then no report \
          is written; so *lost* and *duplicated* are 0 of what the *compared* column counts.\n",
         utc_now_text(),
         took.as_secs_f64() / 60.0

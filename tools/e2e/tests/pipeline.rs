@@ -56,7 +56,7 @@ async fn verify(pipeline: &Pipeline, expect: Expect) -> i64 {
         .await;
     pipeline
         .eventually(
-            "dead letters = the injected bad rows, each once",
+            "dead letters = the injected bad inputs, each once",
             Duration::from_secs(120),
             || check_dead_letters(pipeline),
         )
