@@ -385,11 +385,25 @@ fn image_is_pinned(image: &str) -> bool {
 }
 
 /// Every `POLYTAPE_*` configuration key's environment variable, plus the other variables the
-/// code reads.
+/// code reads. The keys are declared next to each service's code; the READMEs' generated
+/// configuration tables render those declarations (each service's tests fail when its table
+/// drifts), so they are read here rather than linking every service into the dev tool.
 fn known_env_vars() -> BTreeSet<String> {
-    let mut known: BTreeSet<String> = polytape_runtime::config::KEYS
+    let root = crate::paths::workspace_root();
+    let readmes = std::iter::once(root.join("README.md")).chain(
+        [
+            "collector",
+            "ws-bridge",
+            "candle-builder",
+            "sink-clickhouse",
+            "api",
+        ]
         .iter()
-        .map(|spec| spec.env_var())
+        .map(|service| root.join("services").join(service).join("README.md")),
+    );
+    let mut known: BTreeSet<String> = readmes
+        .filter_map(|readme| std::fs::read_to_string(readme).ok())
+        .flat_map(|text| generated_key_variables(&text))
         .collect();
     known.extend(
         polytape_runtime::config::OTHER_ENV_VARS
@@ -397,6 +411,26 @@ fn known_env_vars() -> BTreeSet<String> {
             .map(|name| (*name).to_owned()),
     );
     known
+}
+
+/// The `POLYTAPE_…` names in a README's generated configuration table.
+fn generated_key_variables(readme: &str) -> Vec<String> {
+    let Some((_, after_begin)) = readme.split_once("<!-- keys: begin") else {
+        return Vec::new();
+    };
+    let table = after_begin
+        .split_once("<!-- keys: end -->")
+        .map_or(after_begin, |(table, _)| table);
+    table
+        .split('`')
+        .filter(|word| {
+            word.starts_with("POLYTAPE_")
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 fn check_env_names<'a>(
@@ -408,7 +442,7 @@ fn check_env_names<'a>(
     for name in names {
         if name.starts_with("POLYTAPE_") && !known.contains(name) {
             problems.push(format!(
-                "{place}: {name} is not a Polytape configuration key (crates/runtime/src/config/keys.rs)"
+                "{place}: {name} is not a Polytape configuration key (see the configuration tables of the READMEs)"
             ));
         }
     }

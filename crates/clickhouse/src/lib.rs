@@ -1,9 +1,11 @@
 //! ClickHouse for Polytape: client construction from configuration, a start-up reachability
-//! check with an actionable message, the versioned migrations under `schemas/clickhouse/`, and
-//! the classification of errors into retryable and permanent ones.
+//! check with an actionable message, the versioned migrations under `schemas/clickhouse/`, one
+//! row type per table ([`rows`]), and the classification of errors into retryable and
+//! permanent ones.
 
 mod classify;
 mod migrations;
+pub mod rows;
 
 use std::time::Duration;
 

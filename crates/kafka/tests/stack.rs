@@ -10,7 +10,9 @@ use std::{fmt::Debug, process::Command, time::Duration};
 use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
 use polytape_kafka::{RecordProducer, create_producer, ensure_topics};
 use polytape_model::{Topic, TopicNames, samples};
-use polytape_test_support::stack::{StackEndpoints, endpoints, isolated_topics};
+use polytape_test_support::stack::{
+    StackEndpoints, endpoints, ensured_isolated_topics, isolated_topics,
+};
 use rdkafka::{
     Message as _, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer as _},
@@ -87,10 +89,7 @@ async fn produce_and_consume<T: AvroRecord + PartialEq + Debug>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_type_round_trips_and_python_reads_it() {
     let stack = endpoints();
-    let names = isolated_topics("records");
-    ensure_topics(&stack.kafka_brokers, &names, &Topic::ALL, 1)
-        .await
-        .unwrap();
+    let names = ensured_isolated_topics("records").await;
     let registry = SchemaRegistryClient::new(&stack.schema_registry_url).unwrap();
 
     let checked = vec![

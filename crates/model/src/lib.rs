@@ -1,11 +1,13 @@
 //! Polytape's domain model: the records on every topic, the topic table, and the one place
 //! where upstream text becomes exact decimals and UTC milliseconds.
 
+pub mod book;
 pub mod bytes;
 mod codes;
 mod dead_letter;
 pub mod decimal;
 pub mod identity;
+pub mod micros;
 pub mod parse;
 pub mod records;
 #[cfg(feature = "samples")]

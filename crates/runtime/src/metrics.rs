@@ -37,16 +37,11 @@ pub fn family_total(name: &str) -> f64 {
 pub fn build_info(service: &str) {
     static BUILD_INFO: OnceLock<Option<IntGaugeVec>> = OnceLock::new();
     let gauge = BUILD_INFO.get_or_init(|| {
-        let gauge = IntGaugeVec::new(
-            Opts::new(
-                "polytape_build_info",
-                "Polytape service and version; always 1",
-            ),
+        gauge_vec(
+            "polytape_build_info",
+            "Polytape service and version; always 1",
             &["service", "version"],
         )
-        .ok()?;
-        prometheus::register(Box::new(gauge.clone())).ok()?;
-        Some(gauge)
     });
     if let Some(gauge) = gauge {
         gauge
@@ -58,7 +53,7 @@ pub fn build_info(service: &str) {
 /// Registers a metric in the default registry, returning it. Registration fails only for a
 /// duplicate name, which is a programming error caught by tests; the metric still works
 /// unregistered, so the service keeps running.
-pub fn register<M: prometheus::core::Collector + Clone + 'static>(metric: M) -> M {
+fn register<M: prometheus::core::Collector + Clone + 'static>(metric: M) -> M {
     if let Err(error) = prometheus::register(Box::new(metric.clone())) {
         tracing::error!(error = %error, "metric registration failed; it will not be exported");
     }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use polytape_model::TopicNames;
-use polytape_runtime::config::{CommonConfig, KafkaConfig, LogFormat, UpstreamConfig};
+use polytape_runtime::config::{CommonConfig, KafkaConfig, KeySpec, LogFormat, UpstreamConfig};
 use rdkafka::consumer::BaseConsumer;
 
 use crate::stack::endpoints;
@@ -48,4 +48,34 @@ pub fn reader(group: &str) -> BaseConsumer {
         Ok(consumer) => consumer,
         Err(error) => panic!("cannot create a consumer of the local stack: {error}"),
     }
+}
+
+/// Checks that the configuration table between `<!-- keys: begin -->` and `<!-- keys: end -->`
+/// in `readme` is the one generated from `sections`; with `POLYTAPE_BLESS=1` it rewrites it.
+pub fn assert_readme_lists_the_keys(readme: &std::path::Path, sections: &[&[KeySpec]]) {
+    const BEGIN: &str = "<!-- keys: begin (generated from the key declarations; POLYTAPE_BLESS=1 cargo test rewrites it) -->\n";
+    const END: &str = "<!-- keys: end -->";
+    let text = std::fs::read_to_string(readme)
+        .unwrap_or_else(|error| panic!("cannot read {}: {error}", readme.display()));
+    let (Some(begin), Some(end)) = (text.find(BEGIN), text.find(END)) else {
+        panic!(
+            "{} has no generated keys block ({BEGIN:?} … {END:?})",
+            readme.display()
+        );
+    };
+    let generated = polytape_runtime::config::markdown_table(sections);
+    let current = &text[begin + BEGIN.len()..end];
+    if current == generated {
+        return;
+    }
+    if std::env::var_os("POLYTAPE_BLESS").is_some() {
+        let rewritten = format!("{}{BEGIN}{generated}{}", &text[..begin], &text[end..]);
+        std::fs::write(readme, rewritten)
+            .unwrap_or_else(|error| panic!("cannot write {}: {error}", readme.display()));
+        return;
+    }
+    panic!(
+        "{}'s configuration table differs from the key declarations; run with POLYTAPE_BLESS=1 to regenerate it\n--- in the README:\n{current}\n--- declared:\n{generated}",
+        readme.display()
+    );
 }

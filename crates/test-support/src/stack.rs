@@ -93,6 +93,16 @@ impl IsolatedDatabase {
         }
     }
 
+    /// Creates the database and applies every migration (90-day retention).
+    pub async fn migrated(purpose: &str) -> Self {
+        let database = Self::create(purpose).await;
+        if let Err(error) = polytape_clickhouse::migrate(&database.client, &database.name, 90).await
+        {
+            panic!("cannot migrate test database {} ({error})", database.name);
+        }
+        database
+    }
+
     /// Drops the database now (tests call this at the end; `Drop` cannot await).
     pub async fn drop_database(self) {
         let statement = format!("DROP DATABASE IF EXISTS `{}`", self.name);
@@ -110,6 +120,19 @@ impl IsolatedDatabase {
             );
         }
     }
+}
+
+/// Topic names unique to this test, with every Polytape topic created on the stack (one
+/// partition each).
+pub async fn ensured_isolated_topics(purpose: &str) -> TopicNames {
+    let names = isolated_topics(purpose);
+    let brokers = endpoints().kafka_brokers;
+    if let Err(error) =
+        polytape_kafka::ensure_topics(&brokers, &names, &polytape_model::Topic::ALL, 1).await
+    {
+        panic!("cannot create the test's topics on {brokers} ({error}); is the stack up?");
+    }
+    names
 }
 
 /// Topic names unique to this test, with every Polytape topic created on the stack (for tests

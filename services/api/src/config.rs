@@ -2,7 +2,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use polytape_runtime::{
     Service, ServiceConfig,
-    config::{ClickHouseConfig, CommonConfig, ValidationReport},
+    config::{ClickHouseConfig, CommonConfig, KeyKind, KeySpec, ValidationReport},
 };
 use serde::Deserialize;
 
@@ -25,7 +25,47 @@ pub struct ApiConfig {
     pub api_key_refresh_interval: Duration,
 }
 
+impl ApiConfig {
+    /// The keys only this service reads.
+    pub const OWN_KEYS: &'static [KeySpec] = &[
+        KeySpec::new(
+            "api_addr",
+            KeyKind::SocketAddr,
+            "127.0.0.1:8080",
+            "public REST API listen address: /v1/*, /health, /openapi.json, /docs only",
+        ),
+        KeySpec::new(
+            "api_admin_addr",
+            KeyKind::SocketAddr,
+            "127.0.0.1:9105",
+            "internal admin listen address of the API: /healthz, /readyz, /metrics and the /admin/* key routes",
+        ),
+        KeySpec::secret(
+            "api_bootstrap_key",
+            "an API key created at first start (optional)",
+        ),
+        KeySpec::secret(
+            "api_admin_token",
+            "token for /admin/* endpoints (optional; admin API off without it)",
+        ),
+        KeySpec::new(
+            "api_data_retention",
+            KeyKind::Duration,
+            "90days",
+            "how far back the API serves time series (the ClickHouse TTL); older ranges are refused with a 400, e.g. `90days`",
+        ),
+        KeySpec::new(
+            "api_key_refresh_interval",
+            KeyKind::Duration,
+            "2s",
+            "how often each API replica reloads keys and today's usage from ClickHouse (bounds how long a revocation takes to reach it), e.g. `2s`",
+        ),
+    ];
+}
+
 impl ServiceConfig for ApiConfig {
+    const KEYS: &'static [&'static [KeySpec]] =
+        &[CommonConfig::KEYS, ClickHouseConfig::KEYS, Self::OWN_KEYS];
     const SERVICE: Service = Service::Api;
 
     fn common(&self) -> &CommonConfig {

@@ -9,7 +9,8 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use polytape_runtime::metrics::{counter_vec, histogram_vec};
+use prometheus::{HistogramVec, IntCounterVec};
 
 use crate::{error::ApiError, limits::RateInfo, state::AppState};
 
@@ -22,28 +23,20 @@ fn metrics() -> Option<&'static Metrics> {
     static METRICS: OnceLock<Option<Metrics>> = OnceLock::new();
     METRICS
         .get_or_init(|| {
-            let requests = IntCounterVec::new(
-                Opts::new(
+            Some(Metrics {
+                requests: counter_vec(
                     "polytape_api_requests_total",
                     "API requests by route and status",
-                ),
-                &["route", "status"],
-            )
-            .ok()?;
-            let duration = HistogramVec::new(
-                HistogramOpts::new(
+                    &["route", "status"],
+                )?,
+                duration: histogram_vec(
                     "polytape_api_request_duration_seconds",
                     "API request latency by route",
-                )
-                .buckets(vec![
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                ]),
-                &["route"],
-            )
-            .ok()?;
-            Some(Metrics {
-                requests: polytape_runtime::metrics::register(requests),
-                duration: polytape_runtime::metrics::register(duration),
+                    &["route"],
+                    vec![
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    ],
+                )?,
             })
         })
         .as_ref()

@@ -9,13 +9,13 @@ mod common;
 use std::collections::{BTreeSet, HashMap};
 
 use common::{TestApi, condition_id, dec, load, migrated_database};
+use polytape_clickhouse::rows::{
+    BookSnapshotRow, BookStateRow, CandleRow, ContinuityRow, EventRow, MarketRow, PriceChangeRow,
+    PricePointRow, TradeRow,
+};
 use polytape_model::{
     BookLevel, BookSource, Continuity, ContinuityKind, Decimal, Market, MarketToken, Side, Trade,
     samples,
-};
-use polytape_sink_clickhouse::rows::{
-    BookSnapshotRow, BookStateRow, CandleRow, ContinuityRow, EventRow, MarketRow, PriceChangeRow,
-    PricePointRow, TradeRow,
 };
 
 const MINUTE: i64 = 60_000;

@@ -63,3 +63,11 @@ fn drop_database(database: &str) {
             .await;
     });
 }
+
+#[test]
+fn the_readme_lists_every_configuration_key_of_the_service() {
+    polytape_test_support::config::assert_readme_lists_the_keys(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"),
+        &[polytape_api::ApiConfig::OWN_KEYS],
+    );
+}

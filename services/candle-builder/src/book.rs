@@ -37,18 +37,17 @@
 //!   `full_depth_interval` bucket. Versions count the token's book events, so they grow per
 //!   token and a replay of the same events re-emits the same versions.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use polytape_model::{
     BookLevel, BookSnapshot, BookState, Continuity, ContinuityKind, PriceChange, Side,
+    book::L2Book,
+    micros::{self, ONE, UnitsError},
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::{
-    hash::FxBuildHasher,
-    units::{self, ONE, UnitsError},
-};
+use crate::hash::FxBuildHasher;
 
 /// Tick size assumed until a snapshot gives one (Polymarket's default tick).
 const DEFAULT_TICK: i64 = 10_000;
@@ -80,144 +79,6 @@ impl Default for BookSettings {
     }
 }
 
-/// A full L2 book in scale-6 units: price → size, sizes always positive.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderBook {
-    bids: BTreeMap<i64, i64>,
-    asks: BTreeMap<i64, i64>,
-}
-
-impl OrderBook {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Replaces the whole book with the snapshot's levels. Levels of size 0 are dropped; a
-    /// price listed twice keeps its last size.
-    pub fn apply_snapshot(&mut self, snapshot: &BookSnapshot) -> Result<(), UnitsError> {
-        let bids = levels(&snapshot.bids)?;
-        let asks = levels(&snapshot.asks)?;
-        self.bids = bids;
-        self.asks = asks;
-        Ok(())
-    }
-
-    /// Sets one level to the change's absolute size (0 deletes it).
-    pub fn apply_change(&mut self, change: &PriceChange) -> Result<(), UnitsError> {
-        let price = units::to_micros("price", change.price)?;
-        let size = units::to_micros("size", change.size)?;
-        self.set_level(change.side, price, size);
-        Ok(())
-    }
-
-    /// Sets `side`'s level at `price` to `size` units (0 or less deletes it).
-    pub fn set_level(&mut self, side: Side, price: i64, size: i64) {
-        let levels = match side {
-            Side::Buy => &mut self.bids,
-            Side::Sell => &mut self.asks,
-        };
-        if size > 0 {
-            levels.insert(price, size);
-        } else {
-            levels.remove(&price);
-        }
-    }
-
-    /// Size of `side`'s level at `price` (0 if there is none).
-    pub fn size(&self, side: Side, price: i64) -> i64 {
-        let levels = match side {
-            Side::Buy => &self.bids,
-            Side::Sell => &self.asks,
-        };
-        levels.get(&price).copied().unwrap_or(0)
-    }
-
-    pub fn best_bid(&self) -> Option<i64> {
-        self.bids.keys().next_back().copied()
-    }
-
-    pub fn best_ask(&self) -> Option<i64> {
-        self.asks.keys().next().copied()
-    }
-
-    /// Bids best first (descending price).
-    pub fn bids(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
-        self.bids.iter().rev().map(|(price, size)| (*price, *size))
-    }
-
-    /// Asks best first (ascending price).
-    pub fn asks(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
-        self.asks.iter().map(|(price, size)| (*price, *size))
-    }
-
-    pub fn bid_level_count(&self) -> usize {
-        self.bids.len()
-    }
-
-    pub fn ask_level_count(&self) -> usize {
-        self.asks.len()
-    }
-
-    /// Total bid size at prices within `ticks` ticks of the best bid, inclusive
-    /// (`price ≥ best − ticks·tick`).
-    pub fn bid_depth(&self, ticks: i64, tick: i64) -> i64 {
-        let Some(best) = self.best_bid() else {
-            return 0;
-        };
-        self.bids
-            .range(best.saturating_sub(ticks.saturating_mul(tick))..)
-            .map(|(_, size)| *size)
-            .fold(0_i64, i64::saturating_add)
-    }
-
-    /// Total ask size at prices within `ticks` ticks of the best ask, inclusive.
-    pub fn ask_depth(&self, ticks: i64, tick: i64) -> i64 {
-        let Some(best) = self.best_ask() else {
-            return 0;
-        };
-        self.asks
-            .range(..=best.saturating_add(ticks.saturating_mul(tick)))
-            .map(|(_, size)| *size)
-            .fold(0_i64, i64::saturating_add)
-    }
-}
-
-/// Checks that every value of a snapshot is exact at scale 6 (so applying it cannot fail).
-pub fn check_snapshot(snapshot: &BookSnapshot) -> Result<(), UnitsError> {
-    levels(&snapshot.bids)?;
-    levels(&snapshot.asks)?;
-    if let Some(tick) = snapshot.tick_size {
-        units::to_micros("tick_size", tick)?;
-    }
-    Ok(())
-}
-
-/// Checks that every value of a change is exact at scale 6 (so applying it cannot fail).
-pub fn check_change(change: &PriceChange) -> Result<(), UnitsError> {
-    units::to_micros("price", change.price)?;
-    units::to_micros("size", change.size)?;
-    for (field, value) in [("best_bid", change.best_bid), ("best_ask", change.best_ask)] {
-        if let Some(value) = value {
-            units::to_micros(field, value)?;
-        }
-    }
-    Ok(())
-}
-
-fn levels(levels: &[BookLevel]) -> Result<BTreeMap<i64, i64>, UnitsError> {
-    let mut map = BTreeMap::new();
-    for level in levels {
-        let price = units::to_micros("price", level.price)?;
-        let size = units::to_micros("size", level.size)?;
-        if size > 0 {
-            map.insert(price, size);
-        } else {
-            map.remove(&price);
-        }
-    }
-    Ok(map)
-}
-
 /// A change kept for re-applying over a late-read snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct RecentChange {
@@ -237,7 +98,7 @@ struct RecentChange {
 /// The book of one token with its validation and publishing state.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct TokenBook {
-    book: OrderBook,
+    book: L2Book,
     condition_id: Option<String>,
     tick_size: Option<i64>,
     /// Time of the snapshot the book is built on; `None` until the first snapshot.
@@ -319,7 +180,7 @@ impl BookEngine {
     }
 
     /// The current book of a token.
-    pub fn book(&self, token_id: &str) -> Option<&OrderBook> {
+    pub fn book(&self, token_id: &str) -> Option<&L2Book> {
         self.tokens.get(token_id).map(|token| &token.book)
     }
 
@@ -372,7 +233,7 @@ impl BookEngine {
         }
         token.book.apply_snapshot(snapshot)?;
         if let Some(tick) = snapshot.tick_size {
-            token.tick_size = Some(units::to_micros("tick_size", tick)?);
+            token.tick_size = Some(micros::to_micros("tick_size", tick)?);
         }
         token.condition_id = Some(snapshot.condition_id.clone());
         token.snapshot_ms = Some(snapshot.timestamp_ms);
@@ -431,15 +292,15 @@ impl BookEngine {
     /// Applies one level change and validates the book against it.
     pub fn apply_change(&mut self, change: &PriceChange) -> Result<BookOutput, UnitsError> {
         let mut output = BookOutput::default();
-        let price = units::to_micros("price", change.price)?;
-        let size = units::to_micros("size", change.size)?;
+        let price = micros::to_micros("price", change.price)?;
+        let size = micros::to_micros("size", change.size)?;
         let expected_bid = change
             .best_bid
-            .map(|bid| units::to_micros("best_bid", bid))
+            .map(|bid| micros::to_micros("best_bid", bid))
             .transpose()?;
         let expected_ask = change
             .best_ask
-            .map(|ask| units::to_micros("best_ask", ask))
+            .map(|ask| micros::to_micros("best_ask", ask))
             .transpose()?;
         if !self.tokens.contains_key(change.token_id.as_str()) {
             // A change read before the token's first snapshot is kept for it.
@@ -674,7 +535,7 @@ impl BookEngine {
 fn price_text(price: Option<i64>) -> String {
     price.map_or_else(
         || "none".to_owned(),
-        |units| units::micros_to_decimal(units).to_string(),
+        |units| micros::micros_to_decimal(units).to_string(),
     )
 }
 
@@ -762,8 +623,8 @@ fn book_levels(levels: impl Iterator<Item = (i64, i64)>, limit: usize) -> Vec<Bo
     levels
         .take(limit)
         .map(|(price, size)| BookLevel {
-            price: units::micros_to_decimal(price),
-            size: units::micros_to_decimal(size),
+            price: micros::micros_to_decimal(price),
+            size: micros::micros_to_decimal(size),
         })
         .collect()
 }
@@ -801,7 +662,7 @@ fn state_of(
         (Some(bid), Some(ask)) => (Some(mid_units(bid, ask)), Some(ask - bid)),
         _ => (None, None),
     };
-    let decimal = |units: Option<i64>| units.map(units::micros_to_decimal);
+    let decimal = |units: Option<i64>| units.map(micros::micros_to_decimal);
     BookState {
         token_id: token_id.to_owned(),
         condition_id: token.condition_id.clone(),
@@ -816,12 +677,12 @@ fn state_of(
         mid: decimal(mid),
         spread: decimal(spread),
         tick_size: decimal(token.tick_size),
-        bid_depth_1_tick: units::micros_to_decimal(book.bid_depth(1, tick)),
-        bid_depth_5_ticks: units::micros_to_decimal(book.bid_depth(5, tick)),
-        bid_depth_10_ticks: units::micros_to_decimal(book.bid_depth(10, tick)),
-        ask_depth_1_tick: units::micros_to_decimal(book.ask_depth(1, tick)),
-        ask_depth_5_ticks: units::micros_to_decimal(book.ask_depth(5, tick)),
-        ask_depth_10_ticks: units::micros_to_decimal(book.ask_depth(10, tick)),
+        bid_depth_1_tick: micros::micros_to_decimal(book.bid_depth(1, tick)),
+        bid_depth_5_ticks: micros::micros_to_decimal(book.bid_depth(5, tick)),
+        bid_depth_10_ticks: micros::micros_to_decimal(book.bid_depth(10, tick)),
+        ask_depth_1_tick: micros::micros_to_decimal(book.ask_depth(1, tick)),
+        ask_depth_5_ticks: micros::micros_to_decimal(book.ask_depth(5, tick)),
+        ask_depth_10_ticks: micros::micros_to_decimal(book.ask_depth(10, tick)),
         consistent: token.consistent,
         version: token.events,
     }

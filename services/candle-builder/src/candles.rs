@@ -46,14 +46,14 @@ use std::{
     sync::Arc,
 };
 
-use polytape_model::{Candle, LastTrade, Side, Trade, TradeSource};
+use polytape_model::{
+    Candle, LastTrade, Side, Trade, TradeSource,
+    micros::{self, UnitsError},
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::{
-    hash::FxBuildHasher,
-    units::{self, UnitsError},
-};
+use crate::hash::FxBuildHasher;
 
 /// A candle interval: a whole number of seconds, minutes, hours or days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -428,20 +428,20 @@ impl Window {
         condition_id: Option<&str>,
         label: &str,
     ) -> Result<Candle, UnitsError> {
-        let vwap = units::vwap_units(self.notional, self.volume)?.unwrap_or(0);
+        let vwap = micros::vwap_units(self.notional, self.volume)?.unwrap_or(0);
         Ok(Candle {
             token_id: token_id.to_owned(),
             condition_id: condition_id.map(str::to_owned),
             interval: label.to_owned(),
             open_time_ms: self.open_ms,
             close_time_ms: self.open_ms + self.length_ms,
-            open: units::micros_to_decimal(self.open.price),
-            high: units::micros_to_decimal(self.high),
-            low: units::micros_to_decimal(self.low),
-            close: units::micros_to_decimal(self.close.price),
-            volume: units::units_to_decimal("volume", self.volume, units::SCALE)?,
-            notional: units::units_to_decimal("notional", self.notional, units::NOTIONAL_SCALE)?,
-            vwap: units::units_to_decimal("vwap", vwap, units::NOTIONAL_SCALE)?,
+            open: micros::micros_to_decimal(self.open.price),
+            high: micros::micros_to_decimal(self.high),
+            low: micros::micros_to_decimal(self.low),
+            close: micros::micros_to_decimal(self.close.price),
+            volume: micros::units_to_decimal("volume", self.volume, micros::SCALE)?,
+            notional: micros::units_to_decimal("notional", self.notional, micros::NOTIONAL_SCALE)?,
+            vwap: micros::units_to_decimal("vwap", vwap, micros::NOTIONAL_SCALE)?,
             trade_count: self.trade_count,
             first_trade_ms: self.first_ms,
             last_trade_ms: self.last_ms,
@@ -706,8 +706,8 @@ impl CandleAggregator {
     /// changed since the last drain, once, at its latest version (the pipeline drains once
     /// per batch, so a burst of trades in one window yields one record).
     pub fn ingest(&mut self, trade: &Trade, offset: i64) -> Result<Ingested, Rejected> {
-        let price = units::to_micros("price", trade.price)?;
-        let size = units::to_micros("size", trade.size)?;
+        let price = micros::to_micros("price", trade.price)?;
+        let size = micros::to_micros("size", trade.size)?;
         if price <= 0 {
             return Err(Rejected::Invalid(format!(
                 "price {} is not positive",

@@ -2,7 +2,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use polytape_runtime::{
     AdminEndpoint, Service, ServiceConfig,
-    config::{CommonConfig, KafkaConfig, ValidationReport},
+    config::{CLOB_URL, CommonConfig, KafkaConfig, KeyKind, KeySpec, ValidationReport},
 };
 use serde::Deserialize;
 
@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// Configuration of `polytape-candle-builder`; see README.md, "Configuration", for every key.
-/// Defaults live with every other key's in crates/runtime/src/defaults.toml.
+/// Its own keys, with their defaults, are declared in [`CandleBuilderConfig::OWN_KEYS`].
 #[derive(Debug, Clone, Deserialize)]
 pub struct CandleBuilderConfig {
     #[serde(flatten)]
@@ -50,7 +50,88 @@ pub struct CandleBuilderConfig {
     pub book_resync_budget: u32,
 }
 
+impl CandleBuilderConfig {
+    /// The keys only this service reads.
+    pub const OWN_KEYS: &'static [KeySpec] = &[
+        KeySpec::new(
+            "candle_builder_admin_addr",
+            KeyKind::SocketAddr,
+            "127.0.0.1:9103",
+            "candle-builder's admin listen address",
+        ),
+        KeySpec::new(
+            "candle_intervals",
+            KeyKind::Text,
+            "1m,5m,15m,1h,4h,1d",
+            "candle intervals, comma-separated (number + s/m/h/d dividing a day), e.g. `1m,5m,15m,1h,4h,1d`",
+        ),
+        KeySpec::new(
+            "candle_allowed_lateness",
+            KeyKind::Duration,
+            "2m",
+            "how far behind its token's watermark (the token's largest trade time) a window waits for trades before it is final",
+        ),
+        KeySpec::new(
+            "candle_correction_horizon",
+            KeyKind::Duration,
+            "24h",
+            "how long a final candle can still be corrected by a trade found late (re-emitted complete with `revision` one higher); older trades go to the DLQ as late; at least the allowed lateness",
+        ),
+        KeySpec::new(
+            "candle_input",
+            KeyKind::Choice(&["trades", "last_trades"]),
+            "trades",
+            "the topic candles are built from: `trades` (every fill, from the collector) or `last_trades` (the WebSocket's taker rows only, live); one per deployment, never both (a taker fill would count twice)",
+        ),
+        KeySpec::new(
+            "book_top_levels",
+            KeyKind::Count {
+                min: 1,
+                max: 10_000,
+            },
+            "50",
+            "levels per side in a regular book_state record",
+        ),
+        KeySpec::new(
+            "book_publish_interval",
+            KeyKind::Duration,
+            "10s",
+            "event-time period of book_state records without a best bid/ask change",
+        ),
+        KeySpec::new(
+            "book_full_depth_interval",
+            KeyKind::Duration,
+            "5m",
+            "event-time period of full-depth book_state records",
+        ),
+        KeySpec::new(
+            "book_idle_eviction",
+            KeyKind::Duration,
+            "24h",
+            "books without events for this long (event time) are evicted",
+        ),
+        KeySpec::new(
+            "candle_builder_checkpoint_interval",
+            KeyKind::Duration,
+            "5s",
+            "how often the candle builder checkpoints its state",
+        ),
+        KeySpec::new(
+            "book_resync_budget",
+            KeyKind::Count { min: 0, max: 1_500 },
+            "50",
+            "CLOB REST `/book` requests per 10 s the candle builder may spend fetching the books it found inconsistent (BOOK_MISMATCH); 0 disables the resync",
+        ),
+    ];
+}
+
 impl ServiceConfig for CandleBuilderConfig {
+    const KEYS: &'static [&'static [KeySpec]] = &[
+        CommonConfig::KEYS,
+        KafkaConfig::KEYS,
+        &[CLOB_URL],
+        Self::OWN_KEYS,
+    ];
     const SERVICE: Service = Service::CandleBuilder;
 
     fn common(&self) -> &CommonConfig {

@@ -3,7 +3,7 @@
 use polytape_codec::CodecError;
 use polytape_kafka::KafkaError;
 
-use crate::units::UnitsError;
+use polytape_model::micros::UnitsError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuilderError {

@@ -16,7 +16,6 @@ mod hash;
 pub mod merge;
 pub mod pipeline;
 pub mod resync;
-pub mod units;
 
 pub use config::CandleBuilderConfig;
 pub use error::BuilderError;

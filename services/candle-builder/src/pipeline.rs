@@ -11,6 +11,7 @@
 //! No Kafka transactions are used: outputs are deterministic, so what a crash makes the
 //! builder send twice is identical both times.
 
+use backon::{ExponentialBuilder, Retryable as _};
 use std::{
     collections::{BTreeMap, HashMap},
     time::{Duration, Instant},
@@ -35,7 +36,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::{
     CandleBuilderConfig,
-    book::{self, BookEngine, BookEngineState, BookOutput, BookSettings, Skipped},
+    book::{BookEngine, BookEngineState, BookOutput, BookSettings, Skipped},
     candles::{
         self, AggregatorState, CandleAggregator, CandleInput, CandleSettings, Ingested, Rejected,
     },
@@ -240,7 +241,7 @@ impl Builder {
                 self.consumed[1] += 1;
                 if let Some(snapshot) = self.decode(&decoders.snapshots, &input).await? {
                     // Checked now, so that what the merge releases later always applies.
-                    match book::check_snapshot(&snapshot) {
+                    match polytape_model::book::check_snapshot(&snapshot) {
                         Ok(()) => self.book_merge.push(
                             input.partition,
                             input.offset,
@@ -255,7 +256,7 @@ impl Builder {
             Topic::PriceChanges => {
                 self.consumed[2] += 1;
                 if let Some(change) = self.decode(&decoders.changes, &input).await? {
-                    match book::check_change(&change) {
+                    match polytape_model::book::check_change(&change) {
                         Ok(()) => self.book_merge.push(
                             input.partition,
                             input.offset,
@@ -355,7 +356,7 @@ impl Builder {
 
     fn book_output(
         &mut self,
-        applied: Result<BookOutput, crate::units::UnitsError>,
+        applied: Result<BookOutput, polytape_model::micros::UnitsError>,
         event_ms: i64,
     ) {
         let output = match applied {
@@ -430,29 +431,26 @@ impl Builder {
             self.outputs.candles.extend(aggregator.drain()?);
         }
         let outputs = &self.outputs;
-        let mut attempt = 0_u32;
-        loop {
-            let sent = futures::try_join!(
+        // 5 retries of a retryable failure, 1 s doubling to 16 s, then the builder stops (and
+        // is restarted from its checkpoint).
+        let send_all = || async {
+            futures::try_join!(
                 producers.candles.send_all(&outputs.candles),
                 producers.states.send_all(&outputs.states),
                 producers.gaps.send_all(&outputs.gaps),
                 producers.dead.send_all(&outputs.dead),
-            );
-            match sent {
-                Ok(_) => break,
-                Err(error) if error.is_retryable() && attempt < 5 => {
-                    let retry_in = Duration::from_secs(1 << attempt);
-                    SendRetried {
-                        error: &error,
-                        retry_in,
-                    }
-                    .emit();
-                    tokio::time::sleep(retry_in).await;
-                    attempt += 1;
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
+            )
+        };
+        send_all
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_secs(1))
+                    .with_max_delay(Duration::from_secs(16))
+                    .with_max_times(5),
+            )
+            .when(|error| error.is_retryable())
+            .notify(|error, retry_in| SendRetried { error, retry_in }.emit())
+            .await?;
         BatchProcessed {
             consumed: [
                 (self.candle_input.label(), self.consumed[0]),

@@ -7,7 +7,8 @@
 
 use std::{collections::BTreeMap, str::FromStr};
 
-use polytape_candle_builder::book::{BookEngine, BookSettings, OrderBook, Skipped};
+use polytape_candle_builder::book::{BookEngine, BookSettings, Skipped};
+use polytape_model::book::L2Book;
 use polytape_model::{
     BookLevel, BookSnapshot, BookSource, BookState, ContinuityKind, Decimal, PriceChange, Side,
 };
@@ -142,7 +143,7 @@ fn order_book_table() {
         ),
     ];
     for (name, bids, asks, changes, expected_bids, expected_asks) in cases {
-        let mut book = OrderBook::new();
+        let mut book = L2Book::new();
         // Whatever was there before, a snapshot replaces it.
         book.set_level(Side::Buy, 123_000, 1);
         book.apply_snapshot(&snapshot(T0, bids, asks)).unwrap();

@@ -22,8 +22,8 @@ fn units(levels: &[BookLevel]) -> Vec<(i64, i64)> {
     levels
         .iter()
         .map(|level| {
-            let price = polytape_candle_builder::units::to_micros("price", level.price).unwrap();
-            let size = polytape_candle_builder::units::to_micros("size", level.size).unwrap();
+            let price = polytape_model::micros::to_micros("price", level.price).unwrap();
+            let size = polytape_model::micros::to_micros("size", level.size).unwrap();
             (price, size)
         })
         .collect()

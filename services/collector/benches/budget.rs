@@ -116,7 +116,8 @@ async fn connect(sim: &RunningSim, run: usize, phase: &str) -> Arc<Collector> {
             budget_window: WINDOW,
             // Upstream's maximum: 80 lists × 21 pages, long enough to span several windows.
             leaderboard_depth: 1_050,
-            ..CollectorTuning::default()
+            ..polytape_runtime::config::defaults_of::<CollectorTuning>(&[CollectorConfig::OWN_KEYS])
+                .unwrap()
         },
     };
     Arc::new(

@@ -2,7 +2,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use polytape_runtime::{
     AdminEndpoint, Service, ServiceConfig,
-    config::{CommonConfig, KafkaConfig, UpstreamConfig},
+    config::{CommonConfig, KafkaConfig, KeyKind, KeySpec, UpstreamConfig},
 };
 use serde::Deserialize;
 
@@ -17,13 +17,12 @@ pub struct CollectorConfig {
     #[serde(flatten)]
     pub upstream: UpstreamConfig,
     pub collector_admin_addr: SocketAddr,
-    #[serde(flatten, default)]
+    #[serde(flatten)]
     pub tuning: CollectorTuning,
 }
 
 /// Collector-specific knobs, with defaults from the brief's published budgets.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
 pub struct CollectorTuning {
     /// How far back trades are backfilled in `run` mode.
     #[serde(with = "humantime_serde", rename = "collector_retention")]
@@ -100,32 +99,142 @@ fn comma_separated<'de, D: serde::Deserializer<'de>>(
         .collect())
 }
 
-impl Default for CollectorTuning {
-    fn default() -> Self {
-        Self {
-            retention: Duration::from_secs(90 * 24 * 3600),
-            poll_interval: Duration::from_secs(30),
-            budget_window: Duration::from_secs(10),
-            budget_margin: 0.98,
-            concurrency: 8,
-            trades_page_size: 1000,
-            poll_lag: Duration::from_secs(60),
-            reconcile_window: Duration::from_secs(15 * 60),
-            reconcile_interval: Duration::from_secs(3600),
-            reconcile_horizon: Duration::from_secs(24 * 3600),
-            request_timeout: Duration::from_secs(30),
-            max_attempts: 8,
-            price_history_fidelity: 60,
-            book_snapshot_interval: Duration::from_secs(60),
-            book_snapshot_batch: 100,
-            book_snapshot_tokens: Vec::new(),
-            leaderboard_interval: Duration::from_secs(3600),
-            leaderboard_depth: 500,
-        }
-    }
+impl CollectorConfig {
+    /// The keys only this service reads.
+    pub const OWN_KEYS: &'static [KeySpec] = &[
+        KeySpec::new(
+            "collector_admin_addr",
+            KeyKind::SocketAddr,
+            "127.0.0.1:9101",
+            "collector's /healthz, /readyz, /metrics listen address",
+        ),
+        KeySpec::new(
+            "collector_retention",
+            KeyKind::Duration,
+            "90days",
+            "how far back `run` backfills trades, e.g. `90days`",
+        ),
+        KeySpec::new(
+            "collector_poll_interval",
+            KeyKind::Duration,
+            "30s",
+            "pause between collector polling rounds",
+        ),
+        KeySpec::new(
+            "collector_poll_lag",
+            KeyKind::Duration,
+            "60s",
+            "polling stops this far behind now (upstream indexes fills late)",
+        ),
+        KeySpec::new(
+            "collector_reconcile_window",
+            KeyKind::Duration,
+            "15m",
+            "every polling round re-reads this trailing window for fills upstream indexed late (0 = off)",
+        ),
+        KeySpec::new(
+            "collector_reconcile_interval",
+            KeyKind::Duration,
+            "1h",
+            "pause between deep reconciliation passes over collector_reconcile_horizon (0 = off)",
+        ),
+        KeySpec::new(
+            "collector_reconcile_horizon",
+            KeyKind::Duration,
+            "24h",
+            "how far back the deep reconciliation pass looks for fills indexed late",
+        ),
+        KeySpec::new(
+            "collector_budget_window",
+            KeyKind::Duration,
+            "10s",
+            "length of upstream's rate-limit windows",
+        ),
+        KeySpec::new(
+            "collector_budget_margin",
+            KeyKind::Fraction,
+            "0.98",
+            "fraction (0..1] of each published budget the collector uses",
+        ),
+        KeySpec::new(
+            "collector_concurrency",
+            KeyKind::Count { min: 1, max: 256 },
+            "8",
+            "markets walked at once",
+        ),
+        KeySpec::new(
+            "collector_trades_page_size",
+            KeyKind::Count {
+                min: 1,
+                max: 10_000,
+            },
+            "1000",
+            "rows per Data API /trades request",
+        ),
+        KeySpec::new(
+            "collector_request_timeout",
+            KeyKind::Duration,
+            "30s",
+            "timeout of one upstream request",
+        ),
+        KeySpec::new(
+            "collector_max_attempts",
+            KeyKind::Count { min: 1, max: 100 },
+            "8",
+            "attempts per upstream request",
+        ),
+        KeySpec::new(
+            "collector_price_history_fidelity",
+            KeyKind::Count {
+                min: 1,
+                max: 10_080,
+            },
+            "60",
+            "/prices-history fidelity in minutes",
+        ),
+        KeySpec::new(
+            "collector_book_snapshot_interval",
+            KeyKind::Duration,
+            "60s",
+            "pause between REST book snapshots (dataset book_snapshots, off by default)",
+        ),
+        KeySpec::new(
+            "collector_book_snapshot_batch",
+            KeyKind::Count { min: 1, max: 500 },
+            "100",
+            "tokens per CLOB POST /books request",
+        ),
+        KeySpec::new(
+            "collector_book_snapshot_tokens",
+            KeyKind::Name {
+                extra: ",",
+                allow_empty: true,
+            },
+            "",
+            "comma-separated token ids to snapshot over REST (empty = every open token of the selected markets); meant for tokens the WS bridge does not cover",
+        ),
+        KeySpec::new(
+            "collector_leaderboard_interval",
+            KeyKind::Duration,
+            "1h",
+            "pause between leaderboard snapshots",
+        ),
+        KeySpec::new(
+            "collector_leaderboard_depth",
+            KeyKind::Count { min: 1, max: 1_050 },
+            "500",
+            "rows read per leaderboard list (period, category, ordering)",
+        ),
+    ];
 }
 
 impl ServiceConfig for CollectorConfig {
+    const KEYS: &'static [&'static [KeySpec]] = &[
+        CommonConfig::KEYS,
+        KafkaConfig::KEYS,
+        UpstreamConfig::KEYS,
+        Self::OWN_KEYS,
+    ];
     const SERVICE: Service = Service::Collector;
 
     fn common(&self) -> &CommonConfig {

@@ -1,29 +1,15 @@
 //! Errors of the collector, classified: retryable ones are retried with backoff (or the
 //! market is retried on the next round), terminal ones stop the collector.
 
-use crate::{budget::Endpoint, parse::PageError};
+use polytape_polymarket::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
-    #[error("{endpoint:?} answered HTTP {status}: {body}")]
-    Status {
-        endpoint: Endpoint,
-        status: u16,
-        body: String,
-    },
-    #[error("{endpoint:?} request failed: {source}")]
-    Transport {
-        endpoint: Endpoint,
-        #[source]
-        source: reqwest::Error,
-    },
-    #[error("{endpoint:?} page is malformed: {error}")]
-    Page {
-        endpoint: Endpoint,
-        url: String,
-        body: Vec<u8>,
-        error: PageError,
-    },
+    /// Upstream failed: an answer, a transport failure or a malformed page (never `Cancelled`
+    /// or a client-building error: those are [`CollectError::Cancelled`] and
+    /// [`CollectError::Config`]).
+    #[error(transparent)]
+    Upstream(UpstreamError),
     #[error(transparent)]
     Kafka(#[from] polytape_kafka::KafkaError),
     #[error("schema registry: {0}")]
@@ -40,24 +26,26 @@ impl CollectError {
     /// Whether upstream failed (an answer, a transport failure or a malformed page), as
     /// opposed to Kafka, checkpoints or configuration: only those leave upstream time unread.
     pub fn is_upstream(&self) -> bool {
-        matches!(
-            self,
-            CollectError::Status { .. }
-                | CollectError::Transport { .. }
-                | CollectError::Page { .. }
-        )
+        matches!(self, CollectError::Upstream(_))
     }
 
     /// Whether trying again (later, or next round) may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            CollectError::Status { status, .. } => {
-                *status == 429 || *status == 408 || *status >= 500
-            }
-            CollectError::Transport { .. } | CollectError::Page { .. } => true,
+            CollectError::Upstream(error) => error.is_retryable(),
             CollectError::Kafka(error) => error.is_retryable(),
             CollectError::Checkpoint(_) => true,
             CollectError::Codec(_) | CollectError::Config(_) | CollectError::Cancelled => false,
+        }
+    }
+}
+
+impl From<UpstreamError> for CollectError {
+    fn from(error: UpstreamError) -> Self {
+        match error {
+            UpstreamError::Client(reason) => CollectError::Config(reason),
+            UpstreamError::Cancelled => CollectError::Cancelled,
+            error => CollectError::Upstream(error),
         }
     }
 }

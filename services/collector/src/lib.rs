@@ -1,21 +1,19 @@
 //! The collector: REST backfill and live polling of Gamma, the Data API and CLOB into Avro
 //! topics. Design: README.md beside this crate.
 //!
-//! Library modules are tested without the network (`parse`, `tape` walks, `budget`,
-//! `checkpoint` planning, `http` retry rules, the `reconcile` ledger of sent fills, `gaps`
-//! records, the `leaderboard` list tally); `collector` is the thin I/O around them.
+//! Upstream's wire formats, budgets and HTTP retry rules live in the Polymarket adapter
+//! (`polytape-polymarket`). Library modules here are tested without the network (`tape`
+//! walks, `checkpoint` planning, the `reconcile` ledger of sent fills, `gaps` records, the
+//! `leaderboard` list tally); `collector` is the thin I/O around them.
 
-pub mod budget;
 pub mod checkpoint;
 pub mod collector;
 mod config;
 pub mod error;
 pub mod gaps;
-pub mod http;
 pub mod leaderboard;
 mod metrics;
 pub mod options;
-pub mod parse;
 pub mod progress;
 pub mod reconcile;
 pub mod send_chunks;
@@ -35,6 +33,7 @@ pub async fn start(
     context: ServiceContext,
     options: Options,
 ) -> Result<(), BoxError> {
+    metrics::register_all();
     polytape_kafka::check_dependencies(&config.kafka).await?;
     let stop = context.shutdown.token();
     let collector = Arc::new(Collector::connect(&config, options.fresh, stop.clone()).await?);

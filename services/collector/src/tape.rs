@@ -21,7 +21,7 @@ use std::future::Future;
 
 use serde_json::Value;
 
-use crate::parse::{self, TradeRead};
+use polytape_polymarket::rest::{self as parse, TradeRead};
 
 /// Data API v1 `/trades` refuses `offset + limit` beyond this.
 pub const OFFSET_CAP: u32 = 10_000;

@@ -8,8 +8,9 @@ mod support;
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use polytape_collector::{Collector, CollectorTuning, Dataset, Mode, Options, parse};
+use polytape_collector::{Collector, CollectorTuning, Dataset, Mode, Options};
 use polytape_model::{BookSnapshot, BookSource, Market};
+use polytape_polymarket::rest as parse;
 use support::*;
 use tokio_util::sync::CancellationToken;
 

@@ -8,8 +8,9 @@ mod support;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use polytape_collector::{Collector, CollectorTuning, Dataset, Mode, Options, parse};
+use polytape_collector::{Collector, CollectorTuning, Dataset, Mode, Options};
 use polytape_model::LeaderboardEntry;
+use polytape_polymarket::rest as parse;
 use support::*;
 use tokio_util::sync::CancellationToken;
 

@@ -15,12 +15,12 @@
 use std::time::{Duration, Instant};
 
 use clickhouse::Client;
+use polytape_clickhouse::rows::TradeRow;
 use polytape_codec::{RecordEncoder, SchemaRegistryClient};
 use polytape_kafka::{RecordProducer, create_producer, ensure_topics};
 use polytape_model::{Decimal, Topic, Trade, samples};
 use polytape_sink_clickhouse::{
     pipeline::{BatchLimits, Pipeline},
-    rows::TradeRow,
     tables::{
         MAX_PARTITIONS_PER_INSERT, MessageAt, PartitionBy, TableBuffer, TypedBuffer, all_buffers,
     },

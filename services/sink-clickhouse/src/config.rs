@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 
 use polytape_runtime::{
     AdminEndpoint, Service, ServiceConfig,
-    config::{ClickHouseConfig, CommonConfig, KafkaConfig},
+    config::{ClickHouseConfig, CommonConfig, KafkaConfig, KeyKind, KeySpec},
 };
 use serde::Deserialize;
 
@@ -23,7 +23,58 @@ pub struct SinkConfig {
     pub sink_flush_interval: std::time::Duration,
 }
 
+impl SinkConfig {
+    /// The keys only this service reads.
+    pub const OWN_KEYS: &'static [KeySpec] = &[
+        KeySpec::new(
+            "sink_admin_addr",
+            KeyKind::SocketAddr,
+            "127.0.0.1:9104",
+            "sink's admin listen address",
+        ),
+        KeySpec::new(
+            "sink_consumer_group",
+            KeyKind::Name {
+                extra: "._-",
+                allow_empty: false,
+            },
+            "polytape-sink-clickhouse",
+            "the sink's Kafka consumer group",
+        ),
+        KeySpec::new(
+            "sink_batch_max_rows",
+            KeyKind::Count {
+                min: 1,
+                max: 10_000_000,
+            },
+            "100000",
+            "flush to ClickHouse once this many rows are pending",
+        ),
+        KeySpec::new(
+            "sink_batch_max_bytes",
+            KeyKind::Count {
+                min: 1024,
+                max: 4_294_967_296,
+            },
+            "67108864",
+            "flush once the pending batch holds this many bytes of Avro payload",
+        ),
+        KeySpec::new(
+            "sink_flush_interval",
+            KeyKind::Duration,
+            "500ms",
+            "flush at least this often, so quiet topics land promptly, e.g. `500ms`",
+        ),
+    ];
+}
+
 impl ServiceConfig for SinkConfig {
+    const KEYS: &'static [&'static [KeySpec]] = &[
+        CommonConfig::KEYS,
+        KafkaConfig::KEYS,
+        ClickHouseConfig::KEYS,
+        Self::OWN_KEYS,
+    ];
     const SERVICE: Service = Service::SinkClickhouse;
 
     fn common(&self) -> &CommonConfig {

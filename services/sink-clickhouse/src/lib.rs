@@ -1,12 +1,12 @@
 //! The ClickHouse sink: every topic into its ClickHouse table, at-least-once with exact dedupe
-//! (see `pipeline` for the guarantees, `rows` for the mapping of each record, and `isolate`
-//! for how rows ClickHouse refuses are set aside).
+//! (see `pipeline` for the guarantees, `polytape_clickhouse::rows` for the row of each table
+//! and the mapping of each record, and `isolate` for how rows ClickHouse refuses are set
+//! aside).
 
 mod config;
 pub mod isolate;
 mod metrics;
 pub mod pipeline;
-pub mod rows;
 pub mod tables;
 
 use std::time::Duration;

@@ -33,13 +33,14 @@ use rdkafka::{Message as _, consumer::Consumer as _};
 use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use polytape_clickhouse::rows::DeadLetterRow;
+
 use crate::{
     isolate::{Attempt, RejectedRow, insert_isolating},
     metrics::{
         BatchFlushed, DeadLetterDropped, InsertRejected, InsertRetried, MessageConsumed,
         MessageRejected, TableInserted,
     },
-    rows::DeadLetterRow,
     tables::{MAX_PARTITIONS_PER_INSERT, MessageAt, PendingRows, TableBuffer, pending_rows},
 };
 

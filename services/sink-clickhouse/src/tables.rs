@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
 use polytape_model::time::utc_year_month;
 
-use crate::rows::{self, MapError};
+use polytape_clickhouse::rows::{self, MapError};
 
 /// The most partitions one insert spans: ClickHouse's default `max_partitions_per_insert_block`.
 pub const MAX_PARTITIONS_PER_INSERT: usize = 100;
@@ -538,7 +538,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::rows::TradeRow;
+    use polytape_clickhouse::rows::TradeRow;
 
     const DAY: i64 = 86_400_000;
 

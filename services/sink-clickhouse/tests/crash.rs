@@ -7,11 +7,11 @@
 use std::{path::Path, time::Duration};
 
 use polytape_codec::SchemaRegistryClient;
-use polytape_kafka::{RecordProducer, create_producer, ensure_topics};
-use polytape_model::{Decimal, Topic, Trade, samples};
+use polytape_kafka::{RecordProducer, create_producer};
+use polytape_model::{Decimal, Trade, samples};
 use polytape_test_support::{
     cli::{RunningService, free_local_addr, stack_env},
-    stack::{IsolatedDatabase, endpoints, isolated_topics, unique_name},
+    stack::{IsolatedDatabase, endpoints, ensured_isolated_topics, unique_name},
 };
 use rand::Rng as _;
 
@@ -54,14 +54,8 @@ async fn counts(client: &clickhouse::Client) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_ten_times_during_a_million_record_replay_it_ends_exactly_once() {
     let stack = endpoints();
-    let names = isolated_topics("crash");
-    ensure_topics(&stack.kafka_brokers, &names, &Topic::ALL, 1)
-        .await
-        .unwrap();
-    let database = IsolatedDatabase::create("crash").await;
-    polytape_clickhouse::migrate(&database.client, &database.name, 90)
-        .await
-        .unwrap();
+    let names = ensured_isolated_topics("crash").await;
+    let database = IsolatedDatabase::migrated("crash").await;
 
     let registry = SchemaRegistryClient::new(&stack.schema_registry_url).unwrap();
     let producer = RecordProducer::<Trade>::register(

@@ -50,3 +50,11 @@ fn a_panicking_task_ends_the_process_with_exit_code_1() {
         "loader",
     );
 }
+
+#[test]
+fn the_readme_lists_every_configuration_key_of_the_service() {
+    polytape_test_support::config::assert_readme_lists_the_keys(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"),
+        &[polytape_sink_clickhouse::SinkConfig::OWN_KEYS],
+    );
+}

@@ -7,14 +7,14 @@
 use std::time::Duration;
 
 use polytape_codec::{AvroRecord, SchemaRegistryClient};
-use polytape_kafka::{RecordProducer, create_producer, ensure_topics};
+use polytape_kafka::{RecordProducer, create_producer};
 use polytape_model::{Decimal, Topic, TopicNames, samples};
 use polytape_sink_clickhouse::{
     pipeline::{BatchLimits, Pipeline},
     tables::all_buffers,
 };
 use polytape_test_support::stack::{
-    IsolatedDatabase, StackEndpoints, endpoints, isolated_topics, unique_name,
+    IsolatedDatabase, StackEndpoints, endpoints, ensured_isolated_topics, unique_name,
 };
 use rdkafka::producer::FutureRecord;
 use tokio_util::sync::CancellationToken;
@@ -99,14 +99,8 @@ async fn count(client: &clickhouse::Client, table: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_topic_lands_exactly_once_with_identical_values() {
     let stack = endpoints();
-    let names = isolated_topics("sinkload");
-    ensure_topics(&stack.kafka_brokers, &names, &Topic::ALL, 1)
-        .await
-        .unwrap();
-    let database = IsolatedDatabase::create("sinkload").await;
-    polytape_clickhouse::migrate(&database.client, &database.name, 90)
-        .await
-        .unwrap();
+    let names = ensured_isolated_topics("sinkload").await;
+    let database = IsolatedDatabase::migrated("sinkload").await;
     let registry = SchemaRegistryClient::new(&stack.schema_registry_url).unwrap();
 
     let trades = distinct(samples::trade(), PER_TOPIC, |trade, index| {
@@ -366,14 +360,8 @@ async fn every_topic_lands_exactly_once_with_identical_values() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_older_than_the_retention_are_gone_after_optimize_final() {
     let stack = endpoints();
-    let names = isolated_topics("sinkttl");
-    ensure_topics(&stack.kafka_brokers, &names, &Topic::ALL, 1)
-        .await
-        .unwrap();
-    let database = IsolatedDatabase::create("sinkttl").await;
-    polytape_clickhouse::migrate(&database.client, &database.name, 90)
-        .await
-        .unwrap();
+    let names = ensured_isolated_topics("sinkttl").await;
+    let database = IsolatedDatabase::migrated("sinkttl").await;
     // Expired parts are otherwise dropped in the background right after the insert; pausing
     // TTL merges lets the test see both rows land first.
     database

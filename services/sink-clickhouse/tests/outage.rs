@@ -8,7 +8,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use polytape_codec::SchemaRegistryClient;
-use polytape_kafka::{RecordProducer, create_producer, ensure_topics};
+use polytape_kafka::{RecordProducer, create_producer};
 use polytape_model::{Decimal, Topic, Trade, samples};
 use polytape_sink_clickhouse::{
     pipeline::{BatchLimits, Pipeline},
@@ -16,7 +16,7 @@ use polytape_sink_clickhouse::{
 };
 use polytape_test_support::{
     proxy::SwitchableProxy,
-    stack::{IsolatedDatabase, endpoints, isolated_topics, unique_name},
+    stack::{IsolatedDatabase, endpoints, ensured_isolated_topics, unique_name},
 };
 use rdkafka::{
     Offset, TopicPartitionList,
@@ -72,15 +72,9 @@ fn committed_offsets(brokers: &str, group: &str, topic: &str, partitions: i32) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clickhouse_outage_holds_offsets_bounds_memory_and_loses_nothing() {
     let stack = endpoints();
-    let names = isolated_topics("outage");
+    let names = ensured_isolated_topics("outage").await;
     let topic = names.name(Topic::Trades);
-    ensure_topics(&stack.kafka_brokers, &names, &Topic::ALL, 1)
-        .await
-        .unwrap();
-    let database = IsolatedDatabase::create("outage").await;
-    polytape_clickhouse::migrate(&database.client, &database.name, 90)
-        .await
-        .unwrap();
+    let database = IsolatedDatabase::migrated("outage").await;
     let clickhouse_addr: SocketAddr = stack
         .clickhouse_url
         .trim_start_matches("http://")

@@ -13,14 +13,14 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use polytape_codec::{RecordDecoder, SchemaRegistryClient};
-use polytape_kafka::{RecordProducer, create_producer, ensure_topics};
+use polytape_kafka::{RecordProducer, create_producer};
 use polytape_model::{Topic, TopicNames, Trade, samples};
 use polytape_sink_clickhouse::{
     pipeline::{BatchLimits, Pipeline},
     tables::all_buffers,
 };
 use polytape_test_support::stack::{
-    IsolatedDatabase, StackEndpoints, endpoints, isolated_topics, unique_name,
+    IsolatedDatabase, StackEndpoints, endpoints, ensured_isolated_topics, unique_name,
 };
 use rdkafka::{
     Offset, TopicPartitionList,
@@ -109,15 +109,9 @@ struct StoredDeadLetter {
 async fn a_row_clickhouse_refuses_is_dead_lettered_and_the_rest_loads_exactly_once() {
     let _ = tracing_subscriber::fmt().with_env_filter("info").try_init();
     let stack = endpoints();
-    let names = isolated_topics("poison");
+    let names = ensured_isolated_topics("poison").await;
     let topic = names.name(Topic::Trades);
-    ensure_topics(&stack.kafka_brokers, &names, &Topic::ALL, 1)
-        .await
-        .unwrap();
-    let database = IsolatedDatabase::create("poison").await;
-    polytape_clickhouse::migrate(&database.client, &database.name, 90)
-        .await
-        .unwrap();
+    let database = IsolatedDatabase::migrated("poison").await;
     // A real engine refusal for one specific row, which our own mapping accepts.
     database
         .client
@@ -251,10 +245,7 @@ async fn a_row_clickhouse_refuses_is_dead_lettered_and_the_rest_loads_exactly_on
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_over_more_partitions_than_one_insert_may_hold_loads() {
     let stack = endpoints();
-    let names = isolated_topics("backfill");
-    ensure_topics(&stack.kafka_brokers, &names, &Topic::ALL, 1)
-        .await
-        .unwrap();
+    let names = ensured_isolated_topics("backfill").await;
     let database = IsolatedDatabase::create("backfill").await;
     // A retention longer than the backfill, so no row is expired by its TTL.
     polytape_clickhouse::migrate(&database.client, &database.name, 400)

@@ -4,10 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use polytape_ws_bridge::{
-    parse::{MarketEvent, Stamp, parse_event, split_frame},
-    publish::{Encoders, Outgoing},
-};
+use polytape_polymarket::market_channel::{MarketEvent, Stamp, parse_event, split_frame};
+use polytape_ws_bridge::publish::{Encoders, Outgoing};
 
 /// A frame as the simulator batches them: price changes (most), trades, books, quotes.
 fn frame() -> String {

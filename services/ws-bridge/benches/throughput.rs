@@ -16,7 +16,7 @@ use polymarket_sim::SimConfig;
 use polytape_kafka::{RecordProducer, create_producer};
 use polytape_model::{Market, MarketToken, Topic};
 use polytape_test_support::stack::{endpoints, isolated_topics};
-use polytape_ws_bridge::{Bridge, BridgeTuning, TokenFilterConfig, WsBridgeConfig};
+use polytape_ws_bridge::{Bridge, WsBridgeConfig};
 use tokio_util::sync::CancellationToken;
 
 const RUNS: usize = 3;
@@ -186,8 +186,8 @@ fn one_run(
         upstream: polytape_test_support::config::simulator_upstream(&base, sim.ws_url()),
         ws_bridge_admin_addr: "127.0.0.1:0".parse().unwrap(),
         ws_max_assets_per_connection: 250,
-        tuning: BridgeTuning::default(),
-        filter: TokenFilterConfig::default(),
+        tuning: polytape_runtime::config::defaults_of(&[WsBridgeConfig::OWN_KEYS]).unwrap(),
+        filter: polytape_runtime::config::defaults_of(&[WsBridgeConfig::OWN_KEYS]).unwrap(),
     };
     let stop = CancellationToken::new();
     let events_before = counter("polytape_ws_events_total");

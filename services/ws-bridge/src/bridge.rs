@@ -22,6 +22,7 @@ use std::{
 use polytape_codec::SchemaRegistryClient;
 use polytape_kafka::create_producer;
 use polytape_model::{ContinuityKind, TopicNames, now_ms};
+use polytape_polymarket::{Budgets, RetryPolicy, Upstream};
 use tokio::{
     sync::mpsc,
     task::{JoinError, JoinHandle, JoinSet},
@@ -56,6 +57,10 @@ const SHARD_RESTARTS: usize = 3;
 const SHARD_RESTART_WINDOW: Duration = Duration::from_secs(600);
 /// Tokens per continuity record declared at start for tokens no longer followed.
 const TOKENS_PER_RECORD: usize = 500;
+/// Share of the CLOB `/book` budget the REST fallback may use: the candle builder's resync
+/// calls the same endpoint from the same address.
+const BOOK_BUDGET_MARGIN: f64 = 0.5;
+
 /// How long the last state write of a stop may take.
 const STATE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A dropped token is forgotten from the state once the watermark is this much upstream time
@@ -156,17 +161,26 @@ impl Bridge {
             Arc::clone(&progress),
         );
         let (reports_sender, reports) = mpsc::unbounded_channel();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(BridgeError::Http)?;
+        // The REST `/book` fallback keeps to its own budget; a failed request is retried by the
+        // session at its next dump deadline, not here, so it never holds the read loop.
+        let upstream = Upstream::new(
+            concat!("polytape-ws-bridge/", env!("CARGO_PKG_VERSION")),
+            Budgets::new(Duration::from_secs(10), BOOK_BUDGET_MARGIN),
+            RetryPolicy {
+                max_attempts: 1,
+                request_timeout: Duration::from_secs(10),
+                ..RetryPolicy::default()
+            },
+            stop.clone(),
+        )
+        .map_err(BridgeError::Upstream)?;
         let shared = Arc::new(Shared {
             publisher: publisher.clone(),
             gaps: Gaps::new(),
             tuning: config.tuning.clone(),
             ws_url: config.upstream.clob_ws_url.clone(),
             clob_url: config.upstream.clob_url.clone(),
-            http,
+            upstream,
             instance: instance.clone(),
             lifecycle_seen: Mutex::new(RecentSet::new(LIFECYCLE_REMEMBERED)),
             reports: reports_sender,
@@ -947,11 +961,18 @@ mod tests {
             tuning: BridgeTuning {
                 reconnect_min_backoff: Duration::from_millis(5),
                 reconnect_max_backoff: Duration::from_millis(20),
-                ..BridgeTuning::default()
+                ..polytape_runtime::config::defaults_of(&[crate::config::WsBridgeConfig::OWN_KEYS])
+                    .unwrap()
             },
             ws_url: "ws://127.0.0.1:1/".to_owned(),
             clob_url: "http://127.0.0.1:1".to_owned(),
-            http: reqwest::Client::new(),
+            upstream: Upstream::new(
+                "test",
+                Budgets::new(Duration::from_secs(10), 0.5),
+                RetryPolicy::default(),
+                CancellationToken::new(),
+            )
+            .expect("a client"),
             instance: "test".to_owned(),
             lifecycle_seen: Mutex::new(RecentSet::new(10)),
             reports,

@@ -2,7 +2,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use polytape_runtime::{
     AdminEndpoint, Service, ServiceConfig,
-    config::{CommonConfig, KafkaConfig, UpstreamConfig, ValidationReport},
+    config::{CommonConfig, KafkaConfig, KeyKind, KeySpec, UpstreamConfig, ValidationReport},
 };
 use serde::Deserialize;
 
@@ -17,15 +17,14 @@ pub struct WsBridgeConfig {
     pub upstream: UpstreamConfig,
     pub ws_bridge_admin_addr: SocketAddr,
     pub ws_max_assets_per_connection: u32,
-    #[serde(flatten, default)]
+    #[serde(flatten)]
     pub tuning: BridgeTuning,
-    #[serde(flatten, default)]
+    #[serde(flatten)]
     pub filter: TokenFilterConfig,
 }
 
 /// Heartbeat, freeze detection and reconnection knobs.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
 pub struct BridgeTuning {
     #[serde(with = "humantime_serde", rename = "ws_ping_interval")]
     pub ping_interval: Duration,
@@ -45,23 +44,8 @@ pub struct BridgeTuning {
     pub dump_timeout: Duration,
 }
 
-impl Default for BridgeTuning {
-    fn default() -> Self {
-        Self {
-            ping_interval: Duration::from_secs(10),
-            pong_timeout: Duration::from_secs(30),
-            staleness_min: Duration::from_secs(30),
-            staleness_max: Duration::from_secs(300),
-            reconnect_min_backoff: Duration::from_secs(1),
-            reconnect_max_backoff: Duration::from_secs(60),
-            dump_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
 /// Which markets of `polymarket.markets.v1` the bridge follows (beyond active + order book).
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
 pub struct TokenFilterConfig {
     /// Comma-separated tags; a market qualifies with any of them (case-insensitive).
     #[serde(rename = "ws_filter_tags")]
@@ -74,7 +58,97 @@ pub struct TokenFilterConfig {
     pub ids: String,
 }
 
+impl WsBridgeConfig {
+    /// The keys only this service reads.
+    pub const OWN_KEYS: &'static [KeySpec] = &[
+        KeySpec::new(
+            "ws_bridge_admin_addr",
+            KeyKind::SocketAddr,
+            "127.0.0.1:9102",
+            "ws-bridge's admin listen address",
+        ),
+        KeySpec::new(
+            "ws_max_assets_per_connection",
+            KeyKind::Count {
+                min: 1,
+                max: 10_000,
+            },
+            "500",
+            "token ids per WebSocket connection (lowered at run time if the server refuses with a smaller `max_assets`)",
+        ),
+        KeySpec::new(
+            "ws_ping_interval",
+            KeyKind::Duration,
+            "10s",
+            "how often the ws-bridge sends the text frame PING on each connection",
+        ),
+        KeySpec::new(
+            "ws_pong_timeout",
+            KeyKind::Duration,
+            "30s",
+            "a connection without PONG for this long is reconnected",
+        ),
+        KeySpec::new(
+            "ws_staleness_min",
+            KeyKind::Duration,
+            "30s",
+            "shortest silence (no data, PONGs still arriving) treated as a frozen connection",
+        ),
+        KeySpec::new(
+            "ws_staleness_max",
+            KeyKind::Duration,
+            "5m",
+            "longest staleness window, used for quiet token sets and before the rate is known",
+        ),
+        KeySpec::new(
+            "ws_reconnect_min_backoff",
+            KeyKind::Duration,
+            "1s",
+            "first delay before reconnecting (doubles per failed attempt, with jitter)",
+        ),
+        KeySpec::new(
+            "ws_reconnect_max_backoff",
+            KeyKind::Duration,
+            "60s",
+            "longest delay between reconnection attempts",
+        ),
+        KeySpec::new(
+            "ws_dump_timeout",
+            KeyKind::Duration,
+            "10s",
+            "after (re)subscribing, tokens without a `book` dump by then are fetched from REST /book",
+        ),
+        KeySpec::new(
+            "ws_filter_tags",
+            KeyKind::Text,
+            "",
+            "follow only markets carrying one of these tags, comma-separated (empty: any)",
+        ),
+        KeySpec::new(
+            "ws_filter_min_volume",
+            KeyKind::Count {
+                min: 0,
+                max: 1_000_000_000_000,
+            },
+            "0",
+            "follow only markets with at least this volume in USDC (0: any)",
+        ),
+        KeySpec::new(
+            "ws_filter_ids",
+            KeyKind::Text,
+            "",
+            "follow only these condition ids and/or token ids, comma-separated (empty: every market)",
+        ),
+    ];
+}
+
 impl ServiceConfig for WsBridgeConfig {
+    const KEYS: &'static [&'static [KeySpec]] = &[
+        CommonConfig::KEYS,
+        KafkaConfig::KEYS,
+        UpstreamConfig::KEYS,
+        Self::OWN_KEYS,
+    ];
     const SERVICE: Service = Service::WsBridge;
 
     fn common(&self) -> &CommonConfig {

@@ -20,7 +20,7 @@ pub enum BridgeError {
         source: polytape_codec::CodecError,
     },
     #[error("cannot build the REST client: {0}")]
-    Http(#[source] reqwest::Error),
+    Upstream(#[source] polytape_polymarket::UpstreamError),
     #[error("the record pipeline is closed")]
     PipelineClosed,
     #[error("bridge state: {0}")]
@@ -39,7 +39,7 @@ impl BridgeError {
             BridgeError::MarketsConsumer { .. } | BridgeError::State(_) => true,
             BridgeError::Codec(_)
             | BridgeError::Encode { .. }
-            | BridgeError::Http(_)
+            | BridgeError::Upstream(_)
             | BridgeError::PipelineClosed
             | BridgeError::ShardPanicked { .. }
             | BridgeError::Cancelled => false,

@@ -12,7 +12,6 @@ pub mod continuity;
 pub mod error;
 pub mod markets;
 mod metrics;
-pub mod parse;
 pub mod publish;
 pub mod recent;
 pub mod state;

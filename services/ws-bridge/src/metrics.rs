@@ -4,8 +4,8 @@
 use std::sync::OnceLock;
 
 use polytape_model::ContinuityKind;
-use polytape_runtime::metrics::{InternalEvent, register};
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
+use polytape_runtime::metrics::{InternalEvent, counter, counter_vec, gauge};
+use prometheus::{IntCounter, IntCounterVec, IntGauge};
 
 struct Metrics {
     connections_open: IntGauge,
@@ -21,62 +21,57 @@ struct Metrics {
     rest_books: IntCounterVec,
 }
 
-fn build() -> Result<Metrics, prometheus::Error> {
-    let counter = |name: &str, help: &str, labels: &[&str]| {
-        IntCounterVec::new(Opts::new(name, help), labels).map(register)
-    };
-    Ok(Metrics {
-        connections_open: IntGauge::new(
+/// Every metric through `polytape_runtime::metrics` (an invalid definition is logged, never a
+/// panic); `None` if one could not be defined.
+fn build() -> Option<Metrics> {
+    Some(Metrics {
+        connections_open: gauge(
             "polytape_ws_connections_open",
             "WebSocket connections currently open (one task each)",
-        )
-        .map(register)?,
-        records_in_flight: IntGauge::new(
+        )?,
+        records_in_flight: gauge(
             "polytape_ws_records_in_flight",
             "Records handed to the producer and not yet acknowledged or failed",
-        )
-        .map(register)?,
-        tokens_subscribed: IntGauge::new(
+        )?,
+        tokens_subscribed: gauge(
             "polytape_ws_tokens_subscribed",
             "Token ids the bridge follows across all connections",
-        )
-        .map(register)?,
-        events: counter(
+        )?,
+        events: counter_vec(
             "polytape_ws_events_total",
             "Market-channel events read, by event type",
             &["event_type"],
         )?,
-        records_acked: counter(
+        records_acked: counter_vec(
             "polytape_ws_records_acked_total",
             "Records acknowledged by Kafka, by topic",
             &["topic"],
         )?,
-        records_failed: counter(
+        records_failed: counter_vec(
             "polytape_ws_records_failed_total",
             "Records Kafka did not acknowledge (declared as continuity gaps), by topic",
             &["topic"],
         )?,
-        dead_letters: counter(
+        dead_letters: counter_vec(
             "polytape_ws_dead_letters_total",
             "Frames or events sent to the DLQ, by reason",
             &["reason"],
         )?,
-        continuity: counter(
+        continuity: counter_vec(
             "polytape_ws_continuity_total",
             "Continuity gaps opened, by kind",
             &["kind"],
         )?,
-        reconnects: counter(
+        reconnects: counter_vec(
             "polytape_ws_reconnects_total",
             "Connections ended and scheduled for reconnection, by reason",
             &["reason"],
         )?,
-        duplicates_dropped: IntCounter::new(
+        duplicates_dropped: counter(
             "polytape_ws_duplicates_dropped_total",
             "Events dropped because they repeated the previous event of their token byte for byte",
-        )
-        .map(register)?,
-        rest_books: counter(
+        )?,
+        rest_books: counter_vec(
             "polytape_ws_rest_books_total",
             "REST /book fetches for tokens whose dump was missing, by outcome",
             &["outcome"],
@@ -88,7 +83,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
 /// metrics must never stop the bridge.
 fn metrics() -> Option<&'static Metrics> {
     static METRICS: OnceLock<Option<Metrics>> = OnceLock::new();
-    METRICS.get_or_init(|| build().ok()).as_ref()
+    METRICS.get_or_init(build).as_ref()
 }
 
 /// A connection finished its handshake and subscription.

@@ -7,6 +7,7 @@
 //! time per shard, and the open gaps — an open gap is written to the state topic before its
 //! record is handed over, and deleted there once its closing record is acknowledged.
 
+use backon::{ExponentialBuilder, Retryable as _};
 use std::{
     collections::{BTreeMap, HashMap},
     sync::Arc,
@@ -446,20 +447,26 @@ async fn track_acknowledgements(
     }
 }
 
-/// Sends a refused record's bytes again, a few times.
+/// Sends a refused record's bytes again, a few times (after a first pause: the broker just
+/// refused it).
 async fn resend(producer: &FutureProducer, message: &OwnedMessage) -> Result<(), String> {
-    let mut last = String::new();
-    for attempt in 0..3_u32 {
-        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let send = || async {
         let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(message.topic())
             .key(message.key().unwrap_or_default())
             .payload(message.payload().unwrap_or_default());
-        match producer.send(record, Duration::from_secs(30)).await {
-            Ok(_) => return Ok(()),
-            Err((error, _)) => last = error.to_string(),
-        }
-    }
-    Err(last)
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map(|_| ())
+            .map_err(|(error, _)| error.to_string())
+    };
+    send.retry(
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(400))
+            .with_max_times(2),
+    )
+    .await
 }
 
 fn flush_acked(acked: &mut HashMap<Topic, u64>, topic_names: &HashMap<Topic, String>) {
@@ -514,21 +521,30 @@ async fn declare_lost(
         .get(&Topic::Continuity)
         .map_or("", String::as_str);
     // The broker just failed us; try a few times, then leave the loss in the logs.
-    for attempt in 0..5_u32 {
-        let sent = producer
+    let send = || async {
+        producer
             .send(
                 FutureRecord::to(topic)
                     .key(key.as_bytes())
                     .payload(&payload),
                 Duration::from_secs(30),
             )
-            .await;
-        match sent {
-            Ok(_) => return,
-            Err((error, _)) => {
-                tracing::error!(attempt, error = %error, "cannot publish the lost-records continuity record");
-                tokio::time::sleep(Duration::from_secs(1 << attempt.min(4))).await;
-            }
-        }
+            .await
+            .map(|_| ())
+            .map_err(|(error, _)| error)
+    };
+    let sent = send
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_secs(1))
+                .with_max_delay(Duration::from_secs(16))
+                .with_max_times(4),
+        )
+        .notify(|error, retry_in| {
+            tracing::error!(error = %error, retry_in_ms = retry_in.as_millis() as u64, "cannot publish the lost-records continuity record; retrying");
+        })
+        .await;
+    if let Err(error) = sent {
+        tracing::error!(error = %error, "gave up publishing the lost-records continuity record");
     }
 }

@@ -5,9 +5,13 @@
 //! on the way; the connection then resyncs the token (fresh `book` dump) and declares the gap.
 //! There are no sequence numbers upstream, so this is the only in-stream integrity check.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use polytape_model::{BookSnapshot, Decimal, PriceChange, Side};
+use polytape_model::{
+    BookSnapshot, Decimal, PriceChange,
+    book::L2Book,
+    micros::{ONE, to_micros},
+};
 
 /// Why a token's stream is no longer trusted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,8 +29,7 @@ pub enum Integrity {
 
 #[derive(Debug, Default)]
 struct TokenBook {
-    bids: BTreeMap<i64, i64>,
-    asks: BTreeMap<i64, i64>,
+    book: L2Book,
     has_snapshot: bool,
     resyncing: bool,
     last_event_ms: i64,
@@ -40,11 +43,7 @@ pub struct BookChecker {
 
 /// A decimal as integer millionths; `None` beyond scale 6 or out of range.
 fn micros(value: Decimal) -> Option<i64> {
-    let scaled = value.checked_mul(Decimal::from(1_000_000))?;
-    if !scaled.fract().is_zero() {
-        return None;
-    }
-    i64::try_from(scaled).ok()
+    to_micros("value", value).ok()
 }
 
 impl BookChecker {
@@ -70,21 +69,9 @@ impl BookChecker {
     /// A `book` replaces the token's book and ends any resync.
     pub fn snapshot(&mut self, snapshot: &BookSnapshot) {
         let book = self.books.entry(snapshot.token_id.clone()).or_default();
-        book.bids.clear();
-        book.asks.clear();
-        for (levels, side) in [
-            (&snapshot.bids, &mut book.bids),
-            (&snapshot.asks, &mut book.asks),
-        ] {
-            for level in levels {
-                if let (Some(price), Some(size)) = (micros(level.price), micros(level.size))
-                    && size > 0
-                {
-                    side.insert(price, size);
-                }
-            }
-        }
-        book.has_snapshot = true;
+        // The parser admits only levels exact at scale 6, so this cannot fail in practice; a
+        // book that could not be represented is checked against nothing until the next one.
+        book.has_snapshot = book.book.apply_snapshot(snapshot).is_ok();
         book.resyncing = false;
         book.last_event_ms = book.last_event_ms.max(snapshot.timestamp_ms);
     }
@@ -128,21 +115,13 @@ impl BookChecker {
         let (Some(price), Some(size)) = (micros(change.price), micros(change.size)) else {
             return Integrity::Consistent;
         };
-        let levels = match change.side {
-            Side::Buy => &mut book.bids,
-            Side::Sell => &mut book.asks,
-        };
-        if size > 0 {
-            levels.insert(price, size);
-        } else {
-            levels.remove(&price);
-        }
+        book.book.set_level(change.side, price, size);
         if !book.has_snapshot {
             // Nothing to compare with before the first book.
             return Integrity::Consistent;
         }
-        let best_bid = book.bids.keys().next_back().copied().unwrap_or(0);
-        let best_ask = book.asks.keys().next().copied().unwrap_or(1_000_000);
+        let best_bid = book.book.best_bid().unwrap_or(0);
+        let best_ask = book.book.best_ask().unwrap_or(ONE);
         let expected_bid = change.best_bid.and_then(micros);
         let expected_ask = change.best_ask.and_then(micros);
         let bid_ok = expected_bid.is_none_or(|expected| expected == best_bid);
@@ -172,7 +151,7 @@ impl BookChecker {
 mod tests {
     use std::str::FromStr as _;
 
-    use polytape_model::{BookLevel, BookSource};
+    use polytape_model::{BookLevel, BookSource, Side};
 
     use super::*;
 

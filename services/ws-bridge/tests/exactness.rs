@@ -63,7 +63,7 @@ async fn every_event_arrives_exactly_once_in_token_order() {
     let tuning = polytape_ws_bridge::BridgeTuning {
         staleness_min: Duration::from_secs(3600),
         staleness_max: Duration::from_secs(3600),
-        ..Default::default()
+        ..production_tuning()
     };
     let config = config(&sim, &names, u32::try_from(cap).unwrap(), tuning);
     let bridge = RunningBridge::start(&config).await;

@@ -270,7 +270,7 @@ async fn markets_are_added_and_removed_live_without_reconnecting() {
         .collect();
     publish_markets(&names, &records).await;
     // Production staleness: the simulator is paused while the dumps arrive.
-    let bridge = RunningBridge::start(&config(&sim, &names, 100, Default::default())).await;
+    let bridge = RunningBridge::start(&config(&sim, &names, 100, production_tuning())).await;
     let initial_tokens: usize = initial.iter().map(|(_, tokens)| tokens.len()).sum();
     wait_for_records(
         &names,

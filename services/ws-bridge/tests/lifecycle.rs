@@ -25,3 +25,11 @@ fn a_panicking_task_ends_the_process_with_exit_code_1() {
         "bridge",
     );
 }
+
+#[test]
+fn the_readme_lists_every_configuration_key_of_the_service() {
+    polytape_test_support::config::assert_readme_lists_the_keys(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"),
+        &[polytape_ws_bridge::WsBridgeConfig::OWN_KEYS],
+    );
+}

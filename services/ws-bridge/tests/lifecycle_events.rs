@@ -38,7 +38,7 @@ async fn listed_markets_are_followed_and_resolved_ones_dropped() {
     publish_markets(&names, &markets).await;
     // Three connections (at first), so `new_market` arrives three times.
     let cap = u32::try_from(tokens.div_ceil(3)).unwrap() + 1;
-    let bridge = RunningBridge::start(&config(&sim, &names, cap, Default::default())).await;
+    let bridge = RunningBridge::start(&config(&sim, &names, cap, production_tuning())).await;
     wait_for_records(
         &names,
         &[Topic::BookSnapshots],

@@ -965,26 +965,12 @@ pub async fn check_candles(pipeline: &Pipeline) -> Result<String, String> {
     Ok(format!("{} candles equal the oracle", expected.len()))
 }
 
-#[derive(Debug, Row, Deserialize)]
-struct MarketRow {
-    condition_id: String,
-    closed: bool,
-    winning_token_id: Option<String>,
-    token_ids: Vec<String>,
-}
-
-#[derive(Debug, Row, Deserialize)]
-struct EventRow {
-    event_id: String,
-    closed: bool,
-}
-
 /// Markets and events in ClickHouse equal the simulator's: same ids, tokens, closed flags and
 /// winners.
 pub async fn check_markets_and_events(pipeline: &Pipeline) -> Result<String, String> {
     let client = &pipeline.database.client;
-    let markets: Vec<MarketRow> = client
-        .query("SELECT condition_id, closed, winning_token_id, token_ids FROM markets FINAL")
+    let markets: Vec<polytape_clickhouse::rows::MarketRow> = client
+        .query("SELECT ?fields FROM markets FINAL")
         .fetch_all()
         .await
         .map_err(|error| format!("markets query: {error}"))?;
@@ -992,7 +978,7 @@ pub async fn check_markets_and_events(pipeline: &Pipeline) -> Result<String, Str
     let truth_markets = truth_markets
         .as_array()
         .ok_or("truth markets not an array")?;
-    let stored: HashMap<&str, &MarketRow> = markets
+    let stored: HashMap<&str, &polytape_clickhouse::rows::MarketRow> = markets
         .iter()
         .map(|market| (market.condition_id.as_str(), market))
         .collect();
@@ -1036,8 +1022,8 @@ pub async fn check_markets_and_events(pipeline: &Pipeline) -> Result<String, Str
             truth_markets.len()
         ));
     }
-    let events: Vec<EventRow> = client
-        .query("SELECT event_id, closed FROM events FINAL")
+    let events: Vec<polytape_clickhouse::rows::EventRow> = client
+        .query("SELECT ?fields FROM events FINAL")
         .fetch_all()
         .await
         .map_err(|error| format!("events query: {error}"))?;

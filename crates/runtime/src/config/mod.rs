@@ -1,5 +1,6 @@
-//! Configuration: embedded defaults, then a TOML file (`--config`), then `POLYTAPE_<KEY>`
-//! environment variables. Unknown keys in a file are errors; all problems are reported at
+//! Configuration: each key's declared default, then a TOML file (`--config`), then
+//! `POLYTAPE_<KEY>` environment variables. A service reads only the keys it declares
+//! ([`ServiceConfig::KEYS`]); any other key in a file is an error; all problems are reported at
 //! once, each naming the key, where its value came from, and what to do.
 
 mod check;
@@ -17,15 +18,18 @@ use figment::{
     providers::{Format, Serialized, Toml},
     value::{Dict, Value},
 };
-pub use keys::{KEYS, KeyKind, KeySpec, OTHER_ENV_VARS, Service, find_key};
+pub use keys::{KeyKind, KeySpec, OTHER_ENV_VARS, Service, http_url, markdown_table};
 use serde::de::DeserializeOwned;
-pub use shared::{ClickHouseConfig, CommonConfig, KafkaConfig, LogFormat, UpstreamConfig};
-
-pub(crate) const DEFAULTS: &str = include_str!("../defaults.toml");
+pub use shared::{
+    CLOB_URL, ClickHouseConfig, CommonConfig, KafkaConfig, LogFormat, UpstreamConfig,
+};
 
 /// A service's configuration type: deserialized from the merged sources, then checked.
 pub trait ServiceConfig: DeserializeOwned {
     const SERVICE: Service;
+
+    /// Every key the service reads, by section: the shared sections it flattens, then its own.
+    const KEYS: &'static [&'static [KeySpec]];
 
     /// The keys every service has (logging, shutdown timeout).
     fn common(&self) -> &CommonConfig;
@@ -85,6 +89,7 @@ impl fmt::Display for ConfigError {
 /// Collects semantic problems, describing each value by its source.
 #[derive(Debug)]
 pub struct ValidationReport<'a> {
+    keys: &'a [&'static [KeySpec]],
     sources: &'a HashMap<&'static str, ValueSource>,
     problems: Vec<ConfigProblem>,
 }
@@ -92,7 +97,7 @@ pub struct ValidationReport<'a> {
 impl ValidationReport<'_> {
     /// Records a problem with `key` whose effective value is `value`.
     pub fn problem(&mut self, key: &str, value: &str, message: impl fmt::Display) {
-        let spec = find_key(key);
+        let spec = find_key(self.keys, key);
         let shown = if spec.is_some_and(|spec| spec.secret) {
             "<secret>".to_owned()
         } else {
@@ -123,22 +128,21 @@ pub fn load_from<T: ServiceConfig>(
     let service = T::SERVICE;
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
-    let mut sources: HashMap<&'static str, ValueSource> = KEYS
-        .iter()
+    let mut sources: HashMap<&'static str, ValueSource> = keys_of(T::KEYS)
         .map(|spec| (spec.name, ValueSource::Default))
         .collect();
 
-    let mut figment = Figment::new().merge(Toml::string(DEFAULTS));
+    let mut figment = Figment::new().merge(Serialized::defaults(declared_defaults(T::KEYS)));
 
     if let Some(path) = file {
         match read_file_keys(path) {
             Ok(file_keys) => {
                 for name in file_keys {
-                    match find_key(&name) {
+                    match find_key(T::KEYS, &name) {
                         Some(spec) => {
                             sources.insert(spec.name, ValueSource::File(path.to_owned()));
                         }
-                        None => problems.push(unknown_key_problem(&name, path)),
+                        None => problems.push(unknown_key_problem(T::KEYS, service, &name, path)),
                     }
                 }
                 figment = figment.merge(Toml::file(path));
@@ -153,24 +157,26 @@ pub fn load_from<T: ServiceConfig>(
             continue;
         };
         let name = name.to_ascii_lowercase();
-        match find_key(&name) {
-            Some(spec) if spec.applies_to(service) => {
-                sources.insert(spec.name, ValueSource::Env(variable.clone()));
-                // Lenient like figment's Env provider: "500" is a number, "true" a bool.
-                let value = raw_value
-                    .parse::<Value>()
-                    .unwrap_or_else(|_| Value::from(raw_value.clone()));
-                own_env_values.insert(name, value);
-            }
-            // Another service's key: one .env serves them all.
-            Some(_) => {}
-            None if OTHER_ENV_VARS.contains(&variable.as_str()) => {}
-            None => warnings.push(format!(
-                "environment variable {variable} is not a Polytape setting and is ignored{}",
-                suggestion(&name)
-                    .map(|known| format!("; did you mean POLYTAPE_{}?", known.to_ascii_uppercase()))
-                    .unwrap_or_default()
-            )),
+        if let Some(spec) = find_key(T::KEYS, &name) {
+            sources.insert(spec.name, ValueSource::Env(variable.clone()));
+            // Lenient like figment's Env provider: "500" is a number, "true" a bool.
+            let value = raw_value
+                .parse::<Value>()
+                .unwrap_or_else(|_| Value::from(raw_value.clone()));
+            own_env_values.insert(name, value);
+            continue;
+        }
+        // One `.env` serves every service, so another service's variable is no news; one that
+        // is a letter or two away from a key of this service is likely a typo of it.
+        if OTHER_ENV_VARS.contains(&variable.as_str()) {
+            continue;
+        }
+        if let Some(known) = suggestion(T::KEYS, &name, 2) {
+            warnings.push(format!(
+                "environment variable {variable} is not a setting of {} and is ignored; did you mean POLYTAPE_{}?",
+                service.binary_name(),
+                known.to_ascii_uppercase()
+            ));
         }
     }
     figment = figment.merge(Serialized::defaults(own_env_values));
@@ -180,10 +186,11 @@ pub fn load_from<T: ServiceConfig>(
     }
 
     let mut report = ValidationReport {
+        keys: T::KEYS,
         sources: &sources,
         problems: Vec::new(),
     };
-    for spec in KEYS.iter().filter(|spec| spec.applies_to(service)) {
+    for spec in keys_of(T::KEYS) {
         let Ok(value) = figment.find_value(spec.name) else {
             continue;
         };
@@ -213,27 +220,11 @@ pub fn load_from<T: ServiceConfig>(
 
     let config: T = match figment.extract() {
         Ok(config) => config,
-        Err(error) => {
-            let problems = error
-                .into_iter()
-                .map(|error| {
-                    let key = error.path.join(".");
-                    let described = match sources.get(key.as_str()) {
-                        Some(ValueSource::Env(var)) => var.clone(),
-                        Some(ValueSource::File(path)) => format!("`{key}` in {}", path.display()),
-                        _ => format!("`{key}`"),
-                    };
-                    ConfigProblem {
-                        key: described,
-                        message: format!("is invalid ({})", error.kind),
-                    }
-                })
-                .collect();
-            return Err(ConfigError { problems });
-        }
+        Err(error) => return Err(extraction_error(error, &sources)),
     };
 
     let mut report = ValidationReport {
+        keys: T::KEYS,
         sources: &sources,
         problems: Vec::new(),
     };
@@ -245,6 +236,66 @@ pub fn load_from<T: ServiceConfig>(
         });
     }
     Ok(Loaded { config, warnings })
+}
+
+/// A section (or a whole configuration) with every key at its declared default: what tests
+/// and benchmarks start from.
+pub fn defaults_of<T: DeserializeOwned>(sections: &[&[KeySpec]]) -> Result<T, ConfigError> {
+    Figment::new()
+        .merge(Serialized::defaults(declared_defaults(sections)))
+        .extract()
+        .map_err(|error| extraction_error(error, &HashMap::new()))
+}
+
+fn keys_of(sections: &[&'static [KeySpec]]) -> impl Iterator<Item = &'static KeySpec> {
+    sections.iter().flat_map(|section| section.iter())
+}
+
+/// The declared defaults as values: numbers for counts and fractions, text otherwise.
+fn declared_defaults(sections: &[&[KeySpec]]) -> Dict {
+    sections
+        .iter()
+        .flat_map(|section| section.iter())
+        .filter_map(|spec| {
+            let default = spec.default?;
+            let value = match spec.kind {
+                KeyKind::Count { .. } => default
+                    .parse::<u64>()
+                    .map_or_else(|_| Value::from(default), Value::from),
+                KeyKind::Fraction => default
+                    .parse::<f64>()
+                    .map_or_else(|_| Value::from(default), Value::from),
+                _ => Value::from(default),
+            };
+            Some((spec.name.to_owned(), value))
+        })
+        .collect()
+}
+
+fn extraction_error(
+    error: figment::Error,
+    sources: &HashMap<&'static str, ValueSource>,
+) -> ConfigError {
+    let problems = error
+        .into_iter()
+        .map(|error| {
+            let key = error.path.join(".");
+            let described = match sources.get(key.as_str()) {
+                Some(ValueSource::Env(var)) => var.clone(),
+                Some(ValueSource::File(path)) => format!("`{key}` in {}", path.display()),
+                _ => format!("`{key}`"),
+            };
+            ConfigProblem {
+                key: described,
+                message: format!("is invalid ({})", error.kind),
+            }
+        })
+        .collect();
+    ConfigError { problems }
+}
+
+fn find_key(sections: &[&'static [KeySpec]], name: &str) -> Option<&'static KeySpec> {
+    keys_of(sections).find(|spec| spec.name == name)
 }
 
 fn read_file_keys(path: &Path) -> Result<Vec<String>, ConfigProblem> {
@@ -259,22 +310,34 @@ fn read_file_keys(path: &Path) -> Result<Vec<String>, ConfigProblem> {
     Ok(table.keys().cloned().collect())
 }
 
-fn unknown_key_problem(name: &str, path: &Path) -> ConfigProblem {
-    let hint = match suggestion(name) {
+fn unknown_key_problem(
+    sections: &[&'static [KeySpec]],
+    service: Service,
+    name: &str,
+    path: &Path,
+) -> ConfigProblem {
+    let hint = match suggestion(sections, name, 3) {
         Some(known) => format!("did you mean `{known}`?"),
-        None => "see README.md, Configuration, for the keys".to_owned(),
+        None => format!(
+            "see the configuration table in the README of {} for its keys",
+            service.binary_name()
+        ),
     };
     ConfigProblem {
         key: format!("`{name}` in {}", path.display()),
-        message: format!("is not a known key; {hint}"),
+        message: format!("is not a key of {}; {hint}", service.binary_name()),
     }
 }
 
-/// The known key closest to a misspelt one, if any is close.
-fn suggestion(name: &str) -> Option<&'static str> {
-    KEYS.iter()
+/// The service's key closest to a misspelt one, if any is within `distance` edits.
+fn suggestion(
+    sections: &[&'static [KeySpec]],
+    name: &str,
+    distance: usize,
+) -> Option<&'static str> {
+    keys_of(sections)
         .map(|spec| (strsim::damerau_levenshtein(name, spec.name), spec.name))
-        .filter(|(distance, _)| *distance <= 3)
+        .filter(|(edits, _)| *edits <= distance)
         .min()
         .map(|(_, known)| known)
 }

@@ -15,8 +15,21 @@ struct TestConfig {
     collector_admin_addr: String,
 }
 
+const TEST_ADMIN_ADDR: &[KeySpec] = &[KeySpec::new(
+    "collector_admin_addr",
+    KeyKind::SocketAddr,
+    "127.0.0.1:9101",
+    "admin listen address",
+)];
+
 impl ServiceConfig for TestConfig {
     const SERVICE: Service = Service::Collector;
+    const KEYS: &'static [&'static [KeySpec]] = &[
+        CommonConfig::KEYS,
+        KafkaConfig::KEYS,
+        UpstreamConfig::KEYS,
+        TEST_ADMIN_ADDR,
+    ];
 
     fn common(&self) -> &CommonConfig {
         &self.common
@@ -144,6 +157,18 @@ fn numbers_from_the_environment_and_the_defaults_are_checked_by_value() {
     }
     impl ServiceConfig for BridgeConfig {
         const SERVICE: Service = Service::WsBridge;
+        const KEYS: &'static [&'static [KeySpec]] = &[
+            CommonConfig::KEYS,
+            &[KeySpec::new(
+                "ws_max_assets_per_connection",
+                KeyKind::Count {
+                    min: 1,
+                    max: 10_000,
+                },
+                "500",
+                "token ids per connection",
+            )],
+        ];
 
         fn common(&self) -> &CommonConfig {
             &self.common
@@ -181,6 +206,52 @@ fn a_type_error_names_the_variable() {
 }
 
 #[test]
+fn another_services_key_in_a_file_is_an_error_naming_the_service() {
+    let config_file = file("api_addr = \"127.0.0.1:1\"\n");
+    let error = load_from::<TestConfig>(Some(config_file.path()), env(&[])).unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("`api_addr`") && text.contains("is not a key of polytape-collector"),
+        "{text}"
+    );
+}
+
+#[test]
+fn every_declared_default_passes_its_own_check() {
+    for spec in TestConfig::KEYS.iter().flat_map(|section| section.iter()) {
+        if let Some(default) = spec.default {
+            assert_eq!(
+                check::check_value(spec.kind, default),
+                None,
+                "{}",
+                spec.name
+            );
+        }
+    }
+}
+
+#[test]
+fn the_markdown_table_lists_every_key_with_its_variable_and_default() {
+    let table = markdown_table(&[KafkaConfig::KEYS, ClickHouseConfig::KEYS]);
+    assert!(
+        table.contains("| `kafka_brokers` | `POLYTAPE_KAFKA_BROKERS` | `127.0.0.1:9092` |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("| `topic_prefix` | `POLYTAPE_TOPIC_PREFIX` | (empty) |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("| `clickhouse_password` | `POLYTAPE_CLICKHOUSE_PASSWORD` | (none) |"),
+        "{table}"
+    );
+    assert_eq!(
+        table.lines().count(),
+        2 + KafkaConfig::KEYS.len() + ClickHouseConfig::KEYS.len()
+    );
+}
+
+#[test]
 fn a_missing_config_file_is_an_error() {
     let error = load_from::<TestConfig>(Some(Path::new("/nonexistent/polytape.toml")), env(&[]))
         .unwrap_err();
@@ -193,7 +264,9 @@ fn secrets_are_not_echoed() {
         "api_admin_token",
         ValueSource::Env("POLYTAPE_API_ADMIN_TOKEN".into()),
     )]);
+    const ADMIN_TOKEN: &[KeySpec] = &[KeySpec::secret("api_admin_token", "admin token")];
     let mut report = ValidationReport {
+        keys: &[ADMIN_TOKEN],
         sources: &sources,
         problems: Vec::new(),
     };

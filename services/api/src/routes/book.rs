@@ -7,8 +7,6 @@
 //! removes it) up to `at`, in event-time order. Gaps declared in `continuity` over that span
 //! are reported with the book.
 
-use std::collections::BTreeMap;
-
 use axum::{
     Json,
     extract::{RawQuery, State},
@@ -17,12 +15,14 @@ use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use polytape_model::Side;
+use polytape_model::{Side, book::L2Book};
 
 use super::{
     MS,
-    continuity::{CONTINUITY_COLUMNS, ContinuityRow, GapView, gap_view},
+    continuity::{GapView, gap_view},
 };
+use polytape_clickhouse::rows::{BookStateRow, ContinuityRow};
+
 use crate::{
     error::{ApiError, ErrorEnvelope},
     params::{Exact, Params, decimal_text, price_text},
@@ -62,16 +62,6 @@ async fn resolution_ms(state: &AppState, token_id: &str) -> Result<Option<i64>, 
         .fetch_optional()
         .await?;
     Ok(closed_second.map(|closed_ms| closed_ms - closed_ms.rem_euclid(1_000) + 999))
-}
-
-#[derive(Debug, Row, Deserialize)]
-struct BookStateRow {
-    timestamp: i64,
-    bid_prices: Vec<i64>,
-    bid_sizes: Vec<i64>,
-    ask_prices: Vec<i64>,
-    ask_sizes: Vec<i64>,
-    consistent: bool,
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -131,54 +121,25 @@ pub struct OrderBookResponse {
     pub gaps: Vec<GapView>,
 }
 
-#[derive(Debug, Default)]
-struct Book {
-    /// price → size, both unscaled Decimal(18, 6).
-    bids: BTreeMap<i64, i64>,
-    asks: BTreeMap<i64, i64>,
+/// Replaces `book` with stored level columns (parallel price and size arrays).
+fn replace_levels(
+    book: &mut L2Book,
+    bid_prices: &[i64],
+    bid_sizes: &[i64],
+    ask_prices: &[i64],
+    ask_sizes: &[i64],
+) {
+    book.replace(
+        bid_prices.iter().copied().zip(bid_sizes.iter().copied()),
+        ask_prices.iter().copied().zip(ask_sizes.iter().copied()),
+    );
 }
 
-impl Book {
-    fn replace(
-        &mut self,
-        bid_prices: &[i64],
-        bid_sizes: &[i64],
-        ask_prices: &[i64],
-        ask_sizes: &[i64],
-    ) {
-        self.bids = bid_prices
-            .iter()
-            .copied()
-            .zip(bid_sizes.iter().copied())
-            .filter(|(_, size)| *size > 0)
-            .collect();
-        self.asks = ask_prices
-            .iter()
-            .copied()
-            .zip(ask_sizes.iter().copied())
-            .filter(|(_, size)| *size > 0)
-            .collect();
-    }
-
-    fn apply(&mut self, change: &ChangeRow) {
-        let side = if Side::from_code(change.side) == Some(Side::Sell) {
-            &mut self.asks
-        } else {
-            &mut self.bids
-        };
-        if change.size <= 0 {
-            side.remove(&change.price);
-        } else {
-            side.insert(change.price, change.size);
-        }
-    }
-}
-
-fn levels<'a>(iter: impl Iterator<Item = (&'a i64, &'a i64)>, depth: usize) -> Vec<LevelView> {
+fn levels(iter: impl Iterator<Item = (i64, i64)>, depth: usize) -> Vec<LevelView> {
     iter.take(depth)
         .map(|(price, size)| LevelView {
-            price: Exact::price(*price),
-            size: Exact::price(*size),
+            price: Exact::price(price),
+            size: Exact::price(size),
         })
         .collect()
 }
@@ -227,14 +188,13 @@ pub async fn orderbook(
         )));
     }
 
-    let state_columns = "timestamp, bid_prices, bid_sizes, ask_prices, ask_sizes, consistent";
-    let mut book = Book::default();
+    let mut book = L2Book::default();
     let mut consistent = true;
 
     let full_state: Option<BookStateRow> = state
         .client
         .query(&format!(
-            "SELECT {state_columns} FROM book_state FINAL WHERE token_id = ? AND full_depth AND timestamp <= {MS} AND timestamp >= {MS} \
+            "SELECT ?fields FROM book_state FINAL WHERE token_id = ? AND full_depth AND timestamp <= {MS} AND timestamp >= {MS} \
              ORDER BY timestamp DESC LIMIT 1"
         ))
         .bind(&token_id)
@@ -260,7 +220,7 @@ pub async fn orderbook(
             let latest: Option<BookStateRow> = state
                 .client
                 .query(&format!(
-                    "SELECT {state_columns} FROM book_state FINAL WHERE token_id = ? AND timestamp <= {MS} AND timestamp >= {MS} \
+                    "SELECT ?fields FROM book_state FINAL WHERE token_id = ? AND timestamp <= {MS} AND timestamp >= {MS} \
                      ORDER BY timestamp DESC LIMIT 1"
                 ))
                 .bind(&token_id)
@@ -273,7 +233,8 @@ pub async fn orderbook(
                     "no book known for token {token_id} at or before {at_ms}"
                 )));
             };
-            book.replace(
+            replace_levels(
+                &mut book,
                 &latest.bid_prices,
                 &latest.bid_sizes,
                 &latest.ask_prices,
@@ -283,7 +244,8 @@ pub async fn orderbook(
             ("book_state_top_levels", latest.timestamp)
         }
         (Some(full), Some(snapshot)) if snapshot.timestamp > full.timestamp => {
-            book.replace(
+            replace_levels(
+                &mut book,
                 &snapshot.bid_prices,
                 &snapshot.bid_sizes,
                 &snapshot.ask_prices,
@@ -292,7 +254,8 @@ pub async fn orderbook(
             ("book_snapshot", snapshot.timestamp)
         }
         (Some(full), _) => {
-            book.replace(
+            replace_levels(
+                &mut book,
                 &full.bid_prices,
                 &full.bid_sizes,
                 &full.ask_prices,
@@ -302,7 +265,8 @@ pub async fn orderbook(
             ("book_state_full_depth", full.timestamp)
         }
         (None, Some(snapshot)) => {
-            book.replace(
+            replace_levels(
+                &mut book,
                 &snapshot.bid_prices,
                 &snapshot.bid_sizes,
                 &snapshot.ask_prices,
@@ -351,7 +315,8 @@ pub async fn orderbook(
         while let Some(snapshot) =
             snapshots.next_if(|snapshot| snapshot.timestamp <= change.timestamp)
         {
-            book.replace(
+            replace_levels(
+                &mut book,
                 &snapshot.bid_prices,
                 &snapshot.bid_sizes,
                 &snapshot.ask_prices,
@@ -359,12 +324,15 @@ pub async fn orderbook(
             );
             replayed += 1;
         }
-        book.apply(change);
+        // An unknown side code cannot be written by the sink (Enum8); read as a bid as before.
+        let side = Side::from_code(change.side).unwrap_or(Side::Buy);
+        book.set_level(side, change.price, change.size);
         state_time = change.timestamp;
         replayed += 1;
     }
     for snapshot in snapshots {
-        book.replace(
+        replace_levels(
+            &mut book,
             &snapshot.bid_prices,
             &snapshot.bid_sizes,
             &snapshot.ask_prices,
@@ -397,7 +365,7 @@ async fn gaps_over(
     let rows: Vec<ContinuityRow> = state
         .client
         .query(&format!(
-            "SELECT {CONTINUITY_COLUMNS} FROM continuity FINAL \
+            "SELECT ?fields FROM continuity FINAL \
              WHERE has(token_ids, ?) AND gap_start <= {MS} AND (gap_end IS NULL OR gap_end >= {MS}) \
              ORDER BY gap_start, continuity_id LIMIT 100"
         ))
@@ -417,13 +385,13 @@ fn respond(
     source: &str,
     base_time_ms: i64,
     replayed_events: u64,
-    book: &Book,
+    book: &L2Book,
     depth: usize,
     gaps: Vec<GapView>,
     inconsistent: bool,
 ) -> OrderBookResponse {
-    let best_bid = book.bids.keys().next_back().copied();
-    let best_ask = book.asks.keys().next().copied();
+    let best_bid = book.best_bid();
+    let best_ask = book.best_ask();
     let (mid, spread) = match (best_bid, best_ask) {
         // (bid + ask) / 2 at scale 7 is exact: ×5 at one more decimal.
         (Some(bid), Some(ask)) => (
@@ -439,8 +407,8 @@ fn respond(
         source: source.to_owned(),
         base_time_ms,
         replayed_events,
-        bids: levels(book.bids.iter().rev(), depth),
-        asks: levels(book.asks.iter(), depth),
+        bids: levels(book.bids(), depth),
+        asks: levels(book.asks(), depth),
         best_bid: best_bid.map(price_text),
         best_ask: best_ask.map(price_text),
         mid,

@@ -4,33 +4,19 @@ use axum::{
     Json,
     extract::{RawQuery, State},
 };
-use clickhouse::Row;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use polytape_model::ContinuityKind;
 
 use super::MS;
+use polytape_clickhouse::rows::ContinuityRow;
+
 use crate::{
     error::{ApiError, ErrorEnvelope},
     params::{Cursor, Params},
     state::AppState,
 };
-
-#[derive(Debug, Clone, Row, Deserialize)]
-pub(crate) struct ContinuityRow {
-    pub continuity_id: String,
-    pub kind: i8,
-    pub token_ids: Vec<String>,
-    pub gap_start: i64,
-    pub gap_end: Option<i64>,
-    pub detected_at: i64,
-    pub source: String,
-    pub reason: String,
-}
-
-pub(crate) const CONTINUITY_COLUMNS: &str =
-    "continuity_id, kind, token_ids, gap_start, gap_end, detected_at, source, reason";
 
 /// One declared gap: data in `[gap_start_ms, gap_end_ms)` may be missing or wrong.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -123,7 +109,7 @@ pub async fn continuity(
         String::new()
     };
     let sql = format!(
-        "SELECT {CONTINUITY_COLUMNS} FROM continuity FINAL \
+        "SELECT ?fields FROM continuity FINAL \
          WHERE gap_start < {MS} AND (gap_end IS NULL OR gap_end >= {MS}){token_sql}{keyset_sql} \
          ORDER BY gap_start, continuity_id LIMIT ?"
     );

@@ -4,52 +4,17 @@ use axum::{
     Json,
     extract::{Path, RawQuery, State},
 };
-use clickhouse::Row;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{MS, amount_opt, price_opt};
+use polytape_clickhouse::rows::{EventRow, MarketRow};
+
 use crate::{
     error::{ApiError, ErrorEnvelope},
     params::{Cursor, Params, check_condition_id, check_event_id},
     state::AppState,
 };
-
-#[derive(Debug, Row, Deserialize)]
-struct MarketRow {
-    condition_id: String,
-    question_id: Option<String>,
-    gamma_market_id: Option<String>,
-    event_ids: Vec<String>,
-    slug: Option<String>,
-    question: String,
-    description: Option<String>,
-    token_ids: Vec<String>,
-    token_outcomes: Vec<String>,
-    token_winners: Vec<Option<bool>>,
-    active: bool,
-    closed: bool,
-    archived: bool,
-    accepting_orders: bool,
-    enable_order_book: bool,
-    neg_risk: bool,
-    neg_risk_market_id: Option<String>,
-    tick_size: Option<i64>,
-    min_order_size: Option<i64>,
-    maker_base_fee_bps: Option<i32>,
-    taker_base_fee_bps: Option<i32>,
-    fees_enabled: Option<bool>,
-    tags: Vec<String>,
-    start_time: Option<i64>,
-    end_time: Option<i64>,
-    created_time: Option<i64>,
-    closed_time: Option<i64>,
-    resolution_status: Option<String>,
-    winning_token_id: Option<String>,
-    volume: Option<i128>,
-    liquidity: Option<i128>,
-    updated_at: i64,
-}
 
 /// One outcome token of a market.
 #[derive(Debug, Serialize, ToSchema)]
@@ -371,29 +336,6 @@ pub async fn get_market(
         .await?;
     row.map(|row| Json(MarketView::from(row)))
         .ok_or_else(|| ApiError::not_found(format!("no market {condition_id}")))
-}
-
-#[derive(Debug, Row, Deserialize)]
-struct EventRow {
-    event_id: String,
-    slug: Option<String>,
-    ticker: Option<String>,
-    title: String,
-    description: Option<String>,
-    active: bool,
-    closed: bool,
-    archived: bool,
-    neg_risk: bool,
-    start_time: Option<i64>,
-    end_time: Option<i64>,
-    created_time: Option<i64>,
-    volume: Option<i128>,
-    liquidity: Option<i128>,
-    open_interest: Option<i128>,
-    tags: Vec<String>,
-    series_slug: Option<String>,
-    market_condition_ids: Vec<String>,
-    updated_at: i64,
 }
 
 /// An event: a group of related markets.

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::MS;
+use polytape_clickhouse::rows::CandleRow;
+
 use crate::{
     error::{ApiError, ErrorEnvelope},
     params::{Exact, Params, price_text},
@@ -26,22 +28,6 @@ const INTERVALS: &[(&str, i64)] = &[
     ("4h", 14_400_000),
     ("1d", 86_400_000),
 ];
-
-#[derive(Debug, Row, Deserialize)]
-struct CandleRow {
-    open_time: i64,
-    close_time: i64,
-    open: i64,
-    high: i64,
-    low: i64,
-    close: i64,
-    volume: i128,
-    notional: i128,
-    vwap: i128,
-    trade_count: i64,
-    is_final: bool,
-    revision: u32,
-}
 
 /// One OHLCV candle. Decimals are exact strings.
 #[derive(Debug, Serialize, ToSchema)]
@@ -159,7 +145,7 @@ pub async fn candles(
     let rows: Vec<CandleRow> = state
         .client
         .query(&format!(
-            "SELECT open_time, close_time, open, high, low, close, volume, notional, vwap, trade_count, is_final, revision \
+            "SELECT ?fields \
              FROM candles FINAL WHERE token_id = ? AND interval = ? AND open_time >= {MS} AND open_time < {MS} \
              ORDER BY open_time"
         ))

@@ -17,26 +17,13 @@ use utoipa::ToSchema;
 use polytape_model::Side;
 
 use super::MS;
+use polytape_clickhouse::rows::TradeRow;
+
 use crate::{
     error::{ApiError, ErrorEnvelope},
     params::{Cursor, Exact, Params, decimal_text},
     state::AppState,
 };
-
-#[derive(Debug, Row, Deserialize)]
-struct TradeRow {
-    trade_id: String,
-    condition_id: String,
-    token_id: String,
-    outcome: Option<String>,
-    outcome_index: Option<i32>,
-    side: i8,
-    price: i64,
-    size: i64,
-    timestamp: i64,
-    transaction_hash: String,
-    proxy_wallet: String,
-}
 
 /// One fill.
 #[derive(Debug, Serialize, ToSchema)]
@@ -246,7 +233,7 @@ pub async fn list_trades(
         ),
     };
     let page_sql = format!(
-        "SELECT trade_id, condition_id, token_id, outcome, outcome_index, side, price, size, timestamp, transaction_hash, proxy_wallet \
+        "SELECT ?fields \
          FROM trades FINAL WHERE 1{}{keyset} ORDER BY timestamp {order}, trade_id {order} LIMIT ?",
         filter.sql
     );

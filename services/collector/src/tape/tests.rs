@@ -8,7 +8,7 @@ use polytape_model::Trade;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::parse::{Refused, trade_read};
+use polytape_polymarket::rest::{Refused, trade_read};
 
 const CONDITION: &str = "0x57373f395332d0c8be1ab99acd941a216594a9007320343213949fd7d8a49b24";
 

@@ -193,6 +193,7 @@ pub fn tuning(window: Duration) -> CollectorTuning {
     CollectorTuning {
         budget_window: window,
         request_timeout: Duration::from_secs(5),
-        ..CollectorTuning::default()
+        ..polytape_runtime::config::defaults_of::<CollectorTuning>(&[CollectorConfig::OWN_KEYS])
+            .unwrap()
     }
 }

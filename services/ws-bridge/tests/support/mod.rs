@@ -23,7 +23,7 @@ use polytape_test_support::{
     stack::endpoints,
 };
 use polytape_ws_bridge::{
-    Bridge, BridgeTuning, TokenFilterConfig, WsBridgeConfig,
+    Bridge, BridgeTuning, WsBridgeConfig,
     state::{self, PersistedState},
 };
 use rdkafka::{Message as _, Offset, TopicPartitionList, consumer::Consumer as _};
@@ -172,6 +172,11 @@ pub async fn publish_markets(names: &TopicNames, markets: &[Market]) {
     records.send_all(markets).await.unwrap();
 }
 
+/// The production tuning, from the declared defaults.
+pub fn production_tuning() -> BridgeTuning {
+    polytape_runtime::config::defaults_of(&[WsBridgeConfig::OWN_KEYS]).unwrap()
+}
+
 /// Test tuning: second-scale heartbeats so faults are seen quickly.
 pub fn fast_tuning() -> BridgeTuning {
     BridgeTuning {
@@ -199,7 +204,7 @@ pub fn config(
         ws_bridge_admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         ws_max_assets_per_connection: cap,
         tuning,
-        filter: TokenFilterConfig::default(),
+        filter: polytape_runtime::config::defaults_of(&[WsBridgeConfig::OWN_KEYS]).unwrap(),
     }
 }
 

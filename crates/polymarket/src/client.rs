@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use backon::{BackoffBuilder, Retryable as _};
+use polytape_model::BookSnapshot;
 use polytape_runtime::metrics::InternalEvent as _;
 use rand::Rng as _;
 use reqwest::StatusCode;
@@ -11,9 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     budget::{Budgets, Endpoint},
-    error::CollectError,
+    error::{PageError, UpstreamError},
     metrics::{BudgetWaited, RequestFinished},
-    parse::PageError,
 };
 
 /// Backoff settings.
@@ -52,10 +53,23 @@ impl RetryPolicy {
 }
 
 /// `Retry-After` in seconds (the only form Polymarket sends), capped so a bogus value cannot
-/// park the collector for hours.
+/// park a caller for hours.
 pub fn retry_after(value: Option<&str>) -> Option<Duration> {
     let seconds: f64 = value?.trim().parse().ok()?;
     (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(300.0)))
+}
+
+/// What `GET /book` answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BookAnswer {
+    Book(BookSnapshot),
+    /// 404: upstream has no order book for the token.
+    NoBook,
+    /// An answer that is not the token's book: the reason and the body, for the DLQ.
+    Unusable {
+        reason: String,
+        body: String,
+    },
 }
 
 /// The upstream client.
@@ -68,18 +82,18 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// A client for `user_agent` (the service, e.g. `polytape-collector/0.1.0`).
     pub fn new(
+        user_agent: &str,
         budgets: Budgets,
         policy: RetryPolicy,
         stop: CancellationToken,
-    ) -> Result<Self, CollectError> {
+    ) -> Result<Self, UpstreamError> {
         let client = reqwest::Client::builder()
             .timeout(policy.request_timeout)
-            .user_agent(concat!("polytape-collector/", env!("CARGO_PKG_VERSION")))
+            .user_agent(user_agent)
             .build()
-            .map_err(|error| {
-                CollectError::Config(format!("cannot build the HTTP client: {error}"))
-            })?;
+            .map_err(|error| UpstreamError::Client(error.to_string()))?;
         for endpoint in Endpoint::ALL {
             crate::metrics::budget_rate(endpoint, budgets.rate(endpoint));
         }
@@ -91,13 +105,6 @@ impl Upstream {
         })
     }
 
-    async fn pause(&self, wait: Duration) -> Result<(), CollectError> {
-        tokio::select! {
-            () = self.stop.cancelled() => Err(CollectError::Cancelled),
-            () = tokio::time::sleep(wait) => Ok(()),
-        }
-    }
-
     /// One attempt: a token, the request, the body.
     async fn attempt(
         &self,
@@ -105,7 +112,7 @@ impl Upstream {
         url: &str,
         query: &[(&str, String)],
         json_body: Option<&serde_json::Value>,
-    ) -> Result<Vec<u8>, (CollectError, Option<Duration>)> {
+    ) -> Result<Vec<u8>, (UpstreamError, Option<Duration>)> {
         let waited = self.budgets.acquire(endpoint).await;
         BudgetWaited {
             endpoint,
@@ -124,7 +131,7 @@ impl Upstream {
                     status: None,
                 }
                 .emit();
-                return Err((CollectError::Transport { endpoint, source }, None));
+                return Err((UpstreamError::Transport { endpoint, source }, None));
             }
         };
         let status = response.status();
@@ -141,14 +148,14 @@ impl Upstream {
         );
         let body = match response.bytes().await {
             Ok(body) => body.to_vec(),
-            Err(source) => return Err((CollectError::Transport { endpoint, source }, None)),
+            Err(source) => return Err((UpstreamError::Transport { endpoint, source }, None)),
         };
         if status == StatusCode::OK {
             return Ok(body);
         }
         let text: String = String::from_utf8_lossy(&body).chars().take(300).collect();
         Err((
-            CollectError::Status {
+            UpstreamError::Status {
                 endpoint,
                 status: status.as_u16(),
                 body: text,
@@ -159,14 +166,14 @@ impl Upstream {
 
     /// GETs `url` and parses the body with `parse`, retrying what may succeed on a second try.
     /// A body that stays malformed through every attempt comes back as
-    /// [`CollectError::Page`] with the body, for the DLQ.
+    /// [`UpstreamError::Page`] with the body, for the DLQ.
     pub async fn get_page<T>(
         &self,
         endpoint: Endpoint,
         url: &str,
         query: &[(&str, String)],
         parse: impl Fn(&[u8]) -> Result<T, PageError>,
-    ) -> Result<T, CollectError> {
+    ) -> Result<T, UpstreamError> {
         self.request_page(endpoint, url, query, None, parse).await
     }
 
@@ -178,9 +185,46 @@ impl Upstream {
         url: &str,
         json_body: &serde_json::Value,
         parse: impl Fn(&[u8]) -> Result<T, PageError>,
-    ) -> Result<T, CollectError> {
+    ) -> Result<T, UpstreamError> {
         self.request_page(endpoint, url, &[], Some(json_body), parse)
             .await
+    }
+
+    /// The book of one token (`GET <clob_url>/book?token_id=…`, budget [`Endpoint::ClobBook`]),
+    /// read by [`crate::book`]'s rules. A 404 (no order book: the market closed, or the token
+    /// is unknown) is [`BookAnswer::NoBook`], an answer that is not that token's book is
+    /// [`BookAnswer::Unusable`] with the body for the DLQ.
+    pub async fn get_book(
+        &self,
+        clob_url: &str,
+        token_id: &str,
+    ) -> Result<BookAnswer, UpstreamError> {
+        let url = format!("{}/book", clob_url.trim_end_matches('/'));
+        let query = [("token_id", token_id.to_owned())];
+        let body = match self
+            .get_page(Endpoint::ClobBook, &url, &query, |body| Ok(body.to_vec()))
+            .await
+        {
+            Ok(body) => body,
+            Err(UpstreamError::Status { status: 404, .. }) => return Ok(BookAnswer::NoBook),
+            Err(error) => return Err(error),
+        };
+        let received_ms = polytape_model::now_ms();
+        let body = String::from_utf8_lossy(&body).into_owned();
+        match crate::book::rest_book(&body, received_ms) {
+            Ok(book) if book.token_id == token_id => Ok(BookAnswer::Book(book)),
+            Ok(book) => Ok(BookAnswer::Unusable {
+                reason: format!(
+                    "asked for the book of {token_id}, got the book of {}",
+                    book.token_id
+                ),
+                body,
+            }),
+            Err(error) => Ok(BookAnswer::Unusable {
+                reason: error.to_string(),
+                body,
+            }),
+        }
     }
 
     async fn request_page<T>(
@@ -190,38 +234,70 @@ impl Upstream {
         query: &[(&str, String)],
         json_body: Option<&serde_json::Value>,
         parse: impl Fn(&[u8]) -> Result<T, PageError>,
-    ) -> Result<T, CollectError> {
-        let mut attempt = 0;
-        loop {
-            if self.stop.is_cancelled() {
-                return Err(CollectError::Cancelled);
-            }
-            let (error, after) = match self.attempt(endpoint, url, query, json_body).await {
-                Ok(body) => match parse(&body) {
-                    Ok(parsed) => return Ok(parsed),
-                    Err(error) => (
-                        CollectError::Page {
-                            endpoint,
-                            url: url.to_owned(),
-                            body,
-                            error,
-                        },
-                        None,
-                    ),
-                },
-                Err(failure) => failure,
-            };
-            attempt += 1;
-            if !error.is_retryable() || attempt >= self.policy.max_attempts {
-                return Err(error);
-            }
-            let wait = match after {
-                // Retry-After is the server's word; a little jitter keeps clients apart.
-                Some(after) => after + Duration::from_millis(rand::rng().random_range(0..250)),
-                None => self.policy.backoff(attempt),
-            };
-            tracing::debug!(endpoint = endpoint.label(), attempt, wait_ms = wait.as_millis() as u64, error = %error, "retrying upstream request");
-            self.pause(wait).await?;
+    ) -> Result<T, UpstreamError> {
+        if self.stop.is_cancelled() {
+            return Err(UpstreamError::Cancelled);
+        }
+        let read_page = || async {
+            let body = self.attempt(endpoint, url, query, json_body).await?;
+            parse(&body).map_err(|error| {
+                (
+                    UpstreamError::Page {
+                        endpoint,
+                        url: url.to_owned(),
+                        body,
+                        error,
+                    },
+                    None,
+                )
+            })
+        };
+        let retried = read_page
+            .retry(self.policy)
+            .when(|(error, _)| error.is_retryable())
+            // Retry-After is the server's word (a little jitter keeps clients apart); without
+            // it, the policy's full-jitter backoff. The policy's attempt limit holds either way.
+            .adjust(|(_, after), backoff| {
+                backoff.map(|backoff| {
+                    after.map_or(backoff, |after| {
+                        after + Duration::from_millis(rand::rng().random_range(0..250))
+                    })
+                })
+            })
+            .notify(|(error, _), wait| {
+                tracing::debug!(endpoint = endpoint.label(), wait_ms = wait.as_millis() as u64, error = %error, "retrying upstream request");
+            });
+        tokio::select! {
+            () = self.stop.cancelled() => Err(UpstreamError::Cancelled),
+            outcome = retried => outcome.map_err(|(error, _)| error),
+        }
+    }
+}
+
+/// The policy's delays, one per retry: full jitter (see [`RetryPolicy::backoff`]), at most
+/// `max_attempts − 1` of them.
+#[derive(Debug)]
+pub struct PolicyBackoff {
+    policy: RetryPolicy,
+    retries: u32,
+}
+
+impl Iterator for PolicyBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        self.retries += 1;
+        (self.retries < self.policy.max_attempts).then(|| self.policy.backoff(self.retries))
+    }
+}
+
+impl BackoffBuilder for RetryPolicy {
+    type Backoff = PolicyBackoff;
+
+    fn build(self) -> PolicyBackoff {
+        PolicyBackoff {
+            policy: self,
+            retries: 0,
         }
     }
 }
@@ -240,6 +316,17 @@ mod tests {
         assert_eq!(retry_after(Some("99999")), Some(Duration::from_secs(300)));
         assert_eq!(retry_after(Some("soon")), None);
         assert_eq!(retry_after(None), None);
+    }
+
+    #[test]
+    fn the_policy_allows_max_attempts_minus_one_retries() {
+        for max_attempts in [1, 2, 8] {
+            let policy = RetryPolicy {
+                max_attempts,
+                ..RetryPolicy::default()
+            };
+            assert_eq!(policy.build().count(), (max_attempts - 1) as usize);
+        }
     }
 
     #[test]

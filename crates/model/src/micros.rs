@@ -1,22 +1,27 @@
-//! Exact fixed-point arithmetic for the hot path. Prices and sizes are scale-6 decimals on
-//! every topic, so the builder works on their unscaled integers ("micros"): sums and products
-//! are then plain integer operations with no rounding at all, and they convert back to
-//! `Decimal` exactly at the edge.
+//! Exact fixed-point arithmetic for hot paths: the one conversion between decimals and scaled
+//! integers. Prices and sizes are scale-6 decimals on every topic and Decimal(18, 6) columns in
+//! ClickHouse, so books and candles work on their unscaled integers ("micros"): sums and
+//! products are then plain integer operations with no rounding at all, and they convert back
+//! to `Decimal` exactly at the edge.
 
 use rust_decimal::Decimal;
 
 /// Scale of prices and sizes.
-pub const SCALE: u32 = 6;
+pub const SCALE: u32 = crate::decimal::PRICE_SCALE;
 /// Scale of notional (price × size) and VWAP.
-pub const NOTIONAL_SCALE: u32 = 12;
+pub const NOTIONAL_SCALE: u32 = crate::decimal::NOTIONAL_SCALE;
 /// 10^6: one unit at scale 6.
 pub const ONE: i64 = 1_000_000;
 
-/// A value that cannot be represented exactly at the builder's fixed scales.
+/// A value that cannot be represented exactly at a fixed scale.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnitsError {
-    #[error("{field} {value} has more than 6 decimal places")]
-    TooPrecise { field: &'static str, value: Decimal },
+    #[error("{field} {value} has more than {scale} decimal places")]
+    TooPrecise {
+        field: &'static str,
+        value: Decimal,
+        scale: u32,
+    },
     #[error("{field} {value} is out of range")]
     OutOfRange { field: &'static str, value: Decimal },
     #[error("{what} overflowed 128-bit fixed point")]
@@ -26,22 +31,31 @@ pub enum UnitsError {
 /// The unscaled scale-6 integer of `value`, exactly, or an error if it has more than 6
 /// decimal places or does not fit an i64 (precision 18 on the wire).
 pub fn to_micros(field: &'static str, value: Decimal) -> Result<i64, UnitsError> {
+    let unscaled = to_units(field, value, SCALE)?;
+    i64::try_from(unscaled).map_err(|_| UnitsError::OutOfRange { field, value })
+}
+
+/// The unscaled integer of `value` at `target` scale (≤ 28), exactly: an error if it has more
+/// non-zero decimal places than that, or does not fit an i128 at that scale.
+pub fn to_units(field: &'static str, value: Decimal, target: u32) -> Result<i128, UnitsError> {
     let scale = value.scale();
     let mantissa = value.mantissa();
-    let unscaled = if scale <= SCALE {
-        10_i128
-            .checked_pow(SCALE - scale)
+    if scale <= target {
+        return 10_i128
+            .checked_pow(target - scale)
             .and_then(|factor| mantissa.checked_mul(factor))
-            .ok_or(UnitsError::OutOfRange { field, value })?
-    } else {
-        // More digits than scale 6: acceptable only if the extra digits are zeros.
-        let factor = 10_i128.pow(scale - SCALE);
-        if mantissa % factor != 0 {
-            return Err(UnitsError::TooPrecise { field, value });
-        }
-        mantissa / factor
-    };
-    i64::try_from(unscaled).map_err(|_| UnitsError::OutOfRange { field, value })
+            .ok_or(UnitsError::OutOfRange { field, value });
+    }
+    // More digits than the target scale: acceptable only if the extra digits are zeros.
+    let factor = 10_i128.pow(scale - target);
+    if mantissa % factor != 0 {
+        return Err(UnitsError::TooPrecise {
+            field,
+            value,
+            scale: target,
+        });
+    }
+    Ok(mantissa / factor)
 }
 
 /// `units` at scale 6 as a `Decimal`.

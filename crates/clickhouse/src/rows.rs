@@ -1,15 +1,19 @@
-//! One ClickHouse row type per table, and the mapping from each topic's record. Fields are in
-//! the table's column order; decimals travel as their unscaled integers at the column's scale
-//! (Decimal(18, 6) → i64, Decimal(38, s) → i128), times as UTC milliseconds
-//! (DateTime64(3)), enums as their Enum8 codes.
+//! One ClickHouse row type per table — the one definition the sink writes and the API reads —
+//! and the mapping from each topic's record. Fields are in the table's column order (the
+//! migrations beside this file create the columns; a test checks both agree); decimals travel
+//! as their unscaled integers at the column's scale (Decimal(18, 6) → i64, Decimal(38, s) →
+//! i128), times as UTC milliseconds (DateTime64(3)), enums as their Enum8 codes
+//! (`polytape_model::codes`). Readers select a whole row with `SELECT ?fields FROM <table>`;
+//! a query that needs a few columns of a large table (the book replay) declares its own
+//! projection next to the query.
 
 use clickhouse::Row;
 use polytape_model::{
     BestBidAsk, BookLevel, BookSnapshot, BookState, Candle, Continuity, DeadLetter, Decimal, Event,
     LastTrade, LeaderboardEntry, Market, MarketLifecycle, PriceChange, PricePoint, Side,
-    TickSizeChange, Trade,
+    TickSizeChange, Trade, micros::to_units,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Why a decoded record cannot become a row (it goes to `dead_letters` instead).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -20,19 +24,10 @@ pub struct MapError {
 }
 
 fn unscaled(field: &'static str, value: Decimal, scale: u32) -> Result<i128, MapError> {
-    // Decoded Avro decimals already carry the column's scale: no rescaling on the hot path.
-    if value.scale() == scale {
-        return Ok(value.mantissa());
-    }
-    let mut rescaled = value;
-    rescaled.rescale(scale);
-    if rescaled != value {
-        return Err(MapError {
-            field,
-            problem: format!("{value} has more than {scale} fractional digits"),
-        });
-    }
-    Ok(rescaled.mantissa())
+    to_units(field, value, scale).map_err(|error| MapError {
+        field,
+        problem: error.to_string(),
+    })
 }
 
 /// Decimal(18, 6).
@@ -66,7 +61,7 @@ fn levels(field: &'static str, levels: &[BookLevel]) -> Result<(Vec<i64>, Vec<i6
     Ok((prices, sizes))
 }
 
-#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct MarketRow {
     pub condition_id: String,
     pub question_id: Option<String>,
@@ -157,7 +152,7 @@ impl TryFrom<Market> for MarketRow {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct EventRow {
     pub event_id: String,
     pub slug: Option<String>,
@@ -212,7 +207,7 @@ impl TryFrom<Event> for EventRow {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct TradeRow {
     pub trade_id: String,
     pub condition_id: String,
@@ -251,7 +246,7 @@ impl TryFrom<Trade> for TradeRow {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct BookSnapshotRow {
     pub token_id: String,
     pub condition_id: String,
@@ -299,7 +294,7 @@ impl TryFrom<BookSnapshot> for BookSnapshotRow {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct PriceChangeRow {
     pub token_id: String,
     pub condition_id: String,
@@ -338,7 +333,7 @@ impl TryFrom<PriceChange> for PriceChangeRow {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct LastTradeRow {
     pub token_id: String,
     pub condition_id: String,
@@ -373,7 +368,7 @@ impl TryFrom<LastTrade> for LastTradeRow {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct TickSizeChangeRow {
     pub token_id: String,
     pub condition_id: String,
@@ -402,7 +397,7 @@ impl TryFrom<TickSizeChange> for TickSizeChangeRow {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct BestBidAskRow {
     pub token_id: String,
     pub condition_id: String,
@@ -433,7 +428,7 @@ impl TryFrom<BestBidAsk> for BestBidAskRow {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct MarketLifecycleRow {
     pub kind: i8,
     pub condition_id: String,
@@ -474,7 +469,7 @@ impl TryFrom<MarketLifecycle> for MarketLifecycleRow {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct PricePointRow {
     pub token_id: String,
     pub timestamp: i64,
@@ -497,7 +492,7 @@ impl TryFrom<PricePoint> for PricePointRow {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct CandleRow {
     pub token_id: String,
     pub condition_id: Option<String>,
@@ -547,7 +542,7 @@ impl TryFrom<Candle> for CandleRow {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct BookStateRow {
     pub token_id: String,
     pub condition_id: Option<String>,
@@ -608,7 +603,7 @@ impl TryFrom<BookState> for BookStateRow {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct ContinuityRow {
     pub continuity_id: String,
     pub kind: i8,
@@ -639,7 +634,7 @@ impl TryFrom<Continuity> for ContinuityRow {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct DeadLetterRow {
     pub dead_letter_id: String,
     pub source: String,
@@ -678,7 +673,7 @@ impl TryFrom<DeadLetter> for DeadLetterRow {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct LeaderboardRow {
     pub proxy_wallet: String,
     pub period: String,

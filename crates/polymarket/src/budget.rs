@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// The endpoints the collector calls, each with its own budget.
+/// The upstream endpoints Polytape calls, each with its own budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Endpoint {
     /// Gamma `/markets` and `/markets/keyset`: 300 per 10 s.
@@ -28,10 +28,12 @@ pub enum Endpoint {
     ClobPricesHistory,
     /// CLOB `POST /books`: 500 per 10 s.
     ClobBooks,
+    /// CLOB `GET /book` (one token): 1,500 per 10 s.
+    ClobBook,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 7] = [
+    pub const ALL: [Endpoint; 8] = [
         Endpoint::GammaMarkets,
         Endpoint::GammaEvents,
         Endpoint::DataTrades,
@@ -39,6 +41,7 @@ impl Endpoint {
         Endpoint::ClobMarkets,
         Endpoint::ClobPricesHistory,
         Endpoint::ClobBooks,
+        Endpoint::ClobBook,
     ];
 
     /// Requests allowed per 10 s window (polymarket-api brief, section 1).
@@ -51,6 +54,7 @@ impl Endpoint {
             Endpoint::ClobMarkets => 9_000,
             Endpoint::ClobPricesHistory => 1_000,
             Endpoint::ClobBooks => 500,
+            Endpoint::ClobBook => 1_500,
         }
     }
 
@@ -64,6 +68,7 @@ impl Endpoint {
             Endpoint::ClobMarkets => "clob_markets",
             Endpoint::ClobPricesHistory => "clob_prices_history",
             Endpoint::ClobBooks => "clob_books",
+            Endpoint::ClobBook => "clob_book",
         }
     }
 }
@@ -145,14 +150,24 @@ pub struct Budgets {
 }
 
 impl Budgets {
+    /// Every endpoint at `margin` × its published budget per `window`.
     pub fn new(window: Duration, margin: f64) -> Self {
+        Self::with_budgets(window, margin, &[])
+    }
+
+    /// Like [`Budgets::new`], with some endpoints given a smaller budget (per `window`): a
+    /// service that shares an endpoint with another keeps to its own part of it.
+    pub fn with_budgets(window: Duration, margin: f64, budgets: &[(Endpoint, u32)]) -> Self {
         let buckets = Endpoint::ALL
             .into_iter()
             .map(|endpoint| {
-                (
-                    endpoint,
-                    TokenBucket::for_budget(endpoint.published_budget(), window, margin),
-                )
+                let budget = budgets
+                    .iter()
+                    .find(|(overridden, _)| *overridden == endpoint)
+                    .map_or(endpoint.published_budget(), |(_, budget)| {
+                        (*budget).min(endpoint.published_budget())
+                    });
+                (endpoint, TokenBucket::for_budget(budget, window, margin))
             })
             .collect();
         Self {

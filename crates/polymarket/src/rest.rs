@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use polytape_model::{
-    BookLevel, BookSnapshot, BookSource, Event, LeaderboardEntry, Market, MarketToken, PricePoint,
-    Side, Trade, TradeIdentity, TradeSource, content_hash, occurrence_trade_id,
+    BookSnapshot, Event, LeaderboardEntry, Market, MarketToken, PricePoint, Side, Trade,
+    TradeIdentity, TradeSource, content_hash, occurrence_trade_id,
     parse::{
         PRICE_GRID_DECIMALS, decimal_from_float, parse_decimal_text, price_from_float,
         round_to_price_scale,
@@ -20,28 +20,8 @@ use serde_json::Value;
 
 use polytape_model::time::parse_datetime_ms;
 
-/// Why one upstream row was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RowError {
-    #[error("missing required field {0}")]
-    Missing(&'static str),
-    #[error("field {field} is invalid: {reason}")]
-    Invalid { field: &'static str, reason: String },
-    #[error("row is not a JSON object")]
-    NotAnObject,
-}
-
-fn invalid(field: &'static str, reason: impl Into<String>) -> RowError {
-    RowError::Invalid {
-        field,
-        reason: reason.into(),
-    }
-}
-
-/// A page body that is not the JSON shape the endpoint documents (truncated, malformed).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct PageError(pub String);
+use crate::error::invalid;
+pub use crate::error::{PageError, RowError};
 
 /// Text of a field that may be a string or a number; empty strings count as absent.
 fn text(row: &Value, key: &str) -> Option<String> {
@@ -493,71 +473,10 @@ pub fn price_point(
     })
 }
 
-/// One side of a CLOB book: `[{"price": "0.45", "size": "100"}, …]` (decimal strings; numbers
-/// tolerated). Every level must have a price in (0, 1] and a positive size.
-fn book_levels(row: &Value, key: &'static str) -> Result<Vec<BookLevel>, RowError> {
-    let levels = match row.get(key) {
-        Some(Value::Array(levels)) => levels,
-        None | Some(Value::Null) => return Err(RowError::Missing(key)),
-        Some(other) => return Err(invalid(key, format!("{} is not a list", kind_of(other)))),
-    };
-    levels
-        .iter()
-        .map(|level| {
-            let price = decimal(level, "price")?.ok_or(RowError::Missing("price"))?;
-            let size = decimal(level, "size")?.ok_or(RowError::Missing("size"))?;
-            if price <= Decimal::ZERO || price > Decimal::ONE {
-                return Err(invalid(key, format!("price {price} is outside (0, 1]")));
-            }
-            if size <= Decimal::ZERO {
-                return Err(invalid(key, format!("size {size} is not positive")));
-            }
-            Ok(BookLevel { price, size })
-        })
-        .collect()
-}
-
-/// One CLOB book (`GET /book`, an element of `POST /books`), as a REST snapshot.
-///
-/// Upstream serves bids ascending and asks descending (best last on both sides); the record
-/// is best-first on both sides (bids descending, asks ascending), as the model documents.
-/// `timestamp_ms` is upstream's (a ms string); `hash` is upstream's SHA-1, kept as served.
+/// One CLOB book (an element of `POST /books`), as a REST snapshot, by [`crate::book`]'s
+/// rules.
 pub fn book_snapshot(row: &Value, received_ms: i64) -> Result<BookSnapshot, RowError> {
-    if !row.is_object() {
-        return Err(RowError::NotAnObject);
-    }
-    let token_id = required_text(row, "asset_id")?;
-    if !token_id.bytes().all(|byte| byte.is_ascii_digit()) {
-        return Err(invalid(
-            "asset_id",
-            format!("{token_id:?} is not a decimal token id"),
-        ));
-    }
-    let condition_id = required_text(row, "market")?.to_ascii_lowercase();
-    let timestamp = integer(row, "timestamp").ok_or(RowError::Missing("timestamp"))?;
-    if timestamp <= 0 {
-        return Err(invalid("timestamp", timestamp.to_string()));
-    }
-    let mut bids = book_levels(row, "bids")?;
-    let mut asks = book_levels(row, "asks")?;
-    bids.sort_by_key(|level| std::cmp::Reverse(level.price));
-    asks.sort_by_key(|level| level.price);
-    Ok(BookSnapshot {
-        token_id,
-        condition_id,
-        timestamp_ms: timestamp_to_ms(timestamp),
-        received_ms,
-        bids,
-        asks,
-        hash: text(row, "hash"),
-        tick_size: lenient_decimal(row, "tick_size"),
-        min_order_size: lenient_decimal(row, "min_order_size"),
-        neg_risk: boolean(row, "neg_risk"),
-        last_trade_price: lenient_decimal(row, "last_trade_price"),
-        source: BookSource::Rest,
-        connection_id: None,
-        sequence: None,
-    })
+    crate::book::WireBook::from_value(row)?.into_snapshot(received_ms)
 }
 
 /// Which leaderboard list a row came from (the request's parameters).

@@ -417,7 +417,7 @@ fn rest_book_answers_parse_as_rest_snapshots() {
  "bids": [{"price": "0.01", "size": "2500"}, {"price": "0.44", "size": "120.5"}, {"price": "0.45", "size": "100"}],
  "asks": [{"price": "0.99", "size": "900"}, {"price": "0.47", "size": "80"}, {"price": "0.46", "size": "150"}],
  "min_order_size": "5", "tick_size": "0.01", "neg_risk": false, "last_trade_price": "0.45"}"#;
-    let book = parse_rest_book(raw, STAMP).unwrap();
+    let book = crate::book::rest_book(raw, STAMP.received_ms).unwrap();
     assert_eq!(book.source, BookSource::Rest);
     assert_eq!(book.bids[0].price, dec("0.45"));
     assert_eq!(book.asks[0].price, dec("0.46"));

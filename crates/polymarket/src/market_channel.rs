@@ -6,13 +6,15 @@
 //! [`ParseProblem`] carrying its raw text for the DLQ, and the rest of the frame still counts.
 
 use polytape_model::{
-    BestBidAsk, BookLevel, BookSnapshot, BookSource, Decimal, LastTrade, LifecycleKind,
-    MarketLifecycle, PriceChange, Side, TickSizeChange,
+    BestBidAsk, BookSnapshot, BookSource, Decimal, LastTrade, LifecycleKind, MarketLifecycle,
+    PriceChange, Side, TickSizeChange,
     decimal::PRICE_SCALE,
     parse::{parse_decimal_text, parse_integer_timestamp},
 };
-use serde::{Deserialize, Deserializer, de};
+use serde::Deserialize;
 use serde_json::value::RawValue;
+
+use crate::{book::WireBook, error::RowError, wire::lenient_text};
 
 /// Where and when an event was read: stamped on every record made from it.
 #[derive(Debug, Clone, Copy)]
@@ -122,7 +124,7 @@ pub fn parse_event(raw: &str, stamp: Stamp<'_>) -> Result<MarketEvent, ParseProb
         return Err(ParseProblem::MissingEventType);
     };
     match event_type {
-        "book" => book(wire, stamp, BookSource::Ws).map(MarketEvent::Book),
+        "book" => book(raw, stamp).map(MarketEvent::Book),
         "price_change" => price_changes(wire, stamp).map(MarketEvent::PriceChanges),
         "last_trade_price" => last_trade(wire, stamp).map(MarketEvent::LastTrade),
         "tick_size_change" => tick_size_change(wire, stamp).map(MarketEvent::TickSizeChange),
@@ -132,13 +134,6 @@ pub fn parse_event(raw: &str, stamp: Stamp<'_>) -> Result<MarketEvent, ParseProb
         "error" => Ok(server_error(wire)),
         other => Err(ParseProblem::UnknownEventType(other.to_owned())),
     }
-}
-
-/// Parses a CLOB REST `/book` answer (same shape as a `book` event, without `event_type`).
-pub fn parse_rest_book(raw: &str, stamp: Stamp<'_>) -> Result<BookSnapshot, ParseProblem> {
-    let wire: WireEvent =
-        serde_json::from_str(raw).map_err(|error| ParseProblem::NotAnObject(error.to_string()))?;
-    book(wire, stamp, BookSource::Rest)
 }
 
 /// Upstream's event object: every field any event type uses, all optional, numbers accepted as
@@ -155,10 +150,6 @@ struct WireEvent {
     timestamp: Option<String>,
     #[serde(default, deserialize_with = "lenient_text")]
     hash: Option<String>,
-    #[serde(default)]
-    bids: Option<Vec<WireLevel>>,
-    #[serde(default)]
-    asks: Option<Vec<WireLevel>>,
     #[serde(default)]
     price_changes: Option<Vec<WireEntry>>,
     /// The pre-2025-09-15 `price_change` shape (old captures).
@@ -185,14 +176,6 @@ struct WireEvent {
     #[serde(default, deserialize_with = "lenient_text")]
     spread: Option<String>,
     #[serde(default, deserialize_with = "lenient_text")]
-    min_order_size: Option<String>,
-    #[serde(default, deserialize_with = "lenient_text")]
-    tick_size: Option<String>,
-    #[serde(default, deserialize_with = "lenient_text")]
-    neg_risk: Option<String>,
-    #[serde(default, deserialize_with = "lenient_text")]
-    last_trade_price: Option<String>,
-    #[serde(default, deserialize_with = "lenient_text")]
     id: Option<String>,
     #[serde(default, deserialize_with = "lenient_text")]
     question: Option<String>,
@@ -217,14 +200,6 @@ struct WireEvent {
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct WireLevel {
-    #[serde(default, deserialize_with = "lenient_text")]
-    price: Option<String>,
-    #[serde(default, deserialize_with = "lenient_text")]
-    size: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
 struct WireEntry {
     #[serde(default, deserialize_with = "lenient_text")]
     asset_id: Option<String>,
@@ -246,46 +221,6 @@ struct WireEntry {
 struct WireEventMessage {
     #[serde(default, deserialize_with = "lenient_text")]
     id: Option<String>,
-}
-
-/// A string, number or boolean as text; `null` as absent. Upstream sends most numbers as
-/// strings but SDK fixtures and captures show both.
-fn lenient_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
-    struct LenientText;
-    impl<'de> de::Visitor<'de> for LenientText {
-        type Value = Option<String>;
-        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            formatter.write_str("a string, number, boolean or null")
-        }
-        fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
-            Ok(Some(value.to_owned()))
-        }
-        fn visit_string<E: de::Error>(self, value: String) -> Result<Self::Value, E> {
-            Ok(Some(value))
-        }
-        fn visit_i64<E: de::Error>(self, value: i64) -> Result<Self::Value, E> {
-            Ok(Some(value.to_string()))
-        }
-        fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
-            Ok(Some(value.to_string()))
-        }
-        fn visit_f64<E: de::Error>(self, value: f64) -> Result<Self::Value, E> {
-            Ok(Some(value.to_string()))
-        }
-        fn visit_bool<E: de::Error>(self, value: bool) -> Result<Self::Value, E> {
-            Ok(Some(value.to_string()))
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D2: Deserializer<'de>>(self, inner: D2) -> Result<Self::Value, D2::Error> {
-            inner.deserialize_any(LenientText)
-        }
-    }
-    deserializer.deserialize_any(LenientText)
 }
 
 fn required(
@@ -351,73 +286,33 @@ fn side(text: &str, event_type: &'static str) -> Result<Side, ParseProblem> {
     })
 }
 
-fn levels(
-    wire: Option<Vec<WireLevel>>,
-    field: &'static str,
-) -> Result<Vec<BookLevel>, ParseProblem> {
-    let mut levels = Vec::with_capacity(wire.as_ref().map_or(0, Vec::len));
-    for level in wire.unwrap_or_default() {
-        let price = required(level.price, "book", field)?;
-        let size = required(level.size, "book", field)?;
-        levels.push(BookLevel {
-            price: decimal(&price, "book", field)?,
-            size: decimal(&size, "book", field)?,
-        });
-    }
-    Ok(levels)
-}
-
-fn book(
-    wire: WireEvent,
-    stamp: Stamp<'_>,
-    source: BookSource,
-) -> Result<BookSnapshot, ParseProblem> {
-    const KIND: &str = "book";
-    let token_id = required(wire.asset_id, KIND, "asset_id")?;
-    let condition_id = required(wire.market, KIND, "market")?;
-    let timestamp_ms = timestamp(wire.timestamp, KIND)?;
-    let mut bids = levels(wire.bids, "bids")?;
-    let mut asks = levels(wire.asks, "asks")?;
-    // Upstream serves bids ascending and asks descending (best last); records are best-first.
-    bids.sort_by_key(|level| std::cmp::Reverse(level.price));
-    asks.sort_by_key(|level| level.price);
-    let neg_risk = match wire.neg_risk.as_deref() {
-        None => None,
-        Some(text) if text.eq_ignore_ascii_case("true") => Some(true),
-        Some(text) if text.eq_ignore_ascii_case("false") => Some(false),
-        Some(text) => {
-            return Err(ParseProblem::InvalidField {
-                event_type: KIND,
-                field: "neg_risk",
-                reason: format!("{text:?} is not a boolean"),
-            });
-        }
+/// A `book` event, by [`crate::book`]'s rules (the same as a REST `/book`), stamped as read
+/// from this connection.
+fn book(raw: &str, stamp: Stamp<'_>) -> Result<BookSnapshot, ParseProblem> {
+    let book_problem = |error: RowError| match error {
+        RowError::Missing(field) => ParseProblem::MissingField {
+            event_type: "book",
+            field,
+        },
+        RowError::Invalid { field, reason } => ParseProblem::InvalidField {
+            event_type: "book",
+            field,
+            reason,
+        },
+        RowError::NotAnObject => ParseProblem::NotAnObject("book".to_owned()),
     };
-    Ok(BookSnapshot {
-        token_id,
-        condition_id,
-        timestamp_ms,
-        received_ms: stamp.received_ms,
-        bids,
-        asks,
-        hash: wire.hash.filter(|hash| !hash.is_empty()),
-        tick_size: optional_decimal(wire.tick_size.as_deref(), KIND, "tick_size")?,
-        min_order_size: optional_decimal(wire.min_order_size.as_deref(), KIND, "min_order_size")?,
-        neg_risk,
-        last_trade_price: optional_decimal(
-            wire.last_trade_price.as_deref(),
-            KIND,
-            "last_trade_price",
-        )?,
-        source,
-        connection_id: Some(stamp.connection_id.to_owned()),
-        sequence: Some(stamp.sequence),
-    })
+    let mut book = WireBook::from_text(raw)
+        .and_then(|wire| wire.into_snapshot(stamp.received_ms))
+        .map_err(book_problem)?;
+    book.source = BookSource::Ws;
+    book.connection_id = Some(stamp.connection_id.to_owned());
+    book.sequence = Some(stamp.sequence);
+    Ok(book)
 }
 
 fn price_changes(wire: WireEvent, stamp: Stamp<'_>) -> Result<Vec<PriceChange>, ParseProblem> {
     const KIND: &str = "price_change";
-    let condition_id = required(wire.market, KIND, "market")?;
+    let condition_id = required(wire.market, KIND, "market")?.to_ascii_lowercase();
     let timestamp_ms = timestamp(wire.timestamp, KIND)?;
     // New shape: per-entry asset ids, hashes and best bid/ask. Legacy shape: one asset id and
     // hash for the whole event, no best bid/ask.
@@ -483,7 +378,7 @@ fn last_trade(wire: WireEvent, stamp: Stamp<'_>) -> Result<LastTrade, ParseProbl
     };
     Ok(LastTrade {
         token_id: required(wire.asset_id, KIND, "asset_id")?,
-        condition_id: required(wire.market, KIND, "market")?,
+        condition_id: required(wire.market, KIND, "market")?.to_ascii_lowercase(),
         price: decimal(&price, KIND, "price")?,
         size: decimal(&size, KIND, "size")?,
         side: match wire.side.as_deref() {
@@ -505,7 +400,7 @@ fn tick_size_change(wire: WireEvent, stamp: Stamp<'_>) -> Result<TickSizeChange,
     let new = required(wire.new_tick_size, KIND, "new_tick_size")?;
     Ok(TickSizeChange {
         token_id: required(wire.asset_id, KIND, "asset_id")?,
-        condition_id: required(wire.market, KIND, "market")?,
+        condition_id: required(wire.market, KIND, "market")?.to_ascii_lowercase(),
         old_tick_size: decimal(&old, KIND, "old_tick_size")?,
         new_tick_size: decimal(&new, KIND, "new_tick_size")?,
         timestamp_ms: timestamp(wire.timestamp, KIND)?,
@@ -519,7 +414,7 @@ fn best_bid_ask(wire: WireEvent, stamp: Stamp<'_>) -> Result<BestBidAsk, ParsePr
     const KIND: &str = "best_bid_ask";
     Ok(BestBidAsk {
         token_id: required(wire.asset_id, KIND, "asset_id")?,
-        condition_id: required(wire.market, KIND, "market")?,
+        condition_id: required(wire.market, KIND, "market")?.to_ascii_lowercase(),
         best_bid: optional_decimal(wire.best_bid.as_deref(), KIND, "best_bid")?,
         best_ask: optional_decimal(wire.best_ask.as_deref(), KIND, "best_ask")?,
         spread: optional_decimal(wire.spread.as_deref(), KIND, "spread")?,
@@ -561,7 +456,7 @@ fn lifecycle(
     };
     Ok(MarketEvent::Lifecycle(MarketLifecycle {
         kind,
-        condition_id: required(wire.market, event_type, "market")?,
+        condition_id: required(wire.market, event_type, "market")?.to_ascii_lowercase(),
         gamma_market_id: wire.id,
         question: wire.question,
         slug: wire.slug,
