@@ -133,6 +133,44 @@ impl Checkpoints {
         serde_json::from_value(value).ok()
     }
 
+    /// Removes and returns the entries whose key starts with `prefix` (state another part of
+    /// the collector restores and keeps itself, such as the reconciliation ledger).
+    pub fn take_prefix(&self, prefix: &str) -> Vec<(String, serde_json::Value)> {
+        let mut values = self.lock();
+        let keys: Vec<String> = values
+            .keys()
+            .filter(|key| key.starts_with(prefix))
+            .cloned()
+            .collect();
+        keys.into_iter()
+            .filter_map(|key| values.remove_entry(&key))
+            .collect()
+    }
+
+    /// Writes one entry that the store does not keep in memory (`None` deletes the key) and
+    /// waits for the broker's acknowledgement.
+    pub async fn publish<T: Serialize>(
+        &self,
+        key: &str,
+        value: Option<&T>,
+    ) -> Result<(), CollectError> {
+        let payload = value
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|error| CollectError::Checkpoint(error.to_string()))?;
+        let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic).key(key.as_bytes());
+        if let Some(payload) = &payload {
+            record = record.payload(payload);
+        }
+        self.producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(error, _)| {
+                CollectError::Checkpoint(format!("checkpoint {key} not acknowledged: {error}"))
+            })?;
+        Ok(())
+    }
+
     /// Writes one checkpoint and waits for the broker's acknowledgement.
     pub async fn commit<T: Serialize>(&self, key: &str, value: &T) -> Result<(), CollectError> {
         let json = serde_json::to_value(value)

@@ -225,6 +225,16 @@ impl Collector {
             request_timeout: tuning.request_timeout,
             ..RetryPolicy::default()
         };
+        let checkpoints = Checkpoints::open(
+            &config.kafka.kafka_brokers,
+            &config.kafka.topic_prefix,
+            producer.clone(),
+            fresh,
+        )
+        .await?;
+        // What earlier processes sent, so a restart tells late fills from sent ones.
+        let mut ledger = Ledger::new(horizon_s, MAX_LEDGER_FILLS);
+        ledger.restore(checkpoints.take_prefix(crate::reconcile::LEDGER_KEY_PREFIX));
         Ok(Self {
             gamma_url: base(&config.upstream.gamma_url),
             data_url: base(&config.upstream.data_api_url),
@@ -243,16 +253,10 @@ impl Collector {
             leaderboard: RecordProducer::register(producer.clone(), &registry, &names).await?,
             dlq: RecordProducer::register(producer.clone(), &registry, &names).await?,
             continuity: RecordProducer::register(producer.clone(), &registry, &names).await?,
-            checkpoints: Checkpoints::open(
-                &config.kafka.kafka_brokers,
-                &config.kafka.topic_prefix,
-                producer,
-                fresh,
-            )
-            .await?,
+            checkpoints,
             tuning,
             edges: Mutex::new(HashMap::new()),
-            ledger: Mutex::new(Ledger::new(horizon_s, MAX_LEDGER_FILLS)),
+            ledger: Mutex::new(ledger),
             ticks: Mutex::new(HashMap::new()),
             market_tokens: Mutex::new(HashMap::new()),
             declared: Mutex::new(HashMap::new()),
@@ -410,6 +414,7 @@ impl Collector {
                 if trades {
                     for round in 0..BACKFILL_ROUNDS {
                         complete = self.trades_round(&ids, from_s, to_s).await?;
+                        self.persist_ledger().await?;
                         if complete == ids.len() {
                             break;
                         }
@@ -505,8 +510,10 @@ impl Collector {
                         .map(|market| market.condition_id.clone())
                         .collect();
                     self.trades_round(&ids, from, now_s).await?;
+                    self.persist_ledger().await?;
                     if !deep_interval.is_zero() && Instant::now() >= next_deep {
                         self.reconcile_round(&ids, now_s).await?;
+                        self.persist_ledger().await?;
                         next_deep = Instant::now() + deep_interval;
                     }
                 }

@@ -67,6 +67,12 @@ static RECONCILE_LEDGER: LazyLock<Option<IntGauge>> = LazyLock::new(|| {
         "Fingerprints of sent fills held for reconciliation (bounded by the horizon and a cap)",
     )
 });
+static RECONCILE_LEDGER_WRITES: LazyLock<Option<IntCounter>> = LazyLock::new(|| {
+    counter(
+        "polytape_collector_reconcile_ledger_writes_total",
+        "Reconciliation ledger entries (market-hours and spans) written to the checkpoint topic, so a restart knows what was sent",
+    )
+});
 static UPSTREAM_GAPS: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
     counter_vec(
         "polytape_collector_upstream_gaps_total",
@@ -97,6 +103,7 @@ pub(crate) fn register_all() {
     LazyLock::force(&LATE_FILLS);
     LazyLock::force(&LATE_FILL_LATENESS);
     LazyLock::force(&RECONCILE_LEDGER);
+    LazyLock::force(&RECONCILE_LEDGER_WRITES);
     LazyLock::force(&UPSTREAM_GAPS);
     LazyLock::force(&LEADERBOARD_MISSING_RANKS);
     LazyLock::force(&LEADERBOARD_DUPLICATES);
@@ -186,6 +193,12 @@ impl InternalEvent for LateFillsFound<'_> {
 pub(crate) fn reconcile_ledger(fills: usize) {
     if let Some(reconcile_ledger) = RECONCILE_LEDGER.as_ref() {
         reconcile_ledger.set(i64::try_from(fills).unwrap_or(i64::MAX));
+    }
+}
+
+pub(crate) fn reconcile_ledger_written(entries: usize) {
+    if let Some(writes) = RECONCILE_LEDGER_WRITES.as_ref() {
+        writes.inc_by(entries as u64);
     }
 }
 

@@ -1,11 +1,13 @@
 //! Late-indexed fills (issue #23). The simulator's `late_index` fault keeps every 7th fill off
-//! `/data/trades` until 12 s after its timestamp — longer than the poll lag (2 s), so polling
+//! `/data/trades` until 30 s after its timestamp — longer than the poll lag (2 s), so polling
 //! covers those seconds before the fills exist upstream. Phase 1: the trailing reconciliation
 //! window (60 s) finds them. Phase 2, after a restart (a new collector over the same
-//! checkpoints, with an empty ledger) with a window too short to see them (3 s): the deep pass
-//! finds them, and adopts what the first collector sent without counting it. The topic ends
-//! with every truth fill exactly once, and `polytape_collector_late_fills_total` counts exactly
-//! the fills indexed late, with their lateness (≥ the delay) in the histogram.
+//! checkpoints, with the ledger the first one persisted) with a window too short to see them
+//! (3 s): the deep pass finds them, and knows what the first collector sent without counting
+//! it. Phase 3: fills are indexed late while no collector runs, for seconds the stopped one had
+//! covered; the restarted collector's deep pass finds them through the persisted ledger. The
+//! topic ends with every truth fill exactly once, and `polytape_collector_late_fills_total`
+//! counts exactly the fills indexed late, with their lateness (≥ the delay) in the histogram.
 
 #![allow(clippy::unwrap_used)]
 
@@ -20,9 +22,10 @@ use support::*;
 use tokio_util::sync::CancellationToken;
 
 const EVERY: u64 = 7;
-const DELAY_S: i64 = 12;
+const DELAY_S: i64 = 30;
 const LATE_FILLS: &str = "polytape_collector_late_fills_total";
 const LATENESS: &str = "polytape_collector_late_fill_lateness_seconds";
+const LEDGER_WRITES: &str = "polytape_collector_reconcile_ledger_writes_total";
 
 /// The truth's fills as (seq, trade id).
 async fn truth_fills(sim: &polymarket_sim::RunningSim) -> Vec<(u64, String)> {
@@ -181,7 +184,7 @@ async fn late_indexed_fills_are_published_once_and_counted() {
     running.await.unwrap().unwrap();
 
     // Phase 2: a restart with a 3 s window (it re-reads [now − 5 s, now − 2 s]: a fill that
-    // becomes visible 12 s after its second is outside it) and a deep pass every 3 s.
+    // becomes visible 30 s after its second is outside it) and a deep pass every 3 s.
     let second = CollectorTuning {
         reconcile_window: Duration::from_secs(3),
         reconcile_interval: Duration::from_secs(3),
@@ -190,7 +193,7 @@ async fn late_indexed_fills_are_published_once_and_counted() {
     };
     let stop = CancellationToken::new();
     let collector = Arc::new(
-        Collector::connect(&config(&sim, &names, second), false, stop.clone())
+        Collector::connect(&config(&sim, &names, second.clone()), false, stop.clone())
             .await
             .unwrap(),
     );
@@ -200,7 +203,7 @@ async fn late_indexed_fills_are_published_once_and_counted() {
     let after = wait_for_truth(&sim, &names, "phase 2 (deep pass after a restart)").await;
     let late_2 = late_indexed_since(&after, truth.len() as u64);
     assert!(late_2 > 0);
-    // What the first collector sent is adopted by the restarted one's first re-reads, not
+    // What the first collector sent is known to the restarted one (its persisted ledger), not
     // counted as late.
     expect_late_total(late_1 + late_2).await;
     let trades: Vec<Trade> = records(&names).await;
@@ -211,10 +214,66 @@ async fn late_indexed_fills_are_published_once_and_counted() {
         sum >= count as f64 * DELAY_S as f64,
         "each late fill was found at least {DELAY_S} s after its second ({sum} s over {count})"
     );
+
+    // Phase 3: new fills; the collector covers their seconds and persists its ledger, then
+    // stops before the late ones are indexed.
+    let advanced_at = std::time::Instant::now();
+    sim.advance(1_500);
+    let with_late = truth_fills(&sim).await;
+    let late_ids: HashSet<String> = with_late
+        .iter()
+        .filter(|(seq, _)| *seq >= after.len() as u64 && (seq + 1).is_multiple_of(EVERY))
+        .map(|(_, id)| id.clone())
+        .collect();
+    assert!(!late_ids.is_empty());
+    // Past the poll lag, then one more persisted round: the persisted span covers every fill
+    // of the advance.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let writes = polytape_runtime::metrics::family_total(LEDGER_WRITES);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while polytape_runtime::metrics::family_total(LEDGER_WRITES) <= writes {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ledger persisted in 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    let stopped_after = advanced_at.elapsed();
+    let trades: Vec<Trade> = records(&names).await;
+    assert!(
+        trades
+            .iter()
+            .all(|trade| !late_ids.contains(&trade.trade_id)),
+        "the late fills were indexed after the collector stopped ({stopped_after:?} after the advance)"
+    );
+    // Indexed while no collector runs; then a restart (the same tuning as phase 2).
+    let visible_at = Duration::from_secs(DELAY_S as u64 + 2);
+    if let Some(wait) = visible_at.checked_sub(advanced_at.elapsed()) {
+        tokio::time::sleep(wait).await;
+    }
+    let stop = CancellationToken::new();
+    let collector = Arc::new(
+        Collector::connect(&config(&sim, &names, second), false, stop.clone())
+            .await
+            .unwrap(),
+    );
+    let running = tokio::spawn(collector.run(options()));
+    let last = wait_for_truth(&sim, &names, "phase 3 (indexed while stopped)").await;
+    let late_3 = late_indexed_since(&last, after.len() as u64);
+    assert_eq!(late_3, late_ids.len() as u64);
+    expect_late_total(late_1 + late_2 + late_3).await;
+    let trades: Vec<Trade> = records(&names).await;
+    assert_eq!(trades.len(), last.len(), "every fill exactly once");
+    let (count, sum) = lateness();
+    assert_eq!(count, late_1 + late_2 + late_3);
+    assert!(sum >= count as f64 * DELAY_S as f64);
+
     let gaps: Vec<Continuity> = records(&names).await;
     assert!(gaps.is_empty(), "nothing unreadable: {gaps:?}");
     println!(
-        "late fills: {late_1} found by the trailing window, {late_2} by the deep pass; mean lateness {:.1} s",
+        "late fills: {late_1} found by the trailing window, {late_2} by the deep pass, {late_3} indexed while stopped; mean lateness {:.1} s",
         sum / count as f64
     );
     stop.cancel();

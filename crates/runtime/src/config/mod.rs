@@ -325,7 +325,7 @@ fn unknown_key_problem(
     };
     ConfigProblem {
         key: format!("`{name}` in {}", path.display()),
-        message: format!("is not a key of {}; {hint}", service.binary_name()),
+        message: format!("is not a known key of {}; {hint}", service.binary_name()),
     }
 }
 

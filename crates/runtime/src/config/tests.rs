@@ -211,7 +211,7 @@ fn another_services_key_in_a_file_is_an_error_naming_the_service() {
     let error = load_from::<TestConfig>(Some(config_file.path()), env(&[])).unwrap_err();
     let text = error.to_string();
     assert!(
-        text.contains("`api_addr`") && text.contains("is not a key of polytape-collector"),
+        text.contains("`api_addr`") && text.contains("is not a known key of polytape-collector"),
         "{text}"
     );
 }

@@ -889,6 +889,47 @@ impl Collector {
         crate::metrics::reconcile_ledger(lock(&self.ledger).len());
     }
 
+    /// Persists what the reconciliation ledger learnt since the last call (see
+    /// `reconcile::Ledger::take_writes`): hours first, then the spans that answer for them, each
+    /// acknowledged before the next step. Called between rounds, when no send is in flight.
+    pub(super) async fn persist_ledger(&self) -> Result<(), CollectError> {
+        let writes = {
+            let mut ledger = lock(&self.ledger);
+            ledger.take_writes(|condition_id| {
+                self.checkpoints
+                    .get::<TradeCheckpoint>(&format!("trades/{condition_id}"))
+                    .and_then(|checkpoint| checkpoint.covered)
+                    .map(|(_, high)| high)
+            })
+        };
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let written = async {
+            futures::future::try_join_all(
+                writes
+                    .hours
+                    .iter()
+                    .map(|(key, hour)| self.checkpoints.publish(key, hour.as_ref())),
+            )
+            .await?;
+            futures::future::try_join_all(
+                writes
+                    .spans
+                    .iter()
+                    .map(|(key, span)| self.checkpoints.publish(key, span.as_ref())),
+            )
+            .await
+        }
+        .await;
+        if let Err(error) = written {
+            lock(&self.ledger).requeue(&writes);
+            return Err(error);
+        }
+        crate::metrics::reconcile_ledger_written(writes.len());
+        Ok(())
+    }
+
     /// The deep reconciliation pass: re-reads `[to − reconcile_horizon, high)` of every
     /// covered market among `condition_ids`, 50 markets per request and through the same
     /// `/trades` budget as polling, and publishes the fills the ledger does not know — fills
