@@ -14,6 +14,14 @@ use polytape_e2e::{
 };
 use rand::{Rng as _, SeedableRng as _, seq::SliceRandom as _};
 
+/// One world at a time. A world is five service processes and the simulator, and every world
+/// shares the test stack's broker, which alone keeps about one of CI's two cores busy during
+/// these runs. Two worlds at once (the test harness's default on 2 cores) starved the
+/// collectors: a 300-market backfill was still walking after the 300 s the checks allow, with
+/// nothing lost or doubled (CI runs of 2026-12-06). One at a time, each run has the machine the
+/// checks' deadlines assume, and the suite takes about as long.
+static ONE_WORLD_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// What a run may show besides exact data.
 struct Expect {
     /// Each trade row stored once even without FINAL (runs without restarts).
@@ -245,6 +253,7 @@ async fn run_live(pipeline: &Pipeline, duration: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_simulated_world_through_all_five_services_is_reproduced_exactly() {
+    let _world = ONE_WORLD_AT_A_TIME.lock().await;
     let scale = Scale::from_env();
     let pipeline = Pipeline::start("e2e_fidelity", scale.clone(), |_| {}).await;
     run_live(&pipeline, scale.live).await;
@@ -266,6 +275,7 @@ const POISONED_ROWS: &str = "poison@/data/trades:every=150";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_each_service_at_random_points_loses_and_duplicates_nothing() {
+    let _world = ONE_WORLD_AT_A_TIME.lock().await;
     let scale = Scale::from_env();
     let kills_per_service = polytape_e2e::knob("POLYTAPE_E2E_KILLS", 5_u32);
     // Bad input throughout: the fills of one transaction in 150 are served broken on every
@@ -428,16 +438,19 @@ async fn run_with_faults(purpose: &str, faults: &str, websocket_faults: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_faults_5xx_timeouts_malformed_and_drift_leave_the_data_exact() {
+    let _world = ONE_WORLD_AT_A_TIME.lock().await;
     run_with_faults("e2e_rest_faults", REST_FAULTS, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ws_disconnects_freezes_and_garbage_are_declared_and_books_reconverge() {
+    let _world = ONE_WORLD_AT_A_TIME.lock().await;
     run_with_faults("e2e_ws_faults", WS_FAULTS, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_upstream_fault_at_once_leaves_the_data_exact_and_gaps_declared() {
+    let _world = ONE_WORLD_AT_A_TIME.lock().await;
     run_with_faults(
         "e2e_all_faults",
         &format!("{REST_FAULTS};{WS_FAULTS}"),
@@ -471,6 +484,7 @@ async fn timed_trades_query(pipeline: &Pipeline, market: &str) -> (Option<u16>, 
 /// own bound while ClickHouse hangs instead of hanging with it, and the data stays exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clickhouse_outage_of_60_seconds_is_caught_up_without_loss() {
+    let _world = ONE_WORLD_AT_A_TIME.lock().await;
     let scale = Scale::from_env();
     let pipeline = Pipeline::start("e2e_clickhouse_outage", scale.clone(), |_| {}).await;
     run_live(&pipeline, Duration::from_secs(10)).await;
@@ -564,6 +578,7 @@ async fn a_clickhouse_outage_of_60_seconds_is_caught_up_without_loss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_stopped_for_30_seconds_is_ridden_out_without_loss() {
+    let _world = ONE_WORLD_AT_A_TIME.lock().await;
     let scale = Scale::from_env();
     let pipeline = Pipeline::start_wired(
         "e2e_broker_outage",
