@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod logs;
 pub mod oracle;
 pub mod proxy;
 pub mod stack;

@@ -802,6 +802,11 @@ impl Pipeline {
 
 impl Drop for Pipeline {
     fn drop(&mut self) {
+        // A check that panicked outside `eventually` (which keeps the logs itself) would
+        // otherwise take the only evidence of a rare failure with the temporary directory.
+        if std::thread::panicking() {
+            eprintln!("{}", self.preserve_evidence());
+        }
         for process in self.processes().values_mut() {
             if let Ok(None) = process.child.try_wait() {
                 process.child.kill().ok();

@@ -57,6 +57,7 @@ pub async fn sim(rate_window: Duration, faults: &str) -> RunningSim {
 }
 
 pub async fn topics(purpose: &str) -> TopicNames {
+    polytape_test_support::logs::capture_test_logs();
     let names = polytape_test_support::stack::isolated_topics(purpose);
     polytape_kafka::ensure_topics(&endpoints().kafka_brokers, &names, &TOPICS, 1)
         .await
