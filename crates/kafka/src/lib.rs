@@ -1,7 +1,8 @@
 //! Kafka for Polytape.
 //!
 //! Producers are idempotent with `acks=all`: a record acknowledged by the broker is written
-//! exactly once even if the producer retried. Exactly-once across a crash comes from
+//! exactly once even if the producer retried. A service's writers share one [`SharedProducer`],
+//! renewed in place when librdkafka puts it in its fatal state. Exactly-once across a crash comes from
 //! deterministic record identities and idempotent sinks (ReplacingMergeTree), never from
 //! Kafka transactions (the local broker refuses them, and production must not depend on them).
 
@@ -18,7 +19,7 @@ pub use consumer::{
     LagReporting, LagReportingConsumer, commit_stored_offsets, create_consumer,
     create_lag_reporting_consumer, store_processed,
 };
-pub use producer::{Delivered, RecordProducer, create_producer};
+pub use producer::{Delivered, RecordProducer, SharedProducer, create_producer};
 use rdkafka::{
     ClientConfig,
     consumer::{BaseConsumer, Consumer as _},
@@ -65,13 +66,37 @@ pub enum KafkaError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// librdkafka put the producer in its fatal state; it was replaced by a new one, and
+    /// sending again will use it.
+    #[error(
+        "a {record} for {topic} was not acknowledged: the producer failed for good ({reason}) and was replaced; send it again"
+    )]
+    ProducerRenewed {
+        record: &'static str,
+        topic: String,
+        reason: String,
+    },
+    /// librdkafka put the producer in its fatal state and no new one could be made: only a
+    /// new process can produce again.
+    #[error(
+        "the producer failed for good sending a {record} to {topic} ({code:?}: {reason}); the process must restart"
+    )]
+    ProducerFailed {
+        record: &'static str,
+        topic: String,
+        code: rdkafka::types::RDKafkaErrorCode,
+        reason: String,
+    },
 }
 
 impl KafkaError {
     /// Whether trying again later may succeed (broker down, timeouts), as opposed to a record
-    /// that can never be encoded.
+    /// that can never be encoded or a producer that can never send again.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, KafkaError::Encode { .. })
+        !matches!(
+            self,
+            KafkaError::Encode { .. } | KafkaError::ProducerFailed { .. }
+        )
     }
 }
 

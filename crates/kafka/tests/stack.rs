@@ -8,7 +8,7 @@
 use std::{fmt::Debug, process::Command, time::Duration};
 
 use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
-use polytape_kafka::{RecordProducer, create_producer, ensure_topics};
+use polytape_kafka::{RecordProducer, SharedProducer, create_producer, ensure_topics};
 use polytape_model::{Topic, TopicNames, samples};
 use polytape_test_support::stack::{
     StackEndpoints, endpoints, ensured_isolated_topics, isolated_topics,
@@ -57,7 +57,7 @@ async fn produce_and_consume<T: AvroRecord + PartialEq + Debug>(
     names: &TopicNames,
     registry: &SchemaRegistryClient,
 ) -> Checked {
-    let producer = create_producer(&stack.kafka_brokers).unwrap();
+    let producer = SharedProducer::connect(&stack.kafka_brokers).unwrap();
     let records = RecordProducer::<T>::register(producer, registry, names)
         .await
         .unwrap();

@@ -16,13 +16,14 @@
 
 use std::time::Duration;
 
+use polytape_kafka::SharedProducer;
 use polytape_model::TopicNames;
 use rdkafka::{
     Message as _, Offset, TopicPartitionList,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
     consumer::{BaseConsumer, Consumer as _},
-    producer::{FutureProducer, FutureRecord},
+    producer::FutureRecord,
     types::RDKafkaErrorCode,
 };
 use serde::{Deserialize, Serialize};
@@ -59,7 +60,7 @@ pub(crate) struct Restored {
 
 /// Writes checkpoints; see the module documentation.
 pub(crate) struct CheckpointStore {
-    producer: FutureProducer,
+    producer: SharedProducer,
     topic: String,
     next_generation: u64,
 }
@@ -69,7 +70,7 @@ impl CheckpointStore {
     pub(crate) async fn open(
         brokers: &str,
         names: &TopicNames,
-        producer: FutureProducer,
+        producer: SharedProducer,
     ) -> Result<(Self, Option<Restored>), BuilderError> {
         let topic = topic_name(names);
         ensure_topic(brokers, &topic).await?;
@@ -113,8 +114,9 @@ impl CheckpointStore {
         } else {
             payload.chunks(CHUNK_BYTES).collect()
         };
+        let producer = self.producer.current();
         let sends = keys.iter().zip(&chunks).map(|(key, chunk)| {
-            self.producer.send(
+            producer.send(
                 FutureRecord::to(&self.topic)
                     .partition(CHUNK_PARTITION)
                     .key(key.as_bytes())
@@ -123,9 +125,13 @@ impl CheckpointStore {
             )
         });
         for delivery in futures::future::join_all(sends).await {
-            let delivery = delivery.map_err(|(source, _)| BuilderError::Produce {
-                what: "checkpoint chunk",
-                source,
+            let delivery = delivery.map_err(|(source, _)| {
+                BuilderError::Kafka(self.producer.delivery_error(
+                    &producer,
+                    "checkpoint chunk",
+                    &self.topic,
+                    source,
+                ))
             })?;
             chunk_offsets.push(delivery.offset);
         }
@@ -139,7 +145,8 @@ impl CheckpointStore {
         let manifest = serde_json::to_vec(&manifest).map_err(|error| {
             BuilderError::Checkpoint(format!("cannot encode the manifest: {error}"))
         })?;
-        self.producer
+        let producer = self.producer.current();
+        producer
             .send(
                 FutureRecord::to(&self.topic)
                     .partition(MANIFEST_PARTITION)
@@ -148,9 +155,13 @@ impl CheckpointStore {
                 TIMEOUT,
             )
             .await
-            .map_err(|(source, _)| BuilderError::Produce {
-                what: "checkpoint manifest",
-                source,
+            .map_err(|(source, _)| {
+                BuilderError::Kafka(self.producer.delivery_error(
+                    &producer,
+                    "checkpoint manifest",
+                    &self.topic,
+                    source,
+                ))
             })?;
         self.next_generation += 1;
         Ok((generation, chunks.len()))

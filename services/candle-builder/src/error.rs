@@ -15,12 +15,6 @@ pub enum BuilderError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
-    #[error("the broker did not acknowledge a {what}: {source}")]
-    Produce {
-        what: &'static str,
-        #[source]
-        source: rdkafka::error::KafkaError,
-    },
     #[error(transparent)]
     Codec(#[from] CodecError),
     #[error(
@@ -41,7 +35,7 @@ impl BuilderError {
     pub fn is_retryable(&self) -> bool {
         match self {
             BuilderError::Kafka(error) => error.is_retryable(),
-            BuilderError::Client { .. } | BuilderError::Produce { .. } => true,
+            BuilderError::Client { .. } => true,
             BuilderError::Codec(error) => error.is_retryable(),
             BuilderError::MissingTopic { .. }
             | BuilderError::Checkpoint(_)

@@ -18,7 +18,7 @@ use std::{
 };
 
 use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
-use polytape_kafka::{RecordProducer, create_consumer, create_producer};
+use polytape_kafka::{RecordProducer, SharedProducer, create_consumer};
 use polytape_model::{
     BookSnapshot, BookState, Candle, Continuity, DeadLetter, LastTrade, LifecycleKind,
     MarketLifecycle, PriceChange, Topic, TopicNames, Trade,
@@ -564,7 +564,7 @@ pub async fn run(
     let partitions = input_partitions(&brokers, &names, inputs(candle_input)).await?;
 
     let registry = SchemaRegistryClient::new(&config.kafka.schema_registry_url)?;
-    let producer = create_producer(&brokers)?;
+    let producer = SharedProducer::connect(&brokers)?;
     let producers = Producers {
         candles: RecordProducer::register(producer.clone(), &registry, &names).await?,
         states: RecordProducer::register(producer.clone(), &registry, &names).await?,

@@ -153,7 +153,12 @@ async fn one_run(run: usize) -> (Phase, Phase) {
         .await
         .expect("trades backfill");
     let trades_seconds = started.elapsed().as_secs_f64();
-    assert_eq!(complete, ids.len(), "every market's backfill completes");
+    assert_eq!(
+        complete.complete,
+        ids.len(),
+        "every market's backfill completes ({:?})",
+        complete.first_incomplete
+    );
     let trades = phase(&stats(&sim).await, "/data/trades", trades_seconds, 200.0);
     sim.shutdown().await;
 

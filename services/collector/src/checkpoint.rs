@@ -7,6 +7,7 @@
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 
+use polytape_kafka::SharedProducer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -78,7 +79,7 @@ impl TradeCheckpoint {
 
 /// The checkpoint store: an in-memory map mirrored to the compacted topic.
 pub struct Checkpoints {
-    producer: FutureProducer,
+    producer: SharedProducer,
     topic: String,
     values: Mutex<HashMap<String, serde_json::Value>>,
 }
@@ -97,7 +98,7 @@ impl Checkpoints {
     pub async fn open(
         brokers: &str,
         prefix: &str,
-        producer: FutureProducer,
+        producer: SharedProducer,
         fresh: bool,
     ) -> Result<Self, CollectError> {
         let topic = checkpoint_topic(prefix);
@@ -162,13 +163,29 @@ impl Checkpoints {
         if let Some(payload) = &payload {
             record = record.payload(payload);
         }
-        self.producer
+        let producer = self.producer.current();
+        producer
             .send(record, Duration::from_secs(30))
             .await
-            .map_err(|(error, _)| {
-                CollectError::Checkpoint(format!("checkpoint {key} not acknowledged: {error}"))
-            })?;
+            .map_err(|(error, _)| self.not_acknowledged(&producer, key, error))?;
         Ok(())
+    }
+
+    /// A write the broker did not acknowledge (retryable; if the producer failed for good, it
+    /// is replaced first, see [`SharedProducer`]).
+    fn not_acknowledged(
+        &self,
+        used: &FutureProducer,
+        key: &str,
+        error: rdkafka::error::KafkaError,
+    ) -> CollectError {
+        let error = self
+            .producer
+            .delivery_error(used, "checkpoint", &self.topic, error);
+        match error {
+            polytape_kafka::KafkaError::ProducerFailed { .. } => CollectError::Kafka(error),
+            _ => CollectError::Checkpoint(format!("checkpoint {key} not acknowledged: {error}")),
+        }
     }
 
     /// Writes one checkpoint and waits for the broker's acknowledgement.
@@ -177,7 +194,8 @@ impl Checkpoints {
             .map_err(|error| CollectError::Checkpoint(error.to_string()))?;
         let payload = serde_json::to_vec(&json)
             .map_err(|error| CollectError::Checkpoint(error.to_string()))?;
-        self.producer
+        let producer = self.producer.current();
+        producer
             .send(
                 FutureRecord::to(&self.topic)
                     .key(key.as_bytes())
@@ -185,9 +203,7 @@ impl Checkpoints {
                 Duration::from_secs(30),
             )
             .await
-            .map_err(|(error, _)| {
-                CollectError::Checkpoint(format!("checkpoint {key} not acknowledged: {error}"))
-            })?;
+            .map_err(|(error, _)| self.not_acknowledged(&producer, key, error))?;
         self.lock().insert(key.to_owned(), json);
         Ok(())
     }

@@ -13,7 +13,7 @@ use std::{
 
 use futures::StreamExt as _;
 use polytape_codec::SchemaRegistryClient;
-use polytape_kafka::{RecordProducer, create_producer};
+use polytape_kafka::{RecordProducer, SharedProducer};
 use polytape_model::{
     BookSnapshot, Continuity, DeadLetter, Event, LeaderboardEntry, Market, PricePoint, TopicNames,
     Trade, now_ms,
@@ -83,6 +83,14 @@ const LEADERBOARD_PAGE: u32 = 50;
 const LEADERBOARD_MAX_OFFSET: u32 = 1_000;
 /// Checkpoint key of the last complete leaderboard snapshot (its `snapshot_ms`).
 const LEADERBOARD_CHECKPOINT: &str = "leaderboard";
+
+/// What one trades round achieved: the markets brought to its window, and why the first of
+/// the others is not (an error a later round may not hit), so that a run that gives up says why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoundOutcome {
+    pub complete: usize,
+    pub first_incomplete: Option<String>,
+}
 
 /// What a finished run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -216,7 +224,7 @@ impl Collector {
     ) -> Result<Self, CollectError> {
         let names = TopicNames::with_prefix(config.kafka.topic_prefix.clone());
         let registry = SchemaRegistryClient::new(&config.kafka.schema_registry_url)?;
-        let producer = create_producer(&config.kafka.kafka_brokers)?;
+        let producer = SharedProducer::connect(&config.kafka.kafka_brokers)?;
         let tuning = config.tuning.clone();
         let horizon_s = i64::try_from(tuning.reconcile_horizon.as_secs()).unwrap_or(i64::MAX);
         let budgets = Budgets::new(tuning.budget_window, tuning.budget_margin);
@@ -412,8 +420,11 @@ impl Collector {
                 }
                 let mut complete = 0;
                 if trades {
+                    let mut why_incomplete = None;
                     for round in 0..BACKFILL_ROUNDS {
-                        complete = self.trades_round(&ids, from_s, to_s).await?;
+                        let outcome = self.trades_round(&ids, from_s, to_s).await?;
+                        complete = outcome.complete;
+                        why_incomplete = outcome.first_incomplete;
                         self.persist_ledger().await?;
                         if complete == ids.len() {
                             break;
@@ -432,9 +443,10 @@ impl Collector {
                     }
                     if complete < ids.len() {
                         return Err(CollectError::Checkpoint(format!(
-                            "{} of {} markets still incomplete after {BACKFILL_ROUNDS} rounds; rerun to resume",
+                            "{} of {} markets still incomplete after {BACKFILL_ROUNDS} rounds (first in the last round: {}); rerun to resume",
                             ids.len() - complete,
-                            ids.len()
+                            ids.len(),
+                            why_incomplete.as_deref().unwrap_or("no reason recorded")
                         )));
                     }
                 }

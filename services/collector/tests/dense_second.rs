@@ -101,7 +101,8 @@ async fn seconds_past_the_offset_cap_are_split_by_market_or_declared() {
         collector
             .trades_round(&ids, from, now_ms() / 1000 - 1)
             .await
-            .unwrap(),
+            .unwrap()
+            .complete,
         ids.len()
     );
 
@@ -125,7 +126,8 @@ async fn seconds_past_the_offset_cap_are_split_by_market_or_declared() {
         collector
             .trades_round(&ids, from, first_second + 1)
             .await
-            .unwrap(),
+            .unwrap()
+            .complete,
         ids.len()
     );
     let trades: Vec<Trade> = records(&names).await;
@@ -157,7 +159,8 @@ async fn seconds_past_the_offset_cap_are_split_by_market_or_declared() {
             collector
                 .trades_round(&ids, from, second + 1 + round)
                 .await
-                .unwrap(),
+                .unwrap()
+                .complete,
             ids.len()
         );
     }

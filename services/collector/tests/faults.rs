@@ -204,6 +204,34 @@ async fn a_429_storm_is_waited_out_as_told_and_loses_nothing() {
     sim.shutdown().await;
 }
 
+/// A backfill upstream never lets finish (every `/trades` request answers 500) gives up after
+/// its rounds with an error that names why, not only how many markets are left: the only
+/// evidence a rare failure in CI leaves behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_that_cannot_finish_says_why() {
+    let window = Duration::from_secs(1);
+    let sim = sim(window, "error@/data/trades:status=500,count=0").await;
+    let names = topics("collector_cannot_finish").await;
+    let tuning = CollectorTuning {
+        max_attempts: 1,
+        ..tuning(window)
+    };
+    let collector = connected(&config(&sim, &names, tuning)).await;
+    let options = history_backfill(&[Dataset::Markets, Dataset::Trades]);
+    let error = collector.run(options).await.unwrap_err().to_string();
+    println!("{error}");
+    assert!(
+        error.contains("200 of 200 markets still incomplete after"),
+        "{error}"
+    );
+    assert!(error.contains("first in the last round: 0x"), "{error}");
+    assert!(
+        error.contains("500"),
+        "the upstream answer is named: {error}"
+    );
+    sim.shutdown().await;
+}
+
 /// Identical fills in one transaction (same wallet, token, side, size and price: two trades,
 /// two identical rows upstream): each arrives, under an id that counts its occurrence, so
 /// neither the collector's dedup nor ClickHouse's identity merges them.

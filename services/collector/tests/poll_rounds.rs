@@ -71,10 +71,21 @@ async fn polling_rounds_cost_requests_per_fills_not_per_market() {
     };
     let truth_count = || async { truth_trade_ids(&sim).await.len() };
     let from = before_start_s - 2 * 86_400;
+    // How many markets a trades round up to `to` completed.
+    let complete_in_round = |to: i64| {
+        let (collector, ids) = (&collector, &ids);
+        async move {
+            collector
+                .trades_round(ids, from, to)
+                .await
+                .unwrap()
+                .complete
+        }
+    };
 
     // Round 1: the backfill, one walk per market.
     let to = before_start_s;
-    assert_eq!(collector.trades_round(&ids, from, to).await.unwrap(), 60);
+    assert_eq!(complete_in_round(to).await, 60);
     let backfill_requests = trades_requests().await;
     assert!(backfill_requests >= 60, "{backfill_requests}");
     assert_eq!(trade_ids(&names).await.len(), truth_count().await);
@@ -88,7 +99,7 @@ async fn polling_rounds_cost_requests_per_fills_not_per_market() {
     let to = progress.world_clock_ms / 1000;
     assert!(to > before_start_s);
     let before = trades_requests().await;
-    assert_eq!(collector.trades_round(&ids, from, to).await.unwrap(), 60);
+    assert_eq!(complete_in_round(to).await, 60);
     let poll_requests = trades_requests().await - before;
     let trades: Vec<Trade> = records(&names).await;
     assert_eq!(trades.len(), truth_after, "every new fill exactly once");
@@ -108,7 +119,7 @@ async fn polling_rounds_cost_requests_per_fills_not_per_market() {
     // Round 3: nothing new; one request per chunk, nothing sent.
     let to = to + 5;
     let before = trades_requests().await;
-    assert_eq!(collector.trades_round(&ids, from, to).await.unwrap(), 60);
+    assert_eq!(complete_in_round(to).await, 60);
     assert_eq!(trades_requests().await - before, 2);
     assert_eq!(records::<Trade>(&names).await.len(), truth_after);
     sim.shutdown().await;

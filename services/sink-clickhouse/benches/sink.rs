@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use clickhouse::Client;
 use polytape_clickhouse::rows::TradeRow;
 use polytape_codec::{RecordEncoder, SchemaRegistryClient};
-use polytape_kafka::{RecordProducer, create_producer, ensure_topics};
+use polytape_kafka::{RecordProducer, SharedProducer, ensure_topics};
 use polytape_model::{Decimal, Topic, Trade, samples};
 use polytape_sink_clickhouse::{
     pipeline::{BatchLimits, Pipeline},
@@ -240,10 +240,13 @@ async fn steady_rate(
         async move { pipeline.run(stop).await.unwrap() }
     });
     tokio::time::sleep(Duration::from_secs(5)).await; // group join
-    let producer =
-        RecordProducer::<Trade>::register(create_producer(brokers).unwrap(), registry, &names)
-            .await
-            .unwrap();
+    let producer = RecordProducer::<Trade>::register(
+        SharedProducer::connect(brokers).unwrap(),
+        registry,
+        &names,
+    )
+    .await
+    .unwrap();
     let tick = Duration::from_millis(50);
     let per_tick = rate / 20;
     let mut next = tokio::time::Instant::now();
@@ -316,7 +319,7 @@ fn main() {
         }
 
         let producer = RecordProducer::<Trade>::register(
-            create_producer(&stack.kafka_brokers).unwrap(),
+            SharedProducer::connect(&stack.kafka_brokers).unwrap(),
             &registry,
             &names,
         )

@@ -7,7 +7,7 @@
 use std::{path::Path, time::Duration};
 
 use polytape_codec::SchemaRegistryClient;
-use polytape_kafka::{RecordProducer, create_producer};
+use polytape_kafka::{RecordProducer, SharedProducer};
 use polytape_model::{Decimal, Trade, samples};
 use polytape_test_support::{
     cli::{RunningService, free_local_addr, stack_env},
@@ -59,7 +59,7 @@ async fn killed_ten_times_during_a_million_record_replay_it_ends_exactly_once() 
 
     let registry = SchemaRegistryClient::new(&stack.schema_registry_url).unwrap();
     let producer = RecordProducer::<Trade>::register(
-        create_producer(&stack.kafka_brokers).unwrap(),
+        SharedProducer::connect(&stack.kafka_brokers).unwrap(),
         &registry,
         &names,
     )

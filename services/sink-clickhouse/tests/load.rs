@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use polytape_codec::{AvroRecord, SchemaRegistryClient};
-use polytape_kafka::{RecordProducer, create_producer};
+use polytape_kafka::{RecordProducer, SharedProducer, create_producer};
 use polytape_model::{Decimal, Topic, TopicNames, samples};
 use polytape_sink_clickhouse::{
     pipeline::{BatchLimits, Pipeline},
@@ -30,7 +30,7 @@ async fn produce<T: AvroRecord + Clone>(
     records: Vec<T>,
 ) {
     let producer = RecordProducer::<T>::register(
-        create_producer(&stack.kafka_brokers).unwrap(),
+        SharedProducer::connect(&stack.kafka_brokers).unwrap(),
         registry,
         names,
     )
@@ -379,7 +379,7 @@ async fn rows_older_than_the_retention_are_gone_after_optimize_final() {
     young.trade_id = "young".into();
     young.timestamp_ms = polytape_model::now_ms() - 89 * day;
     let producer = RecordProducer::register(
-        create_producer(&stack.kafka_brokers).unwrap(),
+        SharedProducer::connect(&stack.kafka_brokers).unwrap(),
         &registry,
         &names,
     )

@@ -8,7 +8,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use polytape_codec::SchemaRegistryClient;
-use polytape_kafka::{RecordProducer, create_producer};
+use polytape_kafka::{RecordProducer, SharedProducer};
 use polytape_model::{Decimal, Topic, Trade, samples};
 use polytape_sink_clickhouse::{
     pipeline::{BatchLimits, Pipeline},
@@ -84,7 +84,7 @@ async fn a_clickhouse_outage_holds_offsets_bounds_memory_and_loses_nothing() {
 
     let registry = SchemaRegistryClient::new(&stack.schema_registry_url).unwrap();
     let producer = RecordProducer::<Trade>::register(
-        create_producer(&stack.kafka_brokers).unwrap(),
+        SharedProducer::connect(&stack.kafka_brokers).unwrap(),
         &registry,
         &names,
     )

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use polytape_codec::{RecordDecoder, SchemaRegistryClient};
-use polytape_kafka::{RecordProducer, create_producer};
+use polytape_kafka::{RecordProducer, SharedProducer};
 use polytape_model::{Topic, TopicNames, Trade, samples};
 use polytape_sink_clickhouse::{
     pipeline::{BatchLimits, Pipeline},
@@ -122,7 +122,7 @@ async fn a_row_clickhouse_refuses_is_dead_lettered_and_the_rest_loads_exactly_on
 
     let registry = SchemaRegistryClient::new(&stack.schema_registry_url).unwrap();
     let producer = RecordProducer::<Trade>::register(
-        create_producer(&stack.kafka_brokers).unwrap(),
+        SharedProducer::connect(&stack.kafka_brokers).unwrap(),
         &registry,
         &names,
     )
@@ -253,7 +253,7 @@ async fn a_backfill_over_more_partitions_than_one_insert_may_hold_loads() {
         .unwrap();
     let registry = SchemaRegistryClient::new(&stack.schema_registry_url).unwrap();
     let producer = RecordProducer::<Trade>::register(
-        create_producer(&stack.kafka_brokers).unwrap(),
+        SharedProducer::connect(&stack.kafka_brokers).unwrap(),
         &registry,
         &names,
     )

@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use polymarket_sim::SimConfig;
-use polytape_kafka::{RecordProducer, create_producer};
+use polytape_kafka::{RecordProducer, SharedProducer};
 use polytape_model::{Market, MarketToken, Topic};
 use polytape_test_support::stack::{endpoints, isolated_topics};
 use polytape_ws_bridge::{Bridge, WsBridgeConfig};
@@ -172,7 +172,7 @@ fn one_run(
             .unwrap();
         let registry =
             polytape_codec::SchemaRegistryClient::new(&stack.schema_registry_url).unwrap();
-        let producer = create_producer(&stack.kafka_brokers).unwrap();
+        let producer = SharedProducer::connect(&stack.kafka_brokers).unwrap();
         RecordProducer::<Market>::register(producer, &registry, &names)
             .await
             .unwrap()

@@ -20,7 +20,7 @@ use std::{
 };
 
 use polytape_codec::SchemaRegistryClient;
-use polytape_kafka::create_producer;
+use polytape_kafka::SharedProducer;
 use polytape_model::{ContinuityKind, TopicNames, now_ms};
 use polytape_polymarket::{Budgets, RetryPolicy, Upstream};
 use tokio::{
@@ -84,7 +84,7 @@ pub struct Bridge {
     config: WsBridgeConfig,
     names: TopicNames,
     registry: SchemaRegistryClient,
-    producer: rdkafka::producer::FutureProducer,
+    producer: SharedProducer,
     encoders: Encoders,
     state: PersistedState,
     state_writer: StateWriter,
@@ -105,7 +105,7 @@ impl Bridge {
     pub async fn connect(config: &WsBridgeConfig) -> Result<Self, BridgeError> {
         let names = TopicNames::with_prefix(config.kafka.topic_prefix.clone());
         let registry = SchemaRegistryClient::new(&config.kafka.schema_registry_url)?;
-        let producer = create_producer(&config.kafka.kafka_brokers)?;
+        let producer = SharedProducer::connect(&config.kafka.kafka_brokers)?;
         let encoders = Encoders::register(&registry, &names).await?;
         let state_writer = StateWriter::new(producer.clone(), state::state_topic(names.prefix()));
         let state = state::load(&config.kafka.kafka_brokers, state_writer.topic()).await?;
@@ -265,7 +265,7 @@ impl Bridge {
             tracing::error!("kafka acknowledgements did not drain in time");
         }
         let flushed = tokio::task::spawn_blocking(move || {
-            rdkafka::producer::Producer::flush(&producer, Duration::from_secs(5))
+            rdkafka::producer::Producer::flush(&producer.current(), Duration::from_secs(5))
         })
         .await;
         let flushed_ok = matches!(flushed, Ok(Ok(())));
@@ -938,7 +938,6 @@ impl Supervisor {
 #[cfg(test)]
 mod tests {
     use polytape_model::TopicNames;
-    use rdkafka::producer::FutureProducer;
 
     use super::*;
     use crate::config::BridgeTuning;
@@ -946,7 +945,7 @@ mod tests {
     /// A supervisor whose Kafka is unreachable (records queue in librdkafka) and whose
     /// connections cannot connect (they retry every few milliseconds).
     fn supervisor() -> Supervisor {
-        let producer: FutureProducer = polytape_kafka::base_config("127.0.0.1:1").create().unwrap();
+        let producer = SharedProducer::connect("127.0.0.1:1").unwrap();
         let (publisher, _tracker) = Publisher::start(
             producer.clone(),
             Encoders::with_schema_id(1).unwrap(),

@@ -15,6 +15,7 @@ use std::{
 };
 
 use polytape_codec::{AvroRecord, RecordEncoder, SchemaRegistryClient};
+use polytape_kafka::SharedProducer;
 use polytape_model::{
     BestBidAsk, BookSnapshot, Continuity, ContinuityKind, DeadLetter, LastTrade, MarketLifecycle,
     PriceChange, TickSizeChange, Topic, TopicNames, now_ms,
@@ -24,7 +25,7 @@ use rdkafka::{
     Message as _,
     error::KafkaError,
     message::OwnedMessage,
-    producer::{DeliveryFuture, FutureProducer, FutureRecord},
+    producer::{DeliveryFuture, FutureRecord},
     types::RDKafkaErrorCode,
 };
 use tokio::{sync::mpsc, task::JoinHandle};
@@ -156,7 +157,7 @@ struct InFlight {
 }
 
 struct Inner {
-    producer: FutureProducer,
+    producer: SharedProducer,
     encoders: Arc<Encoders>,
     topic_names: HashMap<Topic, String>,
     in_flight: mpsc::Sender<InFlight>,
@@ -192,7 +193,7 @@ impl Publisher {
     /// clone to drain). With a state writer, open gaps and their closing are kept in the
     /// state topic; `progress` receives the newest acknowledged upstream time per shard.
     pub fn start(
-        producer: FutureProducer,
+        producer: SharedProducer,
         encoders: Encoders,
         names: &TopicNames,
         state: Option<StateWriter>,
@@ -262,7 +263,7 @@ impl Publisher {
             .get(&topic)
             .map_or("", String::as_str);
         let delivery = loop {
-            let attempt = self.inner.producer.send_result(
+            let attempt = self.inner.producer.current().send_result(
                 FutureRecord::to(topic_name)
                     .key(key.as_bytes())
                     .payload(&payload),
@@ -301,6 +302,7 @@ impl Publisher {
             .map_or("", String::as_str);
         self.inner
             .producer
+            .current()
             .send(
                 FutureRecord::to(topic_name)
                     .key(key.as_bytes())
@@ -327,7 +329,7 @@ struct Lost {
 
 async fn track_acknowledgements(
     mut in_flight: mpsc::Receiver<InFlight>,
-    producer: FutureProducer,
+    producer: SharedProducer,
     encoders: Arc<Encoders>,
     topic_names: HashMap<Topic, String>,
     state: Option<StateWriter>,
@@ -352,6 +354,11 @@ async fn track_acknowledgements(
                 // is still declared below.
                 Ok(Err((error, message))) => {
                     let error = error.to_string();
+                    // A producer in librdkafka's fatal state refuses everything from now on:
+                    // it is replaced, and the re-send below goes through the new one.
+                    if let Some(Err(failed)) = producer.renew_if_failed() {
+                        tracing::error!(error = %failed, "kafka producer failed for good and cannot be replaced");
+                    }
                     match resend(&producer, &message).await {
                         Ok(()) => Ok(false),
                         Err(again) => Err(format!("{error}; re-sending failed: {again}")),
@@ -449,13 +456,14 @@ async fn track_acknowledgements(
 
 /// Sends a refused record's bytes again, a few times (after a first pause: the broker just
 /// refused it).
-async fn resend(producer: &FutureProducer, message: &OwnedMessage) -> Result<(), String> {
+async fn resend(producer: &SharedProducer, message: &OwnedMessage) -> Result<(), String> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let send = || async {
         let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(message.topic())
             .key(message.key().unwrap_or_default())
             .payload(message.payload().unwrap_or_default());
         producer
+            .current()
             .send(record, Duration::from_secs(30))
             .await
             .map(|_| ())
@@ -481,7 +489,7 @@ fn flush_acked(acked: &mut HashMap<Topic, u64>, topic_names: &HashMap<Topic, Str
 
 /// Publishes one continuity record covering records the broker refused, and waits for it.
 async fn declare_lost(
-    producer: &FutureProducer,
+    producer: &SharedProducer,
     encoders: &Encoders,
     topic_names: &HashMap<Topic, String>,
     lost: &mut BTreeMap<String, Lost>,
@@ -523,6 +531,7 @@ async fn declare_lost(
     // The broker just failed us; try a few times, then leave the loss in the logs.
     let send = || async {
         producer
+            .current()
             .send(
                 FutureRecord::to(topic)
                     .key(key.as_bytes())

@@ -31,10 +31,11 @@ use std::{
     time::Duration,
 };
 
+use polytape_kafka::SharedProducer;
 use polytape_model::{Continuity, now_ms};
 use rdkafka::{
     error::KafkaError,
-    producer::{DeliveryFuture, FutureProducer, FutureRecord},
+    producer::{DeliveryFuture, FutureRecord},
     types::RDKafkaErrorCode,
 };
 use serde::{Deserialize, Serialize};
@@ -245,7 +246,7 @@ pub enum SendError {
 /// writes of one key keep the order in which they were handed over).
 #[derive(Clone)]
 pub struct StateWriter {
-    producer: FutureProducer,
+    producer: SharedProducer,
     topic: Arc<str>,
 }
 
@@ -259,7 +260,7 @@ impl std::fmt::Debug for StateWriter {
 }
 
 impl StateWriter {
-    pub fn new(producer: FutureProducer, topic: String) -> Self {
+    pub fn new(producer: SharedProducer, topic: String) -> Self {
         Self {
             producer,
             topic: topic.into(),
@@ -277,7 +278,7 @@ impl StateWriter {
             Some(payload) => record.payload(payload),
             None => record,
         };
-        match self.producer.send_result(record) {
+        match self.producer.current().send_result(record) {
             Ok(delivery) => Ok(delivery),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 Err(SendError::QueueFull)

@@ -11,7 +11,7 @@ use std::{
 
 use polytape_candle_builder::pipeline::group_id;
 use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
-use polytape_kafka::{Delivered, RecordProducer, create_producer, ensure_topics};
+use polytape_kafka::{Delivered, RecordProducer, SharedProducer, ensure_topics};
 use polytape_model::{
     BookLevel, BookSnapshot, BookSource, Decimal, PriceChange, Side, Topic, TopicNames, Trade,
     TradeIdentity, TradeSource,
@@ -64,7 +64,7 @@ pub(crate) fn registry() -> SchemaRegistryClient {
 
 /// Produces `records` in order (per partition) and returns where each landed.
 pub(crate) async fn produce<T: AvroRecord>(names: &TopicNames, records: &[T]) -> Vec<Delivered> {
-    let producer = create_producer(&endpoints().kafka_brokers).unwrap();
+    let producer = SharedProducer::connect(&endpoints().kafka_brokers).unwrap();
     let records_producer = RecordProducer::<T>::register(producer, &registry(), names)
         .await
         .unwrap();

@@ -1023,18 +1023,20 @@ impl Collector {
 
     // ---------------------------------------------------------------------- price history
 
-    /// One round over the selected markets (brings each to `[from, to]`); returns how many
-    /// completed. Public for the budget benchmark, which times this phase alone.
+    /// One round over the selected markets (brings each to `[from, to]`): how many completed,
+    /// and why the first incomplete one is. Public for the budget benchmark, which times this
+    /// phase alone.
     pub async fn trades_round(
         &self,
         condition_ids: &[String],
         from: i64,
         to: i64,
-    ) -> Result<usize, CollectError> {
+    ) -> Result<RoundOutcome, CollectError> {
         let progress = crate::progress::Progress::new(condition_ids.len());
         let done = AtomicUsize::new(0);
         let complete = AtomicUsize::new(0);
         let fatal: Mutex<Option<CollectError>> = Mutex::new(None);
+        let first_incomplete: Mutex<Option<String>> = Mutex::new(None);
         let records_at_start = self.trades_sent.load(Ordering::Relaxed);
         self.prepare_ledger(condition_ids);
         // Markets already covered up to shortly before `to` are polled together, many per
@@ -1053,6 +1055,7 @@ impl Collector {
                 let done = &done;
                 let complete = &complete;
                 let fatal = &fatal;
+                let first_incomplete = &first_incomplete;
                 let progress = &progress;
                 async move {
                     if self.stop.is_cancelled() {
@@ -1075,6 +1078,9 @@ impl Collector {
                                 tracing::warn!(error = %error, "cannot write a dead letter");
                             }
                             tracing::warn!(condition_ids = %label, error = %error, "trades of these markets incomplete; retried next round");
+                            if let Ok(mut first) = first_incomplete.lock() {
+                                first.get_or_insert_with(|| format!("{label}: {error}"));
+                            }
                             if error.is_upstream() {
                                 self.declare_unread(&markets, from, to, &error).await;
                             }
@@ -1098,7 +1104,10 @@ impl Collector {
         if self.stop.is_cancelled() {
             return Err(CollectError::Cancelled);
         }
-        Ok(complete.into_inner())
+        Ok(RoundOutcome {
+            complete: complete.into_inner(),
+            first_incomplete: first_incomplete.into_inner().ok().flatten(),
+        })
     }
 
     /// Declares what a failed walk left unread of each market (the unread part of its walk,

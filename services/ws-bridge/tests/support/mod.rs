@@ -13,7 +13,7 @@ use std::{
 
 use polymarket_sim::{RunningSim, SimConfig};
 use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
-use polytape_kafka::{RecordProducer, create_producer};
+use polytape_kafka::{RecordProducer, SharedProducer};
 use polytape_model::{
     BestBidAsk, BookSnapshot, Continuity, Decimal, LastTrade, Market, MarketToken, PriceChange,
     Side, TickSizeChange, Topic, TopicNames, parse::parse_decimal_text,
@@ -165,7 +165,7 @@ pub async fn topics(purpose: &str) -> TopicNames {
 
 /// Publishes market records to the isolated markets topic.
 pub async fn publish_markets(names: &TopicNames, markets: &[Market]) {
-    let producer = create_producer(&endpoints().kafka_brokers).unwrap();
+    let producer = SharedProducer::connect(&endpoints().kafka_brokers).unwrap();
     let records = RecordProducer::<Market>::register(producer, &registry(), names)
         .await
         .unwrap();
