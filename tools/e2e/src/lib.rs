@@ -1114,6 +1114,61 @@ pub fn gap_covers(gaps: &[GapRow], token_id: &str, at_ms: i64) -> bool {
     })
 }
 
+/// The parts of `[from_ms, to_ms)` that no declared gap covers for `token_id` (see
+/// [`gap_covers`]: a gap covers its start and its end), sorted and disjoint, each `[start, end)`.
+pub fn uncovered_spans(
+    gaps: &[GapRow],
+    token_id: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Vec<(i64, i64)> {
+    let mut covered: Vec<(i64, i64)> = gaps
+        .iter()
+        .filter(|gap| gap.token_ids.is_empty() || gap.token_ids.iter().any(|id| id == token_id))
+        .map(|gap| {
+            (
+                gap.gap_start,
+                gap.gap_end.map_or(i64::MAX, |end| end.saturating_add(1)),
+            )
+        })
+        .collect();
+    covered.sort_unstable();
+    let mut spans = Vec::new();
+    let mut cursor = from_ms;
+    for (start, end) in covered {
+        if start >= to_ms {
+            break;
+        }
+        if start > cursor {
+            spans.push((cursor, start));
+        }
+        cursor = cursor.max(end);
+        if cursor >= to_ms {
+            break;
+        }
+    }
+    if cursor < to_ms {
+        spans.push((cursor, to_ms));
+    }
+    spans
+}
+
+/// An instant drawn uniformly from `spans` (as [`uncovered_spans`] returns them), if they hold any.
+pub fn instant_in(spans: &[(i64, i64)], random: &mut impl rand::Rng) -> Option<i64> {
+    let total: i64 = spans.iter().map(|(start, end)| end - start).sum();
+    if total <= 0 {
+        return None;
+    }
+    let mut offset = random.random_range(0..total);
+    for (start, end) in spans {
+        if offset < end - start {
+            return Some(start + offset);
+        }
+        offset -= end - start;
+    }
+    None
+}
+
 /// A book side as (price, size) decimal strings normalised (no trailing zeros), best first.
 fn levels(value: &serde_json::Value, descending: bool) -> Vec<(String, String)> {
     let mut levels: Vec<(polytape_model::Decimal, String)> = value
@@ -1284,5 +1339,49 @@ pub fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
             .parse()
             .unwrap_or_else(|_| panic!("{name}={text:?} is not a valid number")),
         Err(_) => default,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng as _;
+
+    use super::*;
+
+    fn gap(token_ids: &[&str], gap_start: i64, gap_end: Option<i64>) -> GapRow {
+        GapRow {
+            kind: "DISCONNECT".to_owned(),
+            token_ids: token_ids.iter().map(|id| (*id).to_owned()).collect(),
+            gap_start,
+            gap_end,
+            reason: String::new(),
+            source: "ws-bridge".to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_uncovered_spans_are_exactly_the_instants_no_gap_covers() {
+        let gaps = [
+            gap(&["a"], 10, Some(20)),
+            gap(&["a", "b"], 15, Some(30)),
+            gap(&["b"], 0, None),
+            gap(&[], 60, Some(69)),
+            gap(&["a"], 90, None),
+        ];
+        let spans = uncovered_spans(&gaps, "a", 0, 100);
+        assert_eq!(spans, [(0, 10), (31, 60), (70, 90)]);
+        assert!(uncovered_spans(&gaps, "b", 0, 100).is_empty());
+        for at_ms in 0..100 {
+            let inside = spans
+                .iter()
+                .any(|(start, end)| (*start..*end).contains(&at_ms));
+            assert_eq!(inside, !gap_covers(&gaps, "a", at_ms), "{at_ms}");
+        }
+        let mut random = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..1_000 {
+            let at_ms = instant_in(&spans, &mut random).unwrap();
+            assert!(!gap_covers(&gaps, "a", at_ms), "{at_ms}");
+        }
+        assert_eq!(instant_in(&[], &mut random), None);
     }
 }

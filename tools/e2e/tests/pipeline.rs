@@ -10,7 +10,7 @@ use std::time::Duration;
 use polytape_e2e::{
     GapRow, Pipeline, Scale, Service, Wiring, check_book_at, check_candles, check_dead_letters,
     check_markets_and_events, check_trades, check_ws_tables, declared_gaps, first_ws_book_times,
-    gap_covers,
+    instant_in, uncovered_spans,
 };
 use rand::{Rng as _, SeedableRng as _, seq::SliceRandom as _};
 
@@ -200,11 +200,14 @@ async fn verify_books(pipeline: &Pipeline, paused_ms: i64, gaps_allowed: bool) {
         if start >= latest_ms {
             continue;
         }
-        let at_ms = random.random_range(start..latest_ms);
-        if gap_covers(&gaps, token_id, at_ms) {
+        // Drawn outside the token's declared gaps: after several bridge kills on a loaded
+        // machine, the gaps can cover most of the run, and drawing over the whole run and
+        // skipping what they cover found too few instants to compare (13 of 20 in 200 draws).
+        let spans = uncovered_spans(&gaps, token_id, start, latest_ms);
+        let Some(at_ms) = instant_in(&spans, &mut random) else {
             skipped_in_gaps += 1;
             continue;
-        }
+        };
         match check_book_at(pipeline, token_id, at_ms).await {
             Ok(false) => compared += 1,
             Ok(true) if gaps_allowed => skipped_in_gaps += 1,
@@ -236,7 +239,7 @@ async fn verify_books(pipeline: &Pipeline, paused_ms: i64, gaps_allowed: bool) {
         }
     }
     eprintln!(
-        "[e2e] order book via the API = truth at {compared} random instants ({skipped_in_gaps} instants inside declared gaps skipped)"
+        "[e2e] order book via the API = truth at {compared} random instants outside declared gaps ({skipped_in_gaps} draws skipped: a token with no time outside its gaps, or an instant the API flags)"
     );
 }
 
