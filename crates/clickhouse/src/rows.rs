@@ -709,3 +709,43 @@ impl TryFrom<LeaderboardEntry> for LeaderboardRow {
         })
     }
 }
+
+/// One row of `api_keys` (ReplacingMergeTree by `updated_at`: the newest row per prefix wins).
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct ApiKeyRow {
+    pub key_prefix: String,
+    pub key_hash: String,
+    pub name: String,
+    pub plan: String,
+    /// Enum8: 1 active, 2 revoked.
+    pub status: i8,
+    pub rps: u32,
+    pub daily_cap: u64,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+impl ApiKeyRow {
+    /// `status` codes (the column's Enum8).
+    pub const STATUS_ACTIVE: i8 = 1;
+    pub const STATUS_REVOKED: i8 = 2;
+
+    pub fn status_name(&self) -> &'static str {
+        if self.status == Self::STATUS_REVOKED {
+            "revoked"
+        } else {
+            "active"
+        }
+    }
+}
+
+/// One row of `api_usage` (SummingMergeTree: rows of a key and day add up).
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct UsageRow {
+    pub key_prefix: String,
+    /// Days since 1970-01-01 (ClickHouse `Date`).
+    pub day: u16,
+    pub requests: u64,
+    pub rejected: u64,
+}

@@ -9,6 +9,7 @@ use crate::{
     ApiConfig,
     clock::utc_seconds_text,
     keys::{KeySpec, KeyStore, generate_key, is_prefix, lookup_prefix},
+    store::Store,
 };
 
 /// `keys` actions.
@@ -80,7 +81,7 @@ pub async fn run_keys(config: ApiConfig, command: KeysCommand) -> ExitCode {
     {
         return fail(&error);
     }
-    let store = KeyStore::new(client);
+    let store = KeyStore::new(Store::new(client));
     let now_ms = polytape_model::now_ms();
     match command {
         KeysCommand::Generate => ExitCode::SUCCESS,

@@ -17,13 +17,11 @@ use std::{
 };
 
 use base64::Engine as _;
-use clickhouse::Row;
 use rand::RngCore as _;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use crate::error::ApiError;
+use crate::{error::ApiError, store::Store};
 
 /// Keys we generate start with this.
 pub const KEY_MARKER: &str = "pt_";
@@ -34,8 +32,10 @@ const MAX_PRESENTED_KEY_LEN: usize = 256;
 /// A bootstrap key chosen by an operator must be at least this long.
 pub const MIN_BOOTSTRAP_KEY_LEN: usize = 32;
 
-pub const STATUS_ACTIVE: i8 = 1;
-pub const STATUS_REVOKED: i8 = 2;
+pub use polytape_clickhouse::rows::ApiKeyRow;
+
+const STATUS_ACTIVE: i8 = ApiKeyRow::STATUS_ACTIVE;
+const STATUS_REVOKED: i8 = ApiKeyRow::STATUS_REVOKED;
 
 /// A freshly generated key: the plaintext is shown once and never stored.
 #[derive(Clone)]
@@ -97,32 +97,6 @@ pub fn is_prefix(text: &str) -> bool {
     (text.starts_with(KEY_MARKER) || text.starts_with("bs_"))
         && text.len() == 3 + PREFIX_HEX_CHARS
         && text[3..].bytes().all(|byte| byte.is_ascii_hexdigit())
-}
-
-/// One row of `api_keys` (ReplacingMergeTree by `updated_at`: the newest row per prefix wins).
-#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
-pub struct ApiKeyRow {
-    pub key_prefix: String,
-    pub key_hash: String,
-    pub name: String,
-    pub plan: String,
-    /// Enum8: 1 active, 2 revoked.
-    pub status: i8,
-    pub rps: u32,
-    pub daily_cap: u64,
-    pub created_at: i64,
-    pub expires_at: Option<i64>,
-    pub updated_at: i64,
-}
-
-impl ApiKeyRow {
-    pub fn status_name(&self) -> &'static str {
-        if self.status == STATUS_REVOKED {
-            "revoked"
-        } else {
-            "active"
-        }
-    }
 }
 
 /// A plan's default limits and length.
@@ -247,38 +221,32 @@ pub fn row_for(spec: &KeySpec, key: &GeneratedKey, now_ms: i64) -> Result<ApiKey
 /// Keys in ClickHouse.
 #[derive(Debug, Clone)]
 pub struct KeyStore {
-    client: clickhouse::Client,
+    store: Store,
 }
 
 impl KeyStore {
-    pub fn new(client: clickhouse::Client) -> Self {
-        Self { client }
+    pub fn new(store: Store) -> Self {
+        Self { store }
     }
 
     pub async fn insert(&self, row: &ApiKeyRow) -> Result<(), KeyError> {
-        let mut insert = self
-            .client
-            .insert::<ApiKeyRow>("api_keys")
+        self.store
+            .write_api_key(row)
             .await
-            .map_err(storage("insert api key"))?;
-        insert.write(row).await.map_err(storage("insert api key"))?;
-        insert.end().await.map_err(storage("insert api key"))
+            .map_err(storage("insert api key"))
     }
 
     /// Every key, newest version of each.
     pub async fn load_all(&self) -> Result<Vec<ApiKeyRow>, KeyError> {
-        self.client
-            .query("SELECT ?fields FROM api_keys FINAL ORDER BY created_at, key_prefix")
-            .fetch_all()
+        self.store
+            .api_keys()
             .await
             .map_err(storage("load api keys"))
     }
 
     pub async fn find(&self, prefix: &str) -> Result<Option<ApiKeyRow>, KeyError> {
-        self.client
-            .query("SELECT ?fields FROM api_keys FINAL WHERE key_prefix = ? LIMIT 1")
-            .bind(prefix)
-            .fetch_optional()
+        self.store
+            .api_key(prefix)
             .await
             .map_err(storage("find api key"))
     }

@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod params;
 pub mod routes;
 pub mod state;
+pub mod store;
 
 use std::{sync::Arc, time::Duration};
 
@@ -38,6 +39,7 @@ use crate::{
     limits::Limiter,
     routes::{admin, book, continuity, markets, series, trades},
     state::AppState,
+    store::Store,
 };
 
 /// State for a replica talking to `client`.
@@ -48,7 +50,7 @@ pub fn new_state(
     admin_token: Option<String>,
 ) -> AppState {
     AppState {
-        client,
+        store: Store::new(client),
         limiter: Arc::new(Limiter::new(clock.clone())),
         clock,
         keys: Arc::new(KeyCache::new()),
@@ -185,10 +187,10 @@ pub enum RefreshError {
 /// One refresh: write this replica's pending usage, reload every key, read today's usage of
 /// every replica.
 pub async fn refresh_once(state: &AppState) -> Result<(), RefreshError> {
-    state.limiter.flush_usage(&state.client).await?;
-    let rows = KeyStore::new(state.client.clone()).load_all().await?;
+    state.limiter.flush_usage(&state.store).await?;
+    let rows = KeyStore::new(state.store.clone()).load_all().await?;
     state.keys.replace(rows);
-    state.limiter.read_shared_usage(&state.client).await?;
+    state.limiter.read_shared_usage(&state.store).await?;
     Ok(())
 }
 
@@ -224,7 +226,7 @@ pub async fn run_refresher(
             },
         }
     }
-    if let Err(error) = state.limiter.flush_usage(&state.client).await {
+    if let Err(error) = state.limiter.flush_usage(&state.store).await {
         tracing::warn!(error = %error, "could not write the last usage at shutdown");
     }
 }
@@ -261,13 +263,13 @@ pub async fn start(config: ApiConfig, context: ServiceContext) -> Result<(), Box
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let retention_ms = i64::try_from(config.api_data_retention.as_millis()).unwrap_or(i64::MAX);
     let state = new_state(
-        client.clone(),
+        client,
         clock.clone(),
         retention_ms,
         config.api_admin_token.clone(),
     );
     if let Some(bootstrap) = &config.api_bootstrap_key {
-        KeyStore::new(client.clone())
+        KeyStore::new(state.store.clone())
             .ensure_bootstrap(bootstrap, clock.now_ms())
             .await?;
     }

@@ -12,13 +12,13 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use clickhouse::Row;
-use serde::{Deserialize, Serialize};
+use polytape_clickhouse::rows::UsageRow;
 
 use crate::{
     clock::{Clock, MS_PER_DAY, ms_until_next_utc_midnight, utc_day},
     error::ApiError,
     keys::AuthenticatedKey,
+    store::Store,
 };
 
 /// What the `X-RateLimit-*` headers say after a decision.
@@ -63,22 +63,6 @@ struct LimiterState {
 pub struct Limiter {
     clock: Arc<dyn Clock>,
     state: Mutex<LimiterState>,
-}
-
-/// One row of `api_usage` (SummingMergeTree: rows of a key and day add up).
-#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
-pub struct UsageRow {
-    pub key_prefix: String,
-    /// Days since 1970-01-01 (ClickHouse `Date`).
-    pub day: u16,
-    pub requests: u64,
-    pub rejected: u64,
-}
-
-#[derive(Debug, Row, Deserialize)]
-struct DayTotal {
-    key_prefix: String,
-    requests: u64,
 }
 
 impl Limiter {
@@ -185,29 +169,21 @@ impl Limiter {
     }
 
     /// Writes pending usage to `api_usage`.
-    pub async fn flush_usage(
-        &self,
-        client: &clickhouse::Client,
-    ) -> Result<(), clickhouse::error::Error> {
+    pub async fn flush_usage(&self, store: &Store) -> Result<(), clickhouse::error::Error> {
         let pending = self.take_pending();
         if pending.is_empty() {
             return Ok(());
         }
-        let write = async {
-            let mut insert = client.insert::<UsageRow>("api_usage").await?;
-            for ((key_prefix, day), usage) in &pending {
-                insert
-                    .write(&UsageRow {
-                        key_prefix: key_prefix.clone(),
-                        day: u16::try_from(*day).unwrap_or(u16::MAX),
-                        requests: usage.requests,
-                        rejected: usage.rejected,
-                    })
-                    .await?;
-            }
-            insert.end().await
-        };
-        match write.await {
+        let rows: Vec<UsageRow> = pending
+            .iter()
+            .map(|((key_prefix, day), usage)| UsageRow {
+                key_prefix: key_prefix.clone(),
+                day: u16::try_from(*day).unwrap_or(u16::MAX),
+                requests: usage.requests,
+                rejected: usage.rejected,
+            })
+            .collect();
+        match store.write_usage(&rows).await {
             Ok(()) => {
                 let mut state = self.lock();
                 for ((key_prefix, day), usage) in &pending {
@@ -228,17 +204,10 @@ impl Limiter {
 
     /// Reads today's totals of every replica from `api_usage` (call right after
     /// [`Limiter::flush_usage`], so this replica's own share in them is exactly what it flushed).
-    pub async fn read_shared_usage(
-        &self,
-        client: &clickhouse::Client,
-    ) -> Result<(), clickhouse::error::Error> {
+    pub async fn read_shared_usage(&self, store: &Store) -> Result<(), clickhouse::error::Error> {
         let today = utc_day(self.clock.now_ms());
-        let totals: Vec<DayTotal> = client
-            .query(
-                "SELECT key_prefix, sum(requests) AS requests FROM api_usage WHERE day = toDate(?) GROUP BY key_prefix",
-            )
-            .bind(crate::clock::utc_date_text(today))
-            .fetch_all()
+        let totals = store
+            .requests_on(&crate::clock::utc_date_text(today))
             .await?;
         let mut state = self.lock();
         for total in totals {

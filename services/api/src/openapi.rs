@@ -4,10 +4,12 @@
 use utoipa::{
     Modify, OpenApi,
     openapi::{
-        ObjectBuilder, RefOr,
+        ContentBuilder, ObjectBuilder, Ref, RefOr, ResponseBuilder,
         header::HeaderBuilder,
         schema::Type,
-        security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
+        security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        },
     },
 };
 
@@ -36,6 +38,46 @@ impl Modify for SecuritySchemes {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// What every keyed endpoint (`/v1/*`) shares, declared once instead of on each handler:
+/// authentication by `api_key` or `bearer`, and the answers of the authentication, limits and
+/// store layers (401, 403, 429, 503). Handlers declare their own 200, 400 and 404.
+struct KeyedEndpoints;
+
+const KEYED_ERRORS: &[(&str, &str)] = &[
+    ("401", "Missing or invalid API key"),
+    ("403", "Revoked or expired API key"),
+    ("429", "Rate limit or daily cap reached (see Retry-After)"),
+    ("503", "Data store unavailable"),
+];
+
+impl Modify for KeyedEndpoints {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let Some(operation) = item.get.as_mut().filter(|_| path.starts_with("/v1/")) else {
+                continue;
+            };
+            operation.security = Some(vec![
+                SecurityRequirement::new("api_key", Vec::<String>::new()),
+                SecurityRequirement::new("bearer", Vec::<String>::new()),
+            ]);
+            for (status, description) in KEYED_ERRORS {
+                let envelope = ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                    .build();
+                let response = ResponseBuilder::new()
+                    .description(*description)
+                    .content("application/json", envelope)
+                    .build();
+                operation
+                    .responses
+                    .responses
+                    .entry((*status).to_owned())
+                    .or_insert(RefOr::T(response));
+            }
+        }
     }
 }
 
@@ -155,7 +197,7 @@ decimal strings; times are UTC epoch milliseconds (inputs also accept RFC 3339).
         routes::continuity::continuity,
     ),
     components(schemas(error::ErrorEnvelope, error::ErrorBody)),
-    modifiers(&SecuritySchemes, &ResponseHeaders),
+    modifiers(&SecuritySchemes, &KeyedEndpoints, &ResponseHeaders),
     tags(
         (name = "markets", description = "Markets and events"),
         (name = "trades", description = "Fills"),

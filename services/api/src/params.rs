@@ -161,6 +161,17 @@ impl Params {
         pairs.sort();
         hex::encode(&Sha256::digest(pairs.join("&").as_bytes())[..6])
     }
+
+    /// The fingerprint of the walk's filters (every parameter but `except`) and the `cursor`
+    /// given, decoded: a cursor of a walk with other filters is refused.
+    pub fn cursor(&self, except: &[&str]) -> Result<(String, Option<Cursor>), ApiError> {
+        let fingerprint = self.fingerprint(except);
+        let cursor = self
+            .text("cursor")?
+            .map(|text| Cursor::decode(text, &fingerprint))
+            .transpose()?;
+        Ok((fingerprint, cursor))
+    }
 }
 
 /// A time parameter: UTC milliseconds, or a date-time (`model::time`: RFC 3339 with `Z` or an
@@ -224,6 +235,25 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// The encoded cursor of the page after the row with sort key `(time_ms, id)`.
+    pub fn after(time_ms: i64, id: &str, until_ms: i64, fingerprint: &str) -> String {
+        Self {
+            time_ms,
+            id: id.to_owned(),
+            until_ms,
+            fingerprint: fingerprint.to_owned(),
+        }
+        .encode()
+    }
+
+    /// Where the walk resumes.
+    pub fn position(&self) -> crate::store::After {
+        crate::store::After {
+            time_ms: self.time_ms,
+            id: self.id.clone(),
+        }
+    }
+
     pub fn encode(&self) -> String {
         let text = format!(
             "v1\n{}\n{}\n{}\n{}",

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use crate::{clock::Clock, keys::KeyCache, limits::Limiter};
+use crate::{clock::Clock, keys::KeyCache, limits::Limiter, store::Store};
 
 /// Shared state of one API replica.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub client: clickhouse::Client,
+    pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub keys: Arc<KeyCache>,
     pub limiter: Arc<Limiter>,

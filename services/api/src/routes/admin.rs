@@ -9,7 +9,6 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -180,7 +179,7 @@ pub fn parse_expires_in(text: &str) -> Result<i64, ApiError> {
 }
 
 fn store(state: &AppState) -> KeyStore {
-    KeyStore::new(state.client.clone())
+    KeyStore::new(state.store.clone())
 }
 
 /// The prefix named by a path segment: a prefix, or a whole key.
@@ -319,14 +318,6 @@ pub async fn rotate_key(
     ))
 }
 
-#[derive(Debug, Row, Deserialize)]
-struct UsageTotalRow {
-    key_prefix: String,
-    day: u16,
-    requests: u64,
-    rejected: u64,
-}
-
 /// Requests per key per UTC day.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UsageView {
@@ -363,27 +354,19 @@ pub async fn usage(
 ) -> Result<Json<Vec<UsageView>>, ApiError> {
     let params = Params::parse(raw.as_deref(), &["key_prefix", "from", "to"])?;
     // Usage counted on this replica but not yet written shows up too.
-    state.limiter.flush_usage(&state.client).await?;
+    state.limiter.flush_usage(&state.store).await?;
     let today = utc_day(state.now_ms());
     let to_day = params.time_ms("to")?.map_or(today, utc_day);
     let from_day = params.time_ms("from")?.map_or(today - 30, utc_day);
     let key_prefix = params.text("key_prefix")?;
-    let mut sql = "SELECT key_prefix, day, sum(requests) AS requests, sum(rejected) AS rejected FROM api_usage \
-                   WHERE day >= toDate(?) AND day <= toDate(?)"
-        .to_owned();
-    if key_prefix.is_some() {
-        sql.push_str(" AND key_prefix = ?");
-    }
-    sql.push_str(" GROUP BY key_prefix, day ORDER BY key_prefix, day");
-    let mut query = state
-        .client
-        .query(&sql)
-        .bind(utc_date_text(from_day.max(0)))
-        .bind(utc_date_text(to_day.max(0)));
-    if let Some(prefix) = key_prefix {
-        query = query.bind(prefix);
-    }
-    let rows: Vec<UsageTotalRow> = query.fetch_all().await?;
+    let rows = state
+        .store
+        .usage(
+            &utc_date_text(from_day.max(0)),
+            &utc_date_text(to_day.max(0)),
+            key_prefix,
+        )
+        .await?;
     Ok(Json(
         rows.into_iter()
             .map(|row| UsageView {

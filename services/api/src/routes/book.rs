@@ -11,75 +11,24 @@ use axum::{
     Json,
     extract::{RawQuery, State},
 };
-use clickhouse::Row;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use polytape_model::{Side, book::L2Book};
 
-use super::{
-    MS,
-    continuity::{GapView, gap_view},
-};
-use polytape_clickhouse::rows::{BookStateRow, ContinuityRow};
+use super::continuity::{GapView, gap_view};
+use polytape_clickhouse::rows::BookStateRow;
 
 use crate::{
     error::{ApiError, ErrorEnvelope},
     params::{Exact, Params, decimal_text, price_text},
     state::AppState,
+    store::SnapshotLevels,
 };
 
 /// Most book events replayed for one request (a full-depth state is written every few
 /// minutes, so real replays are far smaller).
 const MAX_REPLAYED_EVENTS: u64 = 1_000_000;
-
-/// When the market of `token_id` resolved, from every source that says so: the WebSocket's
-/// `market_resolved` lifecycle record (exact to the millisecond) and, should that record have
-/// been lost, the market record's `closed_time` from Gamma. Gamma states that time to the
-/// second only, so the resolution happened within the following second; the book is refused
-/// from the end of that second on (inside it, a lost lifecycle record is covered by the
-/// bridge's declared gap).
-async fn resolution_ms(state: &AppState, token_id: &str) -> Result<Option<i64>, ApiError> {
-    let from_lifecycle: Option<i64> = state
-        .client
-        .query(
-            "SELECT toInt64(toUnixTimestamp64Milli(min(timestamp))) FROM market_lifecycle FINAL \
-             WHERE kind = 'MARKET_RESOLVED' AND has(token_ids, ?) HAVING count() > 0",
-        )
-        .bind(token_id)
-        .fetch_optional()
-        .await?;
-    if from_lifecycle.is_some() {
-        return Ok(from_lifecycle);
-    }
-    let closed_second: Option<i64> = state
-        .client
-        .query(
-            "SELECT toInt64(toUnixTimestamp64Milli(min(assumeNotNull(closed_time)))) FROM markets FINAL \
-             WHERE has(token_ids, ?) AND closed AND closed_time IS NOT NULL HAVING count() > 0",
-        )
-        .bind(token_id)
-        .fetch_optional()
-        .await?;
-    Ok(closed_second.map(|closed_ms| closed_ms - closed_ms.rem_euclid(1_000) + 999))
-}
-
-#[derive(Debug, Row, Deserialize)]
-struct SnapshotRow {
-    timestamp: i64,
-    bid_prices: Vec<i64>,
-    bid_sizes: Vec<i64>,
-    ask_prices: Vec<i64>,
-    ask_sizes: Vec<i64>,
-}
-
-#[derive(Debug, Row, Deserialize)]
-struct ChangeRow {
-    timestamp: i64,
-    side: i8,
-    price: i64,
-    size: i64,
-}
 
 /// One price level.
 #[derive(Debug, Serialize, ToSchema)]
@@ -121,18 +70,51 @@ pub struct OrderBookResponse {
     pub gaps: Vec<GapView>,
 }
 
-/// Replaces `book` with stored level columns (parallel price and size arrays).
-fn replace_levels(
-    book: &mut L2Book,
-    bid_prices: &[i64],
-    bid_sizes: &[i64],
-    ask_prices: &[i64],
-    ask_sizes: &[i64],
-) {
+/// A book replaced by a snapshot's levels.
+fn replace_levels(book: &mut L2Book, levels: &SnapshotLevels) {
     book.replace(
-        bid_prices.iter().copied().zip(bid_sizes.iter().copied()),
-        ask_prices.iter().copied().zip(ask_sizes.iter().copied()),
+        levels
+            .bid_prices
+            .iter()
+            .copied()
+            .zip(levels.bid_sizes.iter().copied()),
+        levels
+            .ask_prices
+            .iter()
+            .copied()
+            .zip(levels.ask_sizes.iter().copied()),
     );
+}
+
+/// The newest full picture a replay starts from.
+struct Base {
+    source: &'static str,
+    levels: SnapshotLevels,
+    consistent: bool,
+}
+
+impl Base {
+    fn snapshot(levels: SnapshotLevels) -> Self {
+        Self {
+            source: "book_snapshot",
+            levels,
+            consistent: true,
+        }
+    }
+
+    fn state(row: BookStateRow, source: &'static str) -> Self {
+        Self {
+            source,
+            consistent: row.consistent,
+            levels: SnapshotLevels {
+                timestamp: row.timestamp,
+                bid_prices: row.bid_prices,
+                bid_sizes: row.bid_sizes,
+                ask_prices: row.ask_prices,
+                ask_sizes: row.ask_sizes,
+            },
+        }
+    }
 }
 
 fn levels(iter: impl Iterator<Item = (i64, i64)>, depth: usize) -> Vec<LevelView> {
@@ -157,13 +139,8 @@ fn levels(iter: impl Iterator<Item = (i64, i64)>, depth: usize) -> Vec<LevelView
     responses(
         (status = 200, description = "The book", body = OrderBookResponse),
         (status = 400, description = "Invalid or unknown parameter, or a time older than the retention", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid API key", body = ErrorEnvelope),
-        (status = 403, description = "Revoked or expired API key", body = ErrorEnvelope),
         (status = 404, description = "No book known for the token at that time", body = ErrorEnvelope),
-        (status = 429, description = "Rate limit or daily cap reached (see Retry-After)", body = ErrorEnvelope),
-        (status = 503, description = "Data store unavailable", body = ErrorEnvelope),
     ),
-    security(("api_key" = []), ("bearer" = []))
 )]
 pub async fn orderbook(
     State(state): State<AppState>,
@@ -180,7 +157,7 @@ pub async fn orderbook(
 
     // A resolved market has no order book any more (upstream removes it): serving the last
     // book known before the resolution would show liquidity that no longer exists.
-    if let Some(resolved_ms) = resolution_ms(&state, &token_id).await?
+    if let Some(resolved_ms) = state.store.resolution_ms(&token_id).await?
         && resolved_ms <= at_ms
     {
         return Err(ApiError::not_found(format!(
@@ -188,119 +165,42 @@ pub async fn orderbook(
         )));
     }
 
-    let mut book = L2Book::default();
-    let mut consistent = true;
-
-    let full_state: Option<BookStateRow> = state
-        .client
-        .query(&format!(
-            "SELECT ?fields FROM book_state FINAL WHERE token_id = ? AND full_depth AND timestamp <= {MS} AND timestamp >= {MS} \
-             ORDER BY timestamp DESC LIMIT 1"
-        ))
-        .bind(&token_id)
-        .bind(at_ms)
-        .bind(retention_start)
-        .fetch_optional()
+    let store = &state.store;
+    let full_state = store
+        .newest_book_state(&token_id, at_ms, retention_start, true)
         .await?;
-    let snapshot: Option<SnapshotRow> = state
-        .client
-        .query(&format!(
-            "SELECT timestamp, bid_prices, bid_sizes, ask_prices, ask_sizes FROM book_snapshots FINAL \
-             WHERE token_id = ? AND timestamp <= {MS} AND timestamp >= {MS} ORDER BY timestamp DESC LIMIT 1"
-        ))
-        .bind(&token_id)
-        .bind(at_ms)
-        .bind(retention_start)
-        .fetch_optional()
+    let snapshot = store
+        .newest_snapshot(&token_id, at_ms, retention_start)
         .await?;
-    let (source, base_time) = match (full_state, snapshot) {
+    let base = match (full_state, snapshot) {
+        (Some(full), Some(snapshot)) if snapshot.timestamp > full.timestamp => {
+            Base::snapshot(snapshot)
+        }
+        (Some(full), _) => Base::state(full, "book_state_full_depth"),
+        (None, Some(snapshot)) => Base::snapshot(snapshot),
         (None, None) => {
             // No full picture within the retention: the newest top-levels state is the best
             // base there is (levels beyond its top may be missing after deletions).
-            let latest: Option<BookStateRow> = state
-                .client
-                .query(&format!(
-                    "SELECT ?fields FROM book_state FINAL WHERE token_id = ? AND timestamp <= {MS} AND timestamp >= {MS} \
-                     ORDER BY timestamp DESC LIMIT 1"
-                ))
-                .bind(&token_id)
-                .bind(at_ms)
-                .bind(retention_start)
-                .fetch_optional()
-                .await?;
-            let Some(latest) = latest else {
-                return Err(ApiError::not_found(format!(
-                    "no book known for token {token_id} at or before {at_ms}"
-                )));
-            };
-            replace_levels(
-                &mut book,
-                &latest.bid_prices,
-                &latest.bid_sizes,
-                &latest.ask_prices,
-                &latest.ask_sizes,
-            );
-            consistent = latest.consistent;
-            ("book_state_top_levels", latest.timestamp)
-        }
-        (Some(full), Some(snapshot)) if snapshot.timestamp > full.timestamp => {
-            replace_levels(
-                &mut book,
-                &snapshot.bid_prices,
-                &snapshot.bid_sizes,
-                &snapshot.ask_prices,
-                &snapshot.ask_sizes,
-            );
-            ("book_snapshot", snapshot.timestamp)
-        }
-        (Some(full), _) => {
-            replace_levels(
-                &mut book,
-                &full.bid_prices,
-                &full.bid_sizes,
-                &full.ask_prices,
-                &full.ask_sizes,
-            );
-            consistent = full.consistent;
-            ("book_state_full_depth", full.timestamp)
-        }
-        (None, Some(snapshot)) => {
-            replace_levels(
-                &mut book,
-                &snapshot.bid_prices,
-                &snapshot.bid_sizes,
-                &snapshot.ask_prices,
-                &snapshot.ask_sizes,
-            );
-            ("book_snapshot", snapshot.timestamp)
+            let latest = store
+                .newest_book_state(&token_id, at_ms, retention_start, false)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "no book known for token {token_id} at or before {at_ms}"
+                    ))
+                })?;
+            Base::state(latest, "book_state_top_levels")
         }
     };
+    let base_time = base.levels.timestamp;
+    let mut book = L2Book::default();
+    replace_levels(&mut book, &base.levels);
 
     // Later snapshots replace the book; changes set levels. Both in event-time order,
     // snapshots first at equal times (a snapshot is the state before that instant's changes).
-    let snapshots: Vec<SnapshotRow> = state
-        .client
-        .query(&format!(
-            "SELECT timestamp, bid_prices, bid_sizes, ask_prices, ask_sizes FROM book_snapshots FINAL \
-             WHERE token_id = ? AND timestamp > {MS} AND timestamp <= {MS} ORDER BY timestamp"
-        ))
-        .bind(&token_id)
-        .bind(base_time)
-        .bind(at_ms)
-        .fetch_all()
-        .await?;
-    let changes: Vec<ChangeRow> = state
-        .client
-        .query(&format!(
-            "SELECT timestamp, side, price, size FROM price_changes FINAL \
-             WHERE token_id = ? AND timestamp > {MS} AND timestamp <= {MS} \
-             ORDER BY timestamp, connection_id, sequence, entry_index LIMIT ?"
-        ))
-        .bind(&token_id)
-        .bind(base_time)
-        .bind(at_ms)
-        .bind(MAX_REPLAYED_EVENTS + 1)
-        .fetch_all()
+    let snapshots = store.snapshots_between(&token_id, base_time, at_ms).await?;
+    let changes = store
+        .changes_between(&token_id, base_time, at_ms, MAX_REPLAYED_EVENTS + 1)
         .await?;
     if changes.len() as u64 > MAX_REPLAYED_EVENTS {
         // Replaying only part of the span would serve a wrong book without saying so.
@@ -315,13 +215,7 @@ pub async fn orderbook(
         while let Some(snapshot) =
             snapshots.next_if(|snapshot| snapshot.timestamp <= change.timestamp)
         {
-            replace_levels(
-                &mut book,
-                &snapshot.bid_prices,
-                &snapshot.bid_sizes,
-                &snapshot.ask_prices,
-                &snapshot.ask_sizes,
-            );
+            replace_levels(&mut book, &snapshot);
             replayed += 1;
         }
         // An unknown side code cannot be written by the sink (Enum8); read as a bid as before.
@@ -331,50 +225,28 @@ pub async fn orderbook(
         replayed += 1;
     }
     for snapshot in snapshots {
-        replace_levels(
-            &mut book,
-            &snapshot.bid_prices,
-            &snapshot.bid_sizes,
-            &snapshot.ask_prices,
-            &snapshot.ask_sizes,
-        );
+        replace_levels(&mut book, &snapshot);
         state_time = snapshot.timestamp;
         replayed += 1;
     }
-    let gaps = gaps_over(&state, &token_id, base_time, at_ms).await?;
+    let gaps = store
+        .gaps_of_book(&token_id, base_time, at_ms)
+        .await?
+        .into_iter()
+        .map(gap_view)
+        .collect();
     Ok(Json(respond(
         token_id,
         at_ms,
         state_time,
-        source,
+        base.source,
         base_time,
         replayed,
         &book,
         depth,
         gaps,
-        !consistent,
+        !base.consistent,
     )))
-}
-
-async fn gaps_over(
-    state: &AppState,
-    token_id: &str,
-    from_ms: i64,
-    to_ms: i64,
-) -> Result<Vec<GapView>, ApiError> {
-    let rows: Vec<ContinuityRow> = state
-        .client
-        .query(&format!(
-            "SELECT ?fields FROM continuity FINAL \
-             WHERE has(token_ids, ?) AND gap_start <= {MS} AND (gap_end IS NULL OR gap_end >= {MS}) \
-             ORDER BY gap_start, continuity_id LIMIT 100"
-        ))
-        .bind(token_id)
-        .bind(to_ms)
-        .bind(from_ms)
-        .fetch_all()
-        .await?;
-    Ok(rows.into_iter().map(gap_view).collect())
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -9,7 +9,6 @@ use utoipa::ToSchema;
 
 use polytape_model::ContinuityKind;
 
-use super::MS;
 use polytape_clickhouse::rows::ContinuityRow;
 
 use crate::{
@@ -70,12 +69,7 @@ pub struct ContinuityPage {
     responses(
         (status = 200, description = "A page of gaps", body = ContinuityPage),
         (status = 400, description = "Invalid or unknown parameter, or a range older than the retention", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid API key", body = ErrorEnvelope),
-        (status = 403, description = "Revoked or expired API key", body = ErrorEnvelope),
-        (status = 429, description = "Rate limit or daily cap reached (see Retry-After)", body = ErrorEnvelope),
-        (status = 503, description = "Data store unavailable", body = ErrorEnvelope),
     ),
-    security(("api_key" = []), ("bearer" = []))
 )]
 pub async fn continuity(
     State(state): State<AppState>,
@@ -93,53 +87,17 @@ pub async fn continuity(
     if to_ms <= from_ms {
         return Err(ApiError::invalid("`to` must be after `from`"));
     }
-    let fingerprint = params.fingerprint(&["limit", "cursor"]);
-    let cursor = match params.text("cursor")? {
-        Some(text) => Some(Cursor::decode(text, &fingerprint)?),
-        None => None,
-    };
-    let token_sql = if token_id.is_some() {
-        " AND has(token_ids, ?)"
-    } else {
-        ""
-    };
-    let keyset_sql = if cursor.is_some() {
-        format!(" AND (gap_start > {MS} OR (gap_start = {MS} AND continuity_id > ?))")
-    } else {
-        String::new()
-    };
-    let sql = format!(
-        "SELECT ?fields FROM continuity FINAL \
-         WHERE gap_start < {MS} AND (gap_end IS NULL OR gap_end >= {MS}){token_sql}{keyset_sql} \
-         ORDER BY gap_start, continuity_id LIMIT ?"
-    );
-    let mut query = state.client.query(&sql).bind(to_ms).bind(from_ms);
-    if let Some(token_id) = &token_id {
-        query = query.bind(token_id);
-    }
-    if let Some(cursor) = &cursor {
-        query = query
-            .bind(cursor.time_ms)
-            .bind(cursor.time_ms)
-            .bind(&cursor.id);
-    }
-    let mut rows: Vec<ContinuityRow> = query.bind(limit + 1).fetch_all().await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|last| {
-            Cursor {
-                time_ms: last.gap_start,
-                id: last.continuity_id.clone(),
-                until_ms: 0,
-                fingerprint: fingerprint.clone(),
-            }
-            .encode()
-        })
-    } else {
-        None
-    };
+    let (fingerprint, cursor) = params.cursor(&["limit", "cursor"])?;
+    let after = cursor.as_ref().map(Cursor::position);
+    let page = state
+        .store
+        .gaps(token_id.as_deref(), from_ms, to_ms, after.as_ref(), limit)
+        .await?;
+    let next_cursor = page
+        .last_if_more()
+        .map(|last| Cursor::after(last.gap_start, &last.continuity_id, 0, &fingerprint));
     Ok(Json(ContinuityPage {
-        data: rows.into_iter().map(gap_view).collect(),
+        data: page.rows.into_iter().map(gap_view).collect(),
         next_cursor,
     }))
 }

@@ -7,13 +7,14 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{MS, amount_opt, price_opt};
+use super::{amount_opt, price_opt};
 use polytape_clickhouse::rows::{EventRow, MarketRow};
 
 use crate::{
     error::{ApiError, ErrorEnvelope},
     params::{Cursor, Params, check_condition_id, check_event_id},
     state::AppState,
+    store::ListFilter,
 };
 
 /// One outcome token of a market.
@@ -134,79 +135,27 @@ pub struct MarketsPage {
     pub next_cursor: Option<String>,
 }
 
-/// Filters shared by the markets and events lists, as SQL with its bound values.
-struct Filters {
-    sql: String,
-    texts: Vec<String>,
-    flags: Vec<bool>,
-    updated_since_ms: Option<i64>,
-}
-
-fn list_filters(
-    params: &Params,
-    text_columns: &[&str],
-    event_filter: bool,
-) -> Result<Filters, ApiError> {
-    let mut sql = String::new();
-    let mut texts = Vec::new();
-    let mut flags = Vec::new();
-    if let Some(q) = params.text("q")? {
-        if q.chars().count() > 200 {
-            return Err(ApiError::invalid("`q` must be at most 200 characters"));
+/// The filters of the markets and events lists (`event_id` for markets only).
+fn list_filter(params: &Params, event_filter: bool) -> Result<ListFilter, ApiError> {
+    let bounded = |name: &str, max_chars: usize| -> Result<Option<String>, ApiError> {
+        match params.text(name)? {
+            Some(text) if text.chars().count() > max_chars => Err(ApiError::invalid(format!(
+                "`{name}` must be at most {max_chars} characters"
+            ))),
+            text => Ok(text.map(str::to_owned)),
         }
-        let clauses: Vec<String> = text_columns
-            .iter()
-            .map(|column| format!("positionCaseInsensitiveUTF8({column}, ?) > 0"))
-            .collect();
-        sql.push_str(&format!(" AND ({})", clauses.join(" OR ")));
-        texts.extend(text_columns.iter().map(|_| q.to_owned()));
-    }
-    // Booleans are bound after the texts: the SQL below keeps that order.
-    let mut bool_sql = String::new();
-    for name in ["active", "closed"] {
-        if let Some(flag) = params.boolean(name)? {
-            bool_sql.push_str(&format!(" AND {name} = ?"));
-            flags.push(flag);
-        }
-    }
-    if let Some(tag) = params.text("tag")? {
-        if tag.len() > 200 {
-            return Err(ApiError::invalid("`tag` must be at most 200 characters"));
-        }
-        sql.push_str(" AND has(tags, ?)");
-        texts.push(tag.to_owned());
-    }
-    if event_filter && let Some(event_id) = params.text("event_id")? {
-        sql.push_str(" AND has(event_ids, ?)");
-        texts.push(check_event_id(event_id)?);
-    }
-    sql.push_str(&bool_sql);
-    let updated_since_ms = params.time_ms("updated_since")?;
-    if updated_since_ms.is_some() {
-        sql.push_str(&format!(" AND updated_at >= {MS}"));
-    }
-    Ok(Filters {
-        sql,
-        texts,
-        flags,
-        updated_since_ms,
+    };
+    Ok(ListFilter {
+        text: bounded("q", 200)?,
+        active: params.boolean("active")?,
+        closed: params.boolean("closed")?,
+        tag: bounded("tag", 200)?,
+        event_id: match params.text("event_id")? {
+            Some(event_id) if event_filter => Some(check_event_id(event_id)?),
+            _ => None,
+        },
+        updated_since_ms: params.time_ms("updated_since")?,
     })
-}
-
-fn bind_filters(
-    mut query: clickhouse::query::Query,
-    filters: &Filters,
-) -> clickhouse::query::Query {
-    for text in &filters.texts {
-        query = query.bind(text);
-    }
-    for flag in &filters.flags {
-        query = query.bind(*flag);
-    }
-    if let Some(since) = filters.updated_since_ms {
-        query = query.bind(since);
-    }
-    query
 }
 
 const MARKET_PARAMS: &[&str] = &[
@@ -238,12 +187,7 @@ const MARKET_PARAMS: &[&str] = &[
     responses(
         (status = 200, description = "A page of markets", body = MarketsPage),
         (status = 400, description = "Invalid or unknown parameter", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid API key", body = ErrorEnvelope),
-        (status = 403, description = "Revoked or expired API key", body = ErrorEnvelope),
-        (status = 429, description = "Rate limit or daily cap reached (see Retry-After)", body = ErrorEnvelope),
-        (status = 503, description = "Data store unavailable", body = ErrorEnvelope),
     ),
-    security(("api_key" = []), ("bearer" = []))
 )]
 pub async fn list_markets(
     State(state): State<AppState>,
@@ -251,57 +195,17 @@ pub async fn list_markets(
 ) -> Result<Json<MarketsPage>, ApiError> {
     let params = Params::parse(raw.as_deref(), MARKET_PARAMS)?;
     let limit = params.limit(100, 1000)?;
-    let fingerprint = params.fingerprint(&["limit", "cursor"]);
-    let after = match params.text("cursor")? {
-        Some(text) => Some(Cursor::decode(text, &fingerprint)?),
-        None => None,
-    };
-    let filters = list_filters(&params, &["question", "ifNull(slug, '')"], true)?;
-    let sql = format!(
-        "SELECT ?fields FROM markets FINAL WHERE condition_id > ?{} ORDER BY condition_id LIMIT ?",
-        filters.sql
-    );
-    let query = state.client.query(&sql).bind(
-        after
-            .as_ref()
-            .map(|cursor| cursor.id.as_str())
-            .unwrap_or(""),
-    );
-    let mut rows: Vec<MarketRow> = bind_filters(query, &filters)
-        .bind(limit + 1)
-        .fetch_all()
-        .await?;
-    let next_cursor = page_cursor(&mut rows, limit, &fingerprint, |row| {
-        row.condition_id.clone()
-    });
+    let (fingerprint, cursor) = params.cursor(&["limit", "cursor"])?;
+    let filter = list_filter(&params, true)?;
+    let after = cursor.as_ref().map_or("", |cursor| cursor.id.as_str());
+    let page = state.store.markets(&filter, after, limit).await?;
+    let next_cursor = page
+        .last_if_more()
+        .map(|last| Cursor::after(0, &last.condition_id, 0, &fingerprint));
     Ok(Json(MarketsPage {
-        data: rows.into_iter().map(MarketView::from).collect(),
+        data: page.rows.into_iter().map(MarketView::from).collect(),
         next_cursor,
     }))
-}
-
-/// Trims a `limit + 1` fetch to `limit` and returns the cursor after the last row kept, if
-/// there is more.
-fn page_cursor<T>(
-    rows: &mut Vec<T>,
-    limit: u32,
-    fingerprint: &str,
-    id: impl Fn(&T) -> String,
-) -> Option<String> {
-    let limit = limit as usize;
-    if rows.len() <= limit {
-        return None;
-    }
-    rows.truncate(limit);
-    rows.last().map(|last| {
-        Cursor {
-            time_ms: 0,
-            id: id(last),
-            until_ms: 0,
-            fingerprint: fingerprint.to_owned(),
-        }
-        .encode()
-    })
 }
 
 /// One market with its tokens, outcomes, tick size, fees and resolution.
@@ -313,13 +217,8 @@ fn page_cursor<T>(
     responses(
         (status = 200, description = "The market", body = MarketView),
         (status = 400, description = "Invalid id or unknown parameter", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid API key", body = ErrorEnvelope),
-        (status = 403, description = "Revoked or expired API key", body = ErrorEnvelope),
         (status = 404, description = "No such market", body = ErrorEnvelope),
-        (status = 429, description = "Rate limit or daily cap reached (see Retry-After)", body = ErrorEnvelope),
-        (status = 503, description = "Data store unavailable", body = ErrorEnvelope),
     ),
-    security(("api_key" = []), ("bearer" = []))
 )]
 pub async fn get_market(
     State(state): State<AppState>,
@@ -328,12 +227,7 @@ pub async fn get_market(
 ) -> Result<Json<MarketView>, ApiError> {
     Params::parse(raw.as_deref(), &[])?;
     let condition_id = check_condition_id("condition_id", &condition_id)?;
-    let row: Option<MarketRow> = state
-        .client
-        .query("SELECT ?fields FROM markets FINAL WHERE condition_id = ? LIMIT 1")
-        .bind(&condition_id)
-        .fetch_optional()
-        .await?;
+    let row = state.store.market(&condition_id).await?;
     row.map(|row| Json(MarketView::from(row)))
         .ok_or_else(|| ApiError::not_found(format!("no market {condition_id}")))
 }
@@ -423,12 +317,7 @@ const EVENT_PARAMS: &[&str] = &[
     responses(
         (status = 200, description = "A page of events", body = EventsPage),
         (status = 400, description = "Invalid or unknown parameter", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid API key", body = ErrorEnvelope),
-        (status = 403, description = "Revoked or expired API key", body = ErrorEnvelope),
-        (status = 429, description = "Rate limit or daily cap reached (see Retry-After)", body = ErrorEnvelope),
-        (status = 503, description = "Data store unavailable", body = ErrorEnvelope),
     ),
-    security(("api_key" = []), ("bearer" = []))
 )]
 pub async fn list_events(
     State(state): State<AppState>,
@@ -436,29 +325,15 @@ pub async fn list_events(
 ) -> Result<Json<EventsPage>, ApiError> {
     let params = Params::parse(raw.as_deref(), EVENT_PARAMS)?;
     let limit = params.limit(100, 1000)?;
-    let fingerprint = params.fingerprint(&["limit", "cursor"]);
-    let after = match params.text("cursor")? {
-        Some(text) => Some(Cursor::decode(text, &fingerprint)?),
-        None => None,
-    };
-    let filters = list_filters(&params, &["title", "ifNull(slug, '')"], false)?;
-    let sql = format!(
-        "SELECT ?fields FROM events FINAL WHERE event_id > ?{} ORDER BY event_id LIMIT ?",
-        filters.sql
-    );
-    let query = state.client.query(&sql).bind(
-        after
-            .as_ref()
-            .map(|cursor| cursor.id.as_str())
-            .unwrap_or(""),
-    );
-    let mut rows: Vec<EventRow> = bind_filters(query, &filters)
-        .bind(limit + 1)
-        .fetch_all()
-        .await?;
-    let next_cursor = page_cursor(&mut rows, limit, &fingerprint, |row| row.event_id.clone());
+    let (fingerprint, cursor) = params.cursor(&["limit", "cursor"])?;
+    let filter = list_filter(&params, false)?;
+    let after = cursor.as_ref().map_or("", |cursor| cursor.id.as_str());
+    let page = state.store.events(&filter, after, limit).await?;
+    let next_cursor = page
+        .last_if_more()
+        .map(|last| Cursor::after(0, &last.event_id, 0, &fingerprint));
     Ok(Json(EventsPage {
-        data: rows.into_iter().map(EventView::from).collect(),
+        data: page.rows.into_iter().map(EventView::from).collect(),
         next_cursor,
     }))
 }
@@ -472,13 +347,8 @@ pub async fn list_events(
     responses(
         (status = 200, description = "The event", body = EventView),
         (status = 400, description = "Invalid id or unknown parameter", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid API key", body = ErrorEnvelope),
-        (status = 403, description = "Revoked or expired API key", body = ErrorEnvelope),
         (status = 404, description = "No such event", body = ErrorEnvelope),
-        (status = 429, description = "Rate limit or daily cap reached (see Retry-After)", body = ErrorEnvelope),
-        (status = 503, description = "Data store unavailable", body = ErrorEnvelope),
     ),
-    security(("api_key" = []), ("bearer" = []))
 )]
 pub async fn get_event(
     State(state): State<AppState>,
@@ -487,12 +357,7 @@ pub async fn get_event(
 ) -> Result<Json<EventView>, ApiError> {
     Params::parse(raw.as_deref(), &[])?;
     let event_id = check_event_id(&event_id)?;
-    let row: Option<EventRow> = state
-        .client
-        .query("SELECT ?fields FROM events FINAL WHERE event_id = ? LIMIT 1")
-        .bind(&event_id)
-        .fetch_optional()
-        .await?;
+    let row = state.store.event(&event_id).await?;
     row.map(|row| Json(EventView::from(row)))
         .ok_or_else(|| ApiError::not_found(format!("no event {event_id}")))
 }

@@ -7,9 +7,6 @@ pub mod markets;
 pub mod series;
 pub mod trades;
 
-/// A time in SQL from a bound millisecond value.
-pub(crate) const MS: &str = "fromUnixTimestamp64Milli(toInt64(?), 'UTC')";
-
 /// `Decimal(18, 6)` options as text.
 pub(crate) fn price_opt(unscaled: Option<i64>) -> Option<String> {
     unscaled.map(crate::params::price_text)

@@ -4,11 +4,9 @@ use axum::{
     Json,
     extract::{RawQuery, State},
 };
-use clickhouse::Row;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::MS;
 use polytape_clickhouse::rows::CandleRow;
 
 use crate::{
@@ -113,12 +111,7 @@ fn series_range(state: &AppState, params: &Params, step_ms: i64) -> Result<(i64,
     responses(
         (status = 200, description = "The candles, oldest first", body = CandlesResponse),
         (status = 400, description = "Invalid or unknown parameter, more than 10000 points, or a range older than the retention", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid API key", body = ErrorEnvelope),
-        (status = 403, description = "Revoked or expired API key", body = ErrorEnvelope),
-        (status = 429, description = "Rate limit or daily cap reached (see Retry-After)", body = ErrorEnvelope),
-        (status = 503, description = "Data store unavailable", body = ErrorEnvelope),
     ),
-    security(("api_key" = []), ("bearer" = []))
 )]
 pub async fn candles(
     State(state): State<AppState>,
@@ -142,33 +135,16 @@ pub async fn candles(
     let fill_previous = params.choice("fill", &["none", "previous"])? == Some("previous");
     let (start_ms, to_ms) = series_range(&state, &params, step_ms)?;
 
-    let rows: Vec<CandleRow> = state
-        .client
-        .query(&format!(
-            "SELECT ?fields \
-             FROM candles FINAL WHERE token_id = ? AND interval = ? AND open_time >= {MS} AND open_time < {MS} \
-             ORDER BY open_time"
-        ))
-        .bind(&token_id)
-        .bind(interval)
-        .bind(start_ms)
-        .bind(to_ms)
-        .fetch_all()
+    let rows = state
+        .store
+        .candles(&token_id, interval, start_ms, to_ms)
         .await?;
 
     let candles = if fill_previous {
         // The close before the range seeds the fill; only within the retention window.
-        let previous_close: Option<i64> = state
-            .client
-            .query(&format!(
-                "SELECT close FROM candles FINAL WHERE token_id = ? AND interval = ? AND open_time < {MS} AND open_time >= {MS} \
-                 ORDER BY open_time DESC LIMIT 1"
-            ))
-            .bind(&token_id)
-            .bind(interval)
-            .bind(start_ms)
-            .bind(state.retention_start_ms())
-            .fetch_optional()
+        let previous_close = state
+            .store
+            .close_before(&token_id, interval, start_ms, state.retention_start_ms())
             .await?;
         fill_candles(rows, previous_close, start_ms, to_ms, step_ms)
     } else {
@@ -258,12 +234,6 @@ fn fill_candles(
     filled
 }
 
-#[derive(Debug, Row, Deserialize)]
-struct PricePointRow {
-    bucket_ms: i64,
-    price: i64,
-}
-
 /// One price point.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PricePointView {
@@ -298,12 +268,7 @@ pub struct PriceHistoryResponse {
     responses(
         (status = 200, description = "The points, oldest first", body = PriceHistoryResponse),
         (status = 400, description = "Invalid or unknown parameter, more than 10000 points, or a range older than the retention", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid API key", body = ErrorEnvelope),
-        (status = 403, description = "Revoked or expired API key", body = ErrorEnvelope),
-        (status = 429, description = "Rate limit or daily cap reached (see Retry-After)", body = ErrorEnvelope),
-        (status = 503, description = "Data store unavailable", body = ErrorEnvelope),
     ),
-    security(("api_key" = []), ("bearer" = []))
 )]
 pub async fn price_history(
     State(state): State<AppState>,
@@ -316,20 +281,9 @@ pub async fn price_history(
     let fidelity_minutes = params.integer("fidelity", 1, 1440)?.unwrap_or(1);
     let step_ms = fidelity_minutes * 60_000;
     let (start_ms, to_ms) = series_range(&state, &params, step_ms)?;
-    let rows: Vec<PricePointRow> = state
-        .client
-        .query(&format!(
-            "SELECT intDiv(toUnixTimestamp64Milli(timestamp), toInt64(?)) * toInt64(?) AS bucket_ms, \
-             argMax(price, timestamp) AS price \
-             FROM price_history FINAL WHERE token_id = ? AND timestamp >= {MS} AND timestamp < {MS} \
-             GROUP BY bucket_ms ORDER BY bucket_ms"
-        ))
-        .bind(step_ms)
-        .bind(step_ms)
-        .bind(&token_id)
-        .bind(start_ms)
-        .bind(to_ms)
-        .fetch_all()
+    let rows = state
+        .store
+        .price_buckets(&token_id, step_ms, start_ms, to_ms)
         .await?;
     Ok(Json(PriceHistoryResponse {
         token_id,

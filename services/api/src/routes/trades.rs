@@ -10,19 +10,18 @@ use axum::{
     Json,
     extract::{RawQuery, State},
 };
-use clickhouse::Row;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use polytape_model::Side;
 
-use super::MS;
 use polytape_clickhouse::rows::TradeRow;
 
 use crate::{
     error::{ApiError, ErrorEnvelope},
     params::{Cursor, Exact, Params, decimal_text},
     state::AppState,
+    store::{TradeFilter, TradeTotals},
 };
 
 /// One fill.
@@ -67,13 +66,6 @@ pub struct TradesPage {
     pub aggregate: Option<TradeAggregate>,
 }
 
-#[derive(Debug, Row, Deserialize)]
-struct AggregateRow {
-    count: u64,
-    volume: i128,
-    notional: i128,
-}
-
 const TRADE_PARAMS: &[&str] = &[
     "market",
     "token_id",
@@ -86,26 +78,6 @@ const TRADE_PARAMS: &[&str] = &[
     "cursor",
     "aggregate",
 ];
-
-/// The trade filters as SQL with their bound values, in order.
-struct TradeFilter {
-    sql: String,
-    texts: Vec<String>,
-    from_ms: Option<i64>,
-    until_ms: i64,
-}
-
-impl TradeFilter {
-    fn bind(&self, mut query: clickhouse::query::Query) -> clickhouse::query::Query {
-        for text in &self.texts {
-            query = query.bind(text);
-        }
-        if let Some(from) = self.from_ms {
-            query = query.bind(from);
-        }
-        query.bind(self.until_ms)
-    }
-}
 
 /// Longest span `aggregate=true` sums over.
 pub const MAX_AGGREGATE_DAYS: i64 = 31;
@@ -130,12 +102,7 @@ pub const MAX_AGGREGATE_DAYS: i64 = 31;
     responses(
         (status = 200, description = "A page of trades", body = TradesPage),
         (status = 400, description = "Invalid or unknown parameter, or a range older than the retention", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid API key", body = ErrorEnvelope),
-        (status = 403, description = "Revoked or expired API key", body = ErrorEnvelope),
-        (status = 429, description = "Rate limit or daily cap reached (see Retry-After)", body = ErrorEnvelope),
-        (status = 503, description = "Data store unavailable", body = ErrorEnvelope),
     ),
-    security(("api_key" = []), ("bearer" = []))
 )]
 pub async fn list_trades(
     State(state): State<AppState>,
@@ -181,103 +148,36 @@ pub async fn list_trades(
             )));
         }
     }
-    let fingerprint = params.fingerprint(&["limit", "cursor", "aggregate"]);
-    let cursor = match params.text("cursor")? {
-        Some(text) => Some(Cursor::decode(text, &fingerprint)?),
-        None => None,
-    };
+    let (fingerprint, cursor) = params.cursor(&["limit", "cursor", "aggregate"])?;
     // The walk's upper bound: fixed by the first page (exclusive).
     let until_ms = cursor
         .as_ref()
         .map(|cursor| cursor.until_ms)
         .or(to_ms)
         .unwrap_or_else(|| state.now_ms() + 1);
-
-    let mut sql = String::new();
-    let mut texts = Vec::new();
-    for (column, value) in [
-        ("condition_id", &market),
-        ("token_id", &token_id),
-        ("proxy_wallet", &wallet),
-    ] {
-        if let Some(value) = value {
-            sql.push_str(&format!(" AND {column} = ?"));
-            texts.push(value.clone());
-        }
-    }
-    if let Some(side) = side {
-        sql.push_str(" AND side = ?");
-        texts.push(side.to_owned());
-    }
-    if from_ms.is_some() {
-        sql.push_str(&format!(" AND timestamp >= {MS}"));
-    }
-    sql.push_str(&format!(" AND timestamp < {MS}"));
     let filter = TradeFilter {
-        sql,
-        texts,
+        market,
+        token_id,
+        wallet,
+        side: side.map(str::to_owned),
         from_ms,
         until_ms,
     };
-
-    let (keyset, order) = match (&cursor, descending) {
-        (None, true) => (String::new(), "DESC"),
-        (None, false) => (String::new(), "ASC"),
-        (Some(_), true) => (
-            format!(" AND (timestamp < {MS} OR (timestamp = {MS} AND trade_id < ?))"),
-            "DESC",
-        ),
-        (Some(_), false) => (
-            format!(" AND (timestamp > {MS} OR (timestamp = {MS} AND trade_id > ?))"),
-            "ASC",
-        ),
-    };
-    let page_sql = format!(
-        "SELECT ?fields \
-         FROM trades FINAL WHERE 1{}{keyset} ORDER BY timestamp {order}, trade_id {order} LIMIT ?",
-        filter.sql
-    );
-    let mut query = filter.bind(state.client.query(&page_sql));
-    if let Some(cursor) = &cursor {
-        query = query
-            .bind(cursor.time_ms)
-            .bind(cursor.time_ms)
-            .bind(&cursor.id);
-    }
-    let mut rows: Vec<TradeRow> = query.bind(limit + 1).fetch_all().await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|last| {
-            Cursor {
-                time_ms: last.timestamp,
-                id: last.trade_id.clone(),
-                until_ms,
-                fingerprint: fingerprint.clone(),
-            }
-            .encode()
-        })
-    } else {
-        None
-    };
-
+    let after = cursor.as_ref().map(Cursor::position);
+    let page = state
+        .store
+        .trades(&filter, after.as_ref(), descending, limit)
+        .await?;
+    let next_cursor = page
+        .last_if_more()
+        .map(|last| Cursor::after(last.timestamp, &last.trade_id, until_ms, &fingerprint));
     let aggregate = if aggregate {
-        let aggregate_sql = format!(
-            "SELECT count() AS count, sum(toDecimal128(size, 6)) AS volume, \
-             sum(toDecimal128(price, 6) * toDecimal128(size, 6)) AS notional \
-             FROM trades FINAL WHERE 1{}",
-            filter.sql
-        );
-        let totals: AggregateRow = filter
-            .bind(state.client.query(&aggregate_sql))
-            .fetch_one()
-            .await?;
-        Some(aggregate_view(&totals))
+        Some(aggregate_view(&state.store.trade_totals(&filter).await?))
     } else {
         None
     };
-
     Ok(Json(TradesPage {
-        data: rows.into_iter().map(trade_view).collect(),
+        data: page.rows.into_iter().map(trade_view).collect(),
         next_cursor,
         aggregate,
     }))
@@ -303,7 +203,7 @@ fn trade_view(row: TradeRow) -> TradeView {
 }
 
 /// VWAP at scale 12, truncated: notional (scale 12) × 10^6 / volume (scale 6).
-fn aggregate_view(totals: &AggregateRow) -> TradeAggregate {
+fn aggregate_view(totals: &TradeTotals) -> TradeAggregate {
     let vwap = if totals.volume > 0 {
         totals
             .notional

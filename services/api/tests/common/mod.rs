@@ -116,7 +116,7 @@ impl TestApi {
 
     /// A new key with these limits, usable at once on this replica.
     pub async fn key(&self, plan: &str, rps: Option<u32>, daily_cap: Option<u64>) -> String {
-        let (key, row) = KeyStore::new(self.state.client.clone())
+        let (key, row) = KeyStore::new(self.state.store.clone())
             .create(
                 &KeySpec {
                     name: "test".to_owned(),
