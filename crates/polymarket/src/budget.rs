@@ -20,6 +20,8 @@ pub enum Endpoint {
     GammaEvents,
     /// Data API v1 `/trades`: 200 per 10 s.
     DataTrades,
+    /// Data API v2 `/v2/trades`: 300 per 10 s.
+    DataTradesV2,
     /// Data API `/v1/leaderboard` (Data general: 1,000 per 10 s).
     DataLeaderboard,
     /// CLOB `/markets` cursor walk (CLOB general: 9,000 per 10 s).
@@ -33,10 +35,11 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 8] = [
+    pub const ALL: [Endpoint; 9] = [
         Endpoint::GammaMarkets,
         Endpoint::GammaEvents,
         Endpoint::DataTrades,
+        Endpoint::DataTradesV2,
         Endpoint::DataLeaderboard,
         Endpoint::ClobMarkets,
         Endpoint::ClobPricesHistory,
@@ -50,6 +53,7 @@ impl Endpoint {
             Endpoint::GammaMarkets => 300,
             Endpoint::GammaEvents => 500,
             Endpoint::DataTrades => 200,
+            Endpoint::DataTradesV2 => 300,
             Endpoint::DataLeaderboard => 1_000,
             Endpoint::ClobMarkets => 9_000,
             Endpoint::ClobPricesHistory => 1_000,
@@ -64,6 +68,7 @@ impl Endpoint {
             Endpoint::GammaMarkets => "gamma_markets",
             Endpoint::GammaEvents => "gamma_events",
             Endpoint::DataTrades => "data_trades",
+            Endpoint::DataTradesV2 => "data_trades_v2",
             Endpoint::DataLeaderboard => "data_leaderboard",
             Endpoint::ClobMarkets => "clob_markets",
             Endpoint::ClobPricesHistory => "clob_prices_history",

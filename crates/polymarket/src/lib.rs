@@ -5,6 +5,8 @@
 //! - [`market_channel`]: the CLOB WebSocket market channel's frames into records;
 //! - [`book`]: the one rule set that turns an upstream order book (`GET /book`, `POST /books`,
 //!   the channel's `book` event) into a [`polytape_model::BookSnapshot`];
+//! - [`data_api`]: the Data API trades tape, v1 (`/trades`, offsets) or v2 (`/v2/trades`,
+//!   cursors), chosen by configuration;
 //! - [`budget`] and [`client`]: one HTTP client whose every request takes a token from its
 //!   endpoint's bucket (Polymarket's published budgets) and retries what may succeed again.
 //!
@@ -16,6 +18,7 @@
 pub mod book;
 pub mod budget;
 pub mod client;
+pub mod data_api;
 pub mod error;
 pub mod market_channel;
 mod metrics;
@@ -24,4 +27,5 @@ mod wire;
 
 pub use budget::{Budgets, Endpoint};
 pub use client::{RetryPolicy, Upstream};
+pub use data_api::TradesApi;
 pub use error::{PageError, RowError, UpstreamError};

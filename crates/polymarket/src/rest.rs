@@ -129,6 +129,53 @@ fn string_list(row: &Value, key: &'static str) -> Result<Option<Vec<String>>, Ro
         .map(Some)
 }
 
+/// A page of a cursor-paged Data API v2 listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CursorPage {
+    pub rows: Vec<Value>,
+    /// The cursor of the next page; `None` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// Data API v2's envelope: `{"data": [...], "pagination": {"has_more", "next_cursor", ...}}`.
+#[derive(Debug, serde::Deserialize)]
+struct V2Envelope {
+    data: Vec<Value>,
+    pagination: V2Pagination,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct V2Pagination {
+    has_more: bool,
+    #[serde(default)]
+    next_cursor: Option<String>,
+}
+
+/// A Data API v2 page. `has_more` without a cursor is refused rather than read as the last
+/// page: stopping there would end a walk early without a word.
+pub fn cursor_page(body: &[u8]) -> Result<CursorPage, PageError> {
+    let envelope: V2Envelope = serde_json::from_slice(body)
+        .map_err(|error| PageError(format!("not a Data API v2 page: {error}")))?;
+    let next_cursor = match envelope.pagination {
+        V2Pagination {
+            has_more: false, ..
+        } => None,
+        V2Pagination {
+            next_cursor: Some(cursor),
+            ..
+        } if !cursor.trim().is_empty() => Some(cursor),
+        V2Pagination { .. } => {
+            return Err(PageError(
+                "pagination.has_more is true but next_cursor is missing".to_owned(),
+            ));
+        }
+    };
+    Ok(CursorPage {
+        rows: envelope.data,
+        next_cursor,
+    })
+}
+
 /// The rows of a page that must be a bare JSON array (Data API v1, Gamma offset listings).
 pub fn array_page(body: &[u8]) -> Result<Vec<Value>, PageError> {
     match serde_json::from_slice::<Value>(body) {
@@ -197,7 +244,7 @@ const TICK_GRIDS: [Decimal; 4] = [
 /// market's tick first when given, then [`TICK_GRIDS`].
 ///
 /// With `tick = None` the result depends on the row alone: that is the fill's *identity
-/// price* (see [`trade_v1`]). With the market's tick it can be closer to the truth for the
+/// price* (see [`trade_row`]). With the market's tick it can be closer to the truth for the
 /// dustiest fills (0.0025-tick markets below ~0.002 shares), and that is the price stored.
 pub fn fill_price(
     reported: f64,
@@ -250,7 +297,8 @@ fn trade_price(row: &Value, size: Decimal, tick: Option<Decimal>) -> Result<Deci
     Ok(price)
 }
 
-/// One Data API v1 `/trades` row (camelCase, float size/price, seconds timestamp).
+/// One Data API trade row: v1 `/trades` (camelCase) or v2 `/v2/trades` (snake_case), float
+/// size/price, seconds timestamp; see [`TradeFieldNames`].
 ///
 /// The trade id is [`TradeIdentity`]: `(transactionHash, asset, side, size, price, proxyWallet)`
 /// — the only combination that tells apart the fills of one transaction — for the first row
@@ -261,21 +309,22 @@ fn trade_price(row: &Value, size: Decimal, tick: Option<Decimal>) -> Result<Deci
 /// because the tick is market state that changes between polls (the dynamic 0.01 ↔ 0.001 tick)
 /// and one fill must keep one id. For fills of 0.01 shares or more both prices are the nearest
 /// 0.0001 point (ids unchanged from before); they can differ only for the dustiest fills.
-pub fn trade_v1(row: &Value, ingested_ms: i64, tick: Option<Decimal>) -> Result<Trade, RowError> {
+pub fn trade_row(row: &Value, ingested_ms: i64, tick: Option<Decimal>) -> Result<Trade, RowError> {
     if !row.is_object() {
         return Err(RowError::NotAnObject);
     }
-    let proxy_wallet = required_text(row, "proxyWallet")?.to_ascii_lowercase();
+    let names = TradeFieldNames::of(row);
+    let proxy_wallet = required_text(row, names.wallet)?.to_ascii_lowercase();
     let side_text = required_text(row, "side")?;
     let side = Side::parse(&side_text).ok_or_else(|| invalid("side", side_text.clone()))?;
-    let token_id = required_text(row, "asset")?;
+    let token_id = required_text(row, names.token)?;
     if !token_id.bytes().all(|byte| byte.is_ascii_digit()) {
         return Err(invalid(
-            "asset",
+            names.token,
             format!("{token_id:?} is not a decimal token id"),
         ));
     }
-    let condition_id = required_text(row, "conditionId")?.to_ascii_lowercase();
+    let condition_id = required_text(row, names.condition)?.to_ascii_lowercase();
     let size = decimal(row, "size")?.ok_or(RowError::Missing("size"))?;
     if size <= Decimal::ZERO {
         return Err(invalid("size", format!("{size} is not positive")));
@@ -289,7 +338,7 @@ pub fn trade_v1(row: &Value, ingested_ms: i64, tick: Option<Decimal>) -> Result<
     if timestamp <= 0 {
         return Err(invalid("timestamp", timestamp.to_string()));
     }
-    let transaction_hash = required_text(row, "transactionHash")?.to_ascii_lowercase();
+    let transaction_hash = required_text(row, names.transaction)?.to_ascii_lowercase();
     let trade_id = TradeIdentity {
         transaction_hash: &transaction_hash,
         token_id: &token_id,
@@ -304,16 +353,63 @@ pub fn trade_v1(row: &Value, ingested_ms: i64, tick: Option<Decimal>) -> Result<
         condition_id,
         token_id,
         outcome: text(row, "outcome"),
-        outcome_index: integer(row, "outcomeIndex").and_then(|index| i32::try_from(index).ok()),
+        outcome_index: integer(row, names.outcome_index)
+            .filter(|index| *index != UNLABELED_OUTCOME_INDEX)
+            .and_then(|index| i32::try_from(index).ok()),
         side,
         price,
         size,
         timestamp_ms: timestamp_to_ms(timestamp),
         transaction_hash,
         proxy_wallet,
-        source: TradeSource::DataApiV1,
+        source: names.source,
         ingested_ms,
     })
+}
+
+/// Data API v2's `outcome_index` for an unlabeled outcome.
+const UNLABELED_OUTCOME_INDEX: i64 = 999;
+
+/// The names of a trade row's fields that differ between Data API v1 `/trades` (camelCase)
+/// and v2 `/v2/trades` (snake_case); side, size, price, timestamp and outcome are named alike.
+/// The two give the same fill the same [`TradeIdentity`], so switching versions never
+/// publishes a fill twice.
+struct TradeFieldNames {
+    wallet: &'static str,
+    token: &'static str,
+    condition: &'static str,
+    transaction: &'static str,
+    outcome_index: &'static str,
+    source: TradeSource,
+}
+
+impl TradeFieldNames {
+    const V1: Self = Self {
+        wallet: "proxyWallet",
+        token: "asset",
+        condition: "conditionId",
+        transaction: "transactionHash",
+        outcome_index: "outcomeIndex",
+        source: TradeSource::DataApiV1,
+    };
+    const V2: Self = Self {
+        wallet: "proxy_wallet",
+        token: "token_id",
+        condition: "condition_id",
+        transaction: "transaction_hash",
+        outcome_index: "outcome_index",
+        source: TradeSource::DataApiV2,
+    };
+
+    /// v2 rows name the token `token_id`, v1 rows `asset`; a row with neither is read as v1
+    /// (and refused for its missing `asset`).
+    fn of(row: &Value) -> &'static Self {
+        if row.get("asset").is_none() && row.get("token_id").is_some() {
+            &Self::V2
+        } else {
+            &Self::V1
+        }
+    }
 }
 
 /// A `/trades` row refused by [`trade_read`], for the DLQ.
@@ -401,12 +497,12 @@ pub fn trade_read(
     let mut occurrences: HashMap<String, u32> = HashMap::new();
     for row in rows {
         let condition_id = row
-            .get("conditionId")
+            .get(TradeFieldNames::of(row).condition)
             .and_then(Value::as_str)
             .map(|id| id.trim().to_ascii_lowercase())
             .unwrap_or_default();
         let second = row_timestamp_s(row).filter(|second| (start..=end).contains(second));
-        let parsed = trade_v1(row, ingested_ms, tick_of(&condition_id)).and_then(|trade| {
+        let parsed = trade_row(row, ingested_ms, tick_of(&condition_id)).and_then(|trade| {
             let trade_second = trade.timestamp_ms.div_euclid(1000);
             if (start..=end).contains(&trade_second) {
                 Ok(trade)

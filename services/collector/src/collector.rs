@@ -53,9 +53,6 @@ const REDECLARE_AFTER_MS: i64 = 300_000;
 /// Fingerprints of sent fills the reconciliation ledger holds at most (8 bytes each in a hash
 /// set, ~20–40 MB); past it the ledger's horizon shortens (see `reconcile`).
 const MAX_LEDGER_FILLS: usize = 2_000_000;
-/// Caught-up markets polled together in one `market=a,b,…` walk (upstream takes a csv; 50
-/// condition ids keep the URL near 3.4 kB).
-const POLL_MARKETS_PER_REQUEST: usize = 50;
 /// A market covered to within this of the round's end is polled with others; one further
 /// behind (a long outage) walks alone, with checkpoints after every page.
 const POLL_CATCH_UP_S: i64 = 3_600;

@@ -42,6 +42,9 @@ pub struct CollectorTuning {
     /// Rows per Data API `/trades` request (upstream allows 0..10,000).
     #[serde(rename = "collector_trades_page_size")]
     pub trades_page_size: u32,
+    /// Which trades tape is read: Data API v1 `/trades` or v2 `/v2/trades`.
+    #[serde(rename = "collector_trades_api")]
+    pub trades_api: polytape_polymarket::TradesApi,
     /// Polling stops this far behind now: upstream indexes fills with a delay (block time),
     /// and a window must not be marked covered before upstream can have all of its fills.
     #[serde(with = "humantime_serde", rename = "collector_poll_lag")]
@@ -170,6 +173,12 @@ impl CollectorConfig {
             },
             "1000",
             "rows per Data API /trades request",
+        ),
+        KeySpec::new(
+            "collector_trades_api",
+            KeyKind::Choice(&["v1", "v2"]),
+            "v1",
+            "the trades tape read: Data API v1 /trades (offsets) or v2 /v2/trades (cursors, 20 markets a request); fill ids are the same in both",
         ),
         KeySpec::new(
             "collector_request_timeout",

@@ -1,7 +1,8 @@
 //! Backfill of 200 markets × 3 days against the in-process simulator and the stack (isolated
 //! topics): every ground-truth fill is in the trades topic exactly once by derived id
 //! (including the market with > 10,000 fills), every market and event once; a second run over
-//! the same checkpoints sends nothing new.
+//! the same checkpoints sends nothing new. Once over each trades tape: Data API v1 (`/trades`,
+//! time windows and offsets) and v2 (`/v2/trades`, cursors).
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,8 +14,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use polytape_collector::{Collector, Dataset, Mode, Options};
+use polytape_collector::{Collector, CollectorTuning, Dataset, Mode, Options};
 use polytape_model::{Event, Market, Trade};
+use polytape_polymarket::TradesApi;
 use support::*;
 use tokio_util::sync::CancellationToken;
 
@@ -33,10 +35,26 @@ fn backfill_options() -> Options {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_matches_the_ground_truth_exactly_once_and_resumes_to_nothing() {
+    backfill_matches_the_truth(TradesApi::V1, "collector_backfill").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_api_v2_backfill_matches_the_ground_truth_exactly_once() {
+    backfill_matches_the_truth(TradesApi::V2, "collector_backfill_v2").await;
+}
+
+async fn backfill_matches_the_truth(trades_api: TradesApi, purpose: &str) {
     let window = Duration::from_secs(1);
     let sim = sim(window, "").await;
-    let names = topics("collector_backfill").await;
-    let config = config(&sim, &names, tuning(window));
+    let names = topics(purpose).await;
+    let config = config(
+        &sim,
+        &names,
+        CollectorTuning {
+            trades_api,
+            ..tuning(window)
+        },
+    );
 
     let started = Instant::now();
     let collector = Arc::new(

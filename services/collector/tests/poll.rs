@@ -1,5 +1,7 @@
 //! `run` mode: the first round backfills the retention window, later rounds poll forward and
-//! pick up fills that happen after it; the set stays exactly the truth.
+//! pick up fills that happen after it; the set stays exactly the truth. Once over each trades
+//! tape: Data API v1 (`/trades`, offsets, 50 markets a poll request) and v2 (`/v2/trades`,
+//! cursors, 20 markets a request).
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,6 +12,7 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 use polymarket_sim::SimConfig;
 use polytape_collector::{Collector, CollectorTuning, Dataset, Mode, Options};
 use polytape_model::Trade;
+use polytape_polymarket::TradesApi;
 use support::*;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +23,15 @@ async fn trade_ids(names: &polytape_model::TopicNames) -> HashSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_mode_backfills_then_polls_new_fills() {
+    backfills_then_polls(TradesApi::V1, "collector_poll").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_mode_on_data_api_v2_backfills_then_polls_new_fills() {
+    backfills_then_polls(TradesApi::V2, "collector_poll_v2").await;
+}
+
+async fn backfills_then_polls(trades_api: TradesApi, purpose: &str) {
     let window = Duration::from_secs(1);
     // History ends at the current hour and live time starts at the wall clock, as upstream.
     let sim = polymarket_sim::start(SimConfig {
@@ -33,7 +45,7 @@ async fn run_mode_backfills_then_polls_new_fills() {
     })
     .await
     .unwrap();
-    let names = topics("collector_poll").await;
+    let names = topics(purpose).await;
     let config = config(
         &sim,
         &names,
@@ -41,6 +53,7 @@ async fn run_mode_backfills_then_polls_new_fills() {
             retention: Duration::from_secs(3 * 86_400),
             poll_interval: Duration::from_millis(500),
             poll_lag: Duration::from_secs(15),
+            trades_api,
             ..tuning(window)
         },
     );
@@ -87,6 +100,18 @@ async fn run_mode_backfills_then_polls_new_fills() {
         }
     };
     let backfilled = wait_for_truth("backfill").await;
+    let stats = truth(&sim, "/_sim/stats").await;
+    let requests = |endpoint: &str| {
+        stats["endpoints"][endpoint]["requests"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let (v1_requests, v2_requests) = (requests("/data/trades"), requests("/data/v2/trades"));
+    println!("{trades_api:?}: {v1_requests} v1 and {v2_requests} v2 trades requests");
+    match trades_api {
+        TradesApi::V1 => assert_eq!(v2_requests, 0),
+        TradesApi::V2 => assert_eq!(v1_requests, 0),
+    }
     sim.advance(3_000);
     let polled = wait_for_truth("after live operations").await;
     assert!(

@@ -36,7 +36,7 @@ fn without(mut row: Value, key: &str) -> Value {
 
 #[test]
 fn the_brief_trade_parses_exactly() {
-    let trade = trade_v1(&brief_trade(), 7, None).unwrap();
+    let trade = trade_row(&brief_trade(), 7, None).unwrap();
     assert_eq!(trade.price, dec("0.58"));
     assert_eq!(trade.size, dec("32.155171"));
     assert_eq!(trade.timestamp_ms, 1_774_020_191_000);
@@ -57,10 +57,88 @@ fn the_brief_trade_parses_exactly() {
     assert_eq!(trade.trade_id, expected);
 }
 
+/// Brief 3.6: the v2 example (`/v2/trades`, snake_case), the same fill as the v1 capture.
+fn brief_trade_v2() -> Value {
+    json!({"proxy_wallet": "0x569f366e7087d8cc66d8ec55cdefd5577dd30056", "side": "BUY",
+      "token_id": "92071830247158429266517632633283963577030982596600419669075490843953894242121",
+      "condition_id": "0x57373f395332d0c8be1ab99acd941a216594a9007320343213949fd7d8a49b24",
+      "size": 32.155171, "price": 0.58, "timestamp": 1774020191, "title": "Bitcoin Up or Down - March 20, 11AM ET",
+      "slug": "bitcoin-up-or-down-march-20-2026-11am-et", "icon": "https://…",
+      "event_slug": "bitcoin-up-or-down-march-20-2026-11am-et", "outcome": "Down", "outcome_index": 1,
+      "name": "", "pseudonym": "", "bio": "", "profile_image": "", "profile_image_optimized": "",
+      "transaction_hash": "0x09a42928b2f7a7da67f4d020c99800d3f7665c3f9c7b011deeed8ae37e18ffed"})
+}
+
+/// A v2 row is the same fill, with the same id, as its v1 row: a deployment that switches
+/// tapes publishes nothing twice. Only the source differs.
+#[test]
+fn a_v2_row_is_the_same_fill_as_its_v1_row() {
+    let v1 = trade_row(&brief_trade(), 7, None).unwrap();
+    let v2 = trade_row(&brief_trade_v2(), 7, None).unwrap();
+    assert_eq!(v2.source, TradeSource::DataApiV2);
+    assert_eq!(
+        Trade {
+            source: TradeSource::DataApiV1,
+            ..v2.clone()
+        },
+        v1
+    );
+    let unlabeled = trade_row(
+        &with(brief_trade_v2(), "outcome_index", json!(999)),
+        0,
+        None,
+    );
+    assert_eq!(
+        unlabeled.unwrap().outcome_index,
+        None,
+        "999 means unlabeled"
+    );
+    let error = trade_row(&without(brief_trade_v2(), "transaction_hash"), 0, None).unwrap_err();
+    assert!(error.to_string().contains("transaction_hash"), "{error}");
+    let read = trade_read(
+        &[
+            with(brief_trade_v2(), "condition_id", json!("0xABC")),
+            json!({"token_id": "1"}),
+        ],
+        (1_774_020_191, 1_774_020_191),
+        0,
+        |_| None,
+    );
+    assert_eq!(read.trades.len(), 1);
+    assert_eq!(read.refused.len(), 1);
+    assert_eq!(read.trades[0].condition_id, "0xabc");
+}
+
+/// The v2 envelope: rows and the next cursor; `has_more` without a cursor is an error, not a
+/// quiet last page.
+#[test]
+fn v2_pages_carry_their_cursor() {
+    let page = cursor_page(
+        br#"{"data":[{"a":1}],"pagination":{"limit":1,"offset":0,"has_more":true,"next_cursor":"eyJ2IjoxfQ.sig"}}"#,
+    )
+    .unwrap();
+    assert_eq!(page.rows, vec![json!({"a": 1})]);
+    assert_eq!(page.next_cursor.as_deref(), Some("eyJ2IjoxfQ.sig"));
+    let last = cursor_page(br#"{"data":[],"pagination":{"has_more":false,"next_cursor":"x"}}"#);
+    assert_eq!(last.unwrap().next_cursor, None);
+    for broken in [
+        &br#"{"data":[],"pagination":{"has_more":true,"next_cursor":null}}"#[..],
+        br#"{"data":[],"pagination":{"has_more":true,"next_cursor":""}}"#,
+        br#"[{"a":1}]"#,
+        br#"{"data":[]}"#,
+    ] {
+        assert!(
+            cursor_page(broken).is_err(),
+            "{}",
+            String::from_utf8_lossy(broken)
+        );
+    }
+}
+
 /// Every quirk that must still give the same fill (same id) or a clean refusal.
 #[test]
 fn trade_quirks() {
-    let id = trade_v1(&brief_trade(), 0, None).unwrap().trade_id;
+    let id = trade_row(&brief_trade(), 0, None).unwrap().trade_id;
     let same_fill = [
         (
             "price as a string (schema drift)",
@@ -98,7 +176,7 @@ fn trade_quirks() {
         ("missing outcome", without(brief_trade(), "outcome")),
     ];
     for (case, row) in same_fill {
-        let trade = trade_v1(&row, 0, None).unwrap_or_else(|error| panic!("{case}: {error}"));
+        let trade = trade_row(&row, 0, None).unwrap_or_else(|error| panic!("{case}: {error}"));
         assert_eq!(trade.trade_id, id, "{case}");
         assert_eq!(trade.timestamp_ms, 1_774_020_191_000, "{case}");
     }
@@ -136,11 +214,11 @@ fn trade_quirks() {
         ),
     ];
     for (case, row, field) in refused {
-        let error = trade_v1(&row, 0, None).unwrap_err().to_string();
+        let error = trade_row(&row, 0, None).unwrap_err().to_string();
         assert!(error.contains(field), "{case}: {error}");
     }
     assert_eq!(
-        trade_v1(&json!([1]), 0, None).unwrap_err(),
+        trade_row(&json!([1]), 0, None).unwrap_err(),
         RowError::NotAnObject
     );
 }
@@ -153,7 +231,7 @@ fn dust_fill_prices_snap_to_the_tick_grid() {
         "price",
         json!(0.068711 / 0.073097),
     );
-    assert_eq!(trade_v1(&row, 0, None).unwrap().price, dec("0.94"));
+    assert_eq!(trade_row(&row, 0, None).unwrap().price, dec("0.94"));
 }
 
 /// Dust fills (< 0.01 shares) seen on the simulator's tape: the float is off by more than half
@@ -204,9 +282,9 @@ fn tick_sensitive_dust_row() -> Value {
 #[test]
 fn the_trade_id_does_not_depend_on_the_tick() {
     let row = tick_sensitive_dust_row();
-    let fine = trade_v1(&row, 0, Some(dec("0.0025"))).unwrap();
-    let coarse = trade_v1(&row, 0, Some(dec("0.01"))).unwrap();
-    let unknown = trade_v1(&row, 0, None).unwrap();
+    let fine = trade_row(&row, 0, Some(dec("0.0025"))).unwrap();
+    let coarse = trade_row(&row, 0, Some(dec("0.01"))).unwrap();
+    let unknown = trade_row(&row, 0, None).unwrap();
     // The stored price still uses the tick (that is what disambiguates dust) …
     assert_eq!(fine.price, dec("0.5025"));
     assert_eq!(coarse.price, dec("0.502"));
@@ -225,8 +303,8 @@ fn the_trade_id_does_not_depend_on_the_tick() {
     // Non-dust fills: the id is the one it always was (nearest 0.0001 point).
     for tick in [None, Some(dec("0.01")), Some(dec("0.001"))] {
         assert_eq!(
-            trade_v1(&brief_trade(), 0, tick).unwrap().trade_id,
-            trade_v1(&brief_trade(), 0, None).unwrap().trade_id
+            trade_row(&brief_trade(), 0, tick).unwrap().trade_id,
+            trade_row(&brief_trade(), 0, None).unwrap().trade_id
         );
     }
 }
@@ -270,11 +348,11 @@ fn identical_rows_are_distinct_trades_with_stable_ids() {
         "identical rows must not share an id: {first:?}"
     );
     // The first occurrence keeps the id a lone row has; the others are numbered.
-    let plain = trade_v1(&brief_trade(), 0, None).unwrap().trade_id;
+    let plain = trade_row(&brief_trade(), 0, None).unwrap().trade_id;
     assert_eq!(first[0], plain);
     assert_eq!(first[2], occurrence_trade_id(&plain, 1));
     assert_eq!(first[3], occurrence_trade_id(&plain, 2));
-    assert_eq!(first[1], trade_v1(&other, 0, None).unwrap().trade_id);
+    assert_eq!(first[1], trade_row(&other, 0, None).unwrap().trade_id);
     // Re-reading the page (the next poll) gives the same ids.
     assert_eq!(ids(&trade_read(&page, WHOLE_DAY, 5, |_| None)), first);
     // A read holding only the first rows of that second (a page boundary inside it) numbers

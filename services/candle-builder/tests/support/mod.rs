@@ -618,7 +618,7 @@ pub(crate) async fn simulator_fills(sim: &polymarket_sim::RunningSim) -> Vec<ser
 }
 
 /// A truth fill as the collector publishes it (`services/collector/src/parse.rs`,
-/// `trade_v1` with `takerOnly=false`): wallet, condition and transaction lower-cased, the
+/// `trade_row` with `takerOnly=false`): wallet, condition and transaction lower-cased, the
 /// timestamp in whole seconds (the Data API's resolution) as ms, the trade id derived from the
 /// identity tuple. Price and size are the truth's exact decimals, which is what the
 /// collector's float recovery yields (its own tests prove that part).

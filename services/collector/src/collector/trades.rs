@@ -5,27 +5,34 @@
 use super::*;
 
 impl Collector {
-    /// One `/trades` request for `[start, end]` (inclusive seconds), makers included.
+    /// One page of the trades tape (`collector_trades_api`) of `markets` (comma-separated
+    /// condition ids) for `[start, end]` (inclusive seconds) at `offset`, makers included.
     pub(super) async fn trades_page(
         &self,
-        condition_id: &str,
+        markets: &str,
         start: i64,
         end: i64,
         offset: u32,
     ) -> Result<Vec<Value>, CollectError> {
-        let url = format!("{}/trades", self.data_url);
-        let query = [
-            ("market", condition_id.to_owned()),
-            ("takerOnly", "false".to_owned()),
-            ("start", start.to_string()),
-            ("end", end.to_string()),
-            ("limit", self.tuning.trades_page_size.to_string()),
-            ("offset", offset.to_string()),
-        ];
-        self.upstream
-            .get_page(Endpoint::DataTrades, &url, &query, parse::array_page)
-            .await
-            .map_err(CollectError::from)
+        polytape_polymarket::data_api::trades_page(
+            &self.upstream,
+            self.tuning.trades_api,
+            &self.data_url,
+            markets,
+            (start, end),
+            offset,
+            self.tuning.trades_page_size,
+        )
+        .await
+        .map_err(CollectError::from)
+    }
+
+    /// Where refused trade rows of `condition_id` came from, for their dead letters.
+    pub(super) fn trades_origin(&self, condition_id: &str) -> String {
+        format!(
+            "{}?market={condition_id}",
+            self.tuning.trades_api.url(&self.data_url)
+        )
     }
 
     /// Validates one `/trades` read requested for `window` (inclusive seconds): fills with
@@ -300,9 +307,9 @@ impl Collector {
                     "trades walk narrowed to keep memory bounded"
                 );
                 trades.clear();
-                let origin = format!("{}/trades?market={condition_id}", self.data_url);
+                let origin = self.trades_origin(condition_id);
                 self.dead_letter(
-                    Endpoint::DataTrades,
+                    self.tuning.trades_api.endpoint(),
                     &origin,
                     TradeRead::dead_letters(std::mem::take(&mut refused)),
                 )
@@ -363,8 +370,8 @@ impl Collector {
         }
         if !rejected.is_empty() {
             self.dead_letter(
-                Endpoint::DataTrades,
-                &format!("{}/trades?market={condition_id}", self.data_url),
+                self.tuning.trades_api.endpoint(),
+                &self.trades_origin(condition_id),
                 rejected,
             )
             .await?;
@@ -946,7 +953,7 @@ impl Collector {
         let mut covered: Vec<String> = boundaries.keys().cloned().collect();
         covered.sort();
         let chunks: Vec<Vec<String>> = covered
-            .chunks(POLL_MARKETS_PER_REQUEST)
+            .chunks(self.tuning.trades_api.markets_per_request())
             .map(<[String]>::to_vec)
             .collect();
         let fatal: Mutex<Option<CollectError>> = Mutex::new(None);
@@ -1046,7 +1053,7 @@ impl Collector {
             .cloned()
             .partition(|condition_id| self.caught_up(condition_id, from, to));
         let mut work: Vec<Vec<String>> = caught_up
-            .chunks(POLL_MARKETS_PER_REQUEST)
+            .chunks(self.tuning.trades_api.markets_per_request())
             .map(<[String]>::to_vec)
             .collect();
         work.extend(single.into_iter().map(|condition_id| vec![condition_id]));
