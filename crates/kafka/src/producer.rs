@@ -109,10 +109,15 @@ impl SharedProducer {
         }
     }
 
-    /// After a failure seen without the producer that sent (an acknowledgement tracker):
-    /// the current producer is replaced if it is in the fatal state (see [`Self::recover`]).
-    pub fn renew_if_failed(&self) -> Option<Result<String, KafkaError>> {
-        self.recover(&self.current(), "record", "any topic")
+    /// After a failure of a `record` for `topic` seen without the producer that sent it (an
+    /// acknowledgement tracker): the current producer is replaced if it is in the fatal state
+    /// (see [`Self::recover`]).
+    pub fn renew_if_failed(
+        &self,
+        record: &'static str,
+        topic: &str,
+    ) -> Option<Result<String, KafkaError>> {
+        self.recover(&self.current(), record, topic)
     }
 
     /// The error for a send with `used` that failed with `source`: retryable, with the

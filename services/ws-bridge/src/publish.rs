@@ -300,22 +300,36 @@ impl Publisher {
             .topic_names
             .get(&topic)
             .map_or("", String::as_str);
-        self.inner
-            .producer
-            .current()
-            .send(
-                FutureRecord::to(topic_name)
-                    .key(key.as_bytes())
-                    .payload(&payload),
-                Duration::from_secs(30),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|(error, _)| {
-                BridgeError::State(format!(
-                    "a record for {topic_name} was not acknowledged: {error}"
-                ))
-            })
+        let send = |producer: rdkafka::producer::FutureProducer| {
+            let record = FutureRecord::to(topic_name)
+                .key(key.as_bytes())
+                .payload(&payload);
+            async move {
+                producer
+                    .send(record, Duration::from_secs(30))
+                    .await
+                    .map(|_| ())
+                    .map_err(|(error, _)| error)
+            }
+        };
+        let shared = &self.inner.producer;
+        let used = shared.current();
+        let Err(error) = send(used.clone()).await else {
+            return Ok(());
+        };
+        let not_acknowledged = |error: &dyn std::fmt::Display| {
+            BridgeError::State(format!(
+                "a record for {topic_name} was not acknowledged: {error}"
+            ))
+        };
+        match shared.recover(&used, "ws record", topic_name) {
+            // A producer in librdkafka's fatal state refuses everything: the fresh one sends.
+            Some(Ok(_)) => send(shared.current())
+                .await
+                .map_err(|error| not_acknowledged(&error)),
+            Some(Err(failed)) => Err(not_acknowledged(&failed)),
+            None => Err(not_acknowledged(&error)),
+        }
     }
 }
 
@@ -356,7 +370,9 @@ async fn track_acknowledgements(
                     let error = error.to_string();
                     // A producer in librdkafka's fatal state refuses everything from now on:
                     // it is replaced, and the re-send below goes through the new one.
-                    if let Some(Err(failed)) = producer.renew_if_failed() {
+                    if let Some(Err(failed)) =
+                        producer.renew_if_failed("ws record", label(record.topic))
+                    {
                         tracing::error!(error = %failed, "kafka producer failed for good and cannot be replaced");
                     }
                     match resend(&producer, &message).await {

@@ -273,17 +273,30 @@ impl StateWriter {
 
     /// Hands one entry to the producer without waiting.
     pub fn try_send(&self, key: &str, payload: Option<&[u8]>) -> Result<DeliveryFuture, SendError> {
-        let record = FutureRecord::<str, [u8]>::to(&self.topic).key(key);
-        let record = match payload {
-            Some(payload) => record.payload(payload),
-            None => record,
+        let record = || {
+            let record = FutureRecord::<str, [u8]>::to(&self.topic).key(key);
+            match payload {
+                Some(payload) => record.payload(payload),
+                None => record,
+            }
         };
-        match self.producer.current().send_result(record) {
+        let producer = self.producer.current();
+        match producer.send_result(record()) {
             Ok(delivery) => Ok(delivery),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 Err(SendError::QueueFull)
             }
-            Err((error, _)) => Err(SendError::Failed(error.to_string())),
+            Err((error, _)) => match self.producer.recover(&producer, "state entry", &self.topic) {
+                // A producer in librdkafka's fatal state refuses everything: the fresh one
+                // takes the entry.
+                Some(Ok(_)) => self
+                    .producer
+                    .current()
+                    .send_result(record())
+                    .map_err(|(error, _)| SendError::Failed(error.to_string())),
+                Some(Err(failed)) => Err(SendError::Failed(failed.to_string())),
+                None => Err(SendError::Failed(error.to_string())),
+            },
         }
     }
 
@@ -308,6 +321,12 @@ impl StateWriter {
             match delivery.await {
                 Ok(Ok(_)) => {}
                 Ok(Err((error, _))) => {
+                    // The next write goes through a fresh producer if this one failed for good.
+                    if let Some(Err(failed)) =
+                        self.producer.renew_if_failed("state entry", &self.topic)
+                    {
+                        return Err(format!("state {key} not acknowledged: {error}; {failed}"));
+                    }
                     return Err(format!("state {key} not acknowledged: {error}"));
                 }
                 Err(_) => return Err(format!("state {key}: delivery cancelled")),

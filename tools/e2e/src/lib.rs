@@ -300,6 +300,8 @@ pub struct Pipeline {
     pub private_broker: Option<PrivateBroker>,
     /// What the checks compared and the recoveries measured, for the reliability report.
     pub figures: std::sync::Mutex<Figures>,
+    /// Where the logs were kept after a failed check, so they are copied once.
+    kept_evidence: std::sync::Mutex<Option<String>>,
 }
 
 impl Pipeline {
@@ -414,6 +416,7 @@ impl Pipeline {
             live_started_ms,
             private_broker,
             figures: std::sync::Mutex::new(Figures::default()),
+            kept_evidence: std::sync::Mutex::new(None),
         };
         for service in Service::ALL {
             pipeline.spawn(service, service_addr());
@@ -493,6 +496,19 @@ impl Pipeline {
     /// pipeline is dropped) so a failed check can be investigated; returns where they are and
     /// which ClickHouse database holds the run's tables (not dropped after a failure).
     fn preserve_evidence(&self) -> String {
+        let mut already = self
+            .kept_evidence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(kept) = already.as_ref() {
+            return kept.clone();
+        }
+        let kept_at = self.copy_logs();
+        *already = Some(kept_at.clone());
+        kept_at
+    }
+
+    fn copy_logs(&self) -> String {
         let kept = std::env::temp_dir().join(format!(
             "polytape-e2e-failed-{}-{}",
             self.database.name,
@@ -802,10 +818,17 @@ impl Pipeline {
 
 impl Drop for Pipeline {
     fn drop(&mut self) {
-        // A check that panicked outside `eventually` (which keeps the logs itself) would
-        // otherwise take the only evidence of a rare failure with the temporary directory.
+        // A check that panicked outside `eventually` would otherwise take the only evidence
+        // of a rare failure with the temporary directory (`eventually` keeps them itself; they
+        // are copied once).
         if std::thread::panicking() {
-            eprintln!("{}", self.preserve_evidence());
+            let already_kept = self
+                .kept_evidence
+                .lock()
+                .map_or(true, |kept| kept.is_some());
+            if !already_kept {
+                eprintln!("{}", self.preserve_evidence());
+            }
         }
         for process in self.processes().values_mut() {
             if let Ok(None) = process.child.try_wait() {
