@@ -176,6 +176,17 @@ pub fn cursor_page(body: &[u8]) -> Result<CursorPage, PageError> {
     })
 }
 
+/// CLOB `/prices-history`: `{"history": [{"t": seconds, "p": price}, ...]}`.
+pub fn history_page(body: &[u8]) -> Result<Vec<Value>, PageError> {
+    #[derive(serde::Deserialize)]
+    struct HistoryPage {
+        history: Vec<Value>,
+    }
+    serde_json::from_slice::<HistoryPage>(body)
+        .map(|page| page.history)
+        .map_err(|error| PageError(format!("not a prices-history page: {error}")))
+}
+
 /// The rows of a page that must be a bare JSON array (Data API v1, Gamma offset listings).
 pub fn array_page(body: &[u8]) -> Result<Vec<Value>, PageError> {
     match serde_json::from_slice::<Value>(body) {

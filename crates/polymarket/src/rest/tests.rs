@@ -826,3 +826,14 @@ fn leaderboard_quirks_and_rejects() {
         assert!(error.contains(field), "{field}: {error}");
     }
 }
+
+/// CLOB `/prices-history` pages: the `history` list, or an error naming what is wrong.
+#[test]
+fn prices_history_pages() {
+    let rows = history_page(br#"{"history":[{"t":1,"p":0.5},{"t":2,"p":"0.51"}]}"#).unwrap();
+    assert_eq!(rows.len(), 2);
+    for broken in [&br#"{"points":[]}"#[..], br#"[{"t":1}]"#, b"not json"] {
+        let error = history_page(broken).unwrap_err().to_string();
+        assert!(error.contains("prices-history"), "{error}");
+    }
+}

@@ -27,14 +27,12 @@ impl Collector {
         ];
         let rows = self
             .upstream
-            .get_page(Endpoint::ClobPricesHistory, &url, &query, |body| {
-                let value: Value = serde_json::from_slice(body)
-                    .map_err(|error| parse::PageError(format!("body is not JSON: {error}")))?;
-                match value.get("history") {
-                    Some(Value::Array(rows)) => Ok(rows.clone()),
-                    _ => Err(parse::PageError("no \"history\" array".to_owned())),
-                }
-            })
+            .get_page(
+                Endpoint::ClobPricesHistory,
+                &url,
+                &query,
+                parse::history_page,
+            )
             .await?;
         let fetched = now_ms();
         let mut points = Vec::new();
