@@ -16,6 +16,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
+use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder};
 use polytape_kafka::RecordProducer;
 use polytape_model::BookSnapshot;
 use polytape_polymarket::{Budgets, Endpoint, RetryPolicy, Upstream, client::BookAnswer};
@@ -40,7 +41,7 @@ pub(crate) struct Resync {
     fetcher: tokio::task::JoinHandle<()>,
     stop: CancellationToken,
     /// Token → (requests so far, when to ask again).
-    pending: HashMap<String, (u32, Instant)>,
+    pending: HashMap<String, (ExponentialBackoff, Instant)>,
 }
 
 impl Resync {
@@ -88,7 +89,7 @@ impl Resync {
     pub(crate) fn mismatched(&mut self, token_id: &str) {
         self.pending
             .entry(token_id.to_owned())
-            .or_insert_with(|| (0, Instant::now()));
+            .or_insert_with(|| (retry_delays(), Instant::now()));
     }
 
     /// Tokens due are requested (again); tokens whose book is consistent again (or gone) are
@@ -102,7 +103,7 @@ impl Resync {
         let now = Instant::now();
         self.pending
             .retain(|token_id, _| books.is_consistent(token_id) == Some(false));
-        for (token_id, (attempts, due)) in &mut self.pending {
+        for (token_id, (delays, due)) in &mut self.pending {
             if *due > now {
                 continue;
             }
@@ -110,14 +111,19 @@ impl Resync {
                 // The fetcher stopped (shutdown; otherwise caught above at the next poll).
                 return Ok(());
             }
-            let backoff = FIRST_RETRY
-                .saturating_mul(1_u32 << (*attempts).min(10))
-                .min(MAX_RETRY);
-            *attempts = attempts.saturating_add(1);
-            *due = now + backoff;
+            *due = now + delays.next().unwrap_or(MAX_RETRY);
         }
         Ok(())
     }
+}
+
+/// A token's request delays: [`FIRST_RETRY`], doubling up to [`MAX_RETRY`], never ending.
+fn retry_delays() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(FIRST_RETRY)
+        .with_max_delay(MAX_RETRY)
+        .without_max_times()
+        .build()
 }
 
 /// Fetches books one at a time within the budget and publishes them.
@@ -167,5 +173,19 @@ impl Fetcher {
             .await
             .map_err(|error| format!("publishing the book: {error}"))?;
         Ok("published")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_asked_again_after_doubling_delays_up_to_the_cap() {
+        let delays: Vec<u64> = retry_delays()
+            .take(8)
+            .map(|delay| delay.as_secs())
+            .collect();
+        assert_eq!(delays, [10, 20, 40, 80, 160, 300, 300, 300]);
     }
 }

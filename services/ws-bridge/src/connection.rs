@@ -13,10 +13,10 @@ use std::{
     time::Duration,
 };
 
+use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder};
 use futures::{SinkExt as _, StreamExt as _};
 use polytape_model::{ContinuityKind, DeadLetter, LifecycleKind, now_ms};
 use polytape_runtime::metrics::InternalEvent as _;
-use rand::Rng as _;
 use tokio::{
     net::TcpStream,
     sync::mpsc,
@@ -136,14 +136,15 @@ enum SessionEnd {
     Failed(BridgeError),
 }
 
-/// Exponential backoff with jitter: between half and all of `min · 2^attempt`, capped.
-pub fn backoff(tuning: &BridgeTuning, attempt: u32) -> Duration {
-    let base = tuning
-        .reconnect_min_backoff
-        .saturating_mul(1_u32 << attempt.min(20))
-        .min(tuning.reconnect_max_backoff);
-    let factor = rand::rng().random_range(0.5..=1.0);
-    base.mul_f64(factor)
+/// Reconnection delays, never ending: the n-th between half and all of
+/// `min · 2^n` capped at `max` (backon adds a jitter of up to one step to half-size steps).
+pub fn reconnect_delays(tuning: &BridgeTuning) -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(tuning.reconnect_min_backoff / 2)
+        .with_max_delay(tuning.reconnect_max_backoff / 2)
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 /// Adapts the freeze threshold to the token set: busy sets are declared frozen after a short
@@ -279,7 +280,7 @@ struct Shard {
 
 impl Shard {
     async fn run(&mut self) -> Result<(), BridgeError> {
-        let mut attempt: u32 = 0;
+        let mut delays = reconnect_delays(&self.shared.tuning);
         loop {
             // Commands queued while disconnected change what the next session subscribes.
             while let Ok(command) = self.commands.try_recv() {
@@ -311,11 +312,11 @@ impl Shard {
             let socket = match connected {
                 Ok(Ok((socket, _))) => socket,
                 Ok(Err(error)) => {
-                    self.wait_backoff(&mut attempt, &error.to_string()).await;
+                    self.wait_backoff(&mut delays, &error.to_string()).await;
                     continue;
                 }
                 Err(_) => {
-                    self.wait_backoff(&mut attempt, "connection attempt timed out")
+                    self.wait_backoff(&mut delays, "connection attempt timed out")
                         .await;
                     continue;
                 }
@@ -342,10 +343,11 @@ impl Shard {
                         self.declare_gap(kind, &connection_id, detail).await?;
                     }
                     if healthy {
-                        attempt = 0;
+                        delays = reconnect_delays(&self.shared.tuning);
                     }
-                    let delay = backoff(&self.shared.tuning, attempt);
-                    attempt = attempt.saturating_add(1);
+                    let delay = delays
+                        .next()
+                        .unwrap_or(self.shared.tuning.reconnect_max_backoff);
                     tokio::select! {
                         () = self.shared.stop.cancelled() => return Ok(()),
                         () = sleep(delay) => {}
@@ -374,9 +376,10 @@ impl Shard {
         }
     }
 
-    async fn wait_backoff(&mut self, attempt: &mut u32, error: &str) {
-        let delay = backoff(&self.shared.tuning, *attempt);
-        *attempt = attempt.saturating_add(1);
+    async fn wait_backoff(&mut self, delays: &mut ExponentialBackoff, error: &str) {
+        let delay = delays
+            .next()
+            .unwrap_or(self.shared.tuning.reconnect_max_backoff);
         ConnectFailed {
             shard: self.shard,
             error,
@@ -467,12 +470,12 @@ mod tests {
             ..polytape_runtime::config::defaults_of(&[crate::config::WsBridgeConfig::OWN_KEYS])
                 .unwrap()
         };
-        for attempt in 0..10 {
-            let base = Duration::from_secs((1_u64 << attempt).min(60));
-            let delay = backoff(&tuning, attempt);
+        let mut delays = reconnect_delays(&tuning);
+        for attempt in 0..100 {
+            let base = Duration::from_secs((1_u64 << attempt.min(20)).min(60));
+            let delay = delays.next().unwrap();
             assert!(delay >= base / 2 && delay <= base, "{attempt}: {delay:?}");
         }
-        assert!(backoff(&tuning, 100) <= Duration::from_secs(60));
     }
 
     #[test]
