@@ -7,8 +7,14 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    num::NonZeroU32,
+    sync::Arc,
     time::{Duration, Instant},
+};
+
+use governor::{
+    DefaultDirectRateLimiter, Quota, RateLimiter,
+    clock::{Clock as _, DefaultClock},
 };
 
 /// The upstream endpoints Polytape calls, each with its own budget.
@@ -78,71 +84,78 @@ impl Endpoint {
     }
 }
 
-#[derive(Debug)]
-struct BucketState {
-    tokens: f64,
-    last: Instant,
+/// A bucket's shape: a burst and a steady rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Pace {
+    burst: u32,
+    per_second: f64,
 }
 
-/// A token bucket: `acquire` waits until a token is available.
-#[derive(Debug)]
+impl Pace {
+    /// Keeps every sliding `window` at or under `margin × budget` requests: burst + rate ×
+    /// window = that allowance.
+    fn for_budget(budget: u32, window: Duration, margin: f64) -> Self {
+        let allowed = (f64::from(budget) * margin).max(1.0);
+        // A 2 % burst smooths scheduling jitter without letting a window overshoot.
+        let burst = (allowed * 0.02).floor().max(1.0);
+        let per_second = ((allowed - burst).max(1.0)) / window.as_secs_f64().max(0.001);
+        // The burst is at most 2 % of a u32 budget: it fits.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let burst = burst as u32;
+        Self { burst, per_second }
+    }
+
+    /// The GCRA quota of this pace: one request per `1 / per_second`, `burst` at once.
+    fn quota(self) -> Quota {
+        let period = Duration::from_secs_f64(1.0 / self.per_second).max(Duration::from_nanos(1));
+        Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN))
+    }
+}
+
+/// One endpoint's bucket (governor's GCRA, which lets through at most burst + rate × W
+/// requests in any window W, like a token bucket). A fresh bucket holds only its burst: a
+/// restart right after a busy window must not add a full window's worth on top of it.
 pub struct TokenBucket {
-    capacity: f64,
-    per_second: f64,
-    state: Mutex<BucketState>,
+    pace: Pace,
+    limiter: DefaultDirectRateLimiter,
+}
+
+impl std::fmt::Debug for TokenBucket {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("TokenBucket")
+            .field("pace", &self.pace)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TokenBucket {
     /// A bucket that keeps every sliding `window` at or under `margin × budget` requests.
     pub fn for_budget(budget: u32, window: Duration, margin: f64) -> Self {
-        let allowed = (f64::from(budget) * margin).max(1.0);
-        // A 2 % burst smooths scheduling jitter without letting a window overshoot.
-        let capacity = (allowed * 0.02).floor().max(1.0);
-        let per_second = ((allowed - capacity).max(1.0)) / window.as_secs_f64().max(0.001);
+        let pace = Pace::for_budget(budget, window, margin);
         Self {
-            capacity,
-            per_second,
-            state: Mutex::new(BucketState {
-                // Start empty but for the burst: a restart right after a busy window must not
-                // add a full window's worth on top of it.
-                tokens: capacity,
-                last: Instant::now(),
-            }),
+            pace,
+            limiter: RateLimiter::direct(pace.quota()),
         }
     }
 
     /// Sustained requests per second this bucket allows.
     pub fn rate(&self) -> f64 {
-        self.per_second
-    }
-
-    /// Takes a token if one is available; otherwise how long until one is.
-    fn try_take(&self, now: Instant) -> Result<(), Duration> {
-        let mut state = match self.state.lock() {
-            Ok(state) => state,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let elapsed = now.saturating_duration_since(state.last).as_secs_f64();
-        state.tokens = (state.tokens + elapsed * self.per_second).min(self.capacity);
-        state.last = now;
-        // A hair of tolerance: float refills land at 0.99999999, and a wait below a
-        // nanosecond would never advance the clock.
-        if state.tokens >= 1.0 - 1e-6 {
-            state.tokens = (state.tokens - 1.0).max(0.0);
-            Ok(())
-        } else {
-            let wait = (1.0 - state.tokens) / self.per_second;
-            Err(Duration::from_secs_f64(wait).max(Duration::from_micros(1)))
-        }
+        self.pace.per_second
     }
 
     /// Waits for a token; returns how long it waited.
     pub async fn acquire(&self) -> Duration {
         let started = Instant::now();
         loop {
-            match self.try_take(Instant::now()) {
+            match self.limiter.check() {
                 Ok(()) => return started.elapsed(),
-                Err(wait) => tokio::time::sleep(wait.max(Duration::from_millis(1))).await,
+                Err(not_until) => {
+                    let wait = not_until.wait_time_from(DefaultClock::default().now());
+                    tokio::time::sleep(wait.max(Duration::from_micros(1))).await;
+                }
             }
         }
     }
@@ -194,6 +207,8 @@ impl Budgets {
 
 #[cfg(test)]
 mod tests {
+    use governor::clock::FakeRelativeClock;
+
     use super::*;
 
     /// Over any window, burst + refill never exceeds margin × budget.
@@ -201,8 +216,8 @@ mod tests {
     fn no_window_exceeds_the_margin() {
         for endpoint in Endpoint::ALL {
             let budget = endpoint.published_budget();
-            let bucket = TokenBucket::for_budget(budget, Duration::from_secs(10), 0.97);
-            let worst = bucket.capacity + bucket.per_second * 10.0;
+            let pace = Pace::for_budget(budget, Duration::from_secs(10), 0.97);
+            let worst = f64::from(pace.burst) + pace.per_second * 10.0;
             assert!(
                 worst <= f64::from(budget) * 0.97 + 1e-9,
                 "{endpoint:?}: {worst}"
@@ -214,29 +229,32 @@ mod tests {
         }
     }
 
+    /// On a simulated clock, a 200/10 s budget at 0.97 grants its burst and then its rate:
+    /// 194 in the first 10 s, never more.
     #[test]
     fn a_bucket_paces_to_its_rate() {
-        let bucket = TokenBucket::for_budget(200, Duration::from_secs(10), 0.97);
-        let start = Instant::now();
-        let end = start + Duration::from_secs(10);
+        let pace = Pace::for_budget(200, Duration::from_secs(10), 0.97);
+        let clock = FakeRelativeClock::default();
+        let limiter = RateLimiter::direct_with_clock(pace.quota(), clock.clone());
+        let end = Duration::from_secs(10);
         let mut granted = 0;
-        let mut now = start;
-        for _ in 0..100_000 {
-            if now >= end {
-                break;
-            }
-            match bucket.try_take(now) {
+        let mut elapsed = Duration::ZERO;
+        while elapsed < end {
+            match limiter.check() {
                 Ok(()) => granted += 1,
-                Err(wait) => now += wait,
+                Err(not_until) => {
+                    let wait = not_until.wait_time_from(clock.now());
+                    assert!(wait > Duration::ZERO, "a refusal names a wait");
+                    clock.advance(wait);
+                    elapsed += wait;
+                }
             }
         }
+        assert!((185..=195).contains(&granted), "{granted}");
         assert!(
-            now >= end,
-            "simulated clock stuck at {:?} after {granted} grants: {:?}",
-            now - start,
-            bucket.state
+            f64::from(granted) <= f64::from(pace.burst) + pace.per_second * 10.0 + 1.0,
+            "{granted}"
         );
-        assert!((185..=194).contains(&granted), "{granted}");
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
-//! Per-key limits: a token bucket refilled at the key's rps (burst = one second's worth) and a
-//! cap on requests per UTC day; and usage accounting per key per day.
+//! Per-key limits: a rate of the key's rps with a burst of one second's worth (governor's GCRA,
+//! on the API's injectable clock) and a cap on requests per UTC day; and usage accounting per
+//! key per day.
 //!
 //! Several replicas: each replica runs its own buckets, so behind a load balancer spreading a
 //! key's requests over N replicas the key can reach up to N × rps. The daily cap is shared
@@ -9,7 +10,16 @@
 
 use std::{
     collections::HashMap,
+    num::NonZeroU32,
     sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use governor::{
+    Quota, RateLimiter,
+    clock::Clock as _,
+    middleware::StateInformationMiddleware,
+    state::{InMemoryState, NotKeyed},
 };
 
 use polytape_clickhouse::rows::UsageRow;
@@ -32,10 +42,69 @@ pub struct RateInfo {
     pub burst_remaining: u64,
 }
 
+/// governor's view of the API's clock (injectable: tests cross a UTC midnight): epoch
+/// milliseconds as a `Duration`.
+#[derive(Clone)]
+struct BucketClock(Arc<dyn Clock>);
+
+impl governor::clock::Clock for BucketClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        Duration::from_millis(u64::try_from(self.0.now_ms()).unwrap_or(0))
+    }
+}
+
+/// One key's rate: `rps` a second, a burst of one second's worth.
+struct Bucket {
+    rps: u32,
+    limiter: RateLimiter<NotKeyed, InMemoryState, BucketClock, StateInformationMiddleware>,
+    clock: BucketClock,
+    /// Requests the burst had left after the key's last decision (the headers say it).
+    remaining: u64,
+}
+
+impl std::fmt::Debug for Bucket {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Bucket")
+            .field("rps", &self.rps)
+            .field("remaining", &self.remaining)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bucket {
+    fn new(rps: u32, clock: BucketClock) -> Self {
+        let rate = NonZeroU32::new(rps).unwrap_or(NonZeroU32::MIN);
+        Self {
+            rps,
+            limiter: RateLimiter::direct_with_clock(Quota::per_second(rate), clock.clone())
+                .with_middleware::<StateInformationMiddleware>(),
+            clock,
+            remaining: u64::from(rate.get()),
+        }
+    }
+
+    /// Takes one request's cell, or says how long until one is free.
+    fn take(&mut self) -> Result<(), Duration> {
+        match self.limiter.check() {
+            Ok(snapshot) => {
+                self.remaining = u64::from(snapshot.remaining_burst_capacity());
+                Ok(())
+            }
+            Err(not_until) => {
+                self.remaining = 0;
+                Err(not_until.wait_time_from(self.clock.now()))
+            }
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct KeyState {
-    tokens: f64,
-    last_refill_ms: i64,
+    /// Made at the key's first request, again when its rps changes.
+    bucket: Option<Bucket>,
     day: i64,
     /// Accepted by this replica today, flushed or not.
     own_accepted_today: u64,
@@ -83,12 +152,9 @@ impl Limiter {
     pub fn admit(&self, key: &AuthenticatedKey) -> Result<RateInfo, (ApiError, RateInfo)> {
         let now_ms = self.clock.now_ms();
         let today = utc_day(now_ms);
-        let capacity = f64::from(key.rps.max(1));
         let mut guard = self.lock();
         let LimiterState { keys, pending } = &mut *guard;
         let state = keys.entry(key.prefix.clone()).or_insert_with(|| KeyState {
-            tokens: capacity,
-            last_refill_ms: now_ms,
             day: today,
             ..KeyState::default()
         });
@@ -99,24 +165,26 @@ impl Limiter {
             state.own_flushed_today = 0;
             state.others_today = 0;
         }
-        let elapsed_ms = (now_ms - state.last_refill_ms).max(0);
-        // i64 → f64 is exact for any plausible elapsed time.
-        #[allow(clippy::cast_precision_loss)]
-        let refill = elapsed_ms as f64 * capacity / 1000.0;
-        state.tokens = (state.tokens + refill).min(capacity);
-        state.last_refill_ms = now_ms;
+        if state
+            .bucket
+            .as_ref()
+            .is_some_and(|bucket| bucket.rps != key.rps)
+        {
+            state.bucket = None;
+        }
+        let bucket = state
+            .bucket
+            .get_or_insert_with(|| Bucket::new(key.rps, BucketClock(self.clock.clone())));
 
         let used = state.others_today + state.own_accepted_today;
         let reset_epoch_s = (today + 1) * (MS_PER_DAY / 1000);
         let usage = pending.entry((key.prefix.clone(), today)).or_default();
-        let info = |used: u64, tokens: f64| RateInfo {
+        let info = |used: u64, burst_remaining: u64| RateInfo {
             daily_cap: key.daily_cap,
             daily_remaining: key.daily_cap.saturating_sub(used),
             reset_epoch_s,
             rps: key.rps,
-            // Truncation is the intent: whole requests left in the bucket.
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            burst_remaining: tokens.max(0.0).floor() as u64,
+            burst_remaining,
         };
         if used >= key.daily_cap {
             usage.rejected += 1;
@@ -126,26 +194,23 @@ impl Limiter {
                     daily_cap: key.daily_cap,
                     retry_after_s,
                 },
-                info(used, state.tokens),
+                info(used, bucket.remaining),
             ));
         }
-        if state.tokens < 1.0 {
+        if let Err(wait) = bucket.take() {
             usage.rejected += 1;
-            // Time until one whole token is back.
-            #[allow(clippy::cast_possible_truncation)]
-            let wait_ms = ((1.0 - state.tokens) * 1000.0 / capacity).ceil() as i64;
+            let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
             return Err((
                 ApiError::RateLimited {
                     rps: key.rps,
                     retry_after_s: ceil_seconds(wait_ms).max(1),
                 },
-                info(used, state.tokens),
+                info(used, bucket.remaining),
             ));
         }
-        state.tokens -= 1.0;
         state.own_accepted_today += 1;
         usage.requests += 1;
-        Ok(info(used + 1, state.tokens))
+        Ok(info(used + 1, bucket.remaining))
     }
 
     /// Takes the usage not yet written.
