@@ -4,16 +4,17 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
+mod support;
+
 use std::{path::Path, time::Duration};
 
-use polytape_codec::SchemaRegistryClient;
-use polytape_kafka::{RecordProducer, SharedProducer};
 use polytape_model::{Decimal, Trade, samples};
 use polytape_test_support::{
     cli::{RunningService, free_local_addr, stack_env},
     stack::{IsolatedDatabase, endpoints, ensured_isolated_topics, unique_name},
 };
 use rand::Rng as _;
+use support::*;
 
 const RECORDS: usize = 1_000_000;
 const KILLS: usize = 10;
@@ -30,24 +31,16 @@ fn trade(index: usize) -> Trade {
 /// Rows stored so far, duplicates included: a cheap progress probe (FINAL over a growing table
 /// would compete with the inserts for the engine).
 async fn rows_stored(client: &clickhouse::Client) -> u64 {
-    client
-        .query("SELECT count() FROM trades")
-        .fetch_one()
-        .await
-        .unwrap()
+    count(client, "SELECT count() FROM trades").await
 }
 
 async fn counts(client: &clickhouse::Client) -> (u64, u64) {
-    let final_count = client
-        .query("SELECT count() FROM trades FINAL")
-        .fetch_one()
-        .await
-        .unwrap();
-    let duplicated = client
-        .query("SELECT count() FROM (SELECT trade_id FROM trades FINAL GROUP BY trade_id HAVING count() > 1)")
-        .fetch_one()
-        .await
-        .unwrap();
+    let final_count = count(client, "SELECT count() FROM trades FINAL").await;
+    let duplicated = count(
+        client,
+        "SELECT count() FROM (SELECT trade_id FROM trades FINAL GROUP BY trade_id HAVING count() > 1)",
+    )
+    .await;
     (final_count, duplicated)
 }
 
@@ -57,14 +50,7 @@ async fn killed_ten_times_during_a_million_record_replay_it_ends_exactly_once() 
     let names = ensured_isolated_topics("crash").await;
     let database = IsolatedDatabase::migrated("crash").await;
 
-    let registry = SchemaRegistryClient::new(&stack.schema_registry_url).unwrap();
-    let producer = RecordProducer::<Trade>::register(
-        SharedProducer::connect(&stack.kafka_brokers).unwrap(),
-        &registry,
-        &names,
-    )
-    .await
-    .unwrap();
+    let producer = producer::<Trade>(&stack, &names).await;
     for chunk_start in (0..RECORDS).step_by(50_000) {
         let chunk: Vec<Trade> = (chunk_start..(chunk_start + 50_000).min(RECORDS))
             .map(trade)

@@ -4,20 +4,18 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
+mod support;
+
 use std::time::Duration;
 
 use polytape_codec::{AvroRecord, SchemaRegistryClient};
-use polytape_kafka::{RecordProducer, SharedProducer, create_producer};
+use polytape_kafka::{RecordProducer, create_producer};
 use polytape_model::{Decimal, Topic, TopicNames, samples};
-use polytape_sink_clickhouse::{
-    pipeline::{BatchLimits, Pipeline},
-    tables::all_buffers,
-};
 use polytape_test_support::stack::{
     IsolatedDatabase, StackEndpoints, endpoints, ensured_isolated_topics, unique_name,
 };
 use rdkafka::producer::FutureRecord;
-use tokio_util::sync::CancellationToken;
+use support::*;
 
 const PER_TOPIC: usize = 200;
 
@@ -26,16 +24,9 @@ const PER_TOPIC: usize = 200;
 async fn produce<T: AvroRecord + Clone>(
     stack: &StackEndpoints,
     names: &TopicNames,
-    registry: &SchemaRegistryClient,
     records: Vec<T>,
 ) {
-    let producer = RecordProducer::<T>::register(
-        SharedProducer::connect(&stack.kafka_brokers).unwrap(),
-        registry,
-        names,
-    )
-    .await
-    .unwrap();
+    let producer = producer::<T>(stack, names).await;
     producer.send_all(&records).await.unwrap();
     producer.send_all(&records[..20]).await.unwrap();
     producer.send_all(&records[..20]).await.unwrap();
@@ -58,42 +49,8 @@ fn index_ms(index: usize) -> i64 {
     polytape_model::now_ms() - 3_600_000 + i64::try_from(index).unwrap()
 }
 
-fn start_pipeline(
-    stack: &StackEndpoints,
-    names: &TopicNames,
-    database: &IsolatedDatabase,
-) -> (CancellationToken, tokio::task::JoinHandle<()>) {
-    let registry = SchemaRegistryClient::new(&stack.schema_registry_url).unwrap();
-    let pipeline = Pipeline {
-        consumer: polytape_kafka::create_lag_reporting_consumer(
-            &stack.kafka_brokers,
-            &unique_name("sink"),
-            "sink-test",
-        )
-        .unwrap(),
-        client: database.client.clone(),
-        topic_names: names.clone(),
-        buffers: all_buffers(&registry),
-        limits: BatchLimits {
-            max_rows: 500,
-            max_bytes: 1 << 26,
-            max_wait: Duration::from_millis(200),
-        },
-    };
-    let stop = CancellationToken::new();
-    let task = tokio::spawn({
-        let stop = stop.clone();
-        async move { pipeline.run(stop).await.unwrap() }
-    });
-    (stop, task)
-}
-
-async fn count(client: &clickhouse::Client, table: &str) -> u64 {
-    client
-        .query(&format!("SELECT count() FROM {table} FINAL"))
-        .fetch_one()
-        .await
-        .unwrap()
+async fn count_final(client: &clickhouse::Client, table: &str) -> u64 {
+    count(client, &format!("SELECT count() FROM {table} FINAL")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +58,6 @@ async fn every_topic_lands_exactly_once_with_identical_values() {
     let stack = endpoints();
     let names = ensured_isolated_topics("sinkload").await;
     let database = IsolatedDatabase::migrated("sinkload").await;
-    let registry = SchemaRegistryClient::new(&stack.schema_registry_url).unwrap();
 
     let trades = distinct(samples::trade(), PER_TOPIC, |trade, index| {
         trade.trade_id = format!("trade-{index:04}");
@@ -109,12 +65,11 @@ async fn every_topic_lands_exactly_once_with_identical_values() {
         trade.size = Decimal::new(123_456_789 + i64::try_from(index).unwrap(), 6);
         trade.timestamp_ms = index_ms(index);
     });
-    produce(&stack, &names, &registry, trades.clone()).await;
+    produce(&stack, &names, trades.clone()).await;
     let n = PER_TOPIC;
     produce(
         &stack,
         &names,
-        &registry,
         distinct(samples::market(), n, |m, i| {
             m.condition_id = format!("0xm{i}")
         }),
@@ -123,14 +78,12 @@ async fn every_topic_lands_exactly_once_with_identical_values() {
     produce(
         &stack,
         &names,
-        &registry,
         distinct(samples::event(), n, |e, i| e.event_id = format!("{i}")),
     )
     .await;
     produce(
         &stack,
         &names,
-        &registry,
         distinct(samples::book_snapshot(), n, |b, i| {
             b.timestamp_ms = index_ms(i)
         }),
@@ -139,7 +92,6 @@ async fn every_topic_lands_exactly_once_with_identical_values() {
     produce(
         &stack,
         &names,
-        &registry,
         distinct(samples::price_change(), n, |c, i| {
             c.sequence = i64::try_from(i).unwrap();
             c.timestamp_ms = index_ms(i);
@@ -149,7 +101,6 @@ async fn every_topic_lands_exactly_once_with_identical_values() {
     produce(
         &stack,
         &names,
-        &registry,
         distinct(samples::last_trade(), n, |t, i| {
             t.sequence = i64::try_from(i).unwrap();
             t.timestamp_ms = index_ms(i);
@@ -159,7 +110,6 @@ async fn every_topic_lands_exactly_once_with_identical_values() {
     produce(
         &stack,
         &names,
-        &registry,
         distinct(samples::tick_size_change(), n, |t, i| {
             t.sequence = i64::try_from(i).unwrap();
             t.timestamp_ms = index_ms(i);
@@ -169,7 +119,6 @@ async fn every_topic_lands_exactly_once_with_identical_values() {
     produce(
         &stack,
         &names,
-        &registry,
         distinct(samples::best_bid_ask(), n, |q, i| {
             q.sequence = i64::try_from(i).unwrap();
             q.timestamp_ms = index_ms(i);
@@ -179,7 +128,6 @@ async fn every_topic_lands_exactly_once_with_identical_values() {
     produce(
         &stack,
         &names,
-        &registry,
         distinct(samples::market_lifecycle(), n, |l, i| {
             l.condition_id = format!("0xl{i}");
             l.timestamp_ms = index_ms(i);
@@ -189,7 +137,6 @@ async fn every_topic_lands_exactly_once_with_identical_values() {
     produce(
         &stack,
         &names,
-        &registry,
         distinct(samples::price_point(), n, |p, i| {
             p.timestamp_ms = index_ms(i)
         }),
@@ -199,11 +146,10 @@ async fn every_topic_lands_exactly_once_with_identical_values() {
     let candles = distinct(samples::candle(), n, |c, i| {
         c.open_time_ms = index_ms(0) / 60_000 * 60_000 + 60_000 * i64::try_from(i).unwrap()
     });
-    produce(&stack, &names, &registry, candles.clone()).await;
+    produce(&stack, &names, candles.clone()).await;
     produce(
         &stack,
         &names,
-        &registry,
         distinct(samples::book_state(), n, |s, i| {
             s.timestamp_ms = index_ms(i)
         }),
@@ -212,7 +158,6 @@ async fn every_topic_lands_exactly_once_with_identical_values() {
     produce(
         &stack,
         &names,
-        &registry,
         distinct(samples::continuity(), n, |g, i| {
             g.continuity_id = format!("gap-{i}");
             g.gap_start_ms = index_ms(i);
@@ -222,7 +167,6 @@ async fn every_topic_lands_exactly_once_with_identical_values() {
     produce(
         &stack,
         &names,
-        &registry,
         distinct(samples::dead_letter(), n, |d, i| {
             d.dead_letter_id = format!("dl-{i}");
             d.occurred_ms = index_ms(i);
@@ -232,7 +176,6 @@ async fn every_topic_lands_exactly_once_with_identical_values() {
     produce(
         &stack,
         &names,
-        &registry,
         distinct(samples::leaderboard_entry(), n, |entry, i| {
             entry.proxy_wallet = format!("0x{i:040x}");
             entry.snapshot_ms = index_ms(i);
@@ -251,12 +194,18 @@ async fn every_topic_lands_exactly_once_with_identical_values() {
         .await
         .unwrap();
 
-    let (stop, task) = start_pipeline(&stack, &names, &database);
+    let (stop, task) = spawn(pipeline(
+        &stack,
+        &names,
+        database.client.clone(),
+        &unique_name("sink"),
+        limits(500, Duration::from_millis(200)),
+    ));
     // Wait for the slowest table; the garbage message becomes one extra dead letter.
     let expected_dead_letters = u64::try_from(n).unwrap() + 1;
     for _ in 0..600 {
-        if count(&database.client, "trades").await == u64::try_from(n).unwrap()
-            && count(&database.client, "dead_letters").await == expected_dead_letters
+        if count_final(&database.client, "trades").await == u64::try_from(n).unwrap()
+            && count_final(&database.client, "dead_letters").await == expected_dead_letters
         {
             break;
         }
@@ -299,7 +248,7 @@ async fn every_topic_lands_exactly_once_with_identical_values() {
             u64::try_from(n).unwrap()
         };
         assert_eq!(
-            count(&database.client, topic.table()).await,
+            count_final(&database.client, topic.table()).await,
             expected,
             "{} after FINAL",
             topic.table()
@@ -379,7 +328,7 @@ async fn rows_older_than_the_retention_are_gone_after_optimize_final() {
     young.trade_id = "young".into();
     young.timestamp_ms = polytape_model::now_ms() - 89 * day;
     let producer = RecordProducer::register(
-        SharedProducer::connect(&stack.kafka_brokers).unwrap(),
+        polytape_kafka::SharedProducer::connect(&stack.kafka_brokers).unwrap(),
         &registry,
         &names,
     )
@@ -387,9 +336,15 @@ async fn rows_older_than_the_retention_are_gone_after_optimize_final() {
     .unwrap();
     producer.send_all(&[old, young]).await.unwrap();
 
-    let (stop, task) = start_pipeline(&stack, &names, &database);
+    let (stop, task) = spawn(pipeline(
+        &stack,
+        &names,
+        database.client.clone(),
+        &unique_name("sink"),
+        limits(500, Duration::from_millis(200)),
+    ));
     for _ in 0..300 {
-        if count(&database.client, "trades").await == 2 {
+        if count_final(&database.client, "trades").await == 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -397,7 +352,7 @@ async fn rows_older_than_the_retention_are_gone_after_optimize_final() {
     stop.cancel();
     task.await.unwrap();
     assert_eq!(
-        count(&database.client, "trades").await,
+        count_final(&database.client, "trades").await,
         2,
         "both rows loaded"
     );

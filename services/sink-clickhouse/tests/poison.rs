@@ -9,24 +9,17 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
+mod support;
+
 use std::time::Duration;
 
 use base64::Engine as _;
 use polytape_codec::{RecordDecoder, SchemaRegistryClient};
-use polytape_kafka::{RecordProducer, SharedProducer};
-use polytape_model::{Topic, TopicNames, Trade, samples};
-use polytape_sink_clickhouse::{
-    pipeline::{BatchLimits, Pipeline},
-    tables::all_buffers,
-};
+use polytape_model::{Topic, Trade, samples};
 use polytape_test_support::stack::{
-    IsolatedDatabase, StackEndpoints, endpoints, ensured_isolated_topics, unique_name,
+    IsolatedDatabase, endpoints, ensured_isolated_topics, unique_name,
 };
-use rdkafka::{
-    Offset, TopicPartitionList,
-    consumer::{BaseConsumer, Consumer as _},
-};
-use tokio_util::sync::CancellationToken;
+use support::*;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -35,63 +28,6 @@ fn trade(trade_id: &str, timestamp_ms: i64) -> Trade {
     trade.trade_id = trade_id.to_owned();
     trade.timestamp_ms = timestamp_ms;
     trade
-}
-
-fn start_pipeline(
-    stack: &StackEndpoints,
-    names: &TopicNames,
-    database: &IsolatedDatabase,
-    group: &str,
-) -> (CancellationToken, tokio::task::JoinHandle<()>) {
-    let registry = SchemaRegistryClient::new(&stack.schema_registry_url).unwrap();
-    let pipeline = Pipeline {
-        consumer: polytape_kafka::create_lag_reporting_consumer(
-            &stack.kafka_brokers,
-            group,
-            "poison-test",
-        )
-        .unwrap(),
-        client: database.client.clone(),
-        topic_names: names.clone(),
-        buffers: all_buffers(&registry),
-        limits: BatchLimits {
-            max_rows: 1_000,
-            max_bytes: 1 << 26,
-            // Long enough for every record of the test to land in one batch.
-            max_wait: Duration::from_secs(1),
-        },
-    };
-    let stop = CancellationToken::new();
-    let task = tokio::spawn({
-        let stop = stop.clone();
-        async move { pipeline.run(stop).await.unwrap() }
-    });
-    (stop, task)
-}
-
-async fn count(client: &clickhouse::Client, sql: &str) -> u64 {
-    client.query(sql).fetch_one().await.unwrap()
-}
-
-fn committed_offsets(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    let consumer: BaseConsumer = polytape_kafka::base_config(brokers)
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    for partition in 0..partitions {
-        list.add_partition(topic, partition);
-    }
-    consumer
-        .committed_offsets(list, Duration::from_secs(10))
-        .unwrap()
-        .elements()
-        .iter()
-        .map(|element| match element.offset() {
-            Offset::Offset(offset) => offset,
-            _ => -1,
-        })
-        .collect()
 }
 
 #[derive(Debug, clickhouse::Row, serde::Deserialize)]
@@ -121,13 +57,7 @@ async fn a_row_clickhouse_refuses_is_dead_lettered_and_the_rest_loads_exactly_on
         .unwrap();
 
     let registry = SchemaRegistryClient::new(&stack.schema_registry_url).unwrap();
-    let producer = RecordProducer::<Trade>::register(
-        SharedProducer::connect(&stack.kafka_brokers).unwrap(),
-        &registry,
-        &names,
-    )
-    .await
-    .unwrap();
+    let producer = producer::<Trade>(&stack, &names).await;
     let now = polytape_model::now_ms();
     // 40 good trades with the poison one in the middle; one key, so one partition, in order.
     let mut trades: Vec<Trade> = (0..40)
@@ -139,7 +69,13 @@ async fn a_row_clickhouse_refuses_is_dead_lettered_and_the_rest_loads_exactly_on
     let end_offset = delivered.iter().map(|at| at.offset).max().unwrap() + 1;
 
     let group = unique_name("poison-group");
-    let (stop, task) = start_pipeline(&stack, &names, &database, &group);
+    let (stop, task) = spawn(pipeline(
+        &stack,
+        &names,
+        database.client.clone(),
+        &group,
+        limits(1_000, Duration::from_secs(1)),
+    ));
     for _ in 0..600 {
         if count(&database.client, "SELECT count() FROM trades FINAL").await == 40
             && count(&database.client, "SELECT count() FROM dead_letters FINAL").await == 1
@@ -215,7 +151,13 @@ async fn a_row_clickhouse_refuses_is_dead_lettered_and_the_rest_loads_exactly_on
     // A second sink over the same records (a replay from offset 0) changes nothing visible:
     // same dead letter id, replaced rather than added.
     let replay_group = unique_name("replay-group");
-    let (stop, task) = start_pipeline(&stack, &names, &database, &replay_group);
+    let (stop, task) = spawn(pipeline(
+        &stack,
+        &names,
+        database.client.clone(),
+        &replay_group,
+        limits(1_000, Duration::from_secs(1)),
+    ));
     for _ in 0..300 {
         let replayed = committed_offsets(
             &stack.kafka_brokers,
@@ -251,14 +193,7 @@ async fn a_backfill_over_more_partitions_than_one_insert_may_hold_loads() {
     polytape_clickhouse::migrate(&database.client, &database.name, 400)
         .await
         .unwrap();
-    let registry = SchemaRegistryClient::new(&stack.schema_registry_url).unwrap();
-    let producer = RecordProducer::<Trade>::register(
-        SharedProducer::connect(&stack.kafka_brokers).unwrap(),
-        &registry,
-        &names,
-    )
-    .await
-    .unwrap();
+    let producer = producer::<Trade>(&stack, &names).await;
     // 250 days of trades (daily partitions), two a day, newest first like a backfill.
     let now = polytape_model::now_ms();
     let trades: Vec<Trade> = (0..500)
@@ -266,7 +201,13 @@ async fn a_backfill_over_more_partitions_than_one_insert_may_hold_loads() {
         .collect();
     producer.send_all(&trades).await.unwrap();
 
-    let (stop, task) = start_pipeline(&stack, &names, &database, &unique_name("backfill-group"));
+    let (stop, task) = spawn(pipeline(
+        &stack,
+        &names,
+        database.client.clone(),
+        &unique_name("backfill-group"),
+        limits(1_000, Duration::from_secs(1)),
+    ));
     for _ in 0..600 {
         if count(&database.client, "SELECT count() FROM trades FINAL").await == 500 {
             break;
