@@ -41,41 +41,76 @@ impl Modify for SecuritySchemes {
     }
 }
 
-/// What every keyed endpoint (`/v1/*`) shares, declared once instead of on each handler:
-/// authentication by `api_key` or `bearer`, and the answers of the authentication, limits and
-/// store layers (401, 403, 429, 503). Handlers declare their own 200, 400 and 404.
-struct KeyedEndpoints;
+/// What every route of a document shares, declared once instead of on each handler: its
+/// authentication and the answers of the layers before the handler (authentication, limits,
+/// the store). Handlers declare their own success, 400 and 404.
+struct SharedAnswers {
+    path_prefix: &'static str,
+    schemes: &'static [&'static str],
+    errors: &'static [(&'static str, &'static str)],
+}
 
-const KEYED_ERRORS: &[(&str, &str)] = &[
-    ("401", "Missing or invalid API key"),
-    ("403", "Revoked or expired API key"),
-    ("429", "Rate limit or daily cap reached (see Retry-After)"),
-    ("503", "Data store unavailable"),
-];
+/// The keyed market-data routes (`/v1/*`).
+const KEYED_ROUTES: SharedAnswers = SharedAnswers {
+    path_prefix: "/v1/",
+    schemes: &["api_key", "bearer"],
+    errors: &[
+        ("401", "Missing or invalid API key"),
+        ("403", "Revoked or expired API key"),
+        ("429", "Rate limit or daily cap reached (see Retry-After)"),
+        ("503", "Data store unavailable"),
+    ],
+};
 
-impl Modify for KeyedEndpoints {
+/// The operators' routes (`/admin/*`).
+const ADMIN_ROUTES: SharedAnswers = SharedAnswers {
+    path_prefix: "/admin/",
+    schemes: &["admin_token"],
+    errors: &[
+        ("401", "Missing or wrong admin token"),
+        ("403", "The admin API is disabled (no token configured)"),
+        (
+            "429",
+            "Too many failed admin-token attempts (see Retry-After)",
+        ),
+        ("503", "Data store unavailable"),
+    ],
+};
+
+impl Modify for SharedAnswers {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let Some(operation) = item.get.as_mut().filter(|_| path.starts_with("/v1/")) else {
+            if !path.starts_with(self.path_prefix) {
                 continue;
-            };
-            operation.security = Some(vec![
-                SecurityRequirement::new("api_key", Vec::<String>::new()),
-                SecurityRequirement::new("bearer", Vec::<String>::new()),
-            ]);
-            for (status, description) in KEYED_ERRORS {
-                let envelope = ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
-                    .build();
-                let response = ResponseBuilder::new()
-                    .description(*description)
-                    .content("application/json", envelope)
-                    .build();
-                operation
-                    .responses
-                    .responses
-                    .entry((*status).to_owned())
-                    .or_insert(RefOr::T(response));
+            }
+            let operations = [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.delete.as_mut(),
+                item.patch.as_mut(),
+            ];
+            for operation in operations.into_iter().flatten() {
+                operation.security = Some(
+                    self.schemes
+                        .iter()
+                        .map(|scheme| SecurityRequirement::new(*scheme, Vec::<String>::new()))
+                        .collect(),
+                );
+                for (status, description) in self.errors {
+                    let envelope = ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                        .build();
+                    let response = ResponseBuilder::new()
+                        .description(*description)
+                        .content("application/json", envelope)
+                        .build();
+                    operation
+                        .responses
+                        .responses
+                        .entry((*status).to_owned())
+                        .or_insert(RefOr::T(response));
+                }
             }
         }
     }
@@ -197,7 +232,7 @@ decimal strings; times are UTC epoch milliseconds (inputs also accept RFC 3339).
         routes::continuity::continuity,
     ),
     components(schemas(error::ErrorEnvelope, error::ErrorBody)),
-    modifiers(&SecuritySchemes, &KeyedEndpoints, &ResponseHeaders),
+    modifiers(&SecuritySchemes, &KEYED_ROUTES, &ResponseHeaders),
     tags(
         (name = "markets", description = "Markets and events"),
         (name = "trades", description = "Fills"),
@@ -244,7 +279,7 @@ Authenticate with `Authorization: Bearer <POLYTAPE_API_ADMIN_TOKEN>` (or `X-Admi
         routes::admin::usage,
     ),
     components(schemas(error::ErrorEnvelope, error::ErrorBody)),
-    modifiers(&AdminSecurity),
+    modifiers(&AdminSecurity, &ADMIN_ROUTES),
     tags((name = "admin", description = "API keys and usage")),
 )]
 pub struct AdminApiDoc;

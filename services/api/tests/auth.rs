@@ -364,6 +364,22 @@ async fn the_public_port_serves_no_admin_health_or_metrics_routes() {
             "{path} missing from the admin document"
         );
     }
+    // Every admin operation names its token and the answers before its handler.
+    for (path, item) in admin_document.body["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            assert_eq!(
+                operation["security"][0]["admin_token"],
+                serde_json::json!([]),
+                "{method} {path}"
+            );
+            for code in ["401", "403", "429", "503"] {
+                assert!(
+                    operation["responses"].get(code).is_some(),
+                    "{method} {path} documents {code}"
+                );
+            }
+        }
+    }
     // The public document names no admin route.
     let public_document = api.get("/openapi.json", None).await;
     assert!(

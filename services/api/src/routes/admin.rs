@@ -199,12 +199,7 @@ fn prefix_of(text: &str) -> String {
     responses(
         (status = 201, description = "The new key; its plaintext is shown here only", body = CreatedKey),
         (status = 400, description = "Invalid body", body = ErrorEnvelope),
-        (status = 401, description = "Missing or wrong admin token", body = ErrorEnvelope),
-        (status = 429, description = "Too many failed admin-token attempts (see Retry-After)", body = ErrorEnvelope),
-        (status = 403, description = "The admin API is disabled (no token configured)", body = ErrorEnvelope),
-        (status = 503, description = "Data store unavailable", body = ErrorEnvelope),
     ),
-    security(("admin_token" = []))
 )]
 pub async fn create_key(
     State(state): State<AppState>,
@@ -240,12 +235,7 @@ pub async fn create_key(
     responses(
         (status = 200, description = "Every key (never a secret or hash)", body = Vec<KeyView>),
         (status = 400, description = "Unknown parameter", body = ErrorEnvelope),
-        (status = 401, description = "Missing or wrong admin token", body = ErrorEnvelope),
-        (status = 429, description = "Too many failed admin-token attempts (see Retry-After)", body = ErrorEnvelope),
-        (status = 403, description = "The admin API is disabled (no token configured)", body = ErrorEnvelope),
-        (status = 503, description = "Data store unavailable", body = ErrorEnvelope),
     ),
-    security(("admin_token" = []))
 )]
 pub async fn list_keys(
     State(state): State<AppState>,
@@ -264,12 +254,7 @@ pub async fn list_keys(
     responses(
         (status = 200, description = "The revoked key", body = KeyView),
         (status = 404, description = "No such key", body = ErrorEnvelope),
-        (status = 401, description = "Missing or wrong admin token", body = ErrorEnvelope),
-        (status = 429, description = "Too many failed admin-token attempts (see Retry-After)", body = ErrorEnvelope),
-        (status = 403, description = "The admin API is disabled (no token configured)", body = ErrorEnvelope),
-        (status = 503, description = "Data store unavailable", body = ErrorEnvelope),
     ),
-    security(("admin_token" = []))
 )]
 pub async fn revoke_key(
     State(state): State<AppState>,
@@ -291,12 +276,7 @@ pub async fn revoke_key(
         (status = 201, description = "The successor key (the old one is revoked); its plaintext is shown here only", body = CreatedKey),
         (status = 404, description = "No such key", body = ErrorEnvelope),
         (status = 400, description = "The key cannot be rotated (e.g. already revoked)", body = ErrorEnvelope),
-        (status = 401, description = "Missing or wrong admin token", body = ErrorEnvelope),
-        (status = 429, description = "Too many failed admin-token attempts (see Retry-After)", body = ErrorEnvelope),
-        (status = 403, description = "The admin API is disabled (no token configured)", body = ErrorEnvelope),
-        (status = 503, description = "Data store unavailable", body = ErrorEnvelope),
     ),
-    security(("admin_token" = []))
 )]
 pub async fn rotate_key(
     State(state): State<AppState>,
@@ -341,12 +321,7 @@ pub struct UsageView {
     responses(
         (status = 200, description = "Requests and rejections per key per UTC day", body = Vec<UsageView>),
         (status = 400, description = "Invalid or unknown parameter", body = ErrorEnvelope),
-        (status = 401, description = "Missing or wrong admin token", body = ErrorEnvelope),
-        (status = 429, description = "Too many failed admin-token attempts (see Retry-After)", body = ErrorEnvelope),
-        (status = 403, description = "The admin API is disabled (no token configured)", body = ErrorEnvelope),
-        (status = 503, description = "Data store unavailable", body = ErrorEnvelope),
     ),
-    security(("admin_token" = []))
 )]
 pub async fn usage(
     State(state): State<AppState>,
