@@ -10,15 +10,13 @@ mod support;
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
-use polytape_collector::{Collector, CollectorTuning, Dataset, Mode, Options};
+use polytape_collector::{CollectorTuning, Dataset, Mode, Options};
 use polytape_model::{Event, Market, Trade};
 use polytape_polymarket::TradesApi;
 use support::*;
-use tokio_util::sync::CancellationToken;
 
 fn backfill_options() -> Options {
     Options {
@@ -57,11 +55,7 @@ async fn backfill_matches_the_truth(trades_api: TradesApi, purpose: &str) {
     );
 
     let started = Instant::now();
-    let collector = Arc::new(
-        Collector::connect(&config, false, CancellationToken::new())
-            .await
-            .unwrap(),
-    );
+    let collector = connected(&config).await;
     let summary = collector.run(backfill_options()).await.unwrap();
     let elapsed = started.elapsed();
     println!("first backfill: {summary:?} in {elapsed:?}");
@@ -176,11 +170,7 @@ async fn backfill_matches_the_truth(trades_api: TradesApi, purpose: &str) {
     }
 
     // A second run over the same checkpoints: nothing to send.
-    let again = Arc::new(
-        Collector::connect(&config, false, CancellationToken::new())
-            .await
-            .unwrap(),
-    );
+    let again = connected(&config).await;
     let summary = again.run(backfill_options()).await.unwrap();
     println!("second backfill: {summary:?}");
     assert_eq!(

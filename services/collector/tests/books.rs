@@ -6,13 +6,12 @@
 
 mod support;
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{collections::HashSet, time::Duration};
 
-use polytape_collector::{Collector, CollectorTuning, Dataset, Mode, Options};
+use polytape_collector::{CollectorTuning, Dataset, Mode, Options};
 use polytape_model::{BookSnapshot, BookSource, Market};
 use polytape_polymarket::rest as parse;
 use support::*;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_snapshots_equal_the_truth_book_at_their_timestamp() {
@@ -36,11 +35,7 @@ async fn rest_snapshots_equal_the_truth_book_at_their_timestamp() {
         limit: Some(40),
         ..Options::default()
     };
-    let collector = Arc::new(
-        Collector::connect(&config, false, CancellationToken::new())
-            .await
-            .unwrap(),
-    );
+    let collector = connected(&config).await;
     let summary = collector.clone().run(options).await.unwrap();
     println!("{summary:?}");
 

@@ -6,14 +6,10 @@
 
 mod support;
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use polytape_collector::{Collector, Dataset, Mode, Options};
+use polytape_collector::{Dataset, Mode, Options};
 use support::*;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trades_backfill_uses_the_budget_without_being_throttled() {
@@ -21,11 +17,7 @@ async fn trades_backfill_uses_the_budget_without_being_throttled() {
     let sim = sim(window, "").await;
     let names = topics("collector_budget").await;
     let config = config(&sim, &names, tuning(window));
-    let collector = Arc::new(
-        Collector::connect(&config, false, CancellationToken::new())
-            .await
-            .unwrap(),
-    );
+    let collector = connected(&config).await;
     // Crawl once so the measured run's crawl is cheap and the trades phase dominates.
     let crawl_started = Instant::now();
     collector.crawl_markets(false, false).await.unwrap();

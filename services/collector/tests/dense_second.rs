@@ -28,19 +28,10 @@ use tokio_util::sync::CancellationToken;
 
 /// The truth's fills as (trade id, condition id, second).
 async fn truth_fills(sim: &polymarket_sim::RunningSim) -> Vec<(String, String, i64)> {
-    let fills = truth(sim, "/_sim/truth/fills?limit=200000").await;
-    assert!(fills["next_since_seq"].is_null(), "more than 200,000 fills");
-    fills["fills"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|fill| {
-            (
-                fill["trade_id"].as_str().unwrap().to_owned(),
-                fill["conditionId"].as_str().unwrap().to_owned(),
-                fill["timestamp"].as_i64().unwrap(),
-            )
-        })
+    support::truth_fills(sim)
+        .await
+        .into_iter()
+        .map(|fill| (fill.trade_id, fill.condition_id, fill.second))
         .collect()
 }
 

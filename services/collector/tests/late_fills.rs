@@ -29,18 +29,10 @@ const LEDGER_WRITES: &str = "polytape_collector_reconcile_ledger_writes_total";
 
 /// The truth's fills as (seq, trade id).
 async fn truth_fills(sim: &polymarket_sim::RunningSim) -> Vec<(u64, String)> {
-    let fills = truth(sim, "/_sim/truth/fills?limit=200000").await;
-    assert!(fills["next_since_seq"].is_null(), "more than 200,000 fills");
-    fills["fills"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|fill| {
-            (
-                fill["seq"].as_u64().unwrap(),
-                fill["trade_id"].as_str().unwrap().to_owned(),
-            )
-        })
+    support::truth_fills(sim)
+        .await
+        .into_iter()
+        .map(|fill| (fill.seq, fill.trade_id))
         .collect()
 }
 

@@ -6,13 +6,12 @@
 
 mod support;
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
-use polytape_collector::{Collector, CollectorTuning, Dataset, Mode, Options};
+use polytape_collector::{CollectorTuning, Dataset, Mode, Options};
 use polytape_model::LeaderboardEntry;
 use polytape_polymarket::rest as parse;
 use support::*;
-use tokio_util::sync::CancellationToken;
 
 const PERIODS: [&str; 4] = ["DAY", "WEEK", "MONTH", "ALL"];
 const CATEGORIES: [&str; 10] = [
@@ -48,11 +47,7 @@ async fn every_list_equals_upstream_down_to_the_depth() {
         datasets: [Dataset::Leaderboard].into_iter().collect(),
         ..Options::default()
     };
-    let collector = Arc::new(
-        Collector::connect(&config, false, CancellationToken::new())
-            .await
-            .unwrap(),
-    );
+    let collector = connected(&config).await;
     let summary = collector.run(options.clone()).await.unwrap();
     println!("{summary:?}");
 
@@ -117,11 +112,7 @@ async fn every_list_equals_upstream_down_to_the_depth() {
     println!("{expected_total} leaderboard rows in 80 lists equal upstream");
 
     // Within the interval, the checkpoint says the snapshot is recent: nothing is sent.
-    let again = Arc::new(
-        Collector::connect(&config, false, CancellationToken::new())
-            .await
-            .unwrap(),
-    );
+    let again = connected(&config).await;
     let summary = again.run(options).await.unwrap();
     assert_eq!(summary.leaderboard_entries, 0);
     assert_eq!(

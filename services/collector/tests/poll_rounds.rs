@@ -7,13 +7,12 @@
 
 mod support;
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{collections::HashSet, time::Duration};
 
 use polymarket_sim::SimConfig;
-use polytape_collector::{Collector, CollectorTuning, Options};
+use polytape_collector::{CollectorTuning, Options};
 use polytape_model::Trade;
 use support::*;
-use tokio_util::sync::CancellationToken;
 
 async fn trade_ids(names: &polytape_model::TopicNames) -> HashSet<String> {
     let trades: Vec<Trade> = records(names).await;
@@ -52,11 +51,7 @@ async fn polling_rounds_cost_requests_per_fills_not_per_market() {
             ..tuning(window)
         },
     );
-    let collector = Arc::new(
-        Collector::connect(&config, false, CancellationToken::new())
-            .await
-            .unwrap(),
-    );
+    let collector = connected(&config).await;
     let markets = collector.crawl_markets(false, false).await.unwrap();
     let ids: Vec<String> = collector
         .select(&markets, &Options::default())

@@ -5,12 +5,11 @@
 
 mod support;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use polytape_collector::{Collector, Dataset, Mode, Options};
+use polytape_collector::{Dataset, Mode, Options};
 use polytape_model::{Market, PricePoint};
 use support::*;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn price_history_points_arrive_once() {
@@ -28,11 +27,7 @@ async fn price_history_points_arrive_once() {
         limit: Some(5),
         ..Options::default()
     };
-    let collector = Arc::new(
-        Collector::connect(&config, false, CancellationToken::new())
-            .await
-            .unwrap(),
-    );
+    let collector = connected(&config).await;
     let summary = collector.run(options.clone()).await.unwrap();
     println!("{summary:?}");
 
@@ -58,11 +53,7 @@ async fn price_history_points_arrive_once() {
     assert_eq!(points.len(), expected);
     assert_eq!(summary.price_points as usize, expected);
 
-    let again = Arc::new(
-        Collector::connect(&config, false, CancellationToken::new())
-            .await
-            .unwrap(),
-    );
+    let again = connected(&config).await;
     let summary = again.run(options).await.unwrap();
     assert_eq!(summary.price_points, 0);
     sim.shutdown().await;

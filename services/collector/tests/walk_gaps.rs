@@ -10,15 +10,13 @@ mod support;
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Arc,
     time::Duration,
 };
 
 use polymarket_sim::SimConfig;
-use polytape_collector::{Collector, CollectorTuning, Dataset, Mode, Options};
+use polytape_collector::{CollectorTuning, Dataset, Mode, Options};
 use polytape_model::{Continuity, ContinuityKind, Market, Trade};
 use support::*;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_walk_failing_after_every_retry_is_declared_then_retried() {
@@ -46,11 +44,7 @@ async fn a_walk_failing_after_every_retry_is_declared_then_retried() {
             ..tuning(window)
         },
     );
-    let collector = Arc::new(
-        Collector::connect(&config, false, CancellationToken::new())
-            .await
-            .unwrap(),
-    );
+    let collector = connected(&config).await;
     let from_s = EPOCH_MS / 1000 - 86_400;
     let to_s = EPOCH_MS / 1000;
     let summary = collector

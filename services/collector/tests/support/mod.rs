@@ -151,20 +151,39 @@ pub async fn truth(sim: &RunningSim, path: &str) -> serde_json::Value {
         .unwrap()
 }
 
-/// Ground-truth trade ids (every fill, takers and makers).
-pub async fn truth_trade_ids(sim: &RunningSim) -> Vec<(String, String)> {
+/// One ground-truth fill (takers and makers alike).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TruthFill {
+    pub seq: u64,
+    pub trade_id: String,
+    pub condition_id: String,
+    /// Upstream's second.
+    pub second: i64,
+}
+
+/// Every ground-truth fill, in the simulator's order.
+pub async fn truth_fills(sim: &RunningSim) -> Vec<TruthFill> {
     let fills = truth(sim, "/_sim/truth/fills?limit=200000").await;
     assert!(fills["next_since_seq"].is_null(), "more than 200,000 fills");
     fills["fills"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|fill| {
-            (
-                fill["trade_id"].as_str().unwrap().to_owned(),
-                fill["conditionId"].as_str().unwrap().to_owned(),
-            )
+        .map(|fill| TruthFill {
+            seq: fill["seq"].as_u64().unwrap(),
+            trade_id: fill["trade_id"].as_str().unwrap().to_owned(),
+            condition_id: fill["conditionId"].as_str().unwrap().to_owned(),
+            second: fill["timestamp"].as_i64().unwrap(),
         })
+        .collect()
+}
+
+/// Ground-truth (trade id, condition id) of every fill.
+pub async fn truth_trade_ids(sim: &RunningSim) -> Vec<(String, String)> {
+    truth_fills(sim)
+        .await
+        .into_iter()
+        .map(|fill| (fill.trade_id, fill.condition_id))
         .collect()
 }
 
