@@ -44,6 +44,9 @@ mod leaderboard;
 mod markets;
 mod prices;
 mod trades;
+mod trades_poll;
+mod trades_reconcile;
+mod trades_walk;
 
 /// Fills a trades walk holds before sending them in time order (~100 MB at most).
 const MAX_BUFFERED_TRADES: usize = 200_000;
