@@ -102,6 +102,33 @@ impl Collector {
         lock(&self.edges)
     }
 
+    /// The ids sent at a market's covered edge second when that second lies in
+    /// `[from, upper]`: an earlier walk in this process sent them, and a walk re-reading that
+    /// second skips them.
+    pub(super) fn edge_ids(&self, condition_id: &str, from: i64, upper: i64) -> HashSet<String> {
+        match self.edges().get(condition_id) {
+            Some(edge) if edge.second >= from && edge.second <= upper => edge.ids.clone(),
+            _ => HashSet::new(),
+        }
+    }
+
+    /// Moves `tape` on with `page`, its offset-0 page, validated; a second denser than a page
+    /// is read whole with offsets (see [`TapeWalk::read`]). `markets` as in
+    /// [`Self::trades_page`].
+    pub(super) async fn read_page(
+        &self,
+        tape: &mut TapeWalk,
+        markets: &str,
+        page: Vec<Value>,
+    ) -> Result<TradeRead, CollectError> {
+        tape.read(
+            page,
+            |rows: &[Value], window| self.read_trades(rows, window),
+            |second, offset| self.trades_page(markets, second, second, offset),
+        )
+        .await
+    }
+
     /// Drops a market's edge once its coverage moved past it: the ids sent at a second are
     /// only needed while that second is the covered edge the next walk re-reads.
     pub(super) fn trim_edge(&self, condition_id: &str, high: i64) {

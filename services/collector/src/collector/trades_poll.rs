@@ -192,13 +192,7 @@ impl Collector {
         );
         while let Some(top) = tape.upper() {
             let page = self.trades_page(&market_list, lower, top, 0).await?;
-            let read = tape
-                .read(
-                    page,
-                    |rows: &[Value], window| self.read_trades(rows, window),
-                    |second, offset| self.trades_page(&market_list, second, second, offset),
-                )
-                .await?;
+            let read = self.read_page(&mut tape, &market_list, page).await?;
             self.sort_read(boundaries, read, outgoing, forward);
             let buffered: usize = outgoing.values().map(|market| market.trades.len()).sum();
             if buffered > MAX_BUFFERED_TRADES
@@ -256,13 +250,7 @@ impl Collector {
             );
             while let Some(top) = tape.upper() {
                 let page = self.trades_page(condition_id, second, top, 0).await?;
-                let read = tape
-                    .read(
-                        page,
-                        |rows: &[Value], window| self.read_trades(rows, window),
-                        |second, offset| self.trades_page(condition_id, second, second, offset),
-                    )
-                    .await?;
+                let read = self.read_page(&mut tape, condition_id, page).await?;
                 // The walk's partial read of this second numbered its rows like this complete
                 // one (`parse::trade_read`): what was already sorted is skipped by id.
                 self.sort_read(boundaries, read, outgoing, forward);

@@ -24,15 +24,7 @@ impl Collector {
             return Ok(());
         };
         // Fills at the covered edge second were sent by an earlier walk in this process.
-        let edge_ids: HashSet<String> = {
-            let edges = self.edges();
-            match edges.get(condition_id) {
-                Some(edge) if edge.second >= initial.from && edge.second <= initial.upper => {
-                    edge.ids.clone()
-                }
-                _ => HashSet::new(),
-            }
-        };
+        let edge_ids = self.edge_ids(condition_id, initial.from, initial.upper);
         let mut tape = TapeWalk::new(
             condition_id,
             initial.from,
@@ -47,13 +39,7 @@ impl Collector {
             let page = self
                 .trades_page(condition_id, initial.from, upper, 0)
                 .await?;
-            let read = tape
-                .read(
-                    page,
-                    |rows: &[Value], window| self.read_trades(rows, window),
-                    |second, offset| self.trades_page(condition_id, second, second, offset),
-                )
-                .await?;
+            let read = self.read_page(&mut tape, condition_id, page).await?;
             trades.extend(read.trades);
             refused.extend(read.refused);
             if let Some(upper) = tape.upper()
@@ -156,15 +142,7 @@ impl Collector {
         };
         // Fills at the covered edge second were sent by an earlier walk in this process; they
         // stay skipped for the whole walk (the edge second can be re-read by several pages).
-        let edge_ids: HashSet<String> = {
-            let edges = self.edges();
-            match edges.get(condition_id) {
-                Some(edge) if edge.second >= initial.from && edge.second <= initial.upper => {
-                    edge.ids.clone()
-                }
-                _ => HashSet::new(),
-            }
-        };
+        let edge_ids = self.edge_ids(condition_id, initial.from, initial.upper);
         let mut skip = edge_ids.clone();
         let mut tape = TapeWalk::new(
             condition_id,
@@ -182,13 +160,7 @@ impl Collector {
                         .await?
                 }
             };
-            let read = tape
-                .read(
-                    page,
-                    |rows: &[Value], window| self.read_trades(rows, window),
-                    |second, offset| self.trades_page(condition_id, second, second, offset),
-                )
-                .await?;
+            let read = self.read_page(&mut tape, condition_id, page).await?;
             let Some(next_upper) = tape.upper() else {
                 // The last page; the caller records the walk as complete.
                 self.send_read(condition_id, read, &skip).await?;
