@@ -277,6 +277,18 @@ impl InternalEvent for StateRestored {
 
 /// A produce failed and the batch is sent again (outputs are deterministic, so a resend
 /// is idempotent downstream).
+/// Writing a checkpoint failed in a way that may succeed again; it is written again.
+pub(crate) struct CheckpointRetried<'a> {
+    pub(crate) error: &'a dyn std::fmt::Display,
+    pub(crate) retry_in: std::time::Duration,
+}
+
+impl InternalEvent for CheckpointRetried<'_> {
+    fn emit(self) {
+        tracing::warn!(error = %self.error, retry_in = ?self.retry_in, "writing the checkpoint failed; writing it again");
+    }
+}
+
 pub(crate) struct SendRetried<'a> {
     pub(crate) error: &'a dyn std::fmt::Display,
     pub(crate) retry_in: std::time::Duration,

@@ -11,7 +11,7 @@
 //! No Kafka transactions are used: outputs are deterministic, so what a crash makes the
 //! builder send twice is identical both times.
 
-use backon::{ExponentialBuilder, Retryable as _};
+use backon::{BackoffBuilder as _, ExponentialBuilder, Retryable as _};
 use std::{
     collections::{BTreeMap, HashMap},
     time::{Duration, Instant},
@@ -43,8 +43,8 @@ use crate::{
     checkpoint::CheckpointStore,
     error::BuilderError,
     events::{
-        BatchProcessed, BookEventSkipped, BookMismatch, CheckpointWritten, DeadLettered,
-        SendRetried, StateRestored, TradeSkipped,
+        BatchProcessed, BookEventSkipped, BookMismatch, CheckpointRetried, CheckpointWritten,
+        DeadLettered, SendRetried, StateRestored, TradeSkipped,
     },
     merge::{BookEvent, BookInput, BookMerge},
     resync::Resync,
@@ -479,7 +479,31 @@ impl Builder {
         let payload = serde_json::to_vec(&saved).map_err(|error| {
             BuilderError::Checkpoint(format!("cannot encode the state: {error}"))
         })?;
-        let (generation, chunks) = store.write(&payload).await?;
+        // A write that may succeed again (the producer renewed after librdkafka's fatal state,
+        // a broker timeout) is retried like the outputs, not turned into a stop: the generation
+        // moves on only once the manifest is acknowledged, so a retry rewrites the same slot.
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_secs(1))
+            .with_max_delay(Duration::from_secs(16))
+            .with_max_times(5)
+            .build();
+        let (generation, chunks) = loop {
+            match store.write(&payload).await {
+                Ok(written) => break written,
+                Err(error) if error.is_retryable() => {
+                    let Some(retry_in) = delays.next() else {
+                        return Err(error);
+                    };
+                    CheckpointRetried {
+                        error: &error,
+                        retry_in,
+                    }
+                    .emit();
+                    tokio::time::sleep(retry_in).await;
+                }
+                Err(error) => return Err(error),
+            }
+        };
         // The group's offsets follow the checkpoint, for lag monitoring.
         let stored = polytape_kafka::store_processed(consumer, saved.positions.iter().cloned());
         if let Err(error) = stored {
