@@ -12,10 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use governor::{
-    DefaultDirectRateLimiter, Quota, RateLimiter,
-    clock::{Clock as _, DefaultClock},
-};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter, clock::Clock as _};
 
 /// The upstream endpoints Polytape calls, each with its own budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -153,7 +150,7 @@ impl TokenBucket {
             match self.limiter.check() {
                 Ok(()) => return started.elapsed(),
                 Err(not_until) => {
-                    let wait = not_until.wait_time_from(DefaultClock::default().now());
+                    let wait = not_until.wait_time_from(self.limiter.clock().now());
                     tokio::time::sleep(wait.max(Duration::from_micros(1))).await;
                 }
             }

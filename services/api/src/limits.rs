@@ -59,7 +59,6 @@ impl governor::clock::Clock for BucketClock {
 struct Bucket {
     rps: u32,
     limiter: RateLimiter<NotKeyed, InMemoryState, BucketClock, StateInformationMiddleware>,
-    clock: BucketClock,
     /// Requests the burst had left after the key's last decision (the headers say it).
     remaining: u64,
 }
@@ -79,9 +78,8 @@ impl Bucket {
         let rate = NonZeroU32::new(rps).unwrap_or(NonZeroU32::MIN);
         Self {
             rps,
-            limiter: RateLimiter::direct_with_clock(Quota::per_second(rate), clock.clone())
+            limiter: RateLimiter::direct_with_clock(Quota::per_second(rate), clock)
                 .with_middleware::<StateInformationMiddleware>(),
-            clock,
             remaining: u64::from(rate.get()),
         }
     }
@@ -95,7 +93,7 @@ impl Bucket {
             }
             Err(not_until) => {
                 self.remaining = 0;
-                Err(not_until.wait_time_from(self.clock.now()))
+                Err(not_until.wait_time_from(self.limiter.clock().now()))
             }
         }
     }

@@ -11,7 +11,7 @@
 //! No Kafka transactions are used: outputs are deterministic, so what a crash makes the
 //! builder send twice is identical both times.
 
-use backon::{BackoffBuilder as _, ExponentialBuilder, Retryable as _};
+use backon::{ExponentialBuilder, Retryable as _, RetryableWithContext as _};
 use std::{
     collections::{BTreeMap, HashMap},
     time::{Duration, Instant},
@@ -469,9 +469,9 @@ impl Builder {
         Ok(())
     }
 
-    async fn checkpoint(
+    async fn checkpoint<'a>(
         &self,
-        store: &mut CheckpointStore,
+        store: &'a mut CheckpointStore,
         consumer: &StreamConsumer,
     ) -> Result<(), BuilderError> {
         let started = Instant::now();
@@ -482,28 +482,22 @@ impl Builder {
         // A write that may succeed again (the producer renewed after librdkafka's fatal state,
         // a broker timeout) is retried like the outputs, not turned into a stop: the generation
         // moves on only once the manifest is acknowledged, so a retry rewrites the same slot.
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_secs(1))
-            .with_max_delay(Duration::from_secs(16))
-            .with_max_times(5)
-            .build();
-        let (generation, chunks) = loop {
-            match store.write(&payload).await {
-                Ok(written) => break written,
-                Err(error) if error.is_retryable() => {
-                    let Some(retry_in) = delays.next() else {
-                        return Err(error);
-                    };
-                    CheckpointRetried {
-                        error: &error,
-                        retry_in,
-                    }
-                    .emit();
-                    tokio::time::sleep(retry_in).await;
-                }
-                Err(error) => return Err(error),
-            }
+        let write = |store: &'a mut CheckpointStore| async {
+            let written = store.write(&payload).await;
+            (store, written)
         };
+        let (_, written) = write
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_secs(1))
+                    .with_max_delay(Duration::from_secs(16))
+                    .with_max_times(5),
+            )
+            .context(store)
+            .when(|error| error.is_retryable())
+            .notify(|error, retry_in| CheckpointRetried { error, retry_in }.emit())
+            .await;
+        let (generation, chunks) = written?;
         // The group's offsets follow the checkpoint, for lag monitoring.
         let stored = polytape_kafka::store_processed(consumer, saved.positions.iter().cloned());
         if let Err(error) = stored {
