@@ -42,6 +42,9 @@ pub struct SharedProducer {
 struct SharedInner {
     brokers: String,
     current: std::sync::RwLock<FutureProducer>,
+    /// How many times this producer was renewed: each renewal may leave copies of records
+    /// the failed producer wrote but never acknowledged.
+    renewals: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for SharedProducer {
@@ -60,6 +63,7 @@ impl SharedProducer {
             inner: Arc::new(SharedInner {
                 brokers: brokers.to_owned(),
                 current: std::sync::RwLock::new(create_producer(brokers)?),
+                renewals: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -71,6 +75,13 @@ impl SharedProducer {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// How many times this producer was renewed since it connected.
+    pub fn renewals(&self) -> u64 {
+        self.inner
+            .renewals
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// After a send with `used` failed: `None` when `used` is not in the fatal state (an
@@ -97,6 +108,9 @@ impl SharedProducer {
         match create_producer(&self.inner.brokers) {
             Ok(fresh) => {
                 *current = fresh;
+                self.inner
+                    .renewals
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 ProducerRenewed { reason: &described }.emit();
                 Some(Ok(described))
             }
@@ -285,6 +299,7 @@ mod tests {
         let shared = SharedProducer::connect(&cluster.bootstrap_servers()).unwrap();
         let first = shared.current();
         send(&first, "records").await.unwrap();
+        assert_eq!(shared.renewals(), 0);
 
         cluster.request_errors(
             RDKafkaApiKey::Produce,
@@ -312,6 +327,7 @@ mod tests {
             "the shared producer was replaced"
         );
         assert!(renewed.client().fatal_error().is_none());
+        assert_eq!(shared.renewals(), 1, "renewed once for two senders");
         send(&renewed, "records").await.unwrap();
         // An ordinary failure is not a fatal one: nothing is replaced.
         assert!(shared.recover(&renewed, "Trade", "records").is_none());

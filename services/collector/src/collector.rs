@@ -108,6 +108,13 @@ pub struct Summary {
     pub late_fills: u64,
     /// Continuity records (upstream gaps) declared.
     pub gaps_declared: u64,
+    /// Market walks or polls left incomplete by a retryable error and retried by a later
+    /// round (summed over rounds). A retried walk re-reads from its checkpoint and may send
+    /// again fills it had sent: the same ids, merged downstream.
+    pub trade_walks_retried: u64,
+    /// Times the Kafka producer was renewed after librdkafka's fatal state; records the
+    /// failed producer wrote but never acknowledged are sent again (the same ids).
+    pub producer_renewals: u64,
 }
 
 /// A market's coverage at the start of a multi-market walk (a poll, or a deep
@@ -191,6 +198,10 @@ pub struct Collector {
     dead_letters_sent: AtomicU64,
     late_sent: AtomicU64,
     gaps_declared: AtomicU64,
+    /// See [`Summary::trade_walks_retried`].
+    trade_walks_retried: AtomicU64,
+    /// The producer every record producer above shares (for its renewal count).
+    producer: SharedProducer,
 }
 
 impl std::fmt::Debug for Collector {
@@ -280,6 +291,8 @@ impl Collector {
             dead_letters_sent: AtomicU64::new(0),
             late_sent: AtomicU64::new(0),
             gaps_declared: AtomicU64::new(0),
+            trade_walks_retried: AtomicU64::new(0),
+            producer,
         })
     }
 
@@ -296,6 +309,8 @@ impl Collector {
             dead_letters: self.dead_letters_sent.load(Ordering::Relaxed),
             late_fills: self.late_sent.load(Ordering::Relaxed),
             gaps_declared: self.gaps_declared.load(Ordering::Relaxed),
+            trade_walks_retried: self.trade_walks_retried.load(Ordering::Relaxed),
+            producer_renewals: self.producer.renewals(),
         }
     }
 

@@ -149,15 +149,8 @@ async fn rows_outside_the_window_are_dead_lettered_and_do_not_end_a_walk() {
             .all(|trade| trade.timestamp_ms >= 1_000_000_000_000),
         "no stray row became a fill"
     );
-    let ours: HashSet<&str> = trades.iter().map(|trade| trade.trade_id.as_str()).collect();
-    let missing = truth_ids.difference(&ours).count();
-    let extra = ours.difference(&truth_ids).count();
-    assert_eq!(
-        (missing, extra),
-        (0, 0),
-        "every walk covers its whole window"
-    );
-    assert_eq!(trades.len(), truth_fills.len(), "each fill once");
+    // Every walk covers its whole window: every fill, nothing else, each once.
+    assert_fills_by_identity(&trades, truth_ids, &summary);
     sim.shutdown().await;
 }
 
@@ -196,9 +189,7 @@ async fn a_429_storm_is_waited_out_as_told_and_loses_nothing() {
     let truth_fills = truth_trade_ids(&sim).await;
     let truth_ids: HashSet<&str> = truth_fills.iter().map(|(id, _)| id.as_str()).collect();
     let trades: Vec<Trade> = records(&names).await;
-    let ours: HashSet<&str> = trades.iter().map(|trade| trade.trade_id.as_str()).collect();
-    assert_eq!(ours, truth_ids, "every fill, nothing else");
-    assert_eq!(trades.len(), truth_fills.len(), "each fill once");
+    assert_fills_by_identity(&trades, truth_ids, &summary);
     let letters: Vec<DeadLetter> = records(&names).await;
     assert!(letters.is_empty(), "{letters:#?}");
     sim.shutdown().await;
@@ -279,13 +270,9 @@ async fn identical_fills_of_one_transaction_are_two_trades() {
     }
     assert_eq!(truth_counts.len(), fills.len(), "truth ids are distinct");
 
-    // By identity and multiplicity: every truth id exactly once.
+    // By identity: every truth id (each twin under its own) and no other, each once.
     let trades: Vec<Trade> = records(&names).await;
-    let mut ours: HashMap<&str, usize> = HashMap::new();
-    for trade in &trades {
-        *ours.entry(trade.trade_id.as_str()).or_default() += 1;
-    }
-    assert_eq!(ours, truth_counts);
+    assert_fills_by_identity(&trades, truth_counts.keys().copied(), &summary);
     println!(
         "identical fills: {} fills, {twins} identical twins, each arrived once under its own id",
         fills.len()

@@ -57,6 +57,10 @@ async fn a_walk_failing_after_every_retry_is_declared_then_retried() {
         .unwrap();
     assert_eq!(summary.markets_complete, 10, "{summary:?}");
     assert_eq!(summary.gaps_declared, 3, "{summary:?}");
+    assert_eq!(
+        summary.trade_walks_retried, 3,
+        "each failed walk is counted once: {summary:?}"
+    );
 
     let tokens: HashMap<String, Vec<String>> = records::<Market>(&names)
         .await

@@ -129,6 +129,8 @@ impl Collector {
                                 error = %error,
                                 "deep reconciliation incomplete for these markets; the next pass retries"
                             );
+                            self.trade_walks_retried
+                                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
                         }
                         Err(error) => {
                             tracing::error!(error = %error, "deep reconciliation failed");

@@ -7,8 +7,10 @@ use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use polymarket_sim::{RunningSim, SimConfig};
 use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
-use polytape_collector::{Collector, CollectorConfig, CollectorTuning, Dataset, Mode, Options};
-use polytape_model::{Topic, TopicNames};
+use polytape_collector::{
+    Collector, CollectorConfig, CollectorTuning, Dataset, Mode, Options, Summary,
+};
+use polytape_model::{Topic, TopicNames, Trade};
 use polytape_test_support::stack::endpoints;
 use rdkafka::{
     Message as _, Offset, TopicPartitionList,
@@ -215,5 +217,61 @@ pub fn tuning(window: Duration) -> CollectorTuning {
         request_timeout: Duration::from_secs(5),
         ..polytape_runtime::config::defaults_of::<CollectorTuning>(&[CollectorConfig::OWN_KEYS])
             .unwrap()
+    }
+}
+
+/// Asserts that `trades` (a topic's records) are the truth's fills by identity: every id of
+/// `truth_ids` arrives, no other id does, and each arrives once unless `summary` reports that
+/// the run re-sent something (a walk retried from its checkpoint, or a producer renewed), the
+/// only ways a copy may reach the topic; the sink merges such copies by id. On failure the
+/// message names the ids and the run's summary, the evidence a rare failure leaves.
+pub fn assert_fills_by_identity<'a>(
+    trades: &[Trade],
+    truth_ids: impl IntoIterator<Item = &'a str>,
+    summary: &Summary,
+) {
+    let truth: std::collections::HashSet<&str> = truth_ids.into_iter().collect();
+    let mut arrivals: HashMap<&str, usize> = HashMap::new();
+    for trade in trades {
+        *arrivals.entry(trade.trade_id.as_str()).or_default() += 1;
+    }
+    let sample = |ids: Vec<&str>| -> String {
+        let count = ids.len();
+        let shown: Vec<&str> = ids.into_iter().take(10).collect();
+        format!("{count} ({shown:?}…)")
+    };
+    let missing: Vec<&str> = truth
+        .iter()
+        .copied()
+        .filter(|id| !arrivals.contains_key(id))
+        .collect();
+    let unexpected: Vec<&str> = arrivals
+        .keys()
+        .copied()
+        .filter(|id| !truth.contains(id))
+        .collect();
+    let copied: Vec<&str> = arrivals
+        .iter()
+        .filter(|(_, count)| **count > 1)
+        .map(|(id, _)| *id)
+        .collect();
+    assert!(
+        missing.is_empty() && unexpected.is_empty(),
+        "fills missing: {}; fills not in the truth: {}; copies: {}; run: {summary:?}",
+        sample(missing.clone()),
+        sample(unexpected.clone()),
+        sample(copied.clone()),
+    );
+    let resent = summary.trade_walks_retried > 0 || summary.producer_renewals > 0;
+    assert!(
+        resent || copied.is_empty(),
+        "fills arrived more than once although nothing was re-sent: {}; run: {summary:?}",
+        sample(copied)
+    );
+    if !copied.is_empty() {
+        println!(
+            "{} fills arrived twice after a re-send (merged by id downstream); run: {summary:?}",
+            copied.len()
+        );
     }
 }
