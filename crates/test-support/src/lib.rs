@@ -11,3 +11,4 @@ pub mod logs;
 pub mod oracle;
 pub mod proxy;
 pub mod stack;
+pub mod topic;

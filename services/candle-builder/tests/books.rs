@@ -41,7 +41,7 @@ async fn published_books_equal_the_truth_and_a_mismatch_is_declared_and_recovere
     support::wait_caught_up(&names, Duration::from_secs(300));
     assert_eq!(builder.terminate(Duration::from_secs(30)), Some(0));
 
-    let states: Vec<(i32, i64, BookState)> = support::read_records(&names).await;
+    let states: Vec<(i32, i64, BookState)> = support::positioned_records(&names).await;
     assert!(states.len() > 150, "states published: {}", states.len());
     let mut compared = 0;
     for (_, _, state) in &states {
@@ -79,7 +79,7 @@ async fn published_books_equal_the_truth_and_a_mismatch_is_declared_and_recovere
         assert_eq!(&units(&state.asks), asks, "final asks of {token}");
     }
 
-    let gaps: Vec<(i32, i64, Continuity)> = support::read_records(&names).await;
+    let gaps: Vec<(i32, i64, Continuity)> = support::positioned_records(&names).await;
     let mismatches: Vec<&Continuity> = gaps
         .iter()
         .map(|(_, _, gap)| gap)
@@ -251,7 +251,7 @@ async fn simulator_books_equal_the_truth_after_every_sequence() {
     support::wait_caught_up(&names, Duration::from_secs(300));
     assert_eq!(builder.terminate(Duration::from_secs(30)), Some(0));
 
-    let states: Vec<(i32, i64, BookState)> = support::read_records(&names).await;
+    let states: Vec<(i32, i64, BookState)> = support::positioned_records(&names).await;
     let mut compared = 0;
     for (_, _, state) in &states {
         assert!(
@@ -318,7 +318,7 @@ async fn simulator_books_equal_the_truth_after_every_sequence() {
             "final asks of {token}"
         );
     }
-    let gaps: Vec<(i32, i64, Continuity)> = support::read_records(&names).await;
+    let gaps: Vec<(i32, i64, Continuity)> = support::positioned_records(&names).await;
     assert!(
         gaps.iter()
             .all(|(_, _, gap)| gap.kind != ContinuityKind::BookMismatch),

@@ -90,7 +90,7 @@ async fn candles_can_be_built_from_last_trades_instead_of_trades() {
         Duration::from_secs(300),
     );
     assert_eq!(builder.terminate(Duration::from_secs(30)), Some(0));
-    let candles = support::latest_candles(support::read_records::<Candle>(&names).await);
+    let candles = support::latest_candles(support::positioned_records::<Candle>(&names).await);
 
     // The model: each distinct taker row once (times are distinct per token, so no ties).
     let mut expected: BTreeMap<String, (Decimal, Decimal, Decimal, Decimal, Decimal, i64)> =

@@ -238,8 +238,8 @@ async fn candles_equal_the_clickhouse_oracle_for_every_token_and_interval() {
     support::wait_caught_up(&names, Duration::from_secs(300));
     assert_eq!(builder.terminate(Duration::from_secs(30)), Some(0));
 
-    let candles = support::latest_candles(support::read_records::<Candle>(&names).await);
-    let dead: Vec<(i32, i64, DeadLetter)> = support::read_records(&names).await;
+    let candles = support::latest_candles(support::positioned_records::<Candle>(&names).await);
+    let dead: Vec<(i32, i64, DeadLetter)> = support::positioned_records(&names).await;
 
     // Exactly the fills beyond the horizon were dead-lettered, as late: nothing of a market
     // backfilled after others, nothing held back only an hour (those are corrections).

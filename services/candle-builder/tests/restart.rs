@@ -27,8 +27,8 @@ struct Final {
 }
 
 async fn final_outputs(names: &TopicNames) -> Final {
-    let candles = support::latest_candles(support::read_records(names).await);
-    let states: Vec<(i32, i64, BookState)> = support::read_records(names).await;
+    let candles = support::latest_candles(support::positioned_records(names).await);
+    let states: Vec<(i32, i64, BookState)> = support::positioned_records(names).await;
     // The last regular (top-N) state per token; full-depth records are periodic extras.
     let books = support::last_book_states(
         states
@@ -37,7 +37,7 @@ async fn final_outputs(names: &TopicNames) -> Final {
             .collect(),
     );
     let mut gaps = BTreeMap::new();
-    for (_, _, gap) in support::read_records::<Continuity>(names).await {
+    for (_, _, gap) in support::positioned_records::<Continuity>(names).await {
         // What ClickHouse keeps: the highest detected_ms per id.
         let keep = gaps
             .get(&gap.continuity_id)
@@ -46,7 +46,7 @@ async fn final_outputs(names: &TopicNames) -> Final {
             gaps.insert(gap.continuity_id.clone(), gap);
         }
     }
-    let dead = support::read_records::<DeadLetter>(names)
+    let dead = support::positioned_records::<DeadLetter>(names)
         .await
         .into_iter()
         .map(|(_, _, letter)| {

@@ -159,7 +159,7 @@ async fn a_mismatch_is_resynced_from_rest_within_seconds() {
     );
     // The gap is opened, then closed by the REST book.
     let closed = loop {
-        let gaps: Vec<(i32, i64, Continuity)> = support::read_records(&names).await;
+        let gaps: Vec<(i32, i64, Continuity)> = support::positioned_records(&names).await;
         let mismatches: Vec<Continuity> = gaps
             .into_iter()
             .map(|(_, _, gap)| gap)
@@ -182,7 +182,7 @@ async fn a_mismatch_is_resynced_from_rest_within_seconds() {
     assert_eq!(builder.terminate(Duration::from_secs(30)), Some(0));
 
     // The REST book is on record like any snapshot.
-    let stored: Vec<(i32, i64, BookSnapshot)> = support::read_records(&names).await;
+    let stored: Vec<(i32, i64, BookSnapshot)> = support::positioned_records(&names).await;
     let rest: Vec<&BookSnapshot> = stored
         .iter()
         .map(|(_, _, snapshot)| snapshot)
@@ -200,7 +200,7 @@ async fn a_mismatch_is_resynced_from_rest_within_seconds() {
     );
 
     // The token's last state is consistent and equals upstream's book.
-    let states: Vec<(i32, i64, BookState)> = support::read_records(&names).await;
+    let states: Vec<(i32, i64, BookState)> = support::positioned_records(&names).await;
     let last = support::last_book_states(states);
     let state = &last[&token];
     assert!(state.consistent);

@@ -10,20 +10,24 @@ use std::{
 };
 
 use polytape_candle_builder::pipeline::group_id;
-use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
+use polytape_codec::{AvroRecord, SchemaRegistryClient};
 use polytape_kafka::{Delivered, RecordProducer, SharedProducer, ensure_topics};
 use polytape_model::{
     BookLevel, BookSnapshot, BookSource, Decimal, PriceChange, Side, Topic, TopicNames, Trade,
     TradeIdentity, TradeSource,
 };
+// Re-exported for the test files; not every test binary reads topics back.
+#[allow(unused_imports)]
+pub(crate) use polytape_test_support::topic::positioned_records;
 use polytape_test_support::{
     cli::{RunningService, free_local_addr, stack_env},
     stack::endpoints,
+    topic::{read_partitions, send_acknowledged},
 };
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 use rdkafka::{
-    Message as _, Offset, TopicPartitionList,
+    Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer as _},
 };
 
@@ -70,7 +74,7 @@ pub(crate) async fn produce<T: AvroRecord>(names: &TopicNames, records: &[T]) ->
         .unwrap();
     let mut delivered = Vec::with_capacity(records.len());
     for chunk in records.chunks(2_000) {
-        delivered.extend(records_producer.send_all(chunk).await.unwrap());
+        delivered.extend(send_acknowledged(&records_producer, chunk).await);
     }
     delivered
 }
@@ -153,71 +157,6 @@ pub(crate) fn wait_caught_up_on(names: &TopicNames, inputs: &[Topic], timeout: D
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-}
-
-/// Every record of a topic: (partition, offset, key, payload).
-pub(crate) fn read_raw(topic: &str, partitions: i32) -> Vec<(i32, i64, Vec<u8>, Vec<u8>)> {
-    read_partitions(topic, partitions, partitions)
-}
-
-/// Every record of the first `read` of a topic's `partitions`.
-pub(crate) fn read_partitions(
-    topic: &str,
-    partitions: i32,
-    read: i32,
-) -> Vec<(i32, i64, Vec<u8>, Vec<u8>)> {
-    let consumer = polytape_test_support::config::reader(&format!("{topic}-reader"));
-    let ends = end_offsets(&consumer, topic, read.min(partitions));
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..read.min(partitions) {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    let mut next: Vec<i64> = vec![0; ends.len()];
-    let mut records = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while next.iter().zip(&ends).any(|(at, end)| at < end) {
-        assert!(Instant::now() < deadline, "reading {topic} timed out");
-        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let message = match message {
-            Ok(message) => message,
-            Err(error) => {
-                // librdkafka reports transient connection trouble (e.g. `AllBrokersDown` while
-                // a connection is re-established) and recovers by itself; the deadline bounds it.
-                eprintln!("reading {topic}: {error}; retrying");
-                std::thread::sleep(Duration::from_millis(200));
-                continue;
-            }
-        };
-        let partition = usize::try_from(message.partition()).unwrap();
-        next[partition] = message.offset() + 1;
-        records.push((
-            message.partition(),
-            message.offset(),
-            message.key().unwrap_or_default().to_vec(),
-            message.payload().unwrap_or_default().to_vec(),
-        ));
-    }
-    records.sort_by_key(|(partition, offset, _, _)| (*partition, *offset));
-    records
-}
-
-/// Every record of `T`'s topic, decoded, in partition/offset order.
-pub(crate) async fn read_records<T: AvroRecord>(names: &TopicNames) -> Vec<(i32, i64, T)> {
-    let topic = names.name(T::TOPIC);
-    let raw = tokio::task::spawn_blocking(move || read_raw(&topic, T::TOPIC.partitions()))
-        .await
-        .unwrap();
-    let decoder = RecordDecoder::<T>::new(registry());
-    let mut records = Vec::with_capacity(raw.len());
-    for (partition, offset, _, payload) in raw {
-        records.push((partition, offset, decoder.decode(&payload).await.unwrap()));
-    }
-    records
 }
 
 /// Latest candle per key (highest version; the later record on a tie).
@@ -544,10 +483,10 @@ pub(crate) fn book_history(
 /// Generations of the checkpoint manifests, in the order they were written.
 pub(crate) fn checkpoint_generations(names: &TopicNames) -> Vec<u64> {
     let topic = format!("{}polytape.candle_builder.checkpoints.v1", names.prefix());
-    read_partitions(&topic, 2, 1)
+    read_partitions(&topic, 0..1)
         .into_iter()
-        .map(|(_, _, _, payload)| {
-            let manifest: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        .map(|message| {
+            let manifest: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
             manifest["generation"].as_u64().unwrap()
         })
         .collect()

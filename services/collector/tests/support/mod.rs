@@ -6,16 +6,14 @@
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use polymarket_sim::{RunningSim, SimConfig};
-use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
 use polytape_collector::{
     Collector, CollectorConfig, CollectorTuning, Dataset, Mode, Options, Summary,
 };
 use polytape_model::{Topic, TopicNames, Trade};
 use polytape_test_support::stack::endpoints;
-use rdkafka::{
-    Message as _, Offset, TopicPartitionList,
-    consumer::{BaseConsumer, Consumer as _},
-};
+// Re-exported for the test files; not every test binary reads topics back.
+#[allow(unused_imports)]
+pub use polytape_test_support::topic::{read_topic, records};
 use tokio_util::sync::CancellationToken;
 
 /// 2026-01-01T00:00:00Z: the end of the simulated history.
@@ -76,72 +74,6 @@ pub fn config(sim: &RunningSim, names: &TopicNames, tuning: CollectorTuning) -> 
         collector_admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         tuning,
     }
-}
-
-/// Every message of `topic` as (key, payload), read by assignment up to the high watermarks.
-pub fn read_topic(topic: &str, partitions: i32) -> Vec<(String, Vec<u8>)> {
-    let consumer: BaseConsumer = polytape_kafka::base_config(&endpoints().kafka_brokers)
-        .set("group.id", format!("read-{topic}"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut remaining: HashMap<i32, i64> = HashMap::new();
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, Duration::from_secs(10))
-            .unwrap();
-        if high > low {
-            remaining.insert(partition, high);
-            assignment
-                .add_partition_offset(topic, partition, Offset::Beginning)
-                .unwrap();
-        }
-    }
-    let mut messages = Vec::new();
-    if remaining.is_empty() {
-        return messages;
-    }
-    consumer.assign(&assignment).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while !remaining.is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "reading {topic} timed out"
-        );
-        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let message = message.unwrap();
-        messages.push((
-            String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
-            message.payload().unwrap_or_default().to_vec(),
-        ));
-        if remaining
-            .get(&message.partition())
-            .is_some_and(|high| message.offset() >= high - 1)
-        {
-            remaining.remove(&message.partition());
-        }
-    }
-    messages
-}
-
-/// Decoded records of `T`'s topic.
-pub async fn records<T: AvroRecord>(names: &TopicNames) -> Vec<T> {
-    let topic = names.name(T::TOPIC);
-    let partitions = T::TOPIC.partitions();
-    let messages = tokio::task::spawn_blocking(move || read_topic(&topic, partitions))
-        .await
-        .unwrap();
-    let decoder = RecordDecoder::<T>::new(
-        SchemaRegistryClient::new(&endpoints().schema_registry_url).unwrap(),
-    );
-    let mut records = Vec::with_capacity(messages.len());
-    for (_, payload) in messages {
-        records.push(decoder.decode(&payload).await.unwrap());
-    }
-    records
 }
 
 pub async fn truth(sim: &RunningSim, path: &str) -> serde_json::Value {

@@ -12,7 +12,7 @@ use std::{
 };
 
 use polymarket_sim::{RunningSim, SimConfig};
-use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
+use polytape_codec::SchemaRegistryClient;
 use polytape_kafka::{RecordProducer, SharedProducer};
 use polytape_model::{
     BestBidAsk, BookSnapshot, Continuity, Decimal, LastTrade, Market, MarketToken, PriceChange,
@@ -22,11 +22,14 @@ use polytape_test_support::{
     cli::{RunningService, free_local_addr},
     stack::endpoints,
 };
+// Re-exported for the test files; not every test binary reads topics back.
+#[allow(unused_imports)]
+pub use polytape_test_support::topic::{read_topic, records};
 use polytape_ws_bridge::{
     Bridge, BridgeTuning, WsBridgeConfig,
     state::{self, PersistedState},
 };
-use rdkafka::{Message as _, Offset, TopicPartitionList, consumer::Consumer as _};
+use rdkafka::consumer::Consumer as _;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -365,74 +368,6 @@ pub async fn wait_until_quiet(names: &TopicNames, topics: &[Topic], quiet: Durat
         }
         assert!(Instant::now() < deadline, "topics never went quiet");
     }
-}
-
-/// Every message of `topic` as payloads, read by assignment up to the high watermarks.
-pub fn read_topic(topic: &str, partitions: i32) -> Vec<Vec<u8>> {
-    let consumer = polytape_test_support::config::reader(&format!("read-{topic}"));
-    let mut remaining: HashMap<i32, i64> = HashMap::new();
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, Duration::from_secs(10))
-            .unwrap();
-        if high > low {
-            remaining.insert(partition, high);
-            assignment
-                .add_partition_offset(topic, partition, Offset::Beginning)
-                .unwrap();
-        }
-    }
-    let mut messages = Vec::new();
-    if remaining.is_empty() {
-        return messages;
-    }
-    consumer.assign(&assignment).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !remaining.is_empty() {
-        assert!(Instant::now() < deadline, "reading {topic} timed out");
-        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let message = message.unwrap();
-        messages.push(message.payload().unwrap_or_default().to_vec());
-        if remaining
-            .get(&message.partition())
-            .is_some_and(|high| message.offset() >= high - 1)
-        {
-            remaining.remove(&message.partition());
-        }
-    }
-    messages
-}
-
-/// Decoded records of `T`'s topic (partition order; per-key order is kept).
-pub async fn records<T: AvroRecord>(names: &TopicNames) -> Vec<T> {
-    let topic = names.name(T::TOPIC);
-    let partitions = T::TOPIC.partitions();
-    let messages = tokio::task::spawn_blocking(move || read_topic(&topic, partitions))
-        .await
-        .unwrap();
-    let decoder = RecordDecoder::<T>::new(registry());
-    let mut records = Vec::with_capacity(messages.len());
-    for payload in messages {
-        // The shared development stack may be restarted by someone else mid-test: retry the
-        // registry for a while rather than fail on an unrelated outage.
-        let mut attempts = 0;
-        let record = loop {
-            match decoder.decode(&payload).await {
-                Ok(record) => break record,
-                Err(error) if attempts < 60 => {
-                    attempts += 1;
-                    eprintln!("decode failed ({error}); retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(error) => panic!("cannot decode a record: {error}"),
-            }
-        };
-        records.push(record);
-    }
-    records
 }
 
 fn dec(text: &str) -> Decimal {

@@ -1,0 +1,146 @@
+//! Reading a topic of the stack back, whole: what a test compares with the truth.
+
+use std::{collections::HashMap, time::Duration};
+
+use backon::{ConstantBuilder, Retryable as _};
+use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
+use polytape_model::TopicNames;
+use rdkafka::{Message as _, Offset, TopicPartitionList, consumer::Consumer as _};
+
+use crate::stack::endpoints;
+
+/// One message of a topic, where it stands.
+#[derive(Debug, Clone)]
+pub struct TopicMessage {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+/// Every message of `topic` in (partition, offset) order, so per-key order is kept: read by
+/// assignment up to the end offsets taken when the read starts.
+pub fn read_topic(topic: &str, partitions: i32) -> Vec<TopicMessage> {
+    read_partitions(topic, 0..partitions)
+}
+
+/// Every message of the `partitions` of `topic`, as [`read_topic`].
+pub fn read_partitions(topic: &str, partitions: std::ops::Range<i32>) -> Vec<TopicMessage> {
+    let consumer = crate::config::reader(&format!("read-{topic}"));
+    let mut remaining: HashMap<i32, i64> = HashMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for partition in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .unwrap_or_else(|error| panic!("no watermarks for {topic}: {error}"));
+        if high > low {
+            remaining.insert(partition, high);
+            if let Err(error) = assignment.add_partition_offset(topic, partition, Offset::Beginning)
+            {
+                panic!("cannot assign {topic}/{partition}: {error}");
+            }
+        }
+    }
+    let mut messages = Vec::new();
+    if remaining.is_empty() {
+        return messages;
+    }
+    if let Err(error) = consumer.assign(&assignment) {
+        panic!("cannot assign {topic}: {error}");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while !remaining.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reading {topic} timed out"
+        );
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = match message {
+            Ok(message) => message,
+            Err(error) => {
+                // librdkafka reports transient connection trouble (e.g. `AllBrokersDown` while
+                // a connection is re-established) and recovers by itself; the deadline bounds it.
+                eprintln!("reading {topic}: {error}; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+        };
+        messages.push(TopicMessage {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().unwrap_or_default().to_vec(),
+            payload: message.payload().unwrap_or_default().to_vec(),
+        });
+        if remaining
+            .get(&message.partition())
+            .is_some_and(|high| message.offset() >= high - 1)
+        {
+            remaining.remove(&message.partition());
+        }
+    }
+    messages.sort_by_key(|message| (message.partition, message.offset));
+    messages
+}
+
+/// The decoded records of `T`'s topic under `names`, in (partition, offset) order.
+pub async fn records<T: AvroRecord>(names: &TopicNames) -> Vec<T> {
+    positioned_records(names)
+        .await
+        .into_iter()
+        .map(|(_, _, record)| record)
+        .collect()
+}
+
+/// The decoded records of `T`'s topic under `names` with their (partition, offset), in that
+/// order.
+///
+/// A record whose schema the registry does not answer for is retried for half a minute: the
+/// shared development stack may be restarted by someone else mid-test, which is not what the
+/// test is about. A record that still does not decode fails the test.
+pub async fn positioned_records<T: AvroRecord>(names: &TopicNames) -> Vec<(i32, i64, T)> {
+    let topic = names.name(T::TOPIC);
+    let partitions = T::TOPIC.partitions();
+    let messages = tokio::task::spawn_blocking(move || read_topic(&topic, partitions))
+        .await
+        .unwrap_or_else(|error| panic!("reading a topic panicked: {error}"));
+    let registry = SchemaRegistryClient::new(&endpoints().schema_registry_url)
+        .unwrap_or_else(|error| panic!("no schema registry client: {error}"));
+    let decoder = RecordDecoder::<T>::new(registry);
+    let mut records = Vec::with_capacity(messages.len());
+    for message in messages {
+        let record = (|| decoder.decode(&message.payload))
+            .retry(
+                ConstantBuilder::default()
+                    .with_delay(Duration::from_millis(500))
+                    .with_max_times(60),
+            )
+            .notify(|error, _| eprintln!("decode failed ({error}); retrying"))
+            .await
+            .unwrap_or_else(|error| panic!("cannot decode a record: {error}"));
+        records.push((message.partition, message.offset, record));
+    }
+    records
+}
+
+/// Sends `records` and waits until every one is acknowledged, the way a service does: a
+/// retryable failure (a delivery timed out on a loaded machine, a producer renewed after
+/// librdkafka's fatal state) sends the records again, up to ten times. A copy this leaves on
+/// the topic is one the pipeline must merge anyway; a test that needs none must say so.
+/// Returns where the acknowledged sends were stored.
+pub async fn send_acknowledged<T: AvroRecord>(
+    producer: &polytape_kafka::RecordProducer<T>,
+    records: &[T],
+) -> Vec<polytape_kafka::Delivered> {
+    (|| producer.send_all(records))
+        .retry(
+            ConstantBuilder::default()
+                .with_delay(Duration::from_millis(500))
+                .with_max_times(10),
+        )
+        .when(polytape_kafka::KafkaError::is_retryable)
+        .notify(|error, _| eprintln!("send failed ({error}); sending again"))
+        .await
+        .unwrap_or_else(|error| panic!("cannot send {} records: {error}", records.len()))
+}
