@@ -1,0 +1,432 @@
+//! Arbitrage windows: while buying one share of every outcome at the top of the book costs
+//! less than the dollar exactly one of them pays (or selling one of each, against a set minted
+//! for a dollar, brings more), net of taker fees.
+//!
+//! Two structures are watched: a binary market's YES and NO, and the YES of every market of a
+//! negative-risk event (exactly one resolves YES). Books are the shared [`L2Book`], rebuilt
+//! from our book topics. A window opens when the edge reaches the rule's minimum with at least
+//! its minimum size, and closes when it no longer does (or a leg's book is gone): one
+//! [`Signal`] whose id is fixed by its opening, emitted open (no end) and again closed, with
+//! the maximum edge, the size executable at that edge (the thinnest leg's top), each leg's
+//! price at that moment, and the duration.
+
+use std::collections::HashMap;
+
+use polytape_model::{
+    BookSnapshot, Market, PriceChange,
+    book::L2Book,
+    micros::{ONE, UnitsError},
+};
+
+use crate::signal::{Inputs, Rule, Signal, SignalKind};
+
+/// The top of one leg's book: a price and the size there, in scale-6 units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Top {
+    pub price: i64,
+    pub size: i64,
+}
+
+/// A taker fee in basis points of the notional (price × size), the market's
+/// `taker_base_fee_bps` when its fees are enabled.
+///
+/// Polymarket's 2026 fee curve (`feeSchedule {rate, exponent, takerOnly}`) is not in our
+/// market record yet; until it is, the base rate applied to the notional is the reading used.
+/// The fee per share is rounded up, so an edge is never overstated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TakerFee {
+    pub bps: i64,
+}
+
+impl TakerFee {
+    /// The fee `market` charges a taker.
+    pub fn of(market: &Market) -> Self {
+        let charged = market.fees_enabled.unwrap_or(true);
+        let bps = market.taker_base_fee_bps.unwrap_or(0);
+        Self {
+            bps: if charged { i64::from(bps.max(0)) } else { 0 },
+        }
+    }
+
+    /// The fee on one share traded at `price` (units), rounded up.
+    pub fn per_share(self, price: i64) -> i64 {
+        // Prices and rates are never negative: adding 9,999 before dividing rounds up.
+        let scaled = i128::from(price.max(0)) * i128::from(self.bps.max(0));
+        i64::try_from((scaled + 9_999) / 10_000).unwrap_or(i64::MAX)
+    }
+}
+
+/// Which side of every leg the window trades.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Buy one share of every outcome at its best ask; one dollar comes back at resolution.
+    BuyEveryLeg,
+    /// Mint a full set for one dollar and sell every outcome at its best bid.
+    SellEveryLeg,
+}
+
+impl Direction {
+    fn code(self) -> &'static str {
+        match self {
+            Self::BuyEveryLeg => "buy_every_leg",
+            Self::SellEveryLeg => "sell_every_leg",
+        }
+    }
+}
+
+/// An edge per full set, net of fees, and how many full sets are executable at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edge {
+    pub edge: i64,
+    pub size: i64,
+}
+
+/// The edge of trading one share of every leg at its top (`legs[i]` = `(top, fee)`); `None`
+/// when a leg has no top. Buying: `ONE − Σ (ask + fee)`. Selling: `Σ (bid − fee) − ONE`. The
+/// executable size is the thinnest leg's top size.
+pub fn edge(direction: Direction, legs: &[(Option<Top>, TakerFee)]) -> Option<Edge> {
+    let mut total: i64 = 0;
+    let mut size = i64::MAX;
+    for (top, fee) in legs {
+        let top = (*top)?;
+        let fee = fee.per_share(top.price);
+        total = match direction {
+            Direction::BuyEveryLeg => total.checked_add(top.price.checked_add(fee)?)?,
+            Direction::SellEveryLeg => total.checked_add(top.price.checked_sub(fee)?)?,
+        };
+        size = size.min(top.size);
+    }
+    if legs.is_empty() {
+        return None;
+    }
+    let edge = match direction {
+        Direction::BuyEveryLeg => ONE.checked_sub(total)?,
+        Direction::SellEveryLeg => total.checked_sub(ONE)?,
+    };
+    Some(Edge { edge, size })
+}
+
+/// When a window opens: an edge of at least `min_edge` with at least `min_size` executable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArbitrageThresholds {
+    pub min_edge: i64,
+    pub min_size: i64,
+}
+
+impl Default for ArbitrageThresholds {
+    /// Half a cent per full set, one full set.
+    fn default() -> Self {
+        Self {
+            min_edge: 5_000,
+            min_size: ONE,
+        }
+    }
+}
+
+/// What a window is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Structure {
+    pub kind: SignalKind,
+    /// The market's condition id (binary) or the negative-risk market id (event).
+    pub subject: String,
+    pub condition_ids: Vec<String>,
+    pub event_id: Option<String>,
+    /// The legs' tokens and the fee each charges.
+    pub legs: Vec<(String, TakerFee)>,
+}
+
+impl Structure {
+    /// A binary market's YES and NO; `None` unless it has exactly two tokens.
+    pub fn binary(market: &Market) -> Option<Self> {
+        let [first, second] = market.tokens.as_slice() else {
+            return None;
+        };
+        let fee = TakerFee::of(market);
+        Some(Self {
+            kind: SignalKind::BinaryArbitrage,
+            subject: market.condition_id.clone(),
+            condition_ids: vec![market.condition_id.clone()],
+            event_id: market.event_ids.first().cloned(),
+            legs: vec![
+                (first.token_id.clone(), fee),
+                (second.token_id.clone(), fee),
+            ],
+        })
+    }
+
+    /// The YES (outcome index 0) of every market of one negative-risk event, in condition-id
+    /// order; `None` with fewer than two markets or a market without a YES token.
+    pub fn neg_risk(neg_risk_market_id: &str, markets: &[&Market]) -> Option<Self> {
+        if markets.len() < 2 {
+            return None;
+        }
+        let mut markets = markets.to_vec();
+        markets.sort_by(|left, right| left.condition_id.cmp(&right.condition_id));
+        let mut legs = Vec::with_capacity(markets.len());
+        for market in &markets {
+            let yes = market
+                .tokens
+                .iter()
+                .find(|token| token.outcome_index == 0)?;
+            legs.push((yes.token_id.clone(), TakerFee::of(market)));
+        }
+        Some(Self {
+            kind: SignalKind::NegRiskArbitrage,
+            subject: neg_risk_market_id.to_owned(),
+            condition_ids: markets
+                .iter()
+                .map(|market| market.condition_id.clone())
+                .collect(),
+            event_id: markets
+                .iter()
+                .find_map(|market| market.event_ids.first().cloned()),
+            legs,
+        })
+    }
+}
+
+/// An open window.
+#[derive(Debug, Clone)]
+struct OpenWindow {
+    opened_ms: i64,
+    best: Edge,
+    best_at_ms: i64,
+    legs_at_best: Vec<Top>,
+}
+
+/// One update of a token's book.
+#[derive(Debug, Clone, Copy)]
+pub enum BookUpdate<'a> {
+    Snapshot(&'a BookSnapshot),
+    Change(&'a PriceChange),
+}
+
+impl BookUpdate<'_> {
+    fn token_id(&self) -> &str {
+        match self {
+            Self::Snapshot(snapshot) => &snapshot.token_id,
+            Self::Change(change) => &change.token_id,
+        }
+    }
+
+    fn timestamp_ms(&self) -> i64 {
+        match self {
+            Self::Snapshot(snapshot) => snapshot.timestamp_ms,
+            Self::Change(change) => change.timestamp_ms,
+        }
+    }
+}
+
+/// The books of every watched token and the windows open over them.
+#[derive(Debug)]
+pub struct ArbitrageDetector {
+    binary_rule: Rule,
+    neg_risk_rule: Rule,
+    thresholds: ArbitrageThresholds,
+    books: HashMap<String, L2Book>,
+    structures: Vec<Structure>,
+    structures_of_token: HashMap<String, Vec<usize>>,
+    open: HashMap<(usize, Direction), OpenWindow>,
+}
+
+impl ArbitrageDetector {
+    pub fn new(binary_rule: Rule, neg_risk_rule: Rule, thresholds: ArbitrageThresholds) -> Self {
+        Self {
+            binary_rule,
+            neg_risk_rule,
+            thresholds,
+            books: HashMap::new(),
+            structures: Vec::new(),
+            structures_of_token: HashMap::new(),
+            open: HashMap::new(),
+        }
+    }
+
+    /// Watches `structure` from now on.
+    pub fn watch(&mut self, structure: Structure) {
+        let index = self.structures.len();
+        for (token_id, _) in &structure.legs {
+            self.structures_of_token
+                .entry(token_id.clone())
+                .or_default()
+                .push(index);
+        }
+        self.structures.push(structure);
+    }
+
+    /// Applies one batch of updates (e.g. the entries of one upstream message) and judges
+    /// every structure they touch once, at the batch's latest time: a window never opens or
+    /// closes on a half-applied message. Returns the windows opened and closed.
+    pub fn apply(&mut self, updates: &[BookUpdate<'_>]) -> Result<Vec<Signal>, UnitsError> {
+        let mut touched: Vec<usize> = Vec::new();
+        let mut at_ms = i64::MIN;
+        for update in updates {
+            let book = self.books.entry(update.token_id().to_owned()).or_default();
+            match update {
+                BookUpdate::Snapshot(snapshot) => book.apply_snapshot(snapshot)?,
+                BookUpdate::Change(change) => book.apply_change(change)?,
+            }
+            at_ms = at_ms.max(update.timestamp_ms());
+            if let Some(structures) = self.structures_of_token.get(update.token_id()) {
+                touched.extend(structures);
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        let mut signals = Vec::new();
+        for index in touched {
+            for direction in [Direction::BuyEveryLeg, Direction::SellEveryLeg] {
+                signals.extend(self.judge(index, direction, at_ms));
+            }
+        }
+        Ok(signals)
+    }
+
+    /// Forgets a token's book (e.g. its market closed): windows over it close.
+    pub fn forget(&mut self, token_id: &str, at_ms: i64) -> Vec<Signal> {
+        self.books.remove(token_id);
+        let structures = self
+            .structures_of_token
+            .get(token_id)
+            .cloned()
+            .unwrap_or_default();
+        let mut signals = Vec::new();
+        for index in structures {
+            for direction in [Direction::BuyEveryLeg, Direction::SellEveryLeg] {
+                signals.extend(self.judge(index, direction, at_ms));
+            }
+        }
+        signals
+    }
+
+    fn tops(&self, structure: &Structure, direction: Direction) -> Vec<(Option<Top>, TakerFee)> {
+        structure
+            .legs
+            .iter()
+            .map(|(token_id, fee)| {
+                let top = self.books.get(token_id).and_then(|book| {
+                    let price = match direction {
+                        Direction::BuyEveryLeg => book.best_ask(),
+                        Direction::SellEveryLeg => book.best_bid(),
+                    }?;
+                    let side = match direction {
+                        Direction::BuyEveryLeg => polytape_model::Side::Sell,
+                        Direction::SellEveryLeg => polytape_model::Side::Buy,
+                    };
+                    Some(Top {
+                        price,
+                        size: book.size(side, price),
+                    })
+                });
+                (top, *fee)
+            })
+            .collect()
+    }
+
+    fn judge(&mut self, index: usize, direction: Direction, at_ms: i64) -> Option<Signal> {
+        let structure = self.structures.get(index)?;
+        let tops = self.tops(structure, direction);
+        let current = edge(direction, &tops);
+        let qualifies = current.filter(|edge| {
+            edge.edge >= self.thresholds.min_edge && edge.size >= self.thresholds.min_size
+        });
+        let key = (index, direction);
+        match (qualifies, self.open.get_mut(&key)) {
+            (Some(edge), Some(window)) => {
+                if edge.edge > window.best.edge
+                    || (edge.edge == window.best.edge && edge.size > window.best.size)
+                {
+                    window.best = edge;
+                    window.best_at_ms = at_ms;
+                    window.legs_at_best = tops.iter().filter_map(|(top, _)| *top).collect();
+                }
+                None
+            }
+            (Some(edge), None) => {
+                let window = OpenWindow {
+                    opened_ms: at_ms,
+                    best: edge,
+                    best_at_ms: at_ms,
+                    legs_at_best: tops.iter().filter_map(|(top, _)| *top).collect(),
+                };
+                let signal = self.signal(structure, direction, &window, None);
+                self.open.insert(key, window);
+                Some(signal)
+            }
+            (None, Some(_)) => {
+                let window = self.open.remove(&key)?;
+                let closed_by = if current.is_some() {
+                    "edge_gone"
+                } else {
+                    "leg_unavailable"
+                };
+                Some(self.signal(structure, direction, &window, Some((at_ms, closed_by))))
+            }
+            (None, None) => None,
+        }
+    }
+
+    fn signal(
+        &self,
+        structure: &Structure,
+        direction: Direction,
+        window: &OpenWindow,
+        closed: Option<(i64, &str)>,
+    ) -> Signal {
+        let rule = match structure.kind {
+            SignalKind::NegRiskArbitrage => &self.neg_risk_rule,
+            _ => &self.binary_rule,
+        };
+        // The window's subject includes its direction: buying and selling every leg are two
+        // windows that may overlap.
+        let subject = format!("{}:{}", structure.subject, direction.code());
+        let mut inputs = Inputs::default()
+            .text("direction", direction.code())
+            .units("max_edge", window.best.edge)
+            .units("size_at_max_edge", window.best.size)
+            .integer("max_edge_ms", window.best_at_ms)
+            .integer(
+                "legs",
+                i64::try_from(structure.legs.len()).unwrap_or(i64::MAX),
+            );
+        for (number, (top, (_, fee))) in window.legs_at_best.iter().zip(&structure.legs).enumerate()
+        {
+            inputs = inputs
+                .units(&format!("leg_{number}_price"), top.price)
+                .units(&format!("leg_{number}_size"), top.size)
+                .integer(&format!("leg_{number}_fee_bps"), fee.bps);
+        }
+        if let Some((closed_ms, closed_by)) = closed {
+            inputs = inputs
+                .integer("duration_ms", closed_ms - window.opened_ms)
+                .text("closed_by", closed_by);
+        }
+        let token_ids: Vec<String> = structure
+            .legs
+            .iter()
+            .map(|(token_id, _)| token_id.clone())
+            .collect();
+        Signal {
+            signal_id: Signal::id_for(structure.kind, rule, &subject, window.opened_ms),
+            kind: structure.kind,
+            rule: rule.clone(),
+            subject,
+            condition_ids: structure.condition_ids.clone(),
+            links: token_ids
+                .iter()
+                .map(|token_id| format!("{token_id}@{}", window.best_at_ms))
+                .collect(),
+            token_ids,
+            event_id: structure.event_id.clone(),
+            window_start_ms: window.opened_ms,
+            window_end_ms: closed.map(|(closed_ms, _)| closed_ms),
+            thresholds: Inputs::default()
+                .units("min_edge", self.thresholds.min_edge)
+                .units("min_size", self.thresholds.min_size),
+            inputs,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,23 @@
+//! Polytape's signals: the detectors that turn our topics into explainable market signals.
+//!
+//! Every detector here is a deterministic state machine over records in the order it is given
+//! them: no clock, no I/O. The same input in the same order gives the same signals with the
+//! same ids ([`Signal::id_for`]: rule + subject + window start), so a restart or a replay
+//! emits records the sink merges into the ones it has.
+//!
+//! Prices and sizes are exact scale-6 units (`polytape_model::micros`), as in the order book;
+//! a signal's inputs are written as exact decimal text.
+//!
+//! - [`arbitrage`]: windows in which buying (or selling) every outcome at the top of the book
+//!   pays more than a dollar, net of fees: a binary market's YES + NO, or every YES of a
+//!   negative-risk event.
+//! - [`wallets`]: a large fill by a wallet our own history says is new.
+//! - [`price_moves`]: a token's last-trade price moving by at least a threshold within a
+//!   window.
+
+pub mod arbitrage;
+pub mod price_moves;
+pub mod signal;
+pub mod wallets;
+
+pub use signal::{Inputs, Rule, Signal, SignalKind};
