@@ -94,6 +94,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "candle_revision",
         template: include_str!("../../../schemas/clickhouse/0004_candle_revision.sql"),
     },
+    Migration {
+        version: 5,
+        name: "signals",
+        template: include_str!("../../../schemas/clickhouse/0005_signals.sql"),
+    },
 ];
 
 /// Each time-series table and the event-time column its TTL counts from.
@@ -111,6 +116,7 @@ pub const TTL_COLUMNS: &[(&str, &str)] = &[
     ("continuity", "gap_start"),
     ("dead_letters", "occurred_at"),
     ("leaderboard", "snapshot_time"),
+    ("signals", "window_start"),
 ];
 
 /// Whether `table` is a time-series table (one with a TTL).
@@ -314,7 +320,20 @@ pub async fn set_retention(
     retention_days: u32,
 ) -> Result<(), ClickHouseError> {
     check_retention(retention_days)?;
-    for (table, column) in TTL_COLUMNS {
+    let existing: Vec<String> = client
+        .query("SELECT name FROM system.tables WHERE database = ?")
+        .bind(database)
+        .fetch_all()
+        .await
+        .map_err(|source| ClickHouseError::Query {
+            context: "list the tables".to_owned(),
+            source,
+        })?;
+    // A table a later migration adds takes the retention then (`{retention_days_of:…}`).
+    for (table, column) in TTL_COLUMNS
+        .iter()
+        .filter(|(table, _)| existing.iter().any(|name| name == table))
+    {
         let statement = format!(
             "ALTER TABLE `{database}`.`{table}` MODIFY TTL toDateTime({column}) + INTERVAL {retention_days} DAY"
         );
@@ -575,7 +594,9 @@ mod tests {
                 .map(|variant| (name(*variant).to_owned(), code(*variant)))
                 .collect()
         }
-        use polytape_model::{BookSource, ContinuityKind, LifecycleKind, Side, TradeSource};
+        use polytape_model::{
+            BookSource, ContinuityKind, LifecycleKind, Side, SignalKind, TradeSource,
+        };
         let models = [
             pairs(Side::ALL, Side::name, Side::code),
             pairs(TradeSource::ALL, TradeSource::name, TradeSource::code),
@@ -586,6 +607,7 @@ mod tests {
                 ContinuityKind::name,
                 ContinuityKind::code,
             ),
+            pairs(SignalKind::ALL, SignalKind::name, SignalKind::code),
         ];
         let lists = enum8_lists();
         for model in &models {

@@ -10,7 +10,7 @@
 use clickhouse::Row;
 use polytape_model::{
     BestBidAsk, BookLevel, BookSnapshot, BookState, Candle, Continuity, DeadLetter, Decimal, Event,
-    LastTrade, LeaderboardEntry, Market, MarketLifecycle, PriceChange, PricePoint, Side,
+    LastTrade, LeaderboardEntry, Market, MarketLifecycle, PriceChange, PricePoint, Side, Signal,
     TickSizeChange, Trade, micros::to_units,
 };
 use serde::{Deserialize, Serialize};
@@ -630,6 +630,63 @@ impl TryFrom<Continuity> for ContinuityRow {
             source: gap.source,
             connection_id: gap.connection_id.unwrap_or_default(),
             reason: gap.reason,
+        })
+    }
+}
+
+/// A signal; thresholds and inputs as parallel name/value arrays. `revision` is 0 while the
+/// window is open and 1 once it has an end, so the closing replaces the opening.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct SignalRow {
+    pub signal_id: String,
+    pub kind: i8,
+    pub rule_id: String,
+    pub rule_version: i32,
+    pub subject: String,
+    pub condition_ids: Vec<String>,
+    pub token_ids: Vec<String>,
+    pub event_id: Option<String>,
+    pub window_start: i64,
+    pub window_end: Option<i64>,
+    pub threshold_names: Vec<String>,
+    pub threshold_values: Vec<String>,
+    pub input_names: Vec<String>,
+    pub input_values: Vec<String>,
+    pub links: Vec<String>,
+    pub revision: u8,
+}
+
+impl TryFrom<Signal> for SignalRow {
+    type Error = MapError;
+
+    fn try_from(signal: Signal) -> Result<Self, MapError> {
+        let (threshold_names, threshold_values) = signal
+            .thresholds
+            .into_iter()
+            .map(|value| (value.name, value.value))
+            .unzip();
+        let (input_names, input_values) = signal
+            .inputs
+            .into_iter()
+            .map(|value| (value.name, value.value))
+            .unzip();
+        Ok(Self {
+            signal_id: signal.signal_id,
+            kind: signal.kind.code(),
+            rule_id: signal.rule_id,
+            rule_version: signal.rule_version,
+            subject: signal.subject,
+            condition_ids: signal.condition_ids,
+            token_ids: signal.token_ids,
+            event_id: signal.event_id,
+            window_start: signal.window_start_ms,
+            revision: u8::from(signal.window_end_ms.is_some()),
+            window_end: signal.window_end_ms,
+            threshold_names,
+            threshold_values,
+            input_names,
+            input_values,
+            links: signal.links,
         })
     }
 }

@@ -203,14 +203,14 @@ async fn migrations_applied_twice_leave_the_same_schema() {
     let first = polytape_clickhouse::migrate(client, &database.name, 90)
         .await
         .unwrap();
-    assert_eq!(first.applied, vec![1, 2, 3, 4]);
+    assert_eq!(first.applied, vec![1, 2, 3, 4, 5]);
     let after_first = table_definitions(client, &database.name).await;
 
     let second = polytape_clickhouse::migrate(client, &database.name, 90)
         .await
         .unwrap();
     assert!(second.applied.is_empty());
-    assert_eq!(second.already_applied, vec![1, 2, 3, 4]);
+    assert_eq!(second.already_applied, vec![1, 2, 3, 4, 5]);
     assert_eq!(table_definitions(client, &database.name).await, after_first);
 
     let mut names: Vec<&str> = after_first
@@ -452,7 +452,7 @@ async fn upgrading_dead_letters_keeps_its_rows_and_retention() {
     let upgrade = polytape_clickhouse::migrate(client, &database.name, 90)
         .await
         .unwrap();
-    assert_eq!(upgrade.applied, vec![3, 4]);
+    assert_eq!(upgrade.applied, vec![3, 4, 5]);
     assert_eq!(
         copies_per_id(client).await,
         vec![("a".to_owned(), 1), ("b".to_owned(), 1)]
@@ -464,6 +464,14 @@ async fn upgrading_dead_letters_keeps_its_rows_and_retention() {
         .unwrap()
         .create_table_query;
     assert!(definition.contains("toIntervalDay(60)"), "{definition}");
+    // A table a later migration adds takes the retention the database has, not the default.
+    let signals = table_definitions(client, &database.name)
+        .await
+        .into_iter()
+        .find(|table| table.name == "signals")
+        .unwrap()
+        .create_table_query;
+    assert!(signals.contains("toIntervalDay(60)"), "{signals}");
     assert!(
         definition.contains("ORDER BY dead_letter_id"),
         "{definition}"

@@ -2,8 +2,8 @@
 
 use polytape_model::{
     BestBidAsk, BookSnapshot, BookState, Candle, Continuity, DeadLetter, Event, LastTrade,
-    LeaderboardEntry, Market, MarketLifecycle, PriceChange, PricePoint, TickSizeChange, Topic,
-    Trade,
+    LeaderboardEntry, Market, MarketLifecycle, PriceChange, PricePoint, Signal, TickSizeChange,
+    Topic, Trade,
 };
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -69,3 +69,4 @@ avro_record!(DeadLetter, Topic::DeadLetters, |letter| letter
 avro_record!(LeaderboardEntry, Topic::Leaderboard, |entry| entry
     .proxy_wallet
     .clone());
+avro_record!(Signal, Topic::Signals, |signal| signal.signal_id.clone());

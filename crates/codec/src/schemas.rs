@@ -23,6 +23,7 @@ pub fn schema_text(topic: Topic) -> &'static str {
         Topic::Continuity => include_str!("../../../schemas/avro/continuity.avsc"),
         Topic::DeadLetters => include_str!("../../../schemas/avro/dead_letter.avsc"),
         Topic::Leaderboard => include_str!("../../../schemas/avro/leaderboard.avsc"),
+        Topic::Signals => include_str!("../../../schemas/avro/signal.avsc"),
     }
 }
 

@@ -108,6 +108,7 @@ async fn every_record_type_round_trips_and_python_reads_it() {
         produce_and_consume(samples::continuity(), &stack, &names, &registry).await,
         produce_and_consume(samples::dead_letter(), &stack, &names, &registry).await,
         produce_and_consume(samples::leaderboard_entry(), &stack, &names, &registry).await,
+        produce_and_consume(samples::signal(), &stack, &names, &registry).await,
     ];
     assert_eq!(checked.len(), Topic::ALL.len());
 

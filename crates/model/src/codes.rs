@@ -3,7 +3,7 @@
 //! for metrics. The migrations' `Enum8(...)` lists must agree (a test in the ClickHouse crate
 //! reads them and compares).
 
-use crate::records::{BookSource, ContinuityKind, LifecycleKind, Side, TradeSource};
+use crate::records::{BookSource, ContinuityKind, LifecycleKind, Side, SignalKind, TradeSource};
 
 /// Declares, for an enum, its `Enum8` code and its name, once per variant.
 macro_rules! enum_codes {
@@ -77,6 +77,13 @@ enum_codes!(ContinuityKind {
     Other = 7 => "OTHER",
 });
 
+enum_codes!(SignalKind {
+    LargeTradeNewWallet = 1 => "LARGE_TRADE_NEW_WALLET",
+    NegRiskArbitrage = 2 => "NEG_RISK_ARBITRAGE",
+    BinaryArbitrage = 3 => "BINARY_ARBITRAGE",
+    PriceMove = 4 => "PRICE_MOVE",
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +151,13 @@ mod tests {
             ContinuityKind::from_code,
             ContinuityKind::name,
             ContinuityKind::from_name,
+        );
+        check(
+            SignalKind::ALL,
+            SignalKind::code,
+            SignalKind::from_code,
+            SignalKind::name,
+            SignalKind::from_name,
         );
         assert_eq!(ContinuityKind::BookMismatch.label(), "book_mismatch");
     }

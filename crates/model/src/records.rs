@@ -429,3 +429,70 @@ pub struct LeaderboardEntry {
     pub pnl: Option<Decimal>,
     pub snapshot_ms: i64,
 }
+
+/// What a signal says happened (see `services/signals`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SignalKind {
+    /// A fill at or above a notional threshold by a wallet with little or no history.
+    LargeTradeNewWallet,
+    /// Buying every YES of a negative-risk event costs less than a dollar (or selling every
+    /// YES brings more), net of fees.
+    NegRiskArbitrage,
+    /// Buying YES and NO of a binary market costs less than a dollar, net of fees.
+    BinaryArbitrage,
+    /// A token's price moved by at least a threshold within a window.
+    PriceMove,
+}
+
+/// One named value of a signal: a threshold it applied or an input it computed, as exact
+/// decimal text (prices, sizes, edges), an integer (counts, UTC milliseconds) or a word.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalValue {
+    pub name: String,
+    pub value: String,
+}
+
+/// A signal with what explains it: the rule and thresholds that fired, the computed inputs,
+/// the markets, tokens and event, and links to what it rests on (trade ids, or book times as
+/// `token@ms`). Key: `signal_id`, which is deterministic (rule + subject + window start): a
+/// replay's copy replaces the first, and a window's opening (no end) and closing are one
+/// signal whose later record carries the end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signal {
+    pub signal_id: String,
+    pub kind: SignalKind,
+    pub rule_id: String,
+    pub rule_version: i32,
+    /// What the signal is about: a wallet, a market, a negative-risk event (with the window's
+    /// direction) or a token.
+    pub subject: String,
+    pub condition_ids: Vec<String>,
+    pub token_ids: Vec<String>,
+    pub event_id: Option<String>,
+    pub window_start_ms: i64,
+    /// `None` while a window is still open.
+    pub window_end_ms: Option<i64>,
+    /// Thresholds and inputs, each in name order.
+    pub thresholds: Vec<SignalValue>,
+    pub inputs: Vec<SignalValue>,
+    pub links: Vec<String>,
+}
+
+impl Signal {
+    /// The input called `name`, if the signal has one.
+    pub fn input(&self, name: &str) -> Option<&str> {
+        self.inputs
+            .iter()
+            .find(|value| value.name == name)
+            .map(|value| value.value.as_str())
+    }
+
+    /// The threshold called `name`, if the signal has one.
+    pub fn threshold(&self, name: &str) -> Option<&str> {
+        self.thresholds
+            .iter()
+            .find(|value| value.name == name)
+            .map(|value| value.value.as_str())
+    }
+}

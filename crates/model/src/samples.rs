@@ -333,3 +333,30 @@ pub fn leaderboard_entry() -> LeaderboardEntry {
         snapshot_ms: 1_774_020_195_123,
     }
 }
+
+pub fn signal() -> Signal {
+    let value = |name: &str, value: &str| SignalValue {
+        name: name.into(),
+        value: value.into(),
+    };
+    Signal {
+        signal_id: "9b2f6c0e4a1d8e7f3c5b2a1908d7e6f5".into(),
+        kind: SignalKind::BinaryArbitrage,
+        rule_id: "binary-arbitrage".into(),
+        rule_version: 1,
+        subject: format!("{CONDITION_ID}:buy_every_leg"),
+        condition_ids: vec![CONDITION_ID.into()],
+        token_ids: vec![YES_TOKEN.into(), NO_TOKEN.into()],
+        event_id: Some("125819".into()),
+        window_start_ms: 1_774_020_191_000,
+        window_end_ms: Some(1_774_020_193_500),
+        thresholds: vec![value("min_edge", "0.005000"), value("min_size", "1.000000")],
+        inputs: vec![
+            value("closed_by", "edge_gone"),
+            value("duration_ms", "2500"),
+            value("max_edge", "0.080000"),
+            value("size_at_max_edge", "8.000000"),
+        ],
+        links: vec![format!("{YES_TOKEN}@1774020192000")],
+    }
+}

@@ -40,6 +40,7 @@ pub enum Topic {
     Continuity,
     DeadLetters,
     Leaderboard,
+    Signals,
 }
 
 /// Retention of delete-policy topics: 7 days. ClickHouse keeps 90; the topics only need to
@@ -47,7 +48,7 @@ pub enum Topic {
 pub const DELETE_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
 impl Topic {
-    pub const ALL: [Topic; 15] = [
+    pub const ALL: [Topic; 16] = [
         Topic::Markets,
         Topic::Events,
         Topic::Trades,
@@ -63,6 +64,7 @@ impl Topic {
         Topic::Continuity,
         Topic::DeadLetters,
         Topic::Leaderboard,
+        Topic::Signals,
     ];
 
     /// The default topic name (before any test prefix).
@@ -83,6 +85,7 @@ impl Topic {
             Topic::Continuity => "polymarket.continuity.v1",
             Topic::DeadLetters => "polymarket.dlq.v1",
             Topic::Leaderboard => "polymarket.leaderboard.v1",
+            Topic::Signals => "polymarket.signals.v1",
         }
     }
 
@@ -104,6 +107,7 @@ impl Topic {
             Topic::Continuity => "continuity",
             Topic::DeadLetters => "dead_letters",
             Topic::Leaderboard => "leaderboard",
+            Topic::Signals => "signals",
         }
     }
 
@@ -125,7 +129,8 @@ impl Topic {
             | Topic::MarketLifecycle
             | Topic::Continuity
             | Topic::DeadLetters
-            | Topic::Leaderboard => 3,
+            | Topic::Leaderboard
+            | Topic::Signals => 3,
         }
     }
 
@@ -145,6 +150,7 @@ impl Topic {
             Topic::Continuity => "continuity_id",
             Topic::DeadLetters => "source",
             Topic::Leaderboard => "proxy_wallet",
+            Topic::Signals => "signal_id",
             Topic::BookSnapshots
             | Topic::PriceChanges
             | Topic::LastTrades
@@ -173,6 +179,7 @@ impl Topic {
             Topic::Continuity => "continuity.avsc",
             Topic::DeadLetters => "dead_letter.avsc",
             Topic::Leaderboard => "leaderboard.avsc",
+            Topic::Signals => "signal.avsc",
         }
     }
 

@@ -123,6 +123,7 @@ const TIME_PATHS: &[&str] = &[
     "/v1/orderbook",
     "/v1/prices/history",
     "/v1/continuity",
+    "/v1/signals",
 ];
 
 /// Declares the headers the middleware adds, on every keyed response that carries them:
@@ -230,6 +231,7 @@ decimal strings; times are UTC epoch milliseconds (inputs also accept RFC 3339).
         routes::book::orderbook,
         routes::series::price_history,
         routes::continuity::continuity,
+        routes::signals::signals,
     ),
     components(schemas(error::ErrorEnvelope, error::ErrorBody)),
     modifiers(&SecuritySchemes, &KEYED_ROUTES, &ResponseHeaders),
@@ -239,6 +241,7 @@ decimal strings; times are UTC epoch milliseconds (inputs also accept RFC 3339).
         (name = "prices", description = "Candles and price history"),
         (name = "books", description = "Order books, current and historical"),
         (name = "continuity", description = "Declared data gaps"),
+        (name = "signals", description = "Signals and what explains them"),
         (name = "service", description = "Service endpoints"),
     )
 )]

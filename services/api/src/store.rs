@@ -12,7 +12,8 @@ use clickhouse::{Row, RowOwned, RowRead, query::Query};
 use serde::Deserialize;
 
 use polytape_clickhouse::rows::{
-    ApiKeyRow, BookStateRow, CandleRow, ContinuityRow, EventRow, MarketRow, TradeRow, UsageRow,
+    ApiKeyRow, BookStateRow, CandleRow, ContinuityRow, EventRow, MarketRow, SignalRow, TradeRow,
+    UsageRow,
 };
 
 pub type StoreResult<T> = Result<T, clickhouse::error::Error>;
@@ -98,6 +99,44 @@ impl<T> Page<T> {
     /// The row the next page starts after, if there is a next page.
     pub fn last_if_more(&self) -> Option<&T> {
         if self.more { self.rows.last() } else { None }
+    }
+}
+
+/// The filters of the signals list; each given one must hold.
+#[derive(Debug, Default)]
+pub struct SignalFilter {
+    /// The kind's name (the `Enum8` compares by name).
+    pub kind: Option<&'static str>,
+    pub condition_id: Option<String>,
+    pub token_id: Option<String>,
+    /// The subject of wallet signals.
+    pub wallet: Option<String>,
+    pub event_id: Option<String>,
+    pub rule_id: Option<String>,
+}
+
+impl SignalFilter {
+    fn conditions(&self) -> Conditions {
+        let mut conditions = Conditions::default();
+        if let Some(kind) = self.kind {
+            conditions.push("kind = ?", [Value::Text(kind.to_owned())]);
+        }
+        if let Some(condition_id) = &self.condition_id {
+            conditions.push("has(condition_ids, ?)", [Value::Text(condition_id.clone())]);
+        }
+        if let Some(token_id) = &self.token_id {
+            conditions.push("has(token_ids, ?)", [Value::Text(token_id.clone())]);
+        }
+        if let Some(wallet) = &self.wallet {
+            conditions.push("subject = ?", [Value::Text(wallet.clone())]);
+        }
+        if let Some(event_id) = &self.event_id {
+            conditions.push("event_id = ?", [Value::Text(event_id.clone())]);
+        }
+        if let Some(rule_id) = &self.rule_id {
+            conditions.push("rule_id = ?", [Value::Text(rule_id.clone())]);
+        }
+        conditions
     }
 }
 
@@ -367,6 +406,31 @@ impl Store {
             conditions.sql
         );
         let query = self.client.query(&sql).bind(to_ms).bind(from_ms);
+        let rows = conditions.bind(query).bind(limit + 1).fetch_all().await?;
+        Ok(Page::from_fetch(rows, limit))
+    }
+
+    /// Signals whose window started in `[from_ms, to_ms)` and that `filter` keeps, in
+    /// `(window_start, signal_id)` order.
+    pub async fn signals(
+        &self,
+        filter: &SignalFilter,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<&After>,
+        limit: u32,
+    ) -> StoreResult<Page<SignalRow>> {
+        let mut conditions = filter.conditions();
+        if let Some(after) = after {
+            after.condition(&mut conditions, "window_start", "signal_id", false);
+        }
+        let sql = format!(
+            "SELECT ?fields FROM signals FINAL \
+             WHERE window_start >= {MS} AND window_start < {MS}{} \
+             ORDER BY window_start, signal_id LIMIT ?",
+            conditions.sql
+        );
+        let query = self.client.query(&sql).bind(from_ms).bind(to_ms);
         let rows = conditions.bind(query).bind(limit + 1).fetch_all().await?;
         Ok(Page::from_fetch(rows, limit))
     }

@@ -11,11 +11,11 @@ use std::collections::{BTreeSet, HashMap};
 use common::{TestApi, condition_id, dec, load, migrated_database};
 use polytape_clickhouse::rows::{
     BookSnapshotRow, BookStateRow, CandleRow, ContinuityRow, EventRow, MarketRow, PriceChangeRow,
-    PricePointRow, TradeRow,
+    PricePointRow, SignalRow, TradeRow,
 };
 use polytape_model::{
-    BookLevel, BookSource, Continuity, ContinuityKind, Decimal, Market, MarketToken, Side, Trade,
-    samples,
+    BookLevel, BookSource, Continuity, ContinuityKind, Decimal, Market, MarketToken, Side, Signal,
+    SignalKind, Trade, samples,
 };
 
 const MINUTE: i64 = 60_000;
@@ -982,6 +982,156 @@ async fn continuity_lists_gaps_overlapping_the_range() {
     )
     .await
     .assert_error(400, "out_of_retention");
+    api.stop();
+    database.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_are_listed_by_window_start_with_their_inputs_and_filters() {
+    let database = migrated_database("signals").await;
+    let api = TestApi::start(&database).await;
+    let key = api.data_key().await;
+    let now = polytape_model::now_ms();
+    let hour = 3_600_000;
+    let wallet = "0x569f366e7087d8cc66d8ec55cdefd5577dd30056";
+    let signal = |id: &str, kind: SignalKind, start: i64, end: Option<i64>| -> Signal {
+        let mut signal = samples::signal();
+        signal.signal_id = id.into();
+        signal.kind = kind;
+        signal.window_start_ms = start;
+        signal.window_end_ms = end;
+        if kind == SignalKind::LargeTradeNewWallet {
+            signal.subject = wallet.into();
+            signal.rule_id = "whales".into();
+            signal.condition_ids = vec![condition_id(7)];
+        }
+        signal
+    };
+    // "b" is stored open, then closed: one signal, the closed record.
+    load::<_, SignalRow>(
+        &database.client,
+        "signals",
+        vec![
+            signal(
+                "a",
+                SignalKind::PriceMove,
+                now - 30 * hour,
+                Some(now - 30 * hour),
+            ),
+            signal("b", SignalKind::BinaryArbitrage, now - 3 * hour, None),
+            signal(
+                "c",
+                SignalKind::LargeTradeNewWallet,
+                now - 2 * hour,
+                Some(now - 2 * hour),
+            ),
+            signal("d", SignalKind::BinaryArbitrage, now - hour, None),
+        ],
+    )
+    .await;
+    load::<_, SignalRow>(
+        &database.client,
+        "signals",
+        vec![signal(
+            "b",
+            SignalKind::BinaryArbitrage,
+            now - 3 * hour,
+            Some(now - 3 * hour + 2_500),
+        )],
+    )
+    .await;
+    let day = walk(&api, &key, "/v1/signals?limit=1", "signal_id", |_| None).await;
+    assert_eq!(
+        day,
+        vec!["b", "c", "d"],
+        "the last 24 h, oldest first, each once"
+    );
+    let range = format!("from={}&to={}", now - 31 * hour, now);
+    let arbitrage = walk(
+        &api,
+        &key,
+        &format!("/v1/signals?{range}&kind=BINARY_ARBITRAGE"),
+        "signal_id",
+        |_| None,
+    )
+    .await;
+    assert_eq!(arbitrage, vec!["b", "d"]);
+    let by_wallet = walk(
+        &api,
+        &key,
+        &format!(
+            "/v1/signals?{range}&wallet={}",
+            wallet.to_uppercase().replace("0X", "0x")
+        ),
+        "signal_id",
+        |_| None,
+    )
+    .await;
+    assert_eq!(by_wallet, vec!["c"]);
+    let by_market = walk(
+        &api,
+        &key,
+        &format!("/v1/signals?{range}&condition_id={}", condition_id(7)),
+        "signal_id",
+        |_| None,
+    )
+    .await;
+    assert_eq!(by_market, vec!["c"]);
+    let by_rule = walk(
+        &api,
+        &key,
+        &format!("/v1/signals?{range}&rule_id=whales"),
+        "signal_id",
+        |_| None,
+    )
+    .await;
+    assert_eq!(by_rule, vec!["c"]);
+    let all = walk(
+        &api,
+        &key,
+        &format!("/v1/signals?{range}"),
+        "signal_id",
+        |_| None,
+    )
+    .await;
+    assert_eq!(all, vec!["a", "b", "c", "d"]);
+
+    // The closed window, with its inputs and thresholds as exact text.
+    let reply = api
+        .get(
+            &format!("/v1/signals?{range}&kind=BINARY_ARBITRAGE&limit=1"),
+            Some(&key),
+        )
+        .await;
+    assert_eq!(reply.header("x-data-retention"), Some("90d"));
+    let closed = &reply.body["data"][0];
+    assert_eq!(closed["signal_id"], "b");
+    assert_eq!(closed["kind"], "BINARY_ARBITRAGE");
+    assert_eq!(closed["window_end_ms"], now - 3 * hour + 2_500);
+    assert_eq!(closed["inputs"]["max_edge"], "0.080000");
+    assert_eq!(closed["inputs"]["closed_by"], "edge_gone");
+    assert_eq!(closed["thresholds"]["min_edge"], "0.005000");
+    assert_eq!(closed["rule_version"], 1);
+    let open = api
+        .get(
+            &format!("/v1/signals?{range}&kind=BINARY_ARBITRAGE"),
+            Some(&key),
+        )
+        .await;
+    assert!(
+        open.body["data"][1]["window_end_ms"].is_null(),
+        "d is still open"
+    );
+
+    api.get("/v1/signals?kind=SOMETHING", Some(&key))
+        .await
+        .assert_error(400, "invalid_parameter");
+    api.get("/v1/signals?wallet=0x12", Some(&key))
+        .await
+        .assert_error(400, "invalid_parameter");
+    api.get(&format!("/v1/signals?from={}", now - 91 * DAY), Some(&key))
+        .await
+        .assert_error(400, "out_of_retention");
     api.stop();
     database.drop_database().await;
 }

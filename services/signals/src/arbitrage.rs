@@ -13,12 +13,12 @@
 use std::collections::HashMap;
 
 use polytape_model::{
-    BookSnapshot, Market, PriceChange,
+    BookSnapshot, Market, PriceChange, Signal, SignalKind,
     book::L2Book,
     micros::{ONE, UnitsError},
 };
 
-use crate::signal::{Inputs, Rule, Signal, SignalKind};
+use crate::signal::{Inputs, Rule, signal_id};
 
 /// The top of one leg's book: a price and the size there, in scale-6 units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -407,9 +407,10 @@ impl ArbitrageDetector {
             .map(|(token_id, _)| token_id.clone())
             .collect();
         Signal {
-            signal_id: Signal::id_for(structure.kind, rule, &subject, window.opened_ms),
+            signal_id: signal_id(structure.kind, rule, &subject, window.opened_ms),
             kind: structure.kind,
-            rule: rule.clone(),
+            rule_id: rule.rule_id.clone(),
+            rule_version: rule.version,
             subject,
             condition_ids: structure.condition_ids.clone(),
             links: token_ids
@@ -422,8 +423,9 @@ impl ArbitrageDetector {
             window_end_ms: closed.map(|(closed_ms, _)| closed_ms),
             thresholds: Inputs::default()
                 .units("min_edge", self.thresholds.min_edge)
-                .units("min_size", self.thresholds.min_size),
-            inputs,
+                .units("min_size", self.thresholds.min_size)
+                .into_values(),
+            inputs: inputs.into_values(),
         }
     }
 }

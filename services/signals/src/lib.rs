@@ -2,7 +2,7 @@
 //!
 //! Every detector here is a deterministic state machine over records in the order it is given
 //! them: no clock, no I/O. The same input in the same order gives the same signals with the
-//! same ids ([`Signal::id_for`]: rule + subject + window start), so a restart or a replay
+//! same ids ([`signal_id`]: rule + subject + window start), so a restart or a replay
 //! emits records the sink merges into the ones it has.
 //!
 //! Prices and sizes are exact scale-6 units (`polytape_model::micros`), as in the order book;
@@ -20,4 +20,5 @@ pub mod price_moves;
 pub mod signal;
 pub mod wallets;
 
-pub use signal::{Inputs, Rule, Signal, SignalKind};
+pub use polytape_model::{Signal, SignalKind, SignalValue};
+pub use signal::{Inputs, Rule, signal_id};

@@ -10,7 +10,9 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::signal::{Inputs, Rule, Signal, SignalKind};
+use polytape_model::{Signal, SignalKind};
+
+use crate::signal::{Inputs, Rule, signal_id};
 
 /// When a move fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,9 +134,10 @@ impl PriceMoveDetector {
         token.quiet_until_ms = observation.at_ms + self.thresholds.cooldown_ms;
         let subject = observation.token_id.to_owned();
         Some(Signal {
-            signal_id: Signal::id_for(SignalKind::PriceMove, &self.rule, &subject, start.at_ms),
+            signal_id: signal_id(SignalKind::PriceMove, &self.rule, &subject, start.at_ms),
             kind: SignalKind::PriceMove,
-            rule: self.rule.clone(),
+            rule_id: self.rule.rule_id.clone(),
+            rule_version: self.rule.version,
             subject,
             condition_ids: vec![observation.condition_id.to_owned()],
             token_ids: vec![observation.token_id.to_owned()],
@@ -144,14 +147,16 @@ impl PriceMoveDetector {
             thresholds: Inputs::default()
                 .units("min_move", self.thresholds.min_move)
                 .integer("window_ms", self.thresholds.window_ms)
-                .integer("cooldown_ms", self.thresholds.cooldown_ms),
+                .integer("cooldown_ms", self.thresholds.cooldown_ms)
+                .into_values(),
             inputs: Inputs::default()
                 .text("price_basis", "last_trade")
                 .units("from_price", start.price)
                 .units("to_price", observation.price)
                 .units("move", observation.price - start.price)
                 .integer("from_ms", start.at_ms)
-                .integer("to_ms", observation.at_ms),
+                .integer("to_ms", observation.at_ms)
+                .into_values(),
             links: vec![start.link, observation.link.to_owned()],
         })
     }

@@ -3,44 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use polytape_model::micros::micros_to_decimal;
+use polytape_model::{SignalKind, SignalValue, micros::micros_to_decimal};
 use sha2::{Digest as _, Sha256};
-
-/// What a signal says happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SignalKind {
-    /// A fill at or above a notional threshold by a wallet with little or no history.
-    LargeTradeFromNewWallet,
-    /// Buying every YES of a negative-risk event costs less than a dollar (or selling every
-    /// YES brings more than a dollar), net of fees.
-    NegRiskArbitrage,
-    /// Buying YES and NO of a binary market costs less than a dollar, net of fees.
-    BinaryArbitrage,
-    /// A token's last-trade price moved by at least a threshold within a window.
-    PriceMove,
-}
-
-impl SignalKind {
-    /// The stable name stored with the signal and used in rule definitions.
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::LargeTradeFromNewWallet => "large_trade_new_wallet",
-            Self::NegRiskArbitrage => "neg_risk_arbitrage",
-            Self::BinaryArbitrage => "binary_arbitrage",
-            Self::PriceMove => "price_move",
-        }
-    }
-}
 
 /// The rule that fired: its id and the version of its thresholds.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Rule {
     pub rule_id: String,
-    pub version: u32,
+    pub version: i32,
 }
 
 impl Rule {
-    pub fn new(rule_id: impl Into<String>, version: u32) -> Self {
+    pub fn new(rule_id: impl Into<String>, version: i32) -> Self {
         Self {
             rule_id: rule_id.into(),
             version,
@@ -73,55 +47,28 @@ impl Inputs {
         self
     }
 
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+    /// The values in name order, as the record carries them.
+    pub fn into_values(self) -> Vec<SignalValue> {
         self.0
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .into_iter()
+            .map(|(name, value)| SignalValue { name, value })
+            .collect()
     }
 }
 
-/// A signal with everything that explains it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Signal {
-    /// Deterministic: see [`Signal::id_for`].
-    pub signal_id: String,
-    pub kind: SignalKind,
-    pub rule: Rule,
-    /// What the signal is about: a wallet, a market's condition id, an event id or a token id.
-    pub subject: String,
-    pub condition_ids: Vec<String>,
-    pub token_ids: Vec<String>,
-    pub event_id: Option<String>,
-    /// When the condition began (the fill's time, the window's opening, the move's start).
-    pub window_start_ms: i64,
-    /// When it ended; `None` while a window is still open.
-    pub window_end_ms: Option<i64>,
-    /// The thresholds the rule applied.
-    pub thresholds: Inputs,
-    /// The computed values that made it fire.
-    pub inputs: Inputs,
-    /// What it rests on: trade ids, or book times as `token@ms`.
-    pub links: Vec<String>,
-}
-
-impl Signal {
-    /// The id of the signal `rule` raises about `subject` for the window starting at
-    /// `window_start_ms`: the same in every run that sees the same input, so a replay's copy
-    /// of a signal replaces the first one instead of adding a second, and an open window and
-    /// its closing are one signal.
-    pub fn id_for(kind: SignalKind, rule: &Rule, subject: &str, window_start_ms: i64) -> String {
-        let canonical = format!(
-            "{}|{}|{}|{subject}|{window_start_ms}",
-            kind.code(),
-            rule.rule_id,
-            rule.version
-        );
-        hex::encode(&Sha256::digest(canonical.as_bytes())[..16])
-    }
+/// The id of the signal of `kind` that `rule` raises about `subject` for the window starting
+/// at `window_start_ms`: the first 16 bytes, hex, of
+/// `sha256(kind | rule id | rule version | subject | window start)`. The same in every run that
+/// sees the same input, so a replay's copy of a signal replaces the first one instead of
+/// adding a second, and an open window and its closing are one signal.
+pub fn signal_id(kind: SignalKind, rule: &Rule, subject: &str, window_start_ms: i64) -> String {
+    let canonical = format!(
+        "{}|{}|{}|{subject}|{window_start_ms}",
+        kind.name(),
+        rule.rule_id,
+        rule.version
+    );
+    hex::encode(&Sha256::digest(canonical.as_bytes())[..16])
 }
 
 #[cfg(test)]
@@ -131,28 +78,25 @@ mod tests {
     #[test]
     fn ids_are_a_function_of_rule_subject_and_window_start() {
         let rule = Rule::new("whales", 1);
-        let id = Signal::id_for(SignalKind::PriceMove, &rule, "token", 1_000);
+        let id = signal_id(SignalKind::PriceMove, &rule, "token", 1_000);
         assert_eq!(id.len(), 32);
-        assert_eq!(
-            id,
-            Signal::id_for(SignalKind::PriceMove, &rule, "token", 1_000)
-        );
+        assert_eq!(id, signal_id(SignalKind::PriceMove, &rule, "token", 1_000));
         for other in [
-            Signal::id_for(SignalKind::BinaryArbitrage, &rule, "token", 1_000),
-            Signal::id_for(
+            signal_id(SignalKind::BinaryArbitrage, &rule, "token", 1_000),
+            signal_id(
                 SignalKind::PriceMove,
                 &Rule::new("whales", 2),
                 "token",
                 1_000,
             ),
-            Signal::id_for(
+            signal_id(
                 SignalKind::PriceMove,
                 &Rule::new("other", 1),
                 "token",
                 1_000,
             ),
-            Signal::id_for(SignalKind::PriceMove, &rule, "token2", 1_000),
-            Signal::id_for(SignalKind::PriceMove, &rule, "token", 1_001),
+            signal_id(SignalKind::PriceMove, &rule, "token2", 1_000),
+            signal_id(SignalKind::PriceMove, &rule, "token", 1_001),
         ] {
             assert_ne!(id, other);
         }
@@ -165,7 +109,11 @@ mod tests {
             .units("ask", 480_000)
             .integer("opened_ms", 1_767_225_600_000)
             .text("price", "last_trade");
-        let listed: Vec<(&str, &str)> = inputs.iter().collect();
+        let values = inputs.into_values();
+        let listed: Vec<(&str, &str)> = values
+            .iter()
+            .map(|value| (value.name.as_str(), value.value.as_str()))
+            .collect();
         assert_eq!(
             listed,
             [

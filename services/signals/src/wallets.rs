@@ -12,11 +12,11 @@
 use std::collections::{BTreeSet, HashMap};
 
 use polytape_model::{
-    Trade,
+    Signal, SignalKind, Trade,
     micros::{ONE, UnitsError, to_micros},
 };
 
-use crate::signal::{Inputs, Rule, Signal, SignalKind};
+use crate::signal::{Inputs, Rule, signal_id};
 
 /// How many of a wallet's latest fill ids are kept to recognise a copy.
 const RECENT_IDS: usize = 16;
@@ -154,14 +154,15 @@ impl NewWalletDetector {
         // The fill is the subject of its id (a wallet may make two large fills in one
         // millisecond); the wallet is the signal's subject.
         Some(Signal {
-            signal_id: Signal::id_for(
-                SignalKind::LargeTradeFromNewWallet,
+            signal_id: signal_id(
+                SignalKind::LargeTradeNewWallet,
                 &self.rule,
                 &trade.trade_id,
                 trade.timestamp_ms,
             ),
-            kind: SignalKind::LargeTradeFromNewWallet,
-            rule: self.rule.clone(),
+            kind: SignalKind::LargeTradeNewWallet,
+            rule_id: self.rule.rule_id.clone(),
+            rule_version: self.rule.version,
             subject: trade.proxy_wallet.clone(),
             condition_ids: vec![trade.condition_id.clone()],
             token_ids: vec![trade.token_id.clone()],
@@ -174,8 +175,9 @@ impl NewWalletDetector {
                 .integer(
                     "min_prior_fills",
                     i64::try_from(self.thresholds.min_prior_fills).unwrap_or(i64::MAX),
-                ),
-            inputs,
+                )
+                .into_values(),
+            inputs: inputs.into_values(),
             links: vec![trade.trade_id.clone()],
         })
     }

@@ -446,8 +446,8 @@ pub fn all_buffers(
 ) -> Vec<(polytape_model::Topic, Box<dyn TableBuffer>)> {
     use polytape_model::{
         BestBidAsk, BookSnapshot, BookState, Candle, Continuity, DeadLetter, Event, LastTrade,
-        LeaderboardEntry, Market, MarketLifecycle, PriceChange, PricePoint, TickSizeChange, Topic,
-        Trade,
+        LeaderboardEntry, Market, MarketLifecycle, PriceChange, PricePoint, Signal, TickSizeChange,
+        Topic, Trade,
     };
     use rows::*;
 
@@ -529,6 +529,11 @@ pub fn all_buffers(
             registry,
             |row| row.snapshot_time,
             Some(PartitionBy::month("snapshot_time", |row| row.snapshot_time)),
+        ),
+        buffer::<Signal, SignalRow>(
+            registry,
+            |row| row.window_start,
+            Some(PartitionBy::month("window_start", |row| row.window_start)),
         ),
     ]
 }

@@ -182,6 +182,16 @@ async fn every_topic_lands_exactly_once_with_identical_values() {
         }),
     )
     .await;
+    produce(
+        &stack,
+        &names,
+        distinct(samples::signal(), n, |signal, i| {
+            signal.signal_id = format!("signal-{i}");
+            signal.window_start_ms = index_ms(i);
+            signal.window_end_ms = Some(index_ms(i) + 2_500);
+        }),
+    )
+    .await;
     // Garbage on the trades topic: not Avro at all.
     let producer = create_producer(&stack.kafka_brokers).unwrap();
     producer

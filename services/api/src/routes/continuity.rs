@@ -81,12 +81,7 @@ pub async fn continuity(
     )?;
     let token_id = params.token_id("token_id")?;
     let limit = params.limit(100, 1000)?;
-    let to_ms = params.time_ms("to")?.unwrap_or_else(|| state.now_ms());
-    let from_ms = params.time_ms("from")?.unwrap_or(to_ms - 86_400_000);
-    state.check_retention("from", from_ms)?;
-    if to_ms <= from_ms {
-        return Err(ApiError::invalid("`to` must be after `from`"));
-    }
+    let (from_ms, to_ms) = super::last_day_range(&params, &state)?;
     let (fingerprint, cursor) = params.cursor(&["limit", "cursor"])?;
     let after = cursor.as_ref().map(Cursor::position);
     let page = state

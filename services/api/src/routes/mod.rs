@@ -5,7 +5,23 @@ pub mod book;
 pub mod continuity;
 pub mod markets;
 pub mod series;
+pub mod signals;
 pub mod trades;
+
+/// The `from`/`to` of a list that defaults to the last day: `to` defaults to now and `from` to
+/// a day before `to`; `from` must lie within the retention and before `to`.
+pub(crate) fn last_day_range(
+    params: &crate::params::Params,
+    state: &crate::state::AppState,
+) -> Result<(i64, i64), crate::error::ApiError> {
+    let to_ms = params.time_ms("to")?.unwrap_or_else(|| state.now_ms());
+    let from_ms = params.time_ms("from")?.unwrap_or(to_ms - 86_400_000);
+    state.check_retention("from", from_ms)?;
+    if to_ms <= from_ms {
+        return Err(crate::error::ApiError::invalid("`to` must be after `from`"));
+    }
+    Ok((from_ms, to_ms))
+}
 
 /// `Decimal(18, 6)` options as text.
 pub(crate) fn price_opt(unscaled: Option<i64>) -> Option<String> {

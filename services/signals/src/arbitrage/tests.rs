@@ -125,9 +125,9 @@ fn a_binary_window_opens_tracks_its_best_edge_and_closes_as_one_signal() {
     assert_eq!(open.kind, SignalKind::BinaryArbitrage);
     assert_eq!(open.window_start_ms, 2_000);
     assert_eq!(open.window_end_ms, None);
-    assert_eq!(open.inputs.get("max_edge"), Some("0.050000"));
-    assert_eq!(open.inputs.get("size_at_max_edge"), Some("10.000000"));
-    assert_eq!(open.inputs.get("direction"), Some("buy_every_leg"));
+    assert_eq!(open.input("max_edge"), Some("0.050000"));
+    assert_eq!(open.input("size_at_max_edge"), Some("10.000000"));
+    assert_eq!(open.input("direction"), Some("buy_every_leg"));
 
     // YES ask improves to 0.52 × 8: the edge grows to 0.08 on 8 sets, the window stays one.
     let better_yes = change(YES_TOKEN, 3_000, Side::Sell, "0.52", "8");
@@ -150,13 +150,13 @@ fn a_binary_window_opens_tracks_its_best_edge_and_closes_as_one_signal() {
     );
     assert_eq!(closed.window_start_ms, 2_000);
     assert_eq!(closed.window_end_ms, Some(4_500));
-    assert_eq!(closed.inputs.get("duration_ms"), Some("2500"));
-    assert_eq!(closed.inputs.get("max_edge"), Some("0.080000"));
-    assert_eq!(closed.inputs.get("size_at_max_edge"), Some("8.000000"));
-    assert_eq!(closed.inputs.get("max_edge_ms"), Some("3000"));
-    assert_eq!(closed.inputs.get("leg_0_price"), Some("0.520000"));
-    assert_eq!(closed.inputs.get("leg_1_price"), Some("0.400000"));
-    assert_eq!(closed.inputs.get("closed_by"), Some("edge_gone"));
+    assert_eq!(closed.input("duration_ms"), Some("2500"));
+    assert_eq!(closed.input("max_edge"), Some("0.080000"));
+    assert_eq!(closed.input("size_at_max_edge"), Some("8.000000"));
+    assert_eq!(closed.input("max_edge_ms"), Some("3000"));
+    assert_eq!(closed.input("leg_0_price"), Some("0.520000"));
+    assert_eq!(closed.input("leg_1_price"), Some("0.400000"));
+    assert_eq!(closed.input("closed_by"), Some("edge_gone"));
     assert_eq!(closed.token_ids, [YES_TOKEN, NO_TOKEN]);
 }
 
@@ -249,9 +249,9 @@ fn a_neg_risk_window_needs_every_yes_book_and_sells_as_well_as_buys() {
     };
     assert_eq!(open.kind, SignalKind::NegRiskArbitrage);
     assert_eq!(open.subject, "0xevent:buy_every_leg");
-    assert_eq!(open.inputs.get("max_edge"), Some("0.050000"));
-    assert_eq!(open.inputs.get("size_at_max_edge"), Some("6.000000"));
-    assert_eq!(open.inputs.get("legs"), Some("3"));
+    assert_eq!(open.input("max_edge"), Some("0.050000"));
+    assert_eq!(open.input("size_at_max_edge"), Some("6.000000"));
+    assert_eq!(open.input("legs"), Some("3"));
     assert_eq!(open.condition_ids, ["0xc0", "0xc1", "0xc2"]);
 
     // Bids jump: 0.40 + 0.35 + 0.30 = 1.05 for a set minted at 1, a second window.
@@ -272,13 +272,13 @@ fn a_neg_risk_window_needs_every_yes_book_and_sells_as_well_as_buys() {
             ("0xevent:sell_every_leg", None)
         ]
     );
-    assert_eq!(signals[1].inputs.get("max_edge"), Some("0.050000"));
-    assert_eq!(signals[1].inputs.get("size_at_max_edge"), Some("7.000000"));
+    assert_eq!(signals[1].input("max_edge"), Some("0.050000"));
+    assert_eq!(signals[1].input("size_at_max_edge"), Some("7.000000"));
 
     // The third market's book is gone: the sell window closes for want of a leg.
     let closed = detector.forget("yes-2", 4_000);
     assert_eq!(closed.len(), 1, "{closed:?}");
-    assert_eq!(closed[0].inputs.get("closed_by"), Some("leg_unavailable"));
+    assert_eq!(closed[0].input("closed_by"), Some("leg_unavailable"));
     assert_eq!(closed[0].window_end_ms, Some(4_000));
 }
 

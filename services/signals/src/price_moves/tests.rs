@@ -26,10 +26,10 @@ fn ten_points_within_five_minutes_fire_from_the_window_low() {
     let signal = observe(&mut detector, 4 * MINUTE, 500_000).unwrap();
     assert_eq!(signal.window_start_ms, MINUTE, "from the low at one minute");
     assert_eq!(signal.window_end_ms, Some(4 * MINUTE));
-    assert_eq!(signal.inputs.get("from_price"), Some("0.400000"));
-    assert_eq!(signal.inputs.get("to_price"), Some("0.500000"));
-    assert_eq!(signal.inputs.get("move"), Some("0.100000"));
-    assert_eq!(signal.inputs.get("price_basis"), Some("last_trade"));
+    assert_eq!(signal.input("from_price"), Some("0.400000"));
+    assert_eq!(signal.input("to_price"), Some("0.500000"));
+    assert_eq!(signal.input("move"), Some("0.100000"));
+    assert_eq!(signal.input("price_basis"), Some("last_trade"));
     assert_eq!(signal.links, ["t60000", "t240000"]);
     // The move continues within the cooldown: no second signal.
     assert!(observe(&mut detector, 5 * MINUTE, 560_000).is_none());
@@ -58,7 +58,7 @@ fn a_fall_fires_from_the_window_high_and_a_late_fill_moves_nothing() {
     assert!(observe(&mut detector, MINUTE, 100_000).is_none());
     let signal = observe(&mut detector, 12 * MINUTE, 600_000).unwrap();
     assert_eq!(signal.window_start_ms, 10 * MINUTE);
-    assert_eq!(signal.inputs.get("move"), Some("-0.110000"));
+    assert_eq!(signal.input("move"), Some("-0.110000"));
     // After the cooldown (until 17 minutes) a new move is a new signal with its own id.
     assert!(observe(&mut detector, 14 * MINUTE, 600_000).is_none());
     let again = observe(&mut detector, 18 * MINUTE, 480_000).unwrap();
@@ -68,5 +68,5 @@ fn a_fall_fires_from_the_window_high_and_a_late_fill_moves_nothing() {
         14 * MINUTE,
         "the window high is the earliest 0.60"
     );
-    assert_eq!(again.inputs.get("move"), Some("-0.120000"));
+    assert_eq!(again.input("move"), Some("-0.120000"));
 }

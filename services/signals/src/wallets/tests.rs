@@ -40,24 +40,20 @@ fn a_large_fill_by_a_wallet_never_seen_fires_with_its_inputs() {
         .observe(&fill("b", "0xnew", HOUR, "0.42", "25000"))
         .unwrap()
         .unwrap();
-    assert_eq!(signal.kind, SignalKind::LargeTradeFromNewWallet);
+    assert_eq!(signal.kind, SignalKind::LargeTradeNewWallet);
     assert_eq!(signal.subject, "0xnew");
     assert_eq!(signal.links, ["b"]);
     assert_eq!(signal.window_start_ms, HOUR);
-    assert_eq!(signal.inputs.get("notional"), Some("10500.000000"));
-    assert_eq!(signal.inputs.get("prior_fills"), Some("0"));
-    assert_eq!(
-        signal.inputs.get("first_seen_ms"),
-        None,
-        "never seen before"
-    );
-    assert_eq!(signal.inputs.get("judged_on"), Some("polytape_history"));
-    assert_eq!(signal.inputs.get("history_since_ms"), Some("0"));
-    assert_eq!(signal.thresholds.get("min_notional"), Some("10000.000000"));
+    assert_eq!(signal.input("notional"), Some("10500.000000"));
+    assert_eq!(signal.input("prior_fills"), Some("0"));
+    assert_eq!(signal.input("first_seen_ms"), None, "never seen before");
+    assert_eq!(signal.input("judged_on"), Some("polytape_history"));
+    assert_eq!(signal.input("history_since_ms"), Some("0"));
+    assert_eq!(signal.threshold("min_notional"), Some("10000.000000"));
     assert_eq!(
         signal.signal_id,
-        Signal::id_for(
-            SignalKind::LargeTradeFromNewWallet,
+        crate::signal_id(
+            SignalKind::LargeTradeNewWallet,
             &Rule::new("whales", 3),
             "b",
             HOUR
@@ -107,9 +103,9 @@ fn young_or_few_either_makes_a_wallet_new() {
         .observe(&fill("y-big", "0xyoung", HOUR, "0.5", "40000"))
         .unwrap()
         .unwrap();
-    assert_eq!(young.inputs.get("prior_fills"), Some("10"));
-    assert_eq!(young.inputs.get("wallet_age_ms"), Some("3600000"));
-    assert_eq!(young.inputs.get("prior_volume"), Some("5.000000"));
+    assert_eq!(young.input("prior_fills"), Some("10"));
+    assert_eq!(young.input("wallet_age_ms"), Some("3600000"));
+    assert_eq!(young.input("prior_volume"), Some("5.000000"));
     // Old but quiet: one fill three days ago.
     detector
         .observe(&fill("q0", "0xquiet", 0, "0.5", "1"))
@@ -118,8 +114,8 @@ fn young_or_few_either_makes_a_wallet_new() {
         .observe(&fill("q-big", "0xquiet", 72 * HOUR, "0.5", "40000"))
         .unwrap()
         .unwrap();
-    assert_eq!(quiet.inputs.get("prior_fills"), Some("1"));
-    assert_eq!(quiet.inputs.get("first_seen_ms"), Some("0"));
+    assert_eq!(quiet.input("prior_fills"), Some("1"));
+    assert_eq!(quiet.input("first_seen_ms"), Some("0"));
 }
 
 #[test]
@@ -165,7 +161,7 @@ fn memory_is_bounded_and_what_was_forgotten_is_said() {
         .observe(&fill("again", "0xw0", 100 * HOUR, "0.5", "40000"))
         .unwrap()
         .unwrap();
-    assert_eq!(signal.inputs.get("wallets_forgotten"), Some("2"));
-    assert_eq!(signal.inputs.get("prior_fills"), Some("0"));
+    assert_eq!(signal.input("wallets_forgotten"), Some("2"));
+    assert_eq!(signal.input("prior_fills"), Some("0"));
     assert_eq!(detector.wallets(), 3);
 }
