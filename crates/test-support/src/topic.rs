@@ -96,9 +96,9 @@ pub async fn records<T: AvroRecord>(names: &TopicNames) -> Vec<T> {
 /// The decoded records of `T`'s topic under `names` with their (partition, offset), in that
 /// order.
 ///
-/// A record whose schema the registry does not answer for is retried for half a minute: the
-/// shared development stack may be restarted by someone else mid-test, which is not what the
-/// test is about. A record that still does not decode fails the test.
+/// A registry that does not answer (unreachable, 429 or 5xx) is asked again for half a minute:
+/// the shared development stack may be restarted by someone else mid-test, which is not what
+/// the test is about. Any other decode error fails the test at once.
 pub async fn positioned_records<T: AvroRecord>(names: &TopicNames) -> Vec<(i32, i64, T)> {
     let topic = names.name(T::TOPIC);
     let partitions = T::TOPIC.partitions();
@@ -116,6 +116,7 @@ pub async fn positioned_records<T: AvroRecord>(names: &TopicNames) -> Vec<(i32, 
                     .with_delay(Duration::from_millis(500))
                     .with_max_times(60),
             )
+            .when(polytape_codec::CodecError::is_retryable)
             .notify(|error, _| eprintln!("decode failed ({error}); retrying"))
             .await
             .unwrap_or_else(|error| panic!("cannot decode a record: {error}"));
@@ -125,22 +126,38 @@ pub async fn positioned_records<T: AvroRecord>(names: &TopicNames) -> Vec<(i32, 
 }
 
 /// Sends `records` and waits until every one is acknowledged, the way a service does: a
-/// retryable failure (a delivery timed out on a loaded machine, a producer renewed after
-/// librdkafka's fatal state) sends the records again, up to ten times. A copy this leaves on
-/// the topic is one the pipeline must merge anyway; a test that needs none must say so.
-/// Returns where the acknowledged sends were stored.
+/// record the broker did not acknowledge because its producer failed for good (renewed since)
+/// or its delivery failed (e.g. timed out on a loaded machine) is sent again, at most twice,
+/// alone — not the records already acknowledged. A copy this may leave (a delivery that
+/// succeeded but was reported failed) is one the pipeline must merge anyway; a test that needs
+/// none must say so. Any other error fails the test at once. Returns where each record was
+/// stored, in the order given.
 pub async fn send_acknowledged<T: AvroRecord>(
     producer: &polytape_kafka::RecordProducer<T>,
     records: &[T],
 ) -> Vec<polytape_kafka::Delivered> {
-    (|| producer.send_all(records))
-        .retry(
-            ConstantBuilder::default()
-                .with_delay(Duration::from_millis(500))
-                .with_max_times(10),
-        )
-        .when(polytape_kafka::KafkaError::is_retryable)
-        .notify(|error, _| eprintln!("send failed ({error}); sending again"))
-        .await
-        .unwrap_or_else(|error| panic!("cannot send {} records: {error}", records.len()))
+    let mut stored: Vec<Option<polytape_kafka::Delivered>> = vec![None; records.len()];
+    for attempt in 0..3 {
+        let pending: Vec<usize> = (0..records.len())
+            .filter(|index| stored[*index].is_none())
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        let sends = pending.iter().map(|index| producer.send(&records[*index]));
+        let outcomes = futures::future::join_all(sends).await;
+        for (index, outcome) in pending.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(delivered) => stored[index] = Some(delivered),
+                Err(
+                    error @ (polytape_kafka::KafkaError::ProducerRenewed { .. }
+                    | polytape_kafka::KafkaError::Delivery { .. }),
+                ) if attempt < 2 => {
+                    eprintln!("send failed ({error}); sending again");
+                }
+                Err(error) => panic!("cannot send a record: {error}"),
+            }
+        }
+    }
+    stored.into_iter().flatten().collect()
 }

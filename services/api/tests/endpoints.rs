@@ -6,9 +6,13 @@
 
 mod common;
 
-use std::collections::{BTreeSet, HashMap};
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+};
 
 use common::{TestApi, condition_id, dec, load, migrated_database};
+use polytape_api::clock::ManualClock;
 use polytape_clickhouse::rows::{
     BookSnapshotRow, BookStateRow, CandleRow, ContinuityRow, EventRow, MarketRow, PriceChangeRow,
     PricePointRow, SignalRow, TradeRow,
@@ -989,9 +993,10 @@ async fn continuity_lists_gaps_overlapping_the_range() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signals_are_listed_by_window_start_with_their_inputs_and_filters() {
     let database = migrated_database("signals").await;
-    let api = TestApi::start(&database).await;
-    let key = api.data_key().await;
     let now = polytape_model::now_ms();
+    let clock = ManualClock::new(now);
+    let api = TestApi::start_with_clock(&database, Arc::new(clock.clone())).await;
+    let key = api.data_key().await;
     let hour = 3_600_000;
     let wallet = "0x569f366e7087d8cc66d8ec55cdefd5577dd30056";
     let signal = |id: &str, kind: SignalKind, start: i64, end: Option<i64>| -> Signal {
@@ -1004,6 +1009,8 @@ async fn signals_are_listed_by_window_start_with_their_inputs_and_filters() {
             signal.subject = wallet.into();
             signal.rule_id = "whales".into();
             signal.condition_ids = vec![condition_id(7)];
+            signal.token_ids = vec!["77".into()];
+            signal.event_id = Some("event-7".into());
         }
         signal
     };
@@ -1086,6 +1093,17 @@ async fn signals_are_listed_by_window_start_with_their_inputs_and_filters() {
     )
     .await;
     assert_eq!(by_rule, vec!["c"]);
+    for filter in ["token_id=77", "event_id=event-7"] {
+        let only_c = walk(
+            &api,
+            &key,
+            &format!("/v1/signals?{range}&{filter}"),
+            "signal_id",
+            |_| None,
+        )
+        .await;
+        assert_eq!(only_c, vec!["c"], "{filter}");
+    }
     let all = walk(
         &api,
         &key,

@@ -3,7 +3,7 @@
 //! first; checkpoints follow once the broker acknowledged them.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -108,10 +108,11 @@ pub struct Summary {
     pub late_fills: u64,
     /// Continuity records (upstream gaps) declared.
     pub gaps_declared: u64,
-    /// Market walks or polls left incomplete by a retryable error and retried by a later
-    /// round (summed over rounds). A retried walk re-reads from its checkpoint and may send
-    /// again fills it had sent: the same ids, merged downstream.
-    pub trade_walks_retried: u64,
+    /// The markets (condition ids, sorted) whose trades walk, poll or reconciliation was left
+    /// incomplete by a retryable error and retried later. A retried walk re-reads from its
+    /// checkpoint and may send again fills of that market it had sent: the same ids, merged
+    /// downstream.
+    pub markets_retried: Vec<String>,
     /// Times the Kafka producer was renewed after librdkafka's fatal state; records the
     /// failed producer wrote but never acknowledged are sent again (the same ids).
     pub producer_renewals: u64,
@@ -198,8 +199,8 @@ pub struct Collector {
     dead_letters_sent: AtomicU64,
     late_sent: AtomicU64,
     gaps_declared: AtomicU64,
-    /// See [`Summary::trade_walks_retried`].
-    trade_walks_retried: AtomicU64,
+    /// See [`Summary::markets_retried`].
+    markets_retried: Mutex<BTreeSet<String>>,
     /// The producer every record producer above shares (for its renewal count).
     producer: SharedProducer,
 }
@@ -291,7 +292,7 @@ impl Collector {
             dead_letters_sent: AtomicU64::new(0),
             late_sent: AtomicU64::new(0),
             gaps_declared: AtomicU64::new(0),
-            trade_walks_retried: AtomicU64::new(0),
+            markets_retried: Mutex::new(BTreeSet::new()),
             producer,
         })
     }
@@ -309,7 +310,7 @@ impl Collector {
             dead_letters: self.dead_letters_sent.load(Ordering::Relaxed),
             late_fills: self.late_sent.load(Ordering::Relaxed),
             gaps_declared: self.gaps_declared.load(Ordering::Relaxed),
-            trade_walks_retried: self.trade_walks_retried.load(Ordering::Relaxed),
+            markets_retried: lock(&self.markets_retried).iter().cloned().collect(),
             producer_renewals: self.producer.renewals(),
         }
     }

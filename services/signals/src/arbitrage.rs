@@ -32,20 +32,25 @@ pub struct Top {
 ///
 /// Polymarket's 2026 fee curve (`feeSchedule {rate, exponent, takerOnly}`) is not in our
 /// market record yet; until it is, the base rate applied to the notional is the reading used.
-/// The fee per share is rounded up, so an edge is never overstated.
+/// The fee per share is rounded up, so an edge is never overstated; a market whose fees are
+/// on at an unknown rate is not judged at all (see [`TakerFee::of`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TakerFee {
     pub bps: i64,
 }
 
 impl TakerFee {
-    /// The fee `market` charges a taker.
-    pub fn of(market: &Market) -> Self {
-        let charged = market.fees_enabled.unwrap_or(true);
-        let bps = market.taker_base_fee_bps.unwrap_or(0);
-        Self {
-            bps: if charged { i64::from(bps.max(0)) } else { 0 },
+    /// The fee `market` charges a taker; `None` when it charges one (or may: an unknown
+    /// `fees_enabled` counts as charging) at a rate we do not know. A structure with a leg of
+    /// unknown fee is not watched: its edge could only be overstated.
+    pub fn of(market: &Market) -> Option<Self> {
+        if market.fees_enabled == Some(false) {
+            return Some(Self { bps: 0 });
         }
+        let bps = market.taker_base_fee_bps?;
+        Some(Self {
+            bps: i64::from(bps.max(0)),
+        })
     }
 
     /// The fee on one share traded at `price` (units), rounded up.
@@ -136,12 +141,12 @@ pub struct Structure {
 }
 
 impl Structure {
-    /// A binary market's YES and NO; `None` unless it has exactly two tokens.
+    /// A binary market's YES and NO; `None` unless it has exactly two tokens and a known fee.
     pub fn binary(market: &Market) -> Option<Self> {
         let [first, second] = market.tokens.as_slice() else {
             return None;
         };
-        let fee = TakerFee::of(market);
+        let fee = TakerFee::of(market)?;
         Some(Self {
             kind: SignalKind::BinaryArbitrage,
             subject: market.condition_id.clone(),
@@ -155,7 +160,8 @@ impl Structure {
     }
 
     /// The YES (outcome index 0) of every market of one negative-risk event, in condition-id
-    /// order; `None` with fewer than two markets or a market without a YES token.
+    /// order; `None` with fewer than two markets, or a market without a YES token or with an
+    /// unknown fee.
     pub fn neg_risk(neg_risk_market_id: &str, markets: &[&Market]) -> Option<Self> {
         if markets.len() < 2 {
             return None;
@@ -168,7 +174,7 @@ impl Structure {
                 .tokens
                 .iter()
                 .find(|token| token.outcome_index == 0)?;
-            legs.push((yes.token_id.clone(), TakerFee::of(market)));
+            legs.push((yes.token_id.clone(), TakerFee::of(market)?));
         }
         Some(Self {
             kind: SignalKind::NegRiskArbitrage,
@@ -242,8 +248,16 @@ impl ArbitrageDetector {
         }
     }
 
-    /// Watches `structure` from now on.
+    /// Watches `structure` from now on; one already watched (same kind and subject) is kept
+    /// as it is, so a market announced twice is not judged twice.
     pub fn watch(&mut self, structure: Structure) {
+        if self
+            .structures
+            .iter()
+            .any(|watched| watched.kind == structure.kind && watched.subject == structure.subject)
+        {
+            return;
+        }
         let index = self.structures.len();
         for (token_id, _) in &structure.legs {
             self.structures_of_token
@@ -261,10 +275,18 @@ impl ArbitrageDetector {
         let mut touched: Vec<usize> = Vec::new();
         let mut at_ms = i64::MIN;
         for update in updates {
-            let book = self.books.entry(update.token_id().to_owned()).or_default();
             match update {
-                BookUpdate::Snapshot(snapshot) => book.apply_snapshot(snapshot)?,
-                BookUpdate::Change(change) => book.apply_change(change)?,
+                BookUpdate::Snapshot(snapshot) => self
+                    .books
+                    .entry(snapshot.token_id.clone())
+                    .or_default()
+                    .apply_snapshot(snapshot)?,
+                // A book is only known from a snapshot on: changes alone (before the first
+                // snapshot, or after the book was forgotten) would build a partial book.
+                BookUpdate::Change(change) => match self.books.get_mut(&change.token_id) {
+                    Some(book) => book.apply_change(change)?,
+                    None => continue,
+                },
             }
             at_ms = at_ms.max(update.timestamp_ms());
             if let Some(structures) = self.structures_of_token.get(update.token_id()) {
@@ -282,7 +304,8 @@ impl ArbitrageDetector {
         Ok(signals)
     }
 
-    /// Forgets a token's book (e.g. its market closed): windows over it close.
+    /// Forgets a token's book (e.g. its market closed, or its stream has a gap): windows over
+    /// it close, and it is judged again from its next snapshot.
     pub fn forget(&mut self, token_id: &str, at_ms: i64) -> Vec<Signal> {
         self.books.remove(token_id);
         let structures = self
@@ -360,7 +383,10 @@ impl ArbitrageDetector {
                 } else {
                     "leg_unavailable"
                 };
-                Some(self.signal(structure, direction, &window, Some((at_ms, closed_by))))
+                // A batch older than the opening (books from two topics interleave) closes
+                // the window at its opening, never before it.
+                let closed_ms = at_ms.max(window.opened_ms);
+                Some(self.signal(structure, direction, &window, Some((closed_ms, closed_by))))
             }
             (None, None) => None,
         }

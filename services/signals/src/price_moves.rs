@@ -5,8 +5,12 @@
 //! `last_trade_price`), said in every signal. A move is measured from the lowest (for a rise)
 //! or highest (for a fall) price of the trailing window to the fill that completes it; the
 //! window starts at that extreme, which fixes the signal's id. After a signal the token is
-//! quiet for a cooldown, so one move is one signal, not one per fill that continues it. Fills
-//! older than the newest seen minus the window are too late to move anything and are skipped.
+//! quiet for a cooldown, so one move is one signal, not one per fill that continues it.
+//!
+//! Moves are judged in time order. A fill older than the newest seen (a late or replayed
+//! copy's neighbour) joins the window in its place, so later moves are measured against it,
+//! but raises nothing itself: a move is only ever told forwards in time. A fill older than the
+//! newest seen minus the window is too late to matter and is skipped.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -85,7 +89,8 @@ impl PriceMoveDetector {
             .tokens
             .entry(observation.token_id.to_owned())
             .or_default();
-        if !token.points.is_empty() && observation.at_ms < token.newest_ms - window_ms {
+        let late = !token.points.is_empty() && observation.at_ms < token.newest_ms;
+        if late && observation.at_ms < token.newest_ms - window_ms {
             return None;
         }
         token.newest_ms = token.newest_ms.max(observation.at_ms);
@@ -97,8 +102,22 @@ impl PriceMoveDetector {
         {
             token.points.pop_front();
         }
+        let point = Point {
+            at_ms: observation.at_ms,
+            price: observation.price,
+            link: observation.link.to_owned(),
+        };
+        if late {
+            // In time order (after the points of its own millisecond), for later moves.
+            let at = token
+                .points
+                .partition_point(|other| other.at_ms <= observation.at_ms);
+            token.points.insert(at, point);
+            return None;
+        }
         // The extremes of the window before this price (the earliest on ties: the move's
-        // start is where the price first stood).
+        // start is where the price first stood). Points are in time order and all within the
+        // window, since this price is the newest.
         let low = token
             .points
             .iter()
@@ -109,11 +128,7 @@ impl PriceMoveDetector {
             .iter()
             .max_by_key(|point| (point.price, -point.at_ms))
             .cloned();
-        token.points.push_back(Point {
-            at_ms: observation.at_ms,
-            price: observation.price,
-            link: observation.link.to_owned(),
-        });
+        token.points.push_back(point);
         if observation.at_ms < token.quiet_until_ms {
             return None;
         }

@@ -106,15 +106,21 @@ impl NewWalletDetector {
         {
             return Ok(None);
         }
-        let signal = self.judge(trade, notional, prior.as_ref(), history_since_ms);
+        let signal = self.judge(
+            trade,
+            (price, size, notional),
+            prior.as_ref(),
+            history_since_ms,
+        );
         self.learn(trade, notional, prior);
         Ok(signal)
     }
 
+    /// `units`: the fill's price, size and notional in scale-6 units.
     fn judge(
         &self,
         trade: &Trade,
-        notional: i64,
+        (price, size, notional): (i64, i64, i64),
         prior: Option<&WalletHistory>,
         history_since_ms: i64,
     ) -> Option<Signal> {
@@ -130,8 +136,8 @@ impl NewWalletDetector {
         }
         let mut inputs = Inputs::default()
             .units("notional", notional)
-            .units("price", to_micros("price", trade.price).ok()?)
-            .units("size", to_micros("size", trade.size).ok()?)
+            .units("price", price)
+            .units("size", size)
             .integer(
                 "prior_fills",
                 i64::try_from(prior_fills).unwrap_or(i64::MAX),

@@ -81,8 +81,8 @@ pub async fn continuity(
     )?;
     let token_id = params.token_id("token_id")?;
     let limit = params.limit(100, 1000)?;
-    let (from_ms, to_ms) = super::last_day_range(&params, &state)?;
     let (fingerprint, cursor) = params.cursor(&["limit", "cursor"])?;
+    let (from_ms, to_ms) = super::last_day_range(&params, &state, cursor.as_ref())?;
     let after = cursor.as_ref().map(Cursor::position);
     let page = state
         .store
@@ -90,7 +90,7 @@ pub async fn continuity(
         .await?;
     let next_cursor = page
         .last_if_more()
-        .map(|last| Cursor::after(last.gap_start, &last.continuity_id, 0, &fingerprint));
+        .map(|last| Cursor::after(last.gap_start, &last.continuity_id, to_ms, &fingerprint));
     Ok(Json(ContinuityPage {
         data: page.rows.into_iter().map(gap_view).collect(),
         next_cursor,

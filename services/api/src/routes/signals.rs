@@ -136,8 +136,8 @@ pub async fn signals(
             .transpose()?,
     };
     let limit = params.limit(100, 1000)?;
-    let (from_ms, to_ms) = super::last_day_range(&params, &state)?;
     let (fingerprint, cursor) = params.cursor(&["limit", "cursor"])?;
+    let (from_ms, to_ms) = super::last_day_range(&params, &state, cursor.as_ref())?;
     let after = cursor.as_ref().map(Cursor::position);
     let page = state
         .store
@@ -145,7 +145,7 @@ pub async fn signals(
         .await?;
     let next_cursor = page
         .last_if_more()
-        .map(|last| Cursor::after(last.window_start, &last.signal_id, 0, &fingerprint));
+        .map(|last| Cursor::after(last.window_start, &last.signal_id, to_ms, &fingerprint));
     Ok(Json(SignalsPage {
         data: page.rows.into_iter().map(signal_view).collect(),
         next_cursor,

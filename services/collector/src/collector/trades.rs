@@ -328,8 +328,7 @@ impl Collector {
                                 tracing::warn!(error = %error, "cannot write a dead letter");
                             }
                             tracing::warn!(condition_ids = %label, error = %error, "trades of these markets incomplete; retried next round");
-                            self.trade_walks_retried
-                                .fetch_add(markets.len() as u64, Ordering::Relaxed);
+                            lock(&self.markets_retried).extend(markets.iter().cloned());
                             if let Ok(mut first) = first_incomplete.lock() {
                                 first.get_or_insert_with(|| format!("{label}: {error}"));
                             }

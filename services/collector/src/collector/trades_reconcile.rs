@@ -129,8 +129,7 @@ impl Collector {
                                 error = %error,
                                 "deep reconciliation incomplete for these markets; the next pass retries"
                             );
-                            self.trade_walks_retried
-                                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                            lock(&self.markets_retried).extend(chunk.iter().cloned());
                         }
                         Err(error) => {
                             tracing::error!(error = %error, "deep reconciliation failed");

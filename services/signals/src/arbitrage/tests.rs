@@ -95,12 +95,22 @@ fn fees_round_up_never_overstating_an_edge() {
     // A market whose fees are off charges nothing, whatever its base rate says.
     let market = samples::market();
     assert_eq!(market.fees_enabled, Some(false));
-    assert_eq!(TakerFee::of(&market).bps, 0);
+    assert_eq!(TakerFee::of(&market), Some(TakerFee { bps: 0 }));
     let charged = Market {
         fees_enabled: Some(true),
-        ..market
+        ..market.clone()
     };
-    assert_eq!(TakerFee::of(&charged).bps, 1000);
+    assert_eq!(TakerFee::of(&charged), Some(TakerFee { bps: 1000 }));
+    // On (or unknown) at an unknown rate: not judged, rather than judged without a fee.
+    for fees_enabled in [Some(true), None] {
+        let unknown = Market {
+            fees_enabled,
+            taker_base_fee_bps: None,
+            ..market.clone()
+        };
+        assert_eq!(TakerFee::of(&unknown), None);
+        assert_eq!(Structure::binary(&unknown), None);
+    }
 }
 
 #[test]
@@ -311,4 +321,57 @@ fn a_replay_gives_the_same_signals_with_the_same_ids() {
         "opened at 2,000, closed at 4,000: {first:?}"
     );
     assert_eq!(first, run());
+}
+
+#[test]
+fn a_book_is_known_only_from_a_snapshot_and_a_structure_is_watched_once() {
+    let mut detector = detector(ArbitrageThresholds::default());
+    let structure = Structure::binary(&samples::market()).unwrap();
+    detector.watch(structure.clone());
+    detector.watch(structure);
+    // Changes alone would make a 0.90 book pair; without snapshots there is no book.
+    let yes = change(YES_TOKEN, 1_000, Side::Sell, "0.45", "10");
+    let no = change(NO_TOKEN, 1_000, Side::Sell, "0.45", "10");
+    assert!(
+        detector
+            .apply(&[BookUpdate::Change(&yes), BookUpdate::Change(&no)])
+            .unwrap()
+            .is_empty()
+    );
+    // With snapshots the window opens, once (the structure was given twice).
+    let yes_book = book(YES_TOKEN, 2_000, &[], &[("0.45", "10")]);
+    let no_book = book(NO_TOKEN, 2_000, &[], &[("0.45", "10")]);
+    let opened = detector
+        .apply(&[
+            BookUpdate::Snapshot(&yes_book),
+            BookUpdate::Snapshot(&no_book),
+        ])
+        .unwrap();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    // Forgotten, the YES book closes the window; a change after that builds nothing.
+    let closed = detector.forget(YES_TOKEN, 3_000);
+    assert_eq!(closed.len(), 1);
+    let again = change(YES_TOKEN, 4_000, Side::Sell, "0.40", "10");
+    assert!(
+        detector
+            .apply(&[BookUpdate::Change(&again)])
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_window_never_closes_before_it_opened() {
+    let mut detector = detector(ArbitrageThresholds::default());
+    detector.watch(Structure::binary(&samples::market()).unwrap());
+    let yes = book(YES_TOKEN, 5_000, &[], &[("0.45", "10")]);
+    let no = book(NO_TOKEN, 5_000, &[], &[("0.45", "10")]);
+    detector
+        .apply(&[BookUpdate::Snapshot(&yes), BookUpdate::Snapshot(&no)])
+        .unwrap();
+    // A change stamped earlier (another topic's record, read later) ends the edge.
+    let earlier = change(NO_TOKEN, 4_000, Side::Sell, "0.45", "0");
+    let closed = detector.apply(&[BookUpdate::Change(&earlier)]).unwrap();
+    assert_eq!(closed[0].window_end_ms, Some(5_000));
+    assert_eq!(closed[0].input("duration_ms"), Some("0"));
 }

@@ -70,3 +70,28 @@ fn a_fall_fires_from_the_window_high_and_a_late_fill_moves_nothing() {
     );
     assert_eq!(again.input("move"), Some("-0.120000"));
 }
+
+#[test]
+fn a_late_fill_joins_the_window_in_time_order_but_raises_nothing_itself() {
+    let mut detector = detector();
+    assert!(observe(&mut detector, 4 * MINUTE, 500_000).is_none());
+    // Late by three minutes, 0.62: a fall to 0.50 happened, but it is not told backwards.
+    assert!(observe(&mut detector, MINUTE, 620_000).is_none());
+    // The late point counts for later moves: 0.62 at one minute, 0.51 at five is a fall
+    // within the window, measured from the late point.
+    let signal = observe(&mut detector, 5 * MINUTE, 510_000).unwrap();
+    assert_eq!(signal.window_start_ms, MINUTE);
+    assert_eq!(signal.window_end_ms, Some(5 * MINUTE));
+    assert_eq!(signal.input("move"), Some("-0.110000"));
+}
+
+#[test]
+fn points_older_than_the_window_never_count_whatever_order_they_came_in() {
+    let mut detector = detector();
+    assert!(observe(&mut detector, 10 * MINUTE, 500_000).is_none());
+    // Late, still inside the window of the newest (10 min): kept in its place.
+    assert!(observe(&mut detector, 6 * MINUTE, 380_000).is_none());
+    // At 11.5 minutes the window starts at 6.5: the 0.38 at 6 minutes is out of it, so 0.49
+    // is no rise from it.
+    assert!(observe(&mut detector, 11 * MINUTE + 30_000, 490_000).is_none());
+}
