@@ -99,20 +99,12 @@ impl NewWalletDetector {
             .map_or(trade.timestamp_ms, |since| since.min(trade.timestamp_ms));
         self.history_since_ms = Some(history_since_ms);
 
-        let prior = self.wallets.get(&trade.proxy_wallet).cloned();
-        if prior
-            .as_ref()
-            .is_some_and(|history| history.recent_ids.contains(&trade.trade_id))
-        {
+        let prior = self.wallets.get(&trade.proxy_wallet);
+        if prior.is_some_and(|history| history.recent_ids.contains(&trade.trade_id)) {
             return Ok(None);
         }
-        let signal = self.judge(
-            trade,
-            (price, size, notional),
-            prior.as_ref(),
-            history_since_ms,
-        );
-        self.learn(trade, notional, prior);
+        let signal = self.judge(trade, (price, size, notional), prior, history_since_ms);
+        self.learn(trade, notional);
         Ok(signal)
     }
 
@@ -188,12 +180,16 @@ impl NewWalletDetector {
         })
     }
 
-    fn learn(&mut self, trade: &Trade, notional: i64, prior: Option<WalletHistory>) {
-        let mut history = prior.unwrap_or(WalletHistory {
-            first_seen_ms: trade.timestamp_ms,
-            last_seen_ms: trade.timestamp_ms,
-            ..WalletHistory::default()
-        });
+    fn learn(&mut self, trade: &Trade, notional: i64) {
+        // Taken out and put back (a move, not a copy): this runs for every fill.
+        let mut history =
+            self.wallets
+                .remove(&trade.proxy_wallet)
+                .unwrap_or_else(|| WalletHistory {
+                    first_seen_ms: trade.timestamp_ms,
+                    last_seen_ms: trade.timestamp_ms,
+                    ..WalletHistory::default()
+                });
         self.by_activity
             .remove(&(history.last_seen_ms, trade.proxy_wallet.clone()));
         history.first_seen_ms = history.first_seen_ms.min(trade.timestamp_ms);
