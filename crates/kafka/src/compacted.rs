@@ -18,8 +18,12 @@ use crate::{KafkaError, base_config};
 /// Longest a whole read may take before it fails (a broker that stalls mid-read).
 const READ_DEADLINE: Duration = Duration::from_secs(120);
 
-/// Creates `topic` (one partition, compacted) unless it exists.
-pub async fn ensure_compacted_topic(brokers: &str, topic: &str) -> Result<(), KafkaError> {
+/// Creates `topic` (compacted, with `partitions` partitions) unless it exists.
+pub async fn ensure_compacted_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> =
         base_config(brokers)
             .create()
@@ -27,8 +31,8 @@ pub async fn ensure_compacted_topic(brokers: &str, topic: &str) -> Result<(), Ka
                 brokers: brokers.to_owned(),
                 source,
             })?;
-    let new_topic =
-        NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact");
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin
         .create_topics([&new_topic], &options)

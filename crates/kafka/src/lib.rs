@@ -7,18 +7,23 @@
 //! Kafka transactions (the local broker refuses them, and production must not depend on them).
 
 mod admin;
+mod checkpoint;
 mod compacted;
 mod consumer;
+pub mod merge;
+mod partitions;
 mod producer;
 
 use std::time::Duration;
 
 pub use admin::{TopicCreation, ensure_topics};
+pub use checkpoint::{CheckpointStore, RestoredCheckpoint};
 pub use compacted::{ensure_compacted_topic, read_latest_values};
 pub use consumer::{
     LagReporting, LagReportingConsumer, commit_stored_offsets, create_consumer,
     create_lag_reporting_consumer, store_processed,
 };
+pub use partitions::{HighWatermarks, input_partitions};
 pub use producer::{Delivered, RecordProducer, SharedProducer, create_producer};
 use rdkafka::{
     ClientConfig,
@@ -44,6 +49,10 @@ pub enum KafkaError {
     },
     #[error("cannot create topic {topic}: {reason}")]
     TopicCreation { topic: String, reason: String },
+    #[error(
+        "input topic {topic} does not exist; create the topics (`cargo xtask stack up`, or the deployment's init job) or set POLYTAPE_TOPIC_PREFIX"
+    )]
+    MissingTopic { topic: String },
     #[error("cannot read {topic}: {reason}")]
     Read { topic: String, reason: String },
     #[error("could not read {topic} up to offset {offset} within {seconds} s")]
@@ -76,6 +85,10 @@ pub enum KafkaError {
         topic: String,
         reason: String,
     },
+    /// A checkpoint that cannot be written or read back as it was written: a person must
+    /// look (or delete the checkpoint topic, so the state is rebuilt from the inputs).
+    #[error("checkpoint in {topic}: {reason}")]
+    Checkpoint { topic: String, reason: String },
     /// librdkafka put the producer in its fatal state and no new one could be made: only a
     /// new process can produce again.
     #[error(
@@ -95,7 +108,10 @@ impl KafkaError {
     pub fn is_retryable(&self) -> bool {
         !matches!(
             self,
-            KafkaError::Encode { .. } | KafkaError::ProducerFailed { .. }
+            KafkaError::Encode { .. }
+                | KafkaError::MissingTopic { .. }
+                | KafkaError::ProducerFailed { .. }
+                | KafkaError::Checkpoint { .. }
         )
     }
 }

@@ -8,6 +8,7 @@ mod dead_letter;
 pub mod decimal;
 pub mod identity;
 pub mod micros;
+pub mod pairs;
 pub mod parse;
 pub mod records;
 #[cfg(feature = "samples")]

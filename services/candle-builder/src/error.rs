@@ -17,10 +17,6 @@ pub enum BuilderError {
     },
     #[error(transparent)]
     Codec(#[from] CodecError),
-    #[error(
-        "input topic {topic} does not exist; create the topics (`cargo xtask stack up`, or the deployment's init job) or set POLYTAPE_TOPIC_PREFIX"
-    )]
-    MissingTopic { topic: String },
     #[error("checkpoint: {0}")]
     Checkpoint(String),
     #[error("a derived value does not fit its schema: {0}")]
@@ -37,10 +33,7 @@ impl BuilderError {
             BuilderError::Kafka(error) => error.is_retryable(),
             BuilderError::Client { .. } => true,
             BuilderError::Codec(error) => error.is_retryable(),
-            BuilderError::MissingTopic { .. }
-            | BuilderError::Checkpoint(_)
-            | BuilderError::Units(_)
-            | BuilderError::Resync(_) => false,
+            BuilderError::Checkpoint(_) | BuilderError::Units(_) | BuilderError::Resync(_) => false,
         }
     }
 }

@@ -3,12 +3,11 @@
 //! The derivations are plain structs tested without the network: [`candles::CandleAggregator`]
 //! (event-time OHLCV windows per input partition, a watermark per token) and
 //! [`book::BookEngine`] (L2 books per token, validated against upstream's best bid/ask).
-//! [`pipeline`] is the thin Kafka loop around them, and [`checkpoint`] makes the state survive
-//! restarts. The design is in README.md beside this crate.
+//! [`pipeline`] is the thin Kafka loop around them, and checkpoints make the state survive
+//! restarts (a [`polytape_kafka::CheckpointStore`]). The design is in README.md beside this crate.
 
 pub mod book;
 pub mod candles;
-mod checkpoint;
 mod config;
 mod error;
 mod events;

@@ -1,19 +1,13 @@
-//! Event-time merge of the two book inputs.
+//! The two book inputs in event-time order.
 //!
 //! Snapshots and price changes travel on different topics (6 and 12 partitions), and the
 //! consumer fetches partitions independently: replaying a backlog, it may read thousands of a
 //! token's changes before the snapshot they follow. Books need them in event order, so book
-//! events are held here and released in `(timestamp, snapshot before change, partition,
-//! offset)` order once no partition that still has unread records can deliver an earlier one:
-//! an event is released when its time is below the times already read from every partition
-//! with a backlog (times are assumed non-decreasing within a partition). A partition read up
-//! to its end does not hold the merge back, so at the live edge events pass straight through.
-//! During a replay every partition has a backlog, so the order is the same whatever the fetch
-//! interleaving: the replay after a crash applies the events in the same order as the run
-//! before it.
+//! events go through the shared [`EventMerge`] (`polytape_kafka::merge`): released in
+//! `(timestamp, snapshot before change, partition, offset)` order once no partition with
+//! unread records can deliver an earlier one.
 
-use std::collections::{BTreeMap, HashMap};
-
+use polytape_kafka::merge::{EventMerge, MergeEvent};
 use polytape_model::{BookSnapshot, PriceChange};
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +32,14 @@ impl BookEvent {
             BookEvent::Change(change) => change.timestamp_ms,
         }
     }
+}
+
+impl MergeEvent for BookEvent {
+    type Input = BookInput;
+
+    fn time_ms(&self) -> i64 {
+        BookEvent::time_ms(self)
+    }
 
     fn input(&self) -> BookInput {
         match self {
@@ -47,82 +49,8 @@ impl BookEvent {
     }
 }
 
-type Key = (i64, BookInput, i32, i64);
-
 /// Held book events and the progress of every book partition.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct BookMerge {
-    #[serde(with = "entries")]
-    held: BTreeMap<Key, BookEvent>,
-    /// Largest event time read per partition.
-    #[serde(with = "entries")]
-    seen_ms: HashMap<(BookInput, i32), i64>,
-}
-
-impl BookMerge {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Events waiting.
-    pub fn held(&self) -> usize {
-        self.held.len()
-    }
-
-    /// Holds an event read at `offset` of `partition`.
-    pub fn push(&mut self, partition: i32, offset: i64, event: BookEvent) {
-        let input = event.input();
-        let time_ms = event.time_ms();
-        let seen = self.seen_ms.entry((input, partition)).or_insert(time_ms);
-        *seen = (*seen).max(time_ms);
-        self.held.insert((time_ms, input, partition, offset), event);
-    }
-
-    /// Releases, in merge order, every event no backlog partition can precede.
-    /// `backlog` lists the book partitions that still have unread records.
-    pub fn release(&mut self, backlog: &[(BookInput, i32)]) -> Vec<BookEvent> {
-        let limit = backlog
-            .iter()
-            .map(|partition| self.seen_ms.get(partition).copied().unwrap_or(i64::MIN))
-            .min();
-        let mut released = Vec::new();
-        while let Some(entry) = self.held.first_entry() {
-            // A backlog partition may still deliver an event at its last time: wait for it.
-            if limit.is_some_and(|limit| entry.key().0 >= limit) {
-                break;
-            }
-            released.push(entry.remove());
-        }
-        released
-    }
-}
-
-/// Maps with tuple keys as JSON arrays of pairs.
-mod entries {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub(super) fn serialize<'a, M, K, V, S>(map: &'a M, serializer: S) -> Result<S::Ok, S::Error>
-    where
-        &'a M: IntoIterator<Item = (&'a K, &'a V)>,
-        K: Serialize + 'a,
-        V: Serialize + 'a,
-        S: Serializer,
-    {
-        serializer.collect_seq(map)
-    }
-
-    pub(super) fn deserialize<'de, M, K, V, D>(deserializer: D) -> Result<M, D::Error>
-    where
-        M: FromIterator<(K, V)>,
-        K: Deserialize<'de>,
-        V: Deserialize<'de>,
-        D: Deserializer<'de>,
-    {
-        Ok(Vec::<(K, V)>::deserialize(deserializer)?
-            .into_iter()
-            .collect())
-    }
-}
+pub type BookMerge = EventMerge<BookEvent>;
 
 #[cfg(test)]
 mod tests {

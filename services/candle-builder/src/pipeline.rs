@@ -6,7 +6,7 @@
 //! [`BATCH_WAIT`]); after each batch the candles it changed are drained (one record per key
 //! and batch) and every output is sent and acknowledged before the next batch. Every
 //! checkpoint interval, and at shutdown, the state is checkpointed together with the input
-//! positions it covers ([`crate::checkpoint`]), and those positions are committed to the
+//! positions it covers ([`polytape_kafka::CheckpointStore`]), and those positions are committed to the
 //! consumer group (for lag monitoring; the checkpoint is what the builder resumes from).
 //! No Kafka transactions are used: outputs are deterministic, so what a crash makes the
 //! builder send twice is identical both times.
@@ -18,7 +18,9 @@ use std::{
 };
 
 use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
-use polytape_kafka::{RecordProducer, SharedProducer, create_consumer};
+use polytape_kafka::{
+    CheckpointStore, HighWatermarks, RecordProducer, SharedProducer, create_consumer,
+};
 use polytape_model::{
     BookSnapshot, BookState, Candle, Continuity, DeadLetter, LastTrade, LifecycleKind,
     MarketLifecycle, PriceChange, Topic, TopicNames, Trade,
@@ -26,13 +28,11 @@ use polytape_model::{
 use polytape_runtime::{ReadinessHandle, metrics::InternalEvent as _};
 use rdkafka::{
     Message as _, Offset, TopicPartitionList,
-    consumer::{BaseConsumer, Consumer as _, StreamConsumer},
+    consumer::{Consumer as _, StreamConsumer},
     message::BorrowedMessage,
 };
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-
-use std::sync::{Arc, Mutex};
 
 use crate::{
     CandleBuilderConfig,
@@ -40,7 +40,6 @@ use crate::{
     candles::{
         self, AggregatorState, CandleAggregator, CandleInput, CandleSettings, Ingested, Rejected,
     },
-    checkpoint::CheckpointStore,
     error::BuilderError,
     events::{
         BatchProcessed, BookEventSkipped, BookMismatch, CheckpointRetried, CheckpointWritten,
@@ -77,6 +76,11 @@ const SOURCE: &str = "candle-builder";
 /// The consumer group (per topic prefix, so isolated deployments never share offsets).
 pub fn group_id(names: &TopicNames) -> String {
     format!("{}polytape-candle-builder", names.prefix())
+}
+
+/// The checkpoint topic (not in the shared topic table: it is the builder's own state).
+fn checkpoint_topic(names: &TopicNames) -> String {
+    format!("{}polytape.candle_builder.checkpoints.v1", names.prefix())
 }
 
 /// What a checkpoint holds.
@@ -525,51 +529,6 @@ impl Builder {
     }
 }
 
-/// Partition counts of the input topics; a missing topic is an error naming it.
-async fn input_partitions(
-    brokers: &str,
-    names: &TopicNames,
-    inputs: [Topic; 4],
-) -> Result<Vec<(String, Topic, i32)>, BuilderError> {
-    let brokers = brokers.to_owned();
-    let topics: Vec<(String, Topic)> = inputs
-        .iter()
-        .map(|topic| (names.name(*topic), *topic))
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer =
-            polytape_kafka::base_config(&brokers)
-                .create()
-                .map_err(|source| BuilderError::Client {
-                    context: "create a metadata client".to_owned(),
-                    source,
-                })?;
-        let mut partitions = Vec::new();
-        for (name, topic) in topics {
-            let metadata = consumer
-                .fetch_metadata(Some(&name), Duration::from_secs(10))
-                .map_err(|source| BuilderError::Client {
-                    context: format!("read the metadata of {name}"),
-                    source,
-                })?;
-            let count = metadata
-                .topics()
-                .iter()
-                .find(|found| found.name() == name && found.error().is_none())
-                .map_or(0, |found| found.partitions().len());
-            if count == 0 {
-                return Err(BuilderError::MissingTopic { topic: name });
-            }
-            for partition in 0..i32::try_from(count).unwrap_or(i32::MAX) {
-                partitions.push((name.clone(), topic, partition));
-            }
-        }
-        Ok(partitions)
-    })
-    .await
-    .map_err(|error| BuilderError::Checkpoint(format!("metadata task failed: {error}")))?
-}
-
 /// Runs the builder until `stop` is cancelled; then it checkpoints and returns.
 pub async fn run(
     config: CandleBuilderConfig,
@@ -579,7 +538,8 @@ pub async fn run(
     let brokers = config.kafka.kafka_brokers.clone();
     let names = TopicNames::with_prefix(config.kafka.topic_prefix.clone());
     let candle_input = config.candle_input();
-    let partitions = input_partitions(&brokers, &names, inputs(candle_input)).await?;
+    let partitions =
+        polytape_kafka::input_partitions(&brokers, &names, &inputs(candle_input)).await?;
 
     let registry = SchemaRegistryClient::new(&config.kafka.schema_registry_url)?;
     let producer = SharedProducer::connect(&brokers)?;
@@ -605,7 +565,13 @@ pub async fn run(
     )
     .map_err(|error| BuilderError::Resync(format!("cannot create the REST client: {error}")))?;
 
-    let (mut store, restored) = CheckpointStore::open(&brokers, &names, producer.clone()).await?;
+    let (mut store, restored) = CheckpointStore::open(
+        &brokers,
+        checkpoint_topic(&names),
+        "polytape-candle-builder-checkpoint-reader",
+        producer.clone(),
+    )
+    .await?;
     let (saved, generation, bytes) = match restored {
         Some(restored) => {
             let saved: SavedState = serde_json::from_slice(&restored.payload).map_err(|error| {
@@ -664,7 +630,15 @@ pub async fn run(
             _ => None,
         })
         .collect();
-    let watermarks = Watermarks::start(&brokers, &book_partitions, stop.clone()).await?;
+    let watermarks = HighWatermarks::start(
+        &brokers,
+        book_partitions
+            .iter()
+            .map(|(topic, _, partition)| (topic.clone(), *partition))
+            .collect(),
+        stop.clone(),
+    )
+    .await?;
     // Books restored inconsistent are resynced like new mismatches.
     builder
         .mismatched
@@ -774,84 +748,11 @@ async fn handle(
     builder.process(decoders, input).await
 }
 
-/// High watermarks of the book partitions, refreshed every second in the background (the
-/// event-time merge needs to know which partitions still have unread records).
-#[derive(Clone)]
-struct Watermarks {
-    highs: Arc<Mutex<HashMap<(String, i32), i64>>>,
-}
-
-impl Watermarks {
-    /// Reads every high watermark once, then keeps them fresh until `stop`.
-    async fn start(
-        brokers: &str,
-        partitions: &[(String, BookInput, i32)],
-        stop: CancellationToken,
-    ) -> Result<Self, BuilderError> {
-        let consumer: BaseConsumer =
-            polytape_kafka::base_config(brokers)
-                .create()
-                .map_err(|source| BuilderError::Client {
-                    context: "create a watermark client".to_owned(),
-                    source,
-                })?;
-        let consumer = Arc::new(consumer);
-        let watermarks = Self {
-            highs: Arc::new(Mutex::new(HashMap::new())),
-        };
-        let list: Vec<(String, i32)> = partitions
-            .iter()
-            .map(|(topic, _, partition)| (topic.clone(), *partition))
-            .collect();
-        watermarks.refresh(&consumer, list.clone()).await;
-        let background = watermarks.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => background.refresh(&consumer, list.clone()).await,
-                }
-            }
-        });
-        Ok(watermarks)
-    }
-
-    async fn refresh(&self, consumer: &Arc<BaseConsumer>, partitions: Vec<(String, i32)>) {
-        let consumer = consumer.clone();
-        let fetched = tokio::task::spawn_blocking(move || {
-            partitions
-                .into_iter()
-                .filter_map(|(topic, partition)| {
-                    consumer
-                        .fetch_watermarks(&topic, partition, Duration::from_secs(5))
-                        .ok()
-                        .map(|(_, high)| ((topic, partition), high))
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
-        let mut highs = self
-            .highs
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        highs.extend(fetched);
-    }
-
-    fn high(&self, topic: &str, partition: i32) -> Option<i64> {
-        let highs = self
-            .highs
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        highs.get(&(topic.to_owned(), partition)).copied()
-    }
-}
-
 /// Unread records of the book partitions (partitions of unknown end not counted).
 fn book_lag(
     builder: &Builder,
     partitions: &[(String, BookInput, i32)],
-    watermarks: &Watermarks,
+    watermarks: &HighWatermarks,
 ) -> i64 {
     partitions
         .iter()
@@ -872,7 +773,7 @@ fn book_lag(
 fn book_backlog(
     builder: &Builder,
     partitions: &[(String, BookInput, i32)],
-    watermarks: &Watermarks,
+    watermarks: &HighWatermarks,
 ) -> Vec<(BookInput, i32)> {
     partitions
         .iter()

@@ -102,7 +102,7 @@ impl Checkpoints {
         fresh: bool,
     ) -> Result<Self, CollectError> {
         let topic = checkpoint_topic(prefix);
-        polytape_kafka::ensure_compacted_topic(brokers, &topic)
+        polytape_kafka::ensure_compacted_topic(brokers, &topic, 1)
             .await
             .map_err(|error| CollectError::Checkpoint(error.to_string()))?;
         let values = if fresh {

@@ -18,10 +18,12 @@ use polytape_model::{
     micros::{ONE, UnitsError},
 };
 
+use serde::{Deserialize, Serialize};
+
 use crate::signal::{Inputs, Rule, signal_id};
 
 /// The top of one leg's book: a price and the size there, in scale-6 units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Top {
     pub price: i64,
     pub size: i64,
@@ -34,7 +36,7 @@ pub struct Top {
 /// market record yet; until it is, the base rate applied to the notional is the reading used.
 /// The fee per share is rounded up, so an edge is never overstated; a market whose fees are
 /// on at an unknown rate is not judged at all (see [`TakerFee::of`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TakerFee {
     pub bps: i64,
 }
@@ -62,7 +64,7 @@ impl TakerFee {
 }
 
 /// Which side of every leg the window trades.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Direction {
     /// Buy one share of every outcome at its best ask; one dollar comes back at resolution.
     BuyEveryLeg,
@@ -80,7 +82,7 @@ impl Direction {
 }
 
 /// An edge per full set, net of fees, and how many full sets are executable at it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Edge {
     pub edge: i64,
     pub size: i64,
@@ -129,7 +131,7 @@ impl Default for ArbitrageThresholds {
 }
 
 /// What a window is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Structure {
     pub kind: SignalKind,
     /// The market's condition id (binary) or the negative-risk market id (event).
@@ -192,7 +194,7 @@ impl Structure {
 }
 
 /// An open window.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct OpenWindow {
     opened_ms: i64,
     best: Edge,
@@ -224,15 +226,22 @@ impl BookUpdate<'_> {
 }
 
 /// The books of every watched token and the windows open over them.
+/// What the detector has learned: the part of it a checkpoint keeps.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ArbitrageState {
+    books: HashMap<String, L2Book>,
+    structures: Vec<Structure>,
+    structures_of_token: HashMap<String, Vec<usize>>,
+    #[serde(with = "polytape_model::pairs")]
+    open: HashMap<(usize, Direction), OpenWindow>,
+}
+
 #[derive(Debug)]
 pub struct ArbitrageDetector {
     binary_rule: Rule,
     neg_risk_rule: Rule,
     thresholds: ArbitrageThresholds,
-    books: HashMap<String, L2Book>,
-    structures: Vec<Structure>,
-    structures_of_token: HashMap<String, Vec<usize>>,
-    open: HashMap<(usize, Direction), OpenWindow>,
+    state: ArbitrageState,
 }
 
 impl ArbitrageDetector {
@@ -241,31 +250,48 @@ impl ArbitrageDetector {
             binary_rule,
             neg_risk_rule,
             thresholds,
-            books: HashMap::new(),
-            structures: Vec::new(),
-            structures_of_token: HashMap::new(),
-            open: HashMap::new(),
+            state: ArbitrageState::default(),
         }
+    }
+
+    /// The detector with a checkpointed state.
+    pub fn restore(
+        binary_rule: Rule,
+        neg_risk_rule: Rule,
+        thresholds: ArbitrageThresholds,
+        state: ArbitrageState,
+    ) -> Self {
+        Self {
+            state,
+            ..Self::new(binary_rule, neg_risk_rule, thresholds)
+        }
+    }
+
+    /// The state to checkpoint.
+    pub fn state(&self) -> &ArbitrageState {
+        &self.state
     }
 
     /// Watches `structure` from now on; one already watched (same kind and subject) is kept
     /// as it is, so a market announced twice is not judged twice.
     pub fn watch(&mut self, structure: Structure) {
         if self
+            .state
             .structures
             .iter()
             .any(|watched| watched.kind == structure.kind && watched.subject == structure.subject)
         {
             return;
         }
-        let index = self.structures.len();
+        let index = self.state.structures.len();
         for (token_id, _) in &structure.legs {
-            self.structures_of_token
+            self.state
+                .structures_of_token
                 .entry(token_id.clone())
                 .or_default()
                 .push(index);
         }
-        self.structures.push(structure);
+        self.state.structures.push(structure);
     }
 
     /// Applies one batch of updates (e.g. the entries of one upstream message) and judges
@@ -277,19 +303,20 @@ impl ArbitrageDetector {
         for update in updates {
             match update {
                 BookUpdate::Snapshot(snapshot) => self
+                    .state
                     .books
                     .entry(snapshot.token_id.clone())
                     .or_default()
                     .apply_snapshot(snapshot)?,
                 // A book is only known from a snapshot on: changes alone (before the first
                 // snapshot, or after the book was forgotten) would build a partial book.
-                BookUpdate::Change(change) => match self.books.get_mut(&change.token_id) {
+                BookUpdate::Change(change) => match self.state.books.get_mut(&change.token_id) {
                     Some(book) => book.apply_change(change)?,
                     None => continue,
                 },
             }
             at_ms = at_ms.max(update.timestamp_ms());
-            if let Some(structures) = self.structures_of_token.get(update.token_id()) {
+            if let Some(structures) = self.state.structures_of_token.get(update.token_id()) {
                 touched.extend(structures);
             }
         }
@@ -307,8 +334,9 @@ impl ArbitrageDetector {
     /// Forgets a token's book (e.g. its market closed, or its stream has a gap): windows over
     /// it close, and it is judged again from its next snapshot.
     pub fn forget(&mut self, token_id: &str, at_ms: i64) -> Vec<Signal> {
-        self.books.remove(token_id);
+        self.state.books.remove(token_id);
         let structures = self
+            .state
             .structures_of_token
             .get(token_id)
             .cloned()
@@ -327,7 +355,7 @@ impl ArbitrageDetector {
             .legs
             .iter()
             .map(|(token_id, fee)| {
-                let top = self.books.get(token_id).and_then(|book| {
+                let top = self.state.books.get(token_id).and_then(|book| {
                     let price = match direction {
                         Direction::BuyEveryLeg => book.best_ask(),
                         Direction::SellEveryLeg => book.best_bid(),
@@ -347,14 +375,14 @@ impl ArbitrageDetector {
     }
 
     fn judge(&mut self, index: usize, direction: Direction, at_ms: i64) -> Option<Signal> {
-        let structure = self.structures.get(index)?;
+        let structure = self.state.structures.get(index)?;
         let tops = self.tops(structure, direction);
         let current = edge(direction, &tops);
         let qualifies = current.filter(|edge| {
             edge.edge >= self.thresholds.min_edge && edge.size >= self.thresholds.min_size
         });
         let key = (index, direction);
-        match (qualifies, self.open.get_mut(&key)) {
+        match (qualifies, self.state.open.get_mut(&key)) {
             (Some(edge), Some(window)) => {
                 if edge.edge > window.best.edge
                     || (edge.edge == window.best.edge && edge.size > window.best.size)
@@ -373,11 +401,11 @@ impl ArbitrageDetector {
                     legs_at_best: tops.iter().filter_map(|(top, _)| *top).collect(),
                 };
                 let signal = self.signal(structure, direction, &window, None);
-                self.open.insert(key, window);
+                self.state.open.insert(key, window);
                 Some(signal)
             }
             (None, Some(_)) => {
-                let window = self.open.remove(&key)?;
+                let window = self.state.open.remove(&key)?;
                 let closed_by = if current.is_some() {
                     "edge_gone"
                 } else {

@@ -15,6 +15,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use polytape_model::{Signal, SignalKind};
+use serde::{Deserialize, Serialize};
 
 use crate::signal::{Inputs, Rule, signal_id};
 
@@ -39,14 +40,14 @@ impl Default for PriceMoveThresholds {
 }
 
 /// One observed price.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Point {
     at_ms: i64,
     price: i64,
     link: String,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct TokenPrices {
     points: VecDeque<Point>,
     newest_ms: i64,
@@ -65,12 +66,18 @@ pub struct PriceObservation<'a> {
     pub link: &'a str,
 }
 
+/// What the detector has learned: the part of it a checkpoint keeps.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PriceMoveState {
+    tokens: HashMap<String, TokenPrices>,
+}
+
 /// Trailing prices per token and the rule over them.
 #[derive(Debug)]
 pub struct PriceMoveDetector {
     rule: Rule,
     thresholds: PriceMoveThresholds,
-    tokens: HashMap<String, TokenPrices>,
+    state: PriceMoveState,
 }
 
 impl PriceMoveDetector {
@@ -78,14 +85,28 @@ impl PriceMoveDetector {
         Self {
             rule,
             thresholds,
-            tokens: HashMap::new(),
+            state: PriceMoveState::default(),
         }
+    }
+
+    /// The detector with a checkpointed state.
+    pub fn restore(rule: Rule, thresholds: PriceMoveThresholds, state: PriceMoveState) -> Self {
+        Self {
+            state,
+            ..Self::new(rule, thresholds)
+        }
+    }
+
+    /// The state to checkpoint.
+    pub fn state(&self) -> &PriceMoveState {
+        &self.state
     }
 
     /// Learns one price and returns the move it completes, if any.
     pub fn observe(&mut self, observation: PriceObservation<'_>) -> Option<Signal> {
         let window_ms = self.thresholds.window_ms;
         let token = self
+            .state
             .tokens
             .entry(observation.token_id.to_owned())
             .or_default();

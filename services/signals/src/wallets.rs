@@ -11,6 +11,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use serde::{Deserialize, Serialize};
+
 use polytape_model::{
     Signal, SignalKind, Trade,
     micros::{ONE, UnitsError, to_micros},
@@ -44,7 +46,7 @@ impl Default for NewWalletThresholds {
 }
 
 /// What we know of one wallet.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct WalletHistory {
     first_seen_ms: i64,
     last_seen_ms: i64,
@@ -54,18 +56,24 @@ struct WalletHistory {
     recent_ids: Vec<String>,
 }
 
-/// Wallet histories, bounded in count, and the rule over them.
-#[derive(Debug)]
-pub struct NewWalletDetector {
-    rule: Rule,
-    thresholds: NewWalletThresholds,
-    capacity: usize,
+/// What the detector has learned: the part of it a checkpoint keeps.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WalletState {
     /// The time our history starts (the oldest fill the detector was given).
     history_since_ms: Option<i64>,
     wallets: HashMap<String, WalletHistory>,
     /// `(last_seen_ms, wallet)`: the least recently active wallet is forgotten first.
     by_activity: BTreeSet<(i64, String)>,
     forgotten: u64,
+}
+
+/// Wallet histories, bounded in count, and the rule over them.
+#[derive(Debug)]
+pub struct NewWalletDetector {
+    rule: Rule,
+    thresholds: NewWalletThresholds,
+    capacity: usize,
+    state: WalletState,
 }
 
 impl NewWalletDetector {
@@ -75,16 +83,34 @@ impl NewWalletDetector {
             rule,
             thresholds,
             capacity: capacity.max(1),
-            history_since_ms: None,
-            wallets: HashMap::new(),
-            by_activity: BTreeSet::new(),
-            forgotten: 0,
+            state: WalletState::default(),
         }
+    }
+
+    /// The detector with a checkpointed state; wallets over the capacity are forgotten, least
+    /// recently active first.
+    pub fn restore(
+        rule: Rule,
+        thresholds: NewWalletThresholds,
+        capacity: usize,
+        state: WalletState,
+    ) -> Self {
+        let mut detector = Self {
+            state,
+            ..Self::new(rule, thresholds, capacity)
+        };
+        detector.forget_over_capacity();
+        detector
+    }
+
+    /// The state to checkpoint.
+    pub fn state(&self) -> &WalletState {
+        &self.state
     }
 
     /// Wallets held now.
     pub fn wallets(&self) -> usize {
-        self.wallets.len()
+        self.state.wallets.len()
     }
 
     /// Learns `trade` and returns the signal it raises, if any. A copy of a fill already
@@ -95,11 +121,12 @@ impl NewWalletDetector {
         let notional = i64::try_from(i128::from(price) * i128::from(size) / i128::from(ONE))
             .unwrap_or(i64::MAX);
         let history_since_ms = self
+            .state
             .history_since_ms
             .map_or(trade.timestamp_ms, |since| since.min(trade.timestamp_ms));
-        self.history_since_ms = Some(history_since_ms);
+        self.state.history_since_ms = Some(history_since_ms);
 
-        let prior = self.wallets.get(&trade.proxy_wallet);
+        let prior = self.state.wallets.get(&trade.proxy_wallet);
         if prior.is_some_and(|history| history.recent_ids.contains(&trade.trade_id)) {
             return Ok(None);
         }
@@ -138,7 +165,7 @@ impl NewWalletDetector {
             .integer("history_since_ms", history_since_ms)
             .integer(
                 "wallets_forgotten",
-                i64::try_from(self.forgotten).unwrap_or(i64::MAX),
+                i64::try_from(self.state.forgotten).unwrap_or(i64::MAX),
             );
         if let Some(history) = prior {
             inputs = inputs
@@ -182,15 +209,17 @@ impl NewWalletDetector {
 
     fn learn(&mut self, trade: &Trade, notional: i64) {
         // Taken out and put back (a move, not a copy): this runs for every fill.
-        let mut history =
-            self.wallets
-                .remove(&trade.proxy_wallet)
-                .unwrap_or_else(|| WalletHistory {
-                    first_seen_ms: trade.timestamp_ms,
-                    last_seen_ms: trade.timestamp_ms,
-                    ..WalletHistory::default()
-                });
-        self.by_activity
+        let mut history = self
+            .state
+            .wallets
+            .remove(&trade.proxy_wallet)
+            .unwrap_or_else(|| WalletHistory {
+                first_seen_ms: trade.timestamp_ms,
+                last_seen_ms: trade.timestamp_ms,
+                ..WalletHistory::default()
+            });
+        self.state
+            .by_activity
             .remove(&(history.last_seen_ms, trade.proxy_wallet.clone()));
         history.first_seen_ms = history.first_seen_ms.min(trade.timestamp_ms);
         history.last_seen_ms = history.last_seen_ms.max(trade.timestamp_ms);
@@ -200,15 +229,22 @@ impl NewWalletDetector {
             history.recent_ids.remove(0);
         }
         history.recent_ids.push(trade.trade_id.clone());
-        self.by_activity
+        self.state
+            .by_activity
             .insert((history.last_seen_ms, trade.proxy_wallet.clone()));
-        self.wallets.insert(trade.proxy_wallet.clone(), history);
-        while self.wallets.len() > self.capacity {
-            let Some((_, wallet)) = self.by_activity.pop_first() else {
+        self.state
+            .wallets
+            .insert(trade.proxy_wallet.clone(), history);
+        self.forget_over_capacity();
+    }
+
+    fn forget_over_capacity(&mut self) {
+        while self.state.wallets.len() > self.capacity {
+            let Some((_, wallet)) = self.state.by_activity.pop_first() else {
                 break;
             };
-            self.wallets.remove(&wallet);
-            self.forgotten += 1;
+            self.state.wallets.remove(&wallet);
+            self.state.forgotten += 1;
         }
     }
 }

@@ -357,7 +357,7 @@ pub fn watch(deliveries: Vec<(String, DeliveryFuture)>) {
 
 /// Creates the state topic if needed and reads it whole.
 pub async fn load(brokers: &str, topic: &str) -> Result<PersistedState, BridgeError> {
-    polytape_kafka::ensure_compacted_topic(brokers, topic)
+    polytape_kafka::ensure_compacted_topic(brokers, topic, 1)
         .await
         .map_err(|error| BridgeError::State(error.to_string()))?;
     let brokers = brokers.to_owned();

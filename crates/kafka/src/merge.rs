@@ -1,0 +1,92 @@
+//! Event-time merge of input partitions.
+//!
+//! A consumer fetches partitions independently: replaying a backlog, it may read thousands of
+//! one partition's records before another's earlier ones. A processor whose state depends on
+//! the order across partitions (a book needs its snapshot before the changes that follow it;
+//! a wallet's first trade may be on any partition) holds its events here and takes them in
+//! `(time, input, partition, offset)` order once no partition that still has unread records
+//! can deliver an earlier one: an event is released when its time is below the times already
+//! read from every partition with a backlog (times are assumed non-decreasing within a
+//! partition). A partition read up to its end does not hold the merge back, so at the live
+//! edge events pass straight through. During a replay every partition has a backlog, so the
+//! order is the same whatever the fetch interleaving: the replay after a crash applies the
+//! events in the same order as the run before it.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    hash::Hash,
+};
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+/// An event that can be merged: its time and the input (topic) it was read from. At equal
+/// times, events of the smaller input come first.
+pub trait MergeEvent {
+    type Input: Copy + Ord + Hash + std::fmt::Debug + Serialize + DeserializeOwned;
+
+    fn time_ms(&self) -> i64;
+    fn input(&self) -> Self::Input;
+}
+
+type Key<I> = (i64, I, i32, i64);
+
+/// Held events and the progress of every input partition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "E: Serialize",
+    deserialize = "E: serde::de::DeserializeOwned"
+))]
+pub struct EventMerge<E: MergeEvent> {
+    #[serde(with = "polytape_model::pairs")]
+    held: BTreeMap<Key<E::Input>, E>,
+    /// Largest event time read per partition.
+    #[serde(with = "polytape_model::pairs")]
+    seen_ms: HashMap<(E::Input, i32), i64>,
+}
+
+impl<E: MergeEvent> Default for EventMerge<E> {
+    fn default() -> Self {
+        Self {
+            held: BTreeMap::new(),
+            seen_ms: HashMap::new(),
+        }
+    }
+}
+
+impl<E: MergeEvent> EventMerge<E> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Events waiting.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Holds an event read at `offset` of `partition`.
+    pub fn push(&mut self, partition: i32, offset: i64, event: E) {
+        let input = event.input();
+        let time_ms = event.time_ms();
+        let seen = self.seen_ms.entry((input, partition)).or_insert(time_ms);
+        *seen = (*seen).max(time_ms);
+        self.held.insert((time_ms, input, partition, offset), event);
+    }
+
+    /// Releases, in merge order, every event no backlog partition can precede.
+    /// `backlog` lists the partitions that still have unread records.
+    pub fn release(&mut self, backlog: &[(E::Input, i32)]) -> Vec<E> {
+        let limit = backlog
+            .iter()
+            .map(|partition| self.seen_ms.get(partition).copied().unwrap_or(i64::MIN))
+            .min();
+        let mut released = Vec::new();
+        while let Some(entry) = self.held.first_entry() {
+            // A backlog partition may still deliver an event at its last time: wait for it.
+            if limit.is_some_and(|limit| entry.key().0 >= limit) {
+                break;
+            }
+            released.push(entry.remove());
+        }
+        released
+    }
+}
