@@ -15,10 +15,37 @@
 //! - [`price_moves`]: a token's last-trade price moving by at least a threshold within a
 //!   window.
 
+//!
+//! [`engine`] wires the detectors to our records, and [`pipeline`] is the thin Kafka loop
+//! around it (event-time merge, checkpoints); the design is in README.md beside this crate.
+
 pub mod arbitrage;
+mod config;
+pub mod engine;
+mod error;
+mod events;
+pub mod pipeline;
 pub mod price_moves;
 pub mod signal;
 pub mod wallets;
 
+pub use config::SignalsConfig;
+pub use error::SignalsError;
 pub use polytape_model::{Signal, SignalKind, SignalValue};
+use polytape_runtime::{BoxError, ServiceContext};
 pub use signal::{Inputs, Rule, signal_id};
+
+/// Checks the service's dependencies and spawns the pipeline.
+pub async fn start(config: SignalsConfig, context: ServiceContext) -> Result<(), BoxError> {
+    polytape_kafka::check_dependencies(&config.kafka).await?;
+    let ready = context.readiness.register("signals");
+    let stop = context.shutdown.token();
+    context.shutdown.spawn("signals", async move {
+        pipeline::run(config, stop, ready).await.map_err(|error| {
+            let retryable = error.is_retryable();
+            tracing::error!(error = %error, retryable, "signals stopped on an error");
+            BoxError::from(error)
+        })
+    });
+    Ok(())
+}

@@ -11,6 +11,7 @@ pub enum Service {
     CandleBuilder,
     SinkClickhouse,
     Api,
+    Signals,
 }
 
 impl Service {
@@ -21,6 +22,7 @@ impl Service {
             Service::CandleBuilder => "polytape-candle-builder",
             Service::SinkClickhouse => "polytape-sink-clickhouse",
             Service::Api => "polytape-api",
+            Service::Signals => "polytape-signals",
         }
     }
 
@@ -32,6 +34,7 @@ impl Service {
             Service::CandleBuilder => "candle-builder",
             Service::SinkClickhouse => "sink-clickhouse",
             Service::Api => "api",
+            Service::Signals => "signals",
         }
     }
 }

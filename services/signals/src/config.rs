@@ -1,0 +1,193 @@
+use std::{net::SocketAddr, str::FromStr as _, time::Duration};
+
+use polytape_model::micros::to_micros;
+use polytape_runtime::{
+    AdminEndpoint, Service, ServiceConfig,
+    config::{CommonConfig, KafkaConfig, KeyKind, KeySpec, ValidationReport},
+};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use crate::{
+    arbitrage::ArbitrageThresholds, engine::EngineSettings, price_moves::PriceMoveThresholds,
+    wallets::NewWalletThresholds,
+};
+
+/// Configuration of `polytape-signals`; see README.md, "Configuration", for every key.
+/// Its own keys, with their defaults, are declared in [`SignalsConfig::OWN_KEYS`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct SignalsConfig {
+    #[serde(flatten)]
+    pub common: CommonConfig,
+    #[serde(flatten)]
+    pub kafka: KafkaConfig,
+    pub signals_admin_addr: SocketAddr,
+    #[serde(with = "humantime_serde")]
+    pub signals_checkpoint_interval: Duration,
+    pub signal_large_trade_notional: String,
+    #[serde(with = "humantime_serde")]
+    pub signal_new_wallet_age: Duration,
+    pub signal_new_wallet_prior_fills: u64,
+    pub signal_wallet_capacity: u64,
+    pub signal_arbitrage_min_edge: String,
+    pub signal_arbitrage_min_size: String,
+    pub signal_price_move: String,
+    #[serde(with = "humantime_serde")]
+    pub signal_price_move_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub signal_price_move_cooldown: Duration,
+}
+
+impl SignalsConfig {
+    /// The keys only this service reads.
+    pub const OWN_KEYS: &'static [KeySpec] = &[
+        KeySpec::new(
+            "signals_admin_addr",
+            KeyKind::SocketAddr,
+            "127.0.0.1:9106",
+            "signals' admin listen address",
+        ),
+        KeySpec::new(
+            "signals_checkpoint_interval",
+            KeyKind::Duration,
+            "5s",
+            "how often the signals service checkpoints its state (wallet histories, books, open windows) with the input offsets it covers",
+        ),
+        KeySpec::new(
+            "signal_large_trade_notional",
+            KeyKind::Text,
+            "10000",
+            "large trade from a new wallet: the least notional (price × size, USDC) of a large fill",
+        ),
+        KeySpec::new(
+            "signal_new_wallet_age",
+            KeyKind::Duration,
+            "24h",
+            "large trade from a new wallet: a wallet whose first fill we know of is younger than this is new",
+        ),
+        KeySpec::new(
+            "signal_new_wallet_prior_fills",
+            KeyKind::Count {
+                min: 0,
+                max: 1_000_000,
+            },
+            "5",
+            "large trade from a new wallet: a wallet with fewer prior fills than this is new",
+        ),
+        KeySpec::new(
+            "signal_wallet_capacity",
+            KeyKind::Count {
+                min: 1,
+                max: 100_000_000,
+            },
+            "1000000",
+            "wallet histories kept in memory; the least recently active is forgotten first (and counted in every signal's `wallets_forgotten`)",
+        ),
+        KeySpec::new(
+            "signal_arbitrage_min_edge",
+            KeyKind::Text,
+            "0.005",
+            "arbitrage windows: the least edge per full set, net of taker fees (USDC), that opens a window",
+        ),
+        KeySpec::new(
+            "signal_arbitrage_min_size",
+            KeyKind::Text,
+            "1",
+            "arbitrage windows: the least number of full sets executable at the edge (the thinnest leg's top size)",
+        ),
+        KeySpec::new(
+            "signal_price_move",
+            KeyKind::Text,
+            "0.10",
+            "price moves: the least move of a token's last-trade price within the window",
+        ),
+        KeySpec::new(
+            "signal_price_move_window",
+            KeyKind::Duration,
+            "5m",
+            "price moves: the window a move is measured in",
+        ),
+        KeySpec::new(
+            "signal_price_move_cooldown",
+            KeyKind::Duration,
+            "5m",
+            "price moves: how long a token stays quiet after a signal",
+        ),
+    ];
+}
+
+impl ServiceConfig for SignalsConfig {
+    const KEYS: &'static [&'static [KeySpec]] =
+        &[CommonConfig::KEYS, KafkaConfig::KEYS, Self::OWN_KEYS];
+    const SERVICE: Service = Service::Signals;
+
+    fn common(&self) -> &CommonConfig {
+        &self.common
+    }
+
+    fn validate(&self, report: &mut ValidationReport<'_>) {
+        for (key, value) in self.decimal_keys() {
+            if let Err(error) = units(value) {
+                report.problem(key, value, error);
+            }
+        }
+    }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A non-negative decimal in scale-6 units.
+fn units(text: &str) -> Result<i64, String> {
+    let value = Decimal::from_str(text.trim())
+        .map_err(|error| format!("not a decimal number ({error})"))?;
+    if value.is_sign_negative() {
+        return Err("must not be negative".to_owned());
+    }
+    to_micros("threshold", value).map_err(|error| error.to_string())
+}
+
+impl SignalsConfig {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub fn admin_endpoint(&self) -> AdminEndpoint {
+        AdminEndpoint {
+            addr: self.signals_admin_addr,
+            env_var: "POLYTAPE_SIGNALS_ADMIN_ADDR",
+        }
+    }
+
+    fn decimal_keys(&self) -> [(&'static str, &str); 4] {
+        [
+            (
+                "signal_large_trade_notional",
+                &self.signal_large_trade_notional,
+            ),
+            ("signal_arbitrage_min_edge", &self.signal_arbitrage_min_edge),
+            ("signal_arbitrage_min_size", &self.signal_arbitrage_min_size),
+            ("signal_price_move", &self.signal_price_move),
+        ]
+    }
+
+    /// The detectors' settings (the decimals were validated at start-up; 0 otherwise).
+    pub fn engine_settings(&self) -> EngineSettings {
+        let units_of = |text: &str| units(text).unwrap_or(0);
+        EngineSettings {
+            new_wallet: NewWalletThresholds {
+                min_notional: units_of(&self.signal_large_trade_notional),
+                max_age_ms: millis(self.signal_new_wallet_age),
+                min_prior_fills: self.signal_new_wallet_prior_fills,
+            },
+            wallet_capacity: usize::try_from(self.signal_wallet_capacity).unwrap_or(usize::MAX),
+            arbitrage: ArbitrageThresholds {
+                min_edge: units_of(&self.signal_arbitrage_min_edge),
+                min_size: units_of(&self.signal_arbitrage_min_size),
+            },
+            price_move: PriceMoveThresholds {
+                min_move: units_of(&self.signal_price_move),
+                window_ms: millis(self.signal_price_move_window),
+                cooldown_ms: millis(self.signal_price_move_cooldown),
+            },
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! The detectors wired to Polytape's records: reference data (markets, events) decides what
+//! is watched; book events and trades, in event-time order, are what is judged.
+//!
+//! Deterministic like the detectors: the same records in the same order give the same
+//! signals. Book events of one millisecond are judged together (a WebSocket message's
+//! changes share a timestamp, and judging them one by one would see half-applied messages);
+//! trades one by one.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use polytape_kafka::merge::MergeEvent;
+use polytape_model::{
+    BookSnapshot, Event, Market, PriceChange, Signal, Trade,
+    micros::{UnitsError, to_micros},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    arbitrage::{ArbitrageDetector, ArbitrageState, ArbitrageThresholds, BookUpdate, Structure},
+    price_moves::{PriceMoveDetector, PriceMoveState, PriceMoveThresholds, PriceObservation},
+    signal::Rule,
+    wallets::{NewWalletDetector, NewWalletThresholds, WalletState},
+};
+
+/// Which merged input an event comes from; at equal times books go first, so a trade is
+/// judged against the book of its millisecond.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SignalInput {
+    BookSnapshots = 0,
+    PriceChanges = 1,
+    Trades = 2,
+}
+
+/// An event the engine judges, in event-time order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SignalEvent {
+    Snapshot(BookSnapshot),
+    Change(PriceChange),
+    Trade(Trade),
+}
+
+impl MergeEvent for SignalEvent {
+    type Input = SignalInput;
+
+    fn time_ms(&self) -> i64 {
+        match self {
+            SignalEvent::Snapshot(snapshot) => snapshot.timestamp_ms,
+            SignalEvent::Change(change) => change.timestamp_ms,
+            SignalEvent::Trade(trade) => trade.timestamp_ms,
+        }
+    }
+
+    fn input(&self) -> SignalInput {
+        match self {
+            SignalEvent::Snapshot(_) => SignalInput::BookSnapshots,
+            SignalEvent::Change(_) => SignalInput::PriceChanges,
+            SignalEvent::Trade(_) => SignalInput::Trades,
+        }
+    }
+}
+
+impl SignalEvent {
+    /// Checks that an event can be applied, so that what the merge releases later always
+    /// does; an event that fails is dead-lettered when read.
+    pub fn check(&self) -> Result<(), UnitsError> {
+        match self {
+            SignalEvent::Snapshot(snapshot) => polytape_model::book::check_snapshot(snapshot),
+            SignalEvent::Change(change) => polytape_model::book::check_change(change),
+            SignalEvent::Trade(trade) => {
+                to_micros("price", trade.price)?;
+                to_micros("size", trade.size)?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The rules and thresholds of the built-in detectors.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub new_wallet: NewWalletThresholds,
+    pub wallet_capacity: usize,
+    pub arbitrage: ArbitrageThresholds,
+    pub price_move: PriceMoveThresholds,
+}
+
+impl EngineSettings {
+    /// A built-in rule's version is a fingerprint of its thresholds: changing a threshold
+    /// gives the rule a new version, so its signals get new ids and never overwrite the ones
+    /// judged under the old thresholds.
+    fn rule(rule_id: &str, thresholds: &[i64]) -> Rule {
+        use sha2::{Digest as _, Sha256};
+        let text: Vec<String> = thresholds.iter().map(i64::to_string).collect();
+        let digest = Sha256::digest(format!("{rule_id}|{}", text.join("|")).as_bytes());
+        let version = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) >> 1;
+        Rule::new(rule_id, i32::try_from(version).unwrap_or(i32::MAX))
+    }
+
+    pub fn new_wallet_rule(&self) -> Rule {
+        let thresholds = self.new_wallet;
+        Self::rule(
+            "large_trade_new_wallet",
+            &[
+                thresholds.min_notional,
+                thresholds.max_age_ms,
+                i64::try_from(thresholds.min_prior_fills).unwrap_or(i64::MAX),
+            ],
+        )
+    }
+
+    pub fn arbitrage_rules(&self) -> (Rule, Rule) {
+        let values = [self.arbitrage.min_edge, self.arbitrage.min_size];
+        (
+            Self::rule("binary_arbitrage", &values),
+            Self::rule("neg_risk_arbitrage", &values),
+        )
+    }
+
+    pub fn price_move_rule(&self) -> Rule {
+        let thresholds = self.price_move;
+        Self::rule(
+            "price_move",
+            &[
+                thresholds.min_move,
+                thresholds.window_ms,
+                thresholds.cooldown_ms,
+            ],
+        )
+    }
+}
+
+/// What the engine has learned: everything a checkpoint keeps.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EngineState {
+    wallets: WalletState,
+    arbitrage: ArbitrageState,
+    price_moves: PriceMoveState,
+    /// Markets by condition id.
+    markets: BTreeMap<String, Market>,
+    /// Negative-risk events: their markets' condition ids.
+    neg_risk_events: BTreeMap<String, Vec<String>>,
+}
+
+/// The detectors and the reference data deciding what they watch.
+pub struct Engine {
+    wallets: NewWalletDetector,
+    arbitrage: ArbitrageDetector,
+    price_moves: PriceMoveDetector,
+    markets: BTreeMap<String, Market>,
+    neg_risk_events: BTreeMap<String, Vec<String>>,
+    /// Negative-risk events of each market.
+    events_of_market: HashMap<String, BTreeSet<String>>,
+}
+
+impl Engine {
+    pub fn new(settings: &EngineSettings, state: EngineState) -> Self {
+        let (binary_rule, neg_risk_rule) = settings.arbitrage_rules();
+        let mut events_of_market: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for (event_id, condition_ids) in &state.neg_risk_events {
+            for condition_id in condition_ids {
+                events_of_market
+                    .entry(condition_id.clone())
+                    .or_default()
+                    .insert(event_id.clone());
+            }
+        }
+        Self {
+            wallets: NewWalletDetector::restore(
+                settings.new_wallet_rule(),
+                settings.new_wallet,
+                settings.wallet_capacity,
+                state.wallets,
+            ),
+            arbitrage: ArbitrageDetector::restore(
+                binary_rule,
+                neg_risk_rule,
+                settings.arbitrage,
+                state.arbitrage,
+            ),
+            price_moves: PriceMoveDetector::restore(
+                settings.price_move_rule(),
+                settings.price_move,
+                state.price_moves,
+            ),
+            markets: state.markets,
+            neg_risk_events: state.neg_risk_events,
+            events_of_market,
+        }
+    }
+
+    /// The state to checkpoint.
+    pub fn state(&self) -> EngineState {
+        EngineState {
+            wallets: self.wallets.state().clone(),
+            arbitrage: self.arbitrage.state().clone(),
+            price_moves: self.price_moves.state().clone(),
+            markets: self.markets.clone(),
+            neg_risk_events: self.neg_risk_events.clone(),
+        }
+    }
+
+    /// Wallets and markets held, for the state gauge.
+    pub fn sizes(&self) -> (usize, usize) {
+        (self.wallets.wallets(), self.markets.len())
+    }
+
+    /// Learns a market: a binary market with a known fee is watched for YES + NO windows,
+    /// and the negative-risk events it belongs to are looked at again.
+    pub fn market(&mut self, market: Market) {
+        if let Some(structure) = Structure::binary(&market) {
+            self.arbitrage.watch(structure);
+        }
+        let condition_id = market.condition_id.clone();
+        self.markets.insert(condition_id.clone(), market);
+        let events: Vec<String> = self
+            .events_of_market
+            .get(&condition_id)
+            .map(|events| events.iter().cloned().collect())
+            .unwrap_or_default();
+        for event_id in events {
+            self.watch_neg_risk_event(&event_id);
+        }
+    }
+
+    /// Learns an event: a negative-risk event is watched once every one of its markets is
+    /// known (a subset of its outcomes always looks like an arbitrage).
+    pub fn event(&mut self, event: &Event) {
+        if !event.neg_risk || event.market_condition_ids.len() < 2 {
+            return;
+        }
+        let mut condition_ids = event.market_condition_ids.clone();
+        condition_ids.sort();
+        condition_ids.dedup();
+        for condition_id in &condition_ids {
+            self.events_of_market
+                .entry(condition_id.clone())
+                .or_default()
+                .insert(event.event_id.clone());
+        }
+        self.neg_risk_events
+            .insert(event.event_id.clone(), condition_ids);
+        self.watch_neg_risk_event(&event.event_id);
+    }
+
+    fn watch_neg_risk_event(&mut self, event_id: &str) {
+        let Some(condition_ids) = self.neg_risk_events.get(event_id) else {
+            return;
+        };
+        let markets: Option<Vec<&Market>> = condition_ids
+            .iter()
+            .map(|condition_id| self.markets.get(condition_id))
+            .collect();
+        let Some(markets) = markets else {
+            return;
+        };
+        // Only while every outcome trades: a closed outcome's YES cannot be bought.
+        if markets
+            .iter()
+            .any(|market| market.closed || !market.neg_risk)
+        {
+            return;
+        }
+        let subject = markets
+            .iter()
+            .find_map(|market| market.neg_risk_market_id.clone())
+            .unwrap_or_else(|| event_id.to_owned());
+        if let Some(mut structure) = Structure::neg_risk(&subject, &markets) {
+            structure.event_id = Some(event_id.to_owned());
+            self.arbitrage.watch(structure);
+        }
+    }
+
+    /// Judges events released by the merge, in their order.
+    pub fn apply(&mut self, events: &[SignalEvent]) -> Result<Vec<Signal>, UnitsError> {
+        let mut signals = Vec::new();
+        let mut index = 0;
+        while let Some(event) = events.get(index) {
+            match event {
+                SignalEvent::Trade(trade) => {
+                    signals.extend(self.trade(trade)?);
+                    index += 1;
+                }
+                SignalEvent::Snapshot(_) | SignalEvent::Change(_) => {
+                    // Every book event of this millisecond, judged together.
+                    let time_ms = event.time_ms();
+                    let mut updates = Vec::new();
+                    while let Some(next) = events.get(index) {
+                        let update = match next {
+                            SignalEvent::Snapshot(snapshot) if next.time_ms() == time_ms => {
+                                BookUpdate::Snapshot(snapshot)
+                            }
+                            SignalEvent::Change(change) if next.time_ms() == time_ms => {
+                                BookUpdate::Change(change)
+                            }
+                            _ => break,
+                        };
+                        updates.push(update);
+                        index += 1;
+                    }
+                    signals.extend(self.arbitrage.apply(&updates)?);
+                }
+            }
+        }
+        Ok(signals)
+    }
+
+    fn trade(&mut self, trade: &Trade) -> Result<Vec<Signal>, UnitsError> {
+        let mut signals = Vec::new();
+        signals.extend(self.wallets.observe(trade)?);
+        signals.extend(self.price_moves.observe(PriceObservation {
+            token_id: &trade.token_id,
+            condition_id: &trade.condition_id,
+            at_ms: trade.timestamp_ms,
+            price: to_micros("price", trade.price)?,
+            link: &trade.trade_id,
+        }));
+        Ok(signals)
+    }
+}
+
+#[cfg(test)]
+mod tests;

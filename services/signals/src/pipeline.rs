@@ -1,0 +1,562 @@
+//! The Kafka loop around the [`Engine`].
+//!
+//! One consumer reads the reference inputs (markets, events) and the judged inputs (book
+//! snapshots, price changes, trades). At start, the reference inputs are read up to their
+//! ends before anything is judged, so what is watched does not depend on fetch timing. Judged
+//! inputs go through the shared event-time merge (`polytape_kafka::merge`), so a replay judges
+//! them in the same order whatever the interleaving of partitions. Records are processed in
+//! batches; a batch's signals (and dead letters) are sent and acknowledged before the next.
+//! Every checkpoint interval, and at shutdown, the engine's state and the merge's held events
+//! are checkpointed with the input positions they cover ([`CheckpointStore`]), and those
+//! positions are committed to the consumer group for lag monitoring. Signal ids are
+//! deterministic, so what a crash makes the service send twice is identical both times.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use backon::{ExponentialBuilder, Retryable as _};
+use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
+use polytape_kafka::{
+    CheckpointStore, HighWatermarks, RecordProducer, SharedProducer, create_consumer,
+    merge::EventMerge,
+};
+use polytape_model::{
+    BookSnapshot, DeadLetter, Event, Market, PriceChange, Signal, Topic, TopicNames, Trade,
+};
+use polytape_runtime::{ReadinessHandle, metrics::InternalEvent as _};
+use rdkafka::{
+    Message as _, Offset, TopicPartitionList,
+    consumer::{Consumer as _, StreamConsumer},
+    message::BorrowedMessage,
+};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    SignalsConfig,
+    engine::{Engine, EngineState, SignalEvent, SignalInput},
+    error::SignalsError,
+    events::{BatchSent, CheckpointWritten, Consumed, DeadLettered, Retried},
+};
+
+/// Records per batch at most.
+const BATCH_MAX: usize = 5_000;
+/// How long a batch waits for more records after its first.
+const BATCH_WAIT: Duration = Duration::from_millis(50);
+const SOURCE: &str = "signals";
+/// Read at start up to their ends, then applied as read.
+const REFERENCE: [Topic; 2] = [Topic::Markets, Topic::Events];
+/// Judged in event-time order.
+const JUDGED: [Topic; 3] = [Topic::BookSnapshots, Topic::PriceChanges, Topic::Trades];
+
+/// The consumer group (per topic prefix, so isolated deployments never share offsets).
+pub fn group_id(names: &TopicNames) -> String {
+    format!("{}polytape-signals", names.prefix())
+}
+
+/// The checkpoint topic (the service's own state, not in the shared topic table).
+pub fn checkpoint_topic(names: &TopicNames) -> String {
+    format!("{}polytape.signals.checkpoints.v1", names.prefix())
+}
+
+fn merge_input(topic: Topic) -> Option<SignalInput> {
+    match topic {
+        Topic::BookSnapshots => Some(SignalInput::BookSnapshots),
+        Topic::PriceChanges => Some(SignalInput::PriceChanges),
+        Topic::Trades => Some(SignalInput::Trades),
+        _ => None,
+    }
+}
+
+/// What a checkpoint holds.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SavedState {
+    /// `(topic, partition, next offset)` of every input partition read so far.
+    positions: Vec<(String, i32, i64)>,
+    engine: EngineState,
+    /// Judged events read but not yet released by the merge.
+    merge: EventMerge<SignalEvent>,
+}
+
+struct Decoders {
+    markets: RecordDecoder<Market>,
+    events: RecordDecoder<Event>,
+    snapshots: RecordDecoder<BookSnapshot>,
+    changes: RecordDecoder<PriceChange>,
+    trades: RecordDecoder<Trade>,
+}
+
+struct Producers {
+    signals: RecordProducer<Signal>,
+    dead: RecordProducer<DeadLetter>,
+}
+
+/// One input record, as much as processing needs.
+struct Input<'a> {
+    topic: &'a str,
+    kind: Topic,
+    partition: i32,
+    offset: i64,
+    timestamp_ms: i64,
+    payload: &'a [u8],
+}
+
+/// The engine, the merge, the input positions and the outputs of the current batch.
+struct Processor {
+    engine: Engine,
+    merge: EventMerge<SignalEvent>,
+    positions: HashMap<(String, i32), i64>,
+    signals: Vec<Signal>,
+    dead: Vec<DeadLetter>,
+}
+
+impl Processor {
+    fn saved_state(&self) -> SavedState {
+        let mut positions: Vec<(String, i32, i64)> = self
+            .positions
+            .iter()
+            .map(|((topic, partition), offset)| (topic.clone(), *partition, *offset))
+            .collect();
+        positions.sort();
+        SavedState {
+            positions,
+            engine: self.engine.state(),
+            merge: self.merge.clone(),
+        }
+    }
+
+    fn position(&self, topic: &str, partition: i32) -> i64 {
+        self.positions
+            .get(&(topic.to_owned(), partition))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    async fn process(&mut self, decoders: &Decoders, input: Input<'_>) -> Result<(), SignalsError> {
+        Consumed {
+            topic: input.kind.default_name(),
+        }
+        .emit();
+        if !input.payload.is_empty() {
+            match input.kind {
+                Topic::Markets => {
+                    if let Some(market) = self.decode(&decoders.markets, &input).await? {
+                        self.engine.market(market);
+                    }
+                }
+                Topic::Events => {
+                    if let Some(event) = self.decode(&decoders.events, &input).await? {
+                        self.engine.event(&event);
+                    }
+                }
+                Topic::BookSnapshots => {
+                    if let Some(snapshot) = self.decode(&decoders.snapshots, &input).await? {
+                        self.hold(&input, SignalEvent::Snapshot(snapshot));
+                    }
+                }
+                Topic::PriceChanges => {
+                    if let Some(change) = self.decode(&decoders.changes, &input).await? {
+                        self.hold(&input, SignalEvent::Change(change));
+                    }
+                }
+                Topic::Trades => {
+                    if let Some(trade) = self.decode(&decoders.trades, &input).await? {
+                        self.hold(&input, SignalEvent::Trade(trade));
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.positions
+            .insert((input.topic.to_owned(), input.partition), input.offset + 1);
+        Ok(())
+    }
+
+    /// Holds a judged event for the merge once it is known to apply; otherwise dead-letters it.
+    fn hold(&mut self, input: &Input<'_>, event: SignalEvent) {
+        match event.check() {
+            Ok(()) => self.merge.push(input.partition, input.offset, event),
+            Err(error) => self.dead_letter(
+                input,
+                format!("invalid {}: {error}", input.kind.default_name()),
+            ),
+        }
+    }
+
+    /// Decodes an input; undecodable input is dead-lettered (`None`), a registry outage is
+    /// an error (retrying later can succeed).
+    async fn decode<T: AvroRecord>(
+        &mut self,
+        decoder: &RecordDecoder<T>,
+        input: &Input<'_>,
+    ) -> Result<Option<T>, SignalsError> {
+        let decoded = match decoder.decode_cached(input.payload) {
+            Ok(Some(record)) => Ok(record),
+            Ok(None) => decoder.decode(input.payload).await,
+            Err(error) => Err(error),
+        };
+        match decoded {
+            Ok(record) => Ok(Some(record)),
+            Err(error) if error.is_retryable() => Err(error.into()),
+            Err(error) => {
+                self.dead_letter(input, format!("undecodable {}: {error}", T::NAME));
+                Ok(None)
+            }
+        }
+    }
+
+    fn dead_letter(&mut self, input: &Input<'_>, reason: String) {
+        let letter = DeadLetter::from_message(
+            SOURCE,
+            input.topic,
+            input.partition,
+            input.offset,
+            reason,
+            input.payload.to_vec(),
+            input.timestamp_ms,
+        );
+        DeadLettered {
+            topic: input.kind.default_name(),
+            origin: &letter.origin,
+            reason: &letter.error,
+        }
+        .emit();
+        self.dead.push(letter);
+    }
+
+    /// Judges what the merge releases (`backlog`: the judged partitions with unread records).
+    fn judge(&mut self, backlog: &[(SignalInput, i32)]) -> Result<(), SignalsError> {
+        let released = self.merge.release(backlog);
+        if !released.is_empty() {
+            self.signals.extend(self.engine.apply(&released)?);
+        }
+        Ok(())
+    }
+
+    /// Sends the batch's signals and dead letters and waits for the broker.
+    async fn flush(&mut self, producers: &Producers) -> Result<(), SignalsError> {
+        let (signals, dead) = (&self.signals, &self.dead);
+        let send_all = || async {
+            futures::try_join!(
+                producers.signals.send_all(signals),
+                producers.dead.send_all(dead),
+            )
+        };
+        // 5 retries of a retryable failure, 1 s doubling to 16 s, then the service stops (and
+        // is restarted from its checkpoint).
+        send_all
+            .retry(retry_policy())
+            .when(|error| error.is_retryable())
+            .notify(|error, retry_in| {
+                Retried {
+                    what: "send",
+                    error,
+                    retry_in,
+                }
+                .emit();
+            })
+            .await?;
+        BatchSent {
+            signals: &self.signals,
+            dead_letters: self.dead.len(),
+        }
+        .emit();
+        self.signals.clear();
+        self.dead.clear();
+        Ok(())
+    }
+
+    async fn checkpoint(
+        &self,
+        store: &mut CheckpointStore,
+        consumer: &StreamConsumer,
+    ) -> Result<(), SignalsError> {
+        let started = Instant::now();
+        let saved = self.saved_state();
+        let payload = serde_json::to_vec(&saved).map_err(|error| {
+            SignalsError::Checkpoint(format!("cannot encode the state: {error}"))
+        })?;
+        let mut attempt = 0;
+        let (generation, _) = loop {
+            match store.write(&payload).await {
+                Ok(written) => break written,
+                Err(error) if error.is_retryable() && attempt < 5 => {
+                    let retry_in = Duration::from_secs(1 << attempt);
+                    Retried {
+                        what: "checkpoint",
+                        error: &error,
+                        retry_in,
+                    }
+                    .emit();
+                    tokio::time::sleep(retry_in).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        };
+        if let Err(error) = polytape_kafka::store_processed(consumer, saved.positions) {
+            tracing::warn!(error = %error, "could not store the checkpointed offsets in the consumer group");
+        }
+        let (wallets, markets) = self.engine.sizes();
+        CheckpointWritten {
+            generation,
+            bytes: payload.len(),
+            seconds: started.elapsed().as_secs_f64(),
+            wallets,
+            markets,
+            held: self.merge.held(),
+        }
+        .emit();
+        Ok(())
+    }
+}
+
+fn retry_policy() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(Duration::from_secs(16))
+        .with_max_times(5)
+}
+
+fn assignment(
+    partitions: &[(String, Topic, i32)],
+    processor: &Processor,
+) -> Result<TopicPartitionList, SignalsError> {
+    let mut list = TopicPartitionList::new();
+    for (topic, _, partition) in partitions {
+        let offset = processor
+            .positions
+            .get(&(topic.clone(), *partition))
+            .map_or(Offset::Beginning, |next| Offset::Offset(*next));
+        list.add_partition_offset(topic, *partition, offset)
+            .map_err(|source| SignalsError::Client {
+                context: format!("assign {topic}/{partition}"),
+                source,
+            })?;
+    }
+    Ok(list)
+}
+
+/// Runs the service until `stop` is cancelled; then it checkpoints and returns.
+pub async fn run(
+    config: SignalsConfig,
+    stop: CancellationToken,
+    ready: ReadinessHandle,
+) -> Result<(), SignalsError> {
+    let brokers = config.kafka.kafka_brokers.clone();
+    let names = TopicNames::with_prefix(config.kafka.topic_prefix.clone());
+    let reference = polytape_kafka::input_partitions(&brokers, &names, &REFERENCE).await?;
+    let judged = polytape_kafka::input_partitions(&brokers, &names, &JUDGED).await?;
+
+    let registry = SchemaRegistryClient::new(&config.kafka.schema_registry_url)?;
+    let producer = SharedProducer::connect(&brokers)?;
+    let producers = Producers {
+        signals: RecordProducer::register(producer.clone(), &registry, &names).await?,
+        dead: RecordProducer::register(producer.clone(), &registry, &names).await?,
+    };
+    let decoders = Decoders {
+        markets: RecordDecoder::new(registry.clone()),
+        events: RecordDecoder::new(registry.clone()),
+        snapshots: RecordDecoder::new(registry.clone()),
+        changes: RecordDecoder::new(registry.clone()),
+        trades: RecordDecoder::new(registry.clone()),
+    };
+
+    let (mut store, restored) = CheckpointStore::open(
+        &brokers,
+        checkpoint_topic(&names),
+        "polytape-signals-checkpoint-reader",
+        producer.clone(),
+    )
+    .await?;
+    let (saved, generation) = match restored {
+        Some(restored) => {
+            let saved: SavedState = serde_json::from_slice(&restored.payload).map_err(|error| {
+                SignalsError::Checkpoint(format!(
+                    "checkpoint generation {} does not parse: {error}",
+                    restored.generation
+                ))
+            })?;
+            (saved, Some(restored.generation))
+        }
+        None => (SavedState::default(), None),
+    };
+    let mut processor = Processor {
+        engine: Engine::new(&config.engine_settings(), saved.engine),
+        merge: saved.merge,
+        positions: saved
+            .positions
+            .into_iter()
+            .map(|(topic, partition, offset)| ((topic, partition), offset))
+            .collect(),
+        signals: Vec::new(),
+        dead: Vec::new(),
+    };
+    tracing::info!(
+        generation,
+        held = processor.merge.held(),
+        "signals state restored"
+    );
+
+    let all: Vec<(String, Topic, i32)> = reference.iter().chain(&judged).cloned().collect();
+    let kinds: HashMap<String, Topic> = all
+        .iter()
+        .map(|(name, topic, _)| (name.clone(), *topic))
+        .collect();
+    let watermarks = HighWatermarks::start(
+        &brokers,
+        all.iter()
+            .map(|(topic, _, partition)| (topic.clone(), *partition))
+            .collect(),
+        stop.clone(),
+    )
+    .await?;
+    let merged: Vec<(String, SignalInput, i32)> = judged
+        .iter()
+        .filter_map(|(name, topic, partition)| {
+            merge_input(*topic).map(|input| (name.clone(), input, *partition))
+        })
+        .collect();
+
+    let consumer = create_consumer(&brokers, &group_id(&names), "polytape-signals")?;
+    // The reference inputs first, up to the ends they have now.
+    consumer
+        .assign(&assignment(&reference, &processor)?)
+        .map_err(|source| SignalsError::Client {
+            context: "assign the reference partitions".to_owned(),
+            source,
+        })?;
+    let reference_ends: Vec<(String, i32, i64)> = reference
+        .iter()
+        .filter_map(|(topic, _, partition)| {
+            watermarks
+                .high(topic, *partition)
+                .map(|high| (topic.clone(), *partition, high))
+        })
+        .collect();
+    while reference_ends
+        .iter()
+        .any(|(topic, partition, high)| processor.position(topic, *partition) < *high)
+    {
+        let received = tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            received = consumer.recv() => received,
+        };
+        match received {
+            Ok(message) => handle(&mut processor, &decoders, &kinds, &message).await?,
+            Err(error) => tracing::warn!(error = %error, "kafka consumer error; continuing"),
+        }
+    }
+    processor.flush(&producers).await?;
+    tracing::info!(
+        markets = processor.engine.sizes().1,
+        "reference inputs read; judging books and trades"
+    );
+    consumer
+        .assign(&assignment(&all, &processor)?)
+        .map_err(|source| SignalsError::Client {
+            context: "assign the input partitions".to_owned(),
+            source,
+        })?;
+    ready.set_ready(true);
+
+    let checkpoint_every = config.signals_checkpoint_interval;
+    let mut last_checkpoint = Instant::now();
+    let mut dirty = false;
+    loop {
+        let idle_wait = if processor.merge.held() > 0 {
+            BATCH_WAIT * 4
+        } else {
+            checkpoint_every
+        };
+        let first = tokio::select! {
+            () = stop.cancelled() => break,
+            received = tokio::time::timeout(idle_wait, consumer.recv()) => received,
+        };
+        let received_any = first.is_ok();
+        if let Ok(received) = first {
+            let deadline = tokio::time::Instant::now() + BATCH_WAIT;
+            let mut next = Some(received);
+            let mut count = 0;
+            while let Some(received) = next.take() {
+                match received {
+                    Ok(message) => {
+                        handle(&mut processor, &decoders, &kinds, &message).await?;
+                        count += 1;
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %error, "kafka consumer error; continuing");
+                    }
+                }
+                if count < BATCH_MAX
+                    && let Ok(received) = tokio::time::timeout_at(deadline, consumer.recv()).await
+                {
+                    next = Some(received);
+                }
+            }
+        }
+        if received_any || processor.merge.held() > 0 {
+            let backlog = backlog(&processor, &merged, &watermarks);
+            processor.judge(&backlog)?;
+            processor.flush(&producers).await?;
+            dirty = true;
+        }
+        if dirty && last_checkpoint.elapsed() >= checkpoint_every {
+            processor.checkpoint(&mut store, &consumer).await?;
+            last_checkpoint = Instant::now();
+            dirty = false;
+        }
+    }
+
+    // Drain: everything released was flushed at the end of its batch; checkpoint it (held
+    // events are in the checkpoint too).
+    if dirty {
+        processor.checkpoint(&mut store, &consumer).await?;
+    }
+    if let Err(error) = polytape_kafka::commit_stored_offsets(&consumer) {
+        tracing::warn!(error = %error, "could not commit the consumer group's offsets at shutdown");
+    }
+    tracing::info!("signals stopped after the final checkpoint");
+    Ok(())
+}
+
+async fn handle(
+    processor: &mut Processor,
+    decoders: &Decoders,
+    kinds: &HashMap<String, Topic>,
+    message: &BorrowedMessage<'_>,
+) -> Result<(), SignalsError> {
+    let topic = message.topic();
+    let Some(kind) = kinds.get(topic).copied() else {
+        return Ok(());
+    };
+    let input = Input {
+        topic,
+        kind,
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
+        payload: message.payload().unwrap_or_default(),
+    };
+    processor.process(decoders, input).await
+}
+
+/// Judged partitions with records not read yet (unknown ends count as a backlog).
+fn backlog(
+    processor: &Processor,
+    partitions: &[(String, SignalInput, i32)],
+    watermarks: &HighWatermarks,
+) -> Vec<(SignalInput, i32)> {
+    partitions
+        .iter()
+        .filter(|(topic, _, partition)| {
+            let read = processor.position(topic, *partition);
+            watermarks
+                .high(topic, *partition)
+                .is_none_or(|high| read < high)
+        })
+        .map(|(_, input, partition)| (*input, *partition))
+        .collect()
+}
