@@ -139,7 +139,7 @@ fn a_negative_risk_event_is_judged_only_once_every_outcome_is_known() {
     assert_eq!(neg_risk[0].token_ids, ["a-yes", "b-yes", "c-yes"]);
     assert_eq!(neg_risk[0].event_id.as_deref(), Some("ev"));
     assert_eq!(neg_risk[0].window_start_ms, 2_000);
-    assert_eq!(neg_risk[0].input("max_edge"), Some("0.1"));
+    assert_eq!(neg_risk[0].input("max_edge"), Some("0.100000"));
 }
 
 #[test]
