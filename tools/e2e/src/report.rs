@@ -59,7 +59,7 @@ impl Pipeline {
         let started = std::time::Instant::now();
         loop {
             let mut all_ready = true;
-            for service in crate::Service::ALL {
+            for service in crate::Service::PIPELINE {
                 all_ready &= self.is_ready(self.admin_addr(service)).await;
             }
             if all_ready {

@@ -26,7 +26,7 @@ const KAFKA_KEY: &str = "POLYTAPE_KAFKA_BROKERS";
 const KAFKA_CLOSED: &str = "127.0.0.1:1";
 const KAFKA_NAMED: &str = "Kafka at 127.0.0.1:1";
 
-const CASES: [Case; 5] = [
+const CASES: [Case; 6] = [
     Case {
         service: Service::Api,
         url_key: "POLYTAPE_CLICKHOUSE_URL",
@@ -36,6 +36,13 @@ const CASES: [Case; 5] = [
     },
     Case {
         service: Service::CandleBuilder,
+        url_key: "POLYTAPE_SCHEMA_REGISTRY_URL",
+        dependency_key: KAFKA_KEY,
+        dependency_value: KAFKA_CLOSED,
+        dependency_named: KAFKA_NAMED,
+    },
+    Case {
+        service: Service::Signals,
         url_key: "POLYTAPE_SCHEMA_REGISTRY_URL",
         dependency_key: KAFKA_KEY,
         dependency_value: KAFKA_CLOSED,
