@@ -85,3 +85,18 @@ INSERT INTO {database}.dead_letters (dead_letter_id, source, origin, error, payl
 SELECT concat('dl', toString(number)), ['collector', 'ws-bridge', 'sink-clickhouse'][number % 3 + 1], 'demo', 'demo error',
     'e30=', 'polymarket.trades.v1', 0, number, now64(3) - toIntervalMinute(number * 9)
 FROM numbers(12);
+
+INSERT INTO {database}.signals (signal_id, kind, rule_id, rule_version, subject, condition_ids, token_ids, event_id,
+    window_start, window_end, threshold_names, threshold_values, input_names, input_values, links, revision)
+SELECT concat('sig', toString(number)),
+    ['LARGE_TRADE_NEW_WALLET', 'NEG_RISK_ARBITRAGE', 'BINARY_ARBITRAGE', 'PRICE_MOVE'][number % 4 + 1],
+    'demo', 1, ['0xwallet', '0xnegrisk:buy_every_leg', '0xcond0:buy_every_leg', 'tok0yes'][number % 4 + 1],
+    ['0xcond0'], ['tok0yes'], NULL,
+    now64(3) - toIntervalMinute(number * 13 + 3), now64(3) - toIntervalMinute(number * 13 + 1),
+    ['min_edge'], ['0.005000'],
+    ['max_edge', 'size_at_max_edge', 'duration_ms', 'closed_by', 'notional', 'price', 'prior_fills', 'first_seen_ms',
+     'judged_on', 'from_price', 'to_price', 'move', 'from_ms', 'to_ms'],
+    ['0.020000', '15.000000', '120000', 'edge_gone', '15000.000000', '0.500000', '0', '1767000000000',
+     'polytape_history', '0.500000', '0.620000', '0.120000', '1767000000000', '1767000120000'],
+    ['tok0yes@1767000000000'], 1
+FROM numbers(12);

@@ -1041,6 +1041,7 @@ fn check_grafana() -> anyhow::Result<Vec<String>> {
         "token-candles.json",
         "order-book.json",
         "pipeline-health.json",
+        "signals.json",
     ] {
         if !files.iter().any(|file| file.ends_with(wanted)) {
             problems.push(format!("deploy/grafana/dashboards/{wanted} is missing"));
