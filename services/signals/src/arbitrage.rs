@@ -272,18 +272,55 @@ impl ArbitrageDetector {
         &self.state
     }
 
-    /// Watches `structure` from now on; one already watched (same kind and subject) is kept
-    /// as it is, so a market announced twice is not judged twice.
-    pub fn watch(&mut self, structure: Structure) {
-        if self
-            .state
+    /// Watches `structure` from now on. One already watched with the same kind and subject is
+    /// kept when it is equal (a market announced twice is judged once) and replaced when its
+    /// legs changed (an outcome added to an event, a fee changed): a window open under the old
+    /// legs is closed first, at `at_ms` (`structure_changed`), since its edge was another
+    /// structure's. Returns those closings.
+    pub fn watch(&mut self, structure: Structure, at_ms: i64) -> Vec<Signal> {
+        match self.position(structure.kind, &structure.subject) {
+            Some(index) if self.state.structures.get(index) == Some(&structure) => Vec::new(),
+            Some(index) => {
+                let closed = self.close_windows(index, at_ms, "structure_changed");
+                self.unlink(index);
+                self.link(index, &structure);
+                self.state.structures[index] = structure;
+                closed
+            }
+            None => {
+                let index = self.state.structures.len();
+                self.link(index, &structure);
+                self.state.structures.push(structure);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Stops judging the structure of this kind and subject (its market closed, an outcome of
+    /// its event is unknown or closed, its fee became unknown); its open windows close at
+    /// `at_ms` (`structure_unwatched`). Returns those closings.
+    pub fn unwatch(&mut self, kind: SignalKind, subject: &str, at_ms: i64) -> Vec<Signal> {
+        let Some(index) = self.position(kind, subject) else {
+            return Vec::new();
+        };
+        if self.state.structures[index].legs.is_empty() {
+            return Vec::new();
+        }
+        let closed = self.close_windows(index, at_ms, "structure_unwatched");
+        self.unlink(index);
+        // Kept as an empty structure, so the indexes of the others stay valid.
+        self.state.structures[index].legs.clear();
+        closed
+    }
+
+    fn position(&self, kind: SignalKind, subject: &str) -> Option<usize> {
+        self.state
             .structures
             .iter()
-            .any(|watched| watched.kind == structure.kind && watched.subject == structure.subject)
-        {
-            return;
-        }
-        let index = self.state.structures.len();
+            .position(|watched| watched.kind == kind && watched.subject == subject)
+    }
+
+    fn link(&mut self, index: usize, structure: &Structure) {
         for (token_id, _) in &structure.legs {
             self.state
                 .structures_of_token
@@ -291,7 +328,37 @@ impl ArbitrageDetector {
                 .or_default()
                 .push(index);
         }
-        self.state.structures.push(structure);
+    }
+
+    fn unlink(&mut self, index: usize) {
+        let Some(structure) = self.state.structures.get(index) else {
+            return;
+        };
+        for (token_id, _) in &structure.legs {
+            if let Some(indexes) = self.state.structures_of_token.get_mut(token_id) {
+                indexes.retain(|other| *other != index);
+                if indexes.is_empty() {
+                    self.state.structures_of_token.remove(token_id);
+                }
+            }
+        }
+    }
+
+    /// Closes the open windows of a structure, as they stand, at `at_ms` (never before their
+    /// opening).
+    fn close_windows(&mut self, index: usize, at_ms: i64, closed_by: &str) -> Vec<Signal> {
+        let mut closed = Vec::new();
+        for direction in [Direction::BuyEveryLeg, Direction::SellEveryLeg] {
+            let Some(window) = self.state.open.remove(&(index, direction)) else {
+                continue;
+            };
+            let Some(structure) = self.state.structures.get(index) else {
+                continue;
+            };
+            let closed_ms = at_ms.max(window.opened_ms);
+            closed.push(self.signal(structure, direction, &window, Some((closed_ms, closed_by))));
+        }
+        closed
     }
 
     /// Applies one batch of updates (e.g. the entries of one upstream message) and judges

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use polytape_kafka::merge::MergeEvent;
 use polytape_model::{
-    BookSnapshot, Event, Market, PriceChange, Signal, Trade,
+    BookSnapshot, Event, Market, PriceChange, Signal, SignalKind, Trade,
     micros::{UnitsError, to_micros},
 };
 use serde::{Deserialize, Serialize};
@@ -204,12 +204,19 @@ impl Engine {
         (self.wallets.wallets(), self.markets.len())
     }
 
-    /// Learns a market: a binary market with a known fee is watched for YES + NO windows,
-    /// and the negative-risk events it belongs to are looked at again.
-    pub fn market(&mut self, market: Market) {
-        if let Some(structure) = Structure::binary(&market) {
-            self.arbitrage.watch(structure);
-        }
+    /// Learns a market: an open binary market with a known fee is watched for YES + NO
+    /// windows (a closed one, or one whose fee became unknown, no longer is), and the
+    /// negative-risk events it belongs to are looked at again. Returns the windows this
+    /// closes, at the record's `updated_ms`.
+    pub fn market(&mut self, market: Market) -> Vec<Signal> {
+        let at_ms = market.updated_ms;
+        let mut closed = match Structure::binary(&market).filter(|_| !market.closed) {
+            Some(structure) => self.arbitrage.watch(structure, at_ms),
+            None => {
+                self.arbitrage
+                    .unwatch(SignalKind::BinaryArbitrage, &market.condition_id, at_ms)
+            }
+        };
         let condition_id = market.condition_id.clone();
         self.markets.insert(condition_id.clone(), market);
         let events: Vec<String> = self
@@ -218,19 +225,28 @@ impl Engine {
             .map(|events| events.iter().cloned().collect())
             .unwrap_or_default();
         for event_id in events {
-            self.watch_neg_risk_event(&event_id);
+            closed.extend(self.watch_neg_risk_event(&event_id, at_ms));
         }
+        closed
     }
 
-    /// Learns an event: a negative-risk event is watched once every one of its markets is
-    /// known (a subset of its outcomes always looks like an arbitrage).
-    pub fn event(&mut self, event: &Event) {
-        if !event.neg_risk || event.market_condition_ids.len() < 2 {
-            return;
+    /// Learns an event: a negative-risk event is watched while every one of its markets is
+    /// known and open (a subset of its outcomes always looks like an arbitrage). Returns the
+    /// windows this closes, at the record's `updated_ms`.
+    pub fn event(&mut self, event: &Event) -> Vec<Signal> {
+        if !event.neg_risk {
+            return Vec::new();
         }
         let mut condition_ids = event.market_condition_ids.clone();
         condition_ids.sort();
         condition_ids.dedup();
+        if let Some(previous) = self.neg_risk_events.get(&event.event_id) {
+            for condition_id in previous {
+                if let Some(events) = self.events_of_market.get_mut(condition_id) {
+                    events.remove(&event.event_id);
+                }
+            }
+        }
         for condition_id in &condition_ids {
             self.events_of_market
                 .entry(condition_id.clone())
@@ -239,34 +255,39 @@ impl Engine {
         }
         self.neg_risk_events
             .insert(event.event_id.clone(), condition_ids);
-        self.watch_neg_risk_event(&event.event_id);
+        self.watch_neg_risk_event(&event.event_id, event.updated_ms)
     }
 
-    fn watch_neg_risk_event(&mut self, event_id: &str) {
+    fn watch_neg_risk_event(&mut self, event_id: &str, at_ms: i64) -> Vec<Signal> {
         let Some(condition_ids) = self.neg_risk_events.get(event_id) else {
-            return;
+            return Vec::new();
         };
-        let markets: Option<Vec<&Market>> = condition_ids
+        let markets: Vec<&Market> = condition_ids
             .iter()
-            .map(|condition_id| self.markets.get(condition_id))
+            .filter_map(|condition_id| self.markets.get(condition_id))
             .collect();
-        let Some(markets) = markets else {
-            return;
-        };
-        // Only while every outcome trades: a closed outcome's YES cannot be bought.
-        if markets
-            .iter()
-            .any(|market| market.closed || !market.neg_risk)
-        {
-            return;
-        }
         let subject = markets
             .iter()
             .find_map(|market| market.neg_risk_market_id.clone())
             .unwrap_or_else(|| event_id.to_owned());
-        if let Some(mut structure) = Structure::neg_risk(&subject, &markets) {
-            structure.event_id = Some(event_id.to_owned());
-            self.arbitrage.watch(structure);
+        // Every outcome known, negative-risk and trading: a closed outcome's YES cannot be
+        // bought, and a missing one would make the rest look like an arbitrage.
+        let complete = markets.len() == condition_ids.len()
+            && markets.len() >= 2
+            && markets
+                .iter()
+                .all(|market| market.neg_risk && !market.closed);
+        let structure = complete
+            .then(|| Structure::neg_risk(&subject, &markets))
+            .flatten();
+        match structure {
+            Some(mut structure) => {
+                structure.event_id = Some(event_id.to_owned());
+                self.arbitrage.watch(structure, at_ms)
+            }
+            None => self
+                .arbitrage
+                .unwatch(SignalKind::NegRiskArbitrage, &subject, at_ms),
         }
     }
 

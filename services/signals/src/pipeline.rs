@@ -143,12 +143,14 @@ impl Processor {
             match input.kind {
                 Topic::Markets => {
                     if let Some(market) = self.decode(&decoders.markets, &input).await? {
-                        self.engine.market(market);
+                        let closed = self.engine.market(market);
+                        self.signals.extend(closed);
                     }
                 }
                 Topic::Events => {
                     if let Some(event) = self.decode(&decoders.events, &input).await? {
-                        self.engine.event(&event);
+                        let closed = self.engine.event(&event);
+                        self.signals.extend(closed);
                     }
                 }
                 Topic::BookSnapshots => {

@@ -116,7 +116,7 @@ fn fees_round_up_never_overstating_an_edge() {
 #[test]
 fn a_binary_window_opens_tracks_its_best_edge_and_closes_as_one_signal() {
     let mut detector = detector(ArbitrageThresholds::default());
-    detector.watch(Structure::binary(&samples::market()).unwrap());
+    detector.watch(Structure::binary(&samples::market()).unwrap(), 0);
 
     // 0.55 + 0.50: no window.
     let yes = book(YES_TOKEN, 1_000, &[("0.53", "10")], &[("0.55", "40")]);
@@ -173,7 +173,7 @@ fn a_binary_window_opens_tracks_its_best_edge_and_closes_as_one_signal() {
 #[test]
 fn a_window_is_judged_on_whole_batches_not_half_applied_messages() {
     let mut detector = detector(ArbitrageThresholds::default());
-    detector.watch(Structure::binary(&samples::market()).unwrap());
+    detector.watch(Structure::binary(&samples::market()).unwrap(), 0);
     let yes = book(YES_TOKEN, 1_000, &[], &[("0.55", "40")]);
     let no = book(NO_TOKEN, 1_000, &[], &[("0.50", "25")]);
     detector
@@ -199,7 +199,7 @@ fn thresholds_hold_back_thin_or_small_edges() {
         min_edge: 10_000,
         min_size: 5_000_000,
     });
-    detector.watch(Structure::binary(&samples::market()).unwrap());
+    detector.watch(Structure::binary(&samples::market()).unwrap(), 0);
     // A two-cent edge on 4 sets: too thin.
     let yes = book(YES_TOKEN, 1_000, &[], &[("0.48", "4")]);
     let no = book(NO_TOKEN, 1_000, &[], &[("0.50", "25")]);
@@ -240,7 +240,7 @@ fn a_neg_risk_window_needs_every_yes_book_and_sells_as_well_as_buys() {
     let markets: Vec<Market> = (0..3).map(outcome).collect();
     let references: Vec<&Market> = markets.iter().collect();
     let mut detector = detector(ArbitrageThresholds::default());
-    detector.watch(Structure::neg_risk("0xevent", &references).unwrap());
+    detector.watch(Structure::neg_risk("0xevent", &references).unwrap(), 0);
 
     // Two of three YES books: asks sum to 0.60 but the third outcome is unknown.
     let first = book("yes-0", 1_000, &[("0.29", "10")], &[("0.30", "10")]);
@@ -296,7 +296,7 @@ fn a_neg_risk_window_needs_every_yes_book_and_sells_as_well_as_buys() {
 fn a_replay_gives_the_same_signals_with_the_same_ids() {
     let run = || {
         let mut detector = detector(ArbitrageThresholds::default());
-        detector.watch(Structure::binary(&samples::market()).unwrap());
+        detector.watch(Structure::binary(&samples::market()).unwrap(), 0);
         let mut signals = Vec::new();
         for (at_ms, no_ask) in [
             (1_000, "0.50"),
@@ -327,8 +327,8 @@ fn a_replay_gives_the_same_signals_with_the_same_ids() {
 fn a_book_is_known_only_from_a_snapshot_and_a_structure_is_watched_once() {
     let mut detector = detector(ArbitrageThresholds::default());
     let structure = Structure::binary(&samples::market()).unwrap();
-    detector.watch(structure.clone());
-    detector.watch(structure);
+    detector.watch(structure.clone(), 0);
+    detector.watch(structure, 0);
     // Changes alone would make a 0.90 book pair; without snapshots there is no book.
     let yes = change(YES_TOKEN, 1_000, Side::Sell, "0.45", "10");
     let no = change(NO_TOKEN, 1_000, Side::Sell, "0.45", "10");
@@ -363,7 +363,7 @@ fn a_book_is_known_only_from_a_snapshot_and_a_structure_is_watched_once() {
 #[test]
 fn a_window_never_closes_before_it_opened() {
     let mut detector = detector(ArbitrageThresholds::default());
-    detector.watch(Structure::binary(&samples::market()).unwrap());
+    detector.watch(Structure::binary(&samples::market()).unwrap(), 0);
     let yes = book(YES_TOKEN, 5_000, &[], &[("0.45", "10")]);
     let no = book(NO_TOKEN, 5_000, &[], &[("0.45", "10")]);
     detector
@@ -374,4 +374,38 @@ fn a_window_never_closes_before_it_opened() {
     let closed = detector.apply(&[BookUpdate::Change(&earlier)]).unwrap();
     assert_eq!(closed[0].window_end_ms, Some(5_000));
     assert_eq!(closed[0].input("duration_ms"), Some("0"));
+}
+
+#[test]
+fn a_changed_structure_closes_the_window_of_the_old_one_and_an_equal_one_changes_nothing() {
+    let mut detector = detector(ArbitrageThresholds::default());
+    let structure = Structure::binary(&samples::market()).unwrap();
+    detector.watch(structure.clone(), 0);
+    let opened = detector
+        .apply(&[
+            BookUpdate::Snapshot(&book(YES_TOKEN, 1_000, &[], &[("0.45", "10")])),
+            BookUpdate::Snapshot(&book(NO_TOKEN, 1_000, &[], &[("0.50", "10")])),
+        ])
+        .unwrap();
+    assert_eq!(opened.len(), 1);
+    assert!(detector.watch(structure.clone(), 2_000).is_empty());
+    let mut charged = structure;
+    charged.legs[0].1 = TakerFee { bps: 100 };
+    let closed = detector.watch(charged, 3_000);
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0].signal_id, opened[0].signal_id);
+    assert_eq!(closed[0].input("closed_by"), Some("structure_changed"));
+    assert_eq!(closed[0].window_end_ms, Some(3_000));
+    // The new legs are judged at the next update: 0.45 + fee 0.0045 + 0.50 = 0.9545, open.
+    let reopened = detector
+        .apply(&[BookUpdate::Change(&change(
+            NO_TOKEN,
+            4_000,
+            Side::Sell,
+            "0.50",
+            "11",
+        ))])
+        .unwrap();
+    assert_eq!(reopened.len(), 1);
+    assert_eq!(reopened[0].input("leg_0_fee_bps"), Some("100"));
 }

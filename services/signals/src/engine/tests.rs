@@ -238,3 +238,93 @@ fn a_threshold_change_gives_a_rule_a_new_version() {
     assert_eq!(before.new_wallet_rule(), after.new_wallet_rule());
     assert!(before.price_move_rule().version > 0);
 }
+
+#[test]
+fn an_outcome_added_to_an_event_stops_its_judgement_until_the_new_market_is_known() {
+    let mut engine = Engine::new(&settings(), EngineState::default());
+    let mut event = Event {
+        event_id: "ev".to_owned(),
+        neg_risk: true,
+        market_condition_ids: vec!["0xa".to_owned(), "0xb".to_owned()],
+        updated_ms: 5_000,
+        ..samples::event()
+    };
+    engine.event(&event);
+    engine.market(neg_risk_market("a"));
+    engine.market(neg_risk_market("b"));
+    // 0.45 + 0.45: a window opens.
+    let opened = engine
+        .apply(&[
+            snapshot("a-yes", 1_000, &[("0.45", "50")]),
+            snapshot("b-yes", 1_000, &[("0.45", "50")]),
+        ])
+        .unwrap();
+    assert_eq!(kinds(&opened), [(SignalKind::NegRiskArbitrage, false)]);
+    // A third outcome is announced: the two known ones are no longer a full set.
+    event.market_condition_ids.push("0xc".to_owned());
+    let closed = engine.event(&event);
+    assert_eq!(kinds(&closed), [(SignalKind::NegRiskArbitrage, true)]);
+    assert_eq!(closed[0].signal_id, opened[0].signal_id);
+    assert_eq!(closed[0].input("closed_by"), Some("structure_unwatched"));
+    assert_eq!(closed[0].window_end_ms, Some(5_000));
+    assert!(
+        engine
+            .apply(&[ask_change("a-yes", 6_000, "0.40", "50")])
+            .unwrap()
+            .is_empty()
+    );
+    // Once it is known, all three are judged: 0.40 + 0.45 + 0.30 = 1.15, no window.
+    engine.market(neg_risk_market("c"));
+    assert!(
+        engine
+            .apply(&[snapshot("c-yes", 7_000, &[("0.30", "50")])])
+            .unwrap()
+            .is_empty()
+    );
+    // c's ask drops to 0.10: 0.95.
+    let reopened = engine
+        .apply(&[ask_change("c-yes", 8_000, "0.10", "50")])
+        .unwrap();
+    assert_eq!(kinds(&reopened), [(SignalKind::NegRiskArbitrage, false)]);
+    assert_eq!(reopened[0].token_ids, ["a-yes", "b-yes", "c-yes"]);
+}
+
+#[test]
+fn a_closed_market_is_no_longer_judged() {
+    let mut engine = Engine::new(&settings(), EngineState::default());
+    engine.market(market("m"));
+    let opened = engine
+        .apply(&[
+            snapshot("m-yes", 1_000, &[("0.45", "10")]),
+            snapshot("m-no", 1_000, &[("0.50", "10")]),
+        ])
+        .unwrap();
+    assert_eq!(kinds(&opened), [(SignalKind::BinaryArbitrage, false)]);
+    let closed = engine.market(Market {
+        closed: true,
+        updated_ms: 9_000,
+        ..market("m")
+    });
+    assert_eq!(kinds(&closed), [(SignalKind::BinaryArbitrage, true)]);
+    assert_eq!(closed[0].input("closed_by"), Some("structure_unwatched"));
+    assert!(
+        engine
+            .apply(&[ask_change("m-no", 10_000, "0.30", "10")])
+            .unwrap()
+            .is_empty()
+    );
+    // Announced again unchanged while closed: still nothing; reopened: judged again.
+    assert!(
+        engine
+            .market(Market {
+                closed: true,
+                ..market("m")
+            })
+            .is_empty()
+    );
+    engine.market(market("m"));
+    let reopened = engine
+        .apply(&[ask_change("m-no", 11_000, "0.31", "10")])
+        .unwrap();
+    assert_eq!(kinds(&reopened), [(SignalKind::BinaryArbitrage, false)]);
+}
