@@ -19,7 +19,8 @@ pub(crate) struct BenchArgs {
     /// `candles` (P3: trades/s and price changes/s per core, peak RSS for 10k tokens) or
     /// `collector` (upstream budget use and throttling against the simulator) or `freshness`
     /// (P4/P7: the whole pipeline at ~5k WebSocket events/s: freshness p50/p99, RSS per
-    /// service) or `api` (P5: API vs the same queries straight to ClickHouse) or `all` (every
+    /// service) or `api` (P5: API vs the same queries straight to ClickHouse) or `signals`
+    /// (the signals engine's events/s per core beside the Avro decode alone) or `all` (every
     /// benchmark, three runs each, written to BENCHMARKS.md)
     which: String,
     /// With `all`: re-measure only these benchmarks (comma-separated) and keep the other
@@ -33,13 +34,14 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         "codec" => codec(),
         "sink" => sink(),
         "candles" => candles(),
+        "signals" => signals(),
         "collector" => bench_collector::run(),
         "ws-bridge" => bench_ws_bridge::run(),
         "freshness" => freshness(),
         "all" => crate::bench_all::run(&args.only),
         "api" => crate::bench_api::run(),
         other => bail!(
-            "unknown benchmark {other:?}; available: codec, sink, candles, collector, ws-bridge, api, freshness, all"
+            "unknown benchmark {other:?}; available: codec, sink, candles, signals, collector, ws-bridge, api, freshness, all"
         ),
     }
 }
@@ -313,6 +315,76 @@ fn candles() -> anyhow::Result<()> {
         result["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
         "MiB",
         "≤ 200 MB",
+    );
+    Ok(())
+}
+
+/// The signals engine on one core without Kafka I/O (criterion): trades and book changes
+/// judged, each beside the decode of the same records alone.
+fn signals() -> anyhow::Result<()> {
+    let status = Command::new(paths::cargo())
+        .args([
+            "bench",
+            "--package",
+            "polytape-signals",
+            "--bench",
+            "engine",
+        ])
+        .current_dir(paths::workspace_root())
+        .status()
+        .context("cannot run cargo bench")?;
+    if !status.success() {
+        bail!("the signals benchmark failed ({status})");
+    }
+    // Each criterion iteration processes this many records.
+    const ITEMS_PER_ITERATION: f64 = 100_000.0;
+    let per_second = |group: &str, function: &str| -> anyhow::Result<f64> {
+        Ok(ITEMS_PER_ITERATION / (criterion_median_ns(group, function)? / 1e9))
+    };
+    let trades = per_second("signals_trades", "decode_and_judge")?;
+    let trades_decode = per_second("signals_trades", "decode_only")?;
+    let changes = per_second("signals_book_changes", "decode_and_judge")?;
+    let changes_decode = per_second("signals_book_changes", "decode_only")?;
+    println!("\nsignals engine (one core, no Kafka I/O; medians of criterion samples)");
+    println!("  trades/s, decode + wallet and price-move detectors : {trades:>12.0}");
+    println!("  trades/s, decode alone (baseline)                  : {trades_decode:>12.0}");
+    println!(
+        "  ratio judged / decode alone                        : {:>12.2}",
+        trades / trades_decode
+    );
+    println!("  book changes/s, decode + books + arbitrage         : {changes:>12.0}");
+    println!("  book changes/s, decode alone (baseline)            : {changes_decode:>12.0}");
+    println!(
+        "  ratio judged / decode alone                        : {:>12.2}",
+        changes / changes_decode
+    );
+    figure(
+        "signals.1_trades",
+        "trades/s per core, decode + wallet and price-move detectors",
+        trades,
+        "trades/s",
+        "",
+    );
+    figure(
+        "signals.2_trades_ratio",
+        "trades: judged / decode alone",
+        trades / trades_decode,
+        "×",
+        "",
+    );
+    figure(
+        "signals.3_changes",
+        "book changes/s per core, decode + books + arbitrage",
+        changes,
+        "entries/s",
+        "",
+    );
+    figure(
+        "signals.4_changes_ratio",
+        "book changes: judged / decode alone",
+        changes / changes_decode,
+        "×",
+        "",
     );
     Ok(())
 }

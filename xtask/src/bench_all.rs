@@ -38,10 +38,11 @@ pub(crate) fn figure(id: &str, label: &str, value: f64, unit: &str, goal: &str) 
 }
 
 /// The benchmarks of the report, in its order.
-const BENCHMARKS: [(&str, &str); 7] = [
+const BENCHMARKS: [(&str, &str); 8] = [
     ("sink", "P1 sink vs raw load"),
     ("collector", "P2 collector budget use"),
     ("candles", "P3 candle builder"),
+    ("signals", "Signals engine"),
     ("freshness", "P4 freshness and P7 memory, whole pipeline"),
     ("api", "P5 API vs direct ClickHouse"),
     ("codec", "P6 codec vs apache-avro Value"),

@@ -71,6 +71,15 @@ pub fn utc_year_month(day: i64) -> (i64, i64) {
         })
 }
 
+/// An HTTP `Retry-After` given in seconds (the form Polymarket and most webhook receivers
+/// send), capped at 300 s so a bogus value cannot park a caller for hours; `None` for an
+/// absent or unparsable value (an HTTP date is not read).
+pub fn retry_after(value: Option<&str>) -> Option<std::time::Duration> {
+    let seconds: f64 = value?.trim().parse().ok()?;
+    (seconds.is_finite() && seconds >= 0.0)
+        .then(|| std::time::Duration::from_secs_f64(seconds.min(300.0)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

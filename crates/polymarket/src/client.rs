@@ -52,12 +52,9 @@ impl RetryPolicy {
     }
 }
 
-/// `Retry-After` in seconds (the only form Polymarket sends), capped so a bogus value cannot
-/// park a caller for hours.
-pub fn retry_after(value: Option<&str>) -> Option<Duration> {
-    let seconds: f64 = value?.trim().parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(300.0)))
-}
+/// `Retry-After` in seconds (the only form Polymarket sends); see
+/// [`polytape_model::time::retry_after`].
+pub use polytape_model::time::retry_after;
 
 /// What `GET /book` answered.
 #[derive(Debug, Clone, PartialEq)]

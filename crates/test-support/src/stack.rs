@@ -40,6 +40,12 @@ pub fn endpoints() -> StackEndpoints {
     }
 }
 
+/// A Schema Registry client for the stack.
+pub fn registry() -> polytape_codec::SchemaRegistryClient {
+    polytape_codec::SchemaRegistryClient::new(&endpoints().schema_registry_url)
+        .unwrap_or_else(|error| panic!("no schema registry client: {error}"))
+}
+
 static NEXT_ISOLATION_ID: AtomicU32 = AtomicU32::new(0);
 
 /// A name unique to this test in this run: process id, a counter and randomness, so parallel

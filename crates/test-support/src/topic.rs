@@ -3,8 +3,8 @@
 use std::{collections::HashMap, time::Duration};
 
 use backon::{ConstantBuilder, Retryable as _};
-use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
-use polytape_model::TopicNames;
+use polytape_codec::{AvroRecord, RecordDecoder};
+use polytape_model::{Topic, TopicNames};
 use rdkafka::{Message as _, Offset, TopicPartitionList, consumer::Consumer as _};
 
 use crate::stack::endpoints;
@@ -105,9 +105,7 @@ pub async fn positioned_records<T: AvroRecord>(names: &TopicNames) -> Vec<(i32, 
     let messages = tokio::task::spawn_blocking(move || read_topic(&topic, partitions))
         .await
         .unwrap_or_else(|error| panic!("reading a topic panicked: {error}"));
-    let registry = SchemaRegistryClient::new(&endpoints().schema_registry_url)
-        .unwrap_or_else(|error| panic!("no schema registry client: {error}"));
-    let decoder = RecordDecoder::<T>::new(registry);
+    let decoder = RecordDecoder::<T>::new(crate::stack::registry());
     let mut records = Vec::with_capacity(messages.len());
     for message in messages {
         let record = (|| decoder.decode(&message.payload))
@@ -160,4 +158,63 @@ pub async fn send_acknowledged<T: AvroRecord>(
         }
     }
     stored.into_iter().flatten().collect()
+}
+
+/// Produces `records` to `T`'s topic under `names`, in order, with a producer of its own, and
+/// waits for every acknowledgement ([`send_acknowledged`], 2 000 at a time). Returns where each
+/// record was stored, in the order given.
+pub async fn produce<T: AvroRecord>(
+    names: &TopicNames,
+    records: &[T],
+) -> Vec<polytape_kafka::Delivered> {
+    let producer = polytape_kafka::SharedProducer::connect(&endpoints().kafka_brokers)
+        .unwrap_or_else(|error| panic!("no producer: {error}"));
+    let records_producer =
+        polytape_kafka::RecordProducer::<T>::register(producer, &crate::stack::registry(), names)
+            .await
+            .unwrap_or_else(|error| panic!("cannot register {}: {error}", T::NAME));
+    let mut delivered = Vec::with_capacity(records.len());
+    for chunk in records.chunks(2_000) {
+        delivered.extend(send_acknowledged(&records_producer, chunk).await);
+    }
+    delivered
+}
+
+/// The offsets `group` committed for the partitions of `topic` (-1 where none). Blocking.
+pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer = crate::config::reader(group);
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
+    }
+    consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .unwrap_or_else(|error| panic!("cannot read {group}'s offsets on {topic}: {error}"))
+        .elements()
+        .iter()
+        .map(|element| match element.offset() {
+            Offset::Offset(offset) => offset,
+            _ => -1,
+        })
+        .collect()
+}
+
+/// How many records of `topics` (under `names`) lie beyond what `group` committed: 0 once a
+/// consumer has committed everything written so far. Blocking.
+pub fn records_behind(group: &str, names: &TopicNames, topics: &[Topic]) -> i64 {
+    let consumer = crate::config::reader(group);
+    let mut behind = 0;
+    for topic in topics {
+        let name = names.name(*topic);
+        let committed = committed_offsets(group, &name, topic.partitions());
+        for (partition, at) in (0..topic.partitions()).zip(committed) {
+            let (_, end) = consumer
+                .fetch_watermarks(&name, partition, Duration::from_secs(10))
+                .unwrap_or_else(|error| {
+                    panic!("cannot read the end of {name}/{partition}: {error}")
+                });
+            behind += (end - at.max(0)).max(0);
+        }
+    }
+    behind
 }

@@ -28,6 +28,7 @@ pub mod pipeline;
 pub mod price_moves;
 pub mod signal;
 pub mod wallets;
+pub mod webhook;
 
 pub use config::SignalsConfig;
 pub use error::SignalsError;

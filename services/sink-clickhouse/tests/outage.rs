@@ -70,12 +70,7 @@ async fn a_clickhouse_outage_holds_offsets_bounds_memory_and_loses_nothing() {
     // Give the sink time to fill its one batch and hit the outage.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let rows_at_outage = count(&database.client, "SELECT count() FROM trades").await;
-    let offsets_at_outage = committed_offsets(
-        &stack.kafka_brokers,
-        &group,
-        &topic,
-        Topic::Trades.partitions(),
-    );
+    let offsets_at_outage = committed_offsets(&group, &topic, Topic::Trades.partitions());
     let consumed_at_outage = consumed_bytes();
     tokio::time::sleep(OUTAGE - Duration::from_secs(5)).await;
     assert_eq!(
@@ -84,12 +79,7 @@ async fn a_clickhouse_outage_holds_offsets_bounds_memory_and_loses_nothing() {
         "nothing written during the outage"
     );
     assert_eq!(
-        committed_offsets(
-            &stack.kafka_brokers,
-            &group,
-            &topic,
-            Topic::Trades.partitions()
-        ),
+        committed_offsets(&group, &topic, Topic::Trades.partitions()),
         offsets_at_outage,
         "offsets held during the outage"
     );

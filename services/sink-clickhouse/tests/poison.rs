@@ -136,12 +136,7 @@ async fn a_row_clickhouse_refuses_is_dead_lettered_and_the_rest_loads_exactly_on
     assert_eq!(refused.trade_id, "poison");
 
     // The offsets moved past the poison row: a restart does not meet it again.
-    let committed = committed_offsets(
-        &stack.kafka_brokers,
-        &group,
-        &topic,
-        Topic::Trades.partitions(),
-    );
+    let committed = committed_offsets(&group, &topic, Topic::Trades.partitions());
     let partition = usize::try_from(poison_at.partition).unwrap();
     assert_eq!(committed[partition], end_offset, "{committed:?}");
     assert!(
@@ -159,12 +154,7 @@ async fn a_row_clickhouse_refuses_is_dead_lettered_and_the_rest_loads_exactly_on
         limits(1_000, Duration::from_secs(1)),
     ));
     for _ in 0..300 {
-        let replayed = committed_offsets(
-            &stack.kafka_brokers,
-            &replay_group,
-            &topic,
-            Topic::Trades.partitions(),
-        );
+        let replayed = committed_offsets(&replay_group, &topic, Topic::Trades.partitions());
         if replayed[partition] == end_offset {
             break;
         }

@@ -10,26 +10,25 @@ use std::{
 };
 
 use polytape_candle_builder::pipeline::group_id;
-use polytape_codec::{AvroRecord, SchemaRegistryClient};
-use polytape_kafka::{Delivered, RecordProducer, SharedProducer, ensure_topics};
+use polytape_codec::AvroRecord;
+use polytape_kafka::ensure_topics;
 use polytape_model::{
     BookLevel, BookSnapshot, BookSource, Decimal, PriceChange, Side, Topic, TopicNames, Trade,
     TradeIdentity, TradeSource,
 };
-// Re-exported for the test files; not every test binary reads topics back.
-#[allow(unused_imports)]
-pub(crate) use polytape_test_support::topic::positioned_records;
+// Re-exported for the test files; not every test binary uses each.
 use polytape_test_support::{
     cli::{RunningService, free_local_addr, stack_env},
     stack::endpoints,
-    topic::{read_partitions, send_acknowledged},
+    topic::{read_partitions, records_behind},
+};
+#[allow(unused_imports)]
+pub(crate) use polytape_test_support::{
+    stack::registry,
+    topic::{positioned_records, produce},
 };
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
-use rdkafka::{
-    Offset, TopicPartitionList,
-    consumer::{BaseConsumer, Consumer as _},
-};
 
 pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_polytape-candle-builder");
 
@@ -62,23 +61,6 @@ pub(crate) async fn create_topics(names: &TopicNames) {
         .unwrap();
 }
 
-pub(crate) fn registry() -> SchemaRegistryClient {
-    SchemaRegistryClient::new(&endpoints().schema_registry_url).unwrap()
-}
-
-/// Produces `records` in order (per partition) and returns where each landed.
-pub(crate) async fn produce<T: AvroRecord>(names: &TopicNames, records: &[T]) -> Vec<Delivered> {
-    let producer = SharedProducer::connect(&endpoints().kafka_brokers).unwrap();
-    let records_producer = RecordProducer::<T>::register(producer, &registry(), names)
-        .await
-        .unwrap();
-    let mut delivered = Vec::with_capacity(records.len());
-    for chunk in records.chunks(2_000) {
-        delivered.extend(send_acknowledged(&records_producer, chunk).await);
-    }
-    delivered
-}
-
 /// The builder running against the stack under `names`' prefix.
 pub(crate) fn start_builder(names: &TopicNames) -> RunningService {
     start_builder_with(names, &[])
@@ -103,18 +85,6 @@ pub(crate) fn start_builder_with(
     RunningService::start(Path::new(BINARY), &environment, admin)
 }
 
-/// End offsets of every partition of `topic`.
-fn end_offsets(consumer: &BaseConsumer, topic: &str, partitions: i32) -> Vec<i64> {
-    (0..partitions)
-        .map(|partition| {
-            consumer
-                .fetch_watermarks(topic, partition, Duration::from_secs(10))
-                .unwrap()
-                .1
-        })
-        .collect()
-}
-
 /// Waits until the builder's committed offsets reach the end of every input partition.
 pub(crate) fn wait_caught_up(names: &TopicNames, timeout: Duration) {
     wait_caught_up_on(names, &INPUTS, timeout);
@@ -123,31 +93,9 @@ pub(crate) fn wait_caught_up(names: &TopicNames, timeout: Duration) {
 /// Waits until the builder's committed offsets reach the end of every partition of `inputs`.
 pub(crate) fn wait_caught_up_on(names: &TopicNames, inputs: &[Topic], timeout: Duration) {
     let group = group_id(names);
-    let consumer = polytape_test_support::config::reader(&group);
     let deadline = Instant::now() + timeout;
     loop {
-        let mut behind = 0;
-        for topic in inputs.iter().copied() {
-            let name = names.name(topic);
-            let ends = end_offsets(&consumer, &name, topic.partitions());
-            let mut list = TopicPartitionList::new();
-            for partition in 0..topic.partitions() {
-                list.add_partition(&name, partition);
-            }
-            let committed = consumer
-                .committed_offsets(list, Duration::from_secs(10))
-                .unwrap();
-            for (partition, end) in ends.iter().enumerate() {
-                let at = committed
-                    .find_partition(&name, i32::try_from(partition).unwrap())
-                    .and_then(|element| match element.offset() {
-                        Offset::Offset(offset) => Some(offset),
-                        _ => None,
-                    })
-                    .unwrap_or(0);
-                behind += (end - at).max(0);
-            }
-        }
+        let behind = records_behind(&group, names, inputs);
         if behind == 0 {
             return;
         }

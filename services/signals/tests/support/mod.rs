@@ -10,21 +10,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use polytape_codec::{AvroRecord, SchemaRegistryClient};
-use polytape_kafka::{RecordProducer, SharedProducer};
 use polytape_model::{
     BookLevel, BookSnapshot, Decimal, Event, Market, MarketToken, PriceChange, Side, Signal,
     SignalKind, Topic, TopicNames, Trade, samples,
 };
 use polytape_signals::pipeline::group_id;
+pub(crate) use polytape_test_support::topic::produce;
 use polytape_test_support::{
     cli::{RunningService, free_local_addr, stack_env},
-    stack::endpoints,
-    topic::{positioned_records, send_acknowledged},
-};
-use rdkafka::{
-    Offset, TopicPartitionList,
-    consumer::{BaseConsumer, Consumer as _},
+    topic::{positioned_records, records_behind},
 };
 
 pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_polytape-signals");
@@ -346,28 +340,6 @@ pub(crate) fn world(background: usize, fills: usize, minutes: i64, rounds: usize
     }
 }
 
-pub(crate) fn registry() -> SchemaRegistryClient {
-    match SchemaRegistryClient::new(&endpoints().schema_registry_url) {
-        Ok(registry) => registry,
-        Err(error) => panic!("registry client: {error}"),
-    }
-}
-
-/// Produces `records` in order and waits for every acknowledgement.
-pub(crate) async fn produce<T: AvroRecord>(names: &TopicNames, records: &[T]) {
-    let producer = match SharedProducer::connect(&endpoints().kafka_brokers) {
-        Ok(producer) => producer,
-        Err(error) => panic!("producer: {error}"),
-    };
-    let records_producer = match RecordProducer::<T>::register(producer, &registry(), names).await {
-        Ok(records_producer) => records_producer,
-        Err(error) => panic!("register {}: {error}", T::NAME),
-    };
-    for chunk in records.chunks(2_000) {
-        send_acknowledged(&records_producer, chunk).await;
-    }
-}
-
 /// The markets and events: produced before the service starts.
 pub(crate) async fn produce_reference(names: &TopicNames, world: &World) {
     produce(names, &world.markets).await;
@@ -385,43 +357,12 @@ pub(crate) fn start_service(names: &TopicNames) -> RunningService {
     RunningService::start(Path::new(BINARY), &environment, admin)
 }
 
-fn committed_behind(names: &TopicNames) -> i64 {
-    let consumer: BaseConsumer = polytape_test_support::config::reader(&group_id(names));
-    let mut behind = 0;
-    for topic in INPUTS {
-        let name = names.name(topic);
-        let mut list = TopicPartitionList::new();
-        for partition in 0..topic.partitions() {
-            list.add_partition(&name, partition);
-        }
-        let committed = match consumer.committed_offsets(list, Duration::from_secs(10)) {
-            Ok(committed) => committed,
-            Err(_) => return i64::MAX,
-        };
-        for partition in 0..topic.partitions() {
-            let Ok((_, end)) = consumer.fetch_watermarks(&name, partition, Duration::from_secs(10))
-            else {
-                return i64::MAX;
-            };
-            let at = committed
-                .find_partition(&name, partition)
-                .and_then(|element| match element.offset() {
-                    Offset::Offset(offset) => Some(offset),
-                    _ => None,
-                })
-                .unwrap_or(0);
-            behind += (end - at).max(0);
-        }
-    }
-    behind
-}
-
 /// Waits until the service has committed every input and holds no event back (its
 /// `held_events` gauge, set at each checkpoint, is 0): everything it read was judged.
 pub(crate) fn wait_caught_up(names: &TopicNames, service: &RunningService, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
-        let behind = committed_behind(names);
+        let behind = records_behind(&group_id(names), names, &INPUTS);
         let held = service.get("/metrics").and_then(|(_, body)| {
             body.lines()
                 .find(|line| line.starts_with("polytape_signals_state{kind=\"held_events\"}"))

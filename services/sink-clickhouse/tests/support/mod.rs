@@ -13,10 +13,6 @@ use polytape_sink_clickhouse::{
     tables::all_buffers,
 };
 use polytape_test_support::stack::StackEndpoints;
-use rdkafka::{
-    Offset, TopicPartitionList,
-    consumer::{BaseConsumer, Consumer as _},
-};
 use tokio_util::sync::CancellationToken;
 
 /// A pipeline of every table over `names`, consuming as `group`, writing with `client`.
@@ -81,24 +77,6 @@ pub async fn count(client: &clickhouse::Client, sql: &str) -> u64 {
     client.query(sql).fetch_one().await.unwrap()
 }
 
-/// The offsets `group` committed for `topic`'s partitions (-1 where none).
-pub fn committed_offsets(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    let consumer: BaseConsumer = polytape_kafka::base_config(brokers)
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    for partition in 0..partitions {
-        list.add_partition(topic, partition);
-    }
-    consumer
-        .committed_offsets(list, Duration::from_secs(10))
-        .unwrap()
-        .elements()
-        .iter()
-        .map(|element| match element.offset() {
-            Offset::Offset(offset) => offset,
-            _ => -1,
-        })
-        .collect()
-}
+// Re-exported for the test files; not every test binary uses it.
+#[allow(unused_imports)]
+pub use polytape_test_support::topic::committed_offsets;

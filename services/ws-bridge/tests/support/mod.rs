@@ -12,8 +12,6 @@ use std::{
 };
 
 use polymarket_sim::{RunningSim, SimConfig};
-use polytape_codec::SchemaRegistryClient;
-use polytape_kafka::{RecordProducer, SharedProducer};
 use polytape_model::{
     BestBidAsk, BookSnapshot, Continuity, Decimal, LastTrade, Market, MarketToken, PriceChange,
     Side, TickSizeChange, Topic, TopicNames, parse::parse_decimal_text,
@@ -154,25 +152,13 @@ pub fn market_record(condition_id: &str, tokens: &[String], closed: bool) -> Mar
     }
 }
 
-pub fn registry() -> SchemaRegistryClient {
-    SchemaRegistryClient::new(&endpoints().schema_registry_url).unwrap()
-}
-
 pub async fn topics(purpose: &str) -> TopicNames {
-    let names = polytape_test_support::stack::isolated_topics(purpose);
-    polytape_kafka::ensure_topics(&endpoints().kafka_brokers, &names, &Topic::ALL, 1)
-        .await
-        .unwrap();
-    names
+    polytape_test_support::stack::ensured_isolated_topics(purpose).await
 }
 
 /// Publishes market records to the isolated markets topic.
 pub async fn publish_markets(names: &TopicNames, markets: &[Market]) {
-    let producer = SharedProducer::connect(&endpoints().kafka_brokers).unwrap();
-    let records = RecordProducer::<Market>::register(producer, &registry(), names)
-        .await
-        .unwrap();
-    records.send_all(markets).await.unwrap();
+    polytape_test_support::topic::produce(names, markets).await;
 }
 
 /// The production tuning, from the declared defaults.

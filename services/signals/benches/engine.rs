@@ -1,0 +1,262 @@
+//! The signals engine's hot paths on one core, without Kafka I/O, each beside the Avro decode
+//! of the same records (the cost every consumer of the topic pays), so the ratio says what
+//! judging adds to reading:
+//!
+//! - `trades/decode_and_judge`: Confluent-framed Avro trades decoded and judged by the wallet
+//!   and price-move detectors; 100 000 fills over 1 000 tokens by 20 000 wallets (every
+//!   wallet seen a few times, so histories grow and are looked up); trades/s.
+//! - `trades/decode_only`: the same decode alone (the baseline).
+//! - `book_changes/decode_and_judge`: price-change entries applied to the books of 1 000
+//!   watched binary markets and judged for arbitrage, grouped by millisecond as the pipeline
+//!   does; entries/s.
+//! - `book_changes/decode_only`: the same decode alone.
+//!
+//! Run: `cargo bench -p polytape-signals --bench engine` (or `cargo xtask bench signals`).
+
+#![allow(clippy::unwrap_used)] // benchmark set-up fails loudly on purpose
+
+use std::{hint::black_box, time::Duration};
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group};
+use polytape_codec::{RecordDecoder, RecordEncoder};
+use polytape_model::{
+    BookLevel, BookSnapshot, Decimal, Market, MarketToken, PriceChange, Side, Trade, samples,
+};
+use polytape_signals::{
+    arbitrage::ArbitrageThresholds,
+    engine::{Engine, EngineSettings, EngineState, SignalEvent},
+    price_moves::PriceMoveThresholds,
+    wallets::NewWalletThresholds,
+};
+use rand::{Rng as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
+
+const T0: i64 = 1_780_000_000_000;
+const EVENTS: usize = 100_000;
+const MARKETS: usize = 1_000;
+/// Records per merge release (one batch of the pipeline).
+const RELEASE: usize = 5_000;
+
+fn settings() -> EngineSettings {
+    EngineSettings {
+        new_wallet: NewWalletThresholds::default(),
+        wallet_capacity: 1_000_000,
+        arbitrage: ArbitrageThresholds::default(),
+        price_move: PriceMoveThresholds::default(),
+    }
+}
+
+fn token(market: usize, outcome: &str) -> String {
+    format!("{:070}-{outcome}", market)
+}
+
+fn market(index: usize) -> Market {
+    let outcome_token = |outcome: &str, outcome_index: i32| MarketToken {
+        token_id: token(index, outcome),
+        outcome: outcome.to_owned(),
+        outcome_index,
+        winner: None,
+    };
+    Market {
+        condition_id: format!("0x{index:064x}"),
+        tokens: vec![outcome_token("yes", 0), outcome_token("no", 1)],
+        fees_enabled: Some(false),
+        ..samples::market()
+    }
+}
+
+fn trades() -> Vec<Trade> {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut time = T0;
+    (0..EVENTS)
+        .map(|index| {
+            time += rng.random_range(0..50);
+            let market = rng.random_range(0..MARKETS);
+            Trade {
+                trade_id: format!("{:032x}", rng.random::<u128>()),
+                condition_id: format!("0x{market:064x}"),
+                token_id: token(market, "yes"),
+                price: Decimal::new(rng.random_range(400..600) * 1_000, 6),
+                size: Decimal::new(rng.random_range(1..1_000_000_000), 6),
+                timestamp_ms: time,
+                proxy_wallet: format!("0x{:040x}", (index * 7_919) % 20_000),
+                ..samples::trade()
+            }
+        })
+        .collect()
+}
+
+fn level(price: i64, size: i64) -> BookLevel {
+    BookLevel {
+        price: Decimal::new(price, 6),
+        size: Decimal::new(size, 6),
+    }
+}
+
+/// A snapshot per token (20 levels a side around 0.50, asks summing above 1 per market) and
+/// size changes at the top levels, several entries per millisecond.
+fn books() -> (Vec<BookSnapshot>, Vec<PriceChange>) {
+    let mut snapshots = Vec::new();
+    for market in 0..MARKETS {
+        for outcome in ["yes", "no"] {
+            snapshots.push(BookSnapshot {
+                token_id: token(market, outcome),
+                condition_id: format!("0x{market:064x}"),
+                timestamp_ms: T0,
+                bids: (0..20)
+                    .map(|step| level(490_000 - step * 10_000, 100_000_000))
+                    .collect(),
+                asks: (0..20)
+                    .map(|step| level(510_000 + step * 10_000, 100_000_000))
+                    .collect(),
+                ..samples::book_snapshot()
+            });
+        }
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut time = T0 + 1;
+    let changes = (0..EVENTS)
+        .map(|_| {
+            if rng.random_bool(0.3) {
+                time += 1;
+            }
+            let market = rng.random_range(0..MARKETS);
+            let outcome = if rng.random_bool(0.5) { "yes" } else { "no" };
+            let side = if rng.random_bool(0.5) {
+                Side::Buy
+            } else {
+                Side::Sell
+            };
+            let step = rng.random_range(0..5);
+            let price = match side {
+                Side::Buy => 490_000 - step * 10_000,
+                Side::Sell => 510_000 + step * 10_000,
+            };
+            PriceChange {
+                token_id: token(market, outcome),
+                condition_id: format!("0x{market:064x}"),
+                side,
+                price: Decimal::new(price, 6),
+                size: Decimal::new(rng.random_range(1..1_000_000_000), 6),
+                best_bid: None,
+                best_ask: None,
+                timestamp_ms: time,
+                ..samples::price_change()
+            }
+        })
+        .collect();
+    (snapshots, changes)
+}
+
+fn watched_engine(snapshots: &[BookSnapshot]) -> Engine {
+    let mut engine = Engine::new(&settings(), EngineState::default());
+    for index in 0..MARKETS {
+        engine.market(market(index));
+    }
+    let events: Vec<SignalEvent> = snapshots
+        .iter()
+        .cloned()
+        .map(SignalEvent::Snapshot)
+        .collect();
+    engine.apply(&events).unwrap();
+    engine
+}
+
+fn bench_trades(criterion: &mut Criterion) {
+    let trades = trades();
+    let encoder = RecordEncoder::<Trade>::with_schema_id(1).unwrap();
+    let framed: Vec<Vec<u8>> = trades
+        .iter()
+        .map(|trade| encoder.encode(trade).unwrap())
+        .collect();
+    let decoder = RecordDecoder::<Trade>::for_own_schema(1).unwrap();
+    let mut group = criterion.benchmark_group("signals_trades");
+    group.throughput(Throughput::Elements(EVENTS as u64));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function("decode_and_judge", |bench| {
+        bench.iter_batched(
+            || Engine::new(&settings(), EngineState::default()),
+            |mut engine| {
+                let mut signals = 0;
+                for chunk in framed.chunks(RELEASE) {
+                    let events: Vec<SignalEvent> = chunk
+                        .iter()
+                        .map(|message| {
+                            SignalEvent::Trade(decoder.decode_cached(message).unwrap().unwrap())
+                        })
+                        .collect();
+                    signals += engine.apply(&events).unwrap().len();
+                }
+                black_box(signals)
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    group.bench_function("decode_only", |bench| {
+        bench.iter(|| {
+            let mut decoded = 0;
+            for message in &framed {
+                decoded += black_box(decoder.decode_cached(message).unwrap().unwrap())
+                    .size
+                    .scale();
+            }
+            decoded
+        });
+    });
+    group.finish();
+}
+
+fn bench_book_changes(criterion: &mut Criterion) {
+    let (snapshots, changes) = books();
+    let encoder = RecordEncoder::<PriceChange>::with_schema_id(2).unwrap();
+    let framed: Vec<Vec<u8>> = changes
+        .iter()
+        .map(|change| encoder.encode(change).unwrap())
+        .collect();
+    let decoder = RecordDecoder::<PriceChange>::for_own_schema(2).unwrap();
+    let mut group = criterion.benchmark_group("signals_book_changes");
+    group.throughput(Throughput::Elements(EVENTS as u64));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function("decode_and_judge", |bench| {
+        bench.iter_batched(
+            || watched_engine(&snapshots),
+            |mut engine| {
+                let mut signals = 0;
+                for chunk in framed.chunks(RELEASE) {
+                    let events: Vec<SignalEvent> = chunk
+                        .iter()
+                        .map(|message| {
+                            SignalEvent::Change(decoder.decode_cached(message).unwrap().unwrap())
+                        })
+                        .collect();
+                    signals += engine.apply(&events).unwrap().len();
+                }
+                black_box(signals)
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    group.bench_function("decode_only", |bench| {
+        bench.iter(|| {
+            let mut decoded = 0;
+            for message in &framed {
+                decoded += black_box(decoder.decode_cached(message).unwrap().unwrap())
+                    .size
+                    .scale();
+            }
+            decoded
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_trades, bench_book_changes);
+
+fn main() {
+    benches();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+}
