@@ -36,9 +36,12 @@ struct Received {
     at: std::time::Instant,
 }
 
+/// A status to answer with, and the `Retry-After` to send with it.
+type Answer = (u16, Option<&'static str>);
+
 #[derive(Clone, Default)]
 struct Receiver {
-    answers: Arc<Mutex<VecDeque<(u16, Option<&'static str>)>>>,
+    answers: Arc<Mutex<VecDeque<Answer>>>,
     received: Arc<Mutex<Vec<Received>>>,
 }
 
@@ -76,7 +79,7 @@ async fn receive(
     response
 }
 
-async fn start_receiver(answers: &[(u16, Option<&'static str>)]) -> (Receiver, SocketAddr) {
+async fn start_receiver(answers: &[Answer]) -> (Receiver, SocketAddr) {
     let receiver = Receiver::default();
     receiver
         .answers
