@@ -7,7 +7,7 @@ use rdkafka::{
     types::RDKafkaErrorCode,
 };
 
-use crate::{KafkaError, base_config};
+use crate::KafkaError;
 
 /// What `ensure_topics` did for one topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,13 +24,7 @@ pub async fn ensure_topics(
     topics: &[Topic],
     replication: i32,
 ) -> Result<Vec<TopicCreation>, KafkaError> {
-    let admin: AdminClient<DefaultClientContext> =
-        base_config(brokers)
-            .create()
-            .map_err(|source| KafkaError::Client {
-                brokers: brokers.to_owned(),
-                source,
-            })?;
+    let admin: AdminClient<DefaultClientContext> = crate::create_client(brokers)?;
     let topic_names: Vec<String> = topics.iter().map(|topic| names.name(*topic)).collect();
     let retention = DELETE_RETENTION_MS.to_string();
     let new_topics: Vec<NewTopic<'_>> = topics

@@ -23,7 +23,7 @@ use rdkafka::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::{KafkaError, SharedProducer, base_config, compacted::ensure_compacted_topic};
+use crate::{KafkaError, SharedProducer, compacted::ensure_compacted_topic};
 
 const MANIFEST_PARTITION: i32 = 0;
 const CHUNK_PARTITION: i32 = 1;
@@ -169,15 +169,7 @@ fn read_latest(
         topic: topic.to_owned(),
         reason,
     };
-    let consumer: BaseConsumer = base_config(brokers)
-        .set("group.id", reader_group)
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .map_err(|source| KafkaError::Client {
-            brokers: brokers.to_owned(),
-            source,
-        })?;
+    let consumer = crate::create_reader(brokers, reader_group)?;
     let (low, high) = consumer
         .fetch_watermarks(topic, MANIFEST_PARTITION, TIMEOUT)
         .map_err(|source| read_error(topic, "watermarks", source))?;

@@ -8,12 +8,12 @@ use rdkafka::{
     Offset, TopicPartitionList,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
-    consumer::{BaseConsumer, Consumer as _},
+    consumer::Consumer as _,
     message::Message as _,
     types::RDKafkaErrorCode,
 };
 
-use crate::{KafkaError, base_config};
+use crate::KafkaError;
 
 /// Longest a whole read may take before it fails (a broker that stalls mid-read).
 const READ_DEADLINE: Duration = Duration::from_secs(120);
@@ -24,13 +24,7 @@ pub async fn ensure_compacted_topic(
     topic: &str,
     partitions: i32,
 ) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> =
-        base_config(brokers)
-            .create()
-            .map_err(|source| KafkaError::Client {
-                brokers: brokers.to_owned(),
-                source,
-            })?;
+    let admin: AdminClient<DefaultClientContext> = crate::create_client(brokers)?;
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1))
         .set("cleanup.policy", "compact");
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
@@ -67,15 +61,7 @@ pub fn read_latest_values(
         topic: topic.to_owned(),
         reason: format!("{what}: {source}"),
     };
-    let consumer: BaseConsumer = base_config(brokers)
-        .set("group.id", reader_group)
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .map_err(|source| KafkaError::Client {
-            brokers: brokers.to_owned(),
-            source,
-        })?;
+    let consumer = crate::create_reader(brokers, reader_group)?;
     let mut values = HashMap::new();
     let mut watermarks = Err(rdkafka::error::KafkaError::Canceled);
     // A topic created a moment ago may need a metadata round before its watermarks answer.

@@ -7,6 +7,7 @@
 //! Kafka transactions (the local broker refuses them, and production must not depend on them).
 
 mod admin;
+mod batch;
 mod checkpoint;
 mod compacted;
 mod consumer;
@@ -17,6 +18,7 @@ mod producer;
 use std::time::Duration;
 
 pub use admin::{TopicCreation, ensure_topics};
+pub use batch::{BatchLimits, BatchRead, read_batch};
 pub use checkpoint::{CheckpointStore, RestoredCheckpoint};
 pub use compacted::{ensure_compacted_topic, read_latest_values};
 pub use consumer::{
@@ -127,16 +129,34 @@ pub fn base_config(brokers: &str) -> ClientConfig {
     config
 }
 
+/// A client of any kind (admin, metadata consumer, …) with the base settings.
+pub fn create_client<T: rdkafka::config::FromClientConfig>(brokers: &str) -> Result<T, KafkaError> {
+    base_config(brokers)
+        .create()
+        .map_err(|source| KafkaError::Client {
+            brokers: brokers.to_owned(),
+            source,
+        })
+}
+
+/// A consumer that reads by assignment and never commits (start-up reads of compacted
+/// topics, checkpoints); `group` only names it in the broker's logs.
+pub fn create_reader(brokers: &str, group: &str) -> Result<BaseConsumer, KafkaError> {
+    base_config(brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .map_err(|source| KafkaError::Client {
+            brokers: brokers.to_owned(),
+            source,
+        })
+}
+
 /// Checks that the brokers answer a metadata request within `timeout`.
 pub async fn check_reachable(brokers: &str, timeout: Duration) -> Result<(), KafkaError> {
     let brokers = brokers.to_owned();
-    let consumer: BaseConsumer =
-        base_config(&brokers)
-            .create()
-            .map_err(|source| KafkaError::Client {
-                brokers: brokers.clone(),
-                source,
-            })?;
+    let consumer: BaseConsumer = create_client(&brokers)?;
     // librdkafka's metadata call blocks; keep it off the async workers.
     let answer =
         tokio::task::spawn_blocking(move || consumer.fetch_metadata(None, timeout).map(|_| ()))

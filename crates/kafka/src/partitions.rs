@@ -10,7 +10,7 @@ use polytape_model::{Topic, TopicNames};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use tokio_util::sync::CancellationToken;
 
-use crate::{KafkaError, base_config};
+use crate::{KafkaError, create_client};
 
 /// `(topic name, topic, partition)` of every partition of `inputs`; a topic that does not
 /// exist is an error naming it (and what creates it).
@@ -25,13 +25,7 @@ pub async fn input_partitions(
         .map(|topic| (names.name(*topic), *topic))
         .collect();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer =
-            base_config(&brokers)
-                .create()
-                .map_err(|source| KafkaError::Client {
-                    brokers: brokers.clone(),
-                    source,
-                })?;
+        let consumer: BaseConsumer = create_client(&brokers)?;
         let mut partitions = Vec::new();
         for (name, topic) in topics {
             let metadata = consumer
@@ -75,13 +69,7 @@ impl HighWatermarks {
         partitions: Vec<(String, i32)>,
         stop: CancellationToken,
     ) -> Result<Self, KafkaError> {
-        let consumer: BaseConsumer =
-            base_config(brokers)
-                .create()
-                .map_err(|source| KafkaError::Client {
-                    brokers: brokers.to_owned(),
-                    source,
-                })?;
+        let consumer: BaseConsumer = create_client(brokers)?;
         let consumer = Arc::new(consumer);
         let watermarks = Self {
             highs: Arc::new(Mutex::new(HashMap::new())),

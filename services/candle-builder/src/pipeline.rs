@@ -19,7 +19,8 @@ use std::{
 
 use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
 use polytape_kafka::{
-    CheckpointStore, HighWatermarks, RecordProducer, SharedProducer, create_consumer,
+    BatchLimits, BatchRead, CheckpointStore, HighWatermarks, RecordProducer, SharedProducer,
+    create_consumer,
 };
 use polytape_model::{
     BookSnapshot, BookState, Candle, Continuity, DeadLetter, LastTrade, LifecycleKind,
@@ -304,12 +305,7 @@ impl Builder {
         decoder: &RecordDecoder<T>,
         input: &Input<'_>,
     ) -> Result<Option<T>, BuilderError> {
-        let decoded = match decoder.decode_cached(input.payload) {
-            Ok(Some(record)) => Ok(record),
-            Ok(None) => decoder.decode(input.payload).await,
-            Err(error) => Err(error),
-        };
-        match decoded {
+        match decoder.decode(input.payload).await {
             Ok(record) => Ok(Some(record)),
             Err(error) if error.is_retryable() => Err(error.into()),
             Err(error) => {
@@ -655,36 +651,22 @@ pub async fn run(
         } else {
             checkpoint_every
         };
-        let first = tokio::select! {
-            () = stop.cancelled() => break,
-            received = tokio::time::timeout(idle_wait, consumer.recv()) => received,
+        let limits = BatchLimits {
+            max_records: BATCH_MAX,
+            wait: BATCH_WAIT,
         };
-        if let Ok(received) = first {
-            let deadline = tokio::time::Instant::now() + BATCH_WAIT;
-            let mut next = Some(received);
-            let mut count = 0;
-            while let Some(received) = next.take() {
-                match received {
-                    Ok(message) => {
-                        handle(&mut builder, &decoders, &kinds, &message).await?;
-                        count += 1;
-                    }
-                    Err(error) => {
-                        tracing::warn!(error = %error, "kafka consumer error; continuing");
-                    }
-                }
-                if count < BATCH_MAX
-                    && let Ok(received) = tokio::time::timeout_at(deadline, consumer.recv()).await
-                {
-                    next = Some(received);
-                }
-            }
-            let backlog = book_backlog(&builder, &book_partitions, &watermarks);
-            builder.apply_book_events(&backlog);
-            builder.flush(&producers).await?;
-            dirty_since_checkpoint = true;
-        } else if builder.book_merge.held() > 0 {
-            // Idle: partitions may have reached their ends since the last batch.
+        let records = match polytape_kafka::read_batch(&consumer, &stop, idle_wait, limits).await {
+            BatchRead::Stopped => break,
+            BatchRead::Idle => Vec::new(),
+            BatchRead::Records(records) => records,
+        };
+        for message in &records {
+            handle(&mut builder, &decoders, &kinds, message).await?;
+        }
+        let received_any = !records.is_empty();
+        // After a batch, or idle with held events (partitions may have reached their ends
+        // since the last batch).
+        if received_any || builder.book_merge.held() > 0 {
             let backlog = book_backlog(&builder, &book_partitions, &watermarks);
             builder.apply_book_events(&backlog);
             builder.flush(&producers).await?;

@@ -4,7 +4,8 @@
 //!
 //! - `trades/decode_and_judge`: Confluent-framed Avro trades decoded and judged by the wallet
 //!   and price-move detectors; 100 000 fills over 1 000 tokens by 20 000 wallets (every
-//!   wallet seen a few times, so histories grow and are looked up); trades/s.
+//!   wallet seen a few times, so histories grow and are looked up), prices walking a cent at
+//!   a time (signals are rare, as on a real tape); trades/s.
 //! - `trades/decode_only`: the same decode alone (the baseline).
 //! - `book_changes/decode_and_judge`: price-change entries applied to the books of 1 000
 //!   watched binary markets and judged for arbitrage, grouped by millisecond as the pipeline
@@ -65,18 +66,22 @@ fn market(index: usize) -> Market {
     }
 }
 
+/// Fills in time order; each token's price walks a cent at a time (a move of ten points in
+/// five minutes is rare, as on a real tape), so the cost measured is judging, not signals.
 fn trades() -> Vec<Trade> {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut time = T0;
+    let mut prices = vec![500_i64; MARKETS];
     (0..EVENTS)
         .map(|index| {
             time += rng.random_range(0..50);
             let market = rng.random_range(0..MARKETS);
+            prices[market] = (prices[market] + rng.random_range(-1..=1)).clamp(100, 900);
             Trade {
                 trade_id: format!("{:032x}", rng.random::<u128>()),
                 condition_id: format!("0x{market:064x}"),
                 token_id: token(market, "yes"),
-                price: Decimal::new(rng.random_range(400..600) * 1_000, 6),
+                price: Decimal::new(prices[market] * 1_000, 6),
                 size: Decimal::new(rng.random_range(1..1_000_000_000), 6),
                 timestamp_ms: time,
                 proxy_wallet: format!("0x{:040x}", (index * 7_919) % 20_000),

@@ -19,8 +19,8 @@ use std::{
 use backon::{ExponentialBuilder, Retryable as _};
 use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
 use polytape_kafka::{
-    CheckpointStore, HighWatermarks, RecordProducer, SharedProducer, create_consumer,
-    merge::EventMerge,
+    BatchLimits, BatchRead, CheckpointStore, HighWatermarks, RecordProducer, SharedProducer,
+    create_consumer, merge::EventMerge,
 };
 use polytape_model::{
     BookSnapshot, DeadLetter, Event, Market, PriceChange, Signal, Topic, TopicNames, Trade,
@@ -41,10 +41,11 @@ use crate::{
     events::{BatchSent, CheckpointWritten, Consumed, DeadLettered, Retried},
 };
 
-/// Records per batch at most.
-const BATCH_MAX: usize = 5_000;
-/// How long a batch waits for more records after its first.
-const BATCH_WAIT: Duration = Duration::from_millis(50);
+/// A batch: 5 000 records at most, gathered within 50 ms of its first.
+const BATCH: BatchLimits = BatchLimits {
+    max_records: 5_000,
+    wait: Duration::from_millis(50),
+};
 const SOURCE: &str = "signals";
 /// Read at start up to their ends, then applied as read.
 const REFERENCE: [Topic; 2] = [Topic::Markets, Topic::Events];
@@ -194,12 +195,7 @@ impl Processor {
         decoder: &RecordDecoder<T>,
         input: &Input<'_>,
     ) -> Result<Option<T>, SignalsError> {
-        let decoded = match decoder.decode_cached(input.payload) {
-            Ok(Some(record)) => Ok(record),
-            Ok(None) => decoder.decode(input.payload).await,
-            Err(error) => Err(error),
-        };
-        match decoded {
+        match decoder.decode(input.payload).await {
             Ok(record) => Ok(Some(record)),
             Err(error) if error.is_retryable() => Err(error.into()),
             Err(error) => {
@@ -469,36 +465,19 @@ pub async fn run(
     let mut dirty = false;
     loop {
         let idle_wait = if processor.merge.held() > 0 {
-            BATCH_WAIT * 4
+            BATCH.wait * 4
         } else {
             checkpoint_every
         };
-        let first = tokio::select! {
-            () = stop.cancelled() => break,
-            received = tokio::time::timeout(idle_wait, consumer.recv()) => received,
+        let records = match polytape_kafka::read_batch(&consumer, &stop, idle_wait, BATCH).await {
+            BatchRead::Stopped => break,
+            BatchRead::Idle => Vec::new(),
+            BatchRead::Records(records) => records,
         };
-        let received_any = first.is_ok();
-        if let Ok(received) = first {
-            let deadline = tokio::time::Instant::now() + BATCH_WAIT;
-            let mut next = Some(received);
-            let mut count = 0;
-            while let Some(received) = next.take() {
-                match received {
-                    Ok(message) => {
-                        handle(&mut processor, &decoders, &kinds, &message).await?;
-                        count += 1;
-                    }
-                    Err(error) => {
-                        tracing::warn!(error = %error, "kafka consumer error; continuing");
-                    }
-                }
-                if count < BATCH_MAX
-                    && let Ok(received) = tokio::time::timeout_at(deadline, consumer.recv()).await
-                {
-                    next = Some(received);
-                }
-            }
+        for message in &records {
+            handle(&mut processor, &decoders, &kinds, message).await?;
         }
+        let received_any = !records.is_empty();
         if received_any || processor.merge.held() > 0 {
             let backlog = backlog(&processor, &merged, &watermarks);
             processor.judge(&backlog)?;
