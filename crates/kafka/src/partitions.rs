@@ -109,6 +109,27 @@ impl HighWatermarks {
         highs.extend(fetched);
     }
 
+    /// The partitions of `partitions` (`(topic, input, partition)`) with records not read yet,
+    /// given the next offset to read of each (`positions`; absent: 0). A partition whose end is
+    /// unknown counts as a backlog.
+    pub fn backlog<I: Copy>(
+        &self,
+        partitions: &[(String, I, i32)],
+        positions: &HashMap<(String, i32), i64>,
+    ) -> Vec<(I, i32)> {
+        partitions
+            .iter()
+            .filter(|(topic, _, partition)| {
+                let read = positions
+                    .get(&(topic.clone(), *partition))
+                    .copied()
+                    .unwrap_or(0);
+                self.high(topic, *partition).is_none_or(|high| read < high)
+            })
+            .map(|(_, input, partition)| (*input, *partition))
+            .collect()
+    }
+
     /// The last high watermark read of a partition; `None` before one could be read.
     pub fn high(&self, topic: &str, partition: i32) -> Option<i64> {
         let highs = self

@@ -667,7 +667,7 @@ pub async fn run(
         // After a batch, or idle with held events (partitions may have reached their ends
         // since the last batch).
         if received_any || builder.book_merge.held() > 0 {
-            let backlog = book_backlog(&builder, &book_partitions, &watermarks);
+            let backlog = watermarks.backlog(&book_partitions, &builder.positions);
             builder.apply_book_events(&backlog);
             builder.flush(&producers).await?;
             dirty_since_checkpoint = true;
@@ -749,26 +749,4 @@ fn book_lag(
                 .map(|high| (high - read).max(0))
         })
         .sum()
-}
-
-/// Book partitions with records not read yet (unknown counts as a backlog).
-fn book_backlog(
-    builder: &Builder,
-    partitions: &[(String, BookInput, i32)],
-    watermarks: &HighWatermarks,
-) -> Vec<(BookInput, i32)> {
-    partitions
-        .iter()
-        .filter(|(topic, _, partition)| {
-            let read = builder
-                .positions
-                .get(&(topic.clone(), *partition))
-                .copied()
-                .unwrap_or(0);
-            watermarks
-                .high(topic, *partition)
-                .is_none_or(|high| read < high)
-        })
-        .map(|(_, input, partition)| (*input, *partition))
-        .collect()
 }

@@ -19,7 +19,7 @@
 use std::{hint::black_box, time::Duration};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group};
-use polytape_codec::{RecordDecoder, RecordEncoder};
+use polytape_codec::{AvroRecord, RecordDecoder, RecordEncoder};
 use polytape_model::{
     BookLevel, BookSnapshot, Decimal, Market, MarketToken, PriceChange, Side, Trade, samples,
 };
@@ -167,29 +167,34 @@ fn watched_engine(snapshots: &[BookSnapshot]) -> Engine {
     engine
 }
 
-fn bench_trades(criterion: &mut Criterion) {
-    let trades = trades();
-    let encoder = RecordEncoder::<Trade>::with_schema_id(1).unwrap();
-    let framed: Vec<Vec<u8>> = trades
+/// One group: `records` framed as Avro, judged by a fresh engine from `engine` (in releases
+/// of [`RELEASE`] records, as the merge hands them over), beside their decode alone.
+fn bench_records<T: AvroRecord>(
+    criterion: &mut Criterion,
+    group_name: &str,
+    records: &[T],
+    event: fn(T) -> SignalEvent,
+    engine: impl Fn() -> Engine,
+) {
+    let encoder = RecordEncoder::<T>::with_schema_id(1).unwrap();
+    let framed: Vec<Vec<u8>> = records
         .iter()
-        .map(|trade| encoder.encode(trade).unwrap())
+        .map(|record| encoder.encode(record).unwrap())
         .collect();
-    let decoder = RecordDecoder::<Trade>::for_own_schema(1).unwrap();
-    let mut group = criterion.benchmark_group("signals_trades");
-    group.throughput(Throughput::Elements(EVENTS as u64));
+    let decoder = RecordDecoder::<T>::for_own_schema(1).unwrap();
+    let mut group = criterion.benchmark_group(group_name);
+    group.throughput(Throughput::Elements(framed.len() as u64));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(10));
     group.bench_function("decode_and_judge", |bench| {
         bench.iter_batched(
-            || Engine::new(&settings(), EngineState::default()),
+            &engine,
             |mut engine| {
                 let mut signals = 0;
                 for chunk in framed.chunks(RELEASE) {
                     let events: Vec<SignalEvent> = chunk
                         .iter()
-                        .map(|message| {
-                            SignalEvent::Trade(decoder.decode_cached(message).unwrap().unwrap())
-                        })
+                        .map(|message| event(decoder.decode_cached(message).unwrap().unwrap()))
                         .collect();
                     signals += engine.apply(&events).unwrap().len();
                 }
@@ -200,61 +205,33 @@ fn bench_trades(criterion: &mut Criterion) {
     });
     group.bench_function("decode_only", |bench| {
         bench.iter(|| {
-            let mut decoded = 0;
             for message in &framed {
-                decoded += black_box(decoder.decode_cached(message).unwrap().unwrap())
-                    .size
-                    .scale();
+                black_box(decoder.decode_cached(message).unwrap().unwrap());
             }
-            decoded
         });
     });
     group.finish();
 }
 
+fn bench_trades(criterion: &mut Criterion) {
+    bench_records(
+        criterion,
+        "signals_trades",
+        &trades(),
+        SignalEvent::Trade,
+        || Engine::new(&settings(), EngineState::default()),
+    );
+}
+
 fn bench_book_changes(criterion: &mut Criterion) {
     let (snapshots, changes) = books();
-    let encoder = RecordEncoder::<PriceChange>::with_schema_id(2).unwrap();
-    let framed: Vec<Vec<u8>> = changes
-        .iter()
-        .map(|change| encoder.encode(change).unwrap())
-        .collect();
-    let decoder = RecordDecoder::<PriceChange>::for_own_schema(2).unwrap();
-    let mut group = criterion.benchmark_group("signals_book_changes");
-    group.throughput(Throughput::Elements(EVENTS as u64));
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(10));
-    group.bench_function("decode_and_judge", |bench| {
-        bench.iter_batched(
-            || watched_engine(&snapshots),
-            |mut engine| {
-                let mut signals = 0;
-                for chunk in framed.chunks(RELEASE) {
-                    let events: Vec<SignalEvent> = chunk
-                        .iter()
-                        .map(|message| {
-                            SignalEvent::Change(decoder.decode_cached(message).unwrap().unwrap())
-                        })
-                        .collect();
-                    signals += engine.apply(&events).unwrap().len();
-                }
-                black_box(signals)
-            },
-            BatchSize::LargeInput,
-        );
-    });
-    group.bench_function("decode_only", |bench| {
-        bench.iter(|| {
-            let mut decoded = 0;
-            for message in &framed {
-                decoded += black_box(decoder.decode_cached(message).unwrap().unwrap())
-                    .size
-                    .scale();
-            }
-            decoded
-        });
-    });
-    group.finish();
+    bench_records(
+        criterion,
+        "signals_book_changes",
+        &changes,
+        SignalEvent::Change,
+        || watched_engine(&snapshots),
+    );
 }
 
 criterion_group!(benches, bench_trades, bench_book_changes);

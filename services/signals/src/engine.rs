@@ -129,8 +129,9 @@ impl EngineSettings {
     }
 }
 
-/// What the engine has learned: everything a checkpoint keeps.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// What the engine has learned: everything a checkpoint keeps, as it is read back (written
+/// from an [`EngineStateRef`]).
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct EngineState {
     wallets: WalletState,
     arbitrage: ArbitrageState,
@@ -139,6 +140,17 @@ pub struct EngineState {
     markets: BTreeMap<String, Market>,
     /// Negative-risk events: their markets' condition ids.
     neg_risk_events: BTreeMap<String, Vec<String>>,
+}
+
+/// [`EngineState`] borrowed from a running engine: a checkpoint serializes it without copying
+/// the state (same fields, same JSON).
+#[derive(Debug, Serialize)]
+pub struct EngineStateRef<'a> {
+    wallets: &'a WalletState,
+    arbitrage: &'a ArbitrageState,
+    price_moves: &'a PriceMoveState,
+    markets: &'a BTreeMap<String, Market>,
+    neg_risk_events: &'a BTreeMap<String, Vec<String>>,
 }
 
 /// The detectors and the reference data deciding what they watch.
@@ -188,14 +200,14 @@ impl Engine {
         }
     }
 
-    /// The state to checkpoint.
-    pub fn state(&self) -> EngineState {
-        EngineState {
-            wallets: self.wallets.state().clone(),
-            arbitrage: self.arbitrage.state().clone(),
-            price_moves: self.price_moves.state().clone(),
-            markets: self.markets.clone(),
-            neg_risk_events: self.neg_risk_events.clone(),
+    /// The state to checkpoint; it reads back as an [`EngineState`].
+    pub fn state(&self) -> EngineStateRef<'_> {
+        EngineStateRef {
+            wallets: self.wallets.state(),
+            arbitrage: self.arbitrage.state(),
+            price_moves: self.price_moves.state(),
+            markets: &self.markets,
+            neg_risk_events: &self.neg_risk_events,
         }
     }
 

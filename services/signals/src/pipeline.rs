@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use backon::{ExponentialBuilder, Retryable as _};
+use backon::{ExponentialBuilder, Retryable as _, RetryableWithContext as _};
 use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
 use polytape_kafka::{
     BatchLimits, BatchRead, CheckpointStore, HighWatermarks, RecordProducer, SharedProducer,
@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     SignalsConfig,
-    engine::{Engine, EngineState, SignalEvent, SignalInput},
+    engine::{Engine, EngineState, EngineStateRef, SignalEvent, SignalInput},
     error::SignalsError,
     events::{BatchSent, CheckpointWritten, Consumed, DeadLettered, Retried},
 };
@@ -71,14 +71,22 @@ fn merge_input(topic: Topic) -> Option<SignalInput> {
     }
 }
 
-/// What a checkpoint holds.
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// What a checkpoint holds, as it is read back.
+#[derive(Debug, Default, Deserialize)]
 struct SavedState {
     /// `(topic, partition, next offset)` of every input partition read so far.
     positions: Vec<(String, i32, i64)>,
     engine: EngineState,
     /// Judged events read but not yet released by the merge.
     merge: EventMerge<SignalEvent>,
+}
+
+/// What a checkpoint holds, borrowed from the running processor ([`SavedState`]'s JSON).
+#[derive(Serialize)]
+struct SavedStateRef<'a> {
+    positions: Vec<(String, i32, i64)>,
+    engine: EngineStateRef<'a>,
+    merge: &'a EventMerge<SignalEvent>,
 }
 
 struct Decoders {
@@ -114,17 +122,17 @@ struct Processor {
 }
 
 impl Processor {
-    fn saved_state(&self) -> SavedState {
+    fn saved_state(&self) -> SavedStateRef<'_> {
         let mut positions: Vec<(String, i32, i64)> = self
             .positions
             .iter()
             .map(|((topic, partition), offset)| (topic.clone(), *partition, *offset))
             .collect();
         positions.sort();
-        SavedState {
+        SavedStateRef {
             positions,
             engine: self.engine.state(),
-            merge: self.merge.clone(),
+            merge: &self.merge,
         }
     }
 
@@ -266,9 +274,9 @@ impl Processor {
         Ok(())
     }
 
-    async fn checkpoint(
+    async fn checkpoint<'a>(
         &self,
-        store: &mut CheckpointStore,
+        store: &'a mut CheckpointStore,
         consumer: &StreamConsumer,
     ) -> Result<(), SignalsError> {
         let started = Instant::now();
@@ -276,24 +284,26 @@ impl Processor {
         let payload = serde_json::to_vec(&saved).map_err(|error| {
             SignalsError::Checkpoint(format!("cannot encode the state: {error}"))
         })?;
-        let mut attempt = 0;
-        let (generation, _) = loop {
-            match store.write(&payload).await {
-                Ok(written) => break written,
-                Err(error) if error.is_retryable() && attempt < 5 => {
-                    let retry_in = Duration::from_secs(1 << attempt);
-                    Retried {
-                        what: "checkpoint",
-                        error: &error,
-                        retry_in,
-                    }
-                    .emit();
-                    tokio::time::sleep(retry_in).await;
-                    attempt += 1;
-                }
-                Err(error) => return Err(error.into()),
-            }
+        // A write that may succeed again is retried like the outputs; the generation moves on
+        // only once the manifest is acknowledged, so a retry rewrites the same slot.
+        let write = |store: &'a mut CheckpointStore| async {
+            let written = store.write(&payload).await;
+            (store, written)
         };
+        let (_, written) = write
+            .retry(retry_policy())
+            .context(store)
+            .when(|error| error.is_retryable())
+            .notify(|error, retry_in| {
+                Retried {
+                    what: "checkpoint",
+                    error,
+                    retry_in,
+                }
+                .emit();
+            })
+            .await;
+        let (generation, _) = written?;
         if let Err(error) = polytape_kafka::store_processed(consumer, saved.positions) {
             tracing::warn!(error = %error, "could not store the checkpointed offsets in the consumer group");
         }
@@ -479,7 +489,7 @@ pub async fn run(
         }
         let received_any = !records.is_empty();
         if received_any || processor.merge.held() > 0 {
-            let backlog = backlog(&processor, &merged, &watermarks);
+            let backlog = watermarks.backlog(&merged, &processor.positions);
             processor.judge(&backlog)?;
             processor.flush(&producers).await?;
             dirty = true;
@@ -522,22 +532,4 @@ async fn handle(
         payload: message.payload().unwrap_or_default(),
     };
     processor.process(decoders, input).await
-}
-
-/// Judged partitions with records not read yet (unknown ends count as a backlog).
-fn backlog(
-    processor: &Processor,
-    partitions: &[(String, SignalInput, i32)],
-    watermarks: &HighWatermarks,
-) -> Vec<(SignalInput, i32)> {
-    partitions
-        .iter()
-        .filter(|(topic, _, partition)| {
-            let read = processor.position(topic, *partition);
-            watermarks
-                .high(topic, *partition)
-                .is_none_or(|high| read < high)
-        })
-        .map(|(_, input, partition)| (*input, *partition))
-        .collect()
 }

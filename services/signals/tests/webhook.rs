@@ -19,10 +19,10 @@ use axum::{
     response::IntoResponse,
     routing::post,
 };
-use polytape_model::samples;
+use polytape_model::{Signal, samples};
 use polytape_signals::webhook::{
-    self, Alert, BodyFormat, DeliveryStatus, Destination, IDEMPOTENCY_KEY, RetryPolicy, SIGNATURE,
-    TIMESTAMP,
+    self, Alert, BodyFormat, DeliveryOutcome, DeliveryStatus, Destination, IDEMPOTENCY_KEY,
+    RetryPolicy, SIGNATURE, TIMESTAMP,
 };
 
 const SECRET: &str = "whsec-test-secret";
@@ -113,27 +113,32 @@ fn fast_policy(deadline: Duration) -> RetryPolicy {
     }
 }
 
-fn clock() -> i64 {
-    polytape_model::now_ms()
+/// Delivers the sample signal, chosen by rule `arbitrage-desk` version 3, to `addr`'s `/hook`.
+async fn deliver_sample(
+    addr: SocketAddr,
+    format: BodyFormat,
+    deadline: Duration,
+) -> (Signal, DeliveryOutcome) {
+    let signal = samples::signal();
+    let outcome = webhook::deliver(
+        &reqwest::Client::new(),
+        &destination(format!("http://{addr}/hook"), format),
+        Alert {
+            signal: &signal,
+            alert_rule_id: "arbitrage-desk",
+            alert_rule_version: 3,
+        },
+        fast_policy(deadline),
+        polytape_model::now_ms,
+    )
+    .await;
+    (signal, outcome)
 }
 
 #[tokio::test]
 async fn a_500_is_retried_under_the_same_key_and_every_signature_verifies() {
     let (receiver, addr) = start_receiver(&[(500, None), (200, None)]).await;
-    let signal = samples::signal();
-    let alert = Alert {
-        signal: &signal,
-        alert_rule_id: "arbitrage-desk",
-        alert_rule_version: 3,
-    };
-    let outcome = webhook::deliver(
-        &reqwest::Client::new(),
-        &destination(format!("http://{addr}/hook"), BodyFormat::Json),
-        alert,
-        fast_policy(Duration::from_secs(30)),
-        clock,
-    )
-    .await;
+    let (signal, outcome) = deliver_sample(addr, BodyFormat::Json, Duration::from_secs(30)).await;
     assert_eq!(outcome.status, DeliveryStatus::Delivered, "{outcome:?}");
     assert_eq!(outcome.attempts, 2);
     assert_eq!(outcome.response_code, Some(200));
@@ -182,19 +187,7 @@ async fn a_500_is_retried_under_the_same_key_and_every_signature_verifies() {
 #[tokio::test]
 async fn a_429_waits_for_its_retry_after() {
     let (receiver, addr) = start_receiver(&[(429, Some("1")), (200, None)]).await;
-    let signal = samples::signal();
-    let outcome = webhook::deliver(
-        &reqwest::Client::new(),
-        &destination(format!("http://{addr}/hook"), BodyFormat::Slack),
-        Alert {
-            signal: &signal,
-            alert_rule_id: "rule",
-            alert_rule_version: 1,
-        },
-        fast_policy(Duration::from_secs(30)),
-        clock,
-    )
-    .await;
+    let (signal, outcome) = deliver_sample(addr, BodyFormat::Slack, Duration::from_secs(30)).await;
     assert_eq!(outcome.status, DeliveryStatus::Delivered, "{outcome:?}");
     let received = receiver.received.lock().unwrap().clone();
     assert_eq!(received.len(), 2);
@@ -210,19 +203,7 @@ async fn a_429_waits_for_its_retry_after() {
 #[tokio::test]
 async fn a_refusal_is_not_retried() {
     let (receiver, addr) = start_receiver(&[(400, None), (200, None)]).await;
-    let signal = samples::signal();
-    let outcome = webhook::deliver(
-        &reqwest::Client::new(),
-        &destination(format!("http://{addr}/hook"), BodyFormat::Discord),
-        Alert {
-            signal: &signal,
-            alert_rule_id: "rule",
-            alert_rule_version: 1,
-        },
-        fast_policy(Duration::from_secs(30)),
-        clock,
-    )
-    .await;
+    let (_, outcome) = deliver_sample(addr, BodyFormat::Discord, Duration::from_secs(30)).await;
     assert_eq!(outcome.status, DeliveryStatus::Failed);
     assert_eq!(outcome.attempts, 1);
     assert_eq!(outcome.response_code, Some(400));
@@ -236,19 +217,7 @@ async fn an_unreachable_destination_fails_at_the_deadline() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
-    let signal = samples::signal();
-    let outcome = webhook::deliver(
-        &reqwest::Client::new(),
-        &destination(format!("http://{addr}/hook"), BodyFormat::Json),
-        Alert {
-            signal: &signal,
-            alert_rule_id: "rule",
-            alert_rule_version: 1,
-        },
-        fast_policy(Duration::from_millis(1_500)),
-        clock,
-    )
-    .await;
+    let (_, outcome) = deliver_sample(addr, BodyFormat::Json, Duration::from_millis(1_500)).await;
     assert_eq!(outcome.status, DeliveryStatus::Failed, "{outcome:?}");
     assert!(outcome.attempts >= 3, "{outcome:?}");
     assert_eq!(outcome.response_code, None);
