@@ -3,6 +3,7 @@
 //! row type per table ([`rows`]), and the classification of errors into retryable and
 //! permanent ones.
 
+pub mod alerts;
 mod classify;
 mod migrations;
 pub mod rows;

@@ -99,6 +99,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "signals",
         template: include_str!("../../../schemas/clickhouse/0005_signals.sql"),
     },
+    Migration {
+        version: 6,
+        name: "alerts",
+        template: include_str!("../../../schemas/clickhouse/0006_alerts.sql"),
+    },
 ];
 
 /// Each time-series table and the event-time column its TTL counts from.
@@ -117,6 +122,7 @@ pub const TTL_COLUMNS: &[(&str, &str)] = &[
     ("dead_letters", "occurred_at"),
     ("leaderboard", "snapshot_time"),
     ("signals", "window_start"),
+    ("alert_deliveries", "signal_recorded"),
 ];
 
 /// Whether `table` is a time-series table (one with a TTL).
@@ -380,10 +386,16 @@ fn created_table<'a>(statement: &'a str, database: &str) -> Option<&'a str> {
     rest.split(|c: char| c.is_whitespace() || c == '(').next()
 }
 
-/// Every table the migrations create: one per topic plus the API's tables.
+/// Every table the migrations create: one per topic, the API's tables and the alerts'.
 pub fn expected_tables() -> Vec<&'static str> {
     let mut tables: Vec<&'static str> = Topic::ALL.iter().map(|topic| topic.table()).collect();
-    tables.extend(["api_keys", "api_usage"]);
+    tables.extend([
+        "api_keys",
+        "api_usage",
+        "alert_rules",
+        "alert_deliveries",
+        "alert_tests",
+    ]);
     tables
 }
 
@@ -596,6 +608,7 @@ mod tests {
         }
         use polytape_model::{
             BookSource, ContinuityKind, LifecycleKind, Side, SignalKind, TradeSource,
+            alerts::DeliveryStatus,
         };
         let models = [
             pairs(Side::ALL, Side::name, Side::code),
@@ -608,6 +621,11 @@ mod tests {
                 ContinuityKind::code,
             ),
             pairs(SignalKind::ALL, SignalKind::name, SignalKind::code),
+            pairs(
+                &DeliveryStatus::ALL,
+                DeliveryStatus::name,
+                DeliveryStatus::code,
+            ),
         ];
         let lists = enum8_lists();
         for model in &models {

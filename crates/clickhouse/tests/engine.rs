@@ -203,14 +203,18 @@ async fn migrations_applied_twice_leave_the_same_schema() {
     let first = polytape_clickhouse::migrate(client, &database.name, 90)
         .await
         .unwrap();
-    assert_eq!(first.applied, vec![1, 2, 3, 4, 5]);
+    let every: Vec<u32> = polytape_clickhouse::MIGRATIONS
+        .iter()
+        .map(|migration| migration.version)
+        .collect();
+    assert_eq!(first.applied, every);
     let after_first = table_definitions(client, &database.name).await;
 
     let second = polytape_clickhouse::migrate(client, &database.name, 90)
         .await
         .unwrap();
     assert!(second.applied.is_empty());
-    assert_eq!(second.already_applied, vec![1, 2, 3, 4, 5]);
+    assert_eq!(second.already_applied, every);
     assert_eq!(table_definitions(client, &database.name).await, after_first);
 
     let mut names: Vec<&str> = after_first
@@ -452,7 +456,12 @@ async fn upgrading_dead_letters_keeps_its_rows_and_retention() {
     let upgrade = polytape_clickhouse::migrate(client, &database.name, 90)
         .await
         .unwrap();
-    assert_eq!(upgrade.applied, vec![3, 4, 5]);
+    let from_third: Vec<u32> = polytape_clickhouse::MIGRATIONS
+        .iter()
+        .map(|migration| migration.version)
+        .filter(|version| *version >= 3)
+        .collect();
+    assert_eq!(upgrade.applied, from_third);
     assert_eq!(
         copies_per_id(client).await,
         vec![("a".to_owned(), 1), ("b".to_owned(), 1)]

@@ -1,6 +1,7 @@
 //! Polytape's domain model: the records on every topic, the topic table, and the one place
 //! where upstream text becomes exact decimals and UTC milliseconds.
 
+pub mod alerts;
 pub mod book;
 pub mod bytes;
 mod codes;

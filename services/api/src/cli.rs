@@ -173,3 +173,149 @@ pub async fn run_keys(config: ApiConfig, command: KeysCommand) -> ExitCode {
         }
     }
 }
+
+/// `rules` actions: the alert rules the signals service applies (the same store as the admin
+/// port's `/admin/alert-rules`). Rules are printed as JSON.
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Every rule's current version
+    List,
+    /// One rule's current version
+    Show { rule_id: String },
+    /// Every version of a rule, oldest first (who changed what, when)
+    History { rule_id: String },
+    /// Create a rule or change it: FILE holds its JSON spec (kinds, least, scope, cooldown_ms, destinations, enabled, description)
+    Put {
+        rule_id: String,
+        #[arg(long, value_name = "FILE")]
+        file: std::path::PathBuf,
+        /// Refuse the change unless the rule is at this version (0: it must not exist yet)
+        #[arg(long)]
+        expected_version: Option<i32>,
+    },
+    /// Disable a rule (a new version with enabled = false)
+    Disable { rule_id: String },
+    /// Deliver a made-up signal to the rule's destinations through the running signals service, and show the outcomes
+    Test { rule_id: String },
+}
+
+fn print_json(value: &impl serde::Serialize) -> ExitCode {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(&error),
+    }
+}
+
+/// Runs one `rules` command against the configured ClickHouse.
+pub async fn run_rules(config: ApiConfig, command: RulesCommand) -> ExitCode {
+    use crate::routes::alert_rules::{AlertRuleView, fire_test, random_id};
+    use polytape_clickhouse::alerts::RuleChange;
+
+    let client = polytape_clickhouse::client(&config.clickhouse);
+    if let Err(error) = polytape_clickhouse::migrate(
+        &client,
+        &config.clickhouse.clickhouse_database,
+        config.retention_days(),
+    )
+    .await
+    {
+        return fail(&error);
+    }
+    let alerts = Store::new(client).alerts();
+    let actor = format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned())
+    );
+    let now_ms = polytape_model::now_ms();
+    let not_found = |rule_id: &str| fail(&format!("alert rule {rule_id:?} does not exist"));
+    match command {
+        RulesCommand::List => match alerts.current_rules().await {
+            Ok(rules) => print_json(
+                &rules
+                    .into_iter()
+                    .map(AlertRuleView::from)
+                    .collect::<Vec<_>>(),
+            ),
+            Err(error) => fail(&error),
+        },
+        RulesCommand::Show { rule_id } => match alerts.current_rule(&rule_id).await {
+            Ok(Some(rule)) => print_json(&AlertRuleView::from(rule)),
+            Ok(None) => not_found(&rule_id),
+            Err(error) => fail(&error),
+        },
+        RulesCommand::History { rule_id } => match alerts.rule_history(&rule_id).await {
+            Ok(history) if history.is_empty() => not_found(&rule_id),
+            Ok(history) => print_json(
+                &history
+                    .into_iter()
+                    .map(AlertRuleView::from)
+                    .collect::<Vec<_>>(),
+            ),
+            Err(error) => fail(&error),
+        },
+        RulesCommand::Put {
+            rule_id,
+            file,
+            expected_version,
+        } => {
+            let spec = match std::fs::read_to_string(&file)
+                .map_err(|error| format!("cannot read {}: {error}", file.display()))
+                .and_then(|text| {
+                    serde_json::from_str(&text)
+                        .map_err(|error| format!("{} is not a rule spec: {error}", file.display()))
+                }) {
+                Ok(spec) => spec,
+                Err(error) => return fail(&error),
+            };
+            let change = RuleChange {
+                rule_id,
+                spec,
+                changed_by: actor,
+                change_id: random_id(),
+                now_ms,
+                expected_version,
+                must_exist: false,
+            };
+            match alerts.change_rule(change).await {
+                Ok(rule) => print_json(&AlertRuleView::from(rule)),
+                Err(error) => fail(&error),
+            }
+        }
+        RulesCommand::Disable { rule_id } => {
+            let current = match alerts.current_rule(&rule_id).await {
+                Ok(Some(current)) => current,
+                Ok(None) => return not_found(&rule_id),
+                Err(error) => return fail(&error),
+            };
+            let mut spec = current.spec;
+            spec.enabled = false;
+            let change = RuleChange {
+                rule_id,
+                spec,
+                changed_by: actor,
+                change_id: random_id(),
+                now_ms,
+                expected_version: Some(current.version),
+                must_exist: true,
+            };
+            match alerts.change_rule(change).await {
+                Ok(rule) => print_json(&AlertRuleView::from(rule)),
+                Err(error) => fail(&error),
+            }
+        }
+        RulesCommand::Test { rule_id } => {
+            let rule = match alerts.current_rule(&rule_id).await {
+                Ok(Some(rule)) => rule,
+                Ok(None) => return not_found(&rule_id),
+                Err(error) => return fail(&error),
+            };
+            match fire_test(&alerts, &rule, actor, now_ms).await {
+                Ok(view) => print_json(&view),
+                Err(error) => fail(&error),
+            }
+        }
+    }
+}

@@ -70,6 +70,8 @@ pub enum ApiError {
         source: clickhouse::error::Error,
     },
     #[error("{message}")]
+    Conflict { message: String },
+    #[error("{message}")]
     Internal { message: String },
 }
 
@@ -100,6 +102,7 @@ impl ApiError {
                 StatusCode::FORBIDDEN
             }
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::RateLimited { .. }
             | ApiError::DailyCapExceeded { .. }
             | ApiError::AdminThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -123,6 +126,7 @@ impl ApiError {
             ApiError::AdminDisabled => "admin_disabled",
             ApiError::AdminThrottled { .. } => "admin_throttled",
             ApiError::NotFound { .. } => "not_found",
+            ApiError::Conflict { .. } => "conflict",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::DailyCapExceeded { .. } => "daily_cap_exceeded",
             ApiError::Storage { .. } => "storage_unavailable",
@@ -164,6 +168,32 @@ impl From<clickhouse::error::Error> for ApiError {
             }
         }
         ApiError::Storage { source }
+    }
+}
+
+impl From<polytape_clickhouse::ClickHouseError> for ApiError {
+    fn from(error: polytape_clickhouse::ClickHouseError) -> Self {
+        match error {
+            polytape_clickhouse::ClickHouseError::Query { source, .. }
+            | polytape_clickhouse::ClickHouseError::Unreachable { source, .. } => source.into(),
+            other => ApiError::Internal {
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<polytape_clickhouse::alerts::RuleChangeError> for ApiError {
+    fn from(error: polytape_clickhouse::alerts::RuleChangeError) -> Self {
+        use polytape_clickhouse::alerts::RuleChangeError;
+        match error {
+            RuleChangeError::Invalid(invalid) => ApiError::invalid(invalid.to_string()),
+            RuleChangeError::NotFound { .. } => ApiError::not_found(error.to_string()),
+            RuleChangeError::Conflict { .. } => ApiError::Conflict {
+                message: error.to_string(),
+            },
+            RuleChangeError::Storage(storage) => storage.into(),
+        }
     }
 }
 

@@ -37,7 +37,7 @@ use crate::{
     clock::{Clock, SystemClock},
     keys::{KeyCache, KeyError, KeyStore},
     limits::Limiter,
-    routes::{admin, book, continuity, markets, series, signals, trades},
+    routes::{admin, alert_rules, book, continuity, markets, series, signals, trades},
     state::AppState,
     store::Store,
 };
@@ -116,6 +116,26 @@ pub fn admin_router(state: AppState, readiness: Readiness) -> Router {
         .route("/admin/keys/{key}/revoke", post(admin::revoke_key))
         .route("/admin/keys/{key}/rotate", post(admin::rotate_key))
         .route("/admin/usage", get(admin::usage))
+        .route(
+            "/admin/alert-rules",
+            get(alert_rules::list_rules).post(alert_rules::create_rule),
+        )
+        .route(
+            "/admin/alert-rules/{rule_id}",
+            get(alert_rules::get_rule).put(alert_rules::update_rule),
+        )
+        .route(
+            "/admin/alert-rules/{rule_id}/history",
+            get(alert_rules::rule_history),
+        )
+        .route(
+            "/admin/alert-rules/{rule_id}/disable",
+            post(alert_rules::disable_rule),
+        )
+        .route(
+            "/admin/alert-rules/{rule_id}/test",
+            post(alert_rules::test_rule),
+        )
         .route(
             "/admin/openapi.json",
             get(|| async {

@@ -1,7 +1,10 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use polytape_api::{ApiConfig, cli::KeysCommand};
+use polytape_api::{
+    ApiConfig,
+    cli::{KeysCommand, RulesCommand},
+};
 use polytape_runtime::{Service, config, startup_failure};
 
 /// Polytape API: the REST API over ClickHouse
@@ -22,6 +25,11 @@ enum Command {
         #[command(subcommand)]
         action: KeysCommand,
     },
+    /// Manage alert rules (list, show, history, put, disable, test)
+    Rules {
+        #[command(subcommand)]
+        action: RulesCommand,
+    },
 }
 
 #[tokio::main]
@@ -33,8 +41,14 @@ async fn main() -> ExitCode {
         Err(error) => return startup_failure(Service::Api, &error),
     };
     // Key administration runs before (and instead of) the service's start-up sequence.
-    if let Some(Command::Keys { action }) = cli.command {
-        return polytape_api::cli::run_keys(loaded.config, action).await;
+    match cli.command {
+        Some(Command::Keys { action }) => {
+            return polytape_api::cli::run_keys(loaded.config, action).await;
+        }
+        Some(Command::Rules { action }) => {
+            return polytape_api::cli::run_rules(loaded.config, action).await;
+        }
+        None => {}
     }
     polytape_runtime::run(loaded.config, loaded.warnings, None, polytape_api::start).await
 }

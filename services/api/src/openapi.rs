@@ -271,7 +271,7 @@ impl Modify for AdminSecurity {
 #[openapi(
     info(
         title = "Polytape API — administration",
-        description = "Key management and usage on the API's internal admin port (`api_admin_addr`, never public). \
+        description = "Key management, usage and alert rules on the API's internal admin port (`api_admin_addr`, never public). \
 Authenticate with `Authorization: Bearer <POLYTAPE_API_ADMIN_TOKEN>` (or `X-Admin-Token`). Failed attempts are rate-limited per replica."
     ),
     paths(
@@ -280,10 +280,20 @@ Authenticate with `Authorization: Bearer <POLYTAPE_API_ADMIN_TOKEN>` (or `X-Admi
         routes::admin::revoke_key,
         routes::admin::rotate_key,
         routes::admin::usage,
+        routes::alert_rules::list_rules,
+        routes::alert_rules::create_rule,
+        routes::alert_rules::get_rule,
+        routes::alert_rules::rule_history,
+        routes::alert_rules::update_rule,
+        routes::alert_rules::disable_rule,
+        routes::alert_rules::test_rule,
     ),
     components(schemas(error::ErrorEnvelope, error::ErrorBody)),
     modifiers(&AdminSecurity, &ADMIN_ROUTES),
-    tags((name = "admin", description = "API keys and usage")),
+    tags(
+        (name = "admin", description = "API keys and usage"),
+        (name = "alerts", description = "Alert rules the signals service applies (picked up within `alert_rules_refresh`, 2 s by default); every change is a new version, kept"),
+    ),
 )]
 pub struct AdminApiDoc;
 

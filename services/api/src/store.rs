@@ -279,6 +279,11 @@ impl Store {
         Self { client }
     }
 
+    /// Alert rules, test fires and deliveries, on the same client (and its limits).
+    pub fn alerts(&self) -> polytape_clickhouse::alerts::AlertStore {
+        polytape_clickhouse::alerts::AlertStore::new(self.client.clone())
+    }
+
     /// Markets matching `filter`, in condition id order, after `after_id` ("" for the first).
     pub async fn markets(
         &self,

@@ -3,14 +3,14 @@ use std::{net::SocketAddr, str::FromStr as _, time::Duration};
 use polytape_model::micros::to_micros;
 use polytape_runtime::{
     AdminEndpoint, Service, ServiceConfig,
-    config::{CommonConfig, KafkaConfig, KeyKind, KeySpec, ValidationReport},
+    config::{ClickHouseConfig, CommonConfig, KafkaConfig, KeyKind, KeySpec, ValidationReport},
 };
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use crate::{
-    arbitrage::ArbitrageThresholds, engine::EngineSettings, price_moves::PriceMoveThresholds,
-    wallets::NewWalletThresholds,
+    arbitrage::ArbitrageThresholds, destinations::Destinations, engine::EngineSettings,
+    price_moves::PriceMoveThresholds, wallets::NewWalletThresholds,
 };
 
 /// Configuration of `polytape-signals`; see README.md, "Configuration", for every key.
@@ -21,6 +21,8 @@ pub struct SignalsConfig {
     pub common: CommonConfig,
     #[serde(flatten)]
     pub kafka: KafkaConfig,
+    #[serde(flatten)]
+    pub clickhouse: ClickHouseConfig,
     pub signals_admin_addr: SocketAddr,
     #[serde(with = "humantime_serde")]
     pub signals_checkpoint_interval: Duration,
@@ -36,6 +38,12 @@ pub struct SignalsConfig {
     pub signal_price_move_window: Duration,
     #[serde(with = "humantime_serde")]
     pub signal_price_move_cooldown: Duration,
+    #[serde(default)]
+    pub alert_destinations_file: Option<std::path::PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub alert_delivery_deadline: Duration,
+    #[serde(with = "humantime_serde")]
+    pub alert_rules_refresh: Duration,
 }
 
 impl SignalsConfig {
@@ -113,12 +121,33 @@ impl SignalsConfig {
             "5m",
             "price moves: how long a token stays quiet after a signal",
         ),
+        KeySpec::optional(
+            "alert_destinations_file",
+            KeyKind::Text,
+            "TOML file declaring the alert destinations rules may name (`[[destination]]` id, url, format json|slack|discord, secret); it holds secrets, so mount it from a secret (README.md, \"Alerts\")",
+        ),
+        KeySpec::new(
+            "alert_delivery_deadline",
+            KeyKind::Duration,
+            "2m",
+            "alerts: how long one delivery is retried (timeouts, 429, 5xx) before it is recorded as failed and dead-lettered",
+        ),
+        KeySpec::new(
+            "alert_rules_refresh",
+            KeyKind::Duration,
+            "2s",
+            "alerts: how often the current alert rules and pending test fires are read from ClickHouse (a rule change takes effect within this)",
+        ),
     ];
 }
 
 impl ServiceConfig for SignalsConfig {
-    const KEYS: &'static [&'static [KeySpec]] =
-        &[CommonConfig::KEYS, KafkaConfig::KEYS, Self::OWN_KEYS];
+    const KEYS: &'static [&'static [KeySpec]] = &[
+        CommonConfig::KEYS,
+        KafkaConfig::KEYS,
+        ClickHouseConfig::KEYS,
+        Self::OWN_KEYS,
+    ];
     const SERVICE: Service = Service::Signals;
 
     fn common(&self) -> &CommonConfig {
@@ -129,6 +158,23 @@ impl ServiceConfig for SignalsConfig {
         for (key, value) in self.decimal_keys() {
             if let Err(error) = units(value) {
                 report.problem(key, value, error);
+            }
+        }
+        if let Some(path) = &self.alert_destinations_file
+            && let Err(error) = Destinations::load(path)
+        {
+            report.problem(
+                "alert_destinations_file",
+                &path.display().to_string(),
+                error,
+            );
+        }
+        for (key, value) in [
+            ("alert_delivery_deadline", self.alert_delivery_deadline),
+            ("alert_rules_refresh", self.alert_rules_refresh),
+        ] {
+            if value.is_zero() {
+                report.problem(key, "0s", "must be longer than zero");
             }
         }
     }
@@ -155,6 +201,15 @@ impl SignalsConfig {
             addr: self.signals_admin_addr,
             env_var: "POLYTAPE_SIGNALS_ADMIN_ADDR",
         }
+    }
+
+    /// The declared destinations (the file was read and checked at start-up; an empty set
+    /// without one).
+    pub fn destinations(&self) -> Destinations {
+        self.alert_destinations_file
+            .as_deref()
+            .and_then(|path| Destinations::load(path).ok())
+            .unwrap_or_default()
     }
 
     fn decimal_keys(&self) -> [(&'static str, &str); 4] {

@@ -21,6 +21,10 @@ pub enum SignalsError {
     Checkpoint(String),
     #[error("a checked input did not apply: {0}")]
     Units(#[from] UnitsError),
+    #[error(transparent)]
+    ClickHouse(#[from] polytape_clickhouse::ClickHouseError),
+    #[error("alerts: {0}")]
+    Alerts(String),
 }
 
 impl SignalsError {
@@ -31,7 +35,8 @@ impl SignalsError {
             SignalsError::Kafka(error) => error.is_retryable(),
             SignalsError::Client { .. } => true,
             SignalsError::Codec(error) => error.is_retryable(),
-            SignalsError::Checkpoint(_) | SignalsError::Units(_) => false,
+            SignalsError::ClickHouse(error) => error.is_retryable(),
+            SignalsError::Checkpoint(_) | SignalsError::Units(_) | SignalsError::Alerts(_) => false,
         }
     }
 }

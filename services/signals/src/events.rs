@@ -150,3 +150,92 @@ impl InternalEvent for CheckpointWritten {
         }
     }
 }
+
+static DELIVERIES: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
+    counter_vec(
+        "polytape_signals_alert_deliveries_total",
+        "Alert deliveries ended, per destination and status (delivered, failed)",
+        &["destination", "status"],
+    )
+});
+static DELIVERY_LATENCY: LazyLock<Option<Histogram>> = LazyLock::new(|| {
+    histogram(
+        "polytape_signals_alert_latency_seconds",
+        "From a signal's record to the end of its delivery (test fires excluded)",
+        vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 120.0],
+    )
+});
+static RULES: LazyLock<Option<IntGaugeVec>> = LazyLock::new(|| {
+    gauge_vec(
+        "polytape_signals_alert_rules",
+        "Current alert rules, enabled or disabled",
+        &["state"],
+    )
+});
+
+/// An alert delivery ended.
+pub(crate) struct AlertDelivered<'a> {
+    pub(crate) delivery: &'a polytape_model::alerts::AlertDelivery,
+}
+
+impl InternalEvent for AlertDelivered<'_> {
+    fn emit(self) {
+        let delivery = self.delivery;
+        let status = delivery.status.name();
+        if delivery.status == polytape_model::alerts::DeliveryStatus::Delivered {
+            tracing::info!(
+                signal_id = %delivery.signal_id,
+                destination = %delivery.destination_id,
+                rule_id = %delivery.rule_id,
+                attempts = delivery.attempts,
+                test = delivery.test,
+                "alert delivered"
+            );
+        } else {
+            tracing::warn!(
+                signal_id = %delivery.signal_id,
+                destination = %delivery.destination_id,
+                rule_id = %delivery.rule_id,
+                attempts = delivery.attempts,
+                error = delivery.error.as_deref().unwrap_or(""),
+                test = delivery.test,
+                "alert delivery failed"
+            );
+        }
+        if let Some(metric) = DELIVERIES.as_ref() {
+            metric
+                .with_label_values(&[delivery.destination_id.as_str(), status])
+                .inc();
+        }
+        if !delivery.test
+            && let Some(metric) = DELIVERY_LATENCY.as_ref()
+        {
+            let millis = delivery
+                .finished_ms
+                .saturating_sub(delivery.signal_recorded_ms);
+            metric.observe(millis.max(0) as f64 / 1000.0);
+        }
+    }
+}
+
+/// The alert rules were read.
+pub(crate) struct RulesLoaded<'a> {
+    pub(crate) rules: &'a [polytape_model::alerts::AlertRule],
+}
+
+impl InternalEvent for RulesLoaded<'_> {
+    fn emit(self) {
+        let enabled = self.rules.iter().filter(|rule| rule.spec.enabled).count();
+        tracing::debug!(rules = self.rules.len(), enabled, "alert rules read");
+        if let Some(metric) = RULES.as_ref() {
+            for (state, count) in [
+                ("enabled", enabled),
+                ("disabled", self.rules.len() - enabled),
+            ] {
+                metric
+                    .with_label_values(&[state])
+                    .set(i64::try_from(count).unwrap_or(i64::MAX));
+            }
+        }
+    }
+}

@@ -19,8 +19,11 @@
 //! [`engine`] wires the detectors to our records, and [`pipeline`] is the thin Kafka loop
 //! around it (event-time merge, checkpoints); the design is in README.md beside this crate.
 
+pub mod alerter;
+pub mod alerting;
 pub mod arbitrage;
 mod config;
+pub mod destinations;
 pub mod engine;
 mod error;
 mod events;
@@ -39,14 +42,32 @@ pub use signal::{Inputs, Rule, signal_id};
 /// Checks the service's dependencies and spawns the pipeline.
 pub async fn start(config: SignalsConfig, context: ServiceContext) -> Result<(), BoxError> {
     polytape_kafka::check_dependencies(&config.kafka).await?;
+    polytape_clickhouse::check_reachable(
+        &polytape_clickhouse::client(&config.clickhouse),
+        &config.clickhouse.clickhouse_url,
+        std::time::Duration::from_secs(5),
+    )
+    .await?;
     let ready = context.readiness.register("signals");
     let stop = context.shutdown.token();
+    let pipeline_config = config.clone();
     context.shutdown.spawn("signals", async move {
-        pipeline::run(config, stop, ready).await.map_err(|error| {
-            let retryable = error.is_retryable();
-            tracing::error!(error = %error, retryable, "signals stopped on an error");
-            BoxError::from(error)
-        })
+        pipeline::run(pipeline_config, stop, ready)
+            .await
+            .map_err(|error| stopped("signals", error))
+    });
+    let ready = context.readiness.register("alerts");
+    let stop = context.shutdown.token();
+    context.shutdown.spawn("alerts", async move {
+        alerter::run(config, stop, ready)
+            .await
+            .map_err(|error| stopped("alerts", error))
     });
     Ok(())
+}
+
+fn stopped(task: &'static str, error: SignalsError) -> BoxError {
+    let retryable = error.is_retryable();
+    tracing::error!(task, error = %error, retryable, "signals stopped on an error");
+    BoxError::from(error)
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac as _};
 use polytape_model::Signal;
+pub use polytape_model::alerts::DeliveryStatus;
 use serde::Serialize;
 use sha2::Sha256;
 
@@ -171,14 +172,6 @@ impl Default for RetryPolicy {
             deadline: Duration::from_secs(600),
         }
     }
-}
-
-/// How a delivery ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryStatus {
-    Delivered,
-    /// Refused (a 4xx other than 429), or still failing at the deadline.
-    Failed,
 }
 
 /// What a delivery did, for the `alert_deliveries` record.

@@ -1,6 +1,7 @@
 //! The market-data endpoints.
 
 pub mod admin;
+pub mod alert_rules;
 pub mod book;
 pub mod continuity;
 pub mod markets;
