@@ -21,7 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use backon::{ExponentialBuilder, Retryable as _, RetryableWithContext as _};
+use backon::Retryable as _;
 use futures::{FutureExt as _, StreamExt as _};
 use polytape_clickhouse::alerts::AlertStore;
 use polytape_codec::{RecordDecoder, SchemaRegistryClient};
@@ -48,6 +48,7 @@ use crate::{
     destinations::Destinations,
     error::SignalsError,
     events::{AlertDelivered, Retried, RulesLoaded},
+    pipeline::retry_policy,
     webhook::{self, Alert, RetryPolicy},
 };
 
@@ -148,13 +149,6 @@ impl Delivery {
         .emit();
         delivery
     }
-}
-
-fn retry_policy() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_secs(1))
-        .with_max_delay(Duration::from_secs(16))
-        .with_max_times(5)
 }
 
 /// Records deliveries, retrying what may succeed later.
@@ -604,8 +598,8 @@ fn add_partition(
         })
 }
 
-async fn checkpoint<'a>(
-    store: &'a mut CheckpointStore,
+async fn checkpoint(
+    store: &mut CheckpointStore,
     positions: &HashMap<(String, i32), i64>,
     alerting: &Alerting,
     consumer: &StreamConsumer,
@@ -623,16 +617,7 @@ async fn checkpoint<'a>(
     .map_err(|error| {
         SignalsError::Checkpoint(format!("cannot encode the alerts state: {error}"))
     })?;
-    let write = |store: &'a mut CheckpointStore| async {
-        let written = store.write(&payload).await;
-        (store, written)
-    };
-    let (_, written) = write
-        .retry(retry_policy())
-        .context(store)
-        .when(|error| error.is_retryable())
-        .await;
-    written?;
+    crate::pipeline::write_checkpoint(store, &payload).await?;
     if let Err(error) = polytape_kafka::store_processed(consumer, listed) {
         tracing::warn!(error = %error, "could not store the alerter's offsets in the consumer group");
     }

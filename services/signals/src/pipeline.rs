@@ -274,9 +274,9 @@ impl Processor {
         Ok(())
     }
 
-    async fn checkpoint<'a>(
+    async fn checkpoint(
         &self,
-        store: &'a mut CheckpointStore,
+        store: &mut CheckpointStore,
         consumer: &StreamConsumer,
     ) -> Result<(), SignalsError> {
         let started = Instant::now();
@@ -284,26 +284,7 @@ impl Processor {
         let payload = serde_json::to_vec(&saved).map_err(|error| {
             SignalsError::Checkpoint(format!("cannot encode the state: {error}"))
         })?;
-        // A write that may succeed again is retried like the outputs; the generation moves on
-        // only once the manifest is acknowledged, so a retry rewrites the same slot.
-        let write = |store: &'a mut CheckpointStore| async {
-            let written = store.write(&payload).await;
-            (store, written)
-        };
-        let (_, written) = write
-            .retry(retry_policy())
-            .context(store)
-            .when(|error| error.is_retryable())
-            .notify(|error, retry_in| {
-                Retried {
-                    what: "checkpoint",
-                    error,
-                    retry_in,
-                }
-                .emit();
-            })
-            .await;
-        let (generation, _) = written?;
+        let (generation, _) = write_checkpoint(store, &payload).await?;
         if let Err(error) = polytape_kafka::store_processed(consumer, saved.positions) {
             tracing::warn!(error = %error, "could not store the checkpointed offsets in the consumer group");
         }
@@ -321,7 +302,35 @@ impl Processor {
     }
 }
 
-fn retry_policy() -> ExponentialBuilder {
+/// Writes one checkpoint, retrying what may succeed again like the outputs; the generation
+/// moves on only once the manifest is acknowledged, so a retry rewrites the same slot.
+pub(crate) async fn write_checkpoint<'a>(
+    store: &'a mut CheckpointStore,
+    payload: &[u8],
+) -> Result<(u64, usize), SignalsError> {
+    let write = |store: &'a mut CheckpointStore| async {
+        let written = store.write(payload).await;
+        (store, written)
+    };
+    let (_, written) = write
+        .retry(retry_policy())
+        .context(store)
+        .when(|error| error.is_retryable())
+        .notify(|error, retry_in| {
+            Retried {
+                what: "checkpoint",
+                error,
+                retry_in,
+            }
+            .emit();
+        })
+        .await;
+    Ok(written?)
+}
+
+/// 5 retries of a retryable failure, 1 s doubling to 16 s; then the service stops (and is
+/// restarted from its checkpoint).
+pub(crate) fn retry_policy() -> ExponentialBuilder {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_secs(1))
         .with_max_delay(Duration::from_secs(16))
