@@ -65,6 +65,16 @@ const SIMULATOR: Component = Component {
     admin_port: SIMULATOR_PORT,
 };
 
+/// The reference webhook receiver the demo's alert rule delivers to (its log shows each alert
+/// and whether its signature verified).
+const RECEIVER: Component = Component {
+    name: "webhook-receiver",
+    package: "polytape-signals",
+    binary: "polytape-webhook-receiver",
+    args: &["--listen", "127.0.0.1:9107", "--secret-file"],
+    admin_port: 9107,
+};
+
 /// In start order: the sink first (it applies migrations and drains every topic), the API, the
 /// stream processors (candle builder, signals), then the producers.
 const SERVICES: [Component; 6] = [
@@ -193,6 +203,7 @@ fn our_ports() -> Vec<u16> {
         spec.clickhouse_port,
         SIMULATOR_PORT,
         API_PORT,
+        RECEIVER.admin_port,
     ];
     ports.extend(SERVICES.iter().map(|service| service.admin_port));
     ports
@@ -203,7 +214,8 @@ fn step(message: &str) {
 }
 
 fn refuse_if_running() -> anyhow::Result<()> {
-    let running: Vec<&str> = std::iter::once(&SIMULATOR)
+    let running: Vec<&str> = [&SIMULATOR, &RECEIVER]
+        .into_iter()
         .chain(SERVICES.iter())
         .filter(|component| process::read_pid(&pid_file(component)).is_some_and(process::is_alive))
         .map(|component| component.name)
@@ -214,7 +226,7 @@ fn refuse_if_running() -> anyhow::Result<()> {
             running.join(", ")
         );
     }
-    for component in std::iter::once(&SIMULATOR).chain(SERVICES.iter()) {
+    for component in [&SIMULATOR, &RECEIVER].into_iter().chain(SERVICES.iter()) {
         if process::port_open(component.admin_port) {
             bail!(
                 "port {} (for {}) is in use by a process the demo did not start; stop it and retry",
@@ -289,14 +301,19 @@ fn start_everything(upstream: Upstream, binaries: &std::path::Path) -> anyhow::R
         start_component(&SIMULATOR, command, "/_sim/info")?;
     }
     let environment = service_environment(upstream);
+    let destinations = start_webhook_receiver(binaries)?;
     let mut api_key = None;
     for service in &SERVICES {
         if service.name == "api" {
             api_key = Some(create_api_key(binaries)?);
+            create_demo_alert_rule(binaries)?;
         }
         let mut command = Command::new(binaries.join(service.binary));
         command.args(service.args);
         command.envs(environment.iter().map(|(key, value)| (*key, value)));
+        if service.name == "signals" {
+            command.env("POLYTAPE_ALERT_DESTINATIONS_FILE", &destinations);
+        }
         start_component(service, command, "/readyz")?;
     }
     let api_key = api_key.context("the service list has no api")?;
@@ -378,7 +395,7 @@ fn start_component(
 
 /// Stops the demo's processes, producers first so the consumers drain what they produced.
 fn stop_components() {
-    let order = SERVICES.iter().rev().chain(std::iter::once(&SIMULATOR));
+    let order = SERVICES.iter().rev().chain([&RECEIVER, &SIMULATOR]);
     for component in order {
         let file = pid_file(component);
         let Some(pid) = process::read_pid(&file) else {
@@ -392,6 +409,63 @@ fn stop_components() {
         }
         fs::remove_file(&file).ok();
     }
+}
+
+/// Starts the reference webhook receiver with a fresh secret and writes the signals service's
+/// destinations file naming it (`demo`); returns that file's path.
+fn start_webhook_receiver(binaries: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let mut random = [0_u8; 24];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut urandom| std::io::Read::read_exact(&mut urandom, &mut random))
+        .context("cannot read /dev/urandom for the demo webhook secret")?;
+    let secret = hex::encode(random);
+    let secret_file = demo_dir().join("webhook-secret");
+    fs::write(&secret_file, format!("{secret}\n"))
+        .with_context(|| format!("cannot write {}", secret_file.display()))?;
+    let destinations = demo_dir().join("alert-destinations.toml");
+    fs::write(
+        &destinations,
+        format!(
+            "# Written by cargo xtask demo: the reference receiver (its log: {}).\n[[destination]]\nid = \"demo\"\nurl = \"http://127.0.0.1:{}/hook\"\nsecret = \"{secret}\"\n",
+            log_file(&RECEIVER).display(),
+            RECEIVER.admin_port
+        ),
+    )
+    .with_context(|| format!("cannot write {}", destinations.display()))?;
+    let mut command = Command::new(binaries.join(RECEIVER.binary));
+    command.args(RECEIVER.args).arg(&secret_file);
+    start_component(&RECEIVER, command, "/healthz")?;
+    Ok(destinations)
+}
+
+/// Stores the demo's alert rule (every signal to the `demo` receiver, one alert per subject
+/// per minute) with the API's CLI, after the sink created the tables.
+fn create_demo_alert_rule(binaries: &std::path::Path) -> anyhow::Result<()> {
+    step("creating the demo alert rule (polytape-api rules put demo-everything)");
+    let spec = demo_dir().join("demo-alert-rule.json");
+    fs::write(
+        &spec,
+        serde_json::to_string_pretty(&serde_json::json!({
+            "description": "demo: every signal to the demo webhook receiver",
+            "cooldown_ms": 60_000,
+            "destinations": ["demo"],
+        }))?,
+    )
+    .with_context(|| format!("cannot write {}", spec.display()))?;
+    let output = Command::new(binaries.join("polytape-api"))
+        .args(["rules", "put", "demo-everything", "--file"])
+        .arg(&spec)
+        .env("POLYTAPE_LOG_FORMAT", "pretty")
+        .output()
+        .context("cannot run polytape-api rules put")?;
+    if !output.status.success() {
+        bail!(
+            "polytape-api rules put failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// Creates a key with the API's own admin CLI; its plaintext is the last line of stdout.
@@ -490,6 +564,10 @@ fn print_welcome(upstream: Upstream, api_key: &str, elapsed: Duration) {
         "  curl -s -H 'X-API-Key: {api_key}' '{api}/v1/orderbook?token_id={token_id}&depth=10'"
     );
     println!("  curl -s -H 'X-API-Key: {api_key}' '{api}/v1/signals?limit=5'");
+    println!(
+        "  tail -f {}   # alerts the demo rule sends, signatures verified",
+        log_file(&RECEIVER).display()
+    );
     if upstream == Upstream::Simulator {
         println!("  (market {condition_id} in the simulated world)");
     }

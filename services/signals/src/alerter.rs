@@ -366,6 +366,8 @@ pub async fn run(
         stop.clone(),
     )
     .await?;
+    let consumer = create_consumer(&brokers, &group_id(&names), "polytape-alerts")?;
+    let first_start = saved.is_none();
     let (mut positions, mut alerting): (HashMap<(String, i32), i64>, Alerting) = match saved {
         Some(saved) => (
             saved
@@ -388,6 +390,14 @@ pub async fn run(
             Alerting::default(),
         ),
     };
+    if first_start {
+        // Where alerting begins is made durable before anything is decided: a crash before
+        // the first regular checkpoint must not move the start to a later end and skip the
+        // signals in between.
+        // Not yet assigned: no consumer-group offsets to store.
+        checkpoint(&mut checkpoints, &positions, &alerting, None).await?;
+        tracing::info!("alerter starts at the signals topic's end (first start)");
+    }
 
     // Nothing is decided before the rules are known.
     let mut current_rules = loop {
@@ -404,7 +414,6 @@ pub async fn run(
         }
     };
 
-    let consumer = create_consumer(&brokers, &group_id(&names), "polytape-alerts")?;
     let mut assignment = TopicPartitionList::new();
     for (topic, _, partition) in &market_partitions {
         add_partition(&mut assignment, topic, *partition, Offset::Beginning)?;
@@ -558,13 +567,13 @@ pub async fn run(
             && (!deliveries.is_empty()
                 || last_checkpoint.elapsed() >= config.signals_checkpoint_interval)
         {
-            checkpoint(&mut checkpoints, &positions, &alerting, &consumer).await?;
+            checkpoint(&mut checkpoints, &positions, &alerting, Some(&consumer)).await?;
             last_checkpoint = Instant::now();
             dirty = false;
         }
     }
     if dirty {
-        checkpoint(&mut checkpoints, &positions, &alerting, &consumer).await?;
+        checkpoint(&mut checkpoints, &positions, &alerting, Some(&consumer)).await?;
     }
     if let Err(error) = polytape_kafka::commit_stored_offsets(&consumer) {
         tracing::warn!(error = %error, "could not commit the alerter's offsets at shutdown");
@@ -602,7 +611,7 @@ async fn checkpoint(
     store: &mut CheckpointStore,
     positions: &HashMap<(String, i32), i64>,
     alerting: &Alerting,
-    consumer: &StreamConsumer,
+    consumer: Option<&StreamConsumer>,
 ) -> Result<(), SignalsError> {
     let mut listed: Vec<(String, i32, i64)> = positions
         .iter()
@@ -618,7 +627,9 @@ async fn checkpoint(
         SignalsError::Checkpoint(format!("cannot encode the alerts state: {error}"))
     })?;
     crate::pipeline::write_checkpoint(store, &payload).await?;
-    if let Err(error) = polytape_kafka::store_processed(consumer, listed) {
+    if let Some(consumer) = consumer
+        && let Err(error) = polytape_kafka::store_processed(consumer, listed)
+    {
         tracing::warn!(error = %error, "could not store the alerter's offsets in the consumer group");
     }
     Ok(())

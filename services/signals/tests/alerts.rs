@@ -40,9 +40,12 @@ const ADMIN_TOKEN: &str = "admin-token-for-the-alerts-test";
 #[derive(Clone, Default)]
 struct Receiver {
     attempts: Arc<Mutex<HashMap<String, Vec<bool>>>>,
+    /// Answer 500 to each key's first attempt.
+    fail_first: bool,
 }
 
-/// Answers 500 to the first attempt of each key, then 200; checks every signature.
+/// Answers 500 to the first attempt of each key (if asked to), then 200; checks every
+/// signature.
 async fn receive(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let header = |name: &str| {
         headers
@@ -56,7 +59,7 @@ async fn receive(State(receiver): State<Receiver>, headers: HeaderMap, body: Byt
     let mut attempts = receiver.attempts.lock().unwrap();
     let seen = attempts.entry(header(IDEMPOTENCY_KEY)).or_default();
     seen.push(verified);
-    if seen.len() == 1 {
+    if receiver.fail_first && seen.len() == 1 {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {
         StatusCode::OK
@@ -165,6 +168,7 @@ fn start_service(
         destinations.display().to_string(),
     ));
     environment.push(("POLYTAPE_ALERT_DELIVERY_DEADLINE", "3s".to_owned()));
+    environment.push(("POLYTAPE_SIGNALS_CHECKPOINT_INTERVAL", "1s".to_owned()));
     environment.push(("POLYTAPE_LOG_LEVEL", "warn".to_owned()));
     RunningService::start(
         Path::new(env!("CARGO_BIN_EXE_polytape-signals")),
@@ -179,7 +183,10 @@ async fn rules_from_the_api_choose_alerts_that_are_signed_retried_recorded_and_d
     let names = ensured_isolated_topics("signals_alerts").await;
     let store = AlertStore::new(database.client.clone());
 
-    let receiver = Receiver::default();
+    let receiver = Receiver {
+        fail_first: true,
+        ..Receiver::default()
+    };
     let hook = serve(
         Router::new()
             .route("/hook", post(receive))
@@ -474,6 +481,106 @@ secret = "{SECRET}"
             attempts.values().flatten().all(|verified| *verified),
             "every signature verifies"
         );
+    }
+    database.drop_database().await;
+}
+
+/// Waits until the service says it is ready (its alerter has read the rules and fixed where it
+/// starts).
+async fn wait_ready(service: &RunningService) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while service
+        .get("/readyz")
+        .is_none_or(|(status, _)| status != 200)
+    {
+        assert!(Instant::now() < deadline, "the service never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_alerting_loses_no_alert_and_uses_no_other_key() {
+    let database = IsolatedDatabase::migrated("signals_alerts_kill").await;
+    let names = ensured_isolated_topics("signals_alerts_kill").await;
+    let store = AlertStore::new(database.client.clone());
+    let receiver = Receiver::default();
+    let hook = serve(
+        Router::new()
+            .route("/hook", post(receive))
+            .with_state(receiver.clone()),
+    )
+    .await;
+    let destinations = config_file(&format!(
+        "[[destination]]\nid = \"ops\"\nurl = \"http://{hook}/hook\"\nsecret = \"{SECRET}\"\n"
+    ));
+    let spec = serde_json::from_value(json!({"destinations": ["ops"]})).unwrap();
+    store
+        .change_rule(polytape_clickhouse::alerts::RuleChange {
+            rule_id: "everything".to_owned(),
+            spec,
+            changed_by: "test".to_owned(),
+            change_id: "c1".to_owned(),
+            now_ms: polytape_model::now_ms(),
+            expected_version: Some(0),
+            must_exist: false,
+        })
+        .await
+        .unwrap();
+
+    let mut service = start_service(&names, &database, destinations.path());
+    wait_ready(&service).await;
+    // 400 signals in 20 slices, while the service is killed with SIGKILL at random points.
+    let produced: Vec<String> = (0..400).map(|index| format!("sig-{index:03}")).collect();
+    let producing = {
+        let names = names.clone();
+        let produced = produced.clone();
+        tokio::spawn(async move {
+            for slice in produced.chunks(20) {
+                let signals: Vec<Signal> = slice
+                    .iter()
+                    .map(|id| signal(id, SignalKind::PriceMove, id, &[("move", "0.2")]))
+                    .collect();
+                produce(&names, &signals).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
+    for kill in 0..5 {
+        let after = Duration::from_millis(300 + rand::random_range(0..1_500));
+        tokio::time::sleep(after).await;
+        drop(service); // SIGKILL: no drain, no final checkpoint
+        println!("kill -9 #{} after {after:?}", kill + 1);
+        service = start_service(&names, &database, destinations.path());
+    }
+    producing.await.unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let received = receiver.attempts.lock().unwrap().len();
+        if received >= produced.len() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(service.terminate(Duration::from_secs(30)), Some(0));
+    let attempts = receiver.attempts.lock().unwrap().clone();
+    let mut keys: Vec<&String> = attempts.keys().collect();
+    keys.sort();
+    let expected: Vec<&String> = produced.iter().collect();
+    assert_eq!(
+        keys, expected,
+        "every signal alerted, under its own id and no other key"
+    );
+    let repeated = attempts.values().filter(|seen| seen.len() > 1).count();
+    println!(
+        "{repeated} of {} signals delivered more than once (same key)",
+        produced.len()
+    );
+    assert!(attempts.values().flatten().all(|verified| *verified));
+    for id in ["sig-000", "sig-199", "sig-399"] {
+        let rows = deliveries(&store, id).await;
+        assert_eq!(rows.len(), 1, "{id}: {rows:?}");
+        assert_eq!(rows[0].status_name(), "delivered");
     }
     database.drop_database().await;
 }
