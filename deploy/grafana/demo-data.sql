@@ -89,7 +89,7 @@ FROM numbers(12);
 INSERT INTO {database}.signals (signal_id, kind, rule_id, rule_version, subject, condition_ids, token_ids, event_id,
     window_start, window_end, threshold_names, threshold_values, input_names, input_values, links, revision)
 SELECT concat('sig', toString(number)),
-    ['LARGE_TRADE_NEW_WALLET', 'NEG_RISK_ARBITRAGE', 'BINARY_ARBITRAGE', 'PRICE_MOVE'][number % 4 + 1],
+    ['LARGE_TRADE_NEW_WALLET', 'NEG_RISK_ARBITRAGE', 'BINARY_ARBITRAGE', 'PRICE_MOVE', 'VOLUME_SPIKE'][number % 5 + 1],
     'demo', 1, ['0xwallet', '0xnegrisk:buy_every_leg', '0xcond0:buy_every_leg', 'tok0yes'][number % 4 + 1],
     ['0xcond0'], ['tok0yes'], NULL,
     now64(3) - toIntervalMinute(number * 13 + 3), now64(3) - toIntervalMinute(number * 13 + 1),

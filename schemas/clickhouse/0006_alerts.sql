@@ -1,4 +1,9 @@
--- Alerts (services/signals; rules written by the API's admin port and its CLI).
+-- Alerts (services/signals; rules written by the API's admin port and its CLI), and the
+-- volume-spike signal kind.
+
+-- A new signal kind: an Enum8 gains a value (existing rows keep theirs; a metadata change).
+ALTER TABLE {database}.signals MODIFY COLUMN kind Enum8('LARGE_TRADE_NEW_WALLET' = 1, 'NEG_RISK_ARBITRAGE' = 2, 'BINARY_ARBITRAGE' = 3, 'PRICE_MOVE' = 4, 'VOLUME_SPIKE' = 5);
+
 --
 -- alert_rules: every version of every rule, kept (the audit trail: who changed what, when).
 -- A rule's current version is its row with the greatest (version, changed_at, change_id); two
@@ -34,7 +39,7 @@ CREATE TABLE IF NOT EXISTS {database}.alert_deliveries
 (
     signal_id String,
     destination_id LowCardinality(String),
-    signal_kind Enum8('LARGE_TRADE_NEW_WALLET' = 1, 'NEG_RISK_ARBITRAGE' = 2, 'BINARY_ARBITRAGE' = 3, 'PRICE_MOVE' = 4),
+    signal_kind Enum8('LARGE_TRADE_NEW_WALLET' = 1, 'NEG_RISK_ARBITRAGE' = 2, 'BINARY_ARBITRAGE' = 3, 'PRICE_MOVE' = 4, 'VOLUME_SPIKE' = 5),
     subject String,
     rule_id LowCardinality(String),
     rule_version Int32,

@@ -20,7 +20,8 @@ pub(crate) struct BenchArgs {
     /// `collector` (upstream budget use and throttling against the simulator) or `freshness`
     /// (P4/P7: the whole pipeline at ~5k WebSocket events/s: freshness p50/p99, RSS per
     /// service) or `api` (P5: API vs the same queries straight to ClickHouse) or `signals`
-    /// (the signals engine's events/s per core beside the Avro decode alone) or `all` (every
+    /// (the signals engine's events/s per core beside the Avro decode alone) or `alerts` (event →
+    /// signal record → webhook latency p50/p99 at the demo's load) or `all` (every
     /// benchmark, three runs each, written to BENCHMARKS.md)
     which: String,
     /// With `all`: re-measure only these benchmarks (comma-separated) and keep the other
@@ -40,8 +41,9 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         "freshness" => freshness(),
         "all" => crate::bench_all::run(&args.only),
         "api" => crate::bench_api::run(),
+        "alerts" => crate::bench_alerts::run(),
         other => bail!(
-            "unknown benchmark {other:?}; available: codec, sink, candles, signals, collector, ws-bridge, api, freshness, all"
+            "unknown benchmark {other:?}; available: codec, sink, candles, signals, alerts, collector, ws-bridge, api, freshness, all"
         ),
     }
 }

@@ -140,6 +140,17 @@ fn api_key_file() -> PathBuf {
     demo_dir().join("api-key")
 }
 
+/// `cargo xtask demo --detach` (benchmarks that measure the demo's world).
+pub(crate) fn run_detached_simulator_demo() -> anyhow::Result<()> {
+    run(
+        Upstream::Simulator,
+        &RunArgs {
+            detach: true,
+            release: false,
+        },
+    )
+}
+
 /// `cargo xtask demo` / `cargo xtask up`.
 pub(crate) fn run(upstream: Upstream, args: &RunArgs) -> anyhow::Result<()> {
     let started = Instant::now();

@@ -11,6 +11,7 @@
 //!   Dockerfile without a Docker engine.
 
 mod bench;
+mod bench_alerts;
 mod bench_all;
 mod bench_api;
 mod chaos;

@@ -82,6 +82,7 @@ enum_codes!(SignalKind {
     NegRiskArbitrage = 2 => "NEG_RISK_ARBITRAGE",
     BinaryArbitrage = 3 => "BINARY_ARBITRAGE",
     PriceMove = 4 => "PRICE_MOVE",
+    VolumeSpike = 5 => "VOLUME_SPIKE",
 });
 
 #[cfg(test)]

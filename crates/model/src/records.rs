@@ -443,6 +443,8 @@ pub enum SignalKind {
     BinaryArbitrage,
     /// A token's price moved by at least a threshold within a window.
     PriceMove,
+    /// A token's traded notional within a window reached a multiple of its trailing mean.
+    VolumeSpike,
 }
 
 /// One named value of a signal: a threshold it applied or an input it computed, as exact

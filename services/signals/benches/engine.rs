@@ -27,6 +27,7 @@ use polytape_signals::{
     arbitrage::ArbitrageThresholds,
     engine::{Engine, EngineSettings, EngineState, SignalEvent},
     price_moves::PriceMoveThresholds,
+    volume_spikes::VolumeSpikeThresholds,
     wallets::NewWalletThresholds,
 };
 use rand::{Rng as _, SeedableRng as _};
@@ -44,6 +45,7 @@ fn settings() -> EngineSettings {
         wallet_capacity: 1_000_000,
         arbitrage: ArbitrageThresholds::default(),
         price_move: PriceMoveThresholds::default(),
+        volume_spike: VolumeSpikeThresholds::default(),
     }
 }
 

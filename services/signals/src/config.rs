@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 use crate::{
     arbitrage::ArbitrageThresholds, destinations::Destinations, engine::EngineSettings,
-    price_moves::PriceMoveThresholds, wallets::NewWalletThresholds,
+    price_moves::PriceMoveThresholds, volume_spikes::VolumeSpikeThresholds,
+    wallets::NewWalletThresholds,
 };
 
 /// Configuration of `polytape-signals`; see README.md, "Configuration", for every key.
@@ -38,6 +39,11 @@ pub struct SignalsConfig {
     pub signal_price_move_window: Duration,
     #[serde(with = "humantime_serde")]
     pub signal_price_move_cooldown: Duration,
+    #[serde(with = "humantime_serde")]
+    pub signal_volume_window: Duration,
+    pub signal_volume_trailing_windows: u64,
+    pub signal_volume_multiple: String,
+    pub signal_volume_min_notional: String,
     #[serde(default)]
     pub alert_destinations_file: Option<std::path::PathBuf>,
     #[serde(with = "humantime_serde")]
@@ -120,6 +126,33 @@ impl SignalsConfig {
             KeyKind::Duration,
             "5m",
             "price moves: how long a token stays quiet after a signal",
+        ),
+        KeySpec::new(
+            "signal_volume_window",
+            KeyKind::Duration,
+            "5m",
+            "volume spikes: the window traded notional is summed over (tumbling, aligned to UTC)",
+        ),
+        KeySpec::new(
+            "signal_volume_trailing_windows",
+            KeyKind::Count {
+                min: 1,
+                max: 10_000,
+            },
+            "12",
+            "volume spikes: how many windows before the current one its trailing mean covers (quiet windows count as zero)",
+        ),
+        KeySpec::new(
+            "signal_volume_multiple",
+            KeyKind::Text,
+            "5",
+            "volume spikes: the least multiple of the trailing mean a window's notional must reach",
+        ),
+        KeySpec::new(
+            "signal_volume_min_notional",
+            KeyKind::Text,
+            "5000",
+            "volume spikes: the least notional (USDC) of a spiking window",
         ),
         KeySpec::optional(
             "alert_destinations_file",
@@ -212,7 +245,7 @@ impl SignalsConfig {
             .unwrap_or_default()
     }
 
-    fn decimal_keys(&self) -> [(&'static str, &str); 4] {
+    fn decimal_keys(&self) -> [(&'static str, &str); 6] {
         [
             (
                 "signal_large_trade_notional",
@@ -221,6 +254,11 @@ impl SignalsConfig {
             ("signal_arbitrage_min_edge", &self.signal_arbitrage_min_edge),
             ("signal_arbitrage_min_size", &self.signal_arbitrage_min_size),
             ("signal_price_move", &self.signal_price_move),
+            ("signal_volume_multiple", &self.signal_volume_multiple),
+            (
+                "signal_volume_min_notional",
+                &self.signal_volume_min_notional,
+            ),
         ]
     }
 
@@ -242,6 +280,13 @@ impl SignalsConfig {
                 min_move: units_of(&self.signal_price_move),
                 window_ms: millis(self.signal_price_move_window),
                 cooldown_ms: millis(self.signal_price_move_cooldown),
+            },
+            volume_spike: VolumeSpikeThresholds {
+                window_ms: millis(self.signal_volume_window).max(1),
+                trailing_windows: u32::try_from(self.signal_volume_trailing_windows)
+                    .unwrap_or(u32::MAX),
+                multiple: units_of(&self.signal_volume_multiple),
+                min_notional: units_of(&self.signal_volume_min_notional),
             },
         }
     }

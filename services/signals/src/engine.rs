@@ -19,6 +19,7 @@ use crate::{
     arbitrage::{ArbitrageDetector, ArbitrageState, ArbitrageThresholds, BookUpdate, Structure},
     price_moves::{PriceMoveDetector, PriceMoveState, PriceMoveThresholds, PriceObservation},
     signal::Rule,
+    volume_spikes::{Fill, VolumeSpikeDetector, VolumeSpikeState, VolumeSpikeThresholds},
     wallets::{NewWalletDetector, NewWalletThresholds, WalletState},
 };
 
@@ -82,6 +83,7 @@ pub struct EngineSettings {
     pub wallet_capacity: usize,
     pub arbitrage: ArbitrageThresholds,
     pub price_move: PriceMoveThresholds,
+    pub volume_spike: VolumeSpikeThresholds,
 }
 
 impl EngineSettings {
@@ -116,6 +118,19 @@ impl EngineSettings {
         )
     }
 
+    pub fn volume_spike_rule(&self) -> Rule {
+        let thresholds = self.volume_spike;
+        Self::rule(
+            "volume_spike",
+            &[
+                thresholds.window_ms,
+                i64::from(thresholds.trailing_windows),
+                thresholds.multiple,
+                thresholds.min_notional,
+            ],
+        )
+    }
+
     pub fn price_move_rule(&self) -> Rule {
         let thresholds = self.price_move;
         Self::rule(
@@ -136,6 +151,9 @@ pub struct EngineState {
     wallets: WalletState,
     arbitrage: ArbitrageState,
     price_moves: PriceMoveState,
+    /// Absent from checkpoints written before volume spikes existed.
+    #[serde(default)]
+    volume_spikes: VolumeSpikeState,
     /// Markets by condition id.
     markets: BTreeMap<String, Market>,
     /// Negative-risk events: their markets' condition ids.
@@ -149,6 +167,7 @@ pub struct EngineStateRef<'a> {
     wallets: &'a WalletState,
     arbitrage: &'a ArbitrageState,
     price_moves: &'a PriceMoveState,
+    volume_spikes: &'a VolumeSpikeState,
     markets: &'a BTreeMap<String, Market>,
     neg_risk_events: &'a BTreeMap<String, Vec<String>>,
 }
@@ -158,6 +177,7 @@ pub struct Engine {
     wallets: NewWalletDetector,
     arbitrage: ArbitrageDetector,
     price_moves: PriceMoveDetector,
+    volume_spikes: VolumeSpikeDetector,
     markets: BTreeMap<String, Market>,
     neg_risk_events: BTreeMap<String, Vec<String>>,
     /// Negative-risk events of each market.
@@ -194,6 +214,11 @@ impl Engine {
                 settings.price_move,
                 state.price_moves,
             ),
+            volume_spikes: VolumeSpikeDetector::restore(
+                settings.volume_spike_rule(),
+                settings.volume_spike,
+                state.volume_spikes,
+            ),
             markets: state.markets,
             neg_risk_events: state.neg_risk_events,
             events_of_market,
@@ -206,6 +231,7 @@ impl Engine {
             wallets: self.wallets.state(),
             arbitrage: self.arbitrage.state(),
             price_moves: self.price_moves.state(),
+            volume_spikes: self.volume_spikes.state(),
             markets: &self.markets,
             neg_risk_events: &self.neg_risk_events,
         }
@@ -340,11 +366,20 @@ impl Engine {
     fn trade(&mut self, trade: &Trade) -> Result<Vec<Signal>, UnitsError> {
         let mut signals = Vec::new();
         signals.extend(self.wallets.observe(trade)?);
+        let price = to_micros("price", trade.price)?;
+        let size = to_micros("size", trade.size)?;
         signals.extend(self.price_moves.observe(PriceObservation {
             token_id: &trade.token_id,
             condition_id: &trade.condition_id,
             at_ms: trade.timestamp_ms,
-            price: to_micros("price", trade.price)?,
+            price,
+            link: &trade.trade_id,
+        }));
+        signals.extend(self.volume_spikes.observe(Fill {
+            token_id: &trade.token_id,
+            condition_id: &trade.condition_id,
+            at_ms: trade.timestamp_ms,
+            notional: i128::from(price) * i128::from(size) / 1_000_000,
             link: &trade.trade_id,
         }));
         Ok(signals)

@@ -14,6 +14,8 @@
 //! - [`wallets`]: a large fill by a wallet our own history says is new.
 //! - [`price_moves`]: a token's last-trade price moving by at least a threshold within a
 //!   window.
+//! - [`volume_spikes`]: a token's traded notional within a window reaching a multiple of its
+//!   trailing mean.
 
 //!
 //! [`engine`] wires the detectors to our records, and [`pipeline`] is the thin Kafka loop
@@ -30,6 +32,7 @@ mod events;
 pub mod pipeline;
 pub mod price_moves;
 pub mod signal;
+pub mod volume_spikes;
 pub mod wallets;
 pub mod webhook;
 

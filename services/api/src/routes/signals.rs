@@ -25,7 +25,7 @@ pub struct SignalView {
     /// Deterministic (rule + subject + window start): a window's opening and closing are one
     /// signal.
     pub signal_id: String,
-    /// LARGE_TRADE_NEW_WALLET, NEG_RISK_ARBITRAGE, BINARY_ARBITRAGE or PRICE_MOVE.
+    /// LARGE_TRADE_NEW_WALLET, NEG_RISK_ARBITRAGE, BINARY_ARBITRAGE, PRICE_MOVE or VOLUME_SPIKE.
     pub kind: String,
     pub rule_id: String,
     pub rule_version: i32,
@@ -84,7 +84,7 @@ pub struct SignalsPage {
     path = "/v1/signals",
     tag = "signals",
     params(
-        ("kind" = Option<String>, Query, description = "LARGE_TRADE_NEW_WALLET, NEG_RISK_ARBITRAGE, BINARY_ARBITRAGE or PRICE_MOVE"),
+        ("kind" = Option<String>, Query, description = "LARGE_TRADE_NEW_WALLET, NEG_RISK_ARBITRAGE, BINARY_ARBITRAGE, PRICE_MOVE or VOLUME_SPIKE"),
         ("condition_id" = Option<String>, Query, pattern = "^0x[0-9a-fA-F]{64}$", description = "Only signals about this market"),
         ("token_id" = Option<String>, Query, pattern = "^[0-9]{1,80}$", description = "Only signals naming this token"),
         ("wallet" = Option<String>, Query, pattern = "^0x[0-9a-fA-F]{40}$", description = "Only signals about this wallet"),

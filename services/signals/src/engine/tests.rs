@@ -16,6 +16,7 @@ fn settings() -> EngineSettings {
         wallet_capacity: 1_000,
         arbitrage: ArbitrageThresholds::default(),
         price_move: PriceMoveThresholds::default(),
+        volume_spike: VolumeSpikeThresholds::default(),
     }
 }
 

@@ -1,0 +1,120 @@
+//! `cargo xtask bench alerts`: event-to-webhook latency at the demo's load.
+//!
+//! Restarts the local stack from empty data, runs the demo (simulator world, every service, the reference webhook receiver and the demo
+//! rule that alerts every signal), lets it run `POLYTAPE_BENCH_ALERT_MINUTES` (default 3), then
+//! reads from ClickHouse, for every alert delivered during the run, three latencies per signal
+//! kind (p50 and p99):
+//!
+//! - **event → signal record**: from the upstream event that made the signal fire (the book
+//!   change that opened an arbitrage window, the fill of a large trade, the trade that
+//!   completed a price move) to the signal's record on `polymarket.signals.v1` (the baseline:
+//!   collectors, bridge, broker and detectors);
+//! - **signal record → webhook**: from that record to the receiver's answer (the alerter);
+//! - **event → webhook**: the sum a user feels.
+//!
+//! Only events of the run count (a window opened on a book older than the run's start, e.g.
+//! a REST snapshot of a quiet market, measures the book's age, not our latency). Fills reach
+//! us through the collector's Data API polling, so a large trade's latency
+//! includes the polling interval; book events come over the WebSocket.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+
+const DEFAULT_MINUTES: u64 = 3;
+
+pub(crate) fn run() -> anyhow::Result<()> {
+    let minutes = std::env::var("POLYTAPE_BENCH_ALERT_MINUTES")
+        .ok()
+        .and_then(|text| text.parse::<u64>().ok())
+        .unwrap_or(DEFAULT_MINUTES);
+    // A fresh stack: the signals service keeps arbitrage windows open across restarts (one
+    // window, one signal), so a second run on old state would see few new signals.
+    println!("[bench alerts] restarting the local stack from empty data (stack up --fresh)");
+    let spec = crate::stack::StackSpec::development();
+    crate::stack::down(&spec)?;
+    crate::stack::up(&spec, true)?;
+    crate::demo::run_detached_simulator_demo()?;
+    let started_ms = polytape_model::now_ms();
+    println!("[bench alerts] the demo runs for {minutes} minute(s) with its alert rule");
+    std::thread::sleep(Duration::from_secs(minutes * 60));
+    let outcome = measure(started_ms);
+    if let Err(error) = crate::demo::down() {
+        eprintln!("[bench alerts] cannot stop the demo: {error:#}");
+    }
+    let rows = outcome?;
+    if rows.is_empty() {
+        bail!("no alert was delivered during the run; see .polytape/demo/signals.log");
+    }
+    println!(
+        "\nalerts at the demo's load ({minutes} min, dev binaries, the demo rule alerting every signal)"
+    );
+    println!(
+        "  {:<24} {:>7} {:>21} {:>21} {:>21}",
+        "kind", "alerts", "event→record p50/p99", "record→hook p50/p99", "event→hook p50/p99"
+    );
+    for row in rows {
+        let pair = |p50: &serde_json::Value, p99: &serde_json::Value| {
+            format!(
+                "{:>8.0} / {:>8.0} ms",
+                p50.as_f64().unwrap_or(f64::NAN),
+                p99.as_f64().unwrap_or(f64::NAN)
+            )
+        };
+        println!(
+            "  {:<24} {:>7} {:>21} {:>21} {:>21}",
+            row["kind"].as_str().unwrap_or("?"),
+            row["alerts"].as_u64().unwrap_or(0),
+            pair(&row["to_record_p50"], &row["to_record_p99"]),
+            pair(&row["to_hook_p50"], &row["to_hook_p99"]),
+            pair(&row["total_p50"], &row["total_p99"]),
+        );
+    }
+    Ok(())
+}
+
+/// The latencies per kind of the alerts delivered since `started_ms`.
+fn measure(started_ms: i64) -> anyhow::Result<Vec<serde_json::Value>> {
+    // The event: a price move's last observation (`to_ms`), else the window's start (an
+    // arbitrage window's opening book change, a large trade's fill).
+    let sql = format!(
+        "WITH toUnixTimestamp64Milli(d.signal_recorded) AS recorded, \
+              toUnixTimestamp64Milli(d.finished) AS finished, \
+              if(s.kind = 'PRICE_MOVE', toInt64OrZero(s.input_values[indexOf(s.input_names, 'to_ms')]), \
+                 toUnixTimestamp64Milli(s.window_start)) AS event \
+         SELECT toString(d.signal_kind) AS kind, count() AS alerts, \
+                quantileExact(0.5)(recorded - event) AS to_record_p50, \
+                quantileExact(0.99)(recorded - event) AS to_record_p99, \
+                quantileExact(0.5)(finished - recorded) AS to_hook_p50, \
+                quantileExact(0.99)(finished - recorded) AS to_hook_p99, \
+                quantileExact(0.5)(finished - event) AS total_p50, \
+                quantileExact(0.99)(finished - event) AS total_p99 \
+         FROM polymarket.alert_deliveries AS d FINAL \
+         INNER JOIN (SELECT * FROM polymarket.signals FINAL) AS s ON s.signal_id = d.signal_id \
+         WHERE NOT d.test AND d.status = 'delivered' \
+           AND d.signal_recorded >= fromUnixTimestamp64Milli(toInt64({started_ms})) \
+           AND event >= {started_ms} \
+         GROUP BY kind ORDER BY kind FORMAT JSONEachRow"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let text = runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .post("http://127.0.0.1:8123/")
+            .timeout(Duration::from_secs(60))
+            .body(sql)
+            .send()
+            .await?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            bail!("clickhouse answered {status}: {text}");
+        }
+        Ok::<String, anyhow::Error>(text)
+    })?;
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).context("clickhouse sent a line that is not JSON"))
+        .collect()
+}
