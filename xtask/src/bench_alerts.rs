@@ -12,8 +12,9 @@
 //! - **signal record → webhook**: from that record to the receiver's answer (the alerter);
 //! - **event → webhook**: the sum a user feels.
 //!
-//! Only events of the run count (a window opened on a book older than the run's start, e.g.
-//! a REST snapshot of a quiet market, measures the book's age, not our latency). Fills reach
+//! Record → webhook is over every alert of the run; the event-based figures only over the
+//! `live` alerts, whose event happened during the run (a window that opens on the first
+//! snapshot of a quiet book carries that book's older time: its age, not our latency). Fills reach
 //! us through the collector's Data API polling, so a large trade's latency
 //! includes the polling interval; book events come over the WebSocket.
 
@@ -50,10 +51,16 @@ pub(crate) fn run() -> anyhow::Result<()> {
         "\nalerts at the demo's load ({minutes} min, dev binaries, the demo rule alerting every signal)"
     );
     println!(
-        "  {:<24} {:>7} {:>21} {:>21} {:>21}",
-        "kind", "alerts", "event→record p50/p99", "record→hook p50/p99", "event→hook p50/p99"
+        "  {:<20} {:>6} {:>21} {:>6} {:>21} {:>21}",
+        "kind",
+        "alerts",
+        "record→hook p50/p99",
+        "live",
+        "event→record p50/p99",
+        "event→hook p50/p99"
     );
     for row in rows {
+        let live = row["live"].as_u64().unwrap_or(0);
         let pair = |p50: &serde_json::Value, p99: &serde_json::Value| {
             format!(
                 "{:>8.0} / {:>8.0} ms",
@@ -62,12 +69,22 @@ pub(crate) fn run() -> anyhow::Result<()> {
             )
         };
         println!(
-            "  {:<24} {:>7} {:>21} {:>21} {:>21}",
+            "  {:<20} {:>6} {:>21} {:>6} {:>21} {:>21}",
             row["kind"].as_str().unwrap_or("?"),
             row["alerts"].as_u64().unwrap_or(0),
-            pair(&row["to_record_p50"], &row["to_record_p99"]),
             pair(&row["to_hook_p50"], &row["to_hook_p99"]),
-            pair(&row["total_p50"], &row["total_p99"]),
+            live,
+            // Quantiles of no rows read as 0: say there were none.
+            if live == 0 {
+                "–".to_owned()
+            } else {
+                pair(&row["to_record_p50"], &row["to_record_p99"])
+            },
+            if live == 0 {
+                "–".to_owned()
+            } else {
+                pair(&row["total_p50"], &row["total_p99"])
+            },
         );
     }
     Ok(())
@@ -83,17 +100,17 @@ fn measure(started_ms: i64) -> anyhow::Result<Vec<serde_json::Value>> {
               if(s.kind = 'PRICE_MOVE', toInt64OrZero(s.input_values[indexOf(s.input_names, 'to_ms')]), \
                  toUnixTimestamp64Milli(s.window_start)) AS event \
          SELECT toString(d.signal_kind) AS kind, count() AS alerts, \
-                quantileExact(0.5)(recorded - event) AS to_record_p50, \
-                quantileExact(0.99)(recorded - event) AS to_record_p99, \
                 quantileExact(0.5)(finished - recorded) AS to_hook_p50, \
                 quantileExact(0.99)(finished - recorded) AS to_hook_p99, \
-                quantileExact(0.5)(finished - event) AS total_p50, \
-                quantileExact(0.99)(finished - event) AS total_p99 \
+                countIf(event >= {started_ms}) AS live, \
+                quantileExactIf(0.5)(recorded - event, event >= {started_ms}) AS to_record_p50, \
+                quantileExactIf(0.99)(recorded - event, event >= {started_ms}) AS to_record_p99, \
+                quantileExactIf(0.5)(finished - event, event >= {started_ms}) AS total_p50, \
+                quantileExactIf(0.99)(finished - event, event >= {started_ms}) AS total_p99 \
          FROM polymarket.alert_deliveries AS d FINAL \
          INNER JOIN (SELECT * FROM polymarket.signals FINAL) AS s ON s.signal_id = d.signal_id \
          WHERE NOT d.test AND d.status = 'delivered' \
            AND d.signal_recorded >= fromUnixTimestamp64Milli(toInt64({started_ms})) \
-           AND event >= {started_ms} \
          GROUP BY kind ORDER BY kind FORMAT JSONEachRow"
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
