@@ -1,11 +1,12 @@
-//! Alert rules, test fires and deliveries in ClickHouse (`0006_alerts.sql`): one store for the
+//! Alert rules, test fires and deliveries in ClickHouse (`0006_alerts_rankings.sql`): one store for the
 //! API's admin port and CLI, which write rules, and the signals service, which reads them and
 //! records deliveries.
 //!
 //! Every change of a rule is a new row (`version` + 1), never an update, so the table is the
-//! audit trail. A rule's current version is its row with the greatest `(version, changed_at,
-//! change_id)`; a writer checks after inserting that its row is the current one, so two
-//! writers racing for the same version cannot both believe they won.
+//! audit trail. A rule's current version is its row with the greatest `version`, the earliest
+//! `changed_at` (then the least `change_id`) among rows of that version: of two writers racing
+//! for one version, the first wins. Each writer checks after inserting that its row is the
+//! current one, so the later writer is told, and both cannot believe they won.
 
 use clickhouse::Row;
 use polytape_model::{
@@ -226,7 +227,7 @@ impl AlertStore {
             .client
             .query(
                 "SELECT ?fields FROM alert_rules \
-                 ORDER BY rule_id, version DESC, changed_at DESC, change_id DESC \
+                 ORDER BY rule_id, version DESC, changed_at, change_id \
                  LIMIT 1 BY rule_id LIMIT ?",
             )
             .bind(MAX_RULES)
@@ -236,13 +237,22 @@ impl AlertStore {
         Ok(rows.into_iter().map(AlertRuleRow::into_rule).collect())
     }
 
+    /// How many rules exist (any version, enabled or not).
+    pub async fn rule_count(&self) -> Result<u64, ClickHouseError> {
+        self.client
+            .query("SELECT uniqExact(rule_id) FROM alert_rules")
+            .fetch_one::<u64>()
+            .await
+            .map_err(query_error("count the alert rules"))
+    }
+
     /// The current version of one rule.
     pub async fn current_rule(&self, rule_id: &str) -> Result<Option<AlertRule>, ClickHouseError> {
         let row: Option<AlertRuleRow> = self
             .client
             .query(
                 "SELECT ?fields FROM alert_rules WHERE rule_id = ? \
-                 ORDER BY version DESC, changed_at DESC, change_id DESC LIMIT 1",
+                 ORDER BY version DESC, changed_at, change_id LIMIT 1",
             )
             .bind(rule_id)
             .fetch_optional()
@@ -282,6 +292,14 @@ impl AlertStore {
         }
         let current = self.current_rule(&change.rule_id).await?;
         let current_version = current.as_ref().map_or(0, |rule| rule.version);
+        if current.is_none() && self.rule_count().await? >= MAX_RULES {
+            return Err(InvalidRule {
+                problems: vec![format!(
+                    "there are {MAX_RULES} rules already, the most the service handles; change or reuse one"
+                )],
+            }
+            .into());
+        }
         if change.must_exist && current.is_none() {
             return Err(RuleChangeError::NotFound {
                 rule_id: change.rule_id,

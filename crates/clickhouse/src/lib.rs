@@ -6,6 +6,7 @@
 pub mod alerts;
 mod classify;
 mod migrations;
+pub mod rankings;
 pub mod rows;
 
 use std::time::Duration;

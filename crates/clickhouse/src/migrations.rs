@@ -101,8 +101,8 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 6,
-        name: "alerts",
-        template: include_str!("../../../schemas/clickhouse/0006_alerts.sql"),
+        name: "alerts_rankings",
+        template: include_str!("../../../schemas/clickhouse/0006_alerts_rankings.sql"),
     },
 ];
 
@@ -123,6 +123,7 @@ pub const TTL_COLUMNS: &[(&str, &str)] = &[
     ("leaderboard", "snapshot_time"),
     ("signals", "window_start"),
     ("alert_deliveries", "signal_recorded"),
+    ("market_rankings", "snapshot_time"),
 ];
 
 /// Whether `table` is a time-series table (one with a TTL).
@@ -395,6 +396,7 @@ pub fn expected_tables() -> Vec<&'static str> {
         "alert_rules",
         "alert_deliveries",
         "alert_tests",
+        "market_rankings",
     ]);
     tables
 }

@@ -130,7 +130,11 @@ impl AlertRuleSpec {
         if self.destinations.is_empty() {
             problems.push("destinations: name at least one".to_owned());
         }
+        let mut seen = std::collections::BTreeSet::new();
         for destination in &self.destinations {
+            if !seen.insert(destination) {
+                problems.push(format!("destinations: {destination:?} is named twice"));
+            }
             if !is_valid_id(destination) {
                 problems.push(format!(
                     "destinations: {destination:?} is not an id (1 to {MAX_ID_LEN} of a-z 0-9 - _)"

@@ -37,7 +37,7 @@ use crate::{
     clock::{Clock, SystemClock},
     keys::{KeyCache, KeyError, KeyStore},
     limits::Limiter,
-    routes::{admin, alert_rules, book, continuity, markets, series, signals, trades},
+    routes::{admin, alert_rules, book, continuity, markets, rankings, series, signals, trades},
     state::AppState,
     store::Store,
 };
@@ -70,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/prices/history", get(series::price_history))
         .route("/v1/continuity", get(continuity::continuity))
         .route("/v1/signals", get(signals::signals))
+        .route("/v1/rankings", get(rankings::rankings))
         .route_layer(from_fn_with_state(state.clone(), http::retention_header));
     let keyed = Router::new()
         .route("/v1/markets", get(markets::list_markets))

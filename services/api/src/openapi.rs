@@ -232,6 +232,7 @@ decimal strings; times are UTC epoch milliseconds (inputs also accept RFC 3339).
         routes::series::price_history,
         routes::continuity::continuity,
         routes::signals::signals,
+        routes::rankings::rankings,
     ),
     components(schemas(error::ErrorEnvelope, error::ErrorBody)),
     modifiers(&SecuritySchemes, &KEYED_ROUTES, &ResponseHeaders),
@@ -241,7 +242,7 @@ decimal strings; times are UTC epoch milliseconds (inputs also accept RFC 3339).
         (name = "prices", description = "Candles and price history"),
         (name = "books", description = "Order books, current and historical"),
         (name = "continuity", description = "Declared data gaps"),
-        (name = "signals", description = "Signals and what explains them"),
+        (name = "signals", description = "Signals and what explains them, and market rankings"),
         (name = "service", description = "Service endpoints"),
     )
 )]

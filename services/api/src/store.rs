@@ -279,6 +279,16 @@ impl Store {
         Self { client }
     }
 
+    /// The latest market ranking snapshot at or before `at_ms`, by rank.
+    pub async fn ranking_snapshot(
+        &self,
+        at_ms: i64,
+        limit: u64,
+    ) -> Result<Vec<polytape_clickhouse::rankings::RankingRow>, polytape_clickhouse::ClickHouseError>
+    {
+        polytape_clickhouse::rankings::snapshot_at(&self.client, at_ms, limit).await
+    }
+
     /// Alert rules, test fires and deliveries, on the same client (and its limits).
     pub fn alerts(&self) -> polytape_clickhouse::alerts::AlertStore {
         polytape_clickhouse::alerts::AlertStore::new(self.client.clone())

@@ -177,7 +177,8 @@ async fn refresh_rules(
     refresh: Duration,
     stop: CancellationToken,
 ) -> Result<(), SignalsError> {
-    let mut fired: std::collections::HashSet<String> = std::collections::HashSet::new();
+    // Test ids fired, with their request times (forgotten after the test's time to live).
+    let mut fired: HashMap<String, i64> = HashMap::new();
     // Said once when reading starts failing and once when it recovers, not every interval.
     let mut failing = false;
     let mut ticker = tokio::time::interval(refresh);
@@ -216,39 +217,58 @@ async fn refresh_rules(
                 continue;
             }
         };
+        let now_ms = polytape_model::now_ms();
+        fired.retain(|_, requested_at| *requested_at >= now_ms - TEST_FIRE_TTL_MS);
         for test in pending {
-            if !fired.insert(test.test_id.clone()) {
+            // A test of a rule not read yet waits for the next refresh.
+            let Some(rule) = current.iter().find(|rule| rule.rule_id == test.rule_id) else {
+                continue;
+            };
+            if fired
+                .insert(test.test_id.clone(), test.requested_at)
+                .is_some()
+            {
                 continue;
             }
-            let rule = current.iter().find(|rule| rule.rule_id == test.rule_id);
-            let deliveries = match rule {
-                Some(rule) => {
-                    let signal = test_signal(&test.test_id, rule, test.requested_at);
-                    let planned: Vec<PlannedAlert> = rule
-                        .spec
-                        .destinations
-                        .iter()
-                        .map(|destination_id| PlannedAlert {
-                            destination_id: destination_id.clone(),
-                            rule_id: rule.rule_id.clone(),
-                            rule_version: rule.version,
-                        })
-                        .collect();
-                    futures::future::join_all(
-                        planned.iter().map(|planned| {
-                            delivery.deliver(&signal, test.requested_at, planned, true)
-                        }),
-                    )
-                    .await
-                }
-                None => {
-                    tracing::warn!(test_id = %test.test_id, rule_id = %test.rule_id, "test fire of an unknown rule");
-                    Vec::new()
-                }
-            };
-            tracing::info!(test_id = %test.test_id, rule_id = %test.rule_id, deliveries = deliveries.len(), "test fire done");
-            record(&store, &deliveries).await?;
+            // Fired on a task of its own: a slow destination must not hold rule changes back.
+            tokio::spawn(fire_test(
+                store.clone(),
+                delivery.clone(),
+                rule.clone(),
+                test,
+            ));
         }
+    }
+}
+
+/// Delivers a test fire to each of the rule's destinations and records the outcomes; a
+/// recording that fails is logged (the API then answers that the test is still pending).
+async fn fire_test(
+    store: AlertStore,
+    delivery: Delivery,
+    rule: AlertRule,
+    test: polytape_clickhouse::alerts::AlertTestRow,
+) {
+    let signal = test_signal(&test.test_id, &rule, test.requested_at);
+    let planned: Vec<PlannedAlert> = rule
+        .spec
+        .destinations
+        .iter()
+        .map(|destination_id| PlannedAlert {
+            destination_id: destination_id.clone(),
+            rule_id: rule.rule_id.clone(),
+            rule_version: rule.version,
+        })
+        .collect();
+    let deliveries = futures::future::join_all(
+        planned
+            .iter()
+            .map(|planned| delivery.deliver(&signal, test.requested_at, planned, true)),
+    )
+    .await;
+    tracing::info!(test_id = %test.test_id, rule_id = %test.rule_id, deliveries = deliveries.len(), "test fire done");
+    if let Err(error) = record(&store, &deliveries).await {
+        tracing::warn!(test_id = %test.test_id, error = %error, "cannot record a test fire's deliveries");
     }
 }
 
@@ -312,8 +332,11 @@ pub async fn run(
     let signal_decoder: RecordDecoder<Signal> = RecordDecoder::new(registry.clone());
     let market_decoder: RecordDecoder<Market> = RecordDecoder::new(registry.clone());
     let delivery = Delivery {
+        // A redirect would turn the POST into a bodyless GET whose 200 would read as
+        // delivered: a 3xx is a refusal.
         client: reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|error| {
                 SignalsError::Alerts(format!("cannot build the HTTP client: {error}"))
@@ -361,6 +384,7 @@ pub async fn run(
         &brokers,
         signal_partitions
             .iter()
+            .chain(&market_partitions)
             .map(|(topic, _, partition)| (topic.clone(), *partition))
             .collect(),
         stop.clone(),
@@ -377,18 +401,21 @@ pub async fn run(
                 .collect(),
             Alerting::restore(saved.alerting),
         ),
-        // A first start alerts from now on, not on the topic's history.
-        None => (
-            signal_partitions
-                .iter()
-                .filter_map(|(topic, _, partition)| {
-                    watermarks
-                        .high(topic, *partition)
-                        .map(|high| ((topic.clone(), *partition), high))
-                })
-                .collect(),
-            Alerting::default(),
-        ),
+        // A first start alerts from now on, not on the topic's history; a partition whose
+        // end is unknown stops the start (retried by the restart) rather than start at its
+        // beginning.
+        None => {
+            let mut ends = HashMap::new();
+            for (topic, _, partition) in &signal_partitions {
+                let Some(high) = watermarks.high(topic, *partition) else {
+                    return Err(SignalsError::Alerts(format!(
+                        "the end of {topic}/{partition} is unknown; cannot fix where alerting starts"
+                    )));
+                };
+                ends.insert((topic.clone(), *partition), high);
+            }
+            (ends, Alerting::default())
+        }
     };
     if first_start {
         // Where alerting begins is made durable before anything is decided: a crash before
@@ -414,9 +441,60 @@ pub async fn run(
         }
     };
 
+    // The markets (for tag scopes) up to their ends first, so no signal is judged against
+    // tags not read yet.
+    let mut tags: HashMap<String, Vec<String>> = HashMap::new();
+    let mut market_positions: HashMap<(String, i32), i64> = HashMap::new();
+    let mut markets_only = TopicPartitionList::new();
+    for (topic, _, partition) in &market_partitions {
+        add_partition(&mut markets_only, topic, *partition, Offset::Beginning)?;
+    }
+    consumer
+        .assign(&markets_only)
+        .map_err(|source| SignalsError::Client {
+            context: "assign the markets partitions".to_owned(),
+            source,
+        })?;
+    let market_ends: Vec<(String, i32, i64)> = market_partitions
+        .iter()
+        .filter_map(|(topic, _, partition)| {
+            watermarks
+                .high(topic, *partition)
+                .map(|high| (topic.clone(), *partition, high))
+        })
+        .collect();
+    while market_ends.iter().any(|(topic, partition, high)| {
+        market_positions
+            .get(&(topic.clone(), *partition))
+            .copied()
+            .unwrap_or(0)
+            < *high
+    }) {
+        let records =
+            match polytape_kafka::read_batch(&consumer, &stop, BATCH.wait * 50, BATCH).await {
+                BatchRead::Stopped => return Ok(()),
+                BatchRead::Idle => continue,
+                BatchRead::Records(records) => records,
+            };
+        for message in &records {
+            market_positions.insert(
+                (message.topic().to_owned(), message.partition()),
+                message.offset() + 1,
+            );
+            learn_tags(
+                &mut tags,
+                &market_decoder,
+                message.payload().unwrap_or_default(),
+            )
+            .await?;
+        }
+    }
     let mut assignment = TopicPartitionList::new();
     for (topic, _, partition) in &market_partitions {
-        add_partition(&mut assignment, topic, *partition, Offset::Beginning)?;
+        let offset = market_positions
+            .get(&(topic.clone(), *partition))
+            .map_or(Offset::Beginning, |next| Offset::Offset(*next));
+        add_partition(&mut assignment, topic, *partition, offset)?;
     }
     for (topic, _, partition) in &signal_partitions {
         let offset = positions
@@ -431,9 +509,12 @@ pub async fn run(
             source,
         })?;
     ready.set_ready(true);
-    tracing::info!(rules = current_rules.len(), "alerter started");
+    tracing::info!(
+        rules = current_rules.len(),
+        markets = tags.len(),
+        "alerter started"
+    );
 
-    let mut tags: HashMap<String, Vec<String>> = HashMap::new();
     let mut last_checkpoint = Instant::now();
     let mut dirty = false;
     loop {
@@ -463,18 +544,7 @@ pub async fn run(
             let payload = message.payload().unwrap_or_default();
             let recorded_ms = message.timestamp().to_millis().unwrap_or(0);
             if message.topic() == markets_topic {
-                if payload.is_empty() {
-                    continue;
-                }
-                // An undecodable market only costs its tags (the signals service dead-letters
-                // it); a registry outage is retried by the restart.
-                match market_decoder.decode(payload).await {
-                    Ok(market) => {
-                        tags.insert(market.condition_id, market.tags);
-                    }
-                    Err(error) if error.is_retryable() => return Err(error.into()),
-                    Err(_) => {}
-                }
+                learn_tags(&mut tags, &market_decoder, payload).await?;
                 continue;
             }
             if message.topic() != signals_topic {
@@ -580,6 +650,26 @@ pub async fn run(
     }
     refresher_stop.cancel();
     finish_refresher(refresher).await
+}
+
+/// Keeps a market's tags (for tag scopes). An undecodable market only costs its tags (the
+/// signals service dead-letters it); a registry outage is an error (retried by the restart).
+async fn learn_tags(
+    tags: &mut HashMap<String, Vec<String>>,
+    decoder: &RecordDecoder<Market>,
+    payload: &[u8],
+) -> Result<(), SignalsError> {
+    if payload.is_empty() {
+        return Ok(());
+    }
+    match decoder.decode(payload).await {
+        Ok(market) => {
+            tags.insert(market.condition_id, market.tags);
+            Ok(())
+        }
+        Err(error) if error.is_retryable() => Err(error.into()),
+        Err(_) => Ok(()),
+    }
 }
 
 /// The refresher's end: its error, if it stopped on one.

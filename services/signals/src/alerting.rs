@@ -35,6 +35,8 @@ pub struct AlertingState {
 #[derive(Debug, Default)]
 pub struct Alerting {
     cooldowns: HashMap<(String, String), (i64, String)>,
+    /// The latest window start seen (for forgetting cooldowns long over).
+    newest_window_ms: i64,
     alerted: HashSet<(String, String)>,
     alerted_order: VecDeque<(String, String)>,
 }
@@ -103,9 +105,11 @@ impl Alerting {
                 .cooldowns
                 .get(&key)
                 .is_some_and(|(last_start, last_id)| {
+                    // Either side: one subject's signals may arrive out of window order (they
+                    // are keyed by id across partitions).
                     *last_id != signal.signal_id
-                        && signal.window_start_ms >= *last_start
-                        && signal.window_start_ms < last_start.saturating_add(rule.spec.cooldown_ms)
+                        && signal.window_start_ms.abs_diff(*last_start)
+                            < rule.spec.cooldown_ms.unsigned_abs()
                 });
             if cooling {
                 continue;
@@ -127,7 +131,7 @@ impl Alerting {
                 });
                 chose_any = true;
             }
-            if chose_any {
+            if chose_any && rule.spec.cooldown_ms > 0 {
                 let later = self
                     .cooldowns
                     .get(&key)
@@ -140,6 +144,13 @@ impl Alerting {
         }
         for alert in &planned {
             self.remember((signal.signal_id.clone(), alert.destination_id.clone()));
+        }
+        self.newest_window_ms = self.newest_window_ms.max(signal.window_start_ms);
+        if self.cooldowns.len() > REMEMBERED_ALERTS {
+            // No cooldown lasts longer than the longest a rule may set.
+            let horizon = self.newest_window_ms - polytape_model::alerts::MAX_COOLDOWN_MS;
+            self.cooldowns
+                .retain(|_, (last_start, _)| *last_start >= horizon);
         }
         planned
     }

@@ -44,6 +44,10 @@ pub struct SignalsConfig {
     pub signal_volume_trailing_windows: u64,
     pub signal_volume_multiple: String,
     pub signal_volume_min_notional: String,
+    #[serde(with = "humantime_serde")]
+    pub signal_ranking_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub signal_ranking_delay: Duration,
     #[serde(default)]
     pub alert_destinations_file: Option<std::path::PathBuf>,
     #[serde(with = "humantime_serde")]
@@ -154,6 +158,18 @@ impl SignalsConfig {
             "5000",
             "volume spikes: the least notional (USDC) of a spiking window",
         ),
+        KeySpec::new(
+            "signal_ranking_interval",
+            KeyKind::Duration,
+            "5m",
+            "market rankings: how often a snapshot is computed (snapshot times are multiples of it, UTC)",
+        ),
+        KeySpec::new(
+            "signal_ranking_delay",
+            KeyKind::Duration,
+            "1m",
+            "market rankings: how old a snapshot time must be before it is computed (fills still on their way get in)",
+        ),
         KeySpec::optional(
             "alert_destinations_file",
             KeyKind::Text,
@@ -205,6 +221,7 @@ impl ServiceConfig for SignalsConfig {
         for (key, value) in [
             ("alert_delivery_deadline", self.alert_delivery_deadline),
             ("alert_rules_refresh", self.alert_rules_refresh),
+            ("signal_ranking_interval", self.signal_ranking_interval),
         ] {
             if value.is_zero() {
                 report.problem(key, "0s", "must be longer than zero");

@@ -72,7 +72,17 @@ impl Destinations {
 
     /// Parses the file's text.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let file: DestinationsFile = toml::from_str(text).map_err(|error| error.to_string())?;
+        // The error's own text quotes the offending line, which may hold a secret: its message
+        // and position only.
+        let file: DestinationsFile = toml::from_str(text).map_err(|error| {
+            let line = error
+                .span()
+                .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+            match line {
+                Some(line) => format!("line {line}: {}", error.message()),
+                None => error.message().to_owned(),
+            }
+        })?;
         let mut problems = Vec::new();
         let mut destinations = BTreeMap::new();
         for entry in file.destination {
@@ -165,5 +175,15 @@ secret = "short-secret"
             "{problems}"
         );
         assert!(!problems.contains("short-secret"), "{problems}");
+        let broken = Destinations::parse(
+            "[[destination]]\nid = \"ops\"\nsecert = \"hunter2-hunter2-hunter2\n",
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(broken.starts_with("line "), "{broken}");
+        assert!(
+            !broken.contains("hunter2"),
+            "a parse error must not echo the line: {broken}"
+        );
     }
 }

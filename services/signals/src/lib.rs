@@ -31,6 +31,7 @@ mod error;
 mod events;
 pub mod pipeline;
 pub mod price_moves;
+pub mod rankings;
 pub mod signal;
 pub mod volume_spikes;
 pub mod wallets;
@@ -58,6 +59,16 @@ pub async fn start(config: SignalsConfig, context: ServiceContext) -> Result<(),
         pipeline::run(pipeline_config, stop, ready)
             .await
             .map_err(|error| stopped("signals", error))
+    });
+    let rankings = rankings::run(
+        config.clickhouse.clone(),
+        config.signal_ranking_interval,
+        config.signal_ranking_delay,
+        context.shutdown.token(),
+    );
+    context.shutdown.spawn("rankings", async move {
+        rankings.await;
+        Ok(())
     });
     let ready = context.readiness.register("alerts");
     let stop = context.shutdown.token();

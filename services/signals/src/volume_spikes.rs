@@ -139,8 +139,9 @@ impl VolumeSpikeDetector {
         token.fills += 1;
 
         let history_ms = window_ms.saturating_mul(i64::from(thresholds.trailing_windows));
+        let first_window_ms = token.first_seen_ms.div_euclid(window_ms) * window_ms;
         let warm = token.trailing.len() == trailing_windows
-            && window_start_ms - token.first_seen_ms >= history_ms;
+            && window_start_ms - first_window_ms >= history_ms;
         if !warm || token.fired_window_ms == Some(window_start_ms) || trailing_windows == 0 {
             return None;
         }
@@ -245,6 +246,16 @@ mod tests {
         assert_eq!(spike.input("fills"), Some("2"));
         // Once per window.
         assert!(detector.observe(fill(start + 2 * MINUTE, 5_000)).is_none());
+    }
+
+    #[test]
+    fn a_token_first_seen_mid_window_is_judged_after_as_many_windows() {
+        let mut detector = detector();
+        // First seen 4 minutes into window 0; windows 0, 1 and 2 make the trailing three.
+        for window in 0..3 {
+            detector.observe(fill(window * 5 * MINUTE + 4 * MINUTE, 200));
+        }
+        assert!(detector.observe(fill(15 * MINUTE, 1_100)).is_some());
     }
 
     #[test]

@@ -255,11 +255,12 @@ pub async fn deliver(
                     Attempt::Refused(code)
                 }
             }
-            // Timeouts, refused connections, resets: the destination may come back.
+            // Timeouts, refused connections, resets: the destination may come back. The URL
+            // is left out of the text: for Slack and Discord it is the secret.
             Err(error) => Attempt::Retry {
                 code: None,
                 after: None,
-                error: error_chain(&error),
+                error: error_chain(&error.without_url()),
             },
         };
         let (code, after, error) = match attempt {

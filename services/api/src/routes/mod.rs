@@ -5,6 +5,7 @@ pub mod alert_rules;
 pub mod book;
 pub mod continuity;
 pub mod markets;
+pub mod rankings;
 pub mod series;
 pub mod signals;
 pub mod trades;

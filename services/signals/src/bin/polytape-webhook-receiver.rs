@@ -3,7 +3,7 @@
 //! request. The demo runs it; operators can point a destination at it to try their setup.
 
 use std::{
-    collections::HashSet,
+    collections::{HashSet, VecDeque},
     net::SocketAddr,
     path::PathBuf,
     process::ExitCode,
@@ -35,10 +35,13 @@ struct Cli {
     tolerance_seconds: i64,
 }
 
+/// Keys remembered as handled; the oldest are forgotten first.
+const REMEMBERED_KEYS: usize = 100_000;
+
 struct Receiver {
     secret: String,
     tolerance_ms: i64,
-    handled: Mutex<HashSet<String>>,
+    handled: Mutex<(HashSet<String>, VecDeque<String>)>,
 }
 
 async fn hook(
@@ -66,17 +69,39 @@ async fn hook(
         println!("refused: bad signature (key {key:?})");
         return StatusCode::UNAUTHORIZED;
     }
-    let first = receiver
-        .handled
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(key.clone());
+    let parsed = serde_json::from_slice::<serde_json::Value>(&body).ok();
+    // The signature covers the body, not the header: a JSON body names its signal, and a key
+    // that differs from it is a replay under another key.
+    if let Some(signal_id) = parsed
+        .as_ref()
+        .and_then(|value| value["signal_id"].as_str())
+        && signal_id != key
+    {
+        println!("refused: key {key:?} is not the body's signal {signal_id:?}");
+        return StatusCode::BAD_REQUEST;
+    }
+    let first = {
+        let mut handled = receiver
+            .handled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (keys, order) = &mut *handled;
+        let first = keys.insert(key.clone());
+        if first {
+            order.push_back(key.clone());
+            if order.len() > REMEMBERED_KEYS
+                && let Some(oldest) = order.pop_front()
+            {
+                keys.remove(&oldest);
+            }
+        }
+        first
+    };
     if !first {
         println!("already handled {key} (a retry or a replay): acknowledged, not acted on");
         return StatusCode::OK;
     }
-    let explanation = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
+    let explanation = parsed
         .and_then(|value| {
             value["explanation"]
                 .as_str()
@@ -108,7 +133,7 @@ async fn main() -> ExitCode {
     let receiver = Arc::new(Receiver {
         secret,
         tolerance_ms: cli.tolerance_seconds.saturating_mul(1000),
-        handled: Mutex::new(HashSet::new()),
+        handled: Mutex::new((HashSet::new(), VecDeque::new())),
     });
     let app = Router::new()
         .route("/hook", post(hook))

@@ -6,8 +6,9 @@ ALTER TABLE {database}.signals MODIFY COLUMN kind Enum8('LARGE_TRADE_NEW_WALLET'
 
 --
 -- alert_rules: every version of every rule, kept (the audit trail: who changed what, when).
--- A rule's current version is its row with the greatest (version, changed_at, change_id); two
--- writers racing for one version both keep their row, and the loser is told. No TTL: rules
+-- A rule's current version is its row of the greatest version, the earliest of that version
+-- (changed_at, then change_id): two writers racing for one version both keep their row, the
+-- first wins and the second is told. No TTL: rules
 -- are few and their history is the audit.
 CREATE TABLE IF NOT EXISTS {database}.alert_rules
 (
@@ -69,3 +70,27 @@ CREATE TABLE IF NOT EXISTS {database}.alert_tests
 ENGINE = MergeTree
 ORDER BY (requested_at, test_id)
 TTL toDateTime(requested_at) + INTERVAL 7 DAY;
+
+-- market_rankings (services/signals, every `signal_ranking_interval`): one snapshot per
+-- interval-aligned time, a row per market traded in the 24 hours before it. The score is the
+-- 24-hour notional; the other figures stand beside it for other orders. Recomputing a
+-- snapshot (a restart, late trades) replaces its rows.
+CREATE TABLE IF NOT EXISTS {database}.market_rankings
+(
+    snapshot_time DateTime64(3, 'UTC'),
+    condition_id String,
+    rank UInt32,
+    score Decimal(38, 12),
+    volume_24h Decimal(38, 12),
+    volume_prev_24h Decimal(38, 12),
+    volume_change Nullable(Decimal(38, 6)),
+    trades_24h UInt64,
+    wallets_24h UInt64,
+    spread Nullable(Decimal(18, 6)),
+    depth_5_ticks Decimal(38, 6),
+    computed_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(computed_at)
+PARTITION BY toYYYYMM(snapshot_time)
+ORDER BY (snapshot_time, condition_id)
+TTL toDateTime(snapshot_time) + INTERVAL {retention_days_of:trades} DAY;
