@@ -7,7 +7,7 @@
 //!
 //! - **event → signal record**: from the upstream event that made the signal fire (the book
 //!   change that opened an arbitrage window, the fill of a large trade, the trade that
-//!   completed a price move) to the signal's record on `polymarket.signals.v1` (the baseline:
+//!   completed a price move, the fill that made a volume spike) to the signal's record on `polymarket.signals.v1` (the baseline:
 //!   collectors, bridge, broker and detectors);
 //! - **signal record → webhook**: from that record to the receiver's answer (the alerter);
 //! - **event → webhook**: the sum a user feels.
@@ -31,6 +31,8 @@ pub(crate) fn run() -> anyhow::Result<()> {
         .unwrap_or(DEFAULT_MINUTES);
     // A fresh stack: the signals service keeps arbitrage windows open across restarts (one
     // window, one signal), so a second run on old state would see few new signals.
+    // Before wiping anything: a running demo's stack is not ours to empty.
+    crate::demo::refuse_if_running()?;
     println!("[bench alerts] restarting the local stack from empty data (stack up --fresh)");
     let spec = crate::stack::StackSpec::development();
     crate::stack::down(&spec)?;
@@ -92,13 +94,15 @@ pub(crate) fn run() -> anyhow::Result<()> {
 
 /// The latencies per kind of the alerts delivered since `started_ms`.
 fn measure(started_ms: i64) -> anyhow::Result<Vec<serde_json::Value>> {
-    // The event: a price move's last observation (`to_ms`), else the window's start (an
-    // arbitrage window's opening book change, a large trade's fill).
+    // The event: a price move's last observation (`to_ms`), a volume spike's crossing fill
+    // (`crossed_ms`), else the window's start (an arbitrage window's opening book change, a
+    // large trade's fill).
     let sql = format!(
         "WITH toUnixTimestamp64Milli(d.signal_recorded) AS recorded, \
               toUnixTimestamp64Milli(d.finished) AS finished, \
-              if(s.kind = 'PRICE_MOVE', toInt64OrZero(s.input_values[indexOf(s.input_names, 'to_ms')]), \
-                 toUnixTimestamp64Milli(s.window_start)) AS event \
+              multiIf(s.kind = 'PRICE_MOVE', toInt64OrZero(s.input_values[indexOf(s.input_names, 'to_ms')]), \
+                      s.kind = 'VOLUME_SPIKE', toInt64OrZero(s.input_values[indexOf(s.input_names, 'crossed_ms')]), \
+                      toUnixTimestamp64Milli(s.window_start)) AS event \
          SELECT toString(d.signal_kind) AS kind, count() AS alerts, \
                 quantileExact(0.5)(finished - recorded) AS to_hook_p50, \
                 quantileExact(0.99)(finished - recorded) AS to_hook_p99, \

@@ -224,7 +224,7 @@ fn step(message: &str) {
     println!("[demo] {message}");
 }
 
-fn refuse_if_running() -> anyhow::Result<()> {
+pub(crate) fn refuse_if_running() -> anyhow::Result<()> {
     let running: Vec<&str> = [&SIMULATOR, &RECEIVER]
         .into_iter()
         .chain(SERVICES.iter())
@@ -670,7 +670,8 @@ fn live_status() -> anyhow::Result<()> {
 }
 
 fn dead_components() -> Vec<&'static str> {
-    std::iter::once(&SIMULATOR)
+    [&SIMULATOR, &RECEIVER]
+        .into_iter()
         .chain(SERVICES.iter())
         .filter(|component| {
             process::read_pid(&pid_file(component)).is_some_and(|pid| !process::is_alive(pid))

@@ -6,7 +6,10 @@
 //! (`price × size`, exact, scale 12) and of the 24 hours before them, its relative change,
 //! the fills, the distinct wallets, and from each of its tokens' latest book state within the
 //! hour before the snapshot, the mean spread and the depth within five ticks of the top (both
-//! sides, summed over tokens). The score is the 24-hour notional; the rank orders by it, then
+//! sides, summed over tokens; the latest state is the one of the greatest `(timestamp,
+//! full_depth)`, and a one-sided book's missing spread is not replaced by an older one; a
+//! market without a book state in that hour reports depth 0 and no spread). Times are UTC and
+//! the days are 24 hours. The computation is limited to 60 s. The score is the 24-hour notional; the rank orders by it, then
 //! by condition id, so ties rank the same way in every run.
 
 use clickhouse::Row;
@@ -46,7 +49,7 @@ pub async fn compute_snapshot(
     client
         .query(
             "INSERT INTO market_rankings \
-             WITH fromUnixTimestamp64Milli(toInt64(?)) AS at \
+             WITH fromUnixTimestamp64Milli(toInt64(?), 'UTC') AS at \
              SELECT at AS snapshot_time, v.condition_id, \
                  toUInt32(row_number() OVER (ORDER BY v.volume_24h DESC, v.condition_id)) AS rank, \
                  v.volume_24h AS score, v.volume_24h, v.volume_prev_24h, \
@@ -58,12 +61,12 @@ pub async fn compute_snapshot(
                  now64(3) AS computed_at \
              FROM ( \
                  SELECT condition_id, \
-                     sumIf(toDecimal128(price, 6) * toDecimal128(size, 6), timestamp >= at - INTERVAL 1 DAY) AS volume_24h, \
-                     sumIf(toDecimal128(price, 6) * toDecimal128(size, 6), timestamp < at - INTERVAL 1 DAY) AS volume_prev_24h, \
-                     countIf(timestamp >= at - INTERVAL 1 DAY) AS trades_24h, \
-                     uniqExactIf(proxy_wallet, timestamp >= at - INTERVAL 1 DAY) AS wallets_24h \
+                     sumIf(toDecimal128(price, 6) * toDecimal128(size, 6), timestamp >= at - INTERVAL 24 HOUR) AS volume_24h, \
+                     sumIf(toDecimal128(price, 6) * toDecimal128(size, 6), timestamp < at - INTERVAL 24 HOUR) AS volume_prev_24h, \
+                     countIf(timestamp >= at - INTERVAL 24 HOUR) AS trades_24h, \
+                     uniqExactIf(proxy_wallet, timestamp >= at - INTERVAL 24 HOUR) AS wallets_24h \
                  FROM trades FINAL \
-                 WHERE timestamp >= at - INTERVAL 2 DAY AND timestamp < at \
+                 WHERE timestamp >= at - INTERVAL 48 HOUR AND timestamp < at \
                  GROUP BY condition_id \
                  HAVING trades_24h > 0 \
              ) AS v \
@@ -71,9 +74,9 @@ pub async fn compute_snapshot(
                  SELECT market, avg(token_spread) AS mean_spread, sum(token_depth) AS depth \
                  FROM ( \
                      SELECT token_id, \
-                         argMax(assumeNotNull(condition_id), timestamp) AS market, \
-                         argMax(spread, timestamp) AS token_spread, \
-                         argMax(toDecimal128(bid_depth_5_ticks, 6) + toDecimal128(ask_depth_5_ticks, 6), timestamp) AS token_depth \
+                         argMax(assumeNotNull(condition_id), (timestamp, full_depth)) AS market, \
+                         argMax(tuple(spread), (timestamp, full_depth)).1 AS token_spread, \
+                         argMax(toDecimal128(bid_depth_5_ticks, 6) + toDecimal128(ask_depth_5_ticks, 6), (timestamp, full_depth)) AS token_depth \
                      FROM book_state FINAL \
                      WHERE timestamp >= at - INTERVAL 1 HOUR AND timestamp < at \
                        AND condition_id IS NOT NULL \
@@ -81,7 +84,7 @@ pub async fn compute_snapshot(
                  ) \
                  GROUP BY market \
              ) AS b ON b.market = v.condition_id \
-             SETTINGS join_use_nulls = 1",
+             SETTINGS join_use_nulls = 1, max_execution_time = 60",
         )
         .bind(snapshot_ms)
         .execute()
@@ -92,7 +95,8 @@ pub async fn compute_snapshot(
         })
 }
 
-/// The latest snapshot at or before `at_ms`, by rank, at most `limit` rows.
+/// The latest snapshot at or before `at_ms` and within the day before it, by rank, at most
+/// `limit` rows.
 pub async fn snapshot_at(
     client: &clickhouse::Client,
     at_ms: i64,
@@ -103,9 +107,11 @@ pub async fn snapshot_at(
             "SELECT ?fields FROM market_rankings FINAL \
              WHERE snapshot_time = ( \
                  SELECT max(snapshot_time) FROM market_rankings \
-                 WHERE snapshot_time <= fromUnixTimestamp64Milli(toInt64(?))) \
+                 WHERE snapshot_time <= fromUnixTimestamp64Milli(toInt64(?), 'UTC') \
+                   AND snapshot_time > fromUnixTimestamp64Milli(toInt64(?), 'UTC') - INTERVAL 24 HOUR) \
              ORDER BY rank LIMIT ?",
         )
+        .bind(at_ms)
         .bind(at_ms)
         .bind(limit.min(MAX_RANKINGS))
         .fetch_all()

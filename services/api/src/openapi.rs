@@ -124,6 +124,7 @@ const TIME_PATHS: &[&str] = &[
     "/v1/prices/history",
     "/v1/continuity",
     "/v1/signals",
+    "/v1/rankings",
 ];
 
 /// Declares the headers the middleware adds, on every keyed response that carries them:

@@ -1239,3 +1239,101 @@ async fn the_openapi_document_and_docs_page_describe_every_route() {
     api.stop();
     database.drop_database().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rankings_serve_the_latest_snapshot_at_or_before_a_time_by_rank() {
+    use polytape_clickhouse::rankings::RankingRow;
+
+    let database = migrated_database("rankings").await;
+    let now = polytape_model::now_ms();
+    let api = TestApi::start_with_clock(&database, Arc::new(ManualClock::new(now))).await;
+    let key = api.data_key().await;
+    let interval = 300_000;
+    let latest = now.div_euclid(interval) * interval - interval;
+    let row = |snapshot: i64, market: u64, rank: u32, whole_usdc: i128| RankingRow {
+        snapshot_time: snapshot,
+        condition_id: condition_id(market),
+        rank,
+        score: whole_usdc * 1_000_000_000_000,
+        volume_24h: whole_usdc * 1_000_000_000_000,
+        volume_prev_24h: 0,
+        volume_change: None,
+        trades_24h: u64::from(rank) * 10,
+        wallets_24h: u64::from(rank),
+        spread: Some(20_000),
+        depth_5_ticks: 1_500_000,
+        computed_at: snapshot + 60_000,
+    };
+    let mut insert = database
+        .client
+        .insert::<RankingRow>("market_rankings")
+        .await
+        .unwrap();
+    for ranked in [
+        row(latest - interval, 1, 1, 50),
+        row(latest, 2, 1, 90),
+        row(latest, 1, 2, 65),
+    ] {
+        insert.write(&ranked).await.unwrap();
+    }
+    insert.end().await.unwrap();
+
+    let page = api.get("/v1/rankings", Some(&key)).await;
+    assert_eq!(page.status, 200, "{:?}", page.body);
+    assert_eq!(page.body["snapshot_time_ms"], latest);
+    let ranked: Vec<(u64, String, String)> = page.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|market| {
+            (
+                market["rank"].as_u64().unwrap(),
+                market["condition_id"].as_str().unwrap().to_owned(),
+                market["volume_24h"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ranked,
+        [
+            (1, condition_id(2), "90".to_owned()),
+            (2, condition_id(1), "65".to_owned()),
+        ]
+    );
+    assert_eq!(page.body["data"][0]["spread"], "0.02");
+    assert_eq!(
+        page.body["data"][0]["volume_change"],
+        serde_json::Value::Null
+    );
+
+    let earlier = api
+        .get(
+            &format!("/v1/rankings?at={}&limit=1", latest - 1),
+            Some(&key),
+        )
+        .await;
+    assert_eq!(earlier.body["snapshot_time_ms"], latest - interval);
+    assert_eq!(earlier.body["data"].as_array().map(Vec::len), Some(1));
+
+    let none_within_a_day = api
+        .get(
+            &format!("/v1/rankings?at={}", latest - 2 * 86_400_000),
+            Some(&key),
+        )
+        .await;
+    assert_eq!(none_within_a_day.status, 200);
+    assert_eq!(
+        none_within_a_day.body["snapshot_time_ms"],
+        serde_json::Value::Null
+    );
+
+    let outside_retention = api
+        .get(
+            &format!("/v1/rankings?at={}", now - 200 * 86_400_000),
+            Some(&key),
+        )
+        .await;
+    assert_eq!(outside_retention.status, 400);
+    assert_eq!(outside_retention.body["error"]["code"], "out_of_retention");
+    database.drop_database().await;
+}

@@ -222,6 +222,7 @@ impl ServiceConfig for SignalsConfig {
             ("alert_delivery_deadline", self.alert_delivery_deadline),
             ("alert_rules_refresh", self.alert_rules_refresh),
             ("signal_ranking_interval", self.signal_ranking_interval),
+            ("signal_volume_window", self.signal_volume_window),
         ] {
             if value.is_zero() {
                 report.problem(key, "0s", "must be longer than zero");

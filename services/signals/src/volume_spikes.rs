@@ -74,6 +74,10 @@ pub struct Fill<'a> {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct VolumeSpikeState {
     tokens: HashMap<String, TokenVolume>,
+    /// The latest window a fill fell in (any token); tokens quiet for longer than the trailing
+    /// windows are forgotten when it moves on.
+    #[serde(default)]
+    newest_window_ms: i64,
 }
 
 /// Trailing volume per token and the rule over it.
@@ -108,6 +112,17 @@ impl VolumeSpikeDetector {
         let window_ms = thresholds.window_ms.max(1);
         let trailing_windows = thresholds.trailing_windows as usize;
         let window_start_ms = fill.at_ms.div_euclid(window_ms) * window_ms;
+        if window_start_ms > self.state.newest_window_ms {
+            self.state.newest_window_ms = window_start_ms;
+            // A token with no fill in the trailing windows and the current one has an all-zero
+            // history: forgetting it loses nothing but its warm-up, which it goes through again.
+            let horizon = window_start_ms.saturating_sub(
+                window_ms.saturating_mul(i64::from(thresholds.trailing_windows) + 1),
+            );
+            self.state
+                .tokens
+                .retain(|_, token| token.window_start_ms >= horizon);
+        }
         let token = self
             .state
             .tokens

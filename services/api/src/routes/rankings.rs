@@ -1,5 +1,6 @@
 //! `/v1/rankings`: the markets ranked by their 24-hour notional, as the signals service's
-//! latest snapshot at or before a time says (every 5 minutes by default).
+//! latest snapshot at or before a time says (every 5 minutes by default; a snapshot more than
+//! a day before `at` is not looked for).
 
 use axum::{
     Json,
@@ -66,11 +67,11 @@ fn ranking_view(row: RankingRow) -> RankingView {
     tag = "signals",
     params(
         ("at" = Option<String>, Query, description = "The snapshot at or before this time (RFC 3339 or epoch ms; default: now)"),
-        ("limit" = Option<u32>, Query, description = "Markets, by rank (default 100, at most 1000)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Markets, by rank (default 100)"),
     ),
     responses(
         (status = 200, description = "The latest ranking snapshot at or before `at`", body = RankingsPage),
-        (status = 400, description = "Invalid or unknown parameter", body = ErrorEnvelope),
+        (status = 400, description = "Invalid or unknown parameter, or `at` outside the retention", body = ErrorEnvelope),
     ),
 )]
 pub async fn rankings(
@@ -79,6 +80,7 @@ pub async fn rankings(
 ) -> Result<Json<RankingsPage>, ApiError> {
     let params = Params::parse(raw.as_deref(), &["at", "limit"])?;
     let at_ms = params.time_ms("at")?.unwrap_or_else(|| state.now_ms());
+    state.check_retention("at", at_ms)?;
     let limit = params.limit(100, 1000)?;
     let rows = state
         .store
