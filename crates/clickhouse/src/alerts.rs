@@ -346,6 +346,33 @@ impl AlertStore {
         }
     }
 
+    /// Stores the next version of `rule_id`, disabled (the rest of its spec unchanged).
+    pub async fn disable_rule(
+        &self,
+        rule_id: &str,
+        changed_by: String,
+        change_id: String,
+        now_ms: i64,
+    ) -> Result<AlertRule, RuleChangeError> {
+        let Some(current) = self.current_rule(rule_id).await? else {
+            return Err(RuleChangeError::NotFound {
+                rule_id: rule_id.to_owned(),
+            });
+        };
+        let mut spec = current.spec;
+        spec.enabled = false;
+        self.change_rule(RuleChange {
+            rule_id: rule_id.to_owned(),
+            spec,
+            changed_by,
+            change_id,
+            now_ms,
+            expected_version: Some(current.version),
+            must_exist: true,
+        })
+        .await
+    }
+
     /// Asks the signals service to test-fire `rule_id`.
     pub async fn request_test(&self, test: &AlertTestRow) -> Result<(), ClickHouseError> {
         let mut insert = self

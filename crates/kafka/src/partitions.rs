@@ -130,6 +130,18 @@ impl HighWatermarks {
             .collect()
     }
 
+    /// The ends (`(topic, partition, high watermark)`) known now of `partitions`; a partition
+    /// whose end is not known yet is left out.
+    pub fn ends<I>(&self, partitions: &[(String, I, i32)]) -> Vec<(String, i32, i64)> {
+        partitions
+            .iter()
+            .filter_map(|(topic, _, partition)| {
+                self.high(topic, *partition)
+                    .map(|high| (topic.clone(), *partition, high))
+            })
+            .collect()
+    }
+
     /// The last high watermark read of a partition; `None` before one could be read.
     pub fn high(&self, topic: &str, partition: i32) -> Option<i64> {
         let highs = self

@@ -285,23 +285,10 @@ pub async fn run_rules(config: ApiConfig, command: RulesCommand) -> ExitCode {
             }
         }
         RulesCommand::Disable { rule_id } => {
-            let current = match alerts.current_rule(&rule_id).await {
-                Ok(Some(current)) => current,
-                Ok(None) => return not_found(&rule_id),
-                Err(error) => return fail(&error),
-            };
-            let mut spec = current.spec;
-            spec.enabled = false;
-            let change = RuleChange {
-                rule_id,
-                spec,
-                changed_by: actor,
-                change_id: random_id(),
-                now_ms,
-                expected_version: Some(current.version),
-                must_exist: true,
-            };
-            match alerts.change_rule(change).await {
+            match alerts
+                .disable_rule(&rule_id, actor, random_id(), now_ms)
+                .await
+            {
                 Ok(rule) => print_json(&AlertRuleView::from(rule)),
                 Err(error) => fail(&error),
             }

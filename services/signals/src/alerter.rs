@@ -35,7 +35,7 @@ use polytape_model::{
 };
 use polytape_runtime::{ReadinessHandle, metrics::InternalEvent as _};
 use rdkafka::{
-    Message as _, Offset, TopicPartitionList,
+    Message as _,
     consumer::{Consumer as _, StreamConsumer},
 };
 use serde::{Deserialize, Serialize};
@@ -48,7 +48,7 @@ use crate::{
     destinations::Destinations,
     error::SignalsError,
     events::{AlertDelivered, Retried, RulesLoaded},
-    pipeline::retry_policy,
+    pipeline::{assignment, retry_policy},
     webhook::{self, Alert, RetryPolicy},
 };
 
@@ -445,24 +445,13 @@ pub async fn run(
     // tags not read yet.
     let mut tags: HashMap<String, Vec<String>> = HashMap::new();
     let mut market_positions: HashMap<(String, i32), i64> = HashMap::new();
-    let mut markets_only = TopicPartitionList::new();
-    for (topic, _, partition) in &market_partitions {
-        add_partition(&mut markets_only, topic, *partition, Offset::Beginning)?;
-    }
     consumer
-        .assign(&markets_only)
+        .assign(&assignment(&market_partitions, &HashMap::new())?)
         .map_err(|source| SignalsError::Client {
             context: "assign the markets partitions".to_owned(),
             source,
         })?;
-    let market_ends: Vec<(String, i32, i64)> = market_partitions
-        .iter()
-        .filter_map(|(topic, _, partition)| {
-            watermarks
-                .high(topic, *partition)
-                .map(|high| (topic.clone(), *partition, high))
-        })
-        .collect();
+    let market_ends = watermarks.ends(&market_partitions);
     while market_ends.iter().any(|(topic, partition, high)| {
         market_positions
             .get(&(topic.clone(), *partition))
@@ -489,21 +478,16 @@ pub async fn run(
             .await?;
         }
     }
-    let mut assignment = TopicPartitionList::new();
-    for (topic, _, partition) in &market_partitions {
-        let offset = market_positions
-            .get(&(topic.clone(), *partition))
-            .map_or(Offset::Beginning, |next| Offset::Offset(*next));
-        add_partition(&mut assignment, topic, *partition, offset)?;
-    }
-    for (topic, _, partition) in &signal_partitions {
-        let offset = positions
-            .get(&(topic.clone(), *partition))
-            .map_or(Offset::Beginning, |next| Offset::Offset(*next));
-        add_partition(&mut assignment, topic, *partition, offset)?;
-    }
+    // The markets from where the start read them to, the signals from their checkpoint.
+    let every_partition: Vec<(String, Topic, i32)> = market_partitions
+        .iter()
+        .chain(&signal_partitions)
+        .cloned()
+        .collect();
+    let mut every_position = positions.clone();
+    every_position.extend(market_positions);
     consumer
-        .assign(&assignment)
+        .assign(&assignment(&every_partition, &every_position)?)
         .map_err(|source| SignalsError::Client {
             context: "assign the alerter's partitions".to_owned(),
             source,
@@ -682,19 +666,6 @@ async fn finish_refresher(
             "the rule refresher ended: {error}"
         ))),
     }
-}
-
-fn add_partition(
-    list: &mut TopicPartitionList,
-    topic: &str,
-    partition: i32,
-    offset: Offset,
-) -> Result<(), SignalsError> {
-    list.add_partition_offset(topic, partition, offset)
-        .map_err(|source| SignalsError::Client {
-            context: format!("assign {topic}/{partition}"),
-            source,
-        })
 }
 
 async fn checkpoint(

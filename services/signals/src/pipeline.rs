@@ -337,14 +337,14 @@ pub(crate) fn retry_policy() -> ExponentialBuilder {
         .with_max_times(5)
 }
 
-fn assignment(
-    partitions: &[(String, Topic, i32)],
-    processor: &Processor,
+/// `partitions` assigned at their next offsets in `positions` (from the beginning when absent).
+pub(crate) fn assignment<I>(
+    partitions: &[(String, I, i32)],
+    positions: &HashMap<(String, i32), i64>,
 ) -> Result<TopicPartitionList, SignalsError> {
     let mut list = TopicPartitionList::new();
     for (topic, _, partition) in partitions {
-        let offset = processor
-            .positions
+        let offset = positions
             .get(&(topic.clone(), *partition))
             .map_or(Offset::Beginning, |next| Offset::Offset(*next));
         list.add_partition_offset(topic, *partition, offset)
@@ -440,19 +440,12 @@ pub async fn run(
     let consumer = create_consumer(&brokers, &group_id(&names), "polytape-signals")?;
     // The reference inputs first, up to the ends they have now.
     consumer
-        .assign(&assignment(&reference, &processor)?)
+        .assign(&assignment(&reference, &processor.positions)?)
         .map_err(|source| SignalsError::Client {
             context: "assign the reference partitions".to_owned(),
             source,
         })?;
-    let reference_ends: Vec<(String, i32, i64)> = reference
-        .iter()
-        .filter_map(|(topic, _, partition)| {
-            watermarks
-                .high(topic, *partition)
-                .map(|high| (topic.clone(), *partition, high))
-        })
-        .collect();
+    let reference_ends = watermarks.ends(&reference);
     while reference_ends
         .iter()
         .any(|(topic, partition, high)| processor.position(topic, *partition) < *high)
@@ -472,7 +465,7 @@ pub async fn run(
         "reference inputs read; judging books and trades"
     );
     consumer
-        .assign(&assignment(&all, &processor)?)
+        .assign(&assignment(&all, &processor.positions)?)
         .map_err(|source| SignalsError::Client {
             context: "assign the input partitions".to_owned(),
             source,

@@ -289,24 +289,10 @@ pub async fn disable_rule(
     Path(rule_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<AlertRuleView>, ApiError> {
-    let alerts = state.store.alerts();
-    let Some(current) = alerts.current_rule(&rule_id).await? else {
-        return Err(ApiError::not_found(format!(
-            "alert rule {rule_id:?} does not exist"
-        )));
-    };
-    let mut spec = current.spec;
-    spec.enabled = false;
-    let rule = alerts
-        .change_rule(RuleChange {
-            rule_id,
-            spec,
-            changed_by: actor(&headers),
-            change_id: random_id(),
-            now_ms: state.now_ms(),
-            expected_version: Some(current.version),
-            must_exist: true,
-        })
+    let rule = state
+        .store
+        .alerts()
+        .disable_rule(&rule_id, actor(&headers), random_id(), state.now_ms())
         .await?;
     tracing::info!(rule_id = %rule.rule_id, version = rule.version, changed_by = %rule.changed_by, "alert rule disabled");
     Ok(Json(rule.into()))
