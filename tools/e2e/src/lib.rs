@@ -36,12 +36,14 @@ use serde::Deserialize;
 mod checks;
 mod dead_letters;
 mod report;
+mod signals;
 mod ws_tables;
 
 pub use checks::*;
 
 pub use dead_letters::check_dead_letters;
 pub use report::Figures;
+pub use signals::check_planted_signals;
 pub use ws_tables::check_ws_tables;
 
 /// Scale knobs of a run, from the environment so a long soak needs no code change.
@@ -79,6 +81,8 @@ pub struct Wiring {
     pub private_broker: bool,
     /// Extra `POLYTAPE_…` settings for every service (they override the harness's).
     pub environment: Vec<(&'static str, String)>,
+    /// Run the signals service too (checked against the simulator's planted scenarios).
+    pub signals: bool,
 }
 
 /// A nisshi broker owned by one pipeline: stoppable and restartable on the same port and
@@ -203,9 +207,8 @@ impl Service {
     ];
 
     /// The services the end-to-end pipeline runs, in start order: the sink first (it applies
-    /// the migrations), producers last. The signals service is tested against the stack by
-    /// its own suite (`services/signals/tests`); it joins the pipeline with the end-to-end
-    /// checks of its signals (issue #15).
+    /// the migrations), producers last. The signals service joins where a run checks signals
+    /// ([`Wiring::signals`]; it starts after the candle builder).
     pub const PIPELINE: [Service; 5] = [
         Service::Sink,
         Service::Api,
@@ -438,7 +441,11 @@ impl Pipeline {
             figures: std::sync::Mutex::new(Figures::default()),
             kept_evidence: std::sync::Mutex::new(None),
         };
-        for service in Service::PIPELINE {
+        let services = Service::PIPELINE.into_iter().flat_map(|service| {
+            let with_signals = wiring.signals && service == Service::CandleBuilder;
+            std::iter::once(service).chain(with_signals.then_some(Service::Signals))
+        });
+        for service in services {
             pipeline.spawn(service, service_addr());
             pipeline.wait_ready(service).await;
             if service == Service::Api {
@@ -814,7 +821,7 @@ impl Pipeline {
 
     /// Stops everything: SIGTERM to each service (producers first) and the database dropped.
     pub async fn shut_down(self) {
-        for service in Service::PIPELINE.into_iter().rev() {
+        for service in Service::ALL.into_iter().rev() {
             let running = self
                 .processes()
                 .get_mut(&service)

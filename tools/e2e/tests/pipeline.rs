@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use polytape_e2e::{
     GapRow, Pipeline, Scale, Service, Wiring, check_book_at, check_candles, check_dead_letters,
+    check_planted_signals,
     check_markets_and_events, check_trades, check_ws_tables, declared_gaps, first_ws_book_times,
     instant_in, uncovered_spans,
 };
@@ -255,11 +256,22 @@ async fn run_live(pipeline: &Pipeline, duration: Duration) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_simulated_world_through_all_five_services_is_reproduced_exactly() {
+async fn a_simulated_world_through_all_six_services_is_reproduced_exactly() {
     let _world = ONE_WORLD_AT_A_TIME.lock().await;
     let scale = Scale::from_env();
-    let pipeline = Pipeline::start("e2e_fidelity", scale.clone(), |_| {}).await;
-    run_live(&pipeline, scale.live).await;
+    // Signal scenarios planted once, 30 s into the live phase (a round ends within 35 s): the
+    // signals service must find each, and raise nothing the rules do not raise on the tape.
+    let pipeline = Pipeline::start_wired(
+        "e2e_fidelity",
+        scale.clone(),
+        Wiring {
+            signals: true,
+            ..Wiring::default()
+        },
+        |config| config.scenario_every = Some(Duration::from_secs(3_600)),
+    )
+    .await;
+    run_live(&pipeline, scale.live.max(Duration::from_secs(75))).await;
     verify(
         &pipeline,
         Expect {
@@ -268,6 +280,13 @@ async fn a_simulated_world_through_all_five_services_is_reproduced_exactly() {
         },
     )
     .await;
+    pipeline
+        .eventually(
+            "signals = the planted scenarios' (recall 100 %), nothing else",
+            Duration::from_secs(180),
+            || check_planted_signals(&pipeline),
+        )
+        .await;
     pipeline.report("fidelity", "none", "no fault");
     pipeline.shut_down().await;
 }

@@ -444,7 +444,7 @@ impl MarketBook {
             BookSide::Ask => touch.saturating_add(sweep_ticks * self.tick),
             BookSide::Bid => touch.saturating_sub(sweep_ticks * self.tick),
         };
-        let mut wanted = random_size(rng, 5, 300);
+        let wanted = random_size(rng, 5, 300);
         let taker_wallet = random_wallet(rng, wallets);
         let taker_token = rng.random_range(0..2u8);
         // A YES buyer is a BUY on YES or a SELL on NO.
@@ -454,11 +454,30 @@ impl MarketBook {
         } else {
             flip_side(yes_side)
         };
-        outcome.taker = Some(Taker {
-            wallet: taker_wallet,
-            token: taker_token,
-            side: taker_side,
-        });
+        self.take_exact(
+            consumed,
+            limit,
+            wanted,
+            Taker {
+                wallet: taker_wallet,
+                token: taker_token,
+                side: taker_side,
+            },
+            outcome,
+        );
+    }
+
+    /// A fill-and-kill taker order consuming `consumed` up to the `limit` price for at most
+    /// `wanted` (micro-shares), in price-time priority.
+    pub(crate) fn take_exact(
+        &mut self,
+        consumed: BookSide,
+        limit: u32,
+        mut wanted: u64,
+        taker: Taker,
+        outcome: &mut OpOutcome,
+    ) {
+        outcome.taker = Some(taker);
         while wanted > 0 {
             let next_level = match consumed {
                 BookSide::Ask => self.queues[1].keys().next().copied(),
@@ -499,6 +518,41 @@ impl MarketBook {
         if outcome.matches.is_empty() {
             outcome.taker = None;
         }
+    }
+
+    /// Cancels every order of `side` at `bound` or beyond it towards the other side (bids at
+    /// or above it, asks at or below it): clears the way for an order at `bound` that must
+    /// not cross, or must be alone at its price.
+    pub(crate) fn cancel_through(&mut self, side: BookSide, bound: u32, outcome: &mut OpOutcome) {
+        let prices: Vec<u32> = match side {
+            BookSide::Bid => self.queues[0].range(bound..).map(|(price, _)| *price).collect(),
+            BookSide::Ask => self.queues[1].range(..=bound).map(|(price, _)| *price).collect(),
+        };
+        for price in prices {
+            if let Some(queue) = self.queues[side.index()].get_mut(&price) {
+                queue.clear();
+            }
+            self.record_total(side, price, outcome);
+        }
+    }
+
+    /// Cancels the orders `wallet` rests at `price` on `side`.
+    pub(crate) fn cancel_wallet_at(
+        &mut self,
+        side: BookSide,
+        price: u32,
+        wallet: u32,
+        outcome: &mut OpOutcome,
+    ) {
+        if let Some(queue) = self.queues[side.index()].get_mut(&price) {
+            queue.retain(|order| order.wallet != wallet);
+        }
+        self.record_total(side, price, outcome);
+    }
+
+    /// The aggregate size resting at `price` on `side`.
+    pub(crate) fn total_at(&self, side: BookSide, price: u32) -> u64 {
+        self.totals[side.index()].get(&price).copied().unwrap_or(0)
     }
 
     fn maybe_change_tick(&mut self, outcome: &mut OpOutcome) {

@@ -46,6 +46,9 @@ pub struct SimConfig {
     /// Every Nth history fill gets an identical twin in its transaction (same wallet, token,
     /// side, size, price): two trades, two identical rows upstream (0 = none).
     pub identical_fill_every: u64,
+    /// Plant signal scenarios into the live world (`None`: never), one round of them every
+    /// this long from five seconds after the live start (`/_sim/truth/signals`; PLANTING.md).
+    pub scenario_every: Option<Duration>,
 }
 
 impl Default for SimConfig {
@@ -66,6 +69,7 @@ impl Default for SimConfig {
             advance_at_wall_clock: false,
             advance_spacing_us: 1_000,
             identical_fill_every: 0,
+            scenario_every: None,
         }
     }
 }
@@ -161,6 +165,12 @@ pub struct Cli {
     /// Every Nth history fill gets an identical twin in its transaction (0 = none).
     #[arg(long, default_value_t = 0)]
     pub identical_fill_every: u64,
+    /// Plant signal scenarios into the live world: `none` or `live` (PLANTING.md).
+    #[arg(long, default_value = "none", value_parser = ["none", "live"])]
+    pub scenarios: String,
+    /// With `--scenarios live`: how often a round of scenarios is planted.
+    #[arg(long, default_value = "3m")]
+    pub scenario_every: humantime::Duration,
 }
 
 /// A command line that does not describe a run.
@@ -205,6 +215,7 @@ impl Cli {
             advance_at_wall_clock: self.advance_at_wall_clock,
             advance_spacing_us: self.advance_spacing_us,
             identical_fill_every: self.identical_fill_every,
+            scenario_every: (self.scenarios == "live").then(|| self.scenario_every.into()),
         })
     }
 }

@@ -23,6 +23,7 @@ mod fixed;
 mod http;
 mod ids;
 mod live;
+mod plant;
 mod server;
 mod state;
 mod stats;

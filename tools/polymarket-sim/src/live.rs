@@ -83,10 +83,17 @@ pub(crate) struct LiveState {
     pub(crate) ws_truth: VecDeque<Arc<WsEvent>>,
     pub(crate) ws_truth_dropped: u64,
     pub(crate) ws_truth_capacity: usize,
+    /// Planted signal scenarios (`--scenarios live`).
+    pub(crate) plants: Option<crate::plant::Plants>,
 }
 
 impl LiveState {
-    pub(crate) fn new(seed: u64, lifecycle_every: u64, ws_truth_capacity: usize) -> LiveState {
+    pub(crate) fn new(
+        seed: u64,
+        lifecycle_every: u64,
+        ws_truth_capacity: usize,
+        scenario_every_ms: Option<i64>,
+    ) -> LiveState {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(LIVE_STREAM);
         LiveState {
@@ -98,6 +105,7 @@ impl LiveState {
             ws_truth: VecDeque::new(),
             ws_truth_dropped: 0,
             ws_truth_capacity,
+            plants: scenario_every_ms.map(|every_ms| crate::plant::Plants::new(seed, every_ms)),
         }
     }
 }
@@ -266,9 +274,18 @@ impl World {
                 self.lifecycle_step(live, ts_ms, operation / live.lifecycle_every, &mut events);
                 continue;
             }
+            self.run_due_plants(live, ts_ms, &mut events);
             let Some(market) = self.pick_live_market(live) else {
                 continue;
             };
+            // A scenario's markets move only as it plants.
+            if live
+                .plants
+                .as_ref()
+                .is_some_and(|plants| plants.reserved.contains(&market))
+            {
+                continue;
+            }
             self.live_book_operation(live, market, ts_ms, &mut events);
         }
         events
@@ -281,11 +298,28 @@ impl World {
         ts_ms: i64,
         events: &mut Vec<Arc<WsEvent>>,
     ) {
+        let Some(profile) = self.markets.get(market as usize).map(|info| info.profile) else {
+            return;
+        };
+        self.publish_book_operation(live, market, ts_ms, events, |book, rng| {
+            book.random_operation(rng, &profile, crate::world::WALLET_COUNT_PUBLIC)
+        });
+    }
+
+    /// Applies one operation to a market's book (`operate`, random or planted), records it
+    /// (log, fills) and turns it into the market channel's events, as upstream sends them.
+    pub(crate) fn publish_book_operation(
+        &mut self,
+        live: &mut LiveState,
+        market: u32,
+        ts_ms: i64,
+        events: &mut Vec<Arc<WsEvent>>,
+        operate: impl FnOnce(&mut MarketBook, &mut ChaCha8Rng) -> OpOutcome,
+    ) {
         let market_index = market as usize;
         let Some(info) = self.markets.get(market_index) else {
             return;
         };
-        let profile = info.profile;
         let condition_id = info.condition_id.clone();
         let token_ids = info.token_ids.clone();
         let min_order_size = info.min_order_size;
@@ -296,8 +330,7 @@ impl World {
         };
         let best_before = [token_best_prices(book, 0), token_best_prices(book, 1)];
         let last_trade_before = book.last_trade;
-        let outcome =
-            book.random_operation(&mut live.rng, &profile, crate::world::WALLET_COUNT_PUBLIC);
+        let outcome = operate(book, &mut live.rng);
         if outcome.changes.is_empty() && outcome.tick_change.is_none() {
             return;
         }

@@ -197,6 +197,7 @@ fn router(state: Arc<SimState>) -> Router {
         .route("/_sim/truth/markets", get(simapi::truth_markets))
         .route("/_sim/truth/events", get(simapi::truth_events))
         .route("/_sim/truth/ws", get(simapi::truth_ws))
+        .route("/_sim/truth/signals", get(simapi::truth_signals))
         .route("/_sim/stats", get(simapi::stats))
         .route("/_sim/stats/reset", post(simapi::stats_reset))
         .route(

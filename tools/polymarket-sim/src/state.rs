@@ -84,6 +84,9 @@ impl SimState {
             config.seed,
             config.lifecycle_every,
             config.ws_truth_capacity,
+            config
+                .scenario_every
+                .map(|every| i64::try_from(every.as_millis()).unwrap_or(i64::MAX)),
         );
         let mut world = world;
         world.rebuild_sampler(&mut live);

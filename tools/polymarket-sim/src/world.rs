@@ -24,6 +24,10 @@ const LAYOUT_STREAM: u64 = 1;
 const WALLET_STREAM: u64 = 2;
 /// Live operations draw from this stream; history streams start at `MARKET_STREAM_BASE`.
 pub(crate) const LIVE_STREAM: u64 = 3;
+/// Fair prices of negative-risk events (drawn after the layout, so ids do not move).
+const COHERENCE_STREAM: u64 = 4;
+/// Planted signal scenarios (tools/polymarket-sim/PLANTING.md).
+pub(crate) const PLANT_STREAM: u64 = 5;
 const MARKET_STREAM_BASE: u64 = 1_000;
 
 /// Gamma's `version` field: absent on older rows, `"v1"` or `"v2"` on newer ones.
@@ -454,7 +458,8 @@ impl World {
         let history_end_ms = parameters.history_end_ms;
         let history_start_ms = history_end_ms - i64::from(parameters.history_days) * DAY_MS;
         let wallets = generate_wallets(parameters.seed);
-        let (events, markets) = generate_layout(&parameters, history_start_ms);
+        let (events, mut markets) = generate_layout(&parameters, history_start_ms);
+        make_negative_risk_events_coherent(parameters.seed, &events, &mut markets);
 
         // Per-market histories are independent streams: generate them on all cores.
         let threads = std::thread::available_parallelism()
@@ -937,6 +942,48 @@ fn generate_layout(
     (events, markets)
 }
 
+/// Upstream's negative-risk events are priced coherently: exactly one outcome wins, so the
+/// fair prices of an event's YES tokens add up to 1. Independent fairs (as drawn by the
+/// layout) made the sum of best asks fall below 1 for long stretches, a baseline world full of
+/// arbitrage no market maker would leave there. Each event's fairs are drawn from a flat
+/// Dirichlet on the 0.01 grid (every leg at least 0.02; the rounding residue goes to the
+/// largest leg, so the sum is exactly 1), and its legs do not drift: every bid then stays below
+/// its fair and every ask above it, so the best asks add up to more than 1 and the best bids to
+/// less, at every instant. Arbitrage appears only where a scenario plants it.
+fn make_negative_risk_events_coherent(seed: u64, events: &[EventInfo], markets: &mut [MarketInfo]) {
+    const GRID: u32 = 100;
+    const LEAST: u32 = 2 * GRID;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(COHERENCE_STREAM);
+    for event in events.iter().filter(|event| event.neg_risk) {
+        let legs = event.markets.len();
+        if legs == 0 || legs as u32 * LEAST > PRICE_UNITS_PER_ONE {
+            continue;
+        }
+        // A flat Dirichlet: normalised unit exponentials.
+        let draws: Vec<f64> = (0..legs)
+            .map(|_| -(1.0 - rng.random::<f64>()).ln())
+            .collect();
+        let total: f64 = draws.iter().sum();
+        let mut fairs: Vec<u32> = draws
+            .iter()
+            .map(|draw| {
+                let units = (draw / total * f64::from(PRICE_UNITS_PER_ONE)) as u32;
+                crate::book::round_to_tick(units, GRID).max(LEAST)
+            })
+            .collect();
+        let sum: u32 = fairs.iter().sum();
+        let largest = (0..legs).max_by_key(|leg| fairs[*leg]).unwrap_or(0);
+        fairs[largest] = (fairs[largest] + PRICE_UNITS_PER_ONE).saturating_sub(sum);
+        for (market_index, fair) in event.markets.iter().zip(fairs) {
+            if let Some(market) = markets.get_mut(*market_index as usize) {
+                market.initial_fair = fair;
+                market.profile.drift_probability = 0.0;
+            }
+        }
+    }
+}
+
 fn round_to_grid(price: u32, tick: u32) -> u32 {
     crate::book::round_to_tick(price, tick).max(tick)
 }
@@ -979,6 +1026,46 @@ mod tests {
             assert_eq!(state.last_trade, book.last_trade);
             assert_eq!(state.ts_ms, book.last_change_ms);
         }
+    }
+
+    #[test]
+    fn negative_risk_events_never_offer_arbitrage_of_their_own() {
+        let world = World::generate(WorldParameters {
+            markets: 200,
+            ..parameters(2)
+        });
+        let mut judged = 0;
+        for event in world.events.iter().filter(|event| event.neg_risk) {
+            let fairs: u32 = event
+                .markets
+                .iter()
+                .map(|market| world.markets[*market as usize].initial_fair)
+                .sum();
+            assert_eq!(fairs, PRICE_UNITS_PER_ONE, "event {}", event.id);
+            // Every ten minutes of history, while every leg is open and quoted both ways.
+            let mut at_ms = world.history_start_ms;
+            while at_ms <= world.parameters.history_end_ms {
+                at_ms += 600_000;
+                let states: Option<Vec<BookState>> = event
+                    .markets
+                    .iter()
+                    .map(|market| world.book_state_at(*market, at_ms))
+                    .collect();
+                let Some(states) = states else { continue };
+                let quoted = states.iter().all(|state| {
+                    !state.closed && !state.bids.is_empty() && !state.asks.is_empty()
+                });
+                if !quoted {
+                    continue;
+                }
+                let asks: u32 = states.iter().filter_map(|s| s.asks.keys().next()).sum();
+                let bids: u32 = states.iter().filter_map(|s| s.bids.keys().next_back()).sum();
+                assert!(asks > PRICE_UNITS_PER_ONE, "event {} at {at_ms}: asks {asks}", event.id);
+                assert!(bids < PRICE_UNITS_PER_ONE, "event {} at {at_ms}: bids {bids}", event.id);
+                judged += 1;
+            }
+        }
+        assert!(judged > 100, "only {judged} instants judged");
     }
 
     #[test]

@@ -424,3 +424,10 @@ pub(crate) async fn info(State(state): State<Arc<SimState>>) -> Response {
         "progress": state.progress(),
     }))
 }
+
+/// The planted signal scenarios and, for each one ended, the signals it must raise
+/// (`--scenarios live`; tools/polymarket-sim/PLANTING.md).
+pub(crate) async fn truth_signals(State(state): State<Arc<SimState>>) -> Response {
+    let shared = state.read();
+    json_ok(&shared.world.truth_signals(&shared.live))
+}
