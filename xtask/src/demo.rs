@@ -308,6 +308,13 @@ fn start_everything(upstream: Upstream, binaries: &std::path::Path) -> anyhow::R
             &SIMULATOR_PORT.to_string(),
             "--history-days",
             &SIMULATOR_HISTORY_DAYS.to_string(),
+            // A round of planted signal scenarios (a whale, a price move, a volume spike,
+            // arbitrage windows) 30 s into the live phase and every 3 minutes after, so a
+            // newcomer sees signals and alerts within a minute.
+            "--scenarios",
+            "live",
+            "--scenario-every",
+            "3m",
         ]);
         start_component(&SIMULATOR, command, "/_sim/info")?;
     }

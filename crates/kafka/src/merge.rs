@@ -75,9 +75,29 @@ impl<E: MergeEvent> EventMerge<E> {
     /// Releases, in merge order, every event no backlog partition can precede.
     /// `backlog` lists the partitions that still have unread records.
     pub fn release(&mut self, backlog: &[(E::Input, i32)]) -> Vec<E> {
+        self.release_until(backlog, None)
+    }
+
+    /// [`EventMerge::release`], holding back as well every event less than `lateness_ms`
+    /// older than the newest event read from any partition. At the live edge a partition read
+    /// to its end does not hold the merge back, but a record of the same instant (the other
+    /// token of one upstream message) may still be on its way to it: bounded out-of-orderness.
+    /// What this holds back is released by a later read, or by [`EventMerge::release`] once
+    /// the inputs are quiet.
+    pub fn release_settled(&mut self, backlog: &[(E::Input, i32)], lateness_ms: i64) -> Vec<E> {
+        let settled = self
+            .seen_ms
+            .values()
+            .max()
+            .map(|newest| newest.saturating_sub(lateness_ms));
+        self.release_until(backlog, settled)
+    }
+
+    fn release_until(&mut self, backlog: &[(E::Input, i32)], settled: Option<i64>) -> Vec<E> {
         let limit = backlog
             .iter()
             .map(|partition| self.seen_ms.get(partition).copied().unwrap_or(i64::MIN))
+            .chain(settled)
             .min();
         let mut released = Vec::new();
         while let Some(entry) = self.held.first_entry() {
@@ -88,5 +108,58 @@ impl<E: MergeEvent> EventMerge<E> {
             released.push(entry.remove());
         }
         released
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Event(i64);
+
+    impl MergeEvent for Event {
+        type Input = u8;
+
+        fn time_ms(&self) -> i64 {
+            self.0
+        }
+
+        fn input(&self) -> u8 {
+            0
+        }
+    }
+
+    fn times(events: &[Event]) -> Vec<i64> {
+        events.iter().map(|event| event.0).collect()
+    }
+
+    #[test]
+    fn settled_release_holds_the_latest_instants_back_until_later_ones_are_read() {
+        let mut merge = EventMerge::new();
+        merge.push(0, 1, Event(1_000));
+        merge.push(0, 2, Event(1_100));
+        // Partition 1 has nothing unread (no backlog): the plain release would take both.
+        // Within 250 ms of the newest read (1,100), both may still have siblings on the way.
+        assert_eq!(times(&merge.release_settled(&[], 250)), Vec::<i64>::new());
+        // The other token of 1,000 arrives late on partition 1, then time moves on.
+        merge.push(1, 1, Event(1_000));
+        merge.push(0, 3, Event(1_300));
+        assert_eq!(times(&merge.release_settled(&[], 250)), [1_000, 1_000]);
+        // Quiet inputs: everything goes.
+        assert_eq!(times(&merge.release(&[])), [1_100, 1_300]);
+        // A backlog partition still bounds the release as before (it may deliver more at its
+        // last time, 1,500); without it, the lateness does (3,000 − 250).
+        merge.push(0, 4, Event(2_000));
+        merge.push(1, 2, Event(1_500));
+        merge.push(0, 5, Event(3_000));
+        assert_eq!(
+            times(&merge.release_settled(&[(0, 1)], 250)),
+            Vec::<i64>::new()
+        );
+        assert_eq!(
+            times(&merge.release_settled(&[(0, 0)], 250)),
+            [1_500, 2_000]
+        );
     }
 }

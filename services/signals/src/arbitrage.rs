@@ -234,6 +234,16 @@ pub struct ArbitrageState {
     structures_of_token: HashMap<String, Vec<usize>>,
     #[serde(with = "polytape_model::pairs")]
     open: HashMap<(usize, Direction), OpenWindow>,
+    /// The latest instant applied but not judged yet (see [`ArbitrageDetector::apply`]).
+    #[serde(default)]
+    pending: Option<PendingInstant>,
+}
+
+/// An instant whose book updates are applied, and the structures they touched.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct PendingInstant {
+    at_ms: i64,
+    touched: Vec<usize>,
 }
 
 #[derive(Debug)]
@@ -278,22 +288,22 @@ impl ArbitrageDetector {
     /// legs is closed first, at `at_ms` (`structure_changed`), since its edge was another
     /// structure's. Returns those closings.
     pub fn watch(&mut self, structure: Structure, at_ms: i64) -> Vec<Signal> {
+        let mut signals = self.judge_pending();
         match self.position(structure.kind, &structure.subject) {
-            Some(index) if self.state.structures.get(index) == Some(&structure) => Vec::new(),
+            Some(index) if self.state.structures.get(index) == Some(&structure) => {}
             Some(index) => {
-                let closed = self.close_windows(index, at_ms, "structure_changed");
+                signals.extend(self.close_windows(index, at_ms, "structure_changed"));
                 self.unlink(index);
                 self.link(index, &structure);
                 self.state.structures[index] = structure;
-                closed
             }
             None => {
                 let index = self.state.structures.len();
                 self.link(index, &structure);
                 self.state.structures.push(structure);
-                Vec::new()
             }
         }
+        signals
     }
 
     /// Stops judging the structure of this kind and subject (its market closed, an outcome of
@@ -306,7 +316,8 @@ impl ArbitrageDetector {
         if self.state.structures[index].legs.is_empty() {
             return Vec::new();
         }
-        let closed = self.close_windows(index, at_ms, "structure_unwatched");
+        let mut closed = self.judge_pending();
+        closed.extend(self.close_windows(index, at_ms, "structure_unwatched"));
         self.unlink(index);
         // Kept as an empty structure, so the indexes of the others stay valid.
         self.state.structures[index].legs.clear();
@@ -361,12 +372,31 @@ impl ArbitrageDetector {
         closed
     }
 
-    /// Applies one batch of updates (e.g. the entries of one upstream message) and judges
-    /// every structure they touch once, at the batch's latest time: a window never opens or
-    /// closes on a half-applied message. Returns the windows opened and closed.
+    /// Applies one batch of updates of one instant (the entries of one upstream message, or
+    /// every update of one millisecond). An instant is judged once, with all of its updates:
+    /// when a batch of a later instant comes (before it is applied), or when the input goes
+    /// quiet ([`ArbitrageDetector::judge_pending`]). The two tokens of a binary market, or
+    /// the legs of an event, arrive on different partitions; at the live edge one of them can
+    /// be released before the other, and judging each part as it came once opened windows
+    /// of no duration on a book no one ever saw (a half-applied message). Returns the windows
+    /// opened and closed.
     pub fn apply(&mut self, updates: &[BookUpdate<'_>]) -> Result<Vec<Signal>, UnitsError> {
+        let Some(at_ms) = updates.iter().map(BookUpdate::timestamp_ms).max() else {
+            return Ok(Vec::new());
+        };
+        // A batch of the pending instant is more of it. Any other (a later instant, or a late
+        // batch of an earlier one: books from two topics interleave) has the pending instant
+        // judged first, and is judged at its own time.
+        let mut signals = Vec::new();
+        if self
+            .state
+            .pending
+            .as_ref()
+            .is_some_and(|pending| at_ms != pending.at_ms)
+        {
+            signals.extend(self.judge_pending());
+        }
         let mut touched: Vec<usize> = Vec::new();
-        let mut at_ms = i64::MIN;
         for update in updates {
             match update {
                 BookUpdate::Snapshot(snapshot) => self
@@ -382,25 +412,43 @@ impl ArbitrageDetector {
                     None => continue,
                 },
             }
-            at_ms = at_ms.max(update.timestamp_ms());
             if let Some(structures) = self.state.structures_of_token.get(update.token_id()) {
                 touched.extend(structures);
             }
         }
-        touched.sort_unstable();
-        touched.dedup();
+        let pending = self.state.pending.get_or_insert(PendingInstant {
+            at_ms,
+            touched: Vec::new(),
+        });
+        pending.touched.extend(touched);
+        Ok(signals)
+    }
+
+    /// Judges the pending instant, if any: every structure its updates touched, once.
+    pub fn judge_pending(&mut self) -> Vec<Signal> {
+        let Some(mut pending) = self.state.pending.take() else {
+            return Vec::new();
+        };
+        pending.touched.sort_unstable();
+        pending.touched.dedup();
         let mut signals = Vec::new();
-        for index in touched {
+        for index in pending.touched {
             for direction in [Direction::BuyEveryLeg, Direction::SellEveryLeg] {
-                signals.extend(self.judge(index, direction, at_ms));
+                signals.extend(self.judge(index, direction, pending.at_ms));
             }
         }
-        Ok(signals)
+        signals
+    }
+
+    /// Whether an instant waits to be judged.
+    pub fn has_pending(&self) -> bool {
+        self.state.pending.is_some()
     }
 
     /// Forgets a token's book (e.g. its market closed, or its stream has a gap): windows over
     /// it close, and it is judged again from its next snapshot.
     pub fn forget(&mut self, token_id: &str, at_ms: i64) -> Vec<Signal> {
+        let mut signals = self.judge_pending();
         self.state.books.remove(token_id);
         let structures = self
             .state
@@ -408,7 +456,6 @@ impl ArbitrageDetector {
             .get(token_id)
             .cloned()
             .unwrap_or_default();
-        let mut signals = Vec::new();
         for index in structures {
             for direction in [Direction::BuyEveryLeg, Direction::SellEveryLeg] {
                 signals.extend(self.judge(index, direction, at_ms));

@@ -329,6 +329,17 @@ impl Engine {
         }
     }
 
+    /// Judges the instant of book updates the arbitrage detector holds back (the input went
+    /// quiet; see [`ArbitrageDetector::apply`]).
+    pub fn judge_pending(&mut self) -> Vec<Signal> {
+        self.arbitrage.judge_pending()
+    }
+
+    /// Whether book updates wait to be judged.
+    pub fn has_pending(&self) -> bool {
+        self.arbitrage.has_pending()
+    }
+
     /// Judges events released by the merge, in their order.
     pub fn apply(&mut self, events: &[SignalEvent]) -> Result<Vec<Signal>, UnitsError> {
         let mut signals = Vec::new();

@@ -47,6 +47,10 @@ const BATCH: BatchLimits = BatchLimits {
     wait: Duration::from_millis(50),
 };
 const SOURCE: &str = "signals";
+/// How far behind the newest event read the merge releases while records come: the two
+/// tokens of one upstream message are two records on two partitions, and at the live edge
+/// one can be read well after the other (bounded out-of-orderness; see `judge`).
+const LATENESS_MS: i64 = 250;
 /// Read at start up to their ends, then applied as read.
 const REFERENCE: [Topic; 2] = [Topic::Markets, Topic::Events];
 /// Judged in event-time order.
@@ -233,10 +237,21 @@ impl Processor {
     }
 
     /// Judges what the merge releases (`backlog`: the judged partitions with unread records).
-    fn judge(&mut self, backlog: &[(SignalInput, i32)]) -> Result<(), SignalsError> {
-        let released = self.merge.release(backlog);
+    /// While records come, the latest [`LATENESS_MS`] of event time stay held (their other
+    /// half may still be on another partition); once the inputs are quiet (`quiet`),
+    /// everything goes, and the last instant of book updates is judged too.
+    fn judge(&mut self, backlog: &[(SignalInput, i32)], quiet: bool) -> Result<(), SignalsError> {
+        let released = if quiet {
+            self.merge.release(backlog)
+        } else {
+            self.merge.release_settled(backlog, LATENESS_MS)
+        };
         if !released.is_empty() {
             self.signals.extend(self.engine.apply(&released)?);
+        }
+        if quiet {
+            let judged = self.engine.judge_pending();
+            self.signals.extend(judged);
         }
         Ok(())
     }
@@ -476,7 +491,7 @@ pub async fn run(
     let mut last_checkpoint = Instant::now();
     let mut dirty = false;
     loop {
-        let idle_wait = if processor.merge.held() > 0 {
+        let idle_wait = if processor.merge.held() > 0 || processor.engine.has_pending() {
             BATCH.wait * 4
         } else {
             checkpoint_every
@@ -490,9 +505,10 @@ pub async fn run(
             handle(&mut processor, &decoders, &kinds, message).await?;
         }
         let received_any = !records.is_empty();
-        if received_any || processor.merge.held() > 0 {
+        if received_any || processor.merge.held() > 0 || processor.engine.has_pending() {
             let backlog = watermarks.backlog(&merged, &processor.positions);
-            processor.judge(&backlog)?;
+            // Quiet inputs: what is held is complete as far as anyone can tell.
+            processor.judge(&backlog, !received_any)?;
             processor.flush(&producers).await?;
             dirty = true;
         }

@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use polytape_e2e::{
     GapRow, Pipeline, Scale, Service, Wiring, check_book_at, check_candles, check_dead_letters,
-    check_planted_signals,
-    check_markets_and_events, check_trades, check_ws_tables, declared_gaps, first_ws_book_times,
-    instant_in, uncovered_spans,
+    check_markets_and_events, check_planted_signals, check_trades, check_ws_tables, declared_gaps,
+    first_ws_book_times, instant_in, uncovered_spans,
 };
 use rand::{Rng as _, SeedableRng as _, seq::SliceRandom as _};
 

@@ -525,8 +525,14 @@ impl MarketBook {
     /// not cross, or must be alone at its price.
     pub(crate) fn cancel_through(&mut self, side: BookSide, bound: u32, outcome: &mut OpOutcome) {
         let prices: Vec<u32> = match side {
-            BookSide::Bid => self.queues[0].range(bound..).map(|(price, _)| *price).collect(),
-            BookSide::Ask => self.queues[1].range(..=bound).map(|(price, _)| *price).collect(),
+            BookSide::Bid => self.queues[0]
+                .range(bound..)
+                .map(|(price, _)| *price)
+                .collect(),
+            BookSide::Ask => self.queues[1]
+                .range(..=bound)
+                .map(|(price, _)| *price)
+                .collect(),
         };
         for price in prices {
             if let Some(queue) = self.queues[side.index()].get_mut(&price) {

@@ -173,7 +173,13 @@ impl Plants {
         );
     }
 
-    fn add(&mut self, kind: ScenarioKind, markets: Vec<u32>, event: Option<u32>, at_ms: i64) -> usize {
+    fn add(
+        &mut self,
+        kind: ScenarioKind,
+        markets: Vec<u32>,
+        event: Option<u32>,
+        at_ms: i64,
+    ) -> usize {
         self.reserved.extend(markets.iter().copied());
         self.scenarios.push(Scenario {
             id: u32::try_from(self.scenarios.len() + 1).unwrap_or(u32::MAX),
@@ -212,7 +218,13 @@ fn notional_micros(price_units: u32, size_micros: u64) -> i128 {
 /// are cancelled, as a market maker requotes), `maker` offers `size` YES there and `taker` lifts
 /// exactly that. One maker, one taker, both on the YES token; the market's fair price moves
 /// to the trade.
-fn planted_trade(book: &mut MarketBook, price: u32, size: u64, taker: u32, maker: u32) -> OpOutcome {
+fn planted_trade(
+    book: &mut MarketBook,
+    price: u32,
+    size: u64,
+    taker: u32,
+    maker: u32,
+) -> OpOutcome {
     let mut outcome = OpOutcome::default();
     book.cancel_through(BookSide::Ask, price, &mut outcome);
     book.cancel_through(BookSide::Bid, price, &mut outcome);
@@ -230,6 +242,14 @@ fn planted_trade(book: &mut MarketBook, price: u32, size: u64, taker: u32, maker
     );
     book.fair = price;
     outcome
+}
+
+/// A taker and a maker from the pool the random flow draws from (wallets with a history).
+fn known_wallets(rng: &mut ChaCha8Rng) -> (u32, u32) {
+    (
+        random_wallet(rng, WALLET_COUNT_PUBLIC),
+        random_wallet(rng, WALLET_COUNT_PUBLIC),
+    )
 }
 
 /// Whole shares worth at least `notional` (scale 6) at `price_units`.
@@ -257,9 +277,14 @@ impl World {
         if ts_ms >= next_round_ms {
             self.plan_round(&mut plants, ts_ms);
             let every = plants.every_ms;
-            plants.next_round_ms = Some(next_round_ms + every * ((ts_ms - next_round_ms) / every + 1));
+            plants.next_round_ms =
+                Some(next_round_ms + every * ((ts_ms - next_round_ms) / every + 1));
         }
-        while plants.steps.front().is_some_and(|step| step.due_ms <= ts_ms) {
+        while plants
+            .steps
+            .front()
+            .is_some_and(|step| step.due_ms <= ts_ms)
+        {
             let Some(step) = plants.steps.pop_front() else {
                 break;
             };
@@ -295,7 +320,11 @@ impl World {
             .collect()
     }
 
-    fn pick(rng: &mut ChaCha8Rng, candidates: &mut Vec<u32>, wanted: impl Fn(u32) -> bool) -> Option<u32> {
+    fn pick(
+        rng: &mut ChaCha8Rng,
+        candidates: &mut Vec<u32>,
+        wanted: impl Fn(u32) -> bool,
+    ) -> Option<u32> {
         let eligible: Vec<usize> = (0..candidates.len())
             .filter(|position| wanted(candidates[*position]))
             .collect();
@@ -314,7 +343,14 @@ impl World {
         if let Some(market) = Self::pick(&mut plants.rng, &mut candidates, |_| true) {
             let scenario = plants.add(ScenarioKind::Whale, vec![market], None, start_ms);
             let notional_usdc = plants.rng.random_range(12_500..17_500u64);
-            plants.schedule(start_ms, scenario, Action::Whale { market, notional_usdc });
+            plants.schedule(
+                start_ms,
+                scenario,
+                Action::Whale {
+                    market,
+                    notional_usdc,
+                },
+            );
             plants.schedule(start_ms + second, scenario, Action::Release);
         }
         if let Some(market) = Self::pick(&mut plants.rng, &mut candidates, |_| true) {
@@ -325,10 +361,11 @@ impl World {
             }
             plants.schedule(start_ms + 9 * second, scenario, Action::Release);
         }
-        let warm = |world: &World, market: u32| {
-            world.volume_spike_target(market, start_ms).is_some()
-        };
-        if let Some(market) = Self::pick(&mut plants.rng, &mut candidates, |market| warm(self, market)) {
+        let warm =
+            |world: &World, market: u32| world.volume_spike_target(market, start_ms).is_some();
+        if let Some(market) = Self::pick(&mut plants.rng, &mut candidates, |market| {
+            warm(self, market)
+        }) {
             let scenario = plants.add(ScenarioKind::VolumeSpike, vec![market], None, start_ms);
             // Every step inside one volume window: a burst that would straddle a window's end
             // starts just after it instead (at most the burst's length later).
@@ -350,24 +387,54 @@ impl World {
             }
             for step in 0..steps {
                 let due = first_ms + i64::try_from(step).unwrap_or(0) * 2 * second;
-                plants.schedule(due, scenario, Action::VolumeStep { market, notional: per_step });
+                plants.schedule(
+                    due,
+                    scenario,
+                    Action::VolumeStep {
+                        market,
+                        notional: per_step,
+                    },
+                );
             }
             let last = first_ms + i64::try_from(steps).unwrap_or(0) * 2 * second;
             plants.schedule(last, scenario, Action::Release);
         }
         if let Some(market) = Self::pick(&mut plants.rng, &mut candidates, |market| {
-            self.markets.get(market as usize).is_some_and(|info| !info.fees_enabled)
+            self.markets
+                .get(market as usize)
+                .is_some_and(|info| !info.fees_enabled)
         }) {
             let scenario = plants.add(ScenarioKind::BinaryWindow, vec![market], None, start_ms);
-            plants.schedule(start_ms + 3 * second, scenario, Action::OpenBinary { market, ticks_through: 3 });
+            plants.schedule(
+                start_ms + 3 * second,
+                scenario,
+                Action::OpenBinary {
+                    market,
+                    ticks_through: 3,
+                },
+            );
             plants.schedule(start_ms + 13 * second, scenario, Action::CloseWindow);
             plants.schedule(start_ms + 14 * second, scenario, Action::Release);
         }
         if let Some(market) = Self::pick(&mut plants.rng, &mut candidates, |market| {
-            self.markets.get(market as usize).is_some_and(|info| info.fees_enabled && info.fee_bps > 0)
+            self.markets
+                .get(market as usize)
+                .is_some_and(|info| info.fees_enabled && info.fee_bps > 0)
         }) {
-            let scenario = plants.add(ScenarioKind::BinaryWindowWithFees, vec![market], None, start_ms);
-            plants.schedule(start_ms + 4 * second, scenario, Action::OpenBinary { market, ticks_through: 15 });
+            let scenario = plants.add(
+                ScenarioKind::BinaryWindowWithFees,
+                vec![market],
+                None,
+                start_ms,
+            );
+            plants.schedule(
+                start_ms + 4 * second,
+                scenario,
+                Action::OpenBinary {
+                    market,
+                    ticks_through: 15,
+                },
+            );
             plants.schedule(start_ms + 14 * second, scenario, Action::CloseWindow);
             plants.schedule(start_ms + 15 * second, scenario, Action::Release);
         }
@@ -378,9 +445,10 @@ impl World {
             .filter(|event| {
                 event.markets.iter().all(|market| {
                     !plants.reserved.contains(market)
-                        && self.markets.get(*market as usize).is_some_and(|info| {
-                            !info.is_closed() && !info.fees_enabled
-                        })
+                        && self
+                            .markets
+                            .get(*market as usize)
+                            .is_some_and(|info| !info.is_closed() && !info.fees_enabled)
                         && self.books.get(*market as usize).is_some_and(|book| {
                             book.best_bid().is_some() && book.best_ask().is_some()
                         })
@@ -406,6 +474,12 @@ impl World {
             scenarios = plants.scenarios.len(),
             "planted a round of signal scenarios"
         );
+    }
+
+    fn best_ask_of(&self, market: u32) -> Option<u32> {
+        self.books
+            .get(market as usize)
+            .and_then(MarketBook::best_ask)
     }
 
     /// A wallet no one has used: appended to the pool, never drawn by the random flow.
@@ -453,21 +527,34 @@ impl World {
         }
         scenario.started_ms.get_or_insert(ts_ms);
         match step.action {
-            Action::Whale { market, notional_usdc } => {
-                let Some(price) = self.books.get(market as usize).and_then(MarketBook::best_ask) else {
+            Action::Whale {
+                market,
+                notional_usdc,
+            } => {
+                let Some(price) = self.best_ask_of(market) else {
                     scenario.skipped = Some("no ask to lift".to_owned());
                     return self.store(plants, step.scenario, scenario);
                 };
                 let size = shares_for(i128::from(notional_usdc) * i128::from(ONE), price);
                 let taker = self.fresh_wallet(&mut plants.rng);
                 let maker = self.fresh_wallet(&mut plants.rng);
-                self.planted_trade_at(live, &mut scenario, (market, price, size), (taker, maker), ts_ms, events);
+                self.planted_trade_at(
+                    live,
+                    &mut scenario,
+                    (market, price, size),
+                    (taker, maker),
+                    ts_ms,
+                    events,
+                );
             }
-            Action::PriceStep { market, step: number } => {
+            Action::PriceStep {
+                market,
+                step: number,
+            } => {
                 let base = match scenario.base_price {
                     Some(base) => base,
                     None => {
-                        let Some(ask) = self.books.get(market as usize).and_then(MarketBook::best_ask) else {
+                        let Some(ask) = self.best_ask_of(market) else {
                             scenario.skipped = Some("no ask to start from".to_owned());
                             return self.store(plants, step.scenario, scenario);
                         };
@@ -477,21 +564,43 @@ impl World {
                 };
                 let price = base + 400 * number;
                 let size = 20 * SIZE_MICROS_PER_SHARE;
-                let taker = random_wallet(&mut plants.rng, WALLET_COUNT_PUBLIC);
-                let maker = random_wallet(&mut plants.rng, WALLET_COUNT_PUBLIC);
-                self.planted_trade_at(live, &mut scenario, (market, price, size), (taker, maker), ts_ms, events);
+                let wallets = known_wallets(&mut plants.rng);
+                self.planted_trade_at(
+                    live,
+                    &mut scenario,
+                    (market, price, size),
+                    wallets,
+                    ts_ms,
+                    events,
+                );
             }
             Action::VolumeStep { market, notional } => {
-                let Some(price) = self.books.get(market as usize).and_then(MarketBook::best_ask) else {
+                let Some(price) = self.best_ask_of(market) else {
                     return self.store(plants, step.scenario, scenario);
                 };
                 let size = shares_for(notional, price);
-                let taker = random_wallet(&mut plants.rng, WALLET_COUNT_PUBLIC);
-                let maker = random_wallet(&mut plants.rng, WALLET_COUNT_PUBLIC);
-                self.planted_trade_at(live, &mut scenario, (market, price, size), (taker, maker), ts_ms, events);
+                let wallets = known_wallets(&mut plants.rng);
+                self.planted_trade_at(
+                    live,
+                    &mut scenario,
+                    (market, price, size),
+                    wallets,
+                    ts_ms,
+                    events,
+                );
             }
-            Action::OpenBinary { market, ticks_through } => {
-                self.open_binary(plants, live, &mut scenario, (market, ticks_through), ts_ms, events);
+            Action::OpenBinary {
+                market,
+                ticks_through,
+            } => {
+                self.open_binary(
+                    plants,
+                    live,
+                    &mut scenario,
+                    (market, ticks_through),
+                    ts_ms,
+                    events,
+                );
             }
             Action::OpenNegRisk { leg } => {
                 self.open_neg_risk(plants, live, &mut scenario, leg, ts_ms, events);
@@ -543,7 +652,10 @@ impl World {
             scenario.skipped = Some("no bid".to_owned());
             return;
         };
-        let Some(price) = bid.checked_sub(ticks_through * tick).filter(|price| *price >= tick) else {
+        let Some(price) = bid
+            .checked_sub(ticks_through * tick)
+            .filter(|price| *price >= tick)
+        else {
             scenario.skipped = Some("the bid is too low".to_owned());
             return;
         };
@@ -556,7 +668,10 @@ impl World {
             outcome
         });
         scenario.resting = Some((market, price, maker));
-        let (Some(book), Some(info)) = (self.books.get(market as usize), self.markets.get(market as usize)) else {
+        let (Some(book), Some(info)) = (
+            self.books.get(market as usize),
+            self.markets.get(market as usize),
+        ) else {
             return;
         };
         let fee_bps = if info.fees_enabled { info.fee_bps } else { 0 };
@@ -567,8 +682,12 @@ impl World {
         let size = ask_size.min(bid_size);
         // Buying: YES at the ask, NO at 1 − the YES bid. Selling: YES at the bid, NO at
         // 1 − the YES ask.
-        let buy = ONE - (ask + fee_per_share(ask, fee_bps)) - ((ONE - bid_micros) + fee_per_share(ONE - bid_micros, fee_bps));
-        let sell = (bid_micros - fee_per_share(bid_micros, fee_bps)) + ((ONE - ask) - fee_per_share(ONE - ask, fee_bps)) - ONE;
+        let buy = ONE
+            - (ask + fee_per_share(ask, fee_bps))
+            - ((ONE - bid_micros) + fee_per_share(ONE - bid_micros, fee_bps));
+        let sell = (bid_micros - fee_per_share(bid_micros, fee_bps))
+            + ((ONE - ask) - fee_per_share(ONE - ask, fee_bps))
+            - ONE;
         for (direction, edge) in [("buy_every_leg", buy), ("sell_every_leg", sell)] {
             if edge < thresholds::ARBITRAGE_MIN_EDGE || size < thresholds::ARBITRAGE_MIN_SIZE {
                 continue;
@@ -601,7 +720,8 @@ impl World {
         let mut thinnest = i64::MAX;
         for market in scenario.markets.iter().filter(|market| **market != leg) {
             let Some((ask, size)) = self.books.get(*market as usize).and_then(|book| {
-                book.best_ask().map(|ask| (ask, book.total_at(BookSide::Ask, ask)))
+                book.best_ask()
+                    .map(|ask| (ask, book.total_at(BookSide::Ask, ask)))
             }) else {
                 scenario.skipped = Some("a leg has no ask".to_owned());
                 return;
@@ -630,7 +750,10 @@ impl World {
             outcome
         });
         scenario.resting = Some((leg, price, maker));
-        let Some(event) = scenario.event.and_then(|event| self.events.get(event as usize)) else {
+        let Some(event) = scenario
+            .event
+            .and_then(|event| self.events.get(event as usize))
+        else {
             return;
         };
         let edge = ONE - price_micros(price + others);
@@ -722,10 +845,16 @@ impl World {
                 ScenarioKind::Whale => SignalKind::LargeTradeNewWallet,
                 ScenarioKind::PriceMove => SignalKind::PriceMove,
                 ScenarioKind::VolumeSpike => SignalKind::VolumeSpike,
-                ScenarioKind::BinaryWindow | ScenarioKind::BinaryWindowWithFees => SignalKind::BinaryArbitrage,
+                ScenarioKind::BinaryWindow | ScenarioKind::BinaryWindowWithFees => {
+                    SignalKind::BinaryArbitrage
+                }
                 ScenarioKind::NegRiskWindow => SignalKind::NegRiskArbitrage,
             };
-            if planted == main { "planted" } else { "implied" }
+            if planted == main {
+                "planted"
+            } else {
+                "implied"
+            }
         };
         for window in &scenario.windows {
             let mut inputs = json!({
@@ -757,7 +886,11 @@ impl World {
         }
         for market in &scenario.markets {
             let rows = self.token_rows(*market, 0);
-            let token_id = self.markets.get(*market as usize).map(|info| info.token_ids[0].clone()).unwrap_or_default();
+            let token_id = self
+                .markets
+                .get(*market as usize)
+                .map(|info| info.token_ids[0].clone())
+                .unwrap_or_default();
             let is_planted = |position: u32| planted.contains(&position);
             for signal in price_moves_ending_in(&rows, &is_planted, &token_id) {
                 expected.push(with_role(signal, role(SignalKind::PriceMove)));
@@ -917,12 +1050,20 @@ fn decimal(units: i64) -> String {
 fn decimal_wide(units: i128) -> String {
     let sign = if units < 0 { "-" } else { "" };
     let magnitude = units.unsigned_abs();
-    format!("{sign}{}.{:06}", magnitude / 1_000_000, magnitude % 1_000_000)
+    format!(
+        "{sign}{}.{:06}",
+        magnitude / 1_000_000,
+        magnitude % 1_000_000
+    )
 }
 
 /// Price moves of a token's last-trade price whose end is a planted fill: the rule applied to
 /// the whole tape of the token (moves before the scenario set its cooldown).
-fn price_moves_ending_in(rows: &[(i64, i64, i128, u32)], wanted: &dyn Fn(u32) -> bool, token_id: &str) -> Vec<Value> {
+fn price_moves_ending_in(
+    rows: &[(i64, i64, i128, u32)],
+    wanted: &dyn Fn(u32) -> bool,
+    token_id: &str,
+) -> Vec<Value> {
     let mut found = Vec::new();
     let mut points: VecDeque<(i64, i64)> = VecDeque::new();
     let mut quiet_until = 0i64;
@@ -934,8 +1075,14 @@ fn price_moves_ending_in(rows: &[(i64, i64, i128, u32)], wanted: &dyn Fn(u32) ->
             points.pop_front();
         }
         // The earliest of the lowest and of the highest prices: where the move started.
-        let low = points.iter().copied().min_by_key(|(point_at, point_price)| (*point_price, *point_at));
-        let high = points.iter().copied().max_by_key(|(point_at, point_price)| (*point_price, -*point_at));
+        let low = points
+            .iter()
+            .copied()
+            .min_by_key(|(point_at, point_price)| (*point_price, *point_at));
+        let high = points
+            .iter()
+            .copied()
+            .max_by_key(|(point_at, point_price)| (*point_price, -*point_at));
         points.push_back((*at, *price));
         if *at < quiet_until {
             continue;
@@ -944,7 +1091,11 @@ fn price_moves_ending_in(rows: &[(i64, i64, i128, u32)], wanted: &dyn Fn(u32) ->
         let fall = high.filter(|(_, high)| high - price >= thresholds::PRICE_MOVE);
         let start = match (rise, fall) {
             (Some(low), Some(high)) => {
-                if price - low.1 >= high.1 - price { low } else { high }
+                if price - low.1 >= high.1 - price {
+                    low
+                } else {
+                    high
+                }
             }
             (Some(start), None) | (None, Some(start)) => start,
             (None, None) => continue,
@@ -972,7 +1123,11 @@ fn price_moves_ending_in(rows: &[(i64, i64, i128, u32)], wanted: &dyn Fn(u32) ->
 /// Volume spikes of a token whose crossing fill is a planted one: the rule applied to the
 /// whole tape of the token (tumbling UTC windows, the trailing mean over the windows before,
 /// quiet ones as zero, warm-up, forgetting after a quiet spell, once per window).
-fn volume_spikes_crossed_by(rows: &[(i64, i64, i128, u32)], wanted: &dyn Fn(u32) -> bool, token_id: &str) -> Vec<Value> {
+fn volume_spikes_crossed_by(
+    rows: &[(i64, i64, i128, u32)],
+    wanted: &dyn Fn(u32) -> bool,
+    token_id: &str,
+) -> Vec<Value> {
     let window = thresholds::VOLUME_WINDOW_MS;
     let windows = thresholds::VOLUME_TRAILING_WINDOWS;
     let mut found = Vec::new();

@@ -955,6 +955,10 @@ fn make_negative_risk_events_coherent(seed: u64, events: &[EventInfo], markets: 
     const LEAST: u32 = 2 * GRID;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(COHERENCE_STREAM);
+    let near_extreme = flow_profile(false, true);
+    // Legs that were to trade near 0.04 / 0.96 (where upstream switches the tick size) lose
+    // that here; as many binary markets take it over, so tick size changes stay as common.
+    let mut extremes_owed = 0usize;
     for event in events.iter().filter(|event| event.neg_risk) {
         let legs = event.markets.len();
         if legs == 0 || legs as u32 * LEAST > PRICE_UNITS_PER_ONE {
@@ -977,9 +981,27 @@ fn make_negative_risk_events_coherent(seed: u64, events: &[EventInfo], markets: 
         fairs[largest] = (fairs[largest] + PRICE_UNITS_PER_ONE).saturating_sub(sum);
         for (market_index, fair) in event.markets.iter().zip(fairs) {
             if let Some(market) = markets.get_mut(*market_index as usize) {
+                if market.profile.drift_probability == near_extreme.drift_probability {
+                    extremes_owed += 1;
+                }
                 market.initial_fair = fair;
                 market.profile.drift_probability = 0.0;
             }
+        }
+    }
+    for market in markets.iter_mut() {
+        if extremes_owed == 0 {
+            break;
+        }
+        let binary_and_calm = market.index != 0
+            && market.closed_ms.is_none()
+            && !market.neg_risk
+            && market.base_tick == 100
+            && market.profile.drift_probability != near_extreme.drift_probability;
+        if binary_and_calm {
+            market.initial_fair = if rng.random_bool(0.5) { 9_600 } else { 400 };
+            market.profile = near_extreme;
+            extremes_owed -= 1;
         }
     }
 }
@@ -1052,16 +1074,27 @@ mod tests {
                     .map(|market| world.book_state_at(*market, at_ms))
                     .collect();
                 let Some(states) = states else { continue };
-                let quoted = states.iter().all(|state| {
-                    !state.closed && !state.bids.is_empty() && !state.asks.is_empty()
-                });
+                let quoted = states
+                    .iter()
+                    .all(|state| !state.closed && !state.bids.is_empty() && !state.asks.is_empty());
                 if !quoted {
                     continue;
                 }
                 let asks: u32 = states.iter().filter_map(|s| s.asks.keys().next()).sum();
-                let bids: u32 = states.iter().filter_map(|s| s.bids.keys().next_back()).sum();
-                assert!(asks > PRICE_UNITS_PER_ONE, "event {} at {at_ms}: asks {asks}", event.id);
-                assert!(bids < PRICE_UNITS_PER_ONE, "event {} at {at_ms}: bids {bids}", event.id);
+                let bids: u32 = states
+                    .iter()
+                    .filter_map(|s| s.bids.keys().next_back())
+                    .sum();
+                assert!(
+                    asks > PRICE_UNITS_PER_ONE,
+                    "event {} at {at_ms}: asks {asks}",
+                    event.id
+                );
+                assert!(
+                    bids < PRICE_UNITS_PER_ONE,
+                    "event {} at {at_ms}: bids {bids}",
+                    event.id
+                );
                 judged += 1;
             }
         }

@@ -33,14 +33,19 @@ fn expectations<'a>(truth: &'a Value, scenario_kind: &str) -> Vec<&'a Value> {
 }
 
 fn input(expected: &Value, name: &str) -> Decimal {
-    dec(expected["inputs"][name].as_str().unwrap_or_else(|| panic!("{name} in {expected}")))
+    dec(expected["inputs"][name]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name} in {expected}")))
 }
 
 #[tokio::test]
 async fn a_round_plants_every_kind_and_says_what_each_must_raise() {
     let truth = planted_world().await;
     let scenarios = truth["scenarios"].as_array().expect("scenarios");
-    let kinds: Vec<&str> = scenarios.iter().filter_map(|s| s["kind"].as_str()).collect();
+    let kinds: Vec<&str> = scenarios
+        .iter()
+        .filter_map(|s| s["kind"].as_str())
+        .collect();
     for kind in [
         "whale_from_new_wallets",
         "price_move",
@@ -60,7 +65,10 @@ async fn a_round_plants_every_kind_and_says_what_each_must_raise() {
             .iter()
             .filter(|expected| expected["role"] == "planted")
             .count();
-        assert!(planted >= 1, "{kind} expects nothing it planted: {scenario}");
+        assert!(
+            planted >= 1,
+            "{kind} expects nothing it planted: {scenario}"
+        );
     }
 
     // The whale and its counterparty are both fresh wallets trading over 12,500 USDC.
@@ -100,7 +108,11 @@ async fn a_round_plants_every_kind_and_says_what_each_must_raise() {
         .find(|expected| expected["kind"] == "NEG_RISK_ARBITRAGE")
         .expect("a negative-risk window");
     assert!(input(window, "max_edge") >= dec("0.02"), "{window}");
-    assert!(window["subject"].as_str().is_some_and(|subject| subject.ends_with(":buy_every_leg")));
+    assert!(
+        window["subject"]
+            .as_str()
+            .is_some_and(|subject| subject.ends_with(":buy_every_leg"))
+    );
 
     let spikes = expectations(&truth, "volume_spike");
     let spike = spikes
@@ -110,7 +122,9 @@ async fn a_round_plants_every_kind_and_says_what_each_must_raise() {
     assert!(input(spike, "notional") >= dec("5000"), "{spike}");
     // No trade of the burst is a large one.
     assert!(
-        spikes.iter().all(|expected| expected["kind"] != "LARGE_TRADE_NEW_WALLET"),
+        spikes
+            .iter()
+            .all(|expected| expected["kind"] != "LARGE_TRADE_NEW_WALLET"),
         "{spikes:?}"
     );
 }
@@ -132,4 +146,3 @@ async fn without_scenarios_nothing_is_planted() {
     assert_eq!(truth["scenarios"].as_array().map(Vec::len), Some(0));
     sim.shutdown().await;
 }
-

@@ -7,6 +7,20 @@ use polytape_model::{
 
 use super::*;
 
+/// Applies a batch and judges it at once, as the input going quiet would: each batch of these
+/// tests is a complete instant.
+trait ApplyJudged {
+    fn apply_judged(&mut self, updates: &[BookUpdate<'_>]) -> Result<Vec<Signal>, UnitsError>;
+}
+
+impl ApplyJudged for ArbitrageDetector {
+    fn apply_judged(&mut self, updates: &[BookUpdate<'_>]) -> Result<Vec<Signal>, UnitsError> {
+        let mut signals = self.apply(updates)?;
+        signals.extend(self.judge_pending());
+        Ok(signals)
+    }
+}
+
 fn dec(text: &str) -> Decimal {
     Decimal::from_str(text).unwrap()
 }
@@ -122,13 +136,15 @@ fn a_binary_window_opens_tracks_its_best_edge_and_closes_as_one_signal() {
     let yes = book(YES_TOKEN, 1_000, &[("0.53", "10")], &[("0.55", "40")]);
     let no = book(NO_TOKEN, 1_000, &[("0.44", "10")], &[("0.50", "25")]);
     let opened = detector
-        .apply(&[BookUpdate::Snapshot(&yes), BookUpdate::Snapshot(&no)])
+        .apply_judged(&[BookUpdate::Snapshot(&yes), BookUpdate::Snapshot(&no)])
         .unwrap();
     assert!(opened.is_empty(), "{opened:?}");
 
     // NO ask 0.40 × 10 appears: 0.55 + 0.40 = 0.95, a five-cent window of 10 sets.
     let better_no = change(NO_TOKEN, 2_000, Side::Sell, "0.40", "10");
-    let opened = detector.apply(&[BookUpdate::Change(&better_no)]).unwrap();
+    let opened = detector
+        .apply_judged(&[BookUpdate::Change(&better_no)])
+        .unwrap();
     let [open] = opened.as_slice() else {
         panic!("one window opens: {opened:?}");
     };
@@ -143,14 +159,16 @@ fn a_binary_window_opens_tracks_its_best_edge_and_closes_as_one_signal() {
     let better_yes = change(YES_TOKEN, 3_000, Side::Sell, "0.52", "8");
     assert!(
         detector
-            .apply(&[BookUpdate::Change(&better_yes)])
+            .apply_judged(&[BookUpdate::Change(&better_yes)])
             .unwrap()
             .is_empty()
     );
 
     // The NO offer is taken: the next NO ask is 0.50, 0.52 + 0.50 > 1, the window closes.
     let taken = change(NO_TOKEN, 4_500, Side::Sell, "0.40", "0");
-    let closed = detector.apply(&[BookUpdate::Change(&taken)]).unwrap();
+    let closed = detector
+        .apply_judged(&[BookUpdate::Change(&taken)])
+        .unwrap();
     let [closed] = closed.as_slice() else {
         panic!("the window closes: {closed:?}");
     };
@@ -177,14 +195,14 @@ fn a_window_is_judged_on_whole_batches_not_half_applied_messages() {
     let yes = book(YES_TOKEN, 1_000, &[], &[("0.55", "40")]);
     let no = book(NO_TOKEN, 1_000, &[], &[("0.50", "25")]);
     detector
-        .apply(&[BookUpdate::Snapshot(&yes), BookUpdate::Snapshot(&no)])
+        .apply_judged(&[BookUpdate::Snapshot(&yes), BookUpdate::Snapshot(&no)])
         .unwrap();
     // One message moves the NO ask down and the YES ask up: in between, the sum is 0.95.
     let no_down = change(NO_TOKEN, 2_000, Side::Sell, "0.40", "10");
     let yes_gone = change(YES_TOKEN, 2_000, Side::Sell, "0.55", "0");
     let yes_up = change(YES_TOKEN, 2_000, Side::Sell, "0.62", "40");
     let signals = detector
-        .apply(&[
+        .apply_judged(&[
             BookUpdate::Change(&no_down),
             BookUpdate::Change(&yes_gone),
             BookUpdate::Change(&yes_up),
@@ -205,7 +223,7 @@ fn thresholds_hold_back_thin_or_small_edges() {
     let no = book(NO_TOKEN, 1_000, &[], &[("0.50", "25")]);
     assert!(
         detector
-            .apply(&[BookUpdate::Snapshot(&yes), BookUpdate::Snapshot(&no)])
+            .apply_judged(&[BookUpdate::Snapshot(&yes), BookUpdate::Snapshot(&no)])
             .unwrap()
             .is_empty()
     );
@@ -213,14 +231,17 @@ fn thresholds_hold_back_thin_or_small_edges() {
     let yes = book(YES_TOKEN, 2_000, &[], &[("0.495", "40")]);
     assert!(
         detector
-            .apply(&[BookUpdate::Snapshot(&yes)])
+            .apply_judged(&[BookUpdate::Snapshot(&yes)])
             .unwrap()
             .is_empty()
     );
     // A cent on 5 sets: both thresholds met.
     let yes = book(YES_TOKEN, 3_000, &[], &[("0.49", "5")]);
     assert_eq!(
-        detector.apply(&[BookUpdate::Snapshot(&yes)]).unwrap().len(),
+        detector
+            .apply_judged(&[BookUpdate::Snapshot(&yes)])
+            .unwrap()
+            .len(),
         1
     );
 }
@@ -247,13 +268,15 @@ fn a_neg_risk_window_needs_every_yes_book_and_sells_as_well_as_buys() {
     let second = book("yes-1", 1_000, &[("0.29", "10")], &[("0.30", "20")]);
     assert!(
         detector
-            .apply(&[BookUpdate::Snapshot(&first), BookUpdate::Snapshot(&second)])
+            .apply_judged(&[BookUpdate::Snapshot(&first), BookUpdate::Snapshot(&second)])
             .unwrap()
             .is_empty()
     );
     // The third at 0.35 × 6: 0.95 for a set paying 1.
     let third = book("yes-2", 2_000, &[("0.30", "10")], &[("0.35", "6")]);
-    let opened = detector.apply(&[BookUpdate::Snapshot(&third)]).unwrap();
+    let opened = detector
+        .apply_judged(&[BookUpdate::Snapshot(&third)])
+        .unwrap();
     let [open] = opened.as_slice() else {
         panic!("{opened:?}");
     };
@@ -268,7 +291,7 @@ fn a_neg_risk_window_needs_every_yes_book_and_sells_as_well_as_buys() {
     let first = book("yes-0", 3_000, &[("0.40", "7")], &[("0.41", "10")]);
     let second = book("yes-1", 3_000, &[("0.35", "9")], &[("0.36", "20")]);
     let signals = detector
-        .apply(&[BookUpdate::Snapshot(&first), BookUpdate::Snapshot(&second)])
+        .apply_judged(&[BookUpdate::Snapshot(&first), BookUpdate::Snapshot(&second)])
         .unwrap();
     let kinds: Vec<(&str, Option<i64>)> = signals
         .iter()
@@ -308,7 +331,7 @@ fn a_replay_gives_the_same_signals_with_the_same_ids() {
             let no = book(NO_TOKEN, at_ms, &[], &[(no_ask, "10")]);
             signals.extend(
                 detector
-                    .apply(&[BookUpdate::Snapshot(&yes), BookUpdate::Snapshot(&no)])
+                    .apply_judged(&[BookUpdate::Snapshot(&yes), BookUpdate::Snapshot(&no)])
                     .unwrap(),
             );
         }
@@ -334,7 +357,7 @@ fn a_book_is_known_only_from_a_snapshot_and_a_structure_is_watched_once() {
     let no = change(NO_TOKEN, 1_000, Side::Sell, "0.45", "10");
     assert!(
         detector
-            .apply(&[BookUpdate::Change(&yes), BookUpdate::Change(&no)])
+            .apply_judged(&[BookUpdate::Change(&yes), BookUpdate::Change(&no)])
             .unwrap()
             .is_empty()
     );
@@ -342,7 +365,7 @@ fn a_book_is_known_only_from_a_snapshot_and_a_structure_is_watched_once() {
     let yes_book = book(YES_TOKEN, 2_000, &[], &[("0.45", "10")]);
     let no_book = book(NO_TOKEN, 2_000, &[], &[("0.45", "10")]);
     let opened = detector
-        .apply(&[
+        .apply_judged(&[
             BookUpdate::Snapshot(&yes_book),
             BookUpdate::Snapshot(&no_book),
         ])
@@ -354,7 +377,7 @@ fn a_book_is_known_only_from_a_snapshot_and_a_structure_is_watched_once() {
     let again = change(YES_TOKEN, 4_000, Side::Sell, "0.40", "10");
     assert!(
         detector
-            .apply(&[BookUpdate::Change(&again)])
+            .apply_judged(&[BookUpdate::Change(&again)])
             .unwrap()
             .is_empty()
     );
@@ -367,11 +390,13 @@ fn a_window_never_closes_before_it_opened() {
     let yes = book(YES_TOKEN, 5_000, &[], &[("0.45", "10")]);
     let no = book(NO_TOKEN, 5_000, &[], &[("0.45", "10")]);
     detector
-        .apply(&[BookUpdate::Snapshot(&yes), BookUpdate::Snapshot(&no)])
+        .apply_judged(&[BookUpdate::Snapshot(&yes), BookUpdate::Snapshot(&no)])
         .unwrap();
     // A change stamped earlier (another topic's record, read later) ends the edge.
     let earlier = change(NO_TOKEN, 4_000, Side::Sell, "0.45", "0");
-    let closed = detector.apply(&[BookUpdate::Change(&earlier)]).unwrap();
+    let closed = detector
+        .apply_judged(&[BookUpdate::Change(&earlier)])
+        .unwrap();
     assert_eq!(closed[0].window_end_ms, Some(5_000));
     assert_eq!(closed[0].input("duration_ms"), Some("0"));
 }
@@ -382,7 +407,7 @@ fn a_changed_structure_closes_the_window_of_the_old_one_and_an_equal_one_changes
     let structure = Structure::binary(&samples::market()).unwrap();
     detector.watch(structure.clone(), 0);
     let opened = detector
-        .apply(&[
+        .apply_judged(&[
             BookUpdate::Snapshot(&book(YES_TOKEN, 1_000, &[], &[("0.45", "10")])),
             BookUpdate::Snapshot(&book(NO_TOKEN, 1_000, &[], &[("0.50", "10")])),
         ])
@@ -398,7 +423,7 @@ fn a_changed_structure_closes_the_window_of_the_old_one_and_an_equal_one_changes
     assert_eq!(closed[0].window_end_ms, Some(3_000));
     // The new legs are judged at the next update: 0.45 + fee 0.0045 + 0.50 = 0.9545, open.
     let reopened = detector
-        .apply(&[BookUpdate::Change(&change(
+        .apply_judged(&[BookUpdate::Change(&change(
             NO_TOKEN,
             4_000,
             Side::Sell,
@@ -408,4 +433,49 @@ fn a_changed_structure_closes_the_window_of_the_old_one_and_an_equal_one_changes
         .unwrap();
     assert_eq!(reopened.len(), 1);
     assert_eq!(reopened[0].input("leg_0_fee_bps"), Some("100"));
+}
+
+#[test]
+fn an_instant_split_across_batches_is_judged_once_whole() {
+    let mut held = detector(ArbitrageThresholds::default());
+    held.watch(Structure::binary(&samples::market()).unwrap(), 0);
+    // 0.52 + 0.50: no window.
+    let yes = book(YES_TOKEN, 1_000, &[("0.47", "10")], &[("0.52", "40")]);
+    let no = book(NO_TOKEN, 1_000, &[("0.45", "10")], &[("0.50", "40")]);
+    held.apply_judged(&[BookUpdate::Snapshot(&yes), BookUpdate::Snapshot(&no)])
+        .unwrap();
+    // One upstream message at 2,000 moves both tokens (YES ask 0.45, NO ask 0.58: 1.03), and
+    // its two records are released in two batches. Half of it alone (0.45 + 0.50) would be
+    // a window no one ever saw.
+    let yes_part = change(YES_TOKEN, 2_000, Side::Sell, "0.45", "40");
+    let no_part = change(NO_TOKEN, 2_000, Side::Sell, "0.58", "40");
+    let no_gone = change(NO_TOKEN, 2_000, Side::Sell, "0.50", "0");
+    assert_eq!(held.apply(&[BookUpdate::Change(&yes_part)]).unwrap(), []);
+    assert!(held.has_pending());
+    assert_eq!(
+        held.apply(&[BookUpdate::Change(&no_part), BookUpdate::Change(&no_gone)])
+            .unwrap(),
+        []
+    );
+    // The next instant judges the whole of 2,000 first: still no window.
+    let later = change(YES_TOKEN, 3_000, Side::Buy, "0.40", "10");
+    assert_eq!(held.apply(&[BookUpdate::Change(&later)]).unwrap(), []);
+    assert_eq!(held.judge_pending(), []);
+    assert!(!held.has_pending());
+
+    // Judged half by half (each batch judged as it came), the same updates open and close a
+    // window at 2,000: what the detector did before instants were held back.
+    let mut eager = detector(ArbitrageThresholds::default());
+    eager.watch(Structure::binary(&samples::market()).unwrap(), 0);
+    eager
+        .apply_judged(&[BookUpdate::Snapshot(&yes), BookUpdate::Snapshot(&no)])
+        .unwrap();
+    let opened = eager
+        .apply_judged(&[BookUpdate::Change(&yes_part)])
+        .unwrap();
+    let closed = eager
+        .apply_judged(&[BookUpdate::Change(&no_part), BookUpdate::Change(&no_gone)])
+        .unwrap();
+    assert_eq!((opened.len(), closed.len()), (1, 1));
+    assert_eq!(closed[0].window_end_ms, Some(2_000));
 }

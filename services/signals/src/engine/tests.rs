@@ -6,6 +6,20 @@ use polytape_model::{BookLevel, Decimal, MarketToken, Side, SignalKind, samples}
 
 use super::*;
 
+/// Applies released events and judges the last instant at once, as the input going quiet
+/// would.
+trait ApplyJudged {
+    fn apply_judged(&mut self, events: &[SignalEvent]) -> Result<Vec<Signal>, UnitsError>;
+}
+
+impl ApplyJudged for Engine {
+    fn apply_judged(&mut self, events: &[SignalEvent]) -> Result<Vec<Signal>, UnitsError> {
+        let mut signals = self.apply(events)?;
+        signals.extend(self.judge_pending());
+        Ok(signals)
+    }
+}
+
 fn dec(text: &str) -> Decimal {
     Decimal::from_str(text).unwrap()
 }
@@ -120,7 +134,7 @@ fn a_negative_risk_event_is_judged_only_once_every_outcome_is_known() {
         snapshot("b-yes", 1_000, &[("0.30", "50")]),
         snapshot("c-yes", 1_000, &[("0.30", "50")]),
     ];
-    let signals = engine.apply(&books).unwrap();
+    let signals = engine.apply_judged(&books).unwrap();
     assert!(
         signals
             .iter()
@@ -130,7 +144,7 @@ fn a_negative_risk_event_is_judged_only_once_every_outcome_is_known() {
     // The third outcome arrives: the next book event judges all three (0.90: edge 0.10).
     engine.market(neg_risk_market("c"));
     let signals = engine
-        .apply(&[ask_change("c-yes", 2_000, "0.30", "40")])
+        .apply_judged(&[ask_change("c-yes", 2_000, "0.30", "40")])
         .unwrap();
     let neg_risk: Vec<&Signal> = signals
         .iter()
@@ -156,7 +170,7 @@ fn book_events_of_one_millisecond_are_judged_together() {
         // a millisecond later, the YES ask at 0.50 gone (1.05: none).
         events.push(ask_change("m-no", 2_000, "0.45", "10"));
         events.push(ask_change("m-yes", second_at_ms, "0.50", "0"));
-        kinds(&engine.apply(&events).unwrap())
+        kinds(&engine.apply_judged(&events).unwrap())
     };
     assert_eq!(opening_then_closing(2_000), []);
     assert_eq!(
@@ -172,7 +186,7 @@ fn book_events_of_one_millisecond_are_judged_together() {
 fn trades_feed_the_wallet_and_the_price_detectors() {
     let mut engine = Engine::new(&settings(), EngineState::default());
     let signals = engine
-        .apply(&[
+        .apply_judged(&[
             trade("t1", "0xw1", "a-yes", 10_000, "0.30", "10"),
             // 0.45 × 40,000 = $18,000 by a wallet never seen, and a 15-point rise.
             trade("t2", "0xwhale", "a-yes", 70_000, "0.45", "40000"),
@@ -216,15 +230,16 @@ fn a_restored_state_judges_what_follows_as_the_uninterrupted_engine_does() {
     };
     let mut uninterrupted = Engine::new(&settings(), EngineState::default());
     start(&mut uninterrupted);
-    let expected = uninterrupted.apply(&events).unwrap();
+    let expected = uninterrupted.apply_judged(&events).unwrap();
     assert!(expected.len() >= 6, "the sequence fires: {expected:?}");
     for split in 0..=events.len() {
         let mut before = Engine::new(&settings(), EngineState::default());
         start(&mut before);
+        // The instant held back at the split travels in the checkpoint.
         let mut got = before.apply(&events[..split]).unwrap();
         let text = serde_json::to_string(&before.state()).unwrap();
         let mut after = Engine::new(&settings(), serde_json::from_str(&text).unwrap());
-        got.extend(after.apply(&events[split..]).unwrap());
+        got.extend(after.apply_judged(&events[split..]).unwrap());
         assert_eq!(got, expected, "restored after {split} events");
     }
 }
@@ -255,7 +270,7 @@ fn an_outcome_added_to_an_event_stops_its_judgement_until_the_new_market_is_know
     engine.market(neg_risk_market("b"));
     // 0.45 + 0.45: a window opens.
     let opened = engine
-        .apply(&[
+        .apply_judged(&[
             snapshot("a-yes", 1_000, &[("0.45", "50")]),
             snapshot("b-yes", 1_000, &[("0.45", "50")]),
         ])
@@ -270,7 +285,7 @@ fn an_outcome_added_to_an_event_stops_its_judgement_until_the_new_market_is_know
     assert_eq!(closed[0].window_end_ms, Some(5_000));
     assert!(
         engine
-            .apply(&[ask_change("a-yes", 6_000, "0.40", "50")])
+            .apply_judged(&[ask_change("a-yes", 6_000, "0.40", "50")])
             .unwrap()
             .is_empty()
     );
@@ -278,13 +293,13 @@ fn an_outcome_added_to_an_event_stops_its_judgement_until_the_new_market_is_know
     engine.market(neg_risk_market("c"));
     assert!(
         engine
-            .apply(&[snapshot("c-yes", 7_000, &[("0.30", "50")])])
+            .apply_judged(&[snapshot("c-yes", 7_000, &[("0.30", "50")])])
             .unwrap()
             .is_empty()
     );
     // c's ask drops to 0.10: 0.95.
     let reopened = engine
-        .apply(&[ask_change("c-yes", 8_000, "0.10", "50")])
+        .apply_judged(&[ask_change("c-yes", 8_000, "0.10", "50")])
         .unwrap();
     assert_eq!(kinds(&reopened), [(SignalKind::NegRiskArbitrage, false)]);
     assert_eq!(reopened[0].token_ids, ["a-yes", "b-yes", "c-yes"]);
@@ -295,7 +310,7 @@ fn a_closed_market_is_no_longer_judged() {
     let mut engine = Engine::new(&settings(), EngineState::default());
     engine.market(market("m"));
     let opened = engine
-        .apply(&[
+        .apply_judged(&[
             snapshot("m-yes", 1_000, &[("0.45", "10")]),
             snapshot("m-no", 1_000, &[("0.50", "10")]),
         ])
@@ -310,7 +325,7 @@ fn a_closed_market_is_no_longer_judged() {
     assert_eq!(closed[0].input("closed_by"), Some("structure_unwatched"));
     assert!(
         engine
-            .apply(&[ask_change("m-no", 10_000, "0.30", "10")])
+            .apply_judged(&[ask_change("m-no", 10_000, "0.30", "10")])
             .unwrap()
             .is_empty()
     );
@@ -325,7 +340,7 @@ fn a_closed_market_is_no_longer_judged() {
     );
     engine.market(market("m"));
     let reopened = engine
-        .apply(&[ask_change("m-no", 11_000, "0.31", "10")])
+        .apply_judged(&[ask_change("m-no", 11_000, "0.31", "10")])
         .unwrap();
     assert_eq!(kinds(&reopened), [(SignalKind::BinaryArbitrage, false)]);
 }
