@@ -63,6 +63,11 @@ impl<E: MergeEvent> EventMerge<E> {
         self.held.len()
     }
 
+    /// The newest event time read from any partition.
+    pub fn newest_ms(&self) -> Option<i64> {
+        self.seen_ms.values().max().copied()
+    }
+
     /// Holds an event read at `offset` of `partition`.
     pub fn push(&mut self, partition: i32, offset: i64, event: E) {
         let input = event.input();
@@ -78,7 +83,7 @@ impl<E: MergeEvent> EventMerge<E> {
         self.release_until(backlog, None)
     }
 
-    /// [`EventMerge::release`], holding back as well every event less than `lateness_ms`
+    /// [`EventMerge::release`], holding back as well every event not more than `lateness_ms`
     /// older than the newest event read from any partition. At the live edge a partition read
     /// to its end does not hold the merge back, but a record of the same instant (the other
     /// token of one upstream message) may still be on its way to it: bounded out-of-orderness.
@@ -86,9 +91,7 @@ impl<E: MergeEvent> EventMerge<E> {
     /// the inputs are quiet.
     pub fn release_settled(&mut self, backlog: &[(E::Input, i32)], lateness_ms: i64) -> Vec<E> {
         let settled = self
-            .seen_ms
-            .values()
-            .max()
+            .newest_ms()
             .map(|newest| newest.saturating_sub(lateness_ms));
         self.release_until(backlog, settled)
     }

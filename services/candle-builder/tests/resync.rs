@@ -58,7 +58,9 @@ fn offline_mismatches(events: &[&Event]) -> usize {
 async fn a_mismatch_is_resynced_from_rest_within_seconds() {
     let names = isolated_topics("resync");
     support::create_topics(&names).await;
-    let sim = support::start_simulator(31, 6, 1, EPOCH_MS).await;
+    // Twenty markets: a lost change shows only if it moved a token's best price (negative-risk
+    // legs never drift, so their tops rarely move), and a handful of markets may hold none.
+    let sim = support::start_simulator(31, 20, 1, EPOCH_MS).await;
     let markets = support::get_json(&format!("{}/_sim/truth/markets", sim.base_url())).await;
     let tokens: Vec<String> = markets
         .as_array()

@@ -445,6 +445,11 @@ impl ArbitrageDetector {
         self.state.pending.is_some()
     }
 
+    /// The time of the instant waiting to be judged.
+    pub fn pending_at_ms(&self) -> Option<i64> {
+        self.state.pending.as_ref().map(|pending| pending.at_ms)
+    }
+
     /// Forgets a token's book (e.g. its market closed, or its stream has a gap): windows over
     /// it close, and it is judged again from its next snapshot.
     pub fn forget(&mut self, token_id: &str, at_ms: i64) -> Vec<Signal> {
@@ -502,7 +507,9 @@ impl ArbitrageDetector {
                     || (edge.edge == window.best.edge && edge.size > window.best.size)
                 {
                     window.best = edge;
-                    window.best_at_ms = at_ms;
+                    // A late batch (books from two topics interleave) is never before the
+                    // opening, as for the closing.
+                    window.best_at_ms = at_ms.max(window.opened_ms);
                     window.legs_at_best = tops.iter().filter_map(|(top, _)| *top).collect();
                 }
                 None

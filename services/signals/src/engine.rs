@@ -340,6 +340,11 @@ impl Engine {
         self.arbitrage.has_pending()
     }
 
+    /// The time of the book updates waiting to be judged.
+    pub fn pending_at_ms(&self) -> Option<i64> {
+        self.arbitrage.pending_at_ms()
+    }
+
     /// Judges events released by the merge, in their order.
     pub fn apply(&mut self, events: &[SignalEvent]) -> Result<Vec<Signal>, UnitsError> {
         let mut signals = Vec::new();

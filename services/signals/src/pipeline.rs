@@ -249,7 +249,20 @@ impl Processor {
         if !released.is_empty() {
             self.signals.extend(self.engine.apply(&released)?);
         }
-        if quiet {
+        // The pending instant is complete once the inputs are quiet, or once the merge has
+        // read past it by the lateness (its other half would have been released with it):
+        // records that never release a later book instant (trades, reference updates) must
+        // not hold it back.
+        let settled = self
+            .merge
+            .newest_ms()
+            .map(|newest| newest.saturating_sub(LATENESS_MS));
+        let pending_settled = self
+            .engine
+            .pending_at_ms()
+            .zip(settled)
+            .is_some_and(|(pending, settled)| pending < settled);
+        if quiet || pending_settled {
             let judged = self.engine.judge_pending();
             self.signals.extend(judged);
         }
@@ -496,11 +509,14 @@ pub async fn run(
         } else {
             checkpoint_every
         };
-        let records = match polytape_kafka::read_batch(&consumer, &stop, idle_wait, BATCH).await {
-            BatchRead::Stopped => break,
-            BatchRead::Idle => Vec::new(),
-            BatchRead::Records(records) => records,
-        };
+        // Quiet only when the wait ran out with nothing to read (a consumer error returns at
+        // once with no records: that is no proof that nothing more is on its way).
+        let (records, quiet) =
+            match polytape_kafka::read_batch(&consumer, &stop, idle_wait, BATCH).await {
+                BatchRead::Stopped => break,
+                BatchRead::Idle => (Vec::new(), true),
+                BatchRead::Records(records) => (records, false),
+            };
         for message in &records {
             handle(&mut processor, &decoders, &kinds, message).await?;
         }
@@ -508,7 +524,7 @@ pub async fn run(
         if received_any || processor.merge.held() > 0 || processor.engine.has_pending() {
             let backlog = watermarks.backlog(&merged, &processor.positions);
             // Quiet inputs: what is held is complete as far as anyone can tell.
-            processor.judge(&backlog, !received_any)?;
+            processor.judge(&backlog, quiet)?;
             processor.flush(&producers).await?;
             dirty = true;
         }

@@ -511,11 +511,19 @@ impl World {
         events: &mut Vec<Arc<WsEvent>>,
     ) {
         if step % 2 == 1 {
+            // A market a planted scenario is running on is left alone (its expected signals
+            // assume only the scenario moves it).
+            let reserved = |market: u32| {
+                live.plants
+                    .as_ref()
+                    .is_some_and(|plants| plants.reserved.contains(&market))
+            };
             let candidates: Vec<u32> = self
                 .markets
                 .iter()
                 .filter(|market| {
                     market.index != 0
+                        && !reserved(market.index)
                         && !market.is_closed()
                         && self
                             .events

@@ -615,6 +615,11 @@ impl World {
                     for window in &mut scenario.windows {
                         window.closed_ms = Some(ts_ms);
                     }
+                    // Opened and closed in one millisecond (operations too sparse for the
+                    // steps' spacing): the books never showed it, and no one can see it.
+                    scenario
+                        .windows
+                        .retain(|window| window.closed_ms != Some(window.opened_ms));
                 }
             }
             Action::Release => {
