@@ -310,7 +310,8 @@ fn start_everything(upstream: Upstream, binaries: &std::path::Path) -> anyhow::R
             &SIMULATOR_HISTORY_DAYS.to_string(),
             // A round of planted signal scenarios (a whale, a price move, a volume spike,
             // arbitrage windows) 30 s into the live phase and every 3 minutes after, so a
-            // newcomer sees signals and alerts within a minute.
+            // newcomer sees arbitrage windows and their alerts within a minute (trade-driven
+            // signals once the collector's backfill is through).
             "--scenarios",
             "live",
             "--scenario-every",
