@@ -440,11 +440,6 @@ impl ArbitrageDetector {
         signals
     }
 
-    /// Whether an instant waits to be judged.
-    pub fn has_pending(&self) -> bool {
-        self.state.pending.is_some()
-    }
-
     /// The time of the instant waiting to be judged.
     pub fn pending_at_ms(&self) -> Option<i64> {
         self.state.pending.as_ref().map(|pending| pending.at_ms)

@@ -335,11 +335,6 @@ impl Engine {
         self.arbitrage.judge_pending()
     }
 
-    /// Whether book updates wait to be judged.
-    pub fn has_pending(&self) -> bool {
-        self.arbitrage.has_pending()
-    }
-
     /// The time of the book updates waiting to be judged.
     pub fn pending_at_ms(&self) -> Option<i64> {
         self.arbitrage.pending_at_ms()

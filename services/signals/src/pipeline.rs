@@ -504,7 +504,8 @@ pub async fn run(
     let mut last_checkpoint = Instant::now();
     let mut dirty = false;
     loop {
-        let idle_wait = if processor.merge.held() > 0 || processor.engine.has_pending() {
+        let idle_wait = if processor.merge.held() > 0 || processor.engine.pending_at_ms().is_some()
+        {
             BATCH.wait * 4
         } else {
             checkpoint_every
@@ -521,7 +522,8 @@ pub async fn run(
             handle(&mut processor, &decoders, &kinds, message).await?;
         }
         let received_any = !records.is_empty();
-        if received_any || processor.merge.held() > 0 || processor.engine.has_pending() {
+        if received_any || processor.merge.held() > 0 || processor.engine.pending_at_ms().is_some()
+        {
             let backlog = watermarks.backlog(&merged, &processor.positions);
             // Quiet inputs: what is held is complete as far as anyone can tell.
             processor.judge(&backlog, quiet)?;

@@ -10,17 +10,9 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::Pipeline;
+use polymarket_sim::SCENARIO_KINDS;
 
-/// The kinds of scenario the simulator plants in a round (tools/polymarket-sim/src/plant.rs).
-const SCENARIO_KINDS: [&str; 6] = [
-    "whale_from_new_wallets",
-    "price_move",
-    "volume_spike",
-    "binary_window",
-    "binary_window_with_fees",
-    "neg_risk_window",
-];
+use crate::Pipeline;
 
 /// The simulator's live phase starts a moment before the harness notes the time.
 const LIVE_START_SLACK_MS: i64 = 5_000;

@@ -32,5 +32,6 @@ mod world;
 pub use booksnap::book_hash_of_json;
 pub use config::{Cli, ConfigError, SimConfig};
 pub use faults::{FaultKind, FaultRule, FaultSpecError, parse_fault_spec};
+pub use plant::SCENARIO_KINDS;
 pub use server::{RunningSim, SimError, start};
 pub use state::LiveProgress;

@@ -17,6 +17,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
+use polytape_model::micros::{micros_to_decimal, units_to_decimal};
 use polytape_model::{Side, SignalKind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -69,8 +70,18 @@ pub(crate) enum ScenarioKind {
     NegRiskWindow,
 }
 
+/// The name of every kind of scenario a round plants (`kind` in `/_sim/truth/signals`).
+pub const SCENARIO_KINDS: [&str; 6] = [
+    ScenarioKind::Whale.name(),
+    ScenarioKind::PriceMove.name(),
+    ScenarioKind::VolumeSpike.name(),
+    ScenarioKind::BinaryWindow.name(),
+    ScenarioKind::BinaryWindowWithFees.name(),
+    ScenarioKind::NegRiskWindow.name(),
+];
+
 impl ScenarioKind {
-    fn name(self) -> &'static str {
+    const fn name(self) -> &'static str {
         match self {
             Self::Whale => "whale_from_new_wallets",
             Self::PriceMove => "price_move",
@@ -399,44 +410,31 @@ impl World {
             let last = first_ms + i64::try_from(steps).unwrap_or(0) * 2 * second;
             plants.schedule(last, scenario, Action::Release);
         }
-        if let Some(market) = Self::pick(&mut plants.rng, &mut candidates, |market| {
-            self.markets
-                .get(market as usize)
-                .is_some_and(|info| !info.fees_enabled)
-        }) {
-            let scenario = plants.add(ScenarioKind::BinaryWindow, vec![market], None, start_ms);
+        // (kind, seconds in, ticks through the bid, whether the market charges fees): open
+        // for ten seconds each.
+        for (kind, opens_after, ticks_through, with_fees) in [
+            (ScenarioKind::BinaryWindow, 3, 3, false),
+            (ScenarioKind::BinaryWindowWithFees, 4, 15, true),
+        ] {
+            let Some(market) = Self::pick(&mut plants.rng, &mut candidates, |market| {
+                self.markets
+                    .get(market as usize)
+                    .is_some_and(|info| with_fees == (info.fees_enabled && info.fee_bps > 0))
+            }) else {
+                continue;
+            };
+            let scenario = plants.add(kind, vec![market], None, start_ms);
+            let opens_ms = start_ms + opens_after * second;
             plants.schedule(
-                start_ms + 3 * second,
+                opens_ms,
                 scenario,
                 Action::OpenBinary {
                     market,
-                    ticks_through: 3,
+                    ticks_through,
                 },
             );
-            plants.schedule(start_ms + 13 * second, scenario, Action::CloseWindow);
-            plants.schedule(start_ms + 14 * second, scenario, Action::Release);
-        }
-        if let Some(market) = Self::pick(&mut plants.rng, &mut candidates, |market| {
-            self.markets
-                .get(market as usize)
-                .is_some_and(|info| info.fees_enabled && info.fee_bps > 0)
-        }) {
-            let scenario = plants.add(
-                ScenarioKind::BinaryWindowWithFees,
-                vec![market],
-                None,
-                start_ms,
-            );
-            plants.schedule(
-                start_ms + 4 * second,
-                scenario,
-                Action::OpenBinary {
-                    market,
-                    ticks_through: 15,
-                },
-            );
-            plants.schedule(start_ms + 14 * second, scenario, Action::CloseWindow);
-            plants.schedule(start_ms + 15 * second, scenario, Action::Release);
+            plants.schedule(opens_ms + 10 * second, scenario, Action::CloseWindow);
+            plants.schedule(opens_ms + 11 * second, scenario, Action::Release);
         }
         let events: Vec<u32> = self
             .events
@@ -1047,19 +1045,15 @@ fn with_role(mut signal: Value, role: &str) -> Value {
     signal
 }
 
-/// Scale-6 units as a decimal with six places (as the signals service writes its inputs).
+/// Scale-6 units as a decimal with six places, as the signals service writes its inputs
+/// (the model's own conversion).
 fn decimal(units: i64) -> String {
-    decimal_wide(i128::from(units))
+    micros_to_decimal(units).to_string()
 }
 
 fn decimal_wide(units: i128) -> String {
-    let sign = if units < 0 { "-" } else { "" };
-    let magnitude = units.unsigned_abs();
-    format!(
-        "{sign}{}.{:06}",
-        magnitude / 1_000_000,
-        magnitude % 1_000_000
-    )
+    units_to_decimal("expected input", units, 6)
+        .map_or_else(|_| units.to_string(), |value| value.to_string())
 }
 
 /// Price moves of a token's last-trade price whose end is a planted fill: the rule applied to

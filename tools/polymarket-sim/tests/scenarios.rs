@@ -46,14 +46,7 @@ async fn a_round_plants_every_kind_and_says_what_each_must_raise() {
         .iter()
         .filter_map(|s| s["kind"].as_str())
         .collect();
-    for kind in [
-        "whale_from_new_wallets",
-        "price_move",
-        "volume_spike",
-        "binary_window",
-        "binary_window_with_fees",
-        "neg_risk_window",
-    ] {
+    for kind in polymarket_sim::SCENARIO_KINDS {
         let scenario = scenarios
             .iter()
             .find(|scenario| scenario["kind"] == kind)

@@ -451,7 +451,7 @@ fn an_instant_split_across_batches_is_judged_once_whole() {
     let no_part = change(NO_TOKEN, 2_000, Side::Sell, "0.58", "40");
     let no_gone = change(NO_TOKEN, 2_000, Side::Sell, "0.50", "0");
     assert_eq!(held.apply(&[BookUpdate::Change(&yes_part)]).unwrap(), []);
-    assert!(held.has_pending());
+    assert_eq!(held.pending_at_ms(), Some(2_000));
     assert_eq!(
         held.apply(&[BookUpdate::Change(&no_part), BookUpdate::Change(&no_gone)])
             .unwrap(),
@@ -461,7 +461,7 @@ fn an_instant_split_across_batches_is_judged_once_whole() {
     let later = change(YES_TOKEN, 3_000, Side::Buy, "0.40", "10");
     assert_eq!(held.apply(&[BookUpdate::Change(&later)]).unwrap(), []);
     assert_eq!(held.judge_pending(), []);
-    assert!(!held.has_pending());
+    assert_eq!(held.pending_at_ms(), None);
 
     // Judged half by half (each batch judged as it came), the same updates open and close a
     // window at 2,000: what the detector did before instants were held back.
