@@ -293,6 +293,13 @@ fn service_environment(upstream: Upstream) -> Vec<(&'static str, String)> {
                 "POLYTAPE_COLLECTOR_RETENTION",
                 format!("{}days", SIMULATOR_HISTORY_DAYS + 1),
             ),
+            // The simulator indexes a fill the moment it happens (real upstream takes up to
+            // minutes, hence the 60 s default lag): poll its trades tail every 2 s, 1 s behind,
+            // so trade-driven signals reach the webhook within seconds; crawl the market list
+            // every 30 s.
+            ("POLYTAPE_COLLECTOR_POLL_INTERVAL", "2s".to_owned()),
+            ("POLYTAPE_COLLECTOR_POLL_LAG", "1s".to_owned()),
+            ("POLYTAPE_COLLECTOR_CRAWL_INTERVAL", "30s".to_owned()),
         ]);
     }
     environment
@@ -745,10 +752,10 @@ fn status_line(previous: &Snapshot, current: &Snapshot, seconds: f64, dead: &[&s
 
 /// One sample of the Prometheus text format.
 #[derive(Debug, PartialEq)]
-struct Sample {
-    name: String,
+pub(crate) struct Sample {
+    pub(crate) name: String,
     labels: Vec<(String, String)>,
-    value: f64,
+    pub(crate) value: f64,
 }
 
 impl Sample {
@@ -762,7 +769,7 @@ impl Sample {
 
 /// Parses the sample lines of the Prometheus text exposition format (ours: no escaped quotes
 /// in label values, no timestamps needed).
-fn parse_prometheus_text(text: &str) -> Vec<Sample> {
+pub(crate) fn parse_prometheus_text(text: &str) -> Vec<Sample> {
     text.lines()
         .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
         .filter_map(|line| {
@@ -796,13 +803,13 @@ fn parse_prometheus_text(text: &str) -> Vec<Sample> {
 
 /// A small blocking HTTP helper: reqwest's async client on a private current-thread runtime
 /// (the demo makes a few local requests per second; no need for reqwest's blocking feature).
-struct Http {
+pub(crate) struct Http {
     runtime: tokio::runtime::Runtime,
     client: reqwest::Client,
 }
 
 impl Http {
-    fn new() -> anyhow::Result<Self> {
+    pub(crate) fn new() -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -824,7 +831,7 @@ impl Http {
         })
     }
 
-    fn text(&self, url: &str) -> Option<String> {
+    pub(crate) fn text(&self, url: &str) -> Option<String> {
         self.runtime.block_on(async {
             let response = self.client.get(url).send().await.ok()?;
             response.error_for_status().ok()?.text().await.ok()

@@ -509,6 +509,10 @@ impl Collector {
         // (or resumes from checkpoints), and the trailing window covers the recent past.
         let deep_interval = self.tuning.reconcile_interval;
         let mut next_deep = Instant::now() + deep_interval;
+        // The market list of the last crawl; rounds between crawls poll trades over it.
+        let mut selected: Vec<Market> = Vec::new();
+        let mut next_crawl = Instant::now();
+        let mut next_prices = Instant::now();
         loop {
             let now_s = now_ms() / 1000 - lag;
             let from = if options.mode == Mode::Run {
@@ -523,13 +527,16 @@ impl Collector {
                 if !crawl {
                     return Ok(());
                 }
-                let markets = self.crawl_markets(emit_markets, emit_events).await?;
-                let selected = self.select(&markets, options);
-                if books {
-                    let tokens = self.snapshot_tokens(&selected);
-                    match self.book_tokens.lock() {
-                        Ok(mut current) => *current = tokens,
-                        Err(poisoned) => *poisoned.into_inner() = tokens,
+                if Instant::now() >= next_crawl {
+                    let markets = self.crawl_markets(emit_markets, emit_events).await?;
+                    selected = self.select(&markets, options);
+                    next_crawl = Instant::now() + self.tuning.crawl_interval;
+                    if books {
+                        let tokens = self.snapshot_tokens(&selected);
+                        match self.book_tokens.lock() {
+                            Ok(mut current) => *current = tokens,
+                            Err(poisoned) => *poisoned.into_inner() = tokens,
+                        }
                     }
                 }
                 if trades {
@@ -545,8 +552,11 @@ impl Collector {
                         next_deep = Instant::now() + deep_interval;
                     }
                 }
-                if prices {
+                // Price history is per token (a request each): read at the crawl's pace, not
+                // at every trades poll.
+                if prices && Instant::now() >= next_prices {
                     self.prices_round(&selected, from, now_s).await?;
+                    next_prices = Instant::now() + self.tuning.crawl_interval;
                 }
                 Ok::<(), CollectError>(())
             };

@@ -30,6 +30,11 @@ pub struct CollectorTuning {
     /// Pause between polling rounds.
     #[serde(with = "humantime_serde", rename = "collector_poll_interval")]
     pub poll_interval: Duration,
+    /// Least time between two crawls of the market list (and price-history rounds) in
+    /// `run`/`poll`: rounds in between poll trades over the last crawl's markets, so the trades
+    /// tail can be polled far more often than the whole list is read.
+    #[serde(with = "humantime_serde", rename = "collector_crawl_interval")]
+    pub crawl_interval: Duration,
     /// Length of upstream's sliding rate-limit windows.
     #[serde(with = "humantime_serde", rename = "collector_budget_window")]
     pub budget_window: Duration,
@@ -122,6 +127,12 @@ impl CollectorConfig {
             KeyKind::Duration,
             "30s",
             "pause between collector polling rounds",
+        ),
+        KeySpec::new(
+            "collector_crawl_interval",
+            KeyKind::Duration,
+            "60s",
+            "least time between crawls of the market list (and price-history rounds); rounds in between poll trades over the last crawl",
         ),
         KeySpec::new(
             "collector_poll_lag",

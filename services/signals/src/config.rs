@@ -39,6 +39,10 @@ pub struct SignalsConfig {
     pub signal_price_move_window: Duration,
     #[serde(with = "humantime_serde")]
     pub signal_price_move_cooldown: Duration,
+    pub signal_price_move_sigmas: String,
+    #[serde(with = "humantime_serde")]
+    pub signal_price_move_sigma_lookback: Duration,
+    pub signal_price_move_sigma_floor: String,
     #[serde(with = "humantime_serde")]
     pub signal_volume_window: Duration,
     pub signal_volume_trailing_windows: u64,
@@ -130,6 +134,24 @@ impl SignalsConfig {
             KeyKind::Duration,
             "5m",
             "price moves: how long a token stays quiet after a signal",
+        ),
+        KeySpec::new(
+            "signal_price_move_sigmas",
+            KeyKind::Text,
+            "0",
+            "price moves: also fire on a move of at least this many standard deviations of the token's trailing window-to-window price changes (0 = off)",
+        ),
+        KeySpec::new(
+            "signal_price_move_sigma_lookback",
+            KeyKind::Duration,
+            "24h",
+            "price moves: how far back the window-to-window changes behind the deviation reach",
+        ),
+        KeySpec::new(
+            "signal_price_move_sigma_floor",
+            KeyKind::Text,
+            "0.02",
+            "price moves: the least move the deviation criterion fires on",
         ),
         KeySpec::new(
             "signal_volume_window",
@@ -263,7 +285,7 @@ impl SignalsConfig {
             .unwrap_or_default()
     }
 
-    fn decimal_keys(&self) -> [(&'static str, &str); 6] {
+    fn decimal_keys(&self) -> [(&'static str, &str); 8] {
         [
             (
                 "signal_large_trade_notional",
@@ -272,6 +294,11 @@ impl SignalsConfig {
             ("signal_arbitrage_min_edge", &self.signal_arbitrage_min_edge),
             ("signal_arbitrage_min_size", &self.signal_arbitrage_min_size),
             ("signal_price_move", &self.signal_price_move),
+            ("signal_price_move_sigmas", &self.signal_price_move_sigmas),
+            (
+                "signal_price_move_sigma_floor",
+                &self.signal_price_move_sigma_floor,
+            ),
             ("signal_volume_multiple", &self.signal_volume_multiple),
             (
                 "signal_volume_min_notional",
@@ -298,6 +325,9 @@ impl SignalsConfig {
                 min_move: units_of(&self.signal_price_move),
                 window_ms: millis(self.signal_price_move_window),
                 cooldown_ms: millis(self.signal_price_move_cooldown),
+                sigmas: units_of(&self.signal_price_move_sigmas),
+                sigma_lookback_ms: millis(self.signal_price_move_sigma_lookback),
+                sigma_floor: units_of(&self.signal_price_move_sigma_floor),
             },
             volume_spike: VolumeSpikeThresholds {
                 window_ms: millis(self.signal_volume_window).max(1),

@@ -7,6 +7,18 @@
 //! window starts at that extreme, which fixes the signal's id. After a signal the token is
 //! quiet for a cooldown, so one move is one signal, not one per fill that continues it.
 //!
+//! A second, opt-in criterion (`sigmas` > 0) fires on a move that is large for *this* token:
+//! at least `sigmas` standard deviations of its trailing window-to-window price changes. The
+//! token's last price in each window of `window_ms` (aligned to UTC) is its close; over the
+//! trailing `sigma_lookback_ms` the changes from close to close (a window without fills keeps
+//! the close before it: a change of 0) give the deviation, computed in integer scale-6 units,
+//! once at least [`MIN_SIGMA_SAMPLES`] changes are known. A move fires this way when it is at
+//! least `sigmas × deviation` and at least `sigma_floor` (a token whose price never moved
+//! would otherwise fire on one tick). Either criterion makes one signal (same window, same id);
+//! its inputs say which held (`fired_on`) and, with the variant on, the deviation and the
+//! number of changes it rests on. Off by default: chance alone fires it (with normal changes a
+//! three-deviation change comes about once in 370 windows per token).
+//!
 //! Moves are judged in time order. A fill older than the newest seen (a late or replayed
 //! copy's neighbour) joins the window in its place, so later moves are measured against it,
 //! but raises nothing itself: a move is only ever told forwards in time. A fill older than the
@@ -26,17 +38,41 @@ pub struct PriceMoveThresholds {
     pub min_move: i64,
     pub window_ms: i64,
     pub cooldown_ms: i64,
+    /// The deviations a move must reach to fire on the trailing volatility (scale-6: 3.0 =
+    /// 3,000,000); 0 turns that criterion off.
+    pub sigmas: i64,
+    /// How far back the window-to-window changes are kept for the deviation.
+    pub sigma_lookback_ms: i64,
+    /// The least move the volatility criterion fires on (scale-6).
+    pub sigma_floor: i64,
 }
 
 impl Default for PriceMoveThresholds {
-    /// Ten points within five minutes; quiet for five minutes after.
+    /// Ten points within five minutes; quiet for five minutes after; the volatility criterion
+    /// off (when on: over a day, at least two points).
     fn default() -> Self {
         Self {
             min_move: 100_000,
             window_ms: 300_000,
             cooldown_ms: 300_000,
+            sigmas: 0,
+            sigma_lookback_ms: 86_400_000,
+            sigma_floor: 20_000,
         }
     }
+}
+
+/// Window-to-window changes a deviation needs before the volatility criterion can fire.
+pub const MIN_SIGMA_SAMPLES: i64 = 12;
+
+/// A token's trailing deviation of window-to-window changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Volatility {
+    /// Scale-6 units (floored).
+    deviation: i64,
+    /// Mean change per window (scale-6, truncated toward zero).
+    mean: i64,
+    samples: i64,
 }
 
 /// One observed price.
@@ -52,6 +88,69 @@ struct TokenPrices {
     points: VecDeque<Point>,
     newest_ms: i64,
     quiet_until_ms: i64,
+    /// (window index, last price in it) of the trailing windows before the current one, for
+    /// the volatility criterion (kept only when it is on).
+    #[serde(default)]
+    closes: VecDeque<(i64, i64)>,
+    /// The current window and its last price so far.
+    #[serde(default)]
+    current: Option<(i64, i64)>,
+}
+
+impl TokenPrices {
+    /// Notes a price at `at_ms` for the window closes (in time order only).
+    fn note_close(&mut self, at_ms: i64, price: i64, thresholds: &PriceMoveThresholds) {
+        let window = at_ms.div_euclid(thresholds.window_ms.max(1));
+        match self.current {
+            Some((current, _)) if current == window => self.current = Some((window, price)),
+            Some((current, close)) if current < window => {
+                self.closes.push_back((current, close));
+                self.current = Some((window, price));
+            }
+            Some(_) => {}
+            None => self.current = Some((window, price)),
+        }
+        let kept_windows = thresholds.sigma_lookback_ms / thresholds.window_ms.max(1);
+        while self
+            .closes
+            .front()
+            .is_some_and(|(index, _)| *index < window - kept_windows - 1)
+        {
+            self.closes.pop_front();
+        }
+    }
+
+    /// The deviation of the changes from close to close over the kept windows (a window with
+    /// no fill carries the close before it), if enough are known.
+    fn volatility(&self) -> Option<Volatility> {
+        let mut changes: Vec<i128> = Vec::new();
+        let mut previous: Option<(i64, i64)> = None;
+        for &(index, close) in &self.closes {
+            if let Some((previous_index, previous_close)) = previous {
+                // Empty windows in between changed nothing.
+                for _ in previous_index + 1..index {
+                    changes.push(0);
+                }
+                changes.push(i128::from(close - previous_close));
+            }
+            previous = Some((index, close));
+        }
+        let samples = i64::try_from(changes.len()).ok()?;
+        if samples < MIN_SIGMA_SAMPLES {
+            return None;
+        }
+        let count = i128::from(samples);
+        let sum: i128 = changes.iter().sum();
+        let sum_of_squares: i128 = changes.iter().map(|change| change * change).sum();
+        // Sample variance, exact in integers: (n·Σx² − (Σx)²) / (n·(n − 1)).
+        let variance = (count * sum_of_squares - sum * sum) / (count * (count - 1));
+        let deviation = u128::try_from(variance.max(0)).ok()?.isqrt();
+        Some(Volatility {
+            deviation: i64::try_from(deviation).ok()?,
+            mean: i64::try_from(sum / count).ok()?,
+            samples,
+        })
+    }
 }
 
 /// A last-trade price of a token, as the detector reads it.
@@ -150,23 +249,42 @@ impl PriceMoveDetector {
             .max_by_key(|point| (point.price, -point.at_ms))
             .cloned();
         token.points.push_back(point);
+        // The deviation is of the windows before this price's: a move is not measured
+        // against itself.
+        let volatility = if self.thresholds.sigmas > 0 {
+            let volatility = token.volatility();
+            token.note_close(observation.at_ms, observation.price, &self.thresholds);
+            volatility
+        } else {
+            None
+        };
         if observation.at_ms < token.quiet_until_ms {
             return None;
         }
-        let rise = low.filter(|low| observation.price - low.price >= self.thresholds.min_move);
-        let fall = high.filter(|high| high.price - observation.price >= self.thresholds.min_move);
-        // Both at once only with a window spanning both extremes: the larger move is told.
-        let start = match (rise, fall) {
-            (Some(low), Some(high)) => {
-                if observation.price - low.price >= high.price - observation.price {
-                    low
+        // The larger of the rise from the window's low and the fall from its high (both only
+        // with a window spanning both extremes).
+        let rise = low.map(|low| (observation.price - low.price, low));
+        let fall = high.map(|high| (high.price - observation.price, high));
+        let (size, start) = match (rise, fall) {
+            (Some(rise), Some(fall)) => {
+                if rise.0 >= fall.0 {
+                    rise
                 } else {
-                    high
+                    fall
                 }
             }
-            (Some(start), None) | (None, Some(start)) => start,
+            (Some(only), None) | (None, Some(only)) => only,
             (None, None) => return None,
         };
+        let by_move = size >= self.thresholds.min_move;
+        let by_sigma = volatility.is_some_and(|volatility| {
+            size >= self.thresholds.sigma_floor
+                && i128::from(size) * 1_000_000
+                    >= i128::from(self.thresholds.sigmas) * i128::from(volatility.deviation)
+        });
+        if !by_move && !by_sigma {
+            return None;
+        }
         token.quiet_until_ms = observation.at_ms + self.thresholds.cooldown_ms;
         let subject = observation.token_id.to_owned();
         Some(Signal {
@@ -180,12 +298,9 @@ impl PriceMoveDetector {
             event_id: None,
             window_start_ms: start.at_ms,
             window_end_ms: Some(observation.at_ms),
-            thresholds: Inputs::default()
-                .units("min_move", self.thresholds.min_move)
-                .integer("window_ms", self.thresholds.window_ms)
-                .integer("cooldown_ms", self.thresholds.cooldown_ms)
-                .into_values(),
-            inputs: Inputs::default()
+            thresholds: self.thresholds_fired().into_values(),
+            inputs: self
+                .volatility_inputs(volatility, by_move, by_sigma)
                 .text("price_basis", "last_trade")
                 .units("from_price", start.price)
                 .units("to_price", observation.price)
@@ -195,6 +310,50 @@ impl PriceMoveDetector {
                 .into_values(),
             links: vec![start.link, observation.link.to_owned()],
         })
+    }
+}
+
+impl PriceMoveDetector {
+    /// The thresholds a signal carries (the volatility ones only with that criterion on, so
+    /// the records of the default rule stay as they were).
+    fn thresholds_fired(&self) -> Inputs {
+        let inputs = Inputs::default()
+            .units("min_move", self.thresholds.min_move)
+            .integer("window_ms", self.thresholds.window_ms)
+            .integer("cooldown_ms", self.thresholds.cooldown_ms);
+        if self.thresholds.sigmas == 0 {
+            return inputs;
+        }
+        inputs
+            .units("sigmas", self.thresholds.sigmas)
+            .integer("sigma_lookback_ms", self.thresholds.sigma_lookback_ms)
+            .units("sigma_floor", self.thresholds.sigma_floor)
+    }
+
+    /// Which criterion held and the deviation it rests on (nothing with the volatility
+    /// criterion off).
+    fn volatility_inputs(
+        &self,
+        volatility: Option<Volatility>,
+        by_move: bool,
+        by_sigma: bool,
+    ) -> Inputs {
+        if self.thresholds.sigmas == 0 {
+            return Inputs::default();
+        }
+        let fired_on = match (by_move, by_sigma) {
+            (true, true) => "move+sigma",
+            (false, true) => "sigma",
+            _ => "move",
+        };
+        let inputs = Inputs::default().text("fired_on", fired_on);
+        match volatility {
+            Some(volatility) => inputs
+                .units("sigma", volatility.deviation)
+                .units("mean_change", volatility.mean)
+                .integer("sigma_samples", volatility.samples),
+            None => inputs.integer("sigma_samples", 0),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! announced by `new_market` (when no filter needs data the event lacks), minus markets
 //! resolved on the channel.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use polytape_model::{Decimal, Market};
 
@@ -124,6 +124,10 @@ impl Delta {
 pub struct TokenSet {
     filter: TokenFilter,
     by_market: HashMap<String, Vec<String>>,
+    /// The market of every followed token: the supervisor keeps a market's tokens on one
+    /// connection, so that one upstream message about a market (a YES order book change and
+    /// its NO complement) is read whole, at one instant.
+    market_of_token: HashMap<String, String>,
     /// Resolved on the channel while the markets topic may still say open: a stale markets
     /// record must not bring them back. Forgotten once the topic agrees (closed, inactive or
     /// deleted), and bounded in any case.
@@ -141,6 +145,7 @@ impl TokenSet {
         Self {
             filter,
             by_market: HashMap::new(),
+            market_of_token: HashMap::new(),
             resolved: RecentSet::new(RESOLVED_REMEMBERED),
         }
     }
@@ -157,6 +162,13 @@ impl TokenSet {
             .map(|tokens| tokens.iter().cloned().collect())
             .unwrap_or_default();
         let after: BTreeSet<String> = tokens.iter().cloned().collect();
+        for token in before.difference(&after) {
+            self.market_of_token.remove(token);
+        }
+        for token in &after {
+            self.market_of_token
+                .insert(token.clone(), condition_id.to_owned());
+        }
         if after.is_empty() {
             self.by_market.remove(condition_id);
         } else {
@@ -199,6 +211,31 @@ impl TokenSet {
     pub fn resolved(&mut self, condition_id: &str) -> Delta {
         self.resolved.insert(condition_id.to_owned());
         self.replace(condition_id, Vec::new())
+    }
+
+    /// The market a followed token belongs to.
+    pub fn market_of(&self, token: &str) -> Option<&str> {
+        self.market_of_token.get(token).map(String::as_str)
+    }
+
+    /// `tokens` grouped by market, each group in token order and the groups in the order of
+    /// their market id (stable, so that a run's shard layout does not depend on hashing). A
+    /// token of no known market is a group of its own.
+    pub fn group_by_market(&self, tokens: impl IntoIterator<Item = String>) -> Vec<Vec<String>> {
+        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for token in tokens {
+            let market = self
+                .market_of(&token)
+                .map_or_else(|| format!("token:{token}"), |market| format!("market:{market}"));
+            groups.entry(market).or_default().push(token);
+        }
+        groups
+            .into_values()
+            .map(|mut group| {
+                group.sort();
+                group
+            })
+            .collect()
     }
 
     /// Every followed token.

@@ -408,6 +408,8 @@ impl Pipeline {
             ),
             ("POLYTAPE_COLLECTOR_POLL_INTERVAL", "2s".to_owned()),
             ("POLYTAPE_COLLECTOR_POLL_LAG", "1s".to_owned()),
+            // Every round crawls, so market changes reach the topics within a round.
+            ("POLYTAPE_COLLECTOR_CRAWL_INTERVAL", "2s".to_owned()),
             ("POLYTAPE_WS_MAX_ASSETS_PER_CONNECTION", "200".to_owned()),
             ("POLYTAPE_LOG_FORMAT", "json".to_owned()),
             ("POLYTAPE_SHUTDOWN_TIMEOUT", "20s".to_owned()),

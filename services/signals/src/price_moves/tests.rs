@@ -95,3 +95,101 @@ fn points_older_than_the_window_never_count_whatever_order_they_came_in() {
     // is no rise from it.
     assert!(observe(&mut detector, 11 * MINUTE + 30_000, 490_000).is_none());
 }
+
+/// A detector with the volatility criterion on (three deviations, at least `floor`) and the
+/// absolute one out of reach.
+fn volatility_detector(floor: i64) -> PriceMoveDetector {
+    PriceMoveDetector::new(
+        Rule::new("jumps", 1),
+        PriceMoveThresholds {
+            min_move: 500_000,
+            sigmas: 3_000_000,
+            sigma_floor: floor,
+            ..PriceMoveThresholds::default()
+        },
+    )
+}
+
+const WINDOW: i64 = 5 * MINUTE;
+
+/// One fill a second into each window `0..windows`, alternating 0.500 and 0.505: changes of
+/// ±0.005 from close to close, as many up as down.
+fn quiet_history(detector: &mut PriceMoveDetector, windows: i64) {
+    for window in 0..windows {
+        let signal = observe(
+            detector,
+            window * WINDOW + 1_000,
+            500_000 + 5_000 * (window % 2),
+        );
+        assert!(signal.is_none(), "window {window}: {signal:?}");
+    }
+}
+
+#[test]
+fn a_move_large_for_a_quiet_token_fires_on_its_trailing_deviation() {
+    let mut detector = volatility_detector(20_000);
+    // Windows 0..=25: when window 26 begins, the closes of 0..=24 give 24 changes (the
+    // current window, 25, is not closed yet).
+    quiet_history(&mut detector, 26);
+    // Sample deviation of 12 × +0.005 and 12 × −0.005: sqrt(24 · 24 · 0.005² / (24 · 23)) =
+    // 0.0051075…, floored to scale 6; three of them are 0.015321.
+    let signal = observe(&mut detector, 26 * WINDOW + 500, 535_000).unwrap();
+    assert_eq!(signal.input("fired_on"), Some("sigma"));
+    assert_eq!(signal.input("sigma"), Some("0.005107"));
+    assert_eq!(signal.input("mean_change"), Some("0.000000"));
+    assert_eq!(signal.input("sigma_samples"), Some("24"));
+    assert_eq!(signal.input("move"), Some("0.030000"));
+    assert_eq!(signal.input("from_price"), Some("0.505000"));
+    assert_eq!(signal.window_start_ms, 25 * WINDOW + 1_000);
+    assert_eq!(
+        signal
+            .thresholds
+            .iter()
+            .find(|value| value.name == "sigmas")
+            .map(|value| value.value.as_str()),
+        Some("3.000000")
+    );
+}
+
+#[test]
+fn the_deviation_multiple_and_the_floor_are_both_required() {
+    // Floor 0.01: 0.012 is below three deviations (0.015321), 0.016 is above.
+    let mut detector = volatility_detector(10_000);
+    quiet_history(&mut detector, 26);
+    assert!(observe(&mut detector, 26 * WINDOW + 500, 517_000).is_none());
+    let signal = observe(&mut detector, 26 * WINDOW + 600, 521_000).unwrap();
+    assert_eq!(signal.input("move"), Some("0.016000"));
+    // Floor 0.02: the same 0.016 is three deviations but under the floor.
+    let mut detector = volatility_detector(20_000);
+    quiet_history(&mut detector, 26);
+    assert!(observe(&mut detector, 26 * WINDOW + 600, 521_000).is_none());
+}
+
+#[test]
+fn too_few_changes_never_fire_on_the_deviation() {
+    let mut detector = volatility_detector(20_000);
+    // Windows 0..=11: 11 changes known when window 12 begins, one short of the minimum.
+    quiet_history(&mut detector, 12);
+    assert!(observe(&mut detector, 12 * WINDOW + 500, 560_000).is_none());
+}
+
+#[test]
+fn empty_windows_count_as_no_change_and_the_default_records_carry_no_deviation() {
+    let mut volatile = volatility_detector(20_000);
+    // Fills in windows 0, 30 and 31 only: once window 31 has begun, the closes of 0 and 30
+    // are known, 29 changes of 0 and one of +0.005 between them: deviation
+    // sqrt((30 · 0.005² − 0.005²) / (30 · 29)) = 0.000912…
+    observe(&mut volatile, 1_000, 500_000);
+    observe(&mut volatile, 30 * WINDOW + 1_000, 505_000);
+    assert!(observe(&mut volatile, 31 * WINDOW + 1_000, 505_000).is_none());
+    let signal = observe(&mut volatile, 31 * WINDOW + 2_000, 530_000).unwrap();
+    assert_eq!(signal.input("sigma_samples"), Some("30"));
+    assert_eq!(signal.input("sigma"), Some("0.000912"));
+    // The default rule (volatility off) says nothing of it.
+    let mut plain = detector();
+    observe(&mut plain, 0, 400_000);
+    let signal = observe(&mut plain, MINUTE, 500_000).unwrap();
+    assert_eq!(signal.input("fired_on"), None);
+    assert_eq!(signal.input("sigma_samples"), None);
+    assert!(signal.thresholds.iter().all(|value| value.name != "sigmas"));
+}

@@ -487,7 +487,7 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Moves tokens out of shards holding more than the cap.
+    /// Moves tokens out of shards holding more than the cap, a whole market at a time.
     async fn rebalance(&mut self) -> Result<(), BridgeError> {
         let mut moved = Vec::new();
         for handle in self.shards.iter_mut().flatten() {
@@ -495,15 +495,26 @@ impl Supervisor {
             if excess == 0 {
                 continue;
             }
-            let tokens: Vec<String> = handle.tokens.iter().rev().take(excess).cloned().collect();
-            for token in &tokens {
+            let mut leaving: Vec<String> = Vec::new();
+            for group in self
+                .set
+                .group_by_market(handle.tokens.iter().cloned())
+                .into_iter()
+                .rev()
+            {
+                if leaving.len() >= excess {
+                    break;
+                }
+                leaving.extend(group);
+            }
+            for token in &leaving {
                 handle.tokens.remove(token);
             }
             let _ = handle.commands.send(Command::Remove {
-                tokens: tokens.clone(),
+                tokens: leaving.clone(),
                 moved: true,
             });
-            moved.extend(tokens);
+            moved.extend(leaving);
         }
         for token in &moved {
             self.assignment.remove(token);
@@ -523,7 +534,8 @@ impl Supervisor {
         ) {
             self.shared.publisher.publish(Outgoing::Gap(record)).await?;
         }
-        self.place(moved);
+        let groups = self.set.group_by_market(moved);
+        self.place(groups);
         Ok(())
     }
 
@@ -551,14 +563,12 @@ impl Supervisor {
                 });
             }
         }
-        let mut added: Vec<String> = delta
+        let added = delta
             .added
             .into_iter()
-            .filter(|token| !self.assignment.contains_key(token))
-            .collect();
-        // In a stable order, so that a run's shard layout does not depend on hashing.
-        added.sort();
-        self.place(added);
+            .filter(|token| !self.assignment.contains_key(token));
+        let groups = self.set.group_by_market(added);
+        self.place(groups);
         metrics::tokens_subscribed(self.assignment.len());
     }
 
@@ -573,30 +583,46 @@ impl Supervisor {
         self.flush_state();
     }
 
-    /// First fit into shards with room, then new shards of up to `cap` tokens each.
-    fn place(&mut self, tokens: Vec<String>) {
+    /// Places each group of tokens (a market's) whole: first fit into a shard with room for
+    /// all of it, then new shards of up to `cap` tokens each. A market that upstream sends one
+    /// message about (a YES book change and its NO complement) is then read on one connection,
+    /// whole; only a group larger than the cap itself is split.
+    fn place(&mut self, groups: Vec<Vec<String>>) {
+        let tokens: Vec<String> = groups.iter().flatten().cloned().collect();
         self.remember(&tokens);
         let mut additions: HashMap<usize, Vec<String>> = HashMap::new();
         let mut new_shards: Vec<BTreeSet<String>> = Vec::new();
-        let mut pending = tokens.into_iter();
-        for (index, slot) in self.shards.iter_mut().enumerate() {
-            let Some(handle) = slot else { continue };
-            while handle.tokens.len() < self.cap {
-                let Some(token) = pending.next() else { break };
-                handle.tokens.insert(token.clone());
-                self.assignment.insert(token.clone(), index);
-                additions.entry(index).or_default().push(token);
+        let pieces = groups
+            .into_iter()
+            .flat_map(|group| {
+                group
+                    .chunks(self.cap)
+                    .map(<[String]>::to_vec)
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>();
+        for piece in pieces {
+            let existing = self.shards.iter_mut().enumerate().find_map(|(index, slot)| {
+                slot.as_mut()
+                    .filter(|handle| handle.tokens.len() + piece.len() <= self.cap)
+                    .map(|handle| (index, handle))
+            });
+            if let Some((index, handle)) = existing {
+                for token in &piece {
+                    handle.tokens.insert(token.clone());
+                    self.assignment.insert(token.clone(), index);
+                }
+                additions.entry(index).or_default().extend(piece);
+                continue;
             }
-        }
-        for token in pending {
             if new_shards
                 .last()
-                .is_none_or(|shard| shard.len() >= self.cap)
+                .is_none_or(|shard| shard.len() + piece.len() > self.cap)
             {
                 new_shards.push(BTreeSet::new());
             }
             if let Some(shard) = new_shards.last_mut() {
-                shard.insert(token);
+                shard.extend(piece);
             }
         }
         for (index, tokens) in additions {
@@ -771,6 +797,66 @@ mod tests {
         supervisor.checkpoint();
         assert!(!supervisor.persisted_followed.contains("a"));
         assert!(supervisor.persisted_followed.contains("b"));
+        supervisor.shared.stop.cancel();
+    }
+
+    /// The shard of every token of each market, asserting they are one.
+    fn shard_of_each_market(supervisor: &Supervisor, markets: &[(String, Vec<String>)]) {
+        for (market, tokens) in markets {
+            let shards: BTreeSet<usize> = tokens
+                .iter()
+                .map(|token| supervisor.assignment[token])
+                .collect();
+            assert_eq!(shards.len(), 1, "{market} is split over shards {shards:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_markets_tokens_share_one_connection_when_placed_and_when_moved() {
+        let mut supervisor = supervisor();
+        // Token ids that sort apart from their market's: placed in token order, markets 4 and
+        // 5 would straddle the first shard (cap 10) and the second.
+        let markets: Vec<(String, Vec<String>)> = (0..6)
+            .map(|index| {
+                (
+                    format!("0xm{index}"),
+                    vec![format!("t{index}"), format!("u{index}")],
+                )
+            })
+            .collect();
+        let mut delta = Delta::default();
+        for (market, tokens) in &markets {
+            delta.extend(supervisor.set.announced(market, tokens));
+        }
+        supervisor.apply(delta);
+        assert_eq!(supervisor.assignment.len(), 12);
+        shard_of_each_market(&supervisor, &markets);
+        // A three-token market arriving later does not fit the first shard's last slots.
+        let third = ("0xm6".to_owned(), vec!["a6".to_owned(), "b6".to_owned(), "c6".to_owned()]);
+        let delta = supervisor.set.announced(&third.0, &third.1);
+        supervisor.apply(delta);
+        let mut all = markets.clone();
+        all.push(third);
+        shard_of_each_market(&supervisor, &all);
+        // The server allows 3 assets per connection: markets move whole.
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            supervisor.report(Report::Refused {
+                shard: 0,
+                max_assets: Some(3),
+            }),
+        )
+        .await
+        .expect("the rebalance finished")
+        .unwrap();
+        assert!(
+            supervisor
+                .shards
+                .iter()
+                .flatten()
+                .all(|handle| handle.tokens.len() <= 3)
+        );
+        shard_of_each_market(&supervisor, &all);
         supervisor.shared.stop.cancel();
     }
 }
