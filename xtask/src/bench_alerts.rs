@@ -81,7 +81,8 @@ pub(crate) fn run() -> anyhow::Result<()> {
             )
         };
         // Quantiles of no rows read as 0: say there were none.
-        let unless_none = |count: u64, text: String| if count == 0 { "–".to_owned() } else { text };
+        let unless_none =
+            |count: u64, text: String| if count == 0 { "–".to_owned() } else { text };
         let live = row["live"].as_u64().unwrap_or(0);
         let tail = row["tail"].as_u64().unwrap_or(0);
         println!(

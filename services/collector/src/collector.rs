@@ -44,6 +44,7 @@ mod leaderboard;
 mod markets;
 mod prices;
 mod trades;
+mod trades_lane;
 mod trades_poll;
 mod trades_reconcile;
 mod trades_walk;
@@ -492,7 +493,7 @@ impl Collector {
 
     /// `run`/`poll`: rounds until stopped (returns `Cancelled` then).
     async fn poll_rounds(
-        &self,
+        self: &Arc<Self>,
         options: &Options,
         started_s: i64,
         crawl: bool,
@@ -513,6 +514,7 @@ impl Collector {
         let mut selected: Vec<Market> = Vec::new();
         let mut next_crawl = Instant::now();
         let mut next_prices = Instant::now();
+        let mut lane = trades_lane::WalkLane::new(self.tuning.concurrency);
         loop {
             let now_s = now_ms() / 1000 - lag;
             let from = if options.mode == Mode::Run {
@@ -544,10 +546,15 @@ impl Collector {
                         .iter()
                         .map(|market| market.condition_id.clone())
                         .collect();
-                    self.trades_round(&ids, from, now_s).await?;
+                    self.tail_round(&mut lane, &ids, from, now_s).await?;
                     self.persist_ledger().await?;
                     if !deep_interval.is_zero() && Instant::now() >= next_deep {
-                        self.reconcile_round(&ids, now_s).await?;
+                        let settled: Vec<String> = ids
+                            .iter()
+                            .filter(|condition_id| !lane.is_walking(condition_id))
+                            .cloned()
+                            .collect();
+                        self.reconcile_round(&settled, now_s).await?;
                         self.persist_ledger().await?;
                         next_deep = Instant::now() + deep_interval;
                     }
@@ -562,14 +569,21 @@ impl Collector {
             };
             match round.await {
                 Ok(()) => {}
-                Err(CollectError::Cancelled) => return Err(CollectError::Cancelled),
+                Err(CollectError::Cancelled) => {
+                    lane.drain().await;
+                    return Err(CollectError::Cancelled);
+                }
                 Err(error) if error.is_retryable() => {
                     tracing::warn!(error = %error, "polling round failed; next round retries");
                 }
+                // The lane's walks are dropped with it: their checkpoints hold what was sent.
                 Err(error) => return Err(error),
             }
             tokio::select! {
-                () = self.stop.cancelled() => return Err(CollectError::Cancelled),
+                () = self.stop.cancelled() => {
+                    lane.drain().await;
+                    return Err(CollectError::Cancelled);
+                }
                 () = tokio::time::sleep(self.tuning.poll_interval) => {}
             }
         }

@@ -18,6 +18,10 @@ pub enum CollectError {
     Checkpoint(String),
     #[error("{0}")]
     Config(String),
+    /// A walk running beside the rounds panicked (a bug): collection stops rather than leave
+    /// the market unfollowed.
+    #[error("a trades walk of {0} panicked")]
+    WalkPanicked(String),
     #[error("stopped")]
     Cancelled,
 }
@@ -35,7 +39,10 @@ impl CollectError {
             CollectError::Upstream(error) => error.is_retryable(),
             CollectError::Kafka(error) => error.is_retryable(),
             CollectError::Checkpoint(_) => true,
-            CollectError::Codec(_) | CollectError::Config(_) | CollectError::Cancelled => false,
+            CollectError::Codec(_)
+            | CollectError::Config(_)
+            | CollectError::WalkPanicked(_)
+            | CollectError::Cancelled => false,
         }
     }
 }

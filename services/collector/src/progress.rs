@@ -4,14 +4,18 @@
 
 use std::{
     io::{IsTerminal as _, Write as _},
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 /// How a round reports its progress.
 #[derive(Debug)]
 pub struct Progress {
-    total: usize,
+    /// Markets in the work (grows when `run`'s walk lane takes on more).
+    total: AtomicUsize,
     started: Instant,
     terminal: bool,
     /// When the terminal line was last drawn: redrawing it for every market of a fast
@@ -24,16 +28,22 @@ const REDRAW_EVERY: Duration = Duration::from_millis(200);
 impl Progress {
     pub fn new(total: usize) -> Self {
         Self {
-            total,
+            total: AtomicUsize::new(total),
             started: Instant::now(),
             terminal: std::io::stderr().is_terminal(),
             last_drawn: Mutex::new(None),
         }
     }
 
+    /// `more` markets joined the work (shown from the next market finished).
+    pub fn add_total(&self, more: usize) {
+        self.total.fetch_add(more, Ordering::Relaxed);
+    }
+
     /// One more market finished; `records` were sent since the round started.
     pub fn market_finished(&self, done: usize, records: u64) {
-        crate::metrics::backfill_progress(done, self.total);
+        let total = self.total.load(Ordering::Relaxed);
+        crate::metrics::backfill_progress(done, total);
         let elapsed = self.started.elapsed().as_secs_f64();
         if self.terminal {
             let now = Instant::now();
@@ -42,18 +52,18 @@ impl Progress {
                 Err(poisoned) => poisoned.into_inner(),
             };
             let due = last_drawn.is_none_or(|last| now.duration_since(last) >= REDRAW_EVERY);
-            if due || done == self.total {
+            if due || done == total {
                 *last_drawn = Some(now);
-                let line = progress_line(done, self.total, records, elapsed);
-                let ending = if done == self.total { "\n" } else { "" };
+                let line = progress_line(done, total, records, elapsed);
+                let ending = if done == total { "\n" } else { "" };
                 // Progress is best-effort: a closed stderr must not stop collection.
                 let _ = write!(std::io::stderr(), "\r\x1b[2K{line}{ending}");
             }
-        } else if done.is_multiple_of(20) || done == self.total {
-            let eta = eta_seconds(done, self.total, elapsed);
+        } else if done.is_multiple_of(20) || done == total {
+            let eta = eta_seconds(done, total, elapsed);
             tracing::info!(
                 markets_done = done,
-                markets_total = self.total,
+                markets_total = total,
                 records,
                 records_per_second = (records as f64 / elapsed.max(0.001)).round(),
                 eta_seconds = eta.map(f64::round),

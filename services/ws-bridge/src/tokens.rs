@@ -224,9 +224,10 @@ impl TokenSet {
     pub fn group_by_market(&self, tokens: impl IntoIterator<Item = String>) -> Vec<Vec<String>> {
         let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for token in tokens {
-            let market = self
-                .market_of(&token)
-                .map_or_else(|| format!("token:{token}"), |market| format!("market:{market}"));
+            let market = self.market_of(&token).map_or_else(
+                || format!("token:{token}"),
+                |market| format!("market:{market}"),
+            );
             groups.entry(market).or_default().push(token);
         }
         groups

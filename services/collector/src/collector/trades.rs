@@ -6,6 +6,14 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+/// See [`Collector::settle`].
+pub(super) enum Settled {
+    Complete,
+    Stopped,
+    Retried(String),
+    Fatal(CollectError),
+}
+
 impl Collector {
     /// One page of the trades tape (`collector_trades_api`) of `markets` (comma-separated
     /// condition ids) for `[start, end]` (inclusive seconds) at `offset`, makers included.
@@ -317,27 +325,17 @@ impl Collector {
                         }
                         _ => self.poll_markets(&markets, to).await,
                     };
-                    let label = markets.join(",");
-                    match outcome {
-                        Ok(()) => {
+                    match self.settle(&markets, from, to, outcome).await {
+                        Settled::Complete => {
                             complete.fetch_add(markets.len(), Ordering::Relaxed);
                         }
-                        Err(CollectError::Cancelled) => {}
-                        Err(error) if error.is_retryable() => {
-                            if let Err(error) = self.dead_letter_page(&error).await {
-                                tracing::warn!(error = %error, "cannot write a dead letter");
-                            }
-                            tracing::warn!(condition_ids = %label, error = %error, "trades of these markets incomplete; retried next round");
-                            lock(&self.markets_retried).extend(markets.iter().cloned());
+                        Settled::Stopped => {}
+                        Settled::Retried(why) => {
                             if let Ok(mut first) = first_incomplete.lock() {
-                                first.get_or_insert_with(|| format!("{label}: {error}"));
-                            }
-                            if error.is_upstream() {
-                                self.declare_unread(&markets, from, to, &error).await;
+                                first.get_or_insert(why);
                             }
                         }
-                        Err(error) => {
-                            tracing::error!(condition_ids = %label, error = %error, "trades collection failed");
+                        Settled::Fatal(error) => {
                             if let Ok(mut fatal) = fatal.lock() {
                                 fatal.get_or_insert(error);
                             }
@@ -359,6 +357,39 @@ impl Collector {
             complete: complete.into_inner(),
             first_incomplete: first_incomplete.into_inner().ok().flatten(),
         })
+    }
+
+    /// What the walk or poll of `markets` came to: complete; stopped; incomplete for a reason
+    /// worth retrying (dead-lettered, the markets noted as retried and, for an upstream
+    /// failure, what stays unread declared as a gap; the next round retries); or failed for
+    /// good (the caller stops collecting).
+    pub(super) async fn settle(
+        &self,
+        markets: &[String],
+        from: i64,
+        to: i64,
+        outcome: Result<(), CollectError>,
+    ) -> Settled {
+        let label = markets.join(",");
+        match outcome {
+            Ok(()) => Settled::Complete,
+            Err(CollectError::Cancelled) => Settled::Stopped,
+            Err(error) if error.is_retryable() => {
+                if let Err(error) = self.dead_letter_page(&error).await {
+                    tracing::warn!(error = %error, "cannot write a dead letter");
+                }
+                tracing::warn!(condition_ids = %label, error = %error, "trades of these markets incomplete; retried next round");
+                lock(&self.markets_retried).extend(markets.iter().cloned());
+                if error.is_upstream() {
+                    self.declare_unread(markets, from, to, &error).await;
+                }
+                Settled::Retried(format!("{label}: {error}"))
+            }
+            Err(error) => {
+                tracing::error!(condition_ids = %label, error = %error, "trades collection failed");
+                Settled::Fatal(error)
+            }
+        }
     }
 
     /// Declares what a failed walk left unread of each market (the unread part of its walk,

@@ -602,11 +602,15 @@ impl Supervisor {
             })
             .collect::<Vec<_>>();
         for piece in pieces {
-            let existing = self.shards.iter_mut().enumerate().find_map(|(index, slot)| {
-                slot.as_mut()
-                    .filter(|handle| handle.tokens.len() + piece.len() <= self.cap)
-                    .map(|handle| (index, handle))
-            });
+            let existing = self
+                .shards
+                .iter_mut()
+                .enumerate()
+                .find_map(|(index, slot)| {
+                    slot.as_mut()
+                        .filter(|handle| handle.tokens.len() + piece.len() <= self.cap)
+                        .map(|handle| (index, handle))
+                });
             if let Some((index, handle)) = existing {
                 for token in &piece {
                     handle.tokens.insert(token.clone());
@@ -832,7 +836,10 @@ mod tests {
         assert_eq!(supervisor.assignment.len(), 12);
         shard_of_each_market(&supervisor, &markets);
         // A three-token market arriving later does not fit the first shard's last slots.
-        let third = ("0xm6".to_owned(), vec!["a6".to_owned(), "b6".to_owned(), "c6".to_owned()]);
+        let third = (
+            "0xm6".to_owned(),
+            vec!["a6".to_owned(), "b6".to_owned(), "c6".to_owned()],
+        );
         let delta = supervisor.set.announced(&third.0, &third.1);
         supervisor.apply(delta);
         let mut all = markets.clone();
