@@ -20,7 +20,8 @@ use backon::{ExponentialBuilder, Retryable as _, RetryableWithContext as _};
 use polytape_codec::{AvroRecord, RecordDecoder, SchemaRegistryClient};
 use polytape_kafka::{
     BatchLimits, BatchRead, CheckpointStore, HighWatermarks, RecordProducer, SharedProducer,
-    create_consumer, merge::EventMerge,
+    create_consumer,
+    merge::{EventMerge, MergeEvent as _},
 };
 use polytape_model::{
     BookSnapshot, DeadLetter, Event, Market, PriceChange, Signal, Topic, TopicNames, Trade,
@@ -51,6 +52,12 @@ const SOURCE: &str = "signals";
 /// tokens of one upstream message are two records on two partitions, and at the live edge
 /// one can be read well after the other (bounded out-of-orderness; see `judge`).
 const LATENESS_MS: i64 = 250;
+/// An event stamped further than this after it was published cannot be true (upstream's
+/// clock, or a time misread): judged, it would move its token's and the merge's newest time
+/// ahead, and every true event after it would look late to the detectors (a price move is
+/// only told forwards in time), silently. Measured against the record's publishing time, so
+/// a replay judges each record as the first reading did.
+const MAX_AHEAD_OF_PUBLISHING_MS: i64 = 300_000;
 /// Read at start up to their ends, then applied as read.
 const REFERENCE: [Topic; 2] = [Topic::Markets, Topic::Events];
 /// Judged in event-time order.
@@ -191,6 +198,17 @@ impl Processor {
 
     /// Holds a judged event for the merge once it is known to apply; otherwise dead-letters it.
     fn hold(&mut self, input: &Input<'_>, event: SignalEvent) {
+        let ahead_ms = event.time_ms().saturating_sub(input.timestamp_ms);
+        if input.timestamp_ms > 0 && ahead_ms > MAX_AHEAD_OF_PUBLISHING_MS {
+            self.dead_letter(
+                input,
+                format!(
+                    "{} stamped {ahead_ms} ms after it was published (at most {MAX_AHEAD_OF_PUBLISHING_MS} ms)",
+                    input.kind.default_name()
+                ),
+            );
+            return;
+        }
         match event.check() {
             Ok(()) => self.merge.push(input.partition, input.offset, event),
             Err(error) => self.dead_letter(

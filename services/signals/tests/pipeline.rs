@@ -10,7 +10,7 @@ mod support;
 
 use std::{collections::BTreeMap, time::Duration};
 
-use polytape_model::{Signal, TopicNames};
+use polytape_model::{DeadLetter, Signal, TopicNames};
 use polytape_test_support::stack::ensured_isolated_topics;
 use rand::{Rng as _, SeedableRng as _};
 
@@ -68,11 +68,24 @@ async fn finds_every_planted_signal_with_its_inputs_and_nothing_else() {
     let names = ensured_isolated_topics("signals_planted").await;
     support::produce_reference(&names, &world).await;
     produce_judged(&names, &world).await;
+    // Bad input among it: a whale fill stamped an hour after it was published. Judged, it
+    // would be a signal nobody planted (and make every later fill of its token look late).
+    let future = support::whale_from_the_future(&world);
+    support::produce(&names, std::slice::from_ref(&future)).await;
     let service = support::start_service(&names);
     support::wait_caught_up(&names, &service, Duration::from_secs(300));
     assert_eq!(service.terminate(Duration::from_secs(30)), Some(0));
     let found = support::final_signals(&names).await;
     assert_found_exactly(&world.planted, &found);
+    let dead: Vec<DeadLetter> = polytape_test_support::topic::records(&names).await;
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert!(
+        dead[0].error.contains("after it was published"),
+        "{}",
+        dead[0].error
+    );
+    let payload = String::from_utf8_lossy(&dead[0].payload);
+    assert!(payload.contains(&future.trade_id), "{payload}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

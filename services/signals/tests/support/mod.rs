@@ -340,6 +340,24 @@ pub(crate) fn world(background: usize, fills: usize, minutes: i64, rounds: usize
     }
 }
 
+/// A $15,000 fill by a wallet never seen, in a market of the world, stamped an hour after
+/// now: published now, it is an hour ahead of its publishing, which no true fill is.
+pub(crate) fn whale_from_the_future(world: &World) -> Trade {
+    let market = world
+        .trades
+        .first()
+        .map(|trade| trade.token_id.trim_end_matches("-yes").to_owned())
+        .unwrap_or_default();
+    trade(
+        "whale-from-the-future".to_owned(),
+        "0xfuture",
+        &market,
+        polytape_model::now_ms() + 3_600_000,
+        500_000,
+        30_000_000_000,
+    )
+}
+
 /// The markets and events: produced before the service starts.
 pub(crate) async fn produce_reference(names: &TopicNames, world: &World) {
     produce(names, &world.markets).await;
