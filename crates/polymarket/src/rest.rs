@@ -295,10 +295,18 @@ fn trade_price(row: &Value, size: Decimal, tick: Option<Decimal>) -> Result<Deci
                 .ok_or_else(|| invalid("price", "not finite"))?;
             fill_price(float, size, tick)?
         }
-        Some(Value::String(text)) => parse_decimal_text(text)
-            .map_err(|error| invalid("price", error.to_string()))?
-            .round_dp_with_strategy(PRICE_GRID_DECIMALS, RoundingStrategy::MidpointNearestEven)
-            .normalize(),
+        // Text is read as the number it writes and recovered like a float: one fill's price
+        // must not depend on the JSON type it came in (schema drift on v1, text on v2), or a
+        // dust fill, whose price is recovered from its notional, would get a second id.
+        Some(Value::String(text)) => {
+            let float = text
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|float| float.is_finite())
+                .ok_or_else(|| invalid("price", format!("{text:?} is not a number")))?;
+            fill_price(float, size, tick)?
+        }
         None | Some(Value::Null) => return Err(RowError::Missing("price")),
         Some(other) => return Err(invalid("price", format!("{other} is not a number"))),
     };
