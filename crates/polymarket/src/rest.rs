@@ -10,10 +10,7 @@ use std::collections::HashMap;
 use polytape_model::{
     BookSnapshot, Event, LeaderboardEntry, Market, MarketToken, PricePoint, Side, Trade,
     TradeIdentity, TradeSource, content_hash, occurrence_trade_id,
-    parse::{
-        PRICE_GRID_DECIMALS, decimal_from_float, parse_decimal_text, price_from_float,
-        round_to_price_scale,
-    },
+    parse::{decimal_from_float, parse_decimal_text, price_from_float, round_to_price_scale},
 };
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;

@@ -549,12 +549,10 @@ impl Collector {
                     self.tail_round(&mut lane, &ids, from, now_s).await?;
                     self.persist_ledger().await?;
                     if !deep_interval.is_zero() && Instant::now() >= next_deep {
-                        let settled: Vec<String> = ids
-                            .iter()
-                            .filter(|condition_id| !lane.is_walking(condition_id))
-                            .cloned()
-                            .collect();
-                        self.reconcile_round(&settled, now_s).await?;
+                        // Walking markets included: the deep pass re-reads covered time
+                        // (below the stored coverage), a walk reads beyond it; and the pass
+                        // prepares the ledger for the markets it is given, forgetting others.
+                        self.reconcile_round(&ids, now_s).await?;
                         self.persist_ledger().await?;
                         next_deep = Instant::now() + deep_interval;
                     }

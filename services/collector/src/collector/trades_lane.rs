@@ -5,8 +5,10 @@
 //! was not polled again for hours, and one new market's walk held back every market's tail.
 //!
 //! A market is in one place at a time: walking in the lane (its stored checkpoint is behind,
-//! so no round polls it) or polled by the rounds. The deep reconciliation pass leaves walking
-//! markets alone too. A walk's failure is settled like a round's (retried by a later round,
+//! so no round polls it) or polled by the rounds. The deep reconciliation pass covers every
+//! market, walking ones included: it re-reads time below the stored coverage, a forward walk
+//! reads beyond it (and giving the pass only the settled markets made it forget the others'
+//! ledger: `tests/late_fills.rs` lost its late fills after a restart). A walk's failure is settled like a round's (retried by a later round,
 //! declared when upstream failed); a walk that fails for good, or panics, stops collection.
 
 #[allow(clippy::wildcard_imports)]
