@@ -128,9 +128,8 @@ impl TokenPrices {
         for &(index, close) in &self.closes {
             if let Some((previous_index, previous_close)) = previous {
                 // Empty windows in between changed nothing.
-                for _ in previous_index + 1..index {
-                    changes.push(0);
-                }
+                let empty = usize::try_from(index - previous_index - 1).unwrap_or(0);
+                changes.extend(std::iter::repeat_n(0, empty));
                 changes.push(i128::from(close - previous_close));
             }
             previous = Some((index, close));
