@@ -139,3 +139,72 @@ async fn without_scenarios_nothing_is_planted() {
     assert_eq!(truth["scenarios"].as_array().map(Vec::len), Some(0));
     sim.shutdown().await;
 }
+
+/// A planted binary window crosses its market's book for ten seconds (an ask through the
+/// bid). Every endpoint a collector reads must serve it like any other book: the spread of a
+/// crossed book once made Gamma's and CLOB's handlers subtract below zero and panic.
+#[tokio::test]
+async fn a_crossed_book_of_a_planted_window_is_served_like_any_other() {
+    let mut config = config(200, 1);
+    config.scenario_every = Some(Duration::from_secs(600));
+    let sim = start(config).await;
+    let client = client();
+    let base = sim.base_url();
+    advance(&client, &sim, 30_000).await;
+    let mut crossed_seen = 0;
+    for _ in 0..16 {
+        advance(&client, &sim, 1_000).await;
+        let truth = get_json(&client, &format!("{base}/_sim/truth/signals")).await;
+        let planted: Vec<String> = truth["scenarios"]
+            .as_array()
+            .expect("scenarios")
+            .iter()
+            .filter(|scenario| scenario["kind"] == "binary_window")
+            .flat_map(|scenario| {
+                scenario["condition_ids"]
+                    .as_array()
+                    .expect("condition ids")
+                    .iter()
+            })
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect();
+        let markets = get_json(&client, &format!("{base}/gamma/markets?limit=500")).await;
+        get_json(&client, &format!("{base}/gamma/events?limit=500")).await;
+        for market in markets.as_array().expect("markets") {
+            let Some(condition_id) = market["conditionId"].as_str() else {
+                continue;
+            };
+            if !planted.iter().any(|planted| planted == condition_id) {
+                continue;
+            }
+            let tokens: Vec<String> = match &market["clobTokenIds"] {
+                Value::String(text) => serde_json::from_str(text).expect("token ids"),
+                _ => serde_json::from_value(market["positionIds"].clone()).expect("position ids"),
+            };
+            for token in tokens {
+                get_json(&client, &format!("{base}/clob/spread?token_id={token}")).await;
+                let book = get_json(&client, &format!("{base}/clob/book?token_id={token}")).await;
+                let best = |side: &str, pick: fn(Decimal, Decimal) -> Decimal| {
+                    book[side]
+                        .as_array()
+                        .expect("levels")
+                        .iter()
+                        .map(|level| dec(level["price"].as_str().expect("price")))
+                        .reduce(pick)
+                };
+                if let (Some(bid), Some(ask)) =
+                    (best("bids", Decimal::max), best("asks", Decimal::min))
+                    && bid > ask
+                {
+                    crossed_seen += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        crossed_seen > 0,
+        "no crossed book was served during the rounds"
+    );
+    sim.shutdown().await;
+}

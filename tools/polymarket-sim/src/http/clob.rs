@@ -297,7 +297,9 @@ pub(crate) async fn spread(
             bid: Some(bid),
             ask: Some(ask),
             ..
-        }) => json_ok(&json!({"spread": price_text(ask - bid)})),
+        // A planted binary window crosses the book for seconds (an ask through the bid):
+        // its spread reads as 0, never a subtraction below zero.
+        }) => json_ok(&json!({"spread": price_text(ask.saturating_sub(bid))})),
         Some(_) => json_ok(&json!({"spread": "1"})),
         None => error_response(StatusCode::NOT_FOUND, NO_ORDERBOOK),
     }

@@ -113,7 +113,8 @@ pub(crate) fn market_json(world: &World, market: &MarketInfo, with_events: bool)
     let liquidity_float = prices.liquidity_micros as f64 / 1_000_000.0;
     let event = world.event_of(market);
     let spread = match (prices.best_bid, prices.best_ask) {
-        (Some(bid), Some(ask)) => price_float(ask - bid),
+        // Crossed for the seconds of a planted binary window: a spread of 0.
+        (Some(bid), Some(ask)) => price_float(ask.saturating_sub(bid)),
         _ => 1.0,
     };
     let mut row = json!({
