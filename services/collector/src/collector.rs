@@ -514,7 +514,14 @@ impl Collector {
         let mut selected: Vec<Market> = Vec::new();
         let mut next_crawl = Instant::now();
         let mut next_prices = Instant::now();
-        let mut lane = trades_lane::WalkLane::new(self.tuning.concurrency);
+        let mut lane = trades_lane::WalkLane::new(
+            self.tuning.concurrency,
+            trades_lane::WalkBounds {
+                lag_s: lag,
+                retention_s: retention,
+                fixed_from_s: (options.mode != Mode::Run).then_some(started_s),
+            },
+        );
         loop {
             let now_s = now_ms() / 1000 - lag;
             let from = if options.mode == Mode::Run {
@@ -530,9 +537,18 @@ impl Collector {
                     return Ok(());
                 }
                 if Instant::now() >= next_crawl {
-                    let markets = self.crawl_markets(emit_markets, emit_events).await?;
-                    selected = self.select(&markets, options);
-                    next_crawl = Instant::now() + self.tuning.crawl_interval;
+                    match self.crawl_markets(emit_markets, emit_events).await {
+                        Ok(markets) => {
+                            selected = self.select(&markets, options);
+                            next_crawl = Instant::now() + self.tuning.crawl_interval;
+                        }
+                        // Gamma or CLOB down: the trades tail goes on over the last crawl's
+                        // markets, and the next round crawls again.
+                        Err(error) if error.is_retryable() && !selected.is_empty() => {
+                            tracing::warn!(error = %error, "market crawl failed; polling trades over the last crawl's markets");
+                        }
+                        Err(error) => return Err(error),
+                    }
                     if books {
                         let tokens = self.snapshot_tokens(&selected);
                         match self.book_tokens.lock() {
@@ -552,7 +568,8 @@ impl Collector {
                         // Walking markets included: the deep pass re-reads covered time
                         // (below the stored coverage), a walk reads beyond it; and the pass
                         // prepares the ledger for the markets it is given, forgetting others.
-                        self.reconcile_round(&ids, now_s).await?;
+                        let with_lane = trades_lane::with_lane_markets(&ids, &lane);
+                        self.reconcile_round(&with_lane, now_s).await?;
                         self.persist_ledger().await?;
                         next_deep = Instant::now() + deep_interval;
                     }

@@ -174,7 +174,7 @@ impl CollectorConfig {
             "collector_concurrency",
             KeyKind::Count { min: 1, max: 256 },
             "8",
-            "markets walked at once",
+            "markets walked at once (run/poll: walk-lane workers), and poll or reconciliation requests in flight",
         ),
         KeySpec::new(
             "collector_trades_page_size",

@@ -9,8 +9,11 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use crate::{
-    arbitrage::ArbitrageThresholds, destinations::Destinations, engine::EngineSettings,
-    price_moves::PriceMoveThresholds, volume_spikes::VolumeSpikeThresholds,
+    arbitrage::ArbitrageThresholds,
+    destinations::Destinations,
+    engine::EngineSettings,
+    price_moves::{MIN_SIGMA_SAMPLES, PriceMoveThresholds},
+    volume_spikes::VolumeSpikeThresholds,
     wallets::NewWalletThresholds,
 };
 
@@ -250,8 +253,37 @@ impl ServiceConfig for SignalsConfig {
                 report.problem(key, "0s", "must be longer than zero");
             }
         }
+        // The volatility criterion, when on: a window, enough of them in the lookback for a
+        // deviation, and not so many that a token's closes outgrow memory.
+        if units(&self.signal_price_move_sigmas).is_ok_and(|sigmas| sigmas > 0) {
+            let window = millis(self.signal_price_move_window);
+            let lookback = millis(self.signal_price_move_sigma_lookback);
+            let shown = format!("{}s", self.signal_price_move_sigma_lookback.as_secs());
+            if window <= 0 {
+                report.problem(
+                    "signal_price_move_window",
+                    "0s",
+                    "must be longer than zero when signal_price_move_sigmas is set",
+                );
+            } else if lookback / window < MIN_SIGMA_SAMPLES {
+                report.problem(
+                    "signal_price_move_sigma_lookback",
+                    &shown,
+                    "must hold at least 12 windows of signal_price_move_window",
+                );
+            } else if lookback / window > MAX_SIGMA_WINDOWS {
+                report.problem(
+                    "signal_price_move_sigma_lookback",
+                    &shown,
+                    "must hold at most 100000 windows of signal_price_move_window (memory per token)",
+                );
+            }
+        }
     }
 }
+
+/// Windows of the volatility lookback at most: a token keeps a close per window with fills.
+const MAX_SIGMA_WINDOWS: i64 = 100_000;
 
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)

@@ -133,14 +133,21 @@ impl EngineSettings {
 
     pub fn price_move_rule(&self) -> Rule {
         let thresholds = self.price_move;
-        Self::rule(
-            "price_move",
-            &[
-                thresholds.min_move,
-                thresholds.window_ms,
-                thresholds.cooldown_ms,
-            ],
-        )
+        let mut fingerprint = vec![
+            thresholds.min_move,
+            thresholds.window_ms,
+            thresholds.cooldown_ms,
+        ];
+        // The volatility criterion's thresholds count only when it is on: the rule (and every
+        // signal id) of the default configuration stays what it was.
+        if thresholds.sigmas > 0 {
+            fingerprint.extend([
+                thresholds.sigmas,
+                thresholds.sigma_lookback_ms,
+                thresholds.sigma_floor,
+            ]);
+        }
+        Self::rule("price_move", &fingerprint)
     }
 }
 

@@ -95,20 +95,26 @@ struct TokenPrices {
     /// The current window and its last price so far.
     #[serde(default)]
     current: Option<(i64, i64)>,
+    /// The window length the closes were kept under: a restart with another length starts
+    /// them over (their indices would mean other windows).
+    #[serde(default)]
+    closes_window_ms: i64,
 }
 
 impl TokenPrices {
-    /// Notes a price at `at_ms` for the window closes (in time order only).
-    fn note_close(&mut self, at_ms: i64, price: i64, thresholds: &PriceMoveThresholds) {
-        let window = at_ms.div_euclid(thresholds.window_ms.max(1));
-        match self.current {
-            Some((current, _)) if current == window => self.current = Some((window, price)),
-            Some((current, close)) if current < window => {
-                self.closes.push_back((current, close));
-                self.current = Some((window, price));
-            }
-            Some(_) => {}
-            None => self.current = Some((window, price)),
+    /// Moves the closes on to `window`, the window of a price at or after every earlier one:
+    /// an earlier current window is closed, and closes before the lookback are dropped.
+    fn roll_to(&mut self, window: i64, thresholds: &PriceMoveThresholds) {
+        if self.closes_window_ms != thresholds.window_ms {
+            self.closes.clear();
+            self.current = None;
+            self.closes_window_ms = thresholds.window_ms;
+        }
+        if let Some((current, close)) = self.current
+            && current < window
+        {
+            self.closes.push_back((current, close));
+            self.current = None;
         }
         let kept_windows = thresholds.sigma_lookback_ms / thresholds.window_ms.max(1);
         while self
@@ -120,34 +126,50 @@ impl TokenPrices {
         }
     }
 
-    /// The deviation of the changes from close to close over the kept windows (a window with
-    /// no fill carries the close before it), if enough are known.
-    fn volatility(&self) -> Option<Volatility> {
-        let mut changes: Vec<i128> = Vec::new();
+    /// Notes a price of the current `window` (after [`Self::roll_to`]).
+    fn note_price(&mut self, window: i64, price: i64) {
+        match self.current {
+            Some((current, _)) if current != window => {}
+            _ => self.current = Some((window, price)),
+        }
+    }
+
+    /// The deviation of the changes from close to close over the kept windows before
+    /// `window`: a window with no fill carries the close before it (a change of 0), up to the
+    /// window before `window`. `None` with fewer than [`MIN_SIGMA_SAMPLES`] changes (or sums
+    /// beyond i128, which no true price reaches).
+    fn volatility(&self, window: i64) -> Option<Volatility> {
+        let mut samples: i128 = 0;
+        let mut sum: i128 = 0;
+        let mut sum_of_squares: i128 = 0;
         let mut previous: Option<(i64, i64)> = None;
         for &(index, close) in &self.closes {
             if let Some((previous_index, previous_close)) = previous {
-                // Empty windows in between changed nothing.
-                let empty = usize::try_from(index - previous_index - 1).unwrap_or(0);
-                changes.extend(std::iter::repeat_n(0, empty));
-                changes.push(i128::from(close - previous_close));
+                // Empty windows in between changed nothing: counted, never stored.
+                samples += i128::from(index - previous_index - 1);
+                let change = i128::from(close) - i128::from(previous_close);
+                samples += 1;
+                sum = sum.checked_add(change)?;
+                sum_of_squares = sum_of_squares.checked_add(change.checked_mul(change)?)?;
             }
             previous = Some((index, close));
         }
-        let samples = i64::try_from(changes.len()).ok()?;
-        if samples < MIN_SIGMA_SAMPLES {
+        if let Some((last_index, _)) = previous {
+            samples += i128::from((window - 1 - last_index).max(0));
+        }
+        if samples < i128::from(MIN_SIGMA_SAMPLES) {
             return None;
         }
-        let count = i128::from(samples);
-        let sum: i128 = changes.iter().sum();
-        let sum_of_squares: i128 = changes.iter().map(|change| change * change).sum();
         // Sample variance, exact in integers: (n·Σx² − (Σx)²) / (n·(n − 1)).
-        let variance = (count * sum_of_squares - sum * sum) / (count * (count - 1));
+        let spread = samples
+            .checked_mul(sum_of_squares)?
+            .checked_sub(sum.checked_mul(sum)?)?;
+        let variance = spread / samples.checked_mul(samples - 1)?;
         let deviation = u128::try_from(variance.max(0)).ok()?.isqrt();
         Some(Volatility {
             deviation: i64::try_from(deviation).ok()?,
-            mean: i64::try_from(sum / count).ok()?,
-            samples,
+            mean: i64::try_from(sum / samples).ok()?,
+            samples: i64::try_from(samples).ok()?,
         })
     }
 }
@@ -248,11 +270,15 @@ impl PriceMoveDetector {
             .max_by_key(|point| (point.price, -point.at_ms))
             .cloned();
         token.points.push_back(point);
-        // The deviation is of the windows before this price's: a move is not measured
-        // against itself.
+        // The deviation is of the windows before this price's (every fill of a window is
+        // judged against the same ones).
         let volatility = if self.thresholds.sigmas > 0 {
-            let volatility = token.volatility();
-            token.note_close(observation.at_ms, observation.price, &self.thresholds);
+            let window = observation
+                .at_ms
+                .div_euclid(self.thresholds.window_ms.max(1));
+            token.roll_to(window, &self.thresholds);
+            let volatility = token.volatility(window);
+            token.note_price(window, observation.price);
             volatility
         } else {
             None
@@ -277,7 +303,8 @@ impl PriceMoveDetector {
         };
         let by_move = size >= self.thresholds.min_move;
         let by_sigma = volatility.is_some_and(|volatility| {
-            size >= self.thresholds.sigma_floor
+            size > 0
+                && size >= self.thresholds.sigma_floor
                 && i128::from(size) * 1_000_000
                     >= i128::from(self.thresholds.sigmas) * i128::from(volatility.deviation)
         });

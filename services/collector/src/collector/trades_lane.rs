@@ -1,55 +1,109 @@
 //! Trades in `run` and `poll`: every round polls the live tail of the markets that are caught
 //! up, while markets far behind (the first backfill, a new market, one back from a long
-//! outage) walk in a lane beside the rounds, `concurrency` at a time, busiest first. Before, a
-//! round waited for every walk: with a 90-day backfill, a market walked in the first minute
-//! was not polled again for hours, and one new market's walk held back every market's tail.
+//! outage) are walked in a lane beside the rounds. Before, a round waited for every walk: with
+//! a 90-day backfill, a market walked in the first minute was not polled again for hours, and
+//! one new market's walk held back every market's tail.
 //!
-//! A market is in one place at a time: walking in the lane (its stored checkpoint is behind,
-//! so no round polls it) or polled by the rounds. The deep reconciliation pass covers every
-//! market, walking ones included: it re-reads time below the stored coverage, a forward walk
-//! reads beyond it (and giving the pass only the settled markets made it forget the others'
-//! ledger: `tests/late_fills.rs` lost its late fills after a restart). A walk's failure is settled like a round's (retried by a later round,
-//! declared when upstream failed); a walk that fails for good, or panics, stops collection.
+//! The lane is a queue and `concurrency` workers. A worker takes the next market and walks it
+//! to now (the bounds are read when the walk starts, so a market queued behind hours of
+//! backfill is walked to the present, not to when it was queued), reports how it ended and
+//! takes the next; workers end when the queue is empty. Only the workers hold walks in
+//! memory, whatever the length of the queue.
+//!
+//! A market is in one place at a time: queued or walking in the lane (its stored checkpoint
+//! is behind, so no round polls it) or polled by the rounds. The deep reconciliation pass
+//! covers every market, lane ones included: it re-reads time below the stored coverage, a
+//! forward walk reads beyond it (and giving the pass only the settled markets made it forget
+//! the others' ledger: `tests/late_fills.rs` lost its late fills after a restart). A walk's
+//! failure is settled like a round's (retried by a later round, declared when upstream
+//! failed); a walk that fails for good, or a worker that panics, stops collection.
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
-use tokio::{sync::Semaphore, task::JoinSet};
+use std::collections::VecDeque;
+
+use tokio::{sync::mpsc, task::JoinSet};
 
 use super::trades::Settled;
 use crate::progress::Progress;
 
-/// One walk's end: the market and what its walk came to.
-type WalkEnd = (String, Result<(), CollectError>);
+/// How a walk ended: the market, the bounds it was walked to, and the outcome.
+type WalkEnd = (String, (i64, i64), Result<(), CollectError>);
+
+/// The trades coverage a walk starting now aims at (`[from, to]`, seconds).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct WalkBounds {
+    /// Coverage stops this far behind now (`collector_poll_lag`).
+    pub(super) lag_s: i64,
+    /// `run`: coverage reaches back this far from `to` (`collector_retention`).
+    pub(super) retention_s: i64,
+    /// `poll`: coverage starts here instead (the start time).
+    pub(super) fixed_from_s: Option<i64>,
+}
+
+impl WalkBounds {
+    fn now(self) -> (i64, i64) {
+        let to = now_ms() / 1000 - self.lag_s;
+        let from = self
+            .fixed_from_s
+            .unwrap_or_else(|| to.saturating_sub(self.retention_s));
+        (from, to)
+    }
+}
+
+/// What the workers share: the queue, and every market queued or being walked.
+#[derive(Default)]
+struct LaneQueue {
+    waiting: VecDeque<String>,
+    in_lane: HashSet<String>,
+}
 
 /// The walks running beside the rounds.
 pub(super) struct WalkLane {
-    tasks: JoinSet<WalkEnd>,
-    /// Walking markets, with the bounds their walk was started with.
-    walking: HashMap<String, (i64, i64)>,
-    permits: Arc<Semaphore>,
-    /// The current backlog (from the first walk the lane takes on until it is empty again):
-    /// its progress, walks finished, and the records sent when it began.
+    queue: Arc<Mutex<LaneQueue>>,
+    workers: JoinSet<()>,
+    concurrency: usize,
+    bounds: WalkBounds,
+    ends: mpsc::UnboundedReceiver<WalkEnd>,
+    end_sender: mpsc::UnboundedSender<WalkEnd>,
+    /// The current backlog (from the first market the lane takes on until it is empty
+    /// again): its progress, walks finished, and the records sent when it began.
     backlog: Option<(Progress, usize, u64)>,
 }
 
 impl WalkLane {
-    pub(super) fn new(concurrency: usize) -> Self {
+    pub(super) fn new(concurrency: usize, bounds: WalkBounds) -> Self {
+        let (end_sender, ends) = mpsc::unbounded_channel();
         Self {
-            tasks: JoinSet::new(),
-            walking: HashMap::new(),
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            queue: Arc::new(Mutex::new(LaneQueue::default())),
+            workers: JoinSet::new(),
+            concurrency: concurrency.max(1),
+            bounds,
+            ends,
+            end_sender,
             backlog: None,
         }
     }
 
-    pub(super) fn is_walking(&self, condition_id: &str) -> bool {
-        self.walking.contains_key(condition_id)
+    /// Whether the market is queued or being walked.
+    pub(super) fn holds(&self, condition_id: &str) -> bool {
+        lock(&self.queue).in_lane.contains(condition_id)
     }
 
-    /// Waits for every walk to end (after a stop: they end at their next request).
+    /// Every market queued or being walked.
+    pub(super) fn markets(&self) -> Vec<String> {
+        lock(&self.queue).in_lane.iter().cloned().collect()
+    }
+
+    /// Waits for the workers to end (after a stop: each ends at its next request, and takes
+    /// no new market).
     pub(super) async fn drain(&mut self) {
-        while self.tasks.join_next().await.is_some() {}
+        while let Some(joined) = self.workers.join_next().await {
+            if let Err(error) = joined {
+                tracing::error!(error = %error, "a trades walk worker ended abnormally while stopping");
+            }
+        }
     }
 }
 
@@ -65,13 +119,23 @@ impl Collector {
         to: i64,
     ) -> Result<(), CollectError> {
         self.settle_ended_walks(lane).await?;
-        self.prepare_ledger(condition_ids);
-        let (caught_up, behind): (Vec<String>, Vec<String>) = condition_ids
-            .iter()
-            .filter(|condition_id| !lane.is_walking(condition_id))
-            .cloned()
-            .partition(|condition_id| self.caught_up(condition_id, from, to));
-        self.start_walks(lane, behind, from, to);
+        // The lane's markets too: one the crawl no longer lists must keep its ledger while
+        // its walk still sends.
+        self.prepare_ledger(&with_lane_markets(condition_ids, lane));
+        let mut caught_up = Vec::new();
+        let mut behind = Vec::new();
+        for condition_id in condition_ids {
+            if lane.holds(condition_id) {
+                continue;
+            }
+            if self.caught_up(condition_id, from, to) {
+                caught_up.push(condition_id.clone());
+            } else if self.needs_walk(condition_id, from, to) {
+                behind.push(condition_id.clone());
+            }
+            // Neither: covered up to `to` already (a round within the same second).
+        }
+        self.start_walks(lane, behind);
         let fatal: Mutex<Option<CollectError>> = Mutex::new(None);
         let chunks: Vec<Vec<String>> = caught_up
             .chunks(self.tuning.trades_api.markets_per_request())
@@ -102,55 +166,94 @@ impl Collector {
         Ok(())
     }
 
-    /// Starts a walk for each market of `behind`, in order (the market list is busiest first;
-    /// the lane's permits are handed out first come, first served).
-    fn start_walks(self: &Arc<Self>, lane: &mut WalkLane, behind: Vec<String>, from: i64, to: i64) {
-        if behind.is_empty() {
+    /// Whether a market's checkpoint leaves part of `[from, to]` to walk.
+    fn needs_walk(&self, condition_id: &str, from: i64, to: i64) -> bool {
+        let checkpoint: TradeCheckpoint = self
+            .checkpoints
+            .get(&format!("trades/{condition_id}"))
+            .unwrap_or_default();
+        checkpoint.next_walk(from, to).is_some()
+    }
+
+    /// Queues the markets of `behind` in order (the market list is busiest first) and starts
+    /// workers up to `concurrency` while markets wait. Called every round: a worker that found
+    /// the queue empty just before more markets came is replaced here.
+    fn start_walks(self: &Arc<Self>, lane: &mut WalkLane, behind: Vec<String>) {
+        self.queue_walks(lane, behind);
+        let waiting = !lock(&lane.queue).waiting.is_empty();
+        while waiting && lane.workers.len() < lane.concurrency {
+            let collector = Arc::clone(self);
+            let queue = Arc::clone(&lane.queue);
+            let ends = lane.end_sender.clone();
+            let bounds = lane.bounds;
+            lane.workers.spawn(async move {
+                collector.walk_worker(&queue, bounds, &ends).await;
+            });
+        }
+    }
+
+    fn queue_walks(&self, lane: &mut WalkLane, behind: Vec<String>) {
+        let added = {
+            let mut queue = lock(&lane.queue);
+            let mut added = 0;
+            for condition_id in behind {
+                if queue.in_lane.insert(condition_id.clone()) {
+                    queue.waiting.push_back(condition_id);
+                    added += 1;
+                }
+            }
+            added
+        };
+        if added == 0 {
             return;
         }
         match &lane.backlog {
-            Some((progress, _, _)) => progress.add_total(behind.len()),
+            Some((progress, _, _)) => progress.add_total(added),
             None => {
-                tracing::info!(
-                    markets = behind.len(),
-                    "trades walks started beside the live tail"
-                );
+                tracing::info!(markets = added, "trades walks queued beside the live tail");
                 lane.backlog = Some((
-                    Progress::new(behind.len()),
+                    Progress::new(added),
                     0,
                     self.trades_sent.load(Ordering::Relaxed),
                 ));
             }
         }
-        for condition_id in behind {
-            lane.walking.insert(condition_id.clone(), (from, to));
-            let collector = Arc::clone(self);
-            let permits = Arc::clone(&lane.permits);
-            lane.tasks.spawn(async move {
-                let Ok(_permit) = permits.acquire_owned().await else {
-                    return (condition_id, Err(CollectError::Cancelled));
-                };
-                if collector.stop.is_cancelled() {
-                    return (condition_id, Err(CollectError::Cancelled));
-                }
-                let outcome = collector.collect_trades(&condition_id, from, to).await;
-                (condition_id, outcome)
-            });
+    }
+
+    /// One worker: walks queued markets one after the other, to now, until the queue is
+    /// empty or collection stops.
+    async fn walk_worker(
+        &self,
+        queue: &Mutex<LaneQueue>,
+        bounds: WalkBounds,
+        ends: &mpsc::UnboundedSender<WalkEnd>,
+    ) {
+        loop {
+            if self.stop.is_cancelled() {
+                return;
+            }
+            let Some(condition_id) = lock(queue).waiting.pop_front() else {
+                return;
+            };
+            let (from, to) = bounds.now();
+            let outcome = self.collect_trades(&condition_id, from, to).await;
+            // The receiver lives as long as the lane; a send fails only once it is gone.
+            if ends.send((condition_id, (from, to), outcome)).is_err() {
+                return;
+            }
         }
     }
 
-    /// Settles every walk that ended since the last round.
+    /// Settles every walk that ended since the last round, and finds workers that panicked.
     async fn settle_ended_walks(&self, lane: &mut WalkLane) -> Result<(), CollectError> {
-        while let Some(joined) = lane.tasks.try_join_next() {
-            let (condition_id, outcome) = match joined {
-                Ok(ended) => ended,
-                Err(error) => {
-                    // Which market is lost with the task; a panic is a bug, so stop.
-                    tracing::error!(error = %error, "a trades walk task ended abnormally");
-                    return Err(CollectError::WalkPanicked(error.to_string()));
-                }
-            };
-            let (from, to) = lane.walking.remove(&condition_id).unwrap_or((0, 0));
+        while let Some(joined) = lane.workers.try_join_next() {
+            if let Err(error) = joined {
+                tracing::error!(error = %error, "a trades walk worker ended abnormally");
+                return Err(CollectError::WalkPanicked(error.to_string()));
+            }
+        }
+        while let Ok((condition_id, (from, to), outcome)) = lane.ends.try_recv() {
+            lock(&lane.queue).in_lane.remove(&condition_id);
             let markets = [condition_id];
             if let Settled::Fatal(error) = self.settle(&markets, from, to, outcome).await {
                 return Err(error);
@@ -160,10 +263,23 @@ impl Collector {
                 let records = self.trades_sent.load(Ordering::Relaxed) - *records_at_start;
                 progress.market_finished(*finished, records);
             }
-            if lane.walking.is_empty() {
+            if lock(&lane.queue).in_lane.is_empty() {
                 lane.backlog = None;
             }
         }
         Ok(())
     }
+}
+
+/// `condition_ids` and the lane's markets, once each.
+pub(super) fn with_lane_markets(condition_ids: &[String], lane: &WalkLane) -> Vec<String> {
+    let mut all = condition_ids.to_vec();
+    let listed: HashSet<&String> = condition_ids.iter().collect();
+    let extra: Vec<String> = lane
+        .markets()
+        .into_iter()
+        .filter(|condition_id| !listed.contains(condition_id))
+        .collect();
+    all.extend(extra);
+    all
 }

@@ -128,16 +128,15 @@ fn quiet_history(detector: &mut PriceMoveDetector, windows: i64) {
 #[test]
 fn a_move_large_for_a_quiet_token_fires_on_its_trailing_deviation() {
     let mut detector = volatility_detector(20_000);
-    // Windows 0..=25: when window 26 begins, the closes of 0..=24 give 24 changes (the
-    // current window, 25, is not closed yet).
+    // Windows 0..=25: when window 26 begins, the closes of 0..=25 give 25 changes.
     quiet_history(&mut detector, 26);
-    // Sample deviation of 12 × +0.005 and 12 × −0.005: sqrt(24 · 24 · 0.005² / (24 · 23)) =
-    // 0.0051075…, floored to scale 6; three of them are 0.015321.
+    // 13 × +0.005 and 12 × −0.005: sample variance (25 · 25 · 0.005² − 0.005²) / (25 · 24),
+    // deviation 0.0050990…, floored to scale 6; three of them are 0.015297. Mean 0.0002.
     let signal = observe(&mut detector, 26 * WINDOW + 500, 535_000).unwrap();
     assert_eq!(signal.input("fired_on"), Some("sigma"));
-    assert_eq!(signal.input("sigma"), Some("0.005107"));
-    assert_eq!(signal.input("mean_change"), Some("0.000000"));
-    assert_eq!(signal.input("sigma_samples"), Some("24"));
+    assert_eq!(signal.input("sigma"), Some("0.005099"));
+    assert_eq!(signal.input("mean_change"), Some("0.000200"));
+    assert_eq!(signal.input("sigma_samples"), Some("25"));
     assert_eq!(signal.input("move"), Some("0.030000"));
     assert_eq!(signal.input("from_price"), Some("0.505000"));
     assert_eq!(signal.window_start_ms, 25 * WINDOW + 1_000);
@@ -153,7 +152,7 @@ fn a_move_large_for_a_quiet_token_fires_on_its_trailing_deviation() {
 
 #[test]
 fn the_deviation_multiple_and_the_floor_are_both_required() {
-    // Floor 0.01: 0.012 is below three deviations (0.015321), 0.016 is above.
+    // Floor 0.01: 0.012 is below three deviations (0.015297), 0.016 is above.
     let mut detector = volatility_detector(10_000);
     quiet_history(&mut detector, 26);
     assert!(observe(&mut detector, 26 * WINDOW + 500, 517_000).is_none());
@@ -171,6 +170,29 @@ fn too_few_changes_never_fire_on_the_deviation() {
     // Windows 0..=11: 11 changes known when window 12 begins, one short of the minimum.
     quiet_history(&mut detector, 12);
     assert!(observe(&mut detector, 12 * WINDOW + 500, 560_000).is_none());
+    // Windows 0..=12: exactly the minimum of 12 when window 13 begins.
+    let mut detector = volatility_detector(20_000);
+    quiet_history(&mut detector, 13);
+    let signal = observe(&mut detector, 13 * WINDOW + 500, 535_000).unwrap();
+    assert_eq!(signal.input("sigma_samples"), Some("12"));
+}
+
+#[test]
+fn closes_kept_under_another_window_length_start_over() {
+    let mut detector = volatility_detector(20_000);
+    quiet_history(&mut detector, 26);
+    // The same token's state, restored under a window three times as long: the closes'
+    // indices would mean other windows, so they are dropped and too few changes remain.
+    let state = detector.state().clone();
+    let mut longer = PriceMoveDetector::restore(
+        Rule::new("jumps", 1),
+        PriceMoveThresholds {
+            window_ms: 3 * WINDOW,
+            ..volatility_detector(20_000).thresholds
+        },
+        state,
+    );
+    assert!(observe(&mut longer, 27 * WINDOW + 500, 535_000).is_none());
 }
 
 #[test]

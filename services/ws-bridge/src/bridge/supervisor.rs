@@ -490,7 +490,15 @@ impl Supervisor {
     /// Moves tokens out of shards holding more than the cap, a whole market at a time.
     async fn rebalance(&mut self) -> Result<(), BridgeError> {
         let mut moved = Vec::new();
-        for handle in self.shards.iter_mut().flatten() {
+        // The shards markets leave: they do not take them back (an unsubscribe and a
+        // resubscribe on one connection would declare a gap for nothing).
+        let mut sources: BTreeSet<usize> = BTreeSet::new();
+        for (index, handle) in self
+            .shards
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(index, slot)| slot.as_mut().map(|handle| (index, handle)))
+        {
             let excess = handle.tokens.len().saturating_sub(self.cap);
             if excess == 0 {
                 continue;
@@ -510,6 +518,7 @@ impl Supervisor {
             for token in &leaving {
                 handle.tokens.remove(token);
             }
+            sources.insert(index);
             let _ = handle.commands.send(Command::Remove {
                 tokens: leaving.clone(),
                 moved: true,
@@ -535,7 +544,7 @@ impl Supervisor {
             self.shared.publisher.publish(Outgoing::Gap(record)).await?;
         }
         let groups = self.set.group_by_market(moved);
-        self.place(groups);
+        self.place_avoiding(groups, &sources);
         Ok(())
     }
 
@@ -588,6 +597,11 @@ impl Supervisor {
     /// message about (a YES book change and its NO complement) is then read on one connection,
     /// whole; only a group larger than the cap itself is split.
     fn place(&mut self, groups: Vec<Vec<String>>) {
+        self.place_avoiding(groups, &BTreeSet::new());
+    }
+
+    /// [`Self::place`], never into the shards of `avoid`.
+    fn place_avoiding(&mut self, groups: Vec<Vec<String>>, avoid: &BTreeSet<usize>) {
         let tokens: Vec<String> = groups.iter().flatten().cloned().collect();
         self.remember(&tokens);
         let mut additions: HashMap<usize, Vec<String>> = HashMap::new();
@@ -608,7 +622,9 @@ impl Supervisor {
                 .enumerate()
                 .find_map(|(index, slot)| {
                     slot.as_mut()
-                        .filter(|handle| handle.tokens.len() + piece.len() <= self.cap)
+                        .filter(|handle| {
+                            !avoid.contains(&index) && handle.tokens.len() + piece.len() <= self.cap
+                        })
                         .map(|handle| (index, handle))
                 });
             if let Some((index, handle)) = existing {
@@ -619,14 +635,13 @@ impl Supervisor {
                 additions.entry(index).or_default().extend(piece);
                 continue;
             }
-            if new_shards
-                .last()
-                .is_none_or(|shard| shard.len() + piece.len() > self.cap)
+            // First fit among the new shards too.
+            match new_shards
+                .iter_mut()
+                .find(|shard| shard.len() + piece.len() <= self.cap)
             {
-                new_shards.push(BTreeSet::new());
-            }
-            if let Some(shard) = new_shards.last_mut() {
-                shard.extend(piece);
+                Some(shard) => shard.extend(piece),
+                None => new_shards.push(piece.into_iter().collect()),
             }
         }
         for (index, tokens) in additions {
@@ -835,7 +850,8 @@ mod tests {
         supervisor.apply(delta);
         assert_eq!(supervisor.assignment.len(), 12);
         shard_of_each_market(&supervisor, &markets);
-        // A three-token market arriving later does not fit the first shard's last slots.
+        // A three-token market arriving later: the first shard is full, so it joins the
+        // second, whole.
         let third = (
             "0xm6".to_owned(),
             vec!["a6".to_owned(), "b6".to_owned(), "c6".to_owned()],
@@ -864,6 +880,53 @@ mod tests {
                 .all(|handle| handle.tokens.len() <= 3)
         );
         shard_of_each_market(&supervisor, &all);
+        supervisor.shared.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_lowered_cap_never_moves_a_market_back_onto_the_shard_it_left() {
+        let mut supervisor = supervisor();
+        let markets: Vec<(String, Vec<String>)> = [
+            ("0xa", vec!["a1", "a2"]),
+            ("0xb", vec!["b1", "b2", "b3"]),
+            ("0xc", vec!["c1"]),
+            ("0xd", vec!["d1", "d2", "d3", "d4"]),
+        ]
+        .into_iter()
+        .map(|(market, tokens)| {
+            (
+                market.to_owned(),
+                tokens.into_iter().map(str::to_owned).collect(),
+            )
+        })
+        .collect();
+        let mut delta = Delta::default();
+        for (market, tokens) in &markets {
+            delta.extend(supervisor.set.announced(market, tokens));
+        }
+        supervisor.apply(delta);
+        assert_eq!(supervisor.shards[0].as_ref().unwrap().tokens.len(), 10);
+        // Cap 3: 0xd, 0xc and 0xb leave shard 0 (whole markets, 8 tokens for an excess of 7);
+        // 0xc (one token) would fit back beside 0xa, and must not.
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            supervisor.report(Report::Refused {
+                shard: 0,
+                max_assets: Some(3),
+            }),
+        )
+        .await
+        .expect("the rebalance finished")
+        .unwrap();
+        let first: Vec<&String> = supervisor.shards[0]
+            .as_ref()
+            .unwrap()
+            .tokens
+            .iter()
+            .collect();
+        assert_eq!(first, ["a1", "a2"]);
+        // 0xd has more tokens than the cap: the only market split.
+        shard_of_each_market(&supervisor, &markets[..3]);
         supervisor.shared.stop.cancel();
     }
 }
