@@ -181,7 +181,9 @@ pub async fn check_planted_signals(pipeline: &Pipeline) -> Result<String, String
 ///   now reads a market's tokens on one connection, but the book topics are keyed by token,
 ///   so the YES and NO halves of one message land on two partitions, and when one partition's
 ///   records reach the service more than the merge's 250 ms of event time after the other's,
-///   the first half is judged alone (seen once in five runs, on a planted negative-risk leg).
+///   the first half is judged alone. Seen in about half of the runs, always on the planted
+///   negative-risk leg's market at the planting instant, so how the simulator publishes that
+///   step is the other suspect.
 fn tolerated_because(signal: &StoredSignal, live_started_ms: i64) -> Option<&'static str> {
     match signal.kind.as_str() {
         "VOLUME_SPIKE"
