@@ -11,15 +11,9 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use polymarket_sim::SimConfig;
 use polytape_collector::{Collector, CollectorTuning, Dataset, Mode, Options};
-use polytape_model::Trade;
 use polytape_polymarket::TradesApi;
 use support::*;
 use tokio_util::sync::CancellationToken;
-
-async fn trade_ids(names: &polytape_model::TopicNames) -> HashSet<String> {
-    let trades: Vec<Trade> = records(names).await;
-    trades.into_iter().map(|trade| trade.trade_id).collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_mode_backfills_then_polls_new_fills() {
@@ -83,7 +77,7 @@ async fn backfills_then_polls(trades_api: TradesApi, purpose: &str) {
                     .into_iter()
                     .map(|(id, _)| id)
                     .collect();
-                let ours = trade_ids(names).await;
+                let ours = topic_trade_ids(names).await;
                 if ours == truth {
                     println!("{label}: {} fills", truth.len());
                     return truth.len();

@@ -7,17 +7,12 @@
 
 mod support;
 
-use std::{collections::HashSet, time::Duration};
+use std::time::Duration;
 
 use polymarket_sim::SimConfig;
 use polytape_collector::{CollectorTuning, Options};
 use polytape_model::Trade;
 use support::*;
-
-async fn trade_ids(names: &polytape_model::TopicNames) -> HashSet<String> {
-    let trades: Vec<Trade> = records(names).await;
-    trades.into_iter().map(|trade| trade.trade_id).collect()
-}
 
 /// After the backfill, a polling round asks for many markets per request: its `/trades`
 /// requests follow the new fills, not the number of markets, and the set stays the truth.
@@ -83,7 +78,7 @@ async fn polling_rounds_cost_requests_per_fills_not_per_market() {
     assert_eq!(complete_in_round(to).await, 60);
     let backfill_requests = trades_requests().await;
     assert!(backfill_requests >= 60, "{backfill_requests}");
-    assert_eq!(trade_ids(&names).await.len(), truth_count().await);
+    assert_eq!(topic_trade_ids(&names).await.len(), truth_count().await);
 
     // Round 2: new fills at the wall clock; two chunk walks (50 + 10 markets).
     let progress = sim.advance(3_000);
@@ -98,7 +93,7 @@ async fn polling_rounds_cost_requests_per_fills_not_per_market() {
     let poll_requests = trades_requests().await - before;
     let trades: Vec<Trade> = records(&names).await;
     assert_eq!(trades.len(), truth_after, "every new fill exactly once");
-    assert_eq!(trade_ids(&names).await.len(), truth_after);
+    assert_eq!(topic_trade_ids(&names).await.len(), truth_after);
     // Per chunk, a full page can repeat at most one second of the previous page, so at most
     // two requests per 1,000 new fills, plus the last partial page: independent of the 60
     // markets a per-market poll would ask for.

@@ -18,11 +18,6 @@ use polytape_model::Trade;
 use support::*;
 use tokio_util::sync::CancellationToken;
 
-async fn trade_ids(names: &polytape_model::TopicNames) -> HashSet<String> {
-    let trades: Vec<Trade> = records(names).await;
-    trades.into_iter().map(|trade| trade.trade_id).collect()
-}
-
 async fn truth_ids(sim: &polymarket_sim::RunningSim) -> HashSet<String> {
     truth_trade_ids(sim)
         .await
@@ -80,7 +75,7 @@ async fn live_fills_of_walked_markets_arrive_while_others_still_backfill() {
 
     // The first walk has ended once fills reach the topic (a walk sends when complete).
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while trade_ids(&names).await.is_empty() {
+    while topic_trade_ids(&names).await.is_empty() {
         assert!(
             std::time::Instant::now() < deadline,
             "no walk ended in 120 s"
@@ -95,7 +90,7 @@ async fn live_fills_of_walked_markets_arrive_while_others_still_backfill() {
     // The first live fill arrives while history is still missing.
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let ours = trade_ids(&names).await;
+        let ours = topic_trade_ids(&names).await;
         assert!(
             ours.is_subset(&everything),
             "fills outside the truth: {:?}",

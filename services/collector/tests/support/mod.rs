@@ -3,7 +3,12 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    sync::Arc,
+    time::Duration,
+};
 
 use polymarket_sim::{RunningSim, SimConfig};
 use polytape_collector::{
@@ -119,6 +124,12 @@ pub async fn truth_trade_ids(sim: &RunningSim) -> Vec<(String, String)> {
         .into_iter()
         .map(|fill| (fill.trade_id, fill.condition_id))
         .collect()
+}
+
+/// The ids of every fill on the trades topic.
+pub async fn topic_trade_ids(names: &TopicNames) -> HashSet<String> {
+    let trades: Vec<Trade> = records(names).await;
+    trades.into_iter().map(|trade| trade.trade_id).collect()
 }
 
 /// A collector over `config` (not started).

@@ -819,6 +819,21 @@ mod tests {
         supervisor.shared.stop.cancel();
     }
 
+    /// Shard 0 reports the server's refusal of more than `max_assets` per connection, and
+    /// the rebalance it causes ends.
+    async fn server_refuses_more_than(supervisor: &mut Supervisor, max_assets: usize) {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            supervisor.report(Report::Refused {
+                shard: 0,
+                max_assets: Some(max_assets),
+            }),
+        )
+        .await
+        .expect("the rebalance finished")
+        .unwrap();
+    }
+
     /// The shard of every token of each market, asserting they are one.
     fn shard_of_each_market(supervisor: &Supervisor, markets: &[(String, Vec<String>)]) {
         for (market, tokens) in markets {
@@ -862,16 +877,7 @@ mod tests {
         all.push(third);
         shard_of_each_market(&supervisor, &all);
         // The server allows 3 assets per connection: markets move whole.
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            supervisor.report(Report::Refused {
-                shard: 0,
-                max_assets: Some(3),
-            }),
-        )
-        .await
-        .expect("the rebalance finished")
-        .unwrap();
+        server_refuses_more_than(&mut supervisor, 3).await;
         assert!(
             supervisor
                 .shards
@@ -908,16 +914,7 @@ mod tests {
         assert_eq!(supervisor.shards[0].as_ref().unwrap().tokens.len(), 10);
         // Cap 3: 0xd, 0xc and 0xb leave shard 0 (whole markets, 8 tokens for an excess of 7);
         // 0xc (one token) would fit back beside 0xa, and must not.
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            supervisor.report(Report::Refused {
-                shard: 0,
-                max_assets: Some(3),
-            }),
-        )
-        .await
-        .expect("the rebalance finished")
-        .unwrap();
+        server_refuses_more_than(&mut supervisor, 3).await;
         let first: Vec<&String> = supervisor.shards[0]
             .as_ref()
             .unwrap()
