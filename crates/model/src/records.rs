@@ -160,7 +160,7 @@ pub enum BookSource {
     Rest,
 }
 
-/// A full order book of one token, authoritative at `timestamp_ms`. Key: `token_id`.
+/// A full order book of one token, authoritative at `timestamp_ms`. Key: `condition_id`.
 /// Levels are best-first on both sides (bids descending, asks ascending), whatever order
 /// upstream served them in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,7 +185,8 @@ pub struct BookSnapshot {
 }
 
 /// One level change from a WS `price_change` event: the new absolute size at a price
-/// (0 removes the level). Key: `token_id`.
+/// (0 removes the level). Key: `condition_id` (the entries of one upstream message, both
+/// tokens of its market, are adjacent on one partition).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PriceChange {
     pub token_id: String,
@@ -207,7 +208,7 @@ pub struct PriceChange {
     pub entry_index: i32,
 }
 
-/// A WS `last_trade_price` event (a maker/taker match). Key: `token_id`.
+/// A WS `last_trade_price` event (a maker/taker match). Key: `condition_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastTrade {
     pub token_id: String,
@@ -225,7 +226,7 @@ pub struct LastTrade {
     pub sequence: i64,
 }
 
-/// A WS `tick_size_change` event. Key: `token_id`.
+/// A WS `tick_size_change` event. Key: `condition_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TickSizeChange {
     pub token_id: String,
@@ -240,7 +241,7 @@ pub struct TickSizeChange {
     pub sequence: i64,
 }
 
-/// A WS `best_bid_ask` event. Key: `token_id`.
+/// A WS `best_bid_ask` event. Key: `condition_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BestBidAsk {
     pub token_id: String,

@@ -144,20 +144,21 @@ impl Topic {
     /// What the record key is, for documentation and the generated topic table.
     pub fn key_description(self) -> &'static str {
         match self {
-            Topic::Markets | Topic::Trades | Topic::MarketLifecycle => "condition_id",
+            Topic::Markets
+            | Topic::Trades
+            | Topic::MarketLifecycle
+            | Topic::BookSnapshots
+            | Topic::PriceChanges
+            | Topic::LastTrades
+            | Topic::TickSizeChanges
+            | Topic::BestBidAsk => "condition_id",
             Topic::Events => "event_id",
             Topic::Candles => "token_id:interval:open_time_ms",
             Topic::Continuity => "continuity_id",
             Topic::DeadLetters => "source",
             Topic::Leaderboard => "proxy_wallet",
             Topic::Signals => "signal_id",
-            Topic::BookSnapshots
-            | Topic::PriceChanges
-            | Topic::LastTrades
-            | Topic::TickSizeChanges
-            | Topic::BestBidAsk
-            | Topic::PriceHistory
-            | Topic::BookState => "token_id",
+            Topic::PriceHistory | Topic::BookState => "token_id",
         }
     }
 

@@ -237,6 +237,9 @@ pub struct ArbitrageState {
     /// The latest instant applied but not judged yet (see [`ArbitrageDetector::apply`]).
     #[serde(default)]
     pending: Option<PendingInstant>,
+    /// The latest instant judged: book updates of it or of an earlier one are late.
+    #[serde(default)]
+    last_judged_ms: Option<i64>,
 }
 
 /// An instant whose book updates are applied, and the structures they touched.
@@ -252,6 +255,9 @@ pub struct ArbitrageDetector {
     neg_risk_rule: Rule,
     thresholds: ArbitrageThresholds,
     state: ArbitrageState,
+    /// Batches of book updates applied at or before the latest instant already judged, since
+    /// the last [`ArbitrageDetector::take_late_batches`].
+    late_batches: u64,
 }
 
 impl ArbitrageDetector {
@@ -261,6 +267,7 @@ impl ArbitrageDetector {
             neg_risk_rule,
             thresholds,
             state: ArbitrageState::default(),
+            late_batches: 0,
         }
     }
 
@@ -396,6 +403,17 @@ impl ArbitrageDetector {
         {
             signals.extend(self.judge_pending());
         }
+        // Updates of an instant already judged: the instant was judged without them (e.g. a
+        // message's second half read after the merge let its first half go). Counted, since
+        // a window it opened or closed may be one no complete book showed.
+        if self.state.pending.is_none()
+            && self
+                .state
+                .last_judged_ms
+                .is_some_and(|judged_ms| at_ms <= judged_ms)
+        {
+            self.late_batches += 1;
+        }
         let mut touched: Vec<usize> = Vec::new();
         for update in updates {
             match update {
@@ -429,6 +447,11 @@ impl ArbitrageDetector {
         let Some(mut pending) = self.state.pending.take() else {
             return Vec::new();
         };
+        self.state.last_judged_ms = Some(
+            self.state
+                .last_judged_ms
+                .map_or(pending.at_ms, |judged_ms| judged_ms.max(pending.at_ms)),
+        );
         pending.touched.sort_unstable();
         pending.touched.dedup();
         let mut signals = Vec::new();
@@ -438,6 +461,11 @@ impl ArbitrageDetector {
             }
         }
         signals
+    }
+
+    /// Batches of book updates that came after their instant was judged, since last asked.
+    pub fn take_late_batches(&mut self) -> u64 {
+        std::mem::take(&mut self.late_batches)
     }
 
     /// The time of the instant waiting to be judged.

@@ -342,6 +342,11 @@ impl Engine {
         self.arbitrage.judge_pending()
     }
 
+    /// Batches of book updates that came after their instant was judged, since last asked.
+    pub fn take_late_book_batches(&mut self) -> u64 {
+        self.arbitrage.take_late_batches()
+    }
+
     /// The time of the book updates waiting to be judged.
     pub fn pending_at_ms(&self) -> Option<i64> {
         self.arbitrage.pending_at_ms()

@@ -2,8 +2,8 @@
 
 use std::sync::LazyLock;
 
-use polytape_runtime::metrics::{InternalEvent, counter_vec, gauge_vec, histogram};
-use prometheus::{Histogram, IntCounterVec, IntGaugeVec};
+use polytape_runtime::metrics::{InternalEvent, counter, counter_vec, gauge_vec, histogram};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGaugeVec};
 
 static CONSUMED: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
     counter_vec(
@@ -24,6 +24,12 @@ static DEAD_LETTERS: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
         "polytape_signals_dead_letters_total",
         "Inputs sent to the DLQ, per input topic",
         &["topic"],
+    )
+});
+static LATE_BOOK_BATCHES: LazyLock<Option<IntCounter>> = LazyLock::new(|| {
+    counter(
+        "polytape_signals_late_book_batches_total",
+        "Batches of book updates applied after their instant was judged (an arbitrage window may have been judged on a partly applied message)",
     )
 });
 static STATE: LazyLock<Option<IntGaugeVec>> = LazyLock::new(|| {
@@ -236,6 +242,26 @@ impl InternalEvent for RulesLoaded<'_> {
                     .with_label_values(&[state])
                     .set(i64::try_from(count).unwrap_or(i64::MAX));
             }
+        }
+    }
+}
+
+/// Book updates came after their instant was judged.
+pub(crate) struct LateBookBatches {
+    pub(crate) batches: u64,
+}
+
+impl InternalEvent for LateBookBatches {
+    fn emit(self) {
+        if self.batches == 0 {
+            return;
+        }
+        tracing::warn!(
+            batches = self.batches,
+            "book updates came after their instant was judged"
+        );
+        if let Some(metric) = LATE_BOOK_BATCHES.as_ref() {
+            metric.inc_by(self.batches);
         }
     }
 }

@@ -39,7 +39,7 @@ use crate::{
     SignalsConfig,
     engine::{Engine, EngineState, EngineStateRef, SignalEvent, SignalInput},
     error::SignalsError,
-    events::{BatchSent, CheckpointWritten, Consumed, DeadLettered, Retried},
+    events::{BatchSent, CheckpointWritten, Consumed, DeadLettered, LateBookBatches, Retried},
 };
 
 /// A batch: 5 000 records at most, gathered within 50 ms of its first.
@@ -128,6 +128,8 @@ struct Processor {
     engine: Engine,
     merge: EventMerge<SignalEvent>,
     positions: HashMap<(String, i32), i64>,
+    /// The book partitions read in the current batch (see [`Processor::judge`]).
+    book_partitions_read: Vec<(SignalInput, i32)>,
     signals: Vec<Signal>,
     dead: Vec<DeadLetter>,
 }
@@ -198,6 +200,10 @@ impl Processor {
 
     /// Holds a judged event for the merge once it is known to apply; otherwise dead-letters it.
     fn hold(&mut self, input: &Input<'_>, event: SignalEvent) {
+        let merged = (event.input(), input.partition);
+        if event.input() != SignalInput::Trades && !self.book_partitions_read.contains(&merged) {
+            self.book_partitions_read.push(merged);
+        }
         let ahead_ms = event.time_ms().saturating_sub(input.timestamp_ms);
         if input.timestamp_ms > 0 && ahead_ms > MAX_AHEAD_OF_PUBLISHING_MS {
             self.dead_letter(
@@ -256,16 +262,31 @@ impl Processor {
 
     /// Judges what the merge releases (`backlog`: the judged partitions with unread records).
     /// While records come, the latest [`LATENESS_MS`] of event time stay held (their other
-    /// half may still be on another partition); once the inputs are quiet (`quiet`),
-    /// everything goes, and the last instant of book updates is judged too.
+    /// half may still be on another partition), and so does the last instant read of every
+    /// book partition this batch read: the entries of one upstream message are adjacent on
+    /// one partition (the book topics are keyed by market), but a batch can end between two
+    /// of them, and the high watermarks that tell a backlog are up to a second old, so the
+    /// rest may be the next record read. Once the inputs are quiet (`quiet`), everything
+    /// goes, and the last instant of book updates is judged too.
     fn judge(&mut self, backlog: &[(SignalInput, i32)], quiet: bool) -> Result<(), SignalsError> {
         let released = if quiet {
             self.merge.release(backlog)
         } else {
-            self.merge.release_settled(backlog, LATENESS_MS)
+            let mut unsettled = backlog.to_vec();
+            unsettled.extend(
+                self.book_partitions_read
+                    .iter()
+                    .filter(|partition| !backlog.contains(partition)),
+            );
+            self.merge.release_settled(&unsettled, LATENESS_MS)
         };
+        self.book_partitions_read.clear();
         if !released.is_empty() {
             self.signals.extend(self.engine.apply(&released)?);
+            LateBookBatches {
+                batches: self.engine.take_late_book_batches(),
+            }
+            .emit();
         }
         // The pending instant is complete once the inputs are quiet, or once the merge has
         // read past it by the lateness (its other half would have been released with it):
@@ -454,6 +475,7 @@ pub async fn run(
             .into_iter()
             .map(|(topic, partition, offset)| ((topic, partition), offset))
             .collect(),
+        book_partitions_read: Vec::new(),
         signals: Vec::new(),
         dead: Vec::new(),
     };
@@ -587,3 +609,6 @@ async fn handle(
     };
     processor.process(decoders, input).await
 }
+
+#[cfg(test)]
+mod tests;

@@ -169,21 +169,15 @@ pub async fn check_planted_signals(pipeline: &Pipeline) -> Result<String, String
     ))
 }
 
-/// Why a signal no expectation explains is tolerated, if it is. Two known limits, each
-/// reported by the run rather than hidden (services/signals/README.md, "Limits"):
-/// - a volume spike whose window reaches into the live phase. The simulator's live flow is
-///   ~50 times denser per market than its history (40 operations/s against ~0.7), so a
-///   token's first live windows can truly spike; and while the collector is still
-///   backfilling, backfilled fills reach the trades topic after live ones, so what a token's
-///   trailing mean holds then depends on how far the backfill had got, which the simulator
-///   cannot know;
-/// - an arbitrage window of no duration: one upstream message judged in halves. The bridge
-///   now reads a market's tokens on one connection, but the book topics are keyed by token,
-///   so the YES and NO halves of one message land on two partitions, and when one partition's
-///   records reach the service more than the merge's 250 ms of event time after the other's,
-///   the first half is judged alone. Seen in about half of the runs, always on the planted
-///   negative-risk leg's market at the planting instant, so how the simulator publishes that
-///   step is the other suspect.
+/// Why a signal no expectation explains is tolerated, if it is. One known limit, reported by
+/// the run rather than hidden (services/signals/README.md, "Limits"): a volume spike whose
+/// window reaches into the live phase. The simulator's live flow is ~50 times denser per
+/// market than its history (40 operations/s against ~0.7), so a token's first live windows
+/// can truly spike; and while the collector is still backfilling, backfilled fills reach the
+/// trades topic after live ones, so what a token's trailing mean holds then depends on how far
+/// the backfill had got, which the simulator cannot know. (An arbitrage window of no duration,
+/// one upstream message judged in halves, was tolerated here until the book topics were keyed
+/// by market; it now fails the run.)
 fn tolerated_because(signal: &StoredSignal, live_started_ms: i64) -> Option<&'static str> {
     match signal.kind.as_str() {
         "VOLUME_SPIKE"
@@ -192,9 +186,6 @@ fn tolerated_because(signal: &StoredSignal, live_started_ms: i64) -> Option<&'st
                 .is_some_and(|end| end > live_started_ms - LIVE_START_SLACK_MS) =>
         {
             Some("a volume spike of the live flow")
-        }
-        "BINARY_ARBITRAGE" | "NEG_RISK_ARBITRAGE" if signal.input("duration_ms") == Some("0") => {
-            Some("a window of no duration: one upstream message judged in halves")
         }
         _ => None,
     }

@@ -462,6 +462,8 @@ fn an_instant_split_across_batches_is_judged_once_whole() {
     assert_eq!(held.apply(&[BookUpdate::Change(&later)]).unwrap(), []);
     assert_eq!(held.judge_pending(), []);
     assert_eq!(held.pending_at_ms(), None);
+    // Held back whole, nothing came after its instant was judged.
+    assert_eq!(held.take_late_batches(), 0);
 
     // Judged half by half (each batch judged as it came), the same updates open and close a
     // window at 2,000: what the detector did before instants were held back.
@@ -478,4 +480,7 @@ fn an_instant_split_across_batches_is_judged_once_whole() {
         .unwrap();
     assert_eq!((opened.len(), closed.len()), (1, 1));
     assert_eq!(closed[0].window_end_ms, Some(2_000));
+    // The second half came after 2,000 was judged: counted once, then reset.
+    assert_eq!(eager.take_late_batches(), 1);
+    assert_eq!(eager.take_late_batches(), 0);
 }
