@@ -5,6 +5,7 @@
 
 pub mod alerts;
 mod classify;
+pub mod datasets;
 mod migrations;
 pub mod rankings;
 pub mod rows;

@@ -5,9 +5,12 @@ use std::{process::ExitCode, time::Duration};
 
 use clap::Subcommand;
 
+use polytape_clickhouse::datasets::{Dataset, DatasetFormat, DayFilter};
+
 use crate::{
     ApiConfig,
     clock::utc_seconds_text,
+    export::{ExportPlan, export},
     keys::{KeySpec, KeyStore, generate_key, is_prefix, lookup_prefix},
     store::Store,
 };
@@ -304,5 +307,165 @@ pub async fn run_rules(config: ApiConfig, command: RulesCommand) -> ExitCode {
                 Err(error) => fail(&error),
             }
         }
+    }
+}
+
+/// `export` arguments: research datasets by UTC day into a directory.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// First UTC day, YYYY-MM-DD
+    #[arg(long)]
+    pub from: String,
+    /// Last UTC day, YYYY-MM-DD, included (default: --from)
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Dataset: trades, candles or continuity; repeat for several (default: all)
+    #[arg(long = "dataset")]
+    pub datasets: Vec<String>,
+    /// File format: parquet, csv or ndjson; repeat for several (default: parquet)
+    #[arg(long = "format")]
+    pub formats: Vec<String>,
+    /// Only these markets (condition ids); repeat for several
+    #[arg(long = "market")]
+    pub markets: Vec<String>,
+    /// Only these tokens; repeat for several
+    #[arg(long = "token")]
+    pub tokens: Vec<String>,
+    /// Directory the `dataset=<name>/date=<day>/` tree is written under
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+}
+
+impl ExportArgs {
+    /// The plan, or every problem with the arguments at once.
+    pub fn plan(&self, now_ms: i64, retention_days: u32) -> Result<ExportPlan, Vec<String>> {
+        use polytape_model::time::{parse_datetime_ms, utc_day};
+
+        let mut problems = Vec::new();
+        let mut day_of = |name: &str, text: &str| {
+            let is_date = text.len() == 10 && text.as_bytes().get(4) == Some(&b'-');
+            match parse_datetime_ms(text).filter(|_| is_date) {
+                Some(ms) => Some(utc_day(ms)),
+                None => {
+                    problems.push(format!("--{name} {text:?} is not a date (YYYY-MM-DD)"));
+                    None
+                }
+            }
+        };
+        let first_day = day_of("from", &self.from);
+        let last_day = day_of("to", self.to.as_deref().unwrap_or(&self.from));
+        let mut datasets = Vec::new();
+        for name in &self.datasets {
+            match Dataset::from_name(name) {
+                Some(dataset) if !datasets.contains(&dataset) => datasets.push(dataset),
+                Some(_) => {}
+                None => problems.push(format!(
+                    "--dataset {name:?} is not one of {}",
+                    Dataset::ALL.map(Dataset::name).join(", ")
+                )),
+            }
+        }
+        if datasets.is_empty() {
+            datasets = Dataset::ALL.to_vec();
+        }
+        let mut formats = Vec::new();
+        for name in &self.formats {
+            match DatasetFormat::from_name(name) {
+                Some(format) if !formats.contains(&format) => formats.push(format),
+                Some(_) => {}
+                None => problems.push(format!(
+                    "--format {name:?} is not one of {}",
+                    DatasetFormat::ALL.map(DatasetFormat::name).join(", ")
+                )),
+            }
+        }
+        if formats.is_empty() {
+            formats.push(DatasetFormat::Parquet);
+        }
+        if let (Some(first), Some(last)) = (first_day, last_day) {
+            if last < first {
+                problems.push("--to is before --from".to_owned());
+            }
+            let today = utc_day(now_ms);
+            let oldest_kept = today - i64::from(retention_days);
+            if first < oldest_kept {
+                problems.push(format!(
+                    "--from {} is outside the retention: ClickHouse keeps {retention_days} days, so the oldest day is {}",
+                    self.from,
+                    polytape_model::time::utc_date_text(oldest_kept)
+                ));
+            }
+            if last > today {
+                problems.push(format!(
+                    "--to {} is after today (UTC)",
+                    self.to.as_deref().unwrap_or(&self.from)
+                ));
+            }
+        }
+        match (first_day, last_day) {
+            (Some(first_day), Some(last_day)) if problems.is_empty() => Ok(ExportPlan {
+                datasets,
+                formats,
+                first_day,
+                last_day,
+                filter: DayFilter {
+                    markets: self.markets.clone(),
+                    tokens: self.tokens.clone(),
+                },
+                out: self.out.clone(),
+            }),
+            _ => Err(problems),
+        }
+    }
+}
+
+/// Runs `export` against the configured ClickHouse.
+pub async fn run_export(config: ApiConfig, args: ExportArgs) -> ExitCode {
+    let now_ms = polytape_model::now_ms();
+    let plan = match args.plan(now_ms, config.retention_days()) {
+        Ok(plan) => plan,
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("polytape-api: error: {problem}");
+            }
+            return ExitCode::from(polytape_runtime::EXIT_CONFIG);
+        }
+    };
+    let client = polytape_clickhouse::client(&config.clickhouse);
+    if let Err(error) = polytape_clickhouse::check_reachable(
+        &client,
+        &config.clickhouse.clickhouse_url,
+        Duration::from_secs(5),
+    )
+    .await
+    {
+        eprintln!("polytape-api: error: {error}");
+        return ExitCode::from(polytape_runtime::EXIT_CONFIG);
+    }
+    if plan.last_day == polytape_model::time::utc_day(now_ms) {
+        eprintln!(
+            "polytape-api: note: today (UTC) is not over; its files hold the rows stored so far"
+        );
+    }
+    match export(&client, &plan).await {
+        Ok(manifests) => {
+            for manifest in &manifests {
+                println!(
+                    "{}\t{}\t{} rows\t{} gaps\t{}",
+                    manifest.dataset,
+                    manifest.date,
+                    manifest.rows,
+                    manifest.gaps.len(),
+                    manifest
+                        .files
+                        .iter()
+                        .map(|file| file.file.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(&error),
     }
 }

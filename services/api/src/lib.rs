@@ -10,6 +10,7 @@ pub mod clock;
 mod config;
 pub mod docs;
 pub mod error;
+pub mod export;
 pub mod http;
 pub mod keys;
 pub mod limits;

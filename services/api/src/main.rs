@@ -3,7 +3,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use polytape_api::{
     ApiConfig,
-    cli::{KeysCommand, RulesCommand},
+    cli::{ExportArgs, KeysCommand, RulesCommand},
 };
 use polytape_runtime::{Service, config, startup_failure};
 
@@ -30,6 +30,8 @@ enum Command {
         #[command(subcommand)]
         action: RulesCommand,
     },
+    /// Write research datasets (trades, candles, continuity) by UTC day as Parquet, CSV or NDJSON
+    Export(ExportArgs),
 }
 
 #[tokio::main]
@@ -47,6 +49,9 @@ async fn main() -> ExitCode {
         }
         Some(Command::Rules { action }) => {
             return polytape_api::cli::run_rules(loaded.config, action).await;
+        }
+        Some(Command::Export(args)) => {
+            return polytape_api::cli::run_export(loaded.config, args).await;
         }
         None => {}
     }
