@@ -134,8 +134,11 @@ impl Dataset {
             condition.push_str(match self {
                 Dataset::Trades => " AND has(?, condition_id)",
                 Dataset::Candles => " AND has(?, ifNull(condition_id, ''))",
-                // A gap is declared per token; it names no market.
-                Dataset::Continuity => "",
+                // A gap is declared per token: a market's gaps are its tokens'.
+                Dataset::Continuity => {
+                    " AND hasAny(token_ids, (SELECT arrayFlatten(groupArray(token_ids)) \
+                     FROM markets FINAL WHERE has(?, condition_id)))"
+                }
             });
         }
         if !filter.tokens.is_empty() {
@@ -159,7 +162,7 @@ impl Dataset {
             Dataset::Trades | Dataset::Candles => query.bind(start_ms).bind(end_ms),
             Dataset::Continuity => query.bind(end_ms).bind(start_ms),
         };
-        if !filter.markets.is_empty() && self != Dataset::Continuity {
+        if !filter.markets.is_empty() {
             query = query.bind(filter.markets.as_slice());
         }
         if !filter.tokens.is_empty() {
@@ -184,14 +187,37 @@ impl Dataset {
         )
     }
 
-    /// Row count and time range (UTC ms; 0 without rows) of one day.
+    /// Row count, time range (UTC ms; 0 without rows) and a fingerprint of every value of
+    /// one day (XOR of the rows' hashes, nulls included: rows are unique after `FINAL`), so
+    /// a row replaced in place (a revised candle, a gap closed) shows as a change too.
     pub fn summary_query(self, filter: &DayFilter) -> String {
         let time = self.time_column();
+        let values: Vec<&str> = self
+            .columns()
+            .iter()
+            .map(|(_, expression)| *expression)
+            .collect();
         format!(
             "SELECT toUInt64(count()), toInt64(ifNull(min(toUnixTimestamp64Milli({time})), 0)), \
-             toInt64(ifNull(max(toUnixTimestamp64Milli({time})), 0)) FROM {} FINAL WHERE {}",
+             toInt64(ifNull(max(toUnixTimestamp64Milli({time})), 0)), \
+             toUInt64(groupBitXor(cityHash64(tuple({})))) FROM {} FINAL WHERE {}",
+            values.join(", "),
             self.table(),
             self.condition(filter)
+        )
+    }
+
+    /// The declared gaps of one day, as a day's manifest lists them (binds as
+    /// [`Dataset::bind_day`] of [`Dataset::Continuity`]).
+    pub fn gaps_query(filter: &DayFilter) -> String {
+        format!(
+            "SELECT continuity_id, toString(kind) AS kind_name, token_ids, \
+             toUnixTimestamp64Milli(gap_start) AS gap_start_ms, \
+             if(gap_end IS NULL, toInt64(-1), toUnixTimestamp64Milli(assumeNotNull(gap_end))) \
+             AS gap_end_ms, toString(source) AS source_name, reason \
+             FROM continuity FINAL WHERE {} ORDER BY {}",
+            Dataset::Continuity.condition(filter),
+            Dataset::Continuity.order_by()
         )
     }
 }
@@ -208,17 +234,6 @@ impl fmt::Display for Dataset {
         formatter.write_str(self.name())
     }
 }
-
-/// The gaps declared for one day (for a day's manifest): every gap overlapping it, of any
-/// token (binds: the day's end, then its start).
-pub const DAY_GAPS_QUERY: &str = "SELECT continuity_id, toString(kind) AS kind_name, token_ids, \
-     toUnixTimestamp64Milli(gap_start) AS gap_start_ms, \
-     if(gap_end IS NULL, toInt64(-1), toUnixTimestamp64Milli(assumeNotNull(gap_end))) AS gap_end_ms, \
-     toString(source) AS source_name, reason \
-     FROM continuity FINAL \
-     WHERE gap_start < fromUnixTimestamp64Milli(toInt64(?), 'UTC') \
-     AND (gap_end IS NULL OR gap_end >= fromUnixTimestamp64Milli(toInt64(?), 'UTC')) \
-     ORDER BY gap_start, continuity_id";
 
 /// A file format of the datasets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -320,20 +335,17 @@ mod tests {
         };
         for dataset in Dataset::ALL {
             assert_eq!(Dataset::from_name(dataset.name()), Some(dataset));
-            // The day's bounds, then one array per filter set (a gap names no market).
-            let expected = match dataset {
-                Dataset::Continuity => 3,
-                Dataset::Trades | Dataset::Candles => 4,
-            };
+            // The day's bounds, then one array per filter set.
             for query in [
                 dataset.rows_query(&narrowed),
                 dataset.summary_query(&narrowed),
             ] {
-                assert_eq!(query.matches('?').count(), expected, "{query}");
+                assert_eq!(query.matches('?').count(), 4, "{query}");
             }
             let all = DayFilter::default();
             assert_eq!(dataset.rows_query(&all).matches('?').count(), 2);
         }
+        assert_eq!(Dataset::gaps_query(&narrowed).matches('?').count(), 4);
         for format in DatasetFormat::ALL {
             assert_eq!(DatasetFormat::from_name(format.name()), Some(format));
         }

@@ -68,6 +68,11 @@ impl<E: MergeEvent> EventMerge<E> {
         self.seen_ms.values().max().copied()
     }
 
+    /// The newest event time read from one partition.
+    pub fn seen_ms(&self, partition: &(E::Input, i32)) -> Option<i64> {
+        self.seen_ms.get(partition).copied()
+    }
+
     /// Holds an event read at `offset` of `partition`.
     pub fn push(&mut self, partition: i32, offset: i64, event: E) {
         let input = event.input();

@@ -387,7 +387,9 @@ impl ExportArgs {
                 problems.push("--to is before --from".to_owned());
             }
             let today = utc_day(now_ms);
-            let oldest_kept = today - i64::from(retention_days);
+            // The oldest day whose every row is still kept (TTL removes a day's rows once
+            // they are older than the retention, during that day).
+            let oldest_kept = today - i64::from(retention_days) + 1;
             if first < oldest_kept {
                 problems.push(format!(
                     "--from {} is outside the retention: ClickHouse keeps {retention_days} days, so the oldest day is {}",
@@ -395,10 +397,11 @@ impl ExportArgs {
                     polytape_model::time::utc_date_text(oldest_kept)
                 ));
             }
-            if last > today {
+            if last >= today {
                 problems.push(format!(
-                    "--to {} is after today (UTC)",
-                    self.to.as_deref().unwrap_or(&self.from)
+                    "--to {} is not over yet (today is {} UTC): export days that are closed",
+                    self.to.as_deref().unwrap_or(&self.from),
+                    polytape_model::time::utc_date_text(today)
                 ));
             }
         }
@@ -442,11 +445,6 @@ pub async fn run_export(config: ApiConfig, args: ExportArgs) -> ExitCode {
         eprintln!("polytape-api: error: {error}");
         return ExitCode::from(polytape_runtime::EXIT_CONFIG);
     }
-    if plan.last_day == polytape_model::time::utc_day(now_ms) {
-        eprintln!(
-            "polytape-api: note: today (UTC) is not over; its files hold the rows stored so far"
-        );
-    }
     match export(&client, &plan).await {
         Ok(manifests) => {
             for manifest in &manifests {
@@ -467,5 +465,60 @@ pub async fn run_export(config: ApiConfig, args: ExportArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => fail(&error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use polytape_model::time::{MS_PER_DAY, utc_date_text};
+
+    use super::*;
+
+    fn args(from: &str, to: Option<&str>) -> ExportArgs {
+        ExportArgs {
+            from: from.to_owned(),
+            to: to.map(str::to_owned),
+            datasets: Vec::new(),
+            formats: Vec::new(),
+            markets: Vec::new(),
+            tokens: Vec::new(),
+            out: "out".into(),
+        }
+    }
+
+    #[test]
+    fn an_export_plan_takes_closed_days_inside_the_retention_and_names_every_problem() {
+        let today = 20_430;
+        let now_ms = today * MS_PER_DAY + 3_600_000;
+        let day = |offset: i64| utc_date_text(today + offset);
+
+        let plan = args(&day(-1), None).plan(now_ms, 90).unwrap();
+        assert_eq!((plan.first_day, plan.last_day), (today - 1, today - 1));
+        assert_eq!(plan.datasets, Dataset::ALL.to_vec());
+        assert_eq!(plan.formats, vec![DatasetFormat::Parquet]);
+
+        // The oldest day TTL has not started to empty: 89 days back with a 90-day retention.
+        assert!(args(&day(-89), Some(&day(-88))).plan(now_ms, 90).is_ok());
+        let too_old = args(&day(-90), Some(&day(-88)))
+            .plan(now_ms, 90)
+            .unwrap_err();
+        assert_eq!(too_old.len(), 1, "{too_old:?}");
+        assert!(too_old[0].contains("outside the retention"), "{too_old:?}");
+
+        // Today is not over.
+        let today_refused = args(&day(-1), Some(&day(0))).plan(now_ms, 90).unwrap_err();
+        assert!(
+            today_refused[0].contains("not over yet"),
+            "{today_refused:?}"
+        );
+
+        // Every problem at once.
+        let mut wrong = args("2026-13-01", Some(&day(-3)));
+        wrong.datasets = vec!["trades".to_owned(), "books".to_owned()];
+        wrong.formats = vec!["xlsx".to_owned()];
+        let problems = wrong.plan(now_ms, 90).unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        let reversed = args(&day(-2), Some(&day(-3))).plan(now_ms, 90).unwrap_err();
+        assert_eq!(reversed, vec!["--to is before --from".to_owned()]);
     }
 }

@@ -17,7 +17,7 @@ use std::{
 };
 
 use flate2::{Compression, write::GzEncoder};
-use polytape_clickhouse::datasets::{DAY_GAPS_QUERY, Dataset, DatasetFormat, DayFilter};
+use polytape_clickhouse::datasets::{Dataset, DatasetFormat, DayFilter};
 use polytape_model::time::{MS_PER_DAY, utc_date_text};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -148,7 +148,9 @@ pub fn day_directory(out: &Path, dataset: Dataset, day: i64) -> PathBuf {
         .join(format!("date={}", utc_date_text(day)))
 }
 
-/// Exports one dataset and day in every format of `formats`, then its manifest.
+/// Exports one dataset and day in every format of `formats`, then its manifest. Files of
+/// the dataset's other formats left in the day's directory by an earlier run are removed, so
+/// the directory holds what its manifest lists.
 pub async fn export_day(
     client: &clickhouse::Client,
     dataset: Dataset,
@@ -157,12 +159,31 @@ pub async fn export_day(
     filter: &DayFilter,
     out: &Path,
 ) -> Result<Manifest, ExportError> {
+    let directory = day_directory(out, dataset, day);
+    let exported = export_day_files(client, dataset, formats, day, filter, &directory).await;
+    if exported.is_err() {
+        // Nothing half-written stays behind (a finished file was already renamed).
+        for format in DatasetFormat::ALL {
+            fs::remove_file(directory.join(partial_name(&file_name(dataset, format)))).ok();
+        }
+        fs::remove_file(directory.join(partial_name(MANIFEST))).ok();
+    }
+    exported
+}
+
+async fn export_day_files(
+    client: &clickhouse::Client,
+    dataset: Dataset,
+    formats: &[DatasetFormat],
+    day: i64,
+    filter: &DayFilter,
+    directory: &Path,
+) -> Result<Manifest, ExportError> {
     let date = utc_date_text(day);
     let start_ms = day.saturating_mul(MS_PER_DAY);
     let end_ms = start_ms.saturating_add(MS_PER_DAY);
-    let directory = day_directory(out, dataset, day);
-    fs::create_dir_all(&directory).map_err(|source| ExportError::Write {
-        path: directory.clone(),
+    fs::create_dir_all(directory).map_err(|source| ExportError::Write {
+        path: directory.to_owned(),
         source,
     })?;
     let summary = |client: &clickhouse::Client| {
@@ -173,49 +194,24 @@ pub async fn export_day(
                 end_ms,
                 filter,
             )
-            .fetch_one::<(u64, i64, i64)>()
+            .fetch_one::<(u64, i64, i64, u64)>()
     };
     let mut attempt = 0;
-    let (rows, min_ms, max_ms, files) = loop {
+    let ((rows, min_ms, max_ms, _), files) = loop {
         attempt += 1;
         let before = summary(client).await?;
         let mut files = Vec::new();
         for format in formats {
             files.push(
                 write_file(
-                    client, dataset, *format, start_ms, end_ms, filter, &directory,
+                    client, dataset, *format, start_ms, end_ms, filter, directory,
                 )
                 .await?,
             );
         }
         let after = summary(client).await?;
         if before == after {
-            // The text formats say how many rows they hold: they must be the day's.
-            let disagreeing = files.iter().find_map(|(_, file, text_rows)| {
-                text_rows
-                    .filter(|text_rows| *text_rows != before.0)
-                    .map(|text_rows| (file.file.clone(), text_rows))
-            });
-            if let Some((file, file_rows)) = disagreeing {
-                for (partial, _, _) in &files {
-                    fs::remove_file(partial).ok();
-                }
-                return Err(ExportError::FileDisagrees {
-                    dataset,
-                    date,
-                    file,
-                    file_rows,
-                    rows: before.0,
-                });
-            }
-            let files: Vec<(PathBuf, ManifestFile)> = files
-                .into_iter()
-                .map(|(partial, file, _)| (partial, file))
-                .collect();
-            break (before.0, before.1, before.2, files);
-        }
-        for (partial, _, _) in &files {
-            fs::remove_file(partial).ok();
+            break (before, files);
         }
         if attempt >= ATTEMPTS {
             return Err(ExportError::DayChanged {
@@ -226,15 +222,36 @@ pub async fn export_day(
         }
         tracing::warn!(dataset = %dataset, date = %date, attempt, "the day changed while it was read; reading it again");
     };
+    // NDJSON says how many rows it holds: they must be the day's.
+    if let Some((file, file_rows)) = files.iter().find_map(|(_, file, text_rows)| {
+        text_rows
+            .filter(|text_rows| *text_rows != rows)
+            .map(|text_rows| (file.file.clone(), text_rows))
+    }) {
+        return Err(ExportError::FileDisagrees {
+            dataset,
+            date,
+            file,
+            file_rows,
+            rows,
+        });
+    }
     let gaps = day_gaps(client, start_ms, end_ms, filter).await?;
+    // The old manifest goes first: while files are swapped the day reads as incomplete.
+    remove_if_present(&directory.join(MANIFEST))?;
     let mut written = Vec::new();
-    for (partial, file) in files {
+    for (partial, file, _) in files {
         let target = directory.join(&file.file);
         fs::rename(&partial, &target).map_err(|source| ExportError::Write {
             path: target,
             source,
         })?;
         written.push(file);
+    }
+    for format in DatasetFormat::ALL {
+        if !formats.contains(&format) {
+            remove_if_present(&directory.join(file_name(dataset, format)))?;
+        }
     }
     let manifest = Manifest {
         dataset: dataset.name().to_owned(),
@@ -252,13 +269,34 @@ pub async fn export_day(
         gaps,
         files: written,
     };
-    write_manifest(&directory, &manifest)?;
+    write_manifest(directory, &manifest)?;
     Ok(manifest)
 }
 
+/// The manifest's name: readers of a dataset directory skip names starting with `_`.
+const MANIFEST: &str = "_manifest.json";
+
+fn file_name(dataset: Dataset, format: DatasetFormat) -> String {
+    format!("{}.{}", dataset.name(), format.extension())
+}
+
+/// Where a file is written before it is renamed into place (hidden from readers).
+fn partial_name(file_name: &str) -> String {
+    format!(".{file_name}.partial")
+}
+
+fn remove_if_present(path: &Path) -> Result<(), ExportError> {
+    match fs::remove_file(path) {
+        Err(source) if source.kind() != io::ErrorKind::NotFound => Err(ExportError::Write {
+            path: path.to_owned(),
+            source,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Streams one format of a day into a partial file beside its final name; returns that
-/// partial path, the file's manifest entry and, for the text formats, the rows it holds (one
-/// per line, after CSV's header).
+/// partial path, the file's manifest entry and, for NDJSON, the rows it holds.
 async fn write_file(
     client: &clickhouse::Client,
     dataset: Dataset,
@@ -268,8 +306,8 @@ async fn write_file(
     filter: &DayFilter,
     directory: &Path,
 ) -> Result<(PathBuf, ManifestFile, Option<u64>), ExportError> {
-    let file_name = format!("{}.{}", dataset.name(), format.extension());
-    let partial = directory.join(format!(".{file_name}.partial"));
+    let file_name = file_name(dataset, format);
+    let partial = directory.join(partial_name(&file_name));
     let write_error = |source: io::Error| ExportError::Write {
         path: partial.clone(),
         source,
@@ -297,11 +335,18 @@ async fn write_file(
         sink.write_all(&chunk).map_err(write_error)?;
     }
     let hashed = sink.finish().map_err(write_error)?;
-    let (bytes, sha256) = hashed.finish().map_err(write_error)?;
+    let (bytes, sha256, buffered) = hashed.finish();
+    // On disk before it is renamed into place.
+    buffered
+        .into_inner()
+        .map_err(io::IntoInnerError::into_error)
+        .and_then(|file| file.sync_all())
+        .map_err(write_error)?;
+    // NDJSON is one row per line (JSON escapes line breaks inside strings); a CSV field may
+    // hold a line break, so CSV lines are not rows.
     let text_rows = match format {
-        DatasetFormat::Csv => Some(lines.saturating_sub(1)),
         DatasetFormat::Ndjson => Some(lines),
-        DatasetFormat::Parquet => None,
+        DatasetFormat::Csv | DatasetFormat::Parquet => None,
     };
     Ok((
         partial,
@@ -315,7 +360,7 @@ async fn write_file(
     ))
 }
 
-/// The gaps declared for a day, narrowed to the filter's tokens when it names some.
+/// The gaps declared for a day, narrowed like the dataset (a market's gaps are its tokens').
 async fn day_gaps(
     client: &clickhouse::Client,
     start_ms: i64,
@@ -333,17 +378,17 @@ async fn day_gaps(
         source_name: String,
         reason: String,
     }
-    let rows = client
-        .query(DAY_GAPS_QUERY)
-        .bind(end_ms)
-        .bind(start_ms)
+    let rows = Dataset::Continuity
+        .bind_day(
+            client.query(&Dataset::gaps_query(filter)),
+            start_ms,
+            end_ms,
+            filter,
+        )
         .fetch_all::<GapRow>()
         .await?;
     Ok(rows
         .into_iter()
-        .filter(|gap| {
-            filter.tokens.is_empty() || gap.token_ids.iter().any(|t| filter.tokens.contains(t))
-        })
         .map(|gap| ManifestGap {
             continuity_id: gap.continuity_id,
             kind: gap.kind_name,
@@ -357,8 +402,8 @@ async fn day_gaps(
 }
 
 fn write_manifest(directory: &Path, manifest: &Manifest) -> Result<(), ExportError> {
-    let target = directory.join("_manifest.json");
-    let partial = directory.join("._manifest.json.partial");
+    let target = directory.join(MANIFEST);
+    let partial = directory.join(partial_name(MANIFEST));
     let write_error = |path: &Path, source: io::Error| ExportError::Write {
         path: path.to_owned(),
         source,
@@ -366,7 +411,12 @@ fn write_manifest(directory: &Path, manifest: &Manifest) -> Result<(), ExportErr
     let mut text = serde_json::to_vec_pretty(manifest)
         .map_err(|error| write_error(&partial, io::Error::other(error)))?;
     text.push(b'\n');
-    fs::write(&partial, text).map_err(|source| write_error(&partial, source))?;
+    fs::File::create(&partial)
+        .and_then(|mut file| {
+            file.write_all(&text)?;
+            file.sync_all()
+        })
+        .map_err(|source| write_error(&partial, source))?;
     fs::rename(&partial, &target).map_err(|source| write_error(&target, source))
 }
 
@@ -386,10 +436,9 @@ impl<W: Write> HashingWriter<W> {
         }
     }
 
-    /// Flushes; returns the byte count and the hex SHA-256.
-    fn finish(mut self) -> io::Result<(u64, String)> {
-        self.inner.flush()?;
-        Ok((self.bytes, hex::encode(self.hasher.finalize())))
+    /// The byte count, the hex SHA-256 and the writer.
+    fn finish(self) -> (u64, String, W) {
+        (self.bytes, hex::encode(self.hasher.finalize()), self.inner)
     }
 }
 

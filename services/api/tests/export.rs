@@ -14,9 +14,11 @@ use common::{condition_id, dec, load, migrated_database};
 use polytape_api::export::{ExportPlan, Manifest, day_directory, export};
 use polytape_clickhouse::{
     datasets::{Dataset, DatasetFormat, DayFilter},
-    rows::{CandleRow, ContinuityRow, TradeRow},
+    rows::{CandleRow, ContinuityRow, MarketRow, TradeRow},
 };
-use polytape_model::{Candle, Continuity, ContinuityKind, Trade, samples, time::MS_PER_DAY};
+use polytape_model::{
+    Candle, Continuity, ContinuityKind, MarketToken, Trade, samples, time::MS_PER_DAY,
+};
 use sha2::{Digest as _, Sha256};
 
 const SECOND: i64 = 1_000;
@@ -192,13 +194,16 @@ async fn independent_readers_read_what_clickhouse_holds_and_a_day_exports_to_the
 
     // Gaps: open since the day before (in), closed within the day (in), ended the day before
     // (out), starting the day after (out).
+    // One reason holds what CSV must quote: a comma, a double quote and a line break.
+    let mut within = gap(
+        "within",
+        start + 7_200 * SECOND,
+        Some(start + 7_260 * SECOND),
+    );
+    within.reason = "server said \"bye\",\nthen closed".to_owned();
     let gaps = vec![
         gap("open-since-yesterday", start - 3_600 * SECOND, None),
-        gap(
-            "within",
-            start + 7_200 * SECOND,
-            Some(start + 7_260 * SECOND),
-        ),
+        within,
         gap("ended-before", start - 7_200 * SECOND, Some(start - 1)),
         gap("after", end, Some(end + SECOND)),
     ];
@@ -276,10 +281,7 @@ async fn independent_readers_read_what_clickhouse_holds_and_a_day_exports_to_the
                             "decimal" => {
                                 assert!(physical.starts_with("decimal128("), "{column}: {physical}")
                             }
-                            "time" => assert!(
-                                physical.starts_with("timestamp[ms"),
-                                "{column}: {physical}"
-                            ),
+                            "time" => assert_eq!(physical, "timestamp[ms, tz=UTC]", "{column}"),
                             _ => {}
                         }
                     }
@@ -355,7 +357,109 @@ async fn independent_readers_read_what_clickhouse_holds_and_a_day_exports_to_the
     assert!(!expected.is_empty());
     assert_eq!(rows, expected);
     assert_eq!(narrowed_manifest.rows, expected.len() as u64);
-    assert_eq!(narrowed_manifest.markets, vec![market]);
+    assert_eq!(narrowed_manifest.markets, vec![market.clone()]);
+
+    // A market and a token together: the rows that are of both.
+    let both = ExportPlan {
+        filter: DayFilter {
+            markets: vec![market.clone()],
+            tokens: vec!["1001".to_owned()],
+        },
+        out: out.path().join("both"),
+        ..narrowed.clone()
+    };
+    export(client, &both).await.unwrap();
+    let file = day_directory(&both.out, Dataset::Trades, day).join("trades.ndjson.gz");
+    let read = read_with("ndjson", &file, Dataset::Trades);
+    let rows: Vec<Vec<String>> = serde_json::from_value(read["rows"].clone()).unwrap();
+    let expected: Vec<Vec<String>> = expected
+        .into_iter()
+        .filter(|row| row[2] == "1001")
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(rows, expected);
+
+    // A market's gaps are its tokens': one market lists a gapped token, the other does not.
+    let with_tokens = |index: u64, tokens: &[&str]| {
+        let mut market = samples::market();
+        market.condition_id = condition_id(index);
+        market.tokens = tokens
+            .iter()
+            .enumerate()
+            .map(|(position, token)| MarketToken {
+                token_id: (*token).to_owned(),
+                outcome: format!("outcome {position}"),
+                outcome_index: i32::try_from(position).unwrap(),
+                winner: None,
+            })
+            .collect();
+        market
+    };
+    load::<_, MarketRow>(
+        client,
+        "markets",
+        vec![
+            with_tokens(7, &["1001", "1009"]),
+            with_tokens(8, &["2000", "2001"]),
+        ],
+    )
+    .await;
+    for (index, expected_gaps) in [(7, vec!["open-since-yesterday", "within"]), (8, vec![])] {
+        let plan = ExportPlan {
+            datasets: vec![Dataset::Continuity, Dataset::Trades],
+            formats: vec![DatasetFormat::Csv],
+            filter: DayFilter {
+                markets: vec![condition_id(index)],
+                tokens: Vec::new(),
+            },
+            out: out.path().join(format!("market-{index}")),
+            ..plan.clone()
+        };
+        let manifests = export(client, &plan).await.unwrap();
+        let file = day_directory(&plan.out, Dataset::Continuity, day).join("continuity.csv.gz");
+        let read = read_with("csv", &file, Dataset::Continuity);
+        let ids: Vec<String> = read["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row[0].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids, expected_gaps, "continuity of market {index}");
+        for manifest in &manifests {
+            let gap_ids: Vec<&str> = manifest
+                .gaps
+                .iter()
+                .map(|gap| gap.continuity_id.as_str())
+                .collect();
+            assert_eq!(
+                gap_ids, expected_gaps,
+                "{} of market {index}",
+                manifest.dataset
+            );
+        }
+    }
+
+    // Exported again in one format: the other formats' files go, the manifest lists what is there.
+    let parquet_only = ExportPlan {
+        formats: vec![DatasetFormat::Parquet],
+        ..plan.clone()
+    };
+    let manifests = export(client, &parquet_only).await.unwrap();
+    for manifest in &manifests {
+        let dataset = Dataset::from_name(&manifest.dataset).unwrap();
+        let directory = day_directory(out.path(), dataset, day);
+        let mut present: Vec<String> = std::fs::read_dir(&directory)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        present.sort();
+        assert_eq!(
+            present,
+            vec!["_manifest.json".to_owned(), format!("{dataset}.parquet")],
+            "{dataset}"
+        );
+        assert_eq!(manifest.files.len(), 1);
+    }
 
     database.drop_database().await;
 }

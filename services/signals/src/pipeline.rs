@@ -48,10 +48,15 @@ const BATCH: BatchLimits = BatchLimits {
     wait: Duration::from_millis(50),
 };
 const SOURCE: &str = "signals";
-/// How far behind the newest event read the merge releases while records come: the two
-/// tokens of one upstream message are two records on two partitions, and at the live edge
-/// one can be read well after the other (bounded out-of-orderness; see `judge`).
+/// How far behind the newest event read the merge releases while records come: events of
+/// one instant can be on several partitions (the books of a negative-risk event's markets),
+/// and at the live edge one can be read after the other (bounded out-of-orderness; see
+/// `judge`).
 const LATENESS_MS: i64 = 250;
+/// A book partition read in a batch holds its last instant for the next read (see `judge`)
+/// only while that instant is at most this far behind the newest event read: a partition
+/// that lags further is not waited for (its late updates are counted, not hidden).
+const BOOK_PARTITION_HOLD_MS: i64 = 2_000;
 /// An event stamped further than this after it was published cannot be true (upstream's
 /// clock, or a time misread): judged, it would move its token's and the merge's newest time
 /// ahead, and every true event after it would look late to the detectors (a price move is
@@ -200,10 +205,6 @@ impl Processor {
 
     /// Holds a judged event for the merge once it is known to apply; otherwise dead-letters it.
     fn hold(&mut self, input: &Input<'_>, event: SignalEvent) {
-        let merged = (event.input(), input.partition);
-        if event.input() != SignalInput::Trades && !self.book_partitions_read.contains(&merged) {
-            self.book_partitions_read.push(merged);
-        }
         let ahead_ms = event.time_ms().saturating_sub(input.timestamp_ms);
         if input.timestamp_ms > 0 && ahead_ms > MAX_AHEAD_OF_PUBLISHING_MS {
             self.dead_letter(
@@ -216,7 +217,13 @@ impl Processor {
             return;
         }
         match event.check() {
-            Ok(()) => self.merge.push(input.partition, input.offset, event),
+            Ok(()) => {
+                let merged = (event.input(), input.partition);
+                if merged.0 != SignalInput::Trades && !self.book_partitions_read.contains(&merged) {
+                    self.book_partitions_read.push(merged);
+                }
+                self.merge.push(input.partition, input.offset, event);
+            }
             Err(error) => self.dead_letter(
                 input,
                 format!("invalid {}: {error}", input.kind.default_name()),
@@ -261,23 +268,29 @@ impl Processor {
     }
 
     /// Judges what the merge releases (`backlog`: the judged partitions with unread records).
-    /// While records come, the latest [`LATENESS_MS`] of event time stay held (their other
-    /// half may still be on another partition), and so does the last instant read of every
-    /// book partition this batch read: the entries of one upstream message are adjacent on
-    /// one partition (the book topics are keyed by market), but a batch can end between two
-    /// of them, and the high watermarks that tell a backlog are up to a second old, so the
-    /// rest may be the next record read. Once the inputs are quiet (`quiet`), everything
-    /// goes, and the last instant of book updates is judged too.
+    /// While records come, the latest [`LATENESS_MS`] of event time stay held (more of their
+    /// instant may be on another partition), and so does the last instant read of every book
+    /// partition this batch read (within [`BOOK_PARTITION_HOLD_MS`] of the newest): the
+    /// entries of one upstream message are adjacent on one partition (the book topics are
+    /// keyed by market), but a batch can end between two of them, and the high watermarks
+    /// that tell a backlog are up to a second old, so the rest may be the next record read.
+    /// Once the inputs are quiet (`quiet`), everything goes, and the last instant of book
+    /// updates is judged too.
     fn judge(&mut self, backlog: &[(SignalInput, i32)], quiet: bool) -> Result<(), SignalsError> {
         let released = if quiet {
             self.merge.release(backlog)
         } else {
+            let recent = self.merge.newest_ms().map_or(i64::MIN, |newest| {
+                newest.saturating_sub(BOOK_PARTITION_HOLD_MS)
+            });
             let mut unsettled = backlog.to_vec();
-            unsettled.extend(
-                self.book_partitions_read
-                    .iter()
-                    .filter(|partition| !backlog.contains(partition)),
-            );
+            unsettled.extend(self.book_partitions_read.iter().filter(|partition| {
+                !backlog.contains(partition)
+                    && self
+                        .merge
+                        .seen_ms(partition)
+                        .is_some_and(|seen| seen >= recent)
+            }));
             self.merge.release_settled(&unsettled, LATENESS_MS)
         };
         self.book_partitions_read.clear();

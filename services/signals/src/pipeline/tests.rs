@@ -171,3 +171,34 @@ fn a_batch_that_ends_inside_an_upstream_message_leaves_its_instant_to_the_next_r
     assert_eq!(processor.engine.take_late_book_batches(), 0);
     assert_eq!(processor.merge.held(), 0);
 }
+
+#[test]
+fn a_book_partition_that_lags_or_whose_records_are_refused_holds_nothing_back() {
+    let mut processor = processor();
+    processor.engine.market(market("m"));
+    read(&mut processor, 0, snapshot("m-yes", 1_000, "0.47", "0.52"));
+    read(&mut processor, 0, snapshot("m-no", 1_000, "0.45", "0.50"));
+    processor.judge(&[], true).unwrap();
+    // Partition 1 delivers only a refused change (finer than a micro: dead-lettered, never
+    // merged); partition 2 is read 5 s behind partition 0.
+    read(
+        &mut processor,
+        1,
+        change("m-yes", 9_000, Side::Sell, "0.52", "0.0000001"),
+    );
+    read(
+        &mut processor,
+        2,
+        change("m-no", 4_000, Side::Sell, "0.50", "40"),
+    );
+    read(
+        &mut processor,
+        0,
+        change("m-yes", 9_000, Side::Buy, "0.40", "5"),
+    );
+    processor.judge(&[], false).unwrap();
+    assert_eq!(processor.dead.len(), 1, "the refused change");
+    // Only partition 0's last instant (and the lateness) holds: 4,000 is judged.
+    assert_eq!(processor.merge.held(), 1);
+    assert_eq!(processor.engine.pending_at_ms(), None);
+}
