@@ -99,21 +99,32 @@ fn read(processor: &mut Processor, partition: i32, event: SignalEvent) {
         .insert((topic.to_owned(), partition), offset + 1);
 }
 
-#[test]
-fn a_batch_that_ends_inside_an_upstream_message_leaves_its_instant_to_the_next_read() {
+/// A processor watching the binary markets `names`, the books of market `i` read at 1,000
+/// from partition `i` (asks 0.52 + 0.50: no window) and judged.
+fn booked(names: &[&str]) -> Processor {
     let mut processor = processor();
-    processor.engine.market(market("m"));
-    processor.engine.market(market("other"));
-    // 0.52 + 0.50: no window.
-    read(&mut processor, 0, snapshot("m-yes", 1_000, "0.47", "0.52"));
-    read(&mut processor, 0, snapshot("m-no", 1_000, "0.45", "0.50"));
-    read(
-        &mut processor,
-        1,
-        snapshot("other-yes", 1_000, "0.47", "0.52"),
-    );
+    for (partition, name) in (0..).zip(names) {
+        processor.engine.market(market(name));
+        let (yes, no) = (format!("{name}-yes"), format!("{name}-no"));
+        read(
+            &mut processor,
+            partition,
+            snapshot(&yes, 1_000, "0.47", "0.52"),
+        );
+        read(
+            &mut processor,
+            partition,
+            snapshot(&no, 1_000, "0.45", "0.50"),
+        );
+    }
     processor.judge(&[], true).unwrap();
     assert_eq!(processor.signals, []);
+    processor
+}
+
+#[test]
+fn a_batch_that_ends_inside_an_upstream_message_leaves_its_instant_to_the_next_read() {
+    let mut processor = booked(&["m", "other"]);
 
     // One upstream message at 2,000 moves both of m's tokens (YES ask 0.45, NO ask 0.58: 1.03),
     // its two records adjacent on partition 0. The batch ends after the first, and it also
@@ -174,11 +185,7 @@ fn a_batch_that_ends_inside_an_upstream_message_leaves_its_instant_to_the_next_r
 
 #[test]
 fn a_book_partition_that_lags_or_whose_records_are_refused_holds_nothing_back() {
-    let mut processor = processor();
-    processor.engine.market(market("m"));
-    read(&mut processor, 0, snapshot("m-yes", 1_000, "0.47", "0.52"));
-    read(&mut processor, 0, snapshot("m-no", 1_000, "0.45", "0.50"));
-    processor.judge(&[], true).unwrap();
+    let mut processor = booked(&["m"]);
     // Partition 1 delivers only a refused change (finer than a micro: dead-lettered, never
     // merged); partition 2 is read 5 s behind partition 0.
     read(
