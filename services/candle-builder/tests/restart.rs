@@ -160,7 +160,9 @@ async fn kill_9_at_ten_random_points_changes_nothing() {
     assert_eq!(builder.terminate(Duration::from_secs(30)), Some(0));
     let got = final_outputs(&killed).await;
     // Every instance resumed from its predecessor's last checkpoint: generations only grow
-    // (an instance that started from nothing would begin again at 0).
+    // (an instance that started from nothing would begin again at 0). The topic is compacted,
+    // so the broker may have dropped all but the newest manifests: what is left must still
+    // grow, and the last must count at least five checkpoints.
     let generations = {
         let killed = killed.clone();
         tokio::task::spawn_blocking(move || support::checkpoint_generations(&killed))
@@ -168,7 +170,7 @@ async fn kill_9_at_ten_random_points_changes_nothing() {
             .unwrap()
     };
     assert!(
-        generations.len() >= 5,
+        generations.last().is_some_and(|last| *last >= 5),
         "checkpoints written: {generations:?}"
     );
     assert!(
