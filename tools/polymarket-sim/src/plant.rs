@@ -52,6 +52,10 @@ const ONE: i64 = 1_000_000;
 /// pipeline started with the world to have read the history (a volume spike is judged
 /// against it), short enough for a newcomer to the demo.
 const FIRST_ROUND_DELAY_MS: i64 = 30_000;
+/// The most one trade of a volume spike's burst is worth (scale 6): below the large-trade
+/// notional (a whale is another scenario). A burst has at most eight.
+const VOLUME_STEP_MAX: i128 = 9_000_000_000;
+const MAX_VOLUME_BURST: i128 = 8 * VOLUME_STEP_MAX;
 
 /// What a scenario plants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,11 +336,13 @@ impl World {
     }
 
     /// Markets a volume spike may use: open, in an event of one market, not negative-risk,
-    /// quoted both ways with a spread of at most 0.02 and an ask between 0.05 and 0.95 (the
-    /// burst buys at the ask: no price move), not the busiest, not in use, and warm at
-    /// `at_ms` (see [`World::volume_spike_target`]). Wider than the binary candidates: few
-    /// markets are warm (their YES token traded throughout the last hour), and a round must
-    /// find one whatever the time of day.
+    /// quoted both ways with a spread of at most 0.02 and an ask between 0.05 and 0.90 (the
+    /// burst takes one ask level per trade, up to eight: the ladder must reach that far below
+    /// 0.99; the price it moves is reckoned like any other), not the busiest, not in use, warm
+    /// at `at_ms` (see [`World::volume_spike_target`]), and with a target eight trades below
+    /// the large-trade notional can reach. Wider than the binary candidates: few markets are
+    /// warm (their YES token traded throughout the last hour), and a round must find one
+    /// whatever the time of day.
     fn volume_candidates(&self, plants: &Plants, at_ms: i64) -> Vec<u32> {
         self.markets
             .iter()
@@ -354,14 +360,17 @@ impl World {
                 self.books.get(market.index as usize).is_some_and(|book| {
                     match (book.best_bid(), book.best_ask()) {
                         (Some(bid), Some(ask)) => {
-                            ask.saturating_sub(bid) <= 200 && (500..=9_500).contains(&ask)
+                            ask.saturating_sub(bid) <= 200 && (500..=9_000).contains(&ask)
                         }
                         _ => false,
                     }
                 })
             })
             .map(|market| market.index)
-            .filter(|market| self.volume_spike_target(*market, at_ms).is_some())
+            .filter(|market| {
+                self.volume_spike_target(*market, at_ms)
+                    .is_some_and(|target| target <= MAX_VOLUME_BURST)
+            })
             .collect()
     }
 
@@ -420,7 +429,7 @@ impl World {
                     .volume_spike_target(market, first_ms)
                     .unwrap_or(thresholds::VOLUME_MIN_NOTIONAL * 13 / 10);
                 // Each trade below the large-trade notional (a whale is another scenario).
-                let steps = ((target / 9_000_000_000) + 1).clamp(4, 8);
+                let steps = ((target / VOLUME_STEP_MAX) + 1).clamp(4, 8);
                 (target / steps + 1, steps)
             };
             let mut first_ms = start_ms + second;
