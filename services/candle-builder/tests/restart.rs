@@ -144,13 +144,27 @@ async fn kill_9_at_ten_random_points_changes_nothing() {
             }
         })
     };
+    // The newest checkpoint's generation (the topic is compacted: older manifests may be gone,
+    // the newest never is).
+    let newest_generation = || {
+        let killed = killed.clone();
+        async move {
+            tokio::task::spawn_blocking(move || support::checkpoint_generations(&killed))
+                .await
+                .unwrap()
+                .last()
+                .copied()
+        }
+    };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(rand::random());
     let mut builder = support::start_builder(&killed);
+    let mut newest_before_kills = Vec::new();
     for kill in 0..10 {
         // The builder checkpoints every 5 s: some instances die before their first checkpoint,
         // others after one or more (and some, by chance, while writing one).
         let after = Duration::from_millis(rng.random_range(500..9_000));
         tokio::time::sleep(after).await;
+        newest_before_kills.push(newest_generation().await);
         drop(builder); // SIGKILL: no drain, no final checkpoint, no commit
         println!("kill -9 #{} after {after:?}", kill + 1);
         builder = support::start_builder(&killed);
@@ -159,23 +173,18 @@ async fn kill_9_at_ten_random_points_changes_nothing() {
     support::wait_caught_up(&killed, Duration::from_secs(600));
     assert_eq!(builder.terminate(Duration::from_secs(30)), Some(0));
     let got = final_outputs(&killed).await;
-    // Every instance resumed from its predecessor's last checkpoint: generations only grow
-    // (an instance that started from nothing would begin again at 0). The topic is compacted,
-    // so the broker may have dropped all but the newest manifests: what is left must still
-    // grow, and the last must count at least five checkpoints.
-    let generations = {
-        let killed = killed.clone();
-        tokio::task::spawn_blocking(move || support::checkpoint_generations(&killed))
-            .await
-            .unwrap()
-    };
+    // Every instance resumed from its predecessor's last checkpoint: the newest generation,
+    // read before every kill and at the end, never goes back (an instance that started from
+    // nothing would begin again at 0, and it lives at most 9 s: two checkpoints).
+    newest_before_kills.push(newest_generation().await);
+    let generations: Vec<u64> = newest_before_kills.iter().flatten().copied().collect();
     assert!(
-        generations.last().is_some_and(|last| *last >= 5),
-        "checkpoints written: {generations:?}"
+        generations.windows(2).all(|pair| pair[0] <= pair[1]),
+        "newest generation before each kill and at the end: {newest_before_kills:?}"
     );
     assert!(
-        generations.windows(2).all(|pair| pair[0] < pair[1]),
-        "{generations:?}"
+        generations.last().is_some_and(|last| *last >= 5),
+        "newest generation before each kill and at the end: {newest_before_kills:?}"
     );
 
     assert!(
