@@ -354,34 +354,22 @@ impl ExportArgs {
         };
         let first_day = day_of("from", &self.from);
         let last_day = day_of("to", self.to.as_deref().unwrap_or(&self.from));
-        let mut datasets = Vec::new();
-        for name in &self.datasets {
-            match Dataset::from_name(name) {
-                Some(dataset) if !datasets.contains(&dataset) => datasets.push(dataset),
-                Some(_) => {}
-                None => problems.push(format!(
-                    "--dataset {name:?} is not one of {}",
-                    Dataset::ALL.map(Dataset::name).join(", ")
-                )),
-            }
-        }
-        if datasets.is_empty() {
-            datasets = Dataset::ALL.to_vec();
-        }
-        let mut formats = Vec::new();
-        for name in &self.formats {
-            match DatasetFormat::from_name(name) {
-                Some(format) if !formats.contains(&format) => formats.push(format),
-                Some(_) => {}
-                None => problems.push(format!(
-                    "--format {name:?} is not one of {}",
-                    DatasetFormat::ALL.map(DatasetFormat::name).join(", ")
-                )),
-            }
-        }
-        if formats.is_empty() {
-            formats.push(DatasetFormat::Parquet);
-        }
+        let datasets = chosen(
+            "dataset",
+            &self.datasets,
+            Dataset::from_name,
+            &Dataset::ALL.map(Dataset::name),
+            &Dataset::ALL,
+            &mut problems,
+        );
+        let formats = chosen(
+            "format",
+            &self.formats,
+            DatasetFormat::from_name,
+            &DatasetFormat::ALL.map(DatasetFormat::name),
+            &[DatasetFormat::Parquet],
+            &mut problems,
+        );
         if let (Some(first), Some(last)) = (first_day, last_day) {
             if last < first {
                 problems.push("--to is before --from".to_owned());
@@ -420,6 +408,33 @@ impl ExportArgs {
             _ => Err(problems),
         }
     }
+}
+
+/// The distinct values a repeated `--flag` names, in order (`default` when it is not given);
+/// an unknown name is a problem.
+fn chosen<T: Copy + PartialEq>(
+    flag: &str,
+    names: &[String],
+    from_name: fn(&str) -> Option<T>,
+    known: &[&str],
+    default: &[T],
+    problems: &mut Vec<String>,
+) -> Vec<T> {
+    let mut values = Vec::new();
+    for name in names {
+        match from_name(name) {
+            Some(value) if !values.contains(&value) => values.push(value),
+            Some(_) => {}
+            None => problems.push(format!(
+                "--{flag} {name:?} is not one of {}",
+                known.join(", ")
+            )),
+        }
+    }
+    if values.is_empty() {
+        values = default.to_vec();
+    }
+    values
 }
 
 /// Runs `export` against the configured ClickHouse.

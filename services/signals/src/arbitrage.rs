@@ -447,11 +447,7 @@ impl ArbitrageDetector {
         let Some(mut pending) = self.state.pending.take() else {
             return Vec::new();
         };
-        self.state.last_judged_ms = Some(
-            self.state
-                .last_judged_ms
-                .map_or(pending.at_ms, |judged_ms| judged_ms.max(pending.at_ms)),
-        );
+        self.state.last_judged_ms = self.state.last_judged_ms.max(Some(pending.at_ms));
         pending.touched.sort_unstable();
         pending.touched.dedup();
         let mut signals = Vec::new();

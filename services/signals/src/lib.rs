@@ -33,6 +33,8 @@ pub mod pipeline;
 pub mod price_moves;
 pub mod rankings;
 pub mod signal;
+#[cfg(test)]
+mod test_support;
 pub mod volume_spikes;
 pub mod wallets;
 pub mod webhook;

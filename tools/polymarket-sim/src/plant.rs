@@ -27,7 +27,7 @@ use crate::book::{BookSide, MarketBook, OpOutcome, Taker, random_wallet};
 use crate::fixed::SIZE_MICROS_PER_SHARE;
 use crate::ids::random_hex;
 use crate::live::{LiveState, WsEvent};
-use crate::world::{PLANT_STREAM, WALLET_COUNT_PUBLIC, Wallet, World};
+use crate::world::{MarketInfo, PLANT_STREAM, WALLET_COUNT_PUBLIC, Wallet, World};
 
 /// The signals service's default thresholds (services/signals/src/config.rs), in scale-6
 /// units of USDC, shares or price, and milliseconds.
@@ -308,30 +308,42 @@ impl World {
         live.plants = Some(plants);
     }
 
-    /// Open binary markets a scenario may use: quoted both ways between 0.20 and 0.70 on the
-    /// 0.01 tick, not the busiest market, not in use.
-    fn binary_candidates(&self, plants: &Plants) -> Vec<u32> {
+    /// Markets a single-market scenario may use, with their books: open, the only market of
+    /// their event, not negative-risk, not the busiest market, not in use.
+    fn free_binary_markets<'a>(
+        &'a self,
+        plants: &'a Plants,
+    ) -> impl Iterator<Item = (&'a MarketInfo, &'a MarketBook)> + 'a {
         self.markets
             .iter()
             .filter(|market| {
                 market.index != 0
                     && !market.is_closed()
                     && !market.neg_risk
-                    && market.base_tick == 100
                     && !plants.reserved.contains(&market.index)
                     && self
                         .events
                         .get(market.event as usize)
                         .is_some_and(|event| event.markets.len() == 1)
             })
-            .filter(|market| {
-                self.books.get(market.index as usize).is_some_and(|book| {
-                    book.tick == 100
-                        && book.best_bid().is_some_and(|bid| bid >= 2_000)
-                        && book.best_ask().is_some_and(|ask| ask <= 7_000)
-                })
+            .filter_map(|market| {
+                self.books
+                    .get(market.index as usize)
+                    .map(|book| (market, book))
             })
-            .map(|market| market.index)
+    }
+
+    /// Open binary markets a scenario may use: quoted both ways between 0.20 and 0.70 on the
+    /// 0.01 tick, not the busiest market, not in use.
+    fn binary_candidates(&self, plants: &Plants) -> Vec<u32> {
+        self.free_binary_markets(plants)
+            .filter(|(market, book)| {
+                market.base_tick == 100
+                    && book.tick == 100
+                    && book.best_bid().is_some_and(|bid| bid >= 2_000)
+                    && book.best_ask().is_some_and(|ask| ask <= 7_000)
+            })
+            .map(|(market, _)| market.index)
             .collect()
     }
 
@@ -344,29 +356,14 @@ impl World {
     /// warm (their YES token traded throughout the last hour), and a round must find one
     /// whatever the time of day.
     fn volume_candidates(&self, plants: &Plants, at_ms: i64) -> Vec<u32> {
-        self.markets
-            .iter()
-            .filter(|market| {
-                market.index != 0
-                    && !market.is_closed()
-                    && !market.neg_risk
-                    && !plants.reserved.contains(&market.index)
-                    && self
-                        .events
-                        .get(market.event as usize)
-                        .is_some_and(|event| event.markets.len() == 1)
+        self.free_binary_markets(plants)
+            .filter(|(_, book)| match (book.best_bid(), book.best_ask()) {
+                (Some(bid), Some(ask)) => {
+                    ask.saturating_sub(bid) <= 200 && (500..=9_000).contains(&ask)
+                }
+                _ => false,
             })
-            .filter(|market| {
-                self.books.get(market.index as usize).is_some_and(|book| {
-                    match (book.best_bid(), book.best_ask()) {
-                        (Some(bid), Some(ask)) => {
-                            ask.saturating_sub(bid) <= 200 && (500..=9_000).contains(&ask)
-                        }
-                        _ => false,
-                    }
-                })
-            })
-            .map(|market| market.index)
+            .map(|(market, _)| market.index)
             .filter(|market| {
                 self.volume_spike_target(*market, at_ms)
                     .is_some_and(|target| target <= MAX_VOLUME_BURST)

@@ -1,11 +1,10 @@
-use std::str::FromStr;
-
 use polytape_model::{
-    BookLevel, Decimal, Side,
+    BookLevel, Side,
     samples::{self, NO_TOKEN, YES_TOKEN},
 };
 
 use super::*;
+use crate::test_support::{dec, price_change as change};
 
 /// Applies a batch and judges it at once, as the input going quiet would: each batch of these
 /// tests is a complete instant.
@@ -19,10 +18,6 @@ impl ApplyJudged for ArbitrageDetector {
         signals.extend(self.judge_pending());
         Ok(signals)
     }
-}
-
-fn dec(text: &str) -> Decimal {
-    Decimal::from_str(text).unwrap()
 }
 
 fn book(token_id: &str, at_ms: i64, bids: &[(&str, &str)], asks: &[(&str, &str)]) -> BookSnapshot {
@@ -41,17 +36,6 @@ fn book(token_id: &str, at_ms: i64, bids: &[(&str, &str)], asks: &[(&str, &str)]
         bids: levels(bids),
         asks: levels(asks),
         ..samples::book_snapshot()
-    }
-}
-
-fn change(token_id: &str, at_ms: i64, side: Side, price: &str, size: &str) -> PriceChange {
-    PriceChange {
-        token_id: token_id.to_owned(),
-        side,
-        price: dec(price),
-        size: dec(size),
-        timestamp_ms: at_ms,
-        ..samples::price_change()
     }
 }
 

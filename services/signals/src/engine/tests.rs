@@ -1,10 +1,9 @@
 #![allow(clippy::unwrap_used)]
 
-use std::str::FromStr as _;
-
-use polytape_model::{BookLevel, Decimal, MarketToken, Side, SignalKind, samples};
+use polytape_model::{BookLevel, Side, SignalKind, samples};
 
 use super::*;
+use crate::test_support::{dec, market, price_change, settings};
 
 /// Applies released events and judges the last instant at once, as the input going quiet
 /// would.
@@ -17,36 +16,6 @@ impl ApplyJudged for Engine {
         let mut signals = self.apply(events)?;
         signals.extend(self.judge_pending());
         Ok(signals)
-    }
-}
-
-fn dec(text: &str) -> Decimal {
-    Decimal::from_str(text).unwrap()
-}
-
-fn settings() -> EngineSettings {
-    EngineSettings {
-        new_wallet: NewWalletThresholds::default(),
-        wallet_capacity: 1_000,
-        arbitrage: ArbitrageThresholds::default(),
-        price_move: PriceMoveThresholds::default(),
-        volume_spike: VolumeSpikeThresholds::default(),
-    }
-}
-
-/// A fee-free binary market whose tokens are `<name>-yes` and `<name>-no`.
-fn market(name: &str) -> Market {
-    let token = |outcome: &str, index: i32| MarketToken {
-        token_id: format!("{name}-{outcome}"),
-        outcome: outcome.to_owned(),
-        outcome_index: index,
-        winner: None,
-    };
-    Market {
-        condition_id: format!("0x{name}"),
-        tokens: vec![token("yes", 0), token("no", 1)],
-        fees_enabled: Some(false),
-        ..samples::market()
     }
 }
 
@@ -79,14 +48,7 @@ fn snapshot(token_id: &str, at_ms: i64, asks: &[(&str, &str)]) -> SignalEvent {
 }
 
 fn ask_change(token_id: &str, at_ms: i64, price: &str, size: &str) -> SignalEvent {
-    SignalEvent::Change(PriceChange {
-        token_id: token_id.to_owned(),
-        side: Side::Sell,
-        price: dec(price),
-        size: dec(size),
-        timestamp_ms: at_ms,
-        ..samples::price_change()
-    })
+    SignalEvent::Change(price_change(token_id, at_ms, Side::Sell, price, size))
 }
 
 fn trade(

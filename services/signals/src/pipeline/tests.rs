@@ -1,50 +1,18 @@
 #![allow(clippy::unwrap_used)]
 
-use std::str::FromStr as _;
-
-use polytape_model::{BookLevel, Decimal, MarketToken, Side, SignalKind, samples};
+use polytape_model::{BookLevel, Side, SignalKind, samples};
 
 use super::*;
-use crate::{
-    arbitrage::ArbitrageThresholds, engine::EngineSettings, price_moves::PriceMoveThresholds,
-    volume_spikes::VolumeSpikeThresholds, wallets::NewWalletThresholds,
-};
-
-fn dec(text: &str) -> Decimal {
-    Decimal::from_str(text).unwrap()
-}
+use crate::test_support::{dec, market, price_change, settings};
 
 fn processor() -> Processor {
-    let settings = EngineSettings {
-        new_wallet: NewWalletThresholds::default(),
-        wallet_capacity: 1_000,
-        arbitrage: ArbitrageThresholds::default(),
-        price_move: PriceMoveThresholds::default(),
-        volume_spike: VolumeSpikeThresholds::default(),
-    };
     Processor {
-        engine: Engine::new(&settings, EngineState::default()),
+        engine: Engine::new(&settings(), EngineState::default()),
         merge: EventMerge::new(),
         positions: HashMap::new(),
         book_partitions_read: Vec::new(),
         signals: Vec::new(),
         dead: Vec::new(),
-    }
-}
-
-/// A fee-free binary market whose tokens are `<name>-yes` and `<name>-no`.
-fn market(name: &str) -> Market {
-    let token = |outcome: &str, index: i32| MarketToken {
-        token_id: format!("{name}-{outcome}"),
-        outcome: outcome.to_owned(),
-        outcome_index: index,
-        winner: None,
-    };
-    Market {
-        condition_id: format!("0x{name}"),
-        tokens: vec![token("yes", 0), token("no", 1)],
-        fees_enabled: Some(false),
-        ..samples::market()
     }
 }
 
@@ -66,14 +34,7 @@ fn snapshot(token_id: &str, at_ms: i64, bid: &str, ask: &str) -> SignalEvent {
 }
 
 fn change(token_id: &str, at_ms: i64, side: Side, price: &str, size: &str) -> SignalEvent {
-    SignalEvent::Change(PriceChange {
-        token_id: token_id.to_owned(),
-        side,
-        price: dec(price),
-        size: dec(size),
-        timestamp_ms: at_ms,
-        ..samples::price_change()
-    })
+    SignalEvent::Change(price_change(token_id, at_ms, side, price, size))
 }
 
 /// Reads `event` as the next record of `partition`, as `process` does once it is decoded.
